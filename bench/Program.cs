@@ -1,0 +1,3 @@
+using Medformer.Bench;
+
+return BenchmarkRunner.Run(args);

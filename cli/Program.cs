@@ -1,0 +1,4 @@
+using System.CommandLine;
+using Medformer.Cli;
+
+return MedformerCommand.Run(args);

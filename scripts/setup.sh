@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Installs what is missing and rebuilds what is stale; quiet when there is nothing to do.
+#   scripts/setup.sh run    what ./medformer needs: the .NET SDK and a Release build
+#   scripts/setup.sh test   what ./test.sh and bench/run need too: Debian's PyTorch (the reference) and NumPy
+set -euo pipefail
+mode=${1:-run}
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$root"
+
+say() { echo "medformer setup: $*" >&2; }
+
+apt_install() {
+  local missing=()
+  for pkg in "$@"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  if [ "$(id -u)" -ne 0 ]; then
+    say "missing Debian packages: ${missing[*]}. Install them as root: sudo apt-get install -y ${missing[*]}"
+    exit 1
+  fi
+  say "installing ${missing[*]} (apt)"
+  export DEBIAN_FRONTEND=noninteractive
+  if ! apt-get install -y -qq "${missing[@]}" >/tmp/medformer-apt.log 2>&1; then
+    apt-get update -qq >>/tmp/medformer-apt.log 2>&1 || true
+    apt-get install -y -qq "${missing[@]}" >>/tmp/medformer-apt.log 2>&1 \
+      || { say "apt-get install ${missing[*]} failed; see /tmp/medformer-apt.log"; exit 1; }
+  fi
+}
+
+if ! command -v dotnet >/dev/null 2>&1; then
+  say "the .NET SDK (10.0) is missing: install it (https://learn.microsoft.com/dotnet/core/install/linux-debian), then run this again."
+  exit 1
+fi
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+
+if [ "$mode" = test ]; then
+  apt_install python3-torch python3-numpy
+fi
+
+# Rebuild only when a source, project or build file changed since the last good build.
+stamp_file=.build/stamp-Release
+stamp=$( { find runtime model datasets pretrain heads eval tracking cli bench tests \
+             \( -name bin -o -name obj \) -prune -o -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.json' -o -name '*.props' -o -name '*.targets' \) -print0 \
+           | xargs -0 stat -c '%n %s %Y'; stat -c '%n %s %Y' Directory.Build.props Directory.Build.targets Directory.Packages.props Medformer.sln global.json; } | sort | sha1sum | cut -d' ' -f1)
+if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
+  exit 0
+fi
+mkdir -p .build
+say "building (Release)"
+if ! dotnet build Medformer.sln -c Release -nologo -v q -clp:ErrorsOnly >.build/build.log 2>&1; then
+  grep -E "error|Error" .build/build.log | sort -u | head -40 >&2
+  say "build failed; the whole log is in .build/build.log"
+  exit 1
+fi
+echo "$stamp" >"$stamp_file"
