@@ -15,12 +15,18 @@ public static class MedformerCommand
         root.Subcommands.Add(Info());
         try
         {
-            return root.Parse(args).Invoke();
+            // Our handlers below say what went wrong in one line; the default handler would print a stack trace.
+            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (TorchLoadException e)
         {
             Console.Error.WriteLine("medformer: " + e.Message);
             return 3;
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine("medformer: " + e.Message);
+            return 2;
         }
     }
 

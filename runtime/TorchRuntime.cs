@@ -17,13 +17,19 @@ public static class TorchRuntime
         lock (Gate)
         {
             if (loaded) return;
+            // Ask the dynamic loader first: when it refuses, TorchSharp would print a long probe trace to stdout and
+            // copy 600 MB of libtorch into bin/cpu before failing the same way.
+            string library = Path.Combine(NativeDirectory, NativeLibrary);
+            if (!File.Exists(library))
+                throw new TorchLoadException($"TorchSharp's native library {library} is missing: the build did not copy libtorch's native files. Rebuild with ./medformer or ./test.sh.");
+            if (DlopenError(library) is { } reason) throw new TorchLoadException(Describe(library, reason));
             try
             {
                 torch.InitializeDeviceType(DeviceType.CPU);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
-                throw new TorchLoadException(Diagnose(e));
+                throw new TorchLoadException($"TorchSharp failed to initialise although {library} loads: {e.Message.Split('\n', 2)[0].Trim()}");
             }
             loaded = true;
         }
@@ -42,36 +48,30 @@ public static class TorchRuntime
         get { EnsureLoaded(); return torch.get_num_threads(); }
     }
 
-    static string Diagnose(Exception failure)
+    static string NativeDirectory => Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory;
+
+    static string Describe(string library, string reason)
     {
-        string directory = Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory;
-        string library = Path.Combine(directory, NativeLibrary);
-        if (!File.Exists(library))
-            return $"TorchSharp's native library {library} is missing: the build did not copy libtorch's native files. Rebuild with ./medformer or ./test.sh.";
-        string? reason = DlopenError(library);
-        if (reason == null)
-            return $"TorchSharp failed to initialise although {library} loads: {FirstLine(failure.Message)}";
         string hint = reason.Contains("GLIBCXX_", StringComparison.Ordinal)
-            ? " The system's libstdc++ is older than the one TorchSharp was built with, and this copy was not patched for it; rebuild on this machine (./medformer or ./test.sh) so the build patches it."
+            ? " The system's libstdc++ is older than the one TorchSharp was built with and this copy was not patched for it: rebuild on this machine (./medformer or ./test.sh) and the build patches it."
             : reason.Contains("No such file", StringComparison.Ordinal)
-                ? " A library it depends on is missing; rebuild with ./medformer or ./test.sh."
+                ? " A library it depends on is missing: rebuild with ./medformer or ./test.sh."
                 : "";
-        return $"Cannot load TorchSharp's native library {library}: {reason}.{hint}";
+        return $"cannot load TorchSharp's native library {library}: {reason}.{hint}";
     }
 
-    static string FirstLine(string text) => text.Split('\n', 2)[0].Trim();
-
-    /// <summary>The dynamic loader's own reason for refusing a library, or null when it loads.</summary>
+    /// <summary>The dynamic loader's own reason for refusing a library, or null when it loaded it.</summary>
     internal static string? DlopenError(string path)
     {
         try
         {
-            System.Runtime.InteropServices.NativeLibrary.Free(System.Runtime.InteropServices.NativeLibrary.Load(path));
+            System.Runtime.InteropServices.NativeLibrary.Load(path);  // stays loaded: TorchSharp loads it next
             return null;
         }
         catch (DllNotFoundException e)
         {
-            return e.Message;
+            // .NET wraps dlerror()'s text in advice about strace and LD_DEBUG; the loader's reason is the last line.
+            return e.Message.Split('\n', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries)[^1];
         }
         catch (BadImageFormatException e)
         {
