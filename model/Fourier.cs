@@ -1,0 +1,36 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Medformer;
+
+/// <summary>
+/// Perceiver's Fourier position features: for coordinates x in [-1, 1] on each axis, [x, sin(πfx), cos(πfx)] with
+/// frequencies f spaced linearly from 1 to the grid's Nyquist frequency (size / 2) on that axis.
+/// </summary>
+public static class Fourier
+{
+    /// <summary>Feature width for <paramref name="axes"/> spatial axes and <paramref name="bands"/> bands.</summary>
+    public static int Width(int axes, int bands) => axes * (2 * bands + 1);
+
+    /// <summary>Features of the cell centres of a grid of <paramref name="grid"/> cells: [prod(grid), Width].</summary>
+    public static Tensor GridFeatures(long[] grid, int bands, Device? device = null)
+    {
+        using var scope = NewDisposeScope();
+        // Cell centres in [-1, 1]: the same physical point has the same coordinate at every resolution.
+        var axes = grid.Select(n => linspace(-1.0 + 1.0 / n, 1.0 - 1.0 / n, n, dtype: ScalarType.Float32, device: device)).ToArray();
+        var mesh = meshgrid(axes, indexing: "ij");
+        var positions = stack(mesh.Select(m => m.flatten()).ToArray(), dim: -1);  // [P, axes]
+        var nyquist = tensor(grid.Select(n => Math.Max(n / 2.0, 1.0)).ToArray(), dtype: ScalarType.Float32, device: device);
+        return scope.MoveToOuter(Features(positions, nyquist, bands));
+    }
+
+    /// <summary>[P, axes] positions in [-1, 1], [axes] max frequencies → [P, axes·(2·bands + 1)].</summary>
+    public static Tensor Features(Tensor positions, Tensor maxFrequency, int bands)
+    {
+        using var scope = NewDisposeScope();
+        var steps = linspace(0.0, 1.0, bands, dtype: ScalarType.Float32, device: positions.device);  // [bands]
+        var frequencies = 1.0f + steps.unsqueeze(0) * (maxFrequency.unsqueeze(1) - 1.0f);            // [axes, bands]
+        var angles = (Math.PI * positions.unsqueeze(-1) * frequencies).flatten(1);                    // [P, axes·bands]
+        return scope.MoveToOuter(cat([positions, angles.sin(), angles.cos()], dim: -1));
+    }
+}
