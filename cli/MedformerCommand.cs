@@ -44,26 +44,68 @@ public static class MedformerCommand
     static Command Info()
     {
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
-        var command = new Command("info", "What this build and machine offer: TorchSharp, libtorch, devices, threads, precision.");
+        var config = new Option<string?>("--config") { Description = "A preset (tiny, small, base, large) or a config.json: report its parameters and FLOPs." };
+        var input = new Option<string>("--input") { Description = "Input size for the FLOP count: HxW or DxHxW.", DefaultValueFactory = _ => "28x28" };
+        var queries = new Option<long>("--queries") { Description = "Decoder queries per sample for the FLOP count.", DefaultValueFactory = _ => 0 };
+        var command = new Command("info", "What this build and machine offer, or with --config, a model's parameters and FLOPs.");
         command.Options.Add(json);
+        command.Options.Add(config);
+        command.Options.Add(input);
+        command.Options.Add(queries);
         command.SetAction(parse =>
         {
             TorchRuntime.EnsureLoaded();
-            var info = new Dictionary<string, object>
-            {
-                ["torchsharp"] = typeof(torch).Assembly.GetName().Version?.ToString(3) ?? "?",
-                ["cuda_available"] = torch.cuda.is_available(),
-                ["cuda_devices"] = torch.cuda.is_available() ? torch.cuda.device_count() : 0,
-                ["threads"] = TorchRuntime.Threads,
-                ["cpu"] = CpuFeatures.ModelName,
-                ["cpu_bf16"] = CpuFeatures.HasFastBf16,
-            };
+            var info = parse.GetValue(config) is { } name
+                ? ModelInfo(name, ParseSize(parse.GetValue(input)!), parse.GetValue(queries))
+                : RuntimeInfo();
             if (parse.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(info));
             else
-                foreach (var (key, value) in info) Console.WriteLine($"{key,-15} {value}");
+                foreach (var (key, value) in info) Console.WriteLine($"{key,-24} {value}");
             return 0;
         });
         return command;
+    }
+
+    static Dictionary<string, object> RuntimeInfo() => new()
+    {
+        ["torchsharp"] = typeof(torch).Assembly.GetName().Version?.ToString(3) ?? "?",
+        ["cuda_available"] = torch.cuda.is_available(),
+        ["cuda_devices"] = torch.cuda.is_available() ? torch.cuda.device_count() : 0,
+        ["threads"] = TorchRuntime.Threads,
+        ["cpu"] = CpuFeatures.ModelName,
+        ["cpu_bf16"] = CpuFeatures.HasFastBf16,
+    };
+
+    static Dictionary<string, object> ModelInfo(string name, long[] size, long queries)
+    {
+        var config = MedformerConfig.Resolve(name);
+        using var model = new global::Medformer.Medformer(config);
+        var flops = ModelFlops.Forward(config, size, queries);
+        return new()
+        {
+            ["config"] = name,
+            ["parameters"] = model.ParameterCount(),
+            ["input"] = string.Join('x', size),
+            ["tokens"] = flops.Tokens,
+            ["latents"] = flops.Latents,
+            ["queries"] = flops.Queries,
+            ["forward_flops"] = flops.Total,
+            ["forward_flops_tokenizer"] = flops.Tokenizer,
+            ["forward_flops_encoder_cross_attention"] = flops.EncoderCrossAttention,
+            ["forward_flops_self_attention"] = flops.SelfAttention,
+            ["forward_flops_decoder"] = flops.Decoder,
+        };
+    }
+
+    static long[] ParseSize(string text)
+    {
+        var parts = text.Split('x');
+        var size = new long[parts.Length];
+        for (int i = 0; i < parts.Length; i++)
+            if (!long.TryParse(parts[i], out size[i]) || size[i] <= 0)
+                throw new ArgumentException($"--input '{text}': expected HxW or DxHxW with positive integers, as 28x28 or 64x64x64.");
+        if (size.Length is not (2 or 3)) throw new ArgumentException($"--input '{text}': expected HxW or DxHxW.");
+        return size;
     }
 }

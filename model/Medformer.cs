@@ -66,7 +66,7 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
     }
 
     /// <summary>[B,C,H,W] or [B,C,D,H,W] → tokens [B,T,d] (patch embedding + Fourier features of patch centres).</summary>
-    public Tensor Tokenize(Tensor images) => Dimensionality(images) == "2d" ? tokenizer_2d.forward(images) : tokenizer_3d.forward(images);
+    public Tensor Tokenize(Tensor images) => Dimensionality(images) == "2d" ? tokenizer_2d.call(images) : tokenizer_3d.call(images);
 
     /// <summary>Token grid of an input shape ([H/p, W/p] or [D/p, H/p, W/p]).</summary>
     public long[] TokenGrid(long[] imageShape) => (imageShape.Length == 4 ? tokenizer_2d : tokenizer_3d).Grid(imageShape);
@@ -78,10 +78,10 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
         if (tokens.shape[0] != keys.Count)
             throw new ArgumentException($"{keys.Count} latent keys for a batch of {tokens.shape[0]}");
         var z = latents.Select(keys, dimensionality);  // [B,N,d]
-        z = encoder.forward(z, tokens);
+        z = encoder.call(z, tokens);
         for (int r = 0; r < Config.Repeats; r++)
-            foreach (var block in blocks) z = block.forward(z);
-        return scope.MoveToOuter(ln_f.forward(z));
+            foreach (var block in blocks) z = block.call(z);
+        return scope.MoveToOuter(ln_f.call(z));
     }
 
     /// <summary>queries [B|1,Q,d] read latents [B,N,d] → [B,Q,d], <see cref="MedformerConfig.QueryChunk"/> queries at a time.</summary>
@@ -90,10 +90,10 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
         using var scope = NewDisposeScope();
         long batch = latentArray.shape[0], count = queries.shape[1];
         if (queries.shape[0] == 1 && batch > 1) queries = queries.expand(batch, -1, -1);
-        if (count <= Config.QueryChunk) return scope.MoveToOuter(decoder.forward(queries, latentArray));
+        if (count <= Config.QueryChunk) return scope.MoveToOuter(decoder.call(queries, latentArray));
         var chunks = new List<Tensor>();
         for (long start = 0; start < count; start += Config.QueryChunk)
-            chunks.Add(decoder.forward(queries.narrow(1, start, Math.Min(Config.QueryChunk, count - start)), latentArray));
+            chunks.Add(decoder.call(queries.narrow(1, start, Math.Min(Config.QueryChunk, count - start)), latentArray));
         return scope.MoveToOuter(cat(chunks, dim: 1));
     }
 
@@ -107,7 +107,7 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
             throw new ArgumentException($"output size [{string.Join(", ", outputSize)}] must be 2 or 3 positive extents");
         using var scope = NewDisposeScope();
         var features = Fourier.GridFeatures(outputSize, Config.FourierBands, query_pos_2d.weight!.device);
-        var queries = (outputSize.Length == 2 ? query_pos_2d : query_pos_3d).forward(features.to(query_pos_2d.weight!.dtype));
+        var queries = (outputSize.Length == 2 ? query_pos_2d : query_pos_3d).call(features.to(query_pos_2d.weight!.dtype));
         return scope.MoveToOuter(queries.unsqueeze(0));
     }
 
@@ -175,9 +175,9 @@ internal sealed class PatchTokenizer : nn.Module<Tensor, Tensor>
             if (c != 1) throw new ArgumentException($"input has {c} channels; the model takes 1 or {channels}");
             x = x.expand([x.shape[0], channels, .. x.shape[2..]]);
         }
-        var tokens = proj.forward(x).flatten(2).transpose(1, 2);                 // [B,T,d]
+        var tokens = proj.call(x).flatten(2).transpose(1, 2);                 // [B,T,d]
         var positions = Fourier.GridFeatures(grid, bands, x.device).to(tokens.dtype); // [T,F]
-        return scope.MoveToOuter(tokens + pos_proj.forward(positions));          // [B,T,d] + [T,d]
+        return scope.MoveToOuter(tokens + pos_proj.call(positions));          // [B,T,d] + [T,d]
     }
 }
 
@@ -269,10 +269,10 @@ internal sealed class Attention : nn.Module<Tensor, Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], m = context.shape[1], d = x.shape[2];
-        var query = q.forward(x).view(b, n, heads, d / heads).transpose(1, 2);             // [B,h,N,dh]
-        var keyValue = kv.forward(context).view(b, m, 2, heads, d / heads).permute(2, 0, 3, 1, 4);
+        var query = q.call(x).view(b, n, heads, d / heads).transpose(1, 2);             // [B,h,N,dh]
+        var keyValue = kv.call(context).view(b, m, 2, heads, d / heads).permute(2, 0, 3, 1, 4);
         var y = F.scaled_dot_product_attention(query, keyValue[0], keyValue[1], p: training ? dropout : 0.0); // [B,h,N,dh]
-        return scope.MoveToOuter(proj.forward(y.transpose(1, 2).reshape(b, n, d)));
+        return scope.MoveToOuter(proj.call(y.transpose(1, 2).reshape(b, n, d)));
     }
 }
 
@@ -297,9 +297,9 @@ internal sealed class SelfAttention : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = x.shape[0], n = x.shape[1], d = x.shape[2];
-        var parts = qkv.forward(x).view(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4); // [3,B,h,N,dh]
+        var parts = qkv.call(x).view(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4); // [3,B,h,N,dh]
         var y = F.scaled_dot_product_attention(parts[0], parts[1], parts[2], p: training ? dropout : 0.0);
-        return scope.MoveToOuter(proj.forward(y.transpose(1, 2).reshape(b, n, d)));
+        return scope.MoveToOuter(proj.call(y.transpose(1, 2).reshape(b, n, d)));
     }
 }
 
@@ -321,7 +321,7 @@ internal sealed class Mlp : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        var y = fc2.forward(F.gelu(fc1.forward(x)));
+        var y = fc2.call(F.gelu(fc1.call(x)));
         return scope.MoveToOuter(dropout > 0 ? F.dropout(y, dropout, training) : y);
     }
 }
@@ -348,8 +348,8 @@ internal sealed class SelfAttentionBlock : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor x)
     {
         using var scope = NewDisposeScope();
-        x = x + DropPath.Apply(attn.forward(ln_1.forward(x)), dropPath, training);
-        x = x + DropPath.Apply(mlp.forward(ln_2.forward(x)), dropPath, training);
+        x = x + DropPath.Apply(attn.call(ln_1.call(x)), dropPath, training);
+        x = x + DropPath.Apply(mlp.call(ln_2.call(x)), dropPath, training);
         return scope.MoveToOuter(x);
     }
 }
@@ -376,8 +376,8 @@ internal sealed class CrossAttentionBlock : nn.Module<Tensor, Tensor, Tensor>
     public override Tensor forward(Tensor x, Tensor context)
     {
         using var scope = NewDisposeScope();
-        x = x + attn.forward(ln_q.forward(x), ln_kv.forward(context));
-        x = x + mlp.forward(ln_2.forward(x));
+        x = x + attn.call(ln_q.call(x), ln_kv.call(context));
+        x = x + mlp.call(ln_2.call(x));
         return scope.MoveToOuter(x);
     }
 }
