@@ -1,0 +1,94 @@
+using System.Text.Json;
+using Medformer.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Medformer;
+
+/// <summary>
+/// A model checkpoint folder, as Hugging Face users expect: <c>config.json</c> and <c>model.safetensors</c> with
+/// PyTorch-style dotted keys. Written whole or not at all: into a temporary sibling folder, fsynced, then renamed.
+/// </summary>
+public static class Checkpoint
+{
+    public const string ConfigFile = "config.json";
+    public const string WeightsFile = "model.safetensors";
+
+    /// <summary>Writes the model's config and weights to <paramref name="directory"/>, replacing what was there.</summary>
+    public static void Save(Medformer model, string directory, IReadOnlyDictionary<string, string>? metadata = null)
+    {
+        AtomicDirectory.Write(directory, staging =>
+        {
+            File.WriteAllText(Path.Combine(staging, ConfigFile), model.Config.ToJson());
+            using var scope = NewDisposeScope();
+            var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu());
+            var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["format"] = "pt" };
+            Safetensors.Save(weights, Path.Combine(staging, WeightsFile), meta);
+        });
+    }
+
+    /// <summary>The config stored in a checkpoint folder.</summary>
+    public static MedformerConfig ReadConfig(string directory)
+    {
+        string path = Path.Combine(RequireDirectory(directory), ConfigFile);
+        if (!File.Exists(path)) throw new InvalidDataException($"{directory}: not a Medformer checkpoint (no {ConfigFile})");
+        return MedformerConfig.Load(path);
+    }
+
+    /// <summary>A model built from the checkpoint's config with its weights.</summary>
+    public static Medformer Load(string directory, Device? device = null)
+    {
+        var model = new Medformer(ReadConfig(directory));
+        try
+        {
+            LoadWeights(model, directory);
+            if (device is not null) model.to(device);
+            return model;
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>
+    /// Loads a checkpoint's weights into <paramref name="model"/>, whose bank vocabularies may be a superset of the
+    /// checkpoint's: banks the checkpoint lacks keep their initialisation and are returned. Anything else missing,
+    /// an unknown key or a shape that differs is an error naming the key.
+    /// </summary>
+    public static IReadOnlyList<string> LoadWeights(Medformer model, string directory)
+    {
+        string path = Path.Combine(RequireDirectory(directory), WeightsFile);
+        if (!File.Exists(path)) throw new InvalidDataException($"{directory}: not a Medformer checkpoint (no {WeightsFile})");
+        var stored = Safetensors.Load(path);
+        try
+        {
+            var own = model.state_dict();
+            foreach (var (key, tensor) in stored)
+            {
+                if (!own.TryGetValue(key, out var target))
+                    throw new InvalidDataException($"{path}: key '{key}' is not in this model: a checkpoint of another model or config");
+                if (!target.shape.SequenceEqual(tensor.shape))
+                    throw new InvalidDataException($"{path}: '{key}' is [{string.Join(", ", tensor.shape)}] in the checkpoint but [{string.Join(", ", target.shape)}] in the model");
+            }
+            var missing = own.Keys.Where(k => !stored.ContainsKey(k)).ToList();
+            var notBanks = missing.Where(k => !IsBank(k)).ToList();
+            if (notBanks.Count > 0)
+                throw new InvalidDataException($"{path}: the checkpoint lacks {notBanks.Count} weight(s) of this model, e.g. '{notBanks[0]}'");
+            using (torch.no_grad())
+                foreach (var (key, tensor) in stored) own[key].copy_(tensor);
+            return missing;
+        }
+        finally
+        {
+            foreach (var tensor in stored.Values) tensor.Dispose();
+        }
+    }
+
+    // A bank that a newer vocabulary added: latents.<kind>.<name> (not the general latents).
+    static bool IsBank(string key) => key.StartsWith("latents.", StringComparison.Ordinal) && key.Count(c => c == '.') == 2;
+
+    static string RequireDirectory(string directory) =>
+        Directory.Exists(directory) ? directory : throw new DirectoryNotFoundException($"{directory}: no such checkpoint folder");
+}
