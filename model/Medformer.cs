@@ -11,6 +11,7 @@
 //
 // Names follow the Perceiver IO paper and PyTorch's conventions, so state_dict keys read as a PyTorch user expects
 // (blocks.0.attn.qkv.weight, latents.organ.brain, ...).
+using Medformer.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -127,7 +128,7 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
         {
             if (module is Linear linear)
             {
-                nn.init.trunc_normal_(linear.weight!, std: 0.02);
+                Init.trunc_normal_(linear.weight!, std: 0.02);
                 if (linear.bias is not null) nn.init.zeros_(linear.bias);
             }
         }
@@ -216,7 +217,7 @@ internal sealed class LatentBanks : nn.Module
     {
         using var noGrad = torch.no_grad();
         var values = empty(count, config.Dim);
-        nn.init.trunc_normal_(values, std: 0.02);
+        Init.trunc_normal_(values, std: 0.02);
         return new Parameter(values);
     }
 
