@@ -2,21 +2,57 @@ using Medformer.Runtime;
 
 namespace Medformer.Bench;
 
-/// <summary>Dispatches <c>bench/run NAME</c> to one benchmark.</summary>
+/// <summary>
+/// <c>bench/run NAME [--threads N]</c>: runs one benchmark against the PyTorch reference in the same run, prints a
+/// table and, last, one JSON line. A benchmark is a function from options to a report, registered here.
+/// </summary>
 public static class BenchmarkRunner
 {
-    static readonly Dictionary<string, Func<string[], int>> Benchmarks = new(StringComparer.Ordinal)
+    static readonly Dictionary<string, (string Description, Func<BenchOptions, BenchReport> Run)> Benchmarks = new(StringComparer.Ordinal)
     {
+        ["runtime"] = ("GEMM rates, per-op overhead, and a transformer block's training step (fp32, bf16)", RuntimeBenchmark.Run),
+
     };
 
     public static int Run(string[] args)
     {
-        if (args.Length == 0 || !Benchmarks.TryGetValue(args[0], out var benchmark))
+        if (args.Length == 0 || args[0] is "-h" or "--help" || !Benchmarks.TryGetValue(args[0], out var benchmark))
         {
-            Console.Error.WriteLine("usage: bench/run NAME [options]; NAME is one of: " + string.Join(", ", Benchmarks.Keys.Order()));
+            Console.Error.WriteLine("usage: bench/run NAME [--threads N]");
+            foreach (var (name, (description, _)) in Benchmarks) Console.Error.WriteLine($"  {name,-10} {description}");
+            return args.Length == 0 || args[0] is "-h" or "--help" ? 0 : 2;
+        }
+        BenchOptions options;
+        try
+        {
+            options = BenchOptions.Parse(args[1..]);
+        }
+        catch (ArgumentException e)
+        {
+            Console.Error.WriteLine("bench/run: " + e.Message);
             return 2;
         }
         TorchRuntime.EnsureLoaded();
-        return benchmark(args[1..]);
+        TorchRuntime.SetThreads(options.Threads);
+        Console.WriteLine($"{args[0]}: {CpuFeatures.ModelName}, {options.Threads} thread(s), TorchSharp 0.107.0 (libtorch 2.10) vs Debian PyTorch 1.13");
+        var report = benchmark.Run(options);
+        report.Extra("threads", options.Threads);
+        report.Extra("cpu", CpuFeatures.ModelName);
+        report.Print(Console.Out);
+        return 0;
+    }
+}
+
+public sealed record BenchOptions(int Threads)
+{
+    public static BenchOptions Parse(string[] args)
+    {
+        int threads = Environment.ProcessorCount;
+        for (int i = 0; i < args.Length; i++)
+        {
+            if (args[i] == "--threads" && i + 1 < args.Length && int.TryParse(args[i + 1], out threads) && threads > 0) i++;
+            else throw new ArgumentException($"unknown or malformed option '{args[i]}' (expected --threads N)");
+        }
+        return new BenchOptions(threads);
     }
 }
