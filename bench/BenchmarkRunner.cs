@@ -11,6 +11,7 @@ public static class BenchmarkRunner
     static readonly Dictionary<string, (string Description, Func<BenchOptions, BenchReport> Run)> Benchmarks = new(StringComparer.Ordinal)
     {
         ["runtime"] = ("GEMM rates, per-op overhead, and a transformer block's training step (fp32, bf16)", RuntimeBenchmark.Run),
+        ["model"] = ("Medformer small: training-step throughput (fp32, bf16), model-FLOP utilisation, memory", ModelBenchmark.Run),
 
     };
 

@@ -52,6 +52,8 @@ public sealed class MixedPrecision : IDisposable
     /// </summary>
     public static MixedPrecision Create(nn.Module model, Precision precision, Device device, Action<string>? notice = null, bool? cpuHasFastBf16 = null)
     {
+        if (!model.parameters().Any())
+            throw new ArgumentException($"the precision policy was given a {model.GetType().Name} with no registered parameters (a container that did not register its modules?)");
         Precision effective = precision;
         if (precision == Precision.Bf16 && device.type == DeviceType.CPU && !(cpuHasFastBf16 ?? CpuFeatures.HasFastBf16))
         {

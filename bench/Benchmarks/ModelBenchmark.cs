@@ -1,0 +1,107 @@
+using Medformer.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+using F = TorchSharp.torch.nn.functional;
+
+namespace Medformer.Bench;
+
+/// <summary>
+/// <c>bench/run model</c>: training steps of Medformer <c>small</c> (batch 64, 28×28, AdamW, a linear head on the
+/// mean latent with cross-entropy) in fp32 and bf16, next to the PyTorch twin (reference/model.py) in fp32 on
+/// the same threads; model-FLOP utilisation against the GEMM rates measured in the same run; resident memory.
+/// </summary>
+public static class ModelBenchmark
+{
+    const int Batch = 64, Size = 28, Classes = 10, Steps = 8;
+    static readonly string[] Organs = ["chest", "brain", "blood", "skin"];
+
+    public static BenchReport Run(BenchOptions options)
+    {
+        var config = MedformerConfig.Small;
+        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
+        File.WriteAllText(configFile, config.ToJson());
+        var reference = PythonReference.Run("model.py", "--threads", options.Threads.ToString(), "--config", configFile,
+            "--batch", Batch.ToString(), "--size", Size.ToString(), "--steps", Steps.ToString());
+        File.Delete(configFile);
+
+        double stepFlops = 3 * ModelFlops.Forward(config, [Size, Size]).Total * Batch;  // forward + backward ≈ 3 × forward
+        double fp32Gemm = GemmRate(ScalarType.Float32), bf16Gemm = GemmRate(ScalarType.BFloat16);
+        var (fp32, fp32Steady, parameters) = TimeSteps(config, Precision.Fp32);
+        var (bf16, bf16Steady, _) = TimeSteps(config, Precision.Bf16);
+        double twin = reference.GetProperty("step_s").GetDouble();
+
+        var report = new BenchReport("model");
+        var headline = report.Add(new BenchRow("small step fp32", Batch / fp32.Median, Batch / twin, "samples/s"));
+        report.Add(new BenchRow("small step bf16", Batch / bf16.Median, Batch / twin, "samples/s"));
+        report.Headline(headline);
+        report.Extra("parameters", parameters);
+        report.Extra("step_gflop", Math.Round(stepFlops / 1e9, 2));
+        report.Extra("fp32_gemm_gflops", Math.Round(fp32Gemm));
+        report.Extra("bf16_gemm_gflops", Math.Round(bf16Gemm));
+        report.Extra("mfu_fp32_of_fp32_gemm", Math.Round(stepFlops / fp32.Median / 1e9 / fp32Gemm, 3));
+        report.Extra("mfu_bf16_of_bf16_gemm", Math.Round(stepFlops / bf16.Median / 1e9 / bf16Gemm, 3));
+        report.Extra("twin_mfu_fp32_of_our_fp32_gemm", Math.Round(stepFlops / twin / 1e9 / fp32Gemm, 3));
+        report.Extra("bf16_over_twin_fp32", Math.Round(twin / bf16.Median, 2));
+        report.Extra("steady_rss_growth_mib_fp32", Math.Round(fp32Steady, 1));
+        report.Extra("steady_rss_growth_mib_bf16", Math.Round(bf16Steady, 1));
+        report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
+        report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
+        return report;
+    }
+
+    /// <summary>Step timing, and how much resident memory grew between the first and the second half of the steps.</summary>
+    static (Timing Timing, double SteadyGrowthMiB, long Parameters) TimeSteps(MedformerConfig config, Precision precision)
+    {
+        Seeding.SeedEverything(0);
+        using var classifier = new Classifier(config, Classes);
+        using var policy = MixedPrecision.Create(classifier, precision, CPU, cpuHasFastBf16: true);
+        using var optimizer = optim.AdamW(policy.MasterParameters, lr: 1e-4);
+        using var images = randn(Batch, 1, Size, Size);
+        using var input = policy.Cast(images);
+        using var labels = randint(0, Classes, [Batch]);
+        var keys = Enumerable.Range(0, Batch).Select(i => new LatentKey(Organs[i % Organs.Length], "other", "classification")).ToArray();
+        void Step() => Scope.Run(() =>
+        {
+            var logits = classifier.forward(input, keys);
+            policy.Backward(MixedPrecision.Loss(logits, labels, (o, t) => F.cross_entropy(o, t.to(ScalarType.Int64))));
+            policy.Step(optimizer);
+            policy.ZeroGrad(optimizer);
+        });
+        var timing = Timing.Measure(Step, warmup: 3, repeats: Steps);
+        double before = Resident.CurrentMiB;
+        for (int i = 0; i < Steps; i++) Step();
+        return (timing, Resident.CurrentMiB - before, classifier.Model.ParameterCount());
+    }
+
+    /// <summary>Medformer and a linear head on the mean latent (twin: the head in reference/model.py).</summary>
+    sealed class Classifier : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tensor>
+    {
+        private readonly global::Medformer.Medformer model;
+        private readonly Linear head;
+
+        public Classifier(MedformerConfig config, int classes) : base(nameof(Classifier))
+        {
+            model = new global::Medformer.Medformer(config);
+            head = nn.Linear(config.Dim, classes);
+            RegisterComponents();
+        }
+
+        public global::Medformer.Medformer Model => model;
+
+        public override Tensor forward(Tensor images, IReadOnlyList<LatentKey> keys)
+        {
+            using var scope = NewDisposeScope();
+            return scope.MoveToOuter(head.call(model.forward(images, keys).mean([1])));
+        }
+    }
+
+    static double GemmRate(ScalarType dtype)
+    {
+        const int n = 2048;
+        using var a = randn(n, n).to(dtype);
+        using var b = randn(n, n).to(dtype);
+        var timing = Timing.Measure(() => { using var c = a.mm(b); }, warmup: 2, repeats: 7);
+        return 2.0 * n * n * n / timing.Median / 1e9;
+    }
+}
