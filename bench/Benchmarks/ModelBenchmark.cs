@@ -26,7 +26,7 @@ public static class ModelBenchmark
         File.Delete(configFile);
 
         double stepFlops = 3 * ModelFlops.Forward(config, [Size, Size]).Total * Batch;  // forward + backward ≈ 3 × forward
-        double fp32Gemm = GemmRate(ScalarType.Float32), bf16Gemm = GemmRate(ScalarType.BFloat16);
+        double fp32Gemm = RuntimeBenchmark.GemmRate(ScalarType.Float32), bf16Gemm = RuntimeBenchmark.GemmRate(ScalarType.BFloat16);
         var (fp32, fp32Steady, parameters) = TimeSteps(config, Precision.Fp32);
         var (bf16, bf16Steady, _) = TimeSteps(config, Precision.Bf16);
         double twin = reference.GetProperty("step_s").GetDouble();
@@ -94,14 +94,5 @@ public static class ModelBenchmark
             using var scope = NewDisposeScope();
             return scope.MoveToOuter(head.call(model.forward(images, keys).mean([1])));
         }
-    }
-
-    static double GemmRate(ScalarType dtype)
-    {
-        const int n = 2048;
-        using var a = randn(n, n).to(dtype);
-        using var b = randn(n, n).to(dtype);
-        var timing = Timing.Measure(() => { using var c = a.mm(b); }, warmup: 2, repeats: 7);
-        return 2.0 * n * n * n / timing.Median / 1e9;
     }
 }

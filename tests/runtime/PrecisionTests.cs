@@ -1,46 +1,11 @@
+using Medformer.Bench;
 using Medformer.Runtime;
 using TorchSharp;
-using TorchSharp.Modules;
 using Xunit;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
 namespace Medformer.Tests.Runtime;
-
-/// <summary>A pre-norm transformer block: LayerNorm → self-attention → residual → LayerNorm → MLP → residual.</summary>
-sealed class TestBlock : nn.Module<Tensor, Tensor>
-{
-    private readonly LayerNorm ln_1;
-    private readonly Linear qkv;
-    private readonly Linear proj;
-    private readonly LayerNorm ln_2;
-    private readonly Linear fc1;
-    private readonly Linear fc2;
-    private readonly int heads;
-
-    public TestBlock(int dim, int heads) : base(nameof(TestBlock))
-    {
-        this.heads = heads;
-        ln_1 = nn.LayerNorm(dim);
-        qkv = nn.Linear(dim, 3 * dim);
-        proj = nn.Linear(dim, dim);
-        ln_2 = nn.LayerNorm(dim);
-        fc1 = nn.Linear(dim, 4 * dim);
-        fc2 = nn.Linear(4 * dim, dim);
-        RegisterComponents();
-    }
-
-    public override Tensor forward(Tensor x)
-    {
-        using var scope = NewDisposeScope();
-        long b = x.shape[0], n = x.shape[1], d = x.shape[2];
-        var parts = qkv.call(ln_1.call(x)).view(b, n, 3, heads, d / heads).permute(2, 0, 3, 1, 4);
-        var y = F.scaled_dot_product_attention(parts[0], parts[1], parts[2]).transpose(1, 2).reshape(b, n, d);
-        x = x + proj.call(y);
-        x = x + fc2.call(F.gelu(fc1.call(ln_2.call(x))));
-        return scope.MoveToOuter(x);
-    }
-}
 
 public sealed class PrecisionTests
 {
@@ -63,8 +28,8 @@ public sealed class PrecisionTests
     public void Bf16OutputsAndGradientsAgreeWithFp32()
     {
         Seeding.SeedEverything(2);
-        using var reference = new TestBlock(64, 4);
-        using var mixed = new TestBlock(64, 4);
+        using var reference = new TransformerBlock(64, 4);
+        using var mixed = new TransformerBlock(64, 4);
         mixed.load_state_dict(reference.state_dict());
         using var policy = MixedPrecision.Create(mixed, Precision.Bf16, Cpu, cpuHasFastBf16: true);
         using var scope = NewDisposeScope();
@@ -94,7 +59,7 @@ public sealed class PrecisionTests
     [Fact]
     public void MastersStayFp32AndNormsStayFp32()
     {
-        using var block = new TestBlock(32, 2);
+        using var block = new TransformerBlock(32, 2);
         using var policy = MixedPrecision.Create(block, Precision.Bf16, Cpu, cpuHasFastBf16: true);
         using var optimizer = optim.AdamW(policy.MasterParameters, lr: 1e-3);
         for (int step = 0; step < 3; step++)
@@ -125,7 +90,7 @@ public sealed class PrecisionTests
         double[] Train(Precision precision)
         {
             Seeding.SeedEverything(4);
-            using var block = new TestBlock(32, 2);
+            using var block = new TransformerBlock(32, 2);
             using var policy = MixedPrecision.Create(block, precision, Cpu, cpuHasFastBf16: true);
             using var optimizer = optim.AdamW(policy.MasterParameters, lr: 3e-3);
             using var x = randn(16, 8, 32);
@@ -151,7 +116,7 @@ public sealed class PrecisionTests
     [Fact]
     public void Fp32IsAPassThrough()
     {
-        using var block = new TestBlock(32, 2);
+        using var block = new TransformerBlock(32, 2);
         var before = block.parameters().ToList();
         using var policy = MixedPrecision.Create(block, Precision.Fp32, Cpu);
         Assert.Equal(before.Select(p => p.Handle), policy.MasterParameters.Select(p => p.Handle));
@@ -161,7 +126,7 @@ public sealed class PrecisionTests
     [Fact]
     public void Bf16WithoutHardwareSupportFallsBackWithANotice()
     {
-        using var block = new TestBlock(32, 2);
+        using var block = new TransformerBlock(32, 2);
         var notices = new List<string>();
         using var policy = MixedPrecision.Create(block, Precision.Bf16, Cpu, notices.Add, cpuHasFastBf16: false);
         Assert.Equal(Precision.Fp32, policy.Effective);
@@ -172,7 +137,7 @@ public sealed class PrecisionTests
     [Fact]
     public void Fp16OnCpuIsRefused()
     {
-        using var block = new TestBlock(32, 2);
+        using var block = new TransformerBlock(32, 2);
         var e = Assert.Throws<ArgumentException>(() => MixedPrecision.Create(block, Precision.Fp16, Cpu));
         Assert.Contains("CUDA", e.Message);
     }
@@ -194,7 +159,7 @@ public sealed class PrecisionTests
     [Fact]
     public void MemoryStaysFlatUnderBf16()
     {
-        using var block = new TestBlock(32, 2);
+        using var block = new TransformerBlock(32, 2);
         using var policy = MixedPrecision.Create(block, Precision.Bf16, Cpu, cpuHasFastBf16: true);
         using var optimizer = optim.AdamW(policy.MasterParameters, lr: 1e-3);
         using var x = randn(4, 8, 32);
