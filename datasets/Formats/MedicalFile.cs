@@ -1,0 +1,36 @@
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Medformer.Datasets.Formats;
+
+/// <summary>
+/// Reads any medical file we know by its name: NIfTI (.nii, .nii.gz, .hdr/.img), DICOM (a .dcm file, or a folder
+/// holding one series), NumPy (.npy). The one entry point for corpora and for <c>medformer inspect</c>.
+/// </summary>
+public static class MedicalFile
+{
+    public static MedicalVolume Read(string path)
+    {
+        if (Directory.Exists(path)) throw new NotSupportedException($"{path}: a folder, and no DICOM reader is built in yet");
+        if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
+        string name = Path.GetFileName(path).ToLowerInvariant();
+        if (name.EndsWith(".npy", StringComparison.Ordinal)) return ReadNpy(path);
+        throw new NotSupportedException($"{path}: unknown file type (expected .nii, .nii.gz, .hdr, .dcm, .npy or a DICOM folder)");
+    }
+
+    static MedicalVolume ReadNpy(string path)
+    {
+        var header = Npy.ReadHeader(path);
+        var voxels = Npy.Read(path);
+        int spatial = Math.Min(3, (int)voxels.dim());
+        var affine = new double[4, 4];
+        for (int i = 0; i < 4; i++) affine[i, i] = 1;
+        return new MedicalVolume(voxels, [.. Enumerable.Repeat(1.0, spatial)], affine, "voxel", header.Dtype, path,
+        [
+            new("format", "NumPy .npy"),
+            new("dtype", header.Dtype),
+            new("shape", $"({string.Join(", ", header.Shape)})"),
+            new("fortran_order", header.FortranOrder ? "True" : "False"),
+        ]);
+    }
+}
