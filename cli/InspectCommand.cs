@@ -1,0 +1,94 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using Medformer.Datasets.Formats;
+using Medformer.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Medformer.Cli;
+
+/// <summary><c>medformer inspect FILE [--json]</c>: a medical file's header, geometry and voxel statistics, as nib-ls or dcmdump tell.</summary>
+static class InspectCommand
+{
+    public static Command Create()
+    {
+        var file = new Argument<string>("FILE") { Description = "A NIfTI (.nii, .nii.gz, .hdr), DICOM (.dcm or a series folder) or .npy file." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object." };
+        var command = new Command("inspect", "Show a medical file's header, shape, spacing, dtype and voxel statistics.");
+        command.Arguments.Add(file);
+        command.Options.Add(json);
+        command.SetAction(parse =>
+        {
+            TorchRuntime.EnsureLoaded();
+            string path = parse.GetValue(file)!;
+            MedicalVolume volume;
+            try
+            {
+                volume = MedicalFile.Read(path);
+            }
+            catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException)
+            {
+                Console.Error.WriteLine("medformer inspect: " + e.Message);
+                return 1;
+            }
+            using (volume)
+            {
+                var report = Report(volume);
+                if (parse.GetValue(json))
+                    Console.WriteLine(JsonSerializer.Serialize(report, JsonOptions));
+                else
+                    Print(report, volume);
+            }
+            return 0;
+        });
+        return command;
+    }
+
+    static readonly JsonSerializerOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+
+    static Dictionary<string, object> Report(MedicalVolume volume)
+    {
+        using var scope = NewDisposeScope();
+        var values = volume.Voxels.to(ScalarType.Float64);
+        bool any = values.numel() > 0;
+        var affine = new double[4][];
+        for (int i = 0; i < 4; i++) affine[i] = [.. Enumerable.Range(0, 4).Select(j => volume.Affine[i, j])];
+        return new()
+        {
+            ["file"] = volume.SourceFile,
+            ["shape"] = volume.Voxels.shape,
+            ["dtype"] = volume.StoredType,
+            ["tensor_dtype"] = volume.Voxels.dtype.ToString().ToLowerInvariant(),
+            ["spacing"] = volume.Spacing,
+            ["affine"] = affine,
+            ["frame"] = volume.Frame,
+            ["statistics"] = new Dictionary<string, double>
+            {
+                ["min"] = any ? values.min().item<double>() : double.NaN,
+                ["max"] = any ? values.max().item<double>() : double.NaN,
+                ["mean"] = any ? values.mean().item<double>() : double.NaN,
+                ["std"] = any ? values.std().item<double>() : double.NaN,
+                ["sum"] = values.sum().item<double>(),
+                ["nonzero"] = values.count_nonzero().item<long>(),
+            },
+            ["header"] = volume.Header.Select(p => new[] { p.Key, p.Value }).ToArray(),
+        };
+    }
+
+    static void Print(Dictionary<string, object> report, MedicalVolume volume)
+    {
+        var inv = CultureInfo.InvariantCulture;
+        var stats = (Dictionary<string, double>)report["statistics"];
+        Console.WriteLine($"{volume.SourceFile}");
+        Console.WriteLine($"  shape    [{string.Join(", ", volume.Voxels.shape)}]  ({volume.StoredType} → {report["tensor_dtype"]})");
+        Console.WriteLine($"  spacing  {string.Join(" × ", volume.Spacing.Select(s => s.ToString("G6", inv)))} mm");
+        Console.WriteLine($"  values   min {stats["min"].ToString("G6", inv)}  max {stats["max"].ToString("G6", inv)}  mean {stats["mean"].ToString("G6", inv)}  std {stats["std"].ToString("G6", inv)}  nonzero {stats["nonzero"]}");
+        Console.WriteLine($"  affine   ({volume.Frame})");
+        for (int i = 0; i < 4; i++)
+            Console.WriteLine("           " + string.Join("  ", Enumerable.Range(0, 4).Select(j => volume.Affine[i, j].ToString("F4", inv).PadLeft(11))));
+        Console.WriteLine("  header");
+        int width = volume.Header.Count == 0 ? 0 : volume.Header.Max(p => p.Key.Length);
+        foreach (var (key, value) in volume.Header) Console.WriteLine($"    {key.PadRight(width)}  {value}");
+    }
+}
