@@ -17,13 +17,26 @@ public static class Checkpoint
     /// <summary>Writes the model's config and weights to <paramref name="directory"/>, replacing what was there.</summary>
     public static void Save(Medformer model, string directory, IReadOnlyDictionary<string, string>? metadata = null)
     {
+        using var scope = NewDisposeScope();
+        Save(model.Config, model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach()), directory, metadata);
+    }
+
+    /// <summary>
+    /// Writes a config and named weights (e.g. a trainer's fp32 master weights, when the model itself runs in bf16)
+    /// as a checkpoint folder, replacing what was there. <paramref name="extraFiles"/> (name → writer) adds files to
+    /// the same atomic write, as a training checkpoint's optimizer and trainer state.
+    /// </summary>
+    public static void Save(MedformerConfig config, IReadOnlyDictionary<string, Tensor> weights, string directory,
+        IReadOnlyDictionary<string, string>? metadata = null, IReadOnlyDictionary<string, Action<string>>? extraFiles = null)
+    {
         AtomicDirectory.Write(directory, staging =>
         {
-            File.WriteAllText(Path.Combine(staging, ConfigFile), model.Config.ToJson());
+            File.WriteAllText(Path.Combine(staging, ConfigFile), config.ToJson());
             using var scope = NewDisposeScope();
-            var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu());
+            var cpu = weights.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu());
             var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["format"] = "pt" };
-            Safetensors.Save(weights, Path.Combine(staging, WeightsFile), meta);
+            Safetensors.Save(cpu, Path.Combine(staging, WeightsFile), meta);
+            foreach (var (name, write) in extraFiles ?? new Dictionary<string, Action<string>>()) write(Path.Combine(staging, name));
         });
     }
 

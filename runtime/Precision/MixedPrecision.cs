@@ -35,6 +35,9 @@ public sealed class MixedPrecision : IDisposable
     public GradScaler? Scaler { get; }
     /// <summary>What the optimizer is built over: fp32 masters of converted parameters, and the fp32 ones as they are.</summary>
     public IReadOnlyList<Parameter> MasterParameters => masters;
+    /// <summary>The masters by the model's parameter names (what a checkpoint stores: fp32 whatever the compute dtype).</summary>
+    public IEnumerable<(string Name, Parameter Master)> NamedMasterParameters =>
+        model.named_parameters().Select(p => p.name).Zip(masters, (name, master) => (name, master));
     public long SkippedSteps { get; private set; }
 
     MixedPrecision(nn.Module model, Precision requested, Precision effective, GradScaler? scaler)
@@ -199,6 +202,13 @@ public sealed class MixedPrecision : IDisposable
             foreach (var (_, target, master) in converted)
                 target.copy_(master);
         return true;
+    }
+
+    /// <summary>Copies the fp32 masters into the model's own (compute-dtype) parameters, after the masters were loaded from a checkpoint.</summary>
+    public void SyncModelFromMasters()
+    {
+        using var noGrad = torch.no_grad();
+        foreach (var (_, target, master) in converted) target.copy_(master);
     }
 
     /// <summary>Clears the masters' gradients (through the optimizer) and the model's.</summary>

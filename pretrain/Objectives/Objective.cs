@@ -1,0 +1,48 @@
+using Medformer.Datasets.Loading;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Medformer.Pretrain.Objectives;
+
+/// <summary>
+/// A self-supervised objective: a small module over the shared encoder, with its own task latents (the bank named
+/// <see cref="Task"/>) and its own queries and heads. Several run in one pretraining job, their losses weighted.
+/// </summary>
+public abstract class Objective : nn.Module
+{
+    protected Objective(string task) : base(task) => Task = task;
+
+    /// <summary>The task bank this objective's samples select, and its name in configs and logs.</summary>
+    public string Task { get; }
+
+    /// <summary>Augmented views of each sample the loader must supply (1, or 2 for the contrastive objectives).</summary>
+    public virtual int Views => 1;
+
+    /// <summary>Whether the views must carry each pixel's original coordinates (PixPro).</summary>
+    public virtual bool TrackCoordinates => false;
+
+    /// <summary>The head whose momentum (EMA) copy the target network carries, for BYOL and PixPro; null if none.</summary>
+    public virtual nn.Module? TargetHead => null;
+
+    /// <summary>Whether the objective reads the momentum target network (BYOL, PixPro).</summary>
+    public virtual bool UsesMomentumTarget => TargetHead is not null;
+
+    /// <summary>A freshly built module of the same shape as <see cref="TargetHead"/> (the target's copy).</summary>
+    public virtual nn.Module? CreateTargetHead() => null;
+
+    /// <summary>The objective's fp32 scalar loss on a batch. Randomness comes from <paramref name="step"/>'s generator only.</summary>
+    public abstract Tensor Loss(Medformer model, Batch batch, StepContext step);
+
+    /// <summary>The latent keys of a batch for this objective: each sample's organ and modality, and this task.</summary>
+    protected IReadOnlyList<LatentKey> Keys(Batch batch) => [.. batch.Metas.Select(m => new LatentKey(m.Organ, m.Modality, Task))];
+
+    /// <summary>A learned query [1,n,d], initialised as the model's latents are.</summary>
+    internal static Parameter Query(int count, int dim)
+    {
+        using var noGrad = torch.no_grad();
+        var values = empty(1, count, dim);
+        Runtime.Init.trunc_normal_(values, std: 0.02);
+        return new Parameter(values);
+    }
+}

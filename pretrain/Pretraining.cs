@@ -1,0 +1,107 @@
+using Medformer.Datasets.Loading;
+using Medformer.Pretrain.Objectives;
+using Medformer.Pretrain.Training;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Medformer.Pretrain;
+
+/// <summary>
+/// Mixed self-supervised pretraining as a training task: the shared Medformer and the objectives' heads, one
+/// weighted loss per batch, and the momentum target network when an objective reads it (its average moves from
+/// <c>momentum</c> towards 1 on BYOL's cosine schedule).
+/// </summary>
+public sealed class Pretraining : TrainingTask
+{
+    private readonly Network network;
+    private readonly (Objective Objective, double Weight)[] mix;
+    private readonly double momentum;
+    private MomentumTarget? target;
+
+    public Pretraining(Medformer model, IReadOnlyList<(Objective Objective, double Weight)> objectives, double momentum = 0.99)
+    {
+        if (objectives.Count == 0) throw new ArgumentException("pretraining needs at least one objective");
+        foreach (var (objective, weight) in objectives)
+            if (!(weight > 0) || !double.IsFinite(weight)) throw new ArgumentException($"objective '{objective.Task}': weight {weight} must be positive");
+        if (objectives.Select(o => o.Objective.Task).Distinct().Count() != objectives.Count) throw new ArgumentException("an objective appears twice");
+        if (momentum is < 0 or >= 1) throw new ArgumentException($"momentum {momentum} must be in [0, 1)");
+        mix = [.. objectives];
+        this.momentum = momentum;
+        network = new Network(model, mix.Select(o => o.Objective));
+    }
+
+    public override nn.Module Module => network;
+
+    public override Medformer Model => network.Model;
+
+    public IReadOnlyList<Objective> Objectives => [.. mix.Select(o => o.Objective)];
+
+    /// <summary>Views the loader must supply: the most any objective needs.</summary>
+    public int Views => mix.Max(o => o.Objective.Views);
+
+    public bool TrackCoordinates => mix.Any(o => o.Objective.TrackCoordinates);
+
+    public override MomentumTarget? Target => target;
+
+    public override void Prepare(ScalarType computeType, Device device)
+    {
+        target?.Dispose();
+        target = mix.Any(o => o.Objective.UsesMomentumTarget) ? new MomentumTarget(Model, Objectives, computeType, device) : null;
+    }
+
+    public override (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext step)
+    {
+        using var scope = NewDisposeScope();
+        var parts = new Dictionary<string, Tensor>();
+        Tensor? total = null;
+        foreach (var (objective, weight) in mix)
+        {
+            var loss = objective.Loss(Model, batch, step);
+            parts[objective.Task] = loss.detach();
+            total = total is null ? loss * weight : total + loss * weight;
+        }
+        scope.MoveToOuter(total!);
+        foreach (var part in parts.Values) scope.MoveToOuter(part);
+        return (total!, parts);
+    }
+
+    public override void AfterStep(long step, long maxSteps)
+    {
+        // BYOL: τ = 1 − (1 − τ_base)·(cos(πk/K) + 1)/2.
+        target?.Update(1 - (1 - momentum) * (Math.Cos(Math.PI * step / maxSteps) + 1) / 2);
+    }
+
+    public override IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> ExtraState() =>
+        target is null
+            ? new Dictionary<string, IReadOnlyDictionary<string, Tensor>>()
+            : new Dictionary<string, IReadOnlyDictionary<string, Tensor>> { ["ema.safetensors"] = target.Shadows.ToDictionary(s => s.Name, s => s.Shadow) };
+
+    public override void LoadExtraState(string file, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
+        if (file == "ema.safetensors" && target is not null) target.LoadShadows(tensors, source);
+    }
+
+    public override void Dispose()
+    {
+        target?.Dispose();
+        network.Dispose();
+    }
+
+    /// <summary>The trainable parameters: "model.*" (the Medformer) and "objectives.&lt;task&gt;.*" (each objective's heads).</summary>
+    private sealed class Network : nn.Module
+    {
+        private readonly Medformer model;
+        private readonly ModuleDict<Objective> objectives;
+
+        public Network(Medformer model, IEnumerable<Objective> objectives) : base("Pretraining")
+        {
+            this.model = model;
+            this.objectives = new ModuleDict<Objective>();
+            foreach (var objective in objectives) this.objectives.Add(objective.Task, objective);
+            RegisterComponents();
+        }
+
+        public Medformer Model => model;
+    }
+}

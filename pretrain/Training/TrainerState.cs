@@ -1,0 +1,33 @@
+using System.Text.Json;
+using System.Text.Json.Serialization;
+
+namespace Medformer.Pretrain.Training;
+
+/// <summary>
+/// trainer.json: where a run stands, enough to resume it exactly. The loader's position is the step times the
+/// accumulation (its order is a function of the batch index), and every random draw of a step is seeded from
+/// (seed, step), so the step and the seed stand for the RNG states; the rest is the loss scaler and the counters.
+/// </summary>
+public sealed class TrainerState
+{
+    public int Format { get; set; } = 1;
+    public long Step { get; set; }
+    public long Seed { get; set; }
+    public string Precision { get; set; } = "fp32";
+    public double LearningRate { get; set; }
+    public double? LossScale { get; set; }
+    public int? LossScaleGrowthTracker { get; set; }
+    public long SkippedSteps { get; set; }
+    public int NonFiniteInARow { get; set; }
+    public double LastLoss { get; set; } = double.NaN;
+    public double ElapsedSeconds { get; set; }
+    /// <summary>The next batch index the loader gives (step × accumulation).</summary>
+    public long LoaderPosition { get; set; }
+
+    public static readonly JsonSerializerOptions Json = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
+        WriteIndented = true,
+        NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
+}

@@ -1,0 +1,145 @@
+using System.Text.Json;
+using Medformer.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Medformer.Pretrain.Training;
+
+/// <summary>
+/// A training checkpoint folder, <c>checkpoint-NNNNNN/</c>: what a model checkpoint holds (config.json,
+/// model.safetensors: the Medformer's fp32 master weights) plus heads.safetensors (the task's other weights),
+/// optimizer.safetensors (AdamW's moments and step per parameter, by name), the task's extra state (e.g.
+/// ema.safetensors) and trainer.json. Written whole or not at all (<see cref="AtomicDirectory"/>), so a run killed
+/// mid-write resumes from the previous one.
+/// </summary>
+public static class TrainingCheckpoint
+{
+    public const string Prefix = "checkpoint-";
+    const string Heads = "heads.safetensors", Optimizer = "optimizer.safetensors", State = "trainer.json";
+
+    /// <summary>The newest whole checkpoint in <paramref name="outputDirectory"/>, or null.</summary>
+    public static string? Latest(string outputDirectory) =>
+        !Directory.Exists(outputDirectory) ? null : Directory.EnumerateDirectories(outputDirectory, Prefix + "*")
+            .Where(d => long.TryParse(Path.GetFileName(d)[Prefix.Length..], out _) && File.Exists(Path.Combine(d, State)))
+            .OrderBy(d => long.Parse(Path.GetFileName(d)[Prefix.Length..]))
+            .LastOrDefault();
+
+    internal static string Save(string outputDirectory, TrainingTask task, MixedPrecision policy, AdamW optimizer,
+        IReadOnlyList<(string Name, Parameter Master)> ordered, TrainerState state, int keep)
+    {
+        string folder = Path.Combine(outputDirectory, $"{Prefix}{state.Step:D6}");
+        state.LoaderPosition = state.Step;
+        var (model, heads) = Split(policy);
+        var extra = new Dictionary<string, Action<string>>
+        {
+            [Heads] = path => Safetensors.Save(heads, path),
+            [Optimizer] = path => SaveOptimizer(optimizer, ordered, path),
+            [State] = path => File.WriteAllText(path, JsonSerializer.Serialize(state, TrainerState.Json)),
+        };
+        foreach (var (file, tensors) in task.ExtraState()) extra[file] = path => Safetensors.Save(tensors, path);
+        Checkpoint.Save(task.Model.Config, model, folder, new Dictionary<string, string> { ["step"] = state.Step.ToString() }, extra);
+        foreach (string old in Directory.EnumerateDirectories(outputDirectory, Prefix + "*")
+                     .Where(d => long.TryParse(Path.GetFileName(d)[Prefix.Length..], out _))
+                     .OrderByDescending(d => long.Parse(Path.GetFileName(d)[Prefix.Length..])).Skip(keep))
+            Directory.Delete(old, recursive: true);
+        return folder;
+    }
+
+    /// <summary>The final model folder (config.json + model.safetensors, fp32), what fine-tuning starts from.</summary>
+    internal static void SaveModel(string folder, TrainingTask task, MixedPrecision policy) =>
+        Checkpoint.Save(task.Model.Config, Split(policy).Model, folder);
+
+    static (Dictionary<string, Tensor> Model, Dictionary<string, Tensor> Heads) Split(MixedPrecision policy)
+    {
+        var model = new Dictionary<string, Tensor>();
+        var heads = new Dictionary<string, Tensor>();
+        foreach (var (name, master) in policy.NamedMasterParameters)
+        {
+            if (name.StartsWith("model.", StringComparison.Ordinal)) model[name["model.".Length..]] = master;
+            else heads[name] = master;
+        }
+        return (model, heads);
+    }
+
+    static void SaveOptimizer(AdamW optimizer, IReadOnlyList<(string Name, Parameter Master)> ordered, string path)
+    {
+        using var scope = NewDisposeScope();
+        var states = optimizer.state_dict().State;
+        if (states.Count != ordered.Count) throw new InvalidOperationException($"the optimizer holds {states.Count} states for {ordered.Count} parameters");
+        var tensors = new Dictionary<string, Tensor>();
+        for (int i = 0; i < states.Count; i++)
+        {
+            var s = (AdamW.State)states[i];
+            string name = ordered[i].Name;
+            tensors[$"{name}.exp_avg"] = s.exp_avg;
+            tensors[$"{name}.exp_avg_sq"] = s.exp_avg_sq;
+            tensors[$"{name}.step"] = tensor(s.step);
+        }
+        Safetensors.Save(tensors, path);
+    }
+
+    internal static TrainerState Load(string folder, TrainingTask task, MixedPrecision policy, AdamW optimizer,
+        IReadOnlyList<(string Name, Parameter Master)> ordered)
+    {
+        string statePath = Path.Combine(folder, State);
+        TrainerState state;
+        try
+        {
+            state = JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(statePath), TrainerState.Json)
+                ?? throw new InvalidDataException($"{statePath}: empty");
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{statePath}: not a trainer state ({e.Message})", e);
+        }
+        var masters = policy.NamedMasterParameters.ToDictionary(p => p.Name, p => p.Master);
+        using var scope = NewDisposeScope();
+        using (torch.no_grad())
+        {
+            Restore(Path.Combine(folder, Checkpoint.WeightsFile), "model.", masters);
+            Restore(Path.Combine(folder, Heads), "", masters);
+            policy.SyncModelFromMasters();
+            var stored = Read(Path.Combine(folder, Optimizer));
+            var states = optimizer.state_dict().State;
+            for (int i = 0; i < states.Count; i++)
+            {
+                var s = (AdamW.State)states[i];
+                string name = ordered[i].Name;
+                s.exp_avg.copy_(Require(stored, $"{name}.exp_avg", folder));
+                s.exp_avg_sq.copy_(Require(stored, $"{name}.exp_avg_sq", folder));
+                s.step = Require(stored, $"{name}.step", folder).item<long>();
+            }
+        }
+        foreach (var file in task.ExtraState().Keys)
+            task.LoadExtraState(file, Read(Path.Combine(folder, file)), Path.Combine(folder, file));
+        if (policy.Scaler is { } scaler && state.LossScale is { } scale) scaler.Restore(scale, state.LossScaleGrowthTracker ?? 0);
+        return state;
+    }
+
+    static void Restore(string path, string prefix, Dictionary<string, Parameter> masters)
+    {
+        var stored = Read(path);
+        foreach (var (key, value) in stored)
+        {
+            string name = prefix + key;
+            if (!masters.TryGetValue(name, out var master))
+                throw new InvalidDataException($"{path}: '{key}' is not a parameter of this run's model and objectives (another config?)");
+            if (!master.shape.SequenceEqual(value.shape))
+                throw new InvalidDataException($"{path}: '{key}' is [{string.Join(",", value.shape)}], this run's is [{string.Join(",", master.shape)}]");
+            master.copy_(value);
+        }
+        var expected = masters.Keys.Where(k => prefix.Length > 0 ? k.StartsWith(prefix, StringComparison.Ordinal) : !k.StartsWith("model.", StringComparison.Ordinal));
+        var missing = expected.FirstOrDefault(k => !stored.ContainsKey(k[prefix.Length..]));
+        if (missing is not null) throw new InvalidDataException($"{path}: lacks '{missing[prefix.Length..]}' of this run (another config or objectives?)");
+    }
+
+    static Dictionary<string, Tensor> Read(string path)
+    {
+        if (!File.Exists(path)) throw new InvalidDataException($"{path}: missing from the checkpoint");
+        return Safetensors.Load(path);
+    }
+
+    static Tensor Require(Dictionary<string, Tensor> stored, string key, string folder) =>
+        stored.TryGetValue(key, out var value) ? value : throw new InvalidDataException($"{folder}/{Optimizer}: no '{key}'");
+}

@@ -1,0 +1,37 @@
+using Medformer.Datasets.Loading;
+using Medformer.Pretrain.Objectives;
+using static TorchSharp.torch;
+
+namespace Medformer.Pretrain.Training;
+
+/// <summary>
+/// What the trainer trains: a module holding every trainable parameter (the Medformer under the name "model", so a
+/// checkpoint can store it apart as model.safetensors), a loss per batch, and any state besides the weights and the
+/// optimizer that a checkpoint must carry (momentum targets). Pretraining and fine-tuning each implement one.
+/// </summary>
+public abstract class TrainingTask : IDisposable
+{
+    /// <summary>The trainable module; its submodule "model" is the Medformer.</summary>
+    public abstract nn.Module Module { get; }
+
+    public abstract Medformer Model { get; }
+
+    /// <summary>Called once the precision policy has converted <see cref="Module"/> (build what depends on its dtype).</summary>
+    public virtual void Prepare(ScalarType computeType, Device device) { }
+
+    /// <summary>The fp32 loss of one micro-batch, with named parts for the logs.</summary>
+    public abstract (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext step);
+
+    /// <summary>After each optimizer step that was taken (e.g. the momentum target's update).</summary>
+    public virtual void AfterStep(long step, long maxSteps) { }
+
+    /// <summary>Extra tensors for a checkpoint (file name → tensors), e.g. "ema.safetensors".</summary>
+    public virtual IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> ExtraState() =>
+        new Dictionary<string, IReadOnlyDictionary<string, Tensor>>();
+
+    public virtual void LoadExtraState(string file, IReadOnlyDictionary<string, Tensor> tensors, string source) { }
+
+    public virtual MomentumTarget? Target => null;
+
+    public abstract void Dispose();
+}

@@ -1,0 +1,123 @@
+using Medformer.Datasets.Corpora;
+using Medformer.Datasets.Loading;
+using Medformer.Pretrain;
+using Medformer.Pretrain.Objectives;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Medformer.Tests.Pretrain;
+
+public sealed class TrainerTests : IDisposable
+{
+    readonly string root = Directory.CreateTempSubdirectory("medformer-trainer-").FullName;
+    readonly TensorCorpus corpus;
+
+    public TrainerTests()
+    {
+        // A left-to-right ramp (so every quarter turn looks different) and a bright bar at varying places, on noise.
+        Seeding.SeedEverything(3);
+        var images = randn(96, 1, 16, 16) * 0.1 + linspace(0, 1, 16).view(1, 1, 1, 16);
+        for (int i = 0; i < 96; i++)
+        {
+            int r = i % 7, c = (i * 5) % 9;
+            images[i, 0, r..(r + 6), c..(c + 4)] += 1;
+        }
+        corpus = new TensorCorpus("squares", images, organ: "chest", modality: "xray");
+    }
+
+    public void Dispose()
+    {
+        corpus.Dispose();
+        Directory.Delete(root, recursive: true);
+    }
+
+    static MedformerConfig Config => MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
+
+    Pretraining Task(long seed)
+    {
+        Seeding.SeedEverything(seed);
+        var model = new Medformer(Config);
+        return new Pretraining(model, [(new Rotation(Config.Dim), 1.0), (new Jigsaw(Config.Dim), 0.5)]);
+    }
+
+    Func<long, IEnumerable<Batch>> Loader(long seed) =>
+        start => new DataLoader([new LoaderSource(corpus)], new LoaderOptions(16, Seed: seed, Workers: 1)).Batches(start);
+
+    static TrainerOptions Options(long steps) => new()
+    {
+        MaxSteps = steps, LearningRate = 3e-3, WarmupSteps = 5, LogEvery = 5, CheckpointEvery = 10, Seed = 7, Precision = Precision.Fp32,
+    };
+
+    static Dictionary<string, Tensor> Weights(string modelDirectory) => Safetensors.Load(Path.Combine(modelDirectory, "model.safetensors"));
+
+    [Fact]
+    public void LossFallsAndTheRunLeavesAModelAndCheckpoints()
+    {
+        using var task = Task(1);
+        var result = new Trainer(Options(60), CPU).Fit(task, Loader(1), Path.Combine(root, "run"));
+        Assert.Equal(60, result.Steps);
+        Assert.Equal(12, result.History.Count);
+        Assert.True(result.History[^1].Loss < result.History[0].Loss * 0.9, $"loss {result.History[0].Loss:F3} → {result.History[^1].Loss:F3}");
+        Assert.Contains("rotation", result.History[^1].Parts.Keys);
+        Assert.Equal(Path.Combine(root, "run", "checkpoint-000060"), result.LastCheckpoint);
+        Assert.Equal(2, Directory.GetDirectories(Path.Combine(root, "run"), "checkpoint-*").Length);
+        foreach (string file in new[] { "config.json", "model.safetensors", "heads.safetensors", "optimizer.safetensors", "trainer.json" })
+            Assert.True(File.Exists(Path.Combine(result.LastCheckpoint, file)), file);
+        using var loaded = Checkpoint.Load(result.ModelDirectory);
+        Assert.Equal(Config.Dim, loaded.Config.Dim);
+    }
+
+    [Fact]
+    public void AResumedRunEndsWithTheWeightsOfAnUninterruptedOne()
+    {
+        using (var task = Task(2))
+            new Trainer(Options(30), CPU).Fit(task, Loader(2), Path.Combine(root, "whole"));
+
+        using (var task = Task(2))
+        {
+            // Stops the run, as a kill would, after the step-20 checkpoint.
+            using var stop = new CancellationTokenSource();
+            Assert.ThrowsAny<OperationCanceledException>(() => new Trainer(Options(30), CPU).Fit(task, Loader(2), Path.Combine(root, "parts"),
+                log: entry => { if (entry.Step == 20) stop.Cancel(); }, cancel: stop.Token));
+        }
+        Assert.Equal("checkpoint-000020", Path.GetFileName(TrainingCheckpoint.Latest(Path.Combine(root, "parts"))));
+        using (var task = Task(99))  // a different initialisation: everything must come from the checkpoint
+            new Trainer(Options(30), CPU).Fit(task, Loader(2), Path.Combine(root, "parts"), resume: true);
+
+        var whole = Weights(Path.Combine(root, "whole", "model"));
+        var parts = Weights(Path.Combine(root, "parts", "model"));
+        Assert.Equal(whole.Keys.Order(), parts.Keys.Order());
+        foreach (var (name, value) in whole)
+            Assert.True(value.eq(parts[name]).all().item<bool>(), $"{name} differs after resuming");
+    }
+
+    [Fact]
+    public void ResumeWithoutACheckpointIsAClearError()
+    {
+        using var task = Task(1);
+        var error = Assert.Throws<ArgumentException>(() => new Trainer(Options(5), CPU).Fit(task, Loader(1), Path.Combine(root, "empty"), resume: true));
+        Assert.Contains("no checkpoint in", error.Message);
+    }
+
+    [Fact]
+    public void BadOptionsAreNamed()
+    {
+        using var task = Task(1);
+        var error = Assert.Throws<ArgumentException>(() => new Trainer(Options(5) with { MinLearningRate = 1 }, CPU).Fit(task, Loader(1), root));
+        Assert.Contains("min_lr", error.Message);
+    }
+
+    [Fact]
+    public void ScheduleWarmsUpThenDecaysToTheMinimum()
+    {
+        var options = new TrainerOptions { MaxSteps = 110, WarmupSteps = 10, LearningRate = 1e-3, MinLearningRate = 1e-5 };
+        Assert.Equal(1e-4, options.LearningRateAt(0), 12);
+        Assert.Equal(1e-3, options.LearningRateAt(9), 12);
+        Assert.Equal(1e-3, options.LearningRateAt(10), 12);
+        Assert.Equal((1e-3 + 1e-5) / 2, options.LearningRateAt(60), 12);
+        Assert.Equal(1e-5, options.LearningRateAt(110), 12);
+    }
+}
