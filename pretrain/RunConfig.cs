@@ -1,0 +1,241 @@
+using Medformer.Runtime;
+using YamlDotNet.Core;
+using YamlDotNet.Serialization;
+using YamlDotNet.Serialization.NamingConventions;
+
+namespace Medformer.Pretrain;
+
+/// <summary>
+/// A pretraining run as plain data: a YAML or JSON file (JSON is YAML) with snake_case keys. Every key is checked:
+/// an unknown one, a wrong type or a value out of range is an error naming the file, the key and, for YAML, the line.
+/// <code>
+/// model: tiny                      # a preset or a config.json
+/// corpora:
+///   - phantom: 2d                  # the embedded phantom corpus (2d or 3d)
+///   - medmnist: ~/data/pathmnist.npz
+///     weight: 2
+/// objectives:
+///   inpainting: { weight: 1, mask_ratio: 0.75 }
+///   rotation: { weight: 0.5 }
+/// optimizer: { lr: 1.0e-3, weight_decay: 0.05 }
+/// schedule: { max_steps: 600, warmup_steps: 50 }
+/// batch: { size: 64, workers: 2 }
+/// precision: bf16
+/// </code>
+/// </summary>
+public sealed class RunConfig
+{
+    public string Model { get; set; } = "tiny";
+    public List<CorpusSpec> Corpora { get; set; } = [new() { Phantom = "2d" }];
+    public Dictionary<string, ObjectiveSpec> Objectives { get; set; } = new()
+    {
+        ["inpainting"] = new() { Weight = 1.0 },
+        ["rotation"] = new() { Weight = 0.5 },
+        ["simclr"] = new() { Weight = 0.5 },
+    };
+    public OptimizerSpec Optimizer { get; set; } = new();
+    public ScheduleSpec Schedule { get; set; } = new();
+    public BatchSpec Batch { get; set; } = new();
+    public AugmentSpec Augment { get; set; } = new();
+    public string Precision { get; set; } = "bf16";
+    public long Seed { get; set; }
+    public double Momentum { get; set; } = 0.99;
+    public int LogEvery { get; set; } = 10;
+    public long CheckpointEvery { get; set; } = 200;
+    public bool Strict { get; set; }
+    public string? Device { get; set; }
+
+    public static readonly string[] ObjectiveNames = ["inpainting", "rotation", "jigsaw", "simclr", "pixpro", "byol", "barlow"];
+
+    public static RunConfig Load(string path)
+    {
+        if (!File.Exists(path)) throw new ArgumentException($"--config '{path}': no such file (and not a preset: tiny, small, base, large)");
+        return Parse(File.ReadAllText(path), path);
+    }
+
+    public static RunConfig Parse(string text, string source)
+    {
+        var deserializer = new DeserializerBuilder().WithNamingConvention(UnderscoredNamingConvention.Instance).Build();
+        RunConfig config;
+        try
+        {
+            config = deserializer.Deserialize<RunConfig?>(text) ?? new RunConfig();
+        }
+        catch (YamlException e)
+        {
+            string where = e.Start.Line > 0 ? $" (line {e.Start.Line})" : "";
+            string reason = (e.InnerException?.Message ?? e.Message).Split('\n')[0];
+            throw new ArgumentException($"{source}{where}: {Explain(reason)}", e);
+        }
+        config.Validate(source);
+        return config;
+    }
+
+    // YamlDotNet says "Property 'lrr' not found on type 'Medformer.Pretrain.OptimizerSpec'."; a user needs the key's place.
+    static string Explain(string reason)
+    {
+        const string notFound = "not found on type '";
+        int at = reason.IndexOf(notFound, StringComparison.Ordinal);
+        if (at < 0) return reason;
+        string type = reason[(at + notFound.Length)..].TrimEnd('.', '\'').Split('.')[^1];
+        string section = type switch
+        {
+            nameof(RunConfig) => "the top level",
+            nameof(OptimizerSpec) => "optimizer",
+            nameof(ScheduleSpec) => "schedule",
+            nameof(BatchSpec) => "batch",
+            nameof(AugmentSpec) => "augment",
+            nameof(CorpusSpec) => "a corpus entry",
+            nameof(ObjectiveSpec) => "an objective",
+            _ => type,
+        };
+        return reason[..at].Replace("Property", "unknown key").TrimEnd() + $" in {section}";
+    }
+
+    public Precision ParsePrecision(string source) => Precision switch
+    {
+        "fp32" => Runtime.Precision.Fp32,
+        "bf16" => Runtime.Precision.Bf16,
+        "fp16" => Runtime.Precision.Fp16,
+        _ => throw new ArgumentException($"{source}: precision '{Precision}' must be fp32, bf16 or fp16"),
+    };
+
+    public void Validate(string source)
+    {
+        void Require(bool ok, string key, string what)
+        {
+            if (!ok) throw new ArgumentException($"{source}: {key}: {what}");
+        }
+        Require(!string.IsNullOrWhiteSpace(Model), "model", "a preset (tiny, small, base, large) or a config.json");
+        Require(Corpora.Count > 0, "corpora", "name at least one corpus");
+        for (int i = 0; i < Corpora.Count; i++) Corpora[i].Validate($"{source}: corpora[{i}]");
+        Require(Objectives.Count > 0, "objectives", $"name at least one of {string.Join(", ", ObjectiveNames)}");
+        foreach (var (name, spec) in Objectives)
+        {
+            Require(ObjectiveNames.Contains(name), $"objectives.{name}", $"unknown objective (known: {string.Join(", ", ObjectiveNames)})");
+            (spec ?? new ObjectiveSpec()).Validate(name, $"{source}: objectives.{name}");
+        }
+        ParsePrecision(source);
+        Require(Optimizer.Lr > 0, "optimizer.lr", $"{Optimizer.Lr} must be positive");
+        Require(Optimizer.MinLr >= 0 && Optimizer.MinLr <= Optimizer.Lr, "optimizer.min_lr", $"{Optimizer.MinLr} must be in [0, lr]");
+        Require(Optimizer.WeightDecay >= 0, "optimizer.weight_decay", "must not be negative");
+        Require(Optimizer.Betas.Count == 2 && Optimizer.Betas.All(b => b is >= 0 and < 1), "optimizer.betas", "two numbers in [0, 1)");
+        Require(Optimizer.GradClip >= 0, "optimizer.grad_clip", "must not be negative");
+        Require(Schedule.MaxSteps > 0, "schedule.max_steps", $"{Schedule.MaxSteps} must be positive");
+        Require(Schedule.WarmupSteps >= 0, "schedule.warmup_steps", "must not be negative");
+        Require(Batch.Size > 0, "batch.size", $"{Batch.Size} must be positive");
+        Require(Batch.Accumulation > 0, "batch.accumulation", "must be positive");
+        Require(Batch.Workers >= 0, "batch.workers", "must not be negative");
+        Require(Augment.ImageSize > 0 && Augment.VolumeSize > 0, "augment.image_size / volume_size", "must be positive");
+        Require(Augment.MinScale is > 0 and <= 1, "augment.min_scale", "must be in (0, 1]");
+        Require(Momentum is >= 0 and < 1, "momentum", "must be in [0, 1)");
+        Require(LogEvery > 0, "log_every", "must be positive");
+        Require(CheckpointEvery >= 0, "checkpoint_every", "must not be negative");
+    }
+}
+
+/// <summary>One corpus of the mix: exactly one of phantom, medmnist (an .npz), msd (a task folder), with its weight.</summary>
+public sealed class CorpusSpec
+{
+    /// <summary>"2d" or "3d": the embedded phantom corpus.</summary>
+    public string? Phantom { get; set; }
+    /// <summary>A MedMNIST .npz file, or a subset's name (pathmnist, organmnist3d, …) to find in $MEDFORMER_HOME/medmnist.</summary>
+    public string? Medmnist { get; set; }
+    /// <summary>A Medical Segmentation Decathlon task folder.</summary>
+    public string? Msd { get; set; }
+    public string Split { get; set; } = "train";
+    public int? Size { get; set; }
+    public double Weight { get; set; } = 1.0;
+
+    internal void Validate(string where)
+    {
+        int given = new[] { Phantom, Medmnist, Msd }.Count(s => s is not null);
+        if (given != 1) throw new ArgumentException($"{where}: give exactly one of phantom, medmnist, msd");
+        if (Phantom is not null and not ("2d" or "3d")) throw new ArgumentException($"{where}.phantom: '{Phantom}' must be 2d or 3d");
+        if (!(Weight > 0)) throw new ArgumentException($"{where}.weight: {Weight} must be positive");
+        if (Split is not ("train" or "val" or "test")) throw new ArgumentException($"{where}.split: '{Split}' must be train, val or test");
+    }
+}
+
+/// <summary>An objective's weight and settings; a setting another objective owns is an error.</summary>
+public sealed class ObjectiveSpec
+{
+    public double Weight { get; set; } = 1.0;
+    public double? MaskRatio { get; set; }
+    public bool? NormalizePixels { get; set; }
+    public int? Grid { get; set; }
+    public int? Permutations { get; set; }
+    public double? Temperature { get; set; }
+    public int? ProjectionDim { get; set; }
+    public double? Lambda { get; set; }
+    public double? Threshold { get; set; }
+    public double? Gamma { get; set; }
+    public double? InstanceWeight { get; set; }
+
+    internal void Validate(string objective, string where)
+    {
+        if (!(Weight > 0) || !double.IsFinite(Weight)) throw new ArgumentException($"{where}.weight: {Weight} must be positive");
+        var allowed = objective switch
+        {
+            "inpainting" => new[] { "mask_ratio", "normalize_pixels" },
+            "jigsaw" => ["grid", "permutations"],
+            "simclr" => ["temperature", "projection_dim"],
+            "byol" => ["projection_dim"],
+            "barlow" => ["lambda", "projection_dim"],
+            "pixpro" => ["threshold", "gamma", "projection_dim", "instance_weight"],
+            _ => [],
+        };
+        foreach (var (key, value) in Settings())
+            if (value is not null && !allowed.Contains(key))
+                throw new ArgumentException($"{where}.{key}: {objective} has no such setting{(allowed.Length > 0 ? $" (it has {string.Join(", ", allowed)})" : "")}");
+        if (MaskRatio is { } r && r is <= 0 or >= 1) throw new ArgumentException($"{where}.mask_ratio: {r} must be in (0, 1)");
+        if (Grid is { } g && g < 2) throw new ArgumentException($"{where}.grid: {g} must be at least 2");
+        if (Permutations is { } p && p < 2) throw new ArgumentException($"{where}.permutations: {p} must be at least 2");
+        if (Temperature is { } t && !(t > 0)) throw new ArgumentException($"{where}.temperature: {t} must be positive");
+        if (ProjectionDim is { } d && d < 1) throw new ArgumentException($"{where}.projection_dim: {d} must be positive");
+        if (Lambda is { } l && !(l >= 0)) throw new ArgumentException($"{where}.lambda: {l} must not be negative");
+        if (Threshold is { } th && !(th > 0)) throw new ArgumentException($"{where}.threshold: {th} must be positive");
+        if (Gamma is { } ga && !(ga > 0)) throw new ArgumentException($"{where}.gamma: {ga} must be positive");
+        if (InstanceWeight is { } iw && !(iw >= 0)) throw new ArgumentException($"{where}.instance_weight: {iw} must not be negative");
+    }
+
+    IEnumerable<(string, object?)> Settings() =>
+    [
+        ("mask_ratio", MaskRatio), ("normalize_pixels", NormalizePixels), ("grid", Grid), ("permutations", Permutations),
+        ("temperature", Temperature), ("projection_dim", ProjectionDim), ("lambda", Lambda), ("threshold", Threshold),
+        ("gamma", Gamma), ("instance_weight", InstanceWeight),
+    ];
+}
+
+public sealed class OptimizerSpec
+{
+    public double Lr { get; set; } = 1e-3;
+    public double MinLr { get; set; } = 1e-5;
+    public double WeightDecay { get; set; } = 0.05;
+    public List<double> Betas { get; set; } = [0.9, 0.95];
+    public double GradClip { get; set; } = 1.0;
+}
+
+public sealed class ScheduleSpec
+{
+    public long MaxSteps { get; set; } = 600;
+    public long WarmupSteps { get; set; } = 50;
+}
+
+public sealed class BatchSpec
+{
+    public int Size { get; set; } = 64;
+    public int Accumulation { get; set; } = 1;
+    public int Workers { get; set; } = 2;
+}
+
+/// <summary>The views' augmentation: random resized crops to a fixed size, flips, intensity jitter, noise.</summary>
+public sealed class AugmentSpec
+{
+    public int ImageSize { get; set; } = 28;
+    public int VolumeSize { get; set; } = 28;
+    public double MinScale { get; set; } = 0.35;
+    public bool Flip { get; set; } = true;
+    public double Intensity { get; set; } = 0.2;
+    public double Noise { get; set; } = 0.05;
+}
