@@ -31,14 +31,14 @@ public sealed class MomentumTarget : IDisposable
                 shadow.copy_(online2);
                 target.copy_(shadow);
             }
-        Model.eval();
-        foreach (var head in heads.Values) head.eval();
+        Model.eval();  // no dropout or stochastic depth in the target; its heads keep BatchNorm on batch statistics, as BYOL's target does
+        foreach (var head in heads.Values) head.train();
 
         void Pair(string prefix, nn.Module onlineModule, nn.Module targetModule)
         {
             targetModule.to(device).to(computeType);
             foreach (var (name, module) in targetModule.named_modules())
-                if (module is TorchSharp.Modules.LayerNorm) module.to(ScalarType.Float32);
+                if (module is TorchSharp.Modules.LayerNorm or TorchSharp.Modules.BatchNorm1d) module.to(ScalarType.Float32);
             var targets = targetModule.named_parameters().ToDictionary(p => p.name, p => p.parameter);
             foreach (var (name, parameter) in onlineModule.named_parameters())
             {

@@ -1,0 +1,40 @@
+using Medformer.Datasets.Loading;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Medformer.Pretrain.Objectives;
+
+/// <summary>
+/// Barlow Twins (Zbontar et al., 2021): the cross-correlation of the two views' standardised projections is pushed
+/// to the identity: invariance on the diagonal, redundancy reduction off it, weighted by λ.
+/// </summary>
+public sealed class BarlowTwins : Objective
+{
+    private readonly Pooler pool;
+    private readonly Projector projector;
+    private readonly double lambda;
+
+    public BarlowTwins(int dim, double lambda = 0.005, int projectionDim = 256) : base("barlow")
+    {
+        if (!(lambda >= 0)) throw new ArgumentException($"lambda {lambda} must not be negative");
+        this.lambda = lambda;
+        pool = new Pooler(dim);
+        projector = new Projector(dim, projectionDim, projectionDim, layers: 3);
+        RegisterComponents();
+    }
+
+    public override int Views => 2;
+
+    public override Tensor Loss(Medformer model, Batch batch, StepContext step)
+    {
+        if (batch.Views.Count < 2) throw new ArgumentException("barlow needs two views of each sample from the loader");
+        using var scope = NewDisposeScope();
+        int n = batch.Count;
+        var keys = Keys(batch);
+        var both = step.Cast(cat([batch.Views[0].Images, batch.Views[1].Images]));
+        var h = pool.call(model, model.forward(both, [.. keys, .. keys]));                            // [2N,d]
+        // The projector's BatchNorm sees each view's batch on its own, as in the paper's two branches.
+        var (z1, z2) = (projector.call(h[..n]), projector.call(h[n..]));                             // [N,D] each
+        return scope.MoveToOuter(Losses.BarlowTwins(z1, z2, lambda, step.AllReduceSum));
+    }
+}

@@ -1,0 +1,26 @@
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Medformer.Pretrain.Objectives;
+
+/// <summary>A learned query reads the latents (Perceiver IO's classification read-out) and LayerNorm settles it: [B,N,d] → [B,d].</summary>
+public sealed class Pooler : nn.Module<Medformer, Tensor, Tensor>
+{
+    private readonly Parameter query;
+    private readonly LayerNorm norm;
+
+    public Pooler(int dim) : base(nameof(Pooler))
+    {
+        query = Objective.Query(1, dim);
+        norm = nn.LayerNorm(dim);
+        RegisterComponents();
+    }
+
+    public override Tensor forward(Medformer model, Tensor latents)
+    {
+        using var scope = NewDisposeScope();
+        var pooled = model.Decode(latents, query.to(latents.dtype)).squeeze(1);
+        return scope.MoveToOuter(norm.call(pooled));
+    }
+}

@@ -1,0 +1,38 @@
+using Medformer.Datasets.Loading;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Medformer.Pretrain.Objectives;
+
+/// <summary>
+/// SimCLR (Chen et al., 2020): two augmented views of each image, a pooled representation, a projection MLP, and
+/// the NT-Xent loss over the 2N views at a temperature: each view must pick its twin out of the batch.
+/// </summary>
+public sealed class SimClr : Objective
+{
+    private readonly Pooler pool;
+    private readonly Projector projector;
+    private readonly double temperature;
+
+    public SimClr(int dim, double temperature = 0.2, int projectionDim = 128) : base("simclr")
+    {
+        if (!(temperature > 0)) throw new ArgumentException($"temperature {temperature} must be positive");
+        this.temperature = temperature;
+        pool = new Pooler(dim);
+        projector = new Projector(dim, dim, projectionDim);
+        RegisterComponents();
+    }
+
+    public override int Views => 2;
+
+    public override Tensor Loss(Medformer model, Batch batch, StepContext step)
+    {
+        if (batch.Views.Count < 2) throw new ArgumentException("simclr needs two views of each sample from the loader");
+        using var scope = NewDisposeScope();
+        long n = batch.Count;
+        var both = cat([batch.Views[0].Images, batch.Views[1].Images]);                              // [2N,C,…]
+        var keys = Keys(batch);
+        var z = projector.call(pool.call(model, model.forward(step.Cast(both), [.. keys, .. keys]))); // [2N,D]
+        return scope.MoveToOuter(Losses.NtXent(z[..(int)n], z[(int)n..], temperature, step.Gather, step.Rank));
+    }
+}
