@@ -11,7 +11,7 @@ public static class MedformerCommand
     public static int Run(string[] args)
     {
         var root = new RootCommand("Medformer: a Perceiver IO foundation model for medical images, on TorchSharp.");
-        root.Subcommands.Add(Pretrain());
+        root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(Info());
         root.Subcommands.Add(InspectCommand.Create());
         try
@@ -29,17 +29,6 @@ public static class MedformerCommand
             Console.Error.WriteLine("medformer: " + e.Message);
             return 2;
         }
-    }
-
-    static Command Pretrain()
-    {
-        var command = new Command("pretrain", "Self-supervised pretraining (the main job).");
-        command.SetAction(_ =>
-        {
-            Console.Error.WriteLine("medformer pretrain: not there yet. Pretraining comes with issue 13 (objectives, trainer, main job); this build has the runtime layer only.");
-            return 2;
-        });
-        return command;
     }
 
     static Command Info()

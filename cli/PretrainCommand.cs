@@ -1,0 +1,108 @@
+using System.CommandLine;
+using System.Globalization;
+using Medformer.Pretrain;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+using TorchSharp;
+
+namespace Medformer.Cli;
+
+/// <summary><c>medformer pretrain</c>: the main job. With no arguments, the tiny model on the embedded phantom corpus.</summary>
+static class PretrainCommand
+{
+    public static Command Create()
+    {
+        var config = new Option<string?>("--config") { Description = "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." };
+        var device = new Option<string?>("--device") { Description = "cpu or cuda[:N] (default: the config's, else cpu)." };
+        var precision = new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, bf16)." };
+        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the final model.", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
+        var seed = new Option<long?>("--seed") { Description = "Seed of every random draw (default: the config's, 0)." };
+        var maxSteps = new Option<long?>("--max-steps") { Description = "Optimizer steps (default: the config's)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out." };
+        var strict = new Option<bool>("--strict") { Description = "Stop at the first bad sample instead of skipping it." };
+        var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
+        var deterministic = new Option<bool>("--deterministic") { Description = "Bitwise-reproducible CPU run (fixes threads, deterministic kernels)." };
+        var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
+        foreach (var option in new Option[] { config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic }) command.Options.Add(option);
+        command.SetAction((parse, cancel) =>
+        {
+            TorchRuntime.EnsureLoaded();
+            string? name = parse.GetValue(config);
+            var run = name is null ? new RunConfig()
+                : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }
+                : RunConfig.Load(name);
+            if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
+            if (parse.GetValue(deterministic)) Determinism.Enable(parse.GetValue(seed) ?? run.Seed, parse.GetValue(threads) ?? TorchRuntime.Threads);
+            var overrides = new PretrainOverrides(parse.GetValue(device), parse.GetValue(precision), parse.GetValue(seed), parse.GetValue(maxSteps),
+                parse.GetValue(resume), parse.GetValue(strict) ? true : null);
+            string outDir = parse.GetValue(output)!;
+            var progress = new ProgressLine(Console.IsOutputRedirected);
+            try
+            {
+                var result = PretrainJob.Run(run, outDir, overrides, progress.Show, message => progress.Notice(message), cancel);
+                progress.Done();
+                foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
+                var t = result.Training;
+                Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{(t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "")}");
+                Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
+                Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
+                return 0;
+            }
+            catch (OperationCanceledException)
+            {
+                progress.Done();
+                Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: medformer pretrain --resume --out {outDir}{(name is null ? "" : $" --config {name}")}");
+                return 130;
+            }
+            catch (TrainingDivergedException e)
+            {
+                progress.Done();
+                Console.Error.WriteLine("medformer pretrain: " + e.Message);
+                return 1;
+            }
+            catch (Exception e) when (e is InvalidDataException or IOException)
+            {
+                progress.Done();
+                Console.Error.WriteLine("medformer pretrain: " + e.Message);
+                return 1;
+            }
+        });
+        return command;
+    }
+
+    /// <summary>A progress bar redrawn in place on a terminal; a plain line per log step when the output is a file or pipe.</summary>
+    sealed class ProgressLine(bool plain)
+    {
+        bool drawn;
+
+        public void Show(TrainerLog log)
+        {
+            var inv = CultureInfo.InvariantCulture;
+            string parts = string.Join(" ", log.Parts.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value.ToString("F4", inv)}"));
+            string text = $"step {log.Step}/{log.MaxSteps}  loss {log.Loss.ToString("F4", inv)} ({parts})  lr {log.LearningRate.ToString("0.00e0", inv)}  {log.SamplesPerSecond.ToString("F0", inv)} samples/s";
+            if (plain)
+            {
+                Console.WriteLine($"{text}  elapsed {log.Elapsed:hh\\:mm\\:ss}");
+                return;
+            }
+            const int width = 24;
+            int filled = (int)(width * log.Step / Math.Max(1, log.MaxSteps));
+            string bar = new string('█', filled) + new string('░', width - filled);
+            Console.Write($"\r\x1b[2K{bar} {text}  eta {log.Remaining:hh\\:mm\\:ss}");
+            drawn = true;
+        }
+
+        public void Notice(string message)
+        {
+            Done();
+            Console.Error.WriteLine("medformer pretrain: " + message);
+        }
+
+        public void Done()
+        {
+            if (!drawn) return;
+            Console.WriteLine();
+            drawn = false;
+        }
+    }
+}

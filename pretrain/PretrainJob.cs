@@ -1,0 +1,135 @@
+using System.Text.Json;
+using Medformer.Datasets.Corpora;
+using Medformer.Datasets.Layouts;
+using Medformer.Datasets.Loading;
+using Medformer.Datasets.Transforms;
+using Medformer.Pretrain.Objectives;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+using static TorchSharp.torch;
+
+namespace Medformer.Pretrain;
+
+/// <summary>Command-line values that take precedence over the run config (null: keep the config's).</summary>
+public sealed record PretrainOverrides(string? Device = null, string? Precision = null, long? Seed = null, long? MaxSteps = null,
+    bool Resume = false, bool? Strict = null);
+
+/// <summary>What a pretraining job leaves: the trainer's result and the loader's account of skipped samples.</summary>
+public sealed record PretrainResult(TrainerResult Training, IReadOnlyDictionary<string, long> Skipped, IReadOnlyList<string> SkipReasons,
+    string Device, string Precision);
+
+/// <summary>
+/// The main job, from a run config to a pretrained model: corpora → augmentation → loader (views as the objectives
+/// need) → Medformer and objectives → trainer. The CLI only parses arguments and shows progress.
+/// </summary>
+public static class PretrainJob
+{
+    public static PretrainResult Run(RunConfig config, string outputDirectory, PretrainOverrides? overrides = null,
+        Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default)
+    {
+        overrides ??= new PretrainOverrides();
+        if (overrides.Precision is not null) config.Precision = overrides.Precision;
+        if (overrides.Seed is { } seed) config.Seed = seed;
+        if (overrides.MaxSteps is { } steps) config.Schedule.MaxSteps = steps;
+        if (overrides.Strict is { } strict) config.Strict = strict;
+        config.Validate("run config");
+        var device = DeviceSpec.Parse(overrides.Device ?? config.Device ?? "cpu");
+        Seeding.SeedEverything(config.Seed);
+
+        var modelConfig = MedformerConfig.Resolve(config.Model);
+        var objectives = config.Objectives.Select(o => (Build(o.Key, o.Value ?? new ObjectiveSpec(), modelConfig), (o.Value ?? new ObjectiveSpec()).Weight)).ToList();
+        var model = new Medformer(modelConfig);
+        using var task = new Pretraining(model, objectives, config.Momentum);
+
+        var corpora = config.Corpora.Select(Open).ToList();
+        try
+        {
+            var sources = corpora.Select((corpus, i) => new LoaderSource(corpus, config.Corpora[i].Weight,
+                Augmentation(config.Augment, corpus, modelConfig), task.Views, task.TrackCoordinates)).ToList();
+            var loader = new DataLoader(sources, new LoaderOptions(config.Batch.Size, config.Seed, config.Batch.Workers, Strict: config.Strict));
+            var options = new TrainerOptions
+            {
+                MaxSteps = config.Schedule.MaxSteps,
+                WarmupSteps = config.Schedule.WarmupSteps,
+                LearningRate = config.Optimizer.Lr,
+                MinLearningRate = config.Optimizer.MinLr,
+                WeightDecay = config.Optimizer.WeightDecay,
+                Beta1 = config.Optimizer.Betas[0],
+                Beta2 = config.Optimizer.Betas[1],
+                GradClip = config.Optimizer.GradClip,
+                Accumulation = config.Batch.Accumulation,
+                Precision = config.ParsePrecision("run config"),
+                Seed = config.Seed,
+                LogEvery = config.LogEvery,
+                CheckpointEvery = config.CheckpointEvery,
+            };
+            Directory.CreateDirectory(outputDirectory);
+            File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), JsonSerializer.Serialize(config, RunJson));
+            var result = new Trainer(options, device, notice).Fit(task, loader.Batches, outputDirectory, overrides.Resume, log, cancel: cancel);
+            return new PretrainResult(result, loader.Skipped, loader.SkipReasons, device.ToString(), config.Precision);
+        }
+        finally
+        {
+            foreach (var corpus in corpora) (corpus as IDisposable)?.Dispose();
+        }
+    }
+
+    static readonly JsonSerializerOptions RunJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    static Objective Build(string name, ObjectiveSpec spec, MedformerConfig model) => name switch
+    {
+        "inpainting" => new Inpainting(model, spec.MaskRatio ?? 0.75, spec.NormalizePixels ?? true),
+        "rotation" => new Rotation(model.Dim),
+        "jigsaw" => new Jigsaw(model.Dim, spec.Grid ?? 2, spec.Permutations ?? 24),
+        "simclr" => new SimClr(model.Dim, spec.Temperature ?? 0.2, spec.ProjectionDim ?? 128),
+        "byol" => new Byol(model.Dim, spec.ProjectionDim ?? 128),
+        "barlow" => new BarlowTwins(model.Dim, spec.Lambda ?? 0.005, spec.ProjectionDim ?? 256),
+        "pixpro" => new PixPro(model.Dim, spec.Threshold ?? 0.7, spec.Gamma ?? 2, spec.ProjectionDim ?? 128, spec.InstanceWeight ?? 1.0),
+        _ => throw new ArgumentException($"objectives.{name}: unknown objective"),
+    };
+
+    static ICorpus Open(CorpusSpec spec)
+    {
+        if (spec.Phantom is { } dims) return Phantom.Open(PhantomSpec.Default(dims, spec.Size ?? 28), spec.Split);
+        if (spec.Msd is { } folder) return new MsdCorpus(folder, spec.Split == "test" ? "test" : "training");
+        string path = spec.Medmnist!;
+        if (!File.Exists(path) && MedMnistRegistry.Default.TryGet(path, out var subset))
+        {
+            int size = spec.Size ?? 28;
+            path = Path.Combine(MedformerHome.Path, "medmnist", subset.FileName(size));
+            if (!File.Exists(path))
+                throw new ArgumentException($"corpora: {spec.Medmnist} ({size}) is not downloaded; run: medformer download medmnist {spec.Medmnist} --size {size}");
+        }
+        return MedMnistCorpus.Open(path, spec.Split);
+    }
+
+    /// <summary>
+    /// The views' augmentation: a random resized crop to the model's input size, flips, intensity scale and shift,
+    /// Gaussian noise; volumes get a random crop of volume_size. Quarter turns are left out: rotation prediction
+    /// would lose its label.
+    /// </summary>
+    static ITransform Augmentation(AugmentSpec spec, ICorpus corpus, MedformerConfig model)
+    {
+        using var probe = corpus.Get(0);
+        bool volume = probe.Meta.Dimensionality == "3d";
+        int axes = volume ? 3 : 2;
+        long size = volume ? spec.VolumeSize : spec.ImageSize;
+        int patch = volume ? model.PatchSize3d : model.PatchSize2d;
+        if (size % patch != 0)
+            throw new ArgumentException($"augment.{(volume ? "volume_size" : "image_size")} {size} is not a multiple of the model's patch size {patch}");
+        var steps = new List<ITransform>
+        {
+            volume
+                ? new Compose([new ResizeWithPadOrCrop([.. probe.SpatialShape.Select(n => Math.Max(n, size))]), new RandSpatialCrop([.. Enumerable.Repeat(size, axes)])])
+                : new RandResizedCrop([.. Enumerable.Repeat(size, axes)], MinScale: spec.MinScale),
+        };
+        if (spec.Flip) steps.Add(new RandFlip(0.5, [.. Enumerable.Range(0, axes)]));
+        if (spec.Intensity > 0)
+        {
+            steps.Add(new RandScaleIntensity(spec.Intensity, Probability: 0.8));
+            steps.Add(new RandShiftIntensity(spec.Intensity, Probability: 0.8));
+        }
+        if (spec.Noise > 0) steps.Add(new RandGaussianNoise(0.5, Std: spec.Noise));
+        return new Compose(steps);
+    }
+}
