@@ -98,6 +98,16 @@ sealed class NiftiTestFiles : IDisposable
         return flat.data<long>().ToArray();
     }
 
+    /// <summary>Same dtype, shape and bytes.</summary>
+    public static void AssertSameVoxels(Tensor expected, Tensor actual)
+    {
+        Assert.Equal(expected.dtype, actual.dtype);
+        Assert.Equal(expected.shape, actual.shape);
+        using var a = expected.contiguous();
+        using var b = actual.contiguous();
+        Assert.True(a.bytes.SequenceEqual(b.bytes), "the voxels differ");
+    }
+
     public static void AssertAffine(double[,] expected, double[,] actual, double tolerance)
     {
         Assert.Equal(4, actual.GetLength(0));
@@ -135,18 +145,19 @@ sealed class NiftiTestFiles : IDisposable
         }
     }
 
-    /// <summary>What Debian's nibabel reads from <paramref name="path"/> (tests/reference/nifti_reference.py check).</summary>
-    public static JsonElement Nibabel(string path)
+    /// <summary>What Debian's nibabel reads from each file (tests/reference/nifti_reference.py check), by path; one
+    /// Python process for all, since importing nibabel takes a second or more.</summary>
+    public static JsonElement Nibabel(params string[] paths)
     {
         var start = new ProcessStartInfo("/usr/bin/python3") { RedirectStandardOutput = true, RedirectStandardError = true };
         start.ArgumentList.Add(Path.Combine(Repo.Root, "tests", "reference", "nifti_reference.py"));
         start.ArgumentList.Add("check");
-        start.ArgumentList.Add(path);
+        foreach (string path in paths) start.ArgumentList.Add(path);
         using var python = Process.Start(start)!;
         var stderr = python.StandardError.ReadToEndAsync();
         string stdout = python.StandardOutput.ReadToEnd();
         python.WaitForExit();
-        Assert.True(python.ExitCode == 0, $"nifti_reference.py check {path} exited {python.ExitCode}: {stderr.Result}");
+        Assert.True(python.ExitCode == 0, $"nifti_reference.py check {string.Join(' ', paths)} exited {python.ExitCode}: {stderr.Result}");
         return JsonDocument.Parse(stdout).RootElement.Clone();
     }
 }

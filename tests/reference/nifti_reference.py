@@ -2,7 +2,8 @@
 
     /usr/bin/python3 nifti_reference.py make DIR          writes the nibabel-made test files into DIR
     /usr/bin/python3 nifti_reference.py describe FILE...  prints, per file, what nibabel reads (as C# initializers)
-    /usr/bin/python3 nifti_reference.py check FILE        prints what nibabel reads from FILE as JSON (whole data)
+    /usr/bin/python3 nifti_reference.py check FILE...     prints what nibabel reads from each FILE, one JSON object
+                                                          keyed by file name (whole data)
 
 The tests keep the numbers `describe` printed once; only the cross-check of our writer runs `check` live.
 Voxels are listed in our layout: nibabel's (x, y, z, t, ...) array with its axes reversed, C order.
@@ -153,6 +154,7 @@ def describe(path):
 
 
 def check(path):
+    """What nibabel reads from one file, as a JSON-ready dict."""
     img = nib.load(path)
     data = ours(img)
     out = {
@@ -165,7 +167,7 @@ def check(path):
         'qform': img.header.get_qform().tolist(),
         'data': data.reshape(-1).astype(np.float64).tolist(),
     }
-    print(json.dumps(out))
+    return out
 
 
 if __name__ == '__main__':
@@ -176,6 +178,6 @@ if __name__ == '__main__':
         for name in sys.argv[2:]:
             describe(name)
     elif command == 'check':
-        check(sys.argv[2])
+        print(json.dumps({name: check(name) for name in sys.argv[2:]}))
     else:
         sys.exit(f'unknown command {command}')
