@@ -129,6 +129,16 @@ public sealed class NiftiReaderTests : IDisposable
         Check(copy, Reference["nibabel/example_nifti2.nii.gz"]);
     }
 
+    [Fact]
+    public void MultiMemberGzipReads()
+    {
+        // bgzip and pigz write several gzip members back to back; the header and the voxels may straddle them.
+        byte[] plain = Plain(Data("nibabel/example_nifti2.nii.gz"));
+        string path = files.PathFor("members.nii.gz");
+        File.WriteAllBytes(path, [.. Gzip(plain[..300]), .. Gzip(plain[300..5000]), .. Gzip(plain[5000..])]);
+        Check(path, Reference["nibabel/example_nifti2.nii.gz"]);
+    }
+
     static void Check(string path, Expected expected)
     {
         using var volume = NiftiReader.Read(path);
