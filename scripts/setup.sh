@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what is missing and rebuilds what is stale; quiet when there is nothing to do.
 #   scripts/setup.sh run    what ./medformer needs: the .NET SDK and a Release build
-#   scripts/setup.sh test   what ./test.sh and bench/run need too: Debian's PyTorch (the reference) and NumPy
+#   scripts/setup.sh test   what ./test.sh and bench/run need too: Debian's PyTorch (the reference), NumPy, nibabel
 set -euo pipefail
 mode=${1:-run}
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -36,8 +36,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 if [ "$mode" = test ]; then
   # OpenBLAS: without it Debian's PyTorch falls back to the netlib reference BLAS, 20x slower, and every
-  # ratio against the reference would flatter us.
-  apt_install python3-torch python3-numpy libopenblas0-pthread
+  # ratio against the reference would flatter us. nibabel: the NIfTI tests check that it reads what we write.
+  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel
 fi
 
 # Rebuild only when a source, project or build file changed since the last good build.
