@@ -15,6 +15,10 @@ public static class MedicalFile
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         string name = Path.GetFileName(path).ToLowerInvariant();
         if (name.EndsWith(".npy", StringComparison.Ordinal)) return ReadNpy(path);
+        if (name.EndsWith(".nii", StringComparison.Ordinal) || name.EndsWith(".nii.gz", StringComparison.Ordinal)
+            || name.EndsWith(".hdr", StringComparison.Ordinal) || name.EndsWith(".hdr.gz", StringComparison.Ordinal)
+            || name.EndsWith(".img", StringComparison.Ordinal) || name.EndsWith(".img.gz", StringComparison.Ordinal))
+            return NiftiReader.Read(path);
         throw new NotSupportedException($"{path}: unknown file type (expected .nii, .nii.gz, .hdr, .dcm, .npy or a DICOM folder)");
     }
 

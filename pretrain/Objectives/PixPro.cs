@@ -82,8 +82,8 @@ public sealed class PixPro : Objective
     {
         long patch = coordinates.shape[2] / grid[0];
         var pooled = grid.Length == 2
-            ? F.avg_pool2d(coordinates, kernel_size: patch, stride: patch)
-            : F.avg_pool3d(coordinates, kernel_size: patch, stride: patch);
+            ? F.avg_pool2d(coordinates, [patch, patch], [patch, patch])
+            : F.avg_pool3d(coordinates, [patch, patch, patch], [patch, patch, patch]);
         return pooled.flatten(2);
     }
 
