@@ -22,7 +22,7 @@ public sealed record Affine(double[]? Rotate = null, double[]? Scale = null, dou
     public Sample Apply(Sample sample, Random rng)
     {
         int axes = Spatial.Axes(sample, nameof(Affine));
-        var map = Map(sample.SpatialShape,
+        var map = Map(Spatial.SpatialShape(sample),
             Values(Rotate, Planes(axes), 0, nameof(Rotate)),
             Values(Scale, axes, 1, nameof(Scale)),
             Values(Translate, axes, 0, nameof(Translate)),

@@ -32,14 +32,14 @@ public sealed record BrainFuse(double Alpha = 1.0, MixWeights Weights = MixWeigh
         if (!(Alpha > 0) || double.IsInfinity(Alpha)) throw new ArgumentException($"BrainFuse: Alpha must be positive and finite, got {Alpha}");
         if (ClassCount < 0) throw new ArgumentException($"BrainFuse: ClassCount must not be negative, got {ClassCount}");
         int axes = Spatial.Axes(parts[0], nameof(BrainFuse));
-        long[] shape = parts[0].Image.shape;
+        long[] shape = Spatial.Shape(parts[0].Image);
         bool? masks = parts[0].Target is { } t0 ? Spatial.IsMask(t0) : null;
         foreach (var part in parts)
         {
             Spatial.Axes(part, nameof(BrainFuse));
-            if (!part.Image.shape.SequenceEqual(shape))
-                throw new ArgumentException($"BrainFuse: {part.Meta}: image [{string.Join(", ", part.Image.shape)}] differs from {parts[0].Meta}'s [{string.Join(", ", shape)}]");
-            if ((part.Target is { } t ? Spatial.IsMask(t) : (bool?)null) != masks || (masks == false && !part.Target!.shape.SequenceEqual(parts[0].Target!.shape)))
+            if (!Spatial.Shape(part.Image).SequenceEqual(shape))
+                throw new ArgumentException($"BrainFuse: {part.Meta}: image [{string.Join(", ", Spatial.Shape(part.Image))}] differs from {parts[0].Meta}'s [{string.Join(", ", shape)}]");
+            if ((part.Target is { } t ? Spatial.IsMask(t) : (bool?)null) != masks || (masks == false && !Spatial.Shape(part.Target!).SequenceEqual(Spatial.Shape(parts[0].Target!))))
                 throw new ArgumentException($"BrainFuse: {part.Meta}: its target does not match {parts[0].Meta}'s (all parts need the same kind of target, or none)");
         }
         if (masks == true && ClassCount < 1) throw new ArgumentException("BrainFuse: mixing masks needs ClassCount");
@@ -78,11 +78,11 @@ public sealed record BrainFuse(double Alpha = 1.0, MixWeights Weights = MixWeigh
     public static Tensor Combine(Tensor perPart, Tensor weights)
     {
         if (weights.dim() != 1 && weights.dim() != perPart.dim() - 1)
-            throw new ArgumentException($"BrainFuse.Combine: weights [{string.Join(", ", weights.shape)}] fit neither [K] nor [K, …spatial] of [{string.Join(", ", perPart.shape)}]");
+            throw new ArgumentException($"BrainFuse.Combine: weights [{string.Join(", ", Spatial.Shape(weights))}] fit neither [K] nor [K, …spatial] of [{string.Join(", ", Spatial.Shape(perPart))}]");
         using var scope = NewDisposeScope();
         var shape = weights.dim() == 1
-            ? new long[] { weights.shape[0] }.Concat(Enumerable.Repeat(1L, (int)perPart.dim() - 1)).ToArray()
-            : new long[] { weights.shape[0], 1 }.Concat(weights.shape[1..]).ToArray();
+            ? new long[] { weights.size(0) }.Concat(Enumerable.Repeat(1L, (int)perPart.dim() - 1)).ToArray()
+            : new long[] { weights.size(0), 1 }.Concat(Spatial.Shape(weights)[1..]).ToArray();
         return scope.MoveToOuter((perPart * weights.to(perPart.dtype).view(shape)).sum(dim: 0));
     }
 

@@ -11,7 +11,7 @@ public sealed record CenterSpatialCrop(long[] RoiSize) : ITransform
     public Sample Apply(Sample sample, Random rng)
     {
         int axes = Spatial.Axes(sample, nameof(CenterSpatialCrop));
-        var (start, size) = Region(sample.SpatialShape, Spatial.PerAxis(RoiSize, axes, nameof(CenterSpatialCrop), nameof(RoiSize)));
+        var (start, size) = Region(Spatial.SpatialShape(sample), Spatial.PerAxis(RoiSize, axes, nameof(CenterSpatialCrop), nameof(RoiSize)));
         using var scope = NewDisposeScope();
         return Spatial.Keep(scope, Spatial.Crop(sample, start, size));
     }

@@ -14,7 +14,7 @@ internal static class Intensity
     /// </summary>
     public static Tensor Percentile(Tensor rows, double percent)
     {
-        long n = rows.shape[1];
+        long n = rows.size(1);
         double position = percent / 100.0 * (n - 1);
         long low = (long)Math.Floor(position);
         long high = Math.Min(low + 1, n - 1);

@@ -24,14 +24,14 @@ public sealed record Jigsaw(int Grid = 3, int PermutationCount = 100, int Permut
     {
         int axes = Spatial.Axes(sample, nameof(Jigsaw));
         var set = Permutations(axes);
-        long[] shape = sample.SpatialShape;
+        long[] shape = Spatial.SpatialShape(sample);
         if (shape.Any(n => n < Grid))
             throw new ArgumentException($"Jigsaw: {sample.Meta}: the image [{string.Join(", ", shape)}] is smaller than {Grid} tiles per axis");
         int label = rng.Next(set.Permutations.Count);
         long[] tile = shape.Select(n => n / Grid).ToArray();
         using var scope = NewDisposeScope();
         var cropped = Spatial.Crop(sample, shape.Select((n, a) => n / 2 - tile[a] * Grid / 2).ToArray(), tile.Select(t => t * Grid).ToArray());
-        var order = tensor(set.Permutations[label].Select(i => (long)i).ToArray());
+        var order = Spatial.Longs(set.Permutations[label].Select(i => (long)i).ToArray());
         return (Spatial.Keep(scope, Spatial.Map(cropped, t => Shuffle(t, tile, Grid, order))), label);
     }
 
@@ -39,10 +39,10 @@ public sealed record Jigsaw(int Grid = 3, int PermutationCount = 100, int Permut
     static Tensor Shuffle(Tensor t, long[] tile, int grid, Tensor order)
     {
         int axes = tile.Length;
-        long k = t.shape[0];
+        long k = t.size(0);
         var split = new long[] { k }.Concat(tile.SelectMany(s => new[] { grid, s })).ToArray();
         var gridFirst = new long[] { 0 }.Concat(Enumerable.Range(0, axes).Select(a => 1L + 2 * a)).Concat(Enumerable.Range(0, axes).Select(a => 2L + 2 * a)).ToArray();
-        var tiles = t.view(split).permute(gridFirst).reshape(new long[] { k, order.shape[0] }.Concat(tile).ToArray());
+        var tiles = t.view(split).permute(gridFirst).reshape(new long[] { k, order.size(0) }.Concat(tile).ToArray());
         var shuffled = tiles.index_select(1, order).view(new long[] { k }.Concat(Enumerable.Repeat((long)grid, axes)).Concat(tile).ToArray());
         var back = new long[1 + 2 * axes];
         for (int a = 0; a < axes; a++)
@@ -50,6 +50,6 @@ public sealed record Jigsaw(int Grid = 3, int PermutationCount = 100, int Permut
             back[1 + 2 * a] = 1 + a;
             back[2 + 2 * a] = 1 + axes + a;
         }
-        return shuffled.permute(back).reshape(t.shape);
+        return shuffled.permute(back).reshape(Spatial.Shape(t));
     }
 }

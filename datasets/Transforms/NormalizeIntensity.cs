@@ -14,24 +14,24 @@ public sealed record NormalizeIntensity(double[]? Subtrahend = null, double[]? D
     {
         Spatial.Axes(sample, nameof(NormalizeIntensity));
         using var scope = NewDisposeScope();
-        long channels = sample.Image.shape[0];
+        long channels = sample.Image.size(0);
         long rowsCount = ChannelWise ? channels : 1;
         var x = sample.Image.reshape(rowsCount, -1);
-        Tensor mask = Nonzero ? x.ne(0).to(ScalarType.Float32) : ones_like(x);
-        var count = mask.sum([1], keepdim: true);
-        var safeCount = count.clamp_min(1);
-        var mean = Subtrahend is null ? (x * mask).sum([1], keepdim: true) / safeCount : Fixed(Subtrahend, nameof(Subtrahend), rowsCount, channels);
+        Tensor? mask = Nonzero ? x.ne(0).to(ScalarType.Float32) : null;
+        var count = mask is null ? null : mask.sum([1], keepdim: true).clamp_min(1);
+        Tensor mean = Subtrahend is not null ? Fixed(Subtrahend, nameof(Subtrahend), rowsCount, channels)
+            : mask is null ? x.mean([1], keepdim: true) : (x * mask).sum([1], keepdim: true) / count!;
         Tensor std;
         if (Divisor is null)
         {
-            var centred = (x - mean) * mask;
-            std = (centred * centred).sum([1], keepdim: true).div(safeCount).sqrt();
+            var centred = mask is null ? x - mean : (x - mean) * mask;
+            std = mask is null ? centred.square().mean([1], keepdim: true).sqrt() : centred.square().sum([1], keepdim: true).div(count!).sqrt();
             std = where(std > 0, std, ones_like(std));
         }
         else std = Fixed(Divisor, nameof(Divisor), rowsCount, channels);
         var normalised = (x - mean) / std;
-        var result = Nonzero ? where(mask > 0, normalised, x) : normalised;
-        return Spatial.Keep(scope, Intensity.WithImage(sample, result.view(sample.Image.shape)));
+        var result = mask is null ? normalised : where(mask > 0, normalised, x);
+        return Spatial.Keep(scope, Intensity.WithImage(sample, result.view(Spatial.Shape(sample.Image))));
     }
 
     static Tensor Fixed(double[] values, string name, long rows, long channels)
@@ -41,6 +41,6 @@ public sealed record NormalizeIntensity(double[]? Subtrahend = null, double[]? D
         if (name == nameof(Divisor) && values.Any(v => v == 0))
             throw new ArgumentException("NormalizeIntensity: Divisor must not be 0");
         var column = values.Length == rows ? values : Enumerable.Repeat(values[0], (int)rows).ToArray();
-        return tensor(column.Select(v => (float)v).ToArray()).view(rows, 1);
+        return Spatial.Floats(column.Select(v => (float)v).ToArray(), rows, 1);
     }
 }

@@ -27,8 +27,8 @@ public static class PixelPairs
     /// </summary>
     public static Tensor ToFeatureGrid(Tensor coordinates, long[] featureShape)
     {
-        if (coordinates.dim() is not (3 or 4) || coordinates.shape[0] != coordinates.dim() - 1)
-            throw new ArgumentException($"PixelPairs: coordinates must be [A, …] with A = 2 or 3 spatial axes, got [{string.Join(", ", coordinates.shape)}]");
+        if (coordinates.dim() is not (3 or 4) || coordinates.size(0) != coordinates.dim() - 1)
+            throw new ArgumentException($"PixelPairs: coordinates must be [A, …] with A = 2 or 3 spatial axes, got [{string.Join(", ", Spatial.Shape(coordinates))}]");
         if (featureShape.Length != coordinates.dim() - 1 || featureShape.Any(n => n < 1))
             throw new ArgumentException($"PixelPairs: feature shape [{string.Join(", ", featureShape)}] needs {coordinates.dim() - 1} positive sizes");
         using var scope = NewDisposeScope();
@@ -44,15 +44,17 @@ public static class PixelPairs
     /// </summary>
     public static Tensor Positive(Tensor first, Tensor second, double threshold, PairDistance distance = PairDistance.OriginalPixels)
     {
-        if (first.dim() != second.dim() || first.shape[0] != second.shape[0] || first.dim() - 1 != first.shape[0])
-            throw new ArgumentException($"PixelPairs: both coordinate grids must be [A, …] with the same A, got [{string.Join(", ", first.shape)}] and [{string.Join(", ", second.shape)}]");
+        if (first.dim() != second.dim() || first.size(0) != second.size(0) || first.dim() - 1 != first.size(0))
+            throw new ArgumentException($"PixelPairs: both coordinate grids must be [A, …] with the same A, got [{string.Join(", ", Spatial.Shape(first))}] and [{string.Join(", ", Spatial.Shape(second))}]");
         if (!(threshold >= 0)) throw new ArgumentException($"PixelPairs: the threshold must be non-negative, got {threshold}");
         using var scope = NewDisposeScope();
-        long axes = first.shape[0];
-        var a = first.reshape(axes, -1).t().to(ScalarType.Float64);   // [N1, A]
-        var b = second.reshape(axes, -1).t().to(ScalarType.Float64);  // [N2, A]
-        // Differences, not the |a|² + |b|² − 2ab expansion: exact for the threshold comparison, and symmetric.
-        var squared = (a.unsqueeze(1) - b.unsqueeze(0)).square().sum(-1);   // [N1, N2]
+        long axes = first.size(0);
+        var a = first.reshape(axes, -1);   // [A, N1]
+        var b = second.reshape(axes, -1);  // [A, N2]
+        // Differences, not the |a|² + |b|² − 2ab expansion: exact for the threshold comparison, and symmetric. One
+        // component at a time keeps the memory at one [N1, N2] array.
+        Tensor squared = zeros(a.size(1), b.size(1));
+        for (long c = 0; c < axes; c++) squared = squared + (a[c].unsqueeze(1) - b[c].unsqueeze(0)).square();
         double limit = threshold;
         if (distance == PairDistance.FeatureCells) limit *= Math.Max(CellDiagonal(first), CellDiagonal(second));
         return scope.MoveToOuter(squared < limit * limit);
@@ -62,12 +64,12 @@ public static class PixelPairs
     public static double CellDiagonal(Tensor grid)
     {
         using var scope = NewDisposeScope();
-        int axes = (int)grid.shape[0];
+        int axes = (int)grid.size(0);
         double sum = 0;
         for (int d = 0; d < axes; d++)
         {
-            long n = grid.shape[1 + d];
-            if (n < 2) throw new ArgumentException($"PixelPairs: a feature grid needs at least 2 cells along each axis to measure its cells, got [{string.Join(", ", grid.shape[1..])}]");
+            long n = grid.size(1 + d);
+            if (n < 2) throw new ArgumentException($"PixelPairs: a feature grid needs at least 2 cells along each axis to measure its cells, got [{string.Join(", ", Spatial.Shape(grid)[1..])}]");
             var step = grid.narrow(1 + d, 1, n - 1) - grid.narrow(1 + d, 0, n - 1);     // [A, …]
             double length = step.to(ScalarType.Float64).square().sum(dim: 0).sqrt().mean().item<double>();
             sum += length * length;

@@ -20,7 +20,7 @@ public sealed record RandAffine(double Probability = 0.1, double[]? RotateRange 
         double[] translate = Ranges(TranslateRange, axes, nameof(TranslateRange));
         double[] shear = Ranges(ShearRange, axes * (axes - 1), nameof(ShearRange));
         if (!rng.Chance(Probability)) return Spatial.Passthrough(sample);
-        var map = Affine.Map(sample.SpatialShape,
+        var map = Affine.Map(Spatial.SpatialShape(sample),
             rotate.Select(r => rng.Uniform(-r, r)).ToArray(),
             scale.Select(s => 1 + rng.Uniform(-s, s)).ToArray(),
             translate.Select(t => rng.Uniform(-t, t)).ToArray(),

@@ -16,9 +16,9 @@ public sealed record RandGaussianNoise(double Probability = 0.1, double Mean = 0
             throw new ArgumentException($"RandGaussianNoise: needs a finite Mean and a finite non-negative Std, got {Mean}, {Std}");
         if (!rng.Chance(Probability)) return Spatial.Passthrough(sample);
         double std = SampleStd ? rng.Uniform(0, Std) : Std;
-        using var generator = rng.Generator();
+        var generator = rng.Generator();
         using var scope = NewDisposeScope();
-        var noise = randn(sample.Image.shape, dtype: ScalarType.Float32, generator: generator);
+        var noise = randn(Spatial.Shape(sample.Image), dtype: ScalarType.Float32, generator: generator);
         var image = sample.Image + (noise * std + Mean);
         return Spatial.Keep(scope, Intensity.WithImage(sample, image));
     }

@@ -36,7 +36,7 @@ public sealed record RandGaussianSmooth(double Probability = 0.1, double MinSigm
         {
             var shape = Enumerable.Repeat(1L, axes + 2).ToArray();
             shape[2 + a] = 2 * tails[a] + 1;
-            var kernel = tensor(Kernel(sigmas[a], tails[a])).view(shape);
+            var kernel = Spatial.Floats(Kernel(sigmas[a], tails[a]), shape);
             x = axes == 2 ? nn.functional.conv2d(x, kernel) : nn.functional.conv3d(x, kernel);
         }
         return x.squeeze(1);

@@ -24,16 +24,16 @@ public sealed record RandPatchMask(long[] PatchSize, double MaskRatio = 0.75, do
     {
         Spatial.Axes(sample, nameof(RandPatchMask));
         using var scope = NewDisposeScope();
-        var mask = Draw(sample.SpatialShape, rng);
+        var mask = Draw(Spatial.SpatialShape(sample), rng);
         Sample result;
         if (FillValue is { } fill)
         {
-            var grid = mask.shape;
+            var grid = Spatial.Shape(mask);
             long[] patch = Spatial.PerAxis(PatchSize, grid.Length, nameof(RandPatchMask), nameof(PatchSize));
             // Each grid cell's flag repeated over its patch: [1, g₀, 1, g₁, 1, …] expanded to [1, g₀, p₀, g₁, p₁, …].
             var split = new long[] { 1 }.Concat(grid.SelectMany(g => new[] { g, 1L })).ToArray();
             var expanded = new long[] { 1 }.Concat(grid.SelectMany((g, a) => new[] { g, patch[a] })).ToArray();
-            var pixels = mask.view(split).expand(expanded).reshape(new long[] { 1 }.Concat(sample.SpatialShape).ToArray());
+            var pixels = mask.view(split).expand(expanded).reshape(new long[] { 1 }.Concat(Spatial.SpatialShape(sample)).ToArray());
             result = Intensity.WithImage(sample, sample.Image.masked_fill(pixels, fill));
         }
         else result = Spatial.Passthrough(sample);

@@ -12,7 +12,7 @@ public sealed record RandSpatialCrop(long[] RoiSize, long[]? MaxRoiSize = null, 
     public Sample Apply(Sample sample, Random rng)
     {
         int axes = Spatial.Axes(sample, nameof(RandSpatialCrop));
-        long[] shape = sample.SpatialShape;
+        long[] shape = Spatial.SpatialShape(sample);
         long[] roi = Spatial.PerAxis(RoiSize, axes, nameof(RandSpatialCrop), nameof(RoiSize));
         long[]? max = MaxRoiSize is null ? null : Spatial.PerAxis(MaxRoiSize, axes, nameof(RandSpatialCrop), nameof(MaxRoiSize));
         var size = new long[axes];

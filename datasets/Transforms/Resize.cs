@@ -11,7 +11,7 @@ public sealed record Resize(long[] SpatialSize, Interpolation Mode = Interpolati
     public Sample Apply(Sample sample, Random rng)
     {
         int axes = Spatial.Axes(sample, nameof(Resize));
-        long[] shape = sample.SpatialShape;
+        long[] shape = Spatial.SpatialShape(sample);
         long[] size = Spatial.PerAxis(SpatialSize, axes, nameof(Resize), nameof(SpatialSize)).Select((n, a) => n > 0 ? n : shape[a]).ToArray();
         using var scope = NewDisposeScope();
         return Spatial.Keep(scope, Spatial.CropResize(sample, new long[axes], shape, size, Mode, Rescaled(sample.Meta, shape, size)));

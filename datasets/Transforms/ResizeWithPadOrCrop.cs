@@ -13,7 +13,7 @@ public sealed record ResizeWithPadOrCrop(long[] SpatialSize, PadMethod Method = 
         int axes = Spatial.Axes(sample, nameof(ResizeWithPadOrCrop));
         long[] size = Spatial.PerAxis(SpatialSize, axes, nameof(ResizeWithPadOrCrop), nameof(SpatialSize));
         using var scope = NewDisposeScope();
-        var (start, cropSize) = CenterSpatialCrop.Region(sample.SpatialShape, size);
+        var (start, cropSize) = CenterSpatialCrop.Region(Spatial.SpatialShape(sample), size);
         var cropped = Spatial.Crop(sample, start, cropSize);
         var (before, after) = SpatialPad.Amounts(cropSize, size, Method);
         return Spatial.Keep(scope, Spatial.Pad(cropped, before, after, Value));

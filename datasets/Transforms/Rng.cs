@@ -43,6 +43,16 @@ internal static class Rng
         return weights;
     }
 
-    /// <summary>A libtorch generator seeded from <paramref name="rng"/>, for tensor-sized draws (noise).</summary>
-    public static TorchSharp.torch.Generator Generator(this Random rng) => new((ulong)rng.NextInt64());
+    [ThreadStatic] static TorchSharp.torch.Generator? generator;
+
+    /// <summary>
+    /// This thread's libtorch generator, reseeded from <paramref name="rng"/>, for tensor-sized draws (noise). Shared:
+    /// use it at once and do not dispose it (one generator per thread instead of one per draw).
+    /// </summary>
+    public static TorchSharp.torch.Generator Generator(this Random rng)
+    {
+        generator ??= new TorchSharp.torch.Generator(0);
+        generator.manual_seed(rng.NextInt64());
+        return generator;
+    }
 }

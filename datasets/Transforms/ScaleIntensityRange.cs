@@ -26,6 +26,6 @@ public sealed record ScaleIntensityRange(double AMin, double AMax, double BMin =
         double scale = (BMax - BMin) / (AMax - AMin);
         var image = sample.Image * scale + (BMin - AMin * scale);
         if (Clip) image = image.clamp(Math.Min(BMin, BMax), Math.Max(BMin, BMax));
-        return Spatial.Keep(scope, sample with { Image = image, Target = sample.Target?.alias(), Coordinates = sample.Coordinates?.alias() });
+        return Spatial.Keep(scope, Intensity.WithImage(sample, image));
     }
 }

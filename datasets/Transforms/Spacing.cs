@@ -20,7 +20,7 @@ public sealed record Spacing(double[] PixDim, Interpolation Mode = Interpolation
             throw new ArgumentException($"Spacing: {sample.Meta}: the meta's spacing [{string.Join(", ", spacing)}] does not give {axes} positive finite values");
         if (target.Any(double.IsNaN))
             throw new ArgumentException($"Spacing: PixDim [{string.Join(", ", PixDim)}] holds NaN");
-        long[] shape = sample.SpatialShape;
+        long[] shape = Spatial.SpatialShape(sample);
         var size = new long[axes];
         for (int a = 0; a < axes; a++)
         {

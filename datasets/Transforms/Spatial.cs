@@ -1,3 +1,4 @@
+using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -16,10 +17,37 @@ namespace Medformer.Datasets.Transforms;
 /// </summary>
 internal static class Spatial
 {
+    /// <summary>A tensor's sizes by one native call per dimension (<c>Tensor.shape</c> marshals through a callback, ~10× slower).</summary>
+    public static long[] Shape(Tensor t)
+    {
+        var shape = new long[t.dim()];
+        for (int i = 0; i < shape.Length; i++) shape[i] = t.size(i);
+        return shape;
+    }
+
+    /// <summary>The sample's spatial extent ([H,W] or [D,H,W]).</summary>
+    public static long[] SpatialShape(Sample sample) => Shape(sample.Image)[1..];
+
+    /// <summary>A float32 tensor of <paramref name="values"/> (copied into fresh memory; cheaper than <c>torch.tensor</c>'s pinning).</summary>
+    public static Tensor Floats(float[] values, params long[] shape)
+    {
+        var result = empty(shape.Length == 0 ? [values.Length] : shape, dtype: ScalarType.Float32);
+        MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(result.bytes);
+        return result;
+    }
+
+    /// <summary>An int64 tensor of <paramref name="values"/>.</summary>
+    public static Tensor Longs(long[] values, params long[] shape)
+    {
+        var result = empty(shape.Length == 0 ? [values.Length] : shape, dtype: ScalarType.Int64);
+        MemoryMarshal.AsBytes(values.AsSpan()).CopyTo(result.bytes);
+        return result;
+    }
+
     /// <summary>Checks the sample's layout and gives its number of spatial axes (2 or 3).</summary>
     public static int Axes(Sample sample, string transform)
     {
-        long[] shape = sample.Image.shape;
+        long[] shape = Shape(sample.Image);
         if (shape.Length is not (3 or 4))
             throw new ArgumentException($"{transform}: {sample.Meta}: the image is [{string.Join(", ", shape)}], neither [C,H,W] nor [C,D,H,W]");
         if (sample.Image.dtype != ScalarType.Float32)
@@ -27,13 +55,13 @@ internal static class Spatial
         int axes = shape.Length - 1;
         if (sample.Target is { } target)
         {
-            long[] t = target.shape;
+            long[] t = Shape(target);
             if (t.Length != shape.Length || !t.AsSpan(1).SequenceEqual(shape.AsSpan(1)))
                 throw new ArgumentException($"{transform}: {sample.Meta}: the target [{string.Join(", ", t)}] is not on the image's grid [{string.Join(", ", shape)}]");
         }
         if (sample.Coordinates is { } coordinates)
         {
-            long[] c = coordinates.shape;
+            long[] c = Shape(coordinates);
             if (c.Length != shape.Length || c[0] != axes || !c.AsSpan(1).SequenceEqual(shape.AsSpan(1)) || coordinates.dtype != ScalarType.Float32)
                 throw new ArgumentException($"{transform}: {sample.Meta}: the coordinates are {coordinates.dtype} [{string.Join(", ", c)}], not Float32 [{axes}, {string.Join(", ", shape[1..])}]");
         }
@@ -82,7 +110,7 @@ internal static class Spatial
     {
         Tensor result = t;
         for (int a = 0; a < start.Length; a++)
-            if (start[a] != 0 || size[a] != t.shape[1 + a]) result = result.narrow(1 + a, start[a], size[a]);
+            if (start[a] != 0 || size[a] != t.size(1 + a)) result = result.narrow(1 + a, start[a], size[a]);
         return ReferenceEquals(result, t) ? t.alias() : result;
     }
 
@@ -106,7 +134,7 @@ internal static class Spatial
             var positions = new double[axes][];
             for (int a = 0; a < axes; a++)
             {
-                long n = c.shape[1 + a] + before[a] + after[a];
+                long n = c.size(1 + a) + before[a] + after[a];
                 positions[a] = new double[n];
                 for (long p = 0; p < n; p++) positions[a][p] = p - before[a];
             }
@@ -165,29 +193,36 @@ internal static class Spatial
         Tensor result = field;
         for (int a = 0; a < positions.Length; a++)
         {
-            long n = result.shape[1 + a];
+            long n = result.size(1 + a);
             double[] q = positions[a];
-            var lower = new long[q.Length];
-            var upper = new long[q.Length];
-            var weight = new float[q.Length];
-            bool whole = true;
-            for (int p = 0; p < q.Length; p++)
+            int m = q.Length;
+            var indices = new long[2 * m];                 // lower neighbours, then upper ones: one tensor for both
+            var weight = new float[m];
+            bool whole = true, contiguous = true;
+            for (int p = 0; p < m; p++)
             {
                 long low = n == 1 ? 0 : Math.Clamp((long)Math.Floor(q[p]), 0, n - 2);
-                lower[p] = low;
-                upper[p] = Math.Min(low + 1, n - 1);
+                indices[p] = low;
+                indices[m + p] = Math.Min(low + 1, n - 1);
                 weight[p] = n == 1 ? 0f : (float)(q[p] - low);
                 whole &= weight[p] == 0f;
+                contiguous &= low == indices[0] + p;
             }
-            var below = result.index_select(1 + a, tensor(lower));
+            if (whole && contiguous)
+            {
+                if (indices[0] != 0 || m != n) result = result.narrow(1 + a, indices[0], m);
+                continue;
+            }
+            var index = Longs(indices);
+            var below = result.index_select(1 + a, whole ? index.narrow(0, 0, m) : index);
             if (whole)
             {
                 result = below;
                 continue;
             }
             var shape = Enumerable.Repeat(1L, positions.Length + 1).ToArray();
-            shape[1 + a] = q.Length;
-            result = below.lerp(result.index_select(1 + a, tensor(upper)), tensor(weight).view(shape));
+            shape[1 + a] = m;
+            result = below.narrow(1 + a, 0, m).lerp(below.narrow(1 + a, m, m), Floats(weight, shape));
         }
         return ReferenceEquals(result, field) ? field.alias() : result;
     }
@@ -198,11 +233,11 @@ internal static class Spatial
     /// </summary>
     public static Tensor AxisSteps(Tensor coordinates)
     {
-        int axes = (int)coordinates.shape[0];
+        int axes = (int)coordinates.size(0);
         var rows = new Tensor[axes];
         for (int b = 0; b < axes; b++)
         {
-            long n = coordinates.shape[1 + b];
+            long n = coordinates.size(1 + b);
             rows[b] = n == 1
                 ? zeros(axes, dtype: ScalarType.Float32)
                 : (coordinates.narrow(1 + b, n - 1, 1).flatten(1).mean([1]) - coordinates.narrow(1 + b, 0, 1).flatten(1).mean([1])) / (n - 1);
@@ -217,7 +252,7 @@ internal static class Spatial
     /// </summary>
     public static Sample Warp(Sample sample, double[,] map, Interpolation mode, GridSamplePaddingMode padding)
     {
-        long[] spatial = sample.Image.shape[1..];
+        long[] spatial = Shape(sample.Image)[1..];
         int axes = spatial.Length;
         bool identity = true;
         for (int a = 0; a < axes; a++)
@@ -240,7 +275,7 @@ internal static class Spatial
             theta[i * (axes + 1) + axes] = (float)((2 * constant + 1) / spatial[a] - 1);
         }
         var size = new long[] { 1, 1 }.Concat(spatial).ToArray();
-        var grid = nn.functional.affine_grid(tensor(theta).view(1, axes, axes + 1), size, align_corners: false);
+        var grid = nn.functional.affine_grid(Floats(theta, 1, axes, axes + 1), size, align_corners: false);
         var gridMode = mode == Interpolation.Nearest ? GridSampleMode.Nearest : GridSampleMode.Bilinear;
         Tensor Sample(Tensor t, GridSampleMode m, GridSamplePaddingMode pad) =>
             nn.functional.grid_sample(t.unsqueeze(0), grid, m, pad, align_corners: false).squeeze(0);
@@ -258,9 +293,9 @@ internal static class Spatial
             {
                 // Inside, the interpolated field; outside, the field carried on along each axis's step.
                 var inside = Sample(c, gridMode, GridSamplePaddingMode.Border);
-                var half = tensor(spatial.Reverse().Select(n => n / 2.0f).ToArray());
+                var half = Floats(spatial.Reverse().Select(n => n / 2.0f).ToArray());
                 var q = (grid[0] * half + half - 0.5f).flip(-1);                          // [..., A] input pixels, slowest first
-                var last = tensor(spatial.Select(n => (float)(n - 1)).ToArray());
+                var last = Floats(spatial.Select(n => (float)(n - 1)).ToArray());
                 var beyond = q - q.clamp(zeros_like(last), last);                         // [..., A]
                 var steps = AxisSteps(c);                                                 // [A (axis), A (component)]
                 var offset = (beyond.unsqueeze(-1) * steps).sum(-2);                      // [..., A]

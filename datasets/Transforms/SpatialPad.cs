@@ -12,7 +12,7 @@ public sealed record SpatialPad(long[] SpatialSize, PadMethod Method = PadMethod
     public Sample Apply(Sample sample, Random rng)
     {
         int axes = Spatial.Axes(sample, nameof(SpatialPad));
-        var (before, after) = Amounts(sample.SpatialShape, Spatial.PerAxis(SpatialSize, axes, nameof(SpatialPad), nameof(SpatialSize)), Method);
+        var (before, after) = Amounts(Spatial.SpatialShape(sample), Spatial.PerAxis(SpatialSize, axes, nameof(SpatialPad), nameof(SpatialSize)), Method);
         using var scope = NewDisposeScope();
         return Spatial.Keep(scope, Spatial.Pad(sample, before, after, Value));
     }

@@ -15,7 +15,7 @@ public sealed record TwoViews(ITransform Augment, ITransform? SecondAugment = nu
     {
         Spatial.Axes(sample, nameof(TwoViews));
         using var scope = NewDisposeScope();
-        var origin = new Sample(sample.Image.alias(), sample.Meta, sample.Target?.alias(), CoordinateGrid.Identity(sample.SpatialShape));
+        var origin = new Sample(sample.Image.alias(), sample.Meta, sample.Target?.alias(), CoordinateGrid.Identity(Spatial.SpatialShape(sample)));
         var first = Augment.Apply(origin, rng);
         var second = (SecondAugment ?? Augment).Apply(origin, rng);
         Spatial.Keep(scope, first);

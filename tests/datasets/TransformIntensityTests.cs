@@ -46,6 +46,10 @@ public sealed class TransformIntensityTests
         var channels = new Sample(tensor(new float[] { 0, 1, 2, 3, 10, 20, 30, 40 }).view(2, 1, 4), Meta(2));
         Near([0, 1.0 / 3, 2.0 / 3, 1, 0, 1.0 / 3, 2.0 / 3, 1], new ScaleIntensityRangePercentiles(0, 100, ChannelWise: true).Apply(channels, Rng).Image);
         Near(new double[] { 0, 1, 2, 3, 10, 20, 30, 40 }.Select(v => v / 40.0).ToArray(), new ScaleIntensityRangePercentiles(0, 100).Apply(channels, Rng).Image);
+        // Over the nonzero voxels only: percentiles of {2, 4, 6, 8}, zeros untouched.
+        var background = Values([0, 2, 0, 4, 6, 8]);
+        Near([0, 0, 0, 1.0 / 3, 2.0 / 3, 1], new ScaleIntensityRangePercentiles(0, 100, Nonzero: true).Apply(background, Rng).Image);
+        Near([0, 0.25, 0, 0.5, 0.75, 1], new ScaleIntensityRangePercentiles(0, 100).Apply(background, Rng).Image);
         // A flat image maps to BMin rather than dividing by zero.
         Near([-1, -1, -1], new ScaleIntensityRangePercentiles(1, 99, -1, 1).Apply(Values([5, 5, 5]), Rng).Image);
     }
