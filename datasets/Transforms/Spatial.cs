@@ -50,6 +50,8 @@ internal static class Spatial
         long[] shape = Shape(sample.Image);
         if (shape.Length is not (3 or 4))
             throw new ArgumentException($"{transform}: {sample.Meta}: the image is [{string.Join(", ", shape)}], neither [C,H,W] nor [C,D,H,W]");
+        if (shape.Skip(1).Any(n => n < 1))
+            throw new ArgumentException($"{transform}: {sample.Meta}: the image [{string.Join(", ", shape)}] is empty");
         if (sample.Image.dtype != ScalarType.Float32)
             throw new ArgumentException($"{transform}: {sample.Meta}: the image is {sample.Image.dtype}, not Float32");
         int axes = shape.Length - 1;

@@ -90,6 +90,31 @@ public sealed class TransformPipelineTests(ITestOutputHelper output)
         sample.Dispose();
     }
 
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void FloatTargetsGoWhereTheImageGoesWithTheSameInterpolation(int axes)
+    {
+        using var scope = NewDisposeScope();
+        var positions = Positions(Shape(axes));
+        // An image-to-image sample whose target is a copy of the image: every spatial transform must keep them equal.
+        var sample = new Sample(positions.Image, positions.Meta, positions.Image.clone(), positions.Coordinates);
+        ITransform[] spatial =
+        [
+            new RandFlip(1), new RandRotate90(1), new RandSpatialCrop([3]), new RandResizedCrop([5]), new Resize([9]), new Spacing([0.6]),
+            new RandAffine(1, RotateRange: [0.4], ScaleRange: [0.2]), new RandAffine(1, RotateRange: [0.4], PaddingMode: GridSamplePaddingMode.Zeros),
+            new SpatialPad([9], Value: 3), new ResizeWithPadOrCrop(axes == 2 ? [5, 8] : [3, 5, 8]), new CenterSpatialCrop([3]),
+        ];
+        foreach (var transform in spatial)
+        {
+            var output = transform.Apply(sample, new Random(9));
+            Assert.Equal(ScalarType.Float32, output.Target!.dtype);
+            Assert.True(Floats(output.Image).SequenceEqual(Floats(output.Target!)), $"{transform.GetType().Name}: the float target left the image");
+        }
+        var (shuffled, _) = new Jigsaw(Grid: 2, PermutationCount: axes == 2 ? 4 : 8).Apply(sample, new Random(2));
+        Assert.Equal(Floats(shuffled.Image), Floats(shuffled.Target!));
+    }
+
     [Fact]
     public void ComposeRunsInOrderAndOneOfFollowsItsWeights()
     {
