@@ -80,7 +80,7 @@ public static class PretrainJob
     {
         "inpainting" => new Inpainting(model, spec.MaskRatio ?? 0.75, spec.NormalizePixels ?? true),
         "rotation" => new Rotation(model.Dim),
-        "jigsaw" => new Jigsaw(model.Dim, spec.Grid ?? 2, spec.Permutations ?? 24),
+        "jigsaw" => new Objectives.Jigsaw(model.Dim, spec.Grid ?? 2, spec.Permutations ?? 24),
         "simclr" => new SimClr(model.Dim, spec.Temperature ?? 0.2, spec.ProjectionDim ?? 128),
         "byol" => new Byol(model.Dim, spec.ProjectionDim ?? 128),
         "barlow" => new BarlowTwins(model.Dim, spec.Lambda ?? 0.005, spec.ProjectionDim ?? 256),
@@ -123,7 +123,7 @@ public static class PretrainJob
                 ? new Compose([new ResizeWithPadOrCrop([.. probe.SpatialShape.Select(n => Math.Max(n, size))]), new RandSpatialCrop([.. Enumerable.Repeat(size, axes)])])
                 : new RandResizedCrop([.. Enumerable.Repeat(size, axes)], MinScale: spec.MinScale),
         };
-        if (spec.Flip) steps.Add(new RandFlip(0.5, [.. Enumerable.Range(0, axes)]));
+        if (spec.Flip) steps.AddRange(Enumerable.Range(0, axes).Select(a => new RandFlip(0.5, [a])));
         if (spec.Intensity > 0)
         {
             steps.Add(new RandScaleIntensity(spec.Intensity, Probability: 0.8));

@@ -28,10 +28,23 @@ public sealed class Pretraining : TrainingTask
         if (momentum is < 0 or >= 1) throw new ArgumentException($"momentum {momentum} must be in [0, 1)");
         mix = [.. objectives];
         this.momentum = momentum;
+        foreach (var (objective, _) in mix) InitHeads(objective);
         network = new Network(model, mix.Select(o => o.Objective));
     }
 
     public override nn.Module Module => network;
+
+    /// <summary>Heads start as the model's layers do (truncated normal, std 0.02, zero bias), so classifiers start at chance.</summary>
+    static void InitHeads(Objective objective)
+    {
+        using var noGrad = torch.no_grad();
+        foreach (var (_, module) in objective.named_modules())
+            if (module is Linear linear)
+            {
+                Runtime.Init.trunc_normal_(linear.weight!, std: 0.02);
+                if (linear.bias is not null) nn.init.zeros_(linear.bias);
+            }
+    }
 
     public override Medformer Model => network.Model;
 

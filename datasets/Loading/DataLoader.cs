@@ -1,5 +1,6 @@
 using System.Collections.Concurrent;
 using System.Runtime.ExceptionServices;
+using Medformer.Datasets.Transforms;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -182,7 +183,7 @@ public sealed class DataLoader
     {
         var source = sources[sourceIndex];
         var sample = source.Corpus.Get(index);
-        if (source.TrackCoordinates) sample = sample with { Coordinates = IdentityCoordinates(sample.SpatialShape) };
+        if (source.TrackCoordinates) sample = CoordinateGrid.Attach(sample);
         var views = new Sample[source.Views];
         for (int v = 0; v < views.Length; v++)
         {
@@ -191,15 +192,6 @@ public sealed class DataLoader
             views[v] = source.Transform is null ? sample : source.Transform.Apply(sample, viewRng);
         }
         return views;
-    }
-
-    /// <summary>[A, …spatial] float32: each pixel's own coordinates (slowest axis first).</summary>
-    static Tensor IdentityCoordinates(long[] spatial)
-    {
-        using var scope = NewDisposeScope();
-        var axes = spatial.Select(n => arange(n, dtype: ScalarType.Float32)).ToArray();
-        var grids = meshgrid(axes, indexing: "ij");
-        return scope.MoveToOuter(stack(grids));
     }
 
     Batch? Build(Plan plan)

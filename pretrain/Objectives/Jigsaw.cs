@@ -1,4 +1,5 @@
 using Medformer.Datasets.Loading;
+using Medformer.Datasets.Transforms;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
@@ -8,13 +9,13 @@ namespace Medformer.Pretrain.Objectives;
 /// <summary>
 /// Jigsaw puzzles (Noroozi and Favaro, 2016): the image is cut into a grid of tiles (2×2, or 2×2×2 for a volume),
 /// the tiles are shuffled by one of a fixed set of permutations, and the model names the permutation. The set is
-/// chosen greedily for the largest minimal Hamming distance between its members, as in the paper.
+/// chosen greedily for the largest minimal Hamming distance between its members, as in the paper
+/// (<see cref="JigsawPermutations"/>). The shuffle runs on the whole batch at once, not per sample in the loader.
 /// </summary>
 public sealed class Jigsaw : Objective
 {
     private readonly ClassifierHead head;
     private readonly int grid;
-    private readonly Dictionary<int, long[][]> permutations = [];
 
     public Jigsaw(int dim, int grid = 2, int classes = 24) : base("jigsaw")
     {
@@ -28,15 +29,8 @@ public sealed class Jigsaw : Objective
 
     public int Classes { get; }
 
-    /// <summary>The permutation set for a number of tiles: Classes permutations, the identity first.</summary>
-    public long[][] Permutations(int tiles)
-    {
-        lock (permutations)
-        {
-            if (!permutations.TryGetValue(tiles, out var set)) permutations[tiles] = set = MaximalHamming(tiles, Classes);
-            return set;
-        }
-    }
+    /// <summary>The permutation set for a number of tiles: Classes permutations, the identity first (shared with the jigsaw transform).</summary>
+    public IReadOnlyList<int[]> Permutations(int tiles) => JigsawPermutations.Get(tiles, Classes).Permutations;
 
     public override Tensor Loss(Medformer model, Batch batch, StepContext step)
     {
@@ -49,8 +43,8 @@ public sealed class Jigsaw : Objective
             throw new ArgumentException($"jigsaw: image [{string.Join(",", size)}] does not split into a {grid}-tile grid ({batch.Metas[0]})");
         int tiles = (int)Math.Pow(grid, axes);
         var set = Permutations(tiles);
-        var label = randint(0, set.Length, [b], generator: step.Generator, device: x.device);                 // [B]
-        var table = tensor(set.SelectMany(p => p).ToArray(), device: x.device).view(set.Length, tiles);      // [P,T]
+        var label = randint(0, set.Count, [b], generator: step.Generator, device: x.device);                  // [B]
+        var table = tensor(set.SelectMany(p => p.Select(i => (long)i)).ToArray(), device: x.device).view(set.Count, tiles); // [P,T]
         var order = table.index_select(0, label);                                                            // [B,T]
         var pieces = Tiles(x, axes);                                                                         // [B,T,C,…tile]
         var index = order.view([b, tiles, .. Enumerable.Repeat(1L, 1 + axes)]).expand(pieces.shape);
@@ -79,44 +73,5 @@ public sealed class Jigsaw : Objective
         var order = new List<long> { 0, axes + 1 };
         for (int a = 0; a < axes; a++) order.AddRange([1 + a, axes + 2 + a]);                            // B,C,g1,t1,g2,t2…
         return grouped.permute([.. order]).reshape(shape);
-    }
-
-    static long[][] MaximalHamming(int tiles, int count)
-    {
-        // All permutations when there are few (4 tiles: 24); otherwise a seeded pool of candidates.
-        var rng = new Random(1234);
-        List<long[]> pool = tiles <= 5 ? [.. AllPermutations(tiles)] : [.. Enumerable.Range(0, 4000).Select(_ => Shuffle(tiles, rng))];
-        long[] identity = [.. Enumerable.Range(0, tiles).Select(i => (long)i)];
-        if (count > pool.Count) throw new ArgumentException($"jigsaw: {count} permutations asked of {tiles} tiles, which have only {pool.Count}");
-        var chosen = new List<long[]> { identity };
-        var distance = pool.Select(p => Hamming(p, identity)).ToArray();
-        while (chosen.Count < count)
-        {
-            int best = Array.IndexOf(distance, distance.Max());
-            chosen.Add(pool[best]);
-            for (int i = 0; i < pool.Count; i++) distance[i] = Math.Min(distance[i], Hamming(pool[i], pool[best]));
-        }
-        return [.. chosen];
-    }
-
-    static int Hamming(long[] a, long[] b) => a.Zip(b).Count(p => p.First != p.Second);
-
-    static long[] Shuffle(int n, Random rng)
-    {
-        var p = Enumerable.Range(0, n).Select(i => (long)i).ToArray();
-        rng.Shuffle(p);
-        return p;
-    }
-
-    static IEnumerable<long[]> AllPermutations(int n)
-    {
-        if (n == 0)
-        {
-            yield return [];
-            yield break;
-        }
-        foreach (var rest in AllPermutations(n - 1))
-            for (int at = 0; at <= rest.Length; at++)
-                yield return [.. rest[..at], n - 1, .. rest[at..]];
     }
 }
