@@ -1,4 +1,4 @@
-using Medformer.Datasets.Formats.Dicom;
+using Medformer.Datasets.Formats;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

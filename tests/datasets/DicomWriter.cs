@@ -1,7 +1,7 @@
 using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
-using Medformer.Datasets.Formats.Dicom;
+using Medformer.Datasets.Formats;
 
 namespace Medformer.Tests.Datasets;
 

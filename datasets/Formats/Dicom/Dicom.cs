@@ -2,7 +2,7 @@ using System.Globalization;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// DICOM Part 10 files to <see cref="MedicalVolume"/>s: one file (a slice [H,W], frames [F,H,W], colour [3,H,W] or
@@ -78,24 +78,24 @@ public static class Dicom
         origin ??= [0, 0, 0];
         double[] step;
         int frames = info.NumberOfFrames;
-        if (frames > 1 && info.FramePositions is { } positions && Geometry.Norm(Geometry.Sub(positions[^1], positions[0])) > 0)
+        if (frames > 1 && info.FramePositions is { } positions && DicomGeometry.Norm(DicomGeometry.Sub(positions[^1], positions[0])) > 0)
         {
             origin = positions[0];
-            step = Geometry.Scale(Geometry.Sub(positions[^1], positions[0]), 1.0 / (frames - 1));
+            step = DicomGeometry.Scale(DicomGeometry.Sub(positions[^1], positions[0]), 1.0 / (frames - 1));
             notes.Add("frame spacing from the per-frame positions (PerFrameFunctionalGroupsSequence)");
         }
         else if (frames > 1 && info.GridFrameOffsetVector is { } offsets && offsets.Length == frames && offsets[^1] != offsets[0])
         {
-            origin = Geometry.Add(origin, Geometry.Scale(normal, offsets[0]));
-            step = Geometry.Scale(normal, (offsets[^1] - offsets[0]) / (frames - 1));
+            origin = DicomGeometry.Add(origin, DicomGeometry.Scale(normal, offsets[0]));
+            step = DicomGeometry.Scale(normal, (offsets[^1] - offsets[0]) / (frames - 1));
             notes.Add("frame spacing from GridFrameOffsetVector");
         }
         else
         {
-            step = Geometry.Scale(normal, SliceSpacing(info, notes, frames > 1));
+            step = DicomGeometry.Scale(normal, SliceSpacing(info, notes, frames > 1));
         }
-        var affine = Geometry.Affine(Geometry.Scale(row, columnSpacing), Geometry.Scale(column, rowSpacing), step, origin);
-        double[] spacing = frames > 1 ? [Geometry.Norm(step), rowSpacing, columnSpacing] : [rowSpacing, columnSpacing];
+        var affine = DicomGeometry.Affine(DicomGeometry.Scale(row, columnSpacing), DicomGeometry.Scale(column, rowSpacing), step, origin);
+        double[] spacing = frames > 1 ? [DicomGeometry.Norm(step), rowSpacing, columnSpacing] : [rowSpacing, columnSpacing];
         return (spacing, affine);
     }
 

@@ -1,6 +1,6 @@
 using System.Collections.Frozen;
 
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// The part of the DICOM data dictionary (PS3.6 §6) this reader needs: the VR of each tag, so implicit VR files can be

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.IO.Compression;
 using System.Text;
 
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// A parsed DICOM Part 10 file (PS3.10 §7): the file meta information (group 0002) and the dataset, as a flat list

@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// The attributes that describe a DICOM image (Image Pixel, Image Plane and General Series modules), with pydicom's
@@ -49,7 +49,7 @@ public sealed record DicomImageInfo(
     public string StoredType => BitsAllocated == 1 ? "bit" : $"{(IsSigned ? "int" : "uint")}{BitsAllocated}";
 
     /// <summary>The unit normal of the image plane (row direction × column direction), LPS; null without an orientation.</summary>
-    public double[]? SliceNormal => ImageOrientationPatient is { } o ? Geometry.Cross(o[..3], o[3..]) : null;
+    public double[]? SliceNormal => ImageOrientationPatient is { } o ? DicomGeometry.Cross(o[..3], o[3..]) : null;
 
     public static DicomImageInfo From(DicomFile file)
     {
@@ -76,7 +76,7 @@ public sealed record DicomImageInfo(
             [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence, DicomTag.SpacingBetweenSlices])?[0];
         var orientation = Decimals(file, 6, false, [DicomTag.ImageOrientationPatient], [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PlaneOrientationSequence, DicomTag.ImageOrientationPatient],
             [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PlaneOrientationSequence, DicomTag.ImageOrientationPatient]);
-        if (orientation is not null) orientation = Geometry.Orthonormal(orientation) ?? throw Dicom.Bad(path,
+        if (orientation is not null) orientation = DicomGeometry.Orthonormal(orientation) ?? throw Dicom.Bad(path,
             $"Image Orientation Patient (0020,0037) [{string.Join(", ", orientation.Select(v => v.ToString(CultureInfo.InvariantCulture)))}] is not two orthogonal directions");
         var position = Decimals(file, 3, false, [DicomTag.ImagePositionPatient], [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PlanePositionSequence, DicomTag.ImagePositionPatient],
             [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PlanePositionSequence, DicomTag.ImagePositionPatient]);

@@ -1,6 +1,6 @@
 using System.Buffers.Binary;
 
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// Walks the elements of a dataset (PS3.5 §7) into a flat list in file order, descending into sequences (defined or

@@ -3,7 +3,7 @@ using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// Native (uncompressed) pixel data to a tensor, as pydicom's pixel_array gives it: 1, 8, 16 or 32 bits allocated,

@@ -2,7 +2,7 @@ using System.Globalization;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// A folder of single-frame files to one volume, the way dicom2nifti and ITK's series reader do it: files are grouped by
@@ -109,7 +109,7 @@ public static class DicomSeries
         double[] origin, step;
         if (slices.All(s => s.Info.ImagePositionPatient is not null))
         {
-            slices = [.. slices.OrderBy(s => Geometry.Dot(s.Info.ImagePositionPatient!, normal))];
+            slices = [.. slices.OrderBy(s => DicomGeometry.Dot(s.Info.ImagePositionPatient!, normal))];
             (origin, step) = CheckPositions(folder, slices, normal);
         }
         else
@@ -117,7 +117,7 @@ public static class DicomSeries
             slices = OrderByInstanceNumber(folder, slices);
             notes.Add("ImagePositionPatient missing: slices ordered by InstanceNumber");
             origin = first.Info.ImagePositionPatient ?? [0, 0, 0];
-            step = Geometry.Scale(normal, Dicom.SliceSpacing(first.Info, notes, slices.Count > 1));
+            step = DicomGeometry.Scale(normal, Dicom.SliceSpacing(first.Info, notes, slices.Count > 1));
         }
 
         var dtype = CommonDtype(slices);
@@ -131,24 +131,24 @@ public static class DicomSeries
             var values = ReadSlice(slices[k]);
             voxels.select(colour ? 1 : 0, k).copy_(values.to(dtype));
         }
-        var affine = Geometry.Affine(Geometry.Scale(row, columnSpacing), Geometry.Scale(column, rowSpacing), step, origin);
+        var affine = DicomGeometry.Affine(DicomGeometry.Scale(row, columnSpacing), DicomGeometry.Scale(column, rowSpacing), step, origin);
         var info = slices[0].Info;
         var header = Dicom.Header(info, notes);
         header.Insert(0, new("Slices", slices.Count.ToString(CultureInfo.InvariantCulture)));
         header.Insert(1, new("Folder", folder));
         string storedType = slices.Select(s => s.Info.StoredType).Distinct().Count() == 1 ? info.StoredType : string.Join("|", slices.Select(s => s.Info.StoredType).Distinct());
-        return new MedicalVolume(scope.MoveToOuter(voxels), [Geometry.Norm(step), rowSpacing, columnSpacing], affine, "LPS", storedType, folder, header);
+        return new MedicalVolume(scope.MoveToOuter(voxels), [DicomGeometry.Norm(step), rowSpacing, columnSpacing], affine, "LPS", storedType, folder, header);
     }
 
     /// <summary>The first position and the step between slices, after checking the sorted positions are distinct, evenly spaced and on a line.</summary>
     static (double[] Origin, double[] Step) CheckPositions(string folder, List<Slice> slices, double[] normal)
     {
         var positions = slices.Select(s => s.Info.ImagePositionPatient!).ToList();
-        if (slices.Count == 1) return (positions[0], Geometry.Scale(normal, Dicom.SliceSpacing(slices[0].Info, [], false)));
+        if (slices.Count == 1) return (positions[0], DicomGeometry.Scale(normal, Dicom.SliceSpacing(slices[0].Info, [], false)));
         var gaps = new double[slices.Count - 1];
         for (int k = 0; k + 1 < slices.Count; k++)
         {
-            gaps[k] = Geometry.Dot(Geometry.Sub(positions[k + 1], positions[k]), normal);
+            gaps[k] = DicomGeometry.Dot(DicomGeometry.Sub(positions[k + 1], positions[k]), normal);
             if (gaps[k] < 1e-3)
                 throw Dicom.Bad(folder, $"{Name(slices[k])} and {Name(slices[k + 1])} lie at the same position along the slice normal ({Text(positions[k])})");
         }
@@ -158,14 +158,14 @@ public static class DicomSeries
             if (Math.Abs(gaps[k] - median) > tolerance)
                 throw Dicom.Bad(folder, $"slices are not evenly spaced: {Mm(gaps[k])} mm between {Name(slices[k])} and {Name(slices[k + 1])}, {Mm(median)} mm elsewhere"
                     + (gaps[k] > median ? " (a missing slice?)" : ""));
-        var step = Geometry.Scale(Geometry.Sub(positions[^1], positions[0]), 1.0 / (slices.Count - 1));
-        var direction = Geometry.Scale(step, 1 / Geometry.Norm(step));
+        var step = DicomGeometry.Scale(DicomGeometry.Sub(positions[^1], positions[0]), 1.0 / (slices.Count - 1));
+        var direction = DicomGeometry.Scale(step, 1 / DicomGeometry.Norm(step));
         for (int k = 0; k < slices.Count; k++)
         {
-            var off = Geometry.Sub(positions[k], positions[0]);
-            var across = Geometry.Sub(off, Geometry.Scale(direction, Geometry.Dot(off, direction)));
-            if (Geometry.Norm(across) > tolerance)
-                throw Dicom.Bad(folder, $"{Name(slices[k])} at {Text(positions[k])} lies {Mm(Geometry.Norm(across))} mm off the line through the other slices' positions");
+            var off = DicomGeometry.Sub(positions[k], positions[0]);
+            var across = DicomGeometry.Sub(off, DicomGeometry.Scale(direction, DicomGeometry.Dot(off, direction)));
+            if (DicomGeometry.Norm(across) > tolerance)
+                throw Dicom.Bad(folder, $"{Name(slices[k])} at {Text(positions[k])} lies {Mm(DicomGeometry.Norm(across))} mm off the line through the other slices' positions");
         }
         return (positions[0], step);
     }

@@ -1,4 +1,4 @@
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>One image series found in a folder: its UID, what the first file says of it, and its files.</summary>
 public sealed record DicomSeriesInfo(

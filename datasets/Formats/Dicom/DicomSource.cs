@@ -1,6 +1,6 @@
 using Microsoft.Win32.SafeHandles;
 
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// Random access to the bytes of a dataset: a file (read through a window, so element headers cost no system call

@@ -1,4 +1,4 @@
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>A data element tag (group, element), written as dcmdump and pydicom do: "(0028,0010)".</summary>
 public readonly record struct DicomTag(ushort Group, ushort Element) : IComparable<DicomTag>

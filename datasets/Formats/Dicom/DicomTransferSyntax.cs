@@ -1,4 +1,4 @@
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>
 /// How a dataset is encoded (PS3.5 §10, Annex A): VR explicit or implicit, byte order, deflate, and whether pixel data

@@ -1,7 +1,7 @@
-namespace Medformer.Datasets.Formats.Dicom;
+namespace Medformer.Datasets.Formats;
 
 /// <summary>Small vector sums for the DICOM patient coordinate system (LPS, mm).</summary>
-static class Geometry
+static class DicomGeometry
 {
     public static double[] Cross(double[] a, double[] b) =>
         [a[1] * b[2] - a[2] * b[1], a[2] * b[0] - a[0] * b[2], a[0] * b[1] - a[1] * b[0]];
