@@ -165,8 +165,11 @@ sealed class DicomWriter
         }
     }
 
-    /// <summary>A Part 10 file: 128-byte preamble, "DICM", file meta (explicit VR little endian), then <paramref name="dataset"/>.</summary>
-    public static byte[] File(byte[] dataset, string transferSyntax, string sopInstanceUid = "1.2.3.4")
+    /// <summary>
+    /// A Part 10 file: 128-byte preamble, "DICM", file meta (explicit VR little endian), then <paramref name="dataset"/>,
+    /// deflated for the deflated syntax unless <paramref name="compress"/> is false.
+    /// </summary>
+    public static byte[] File(byte[] dataset, string transferSyntax, string sopInstanceUid = "1.2.3.4", bool compress = true)
     {
         var meta = new DicomWriter()
             .Raw(new DicomTag(2, 1), "OB", [0, 1])
@@ -176,7 +179,7 @@ sealed class DicomWriter
             .Text(new DicomTag(2, 0x12), "UI", "1.2.3.999")
             .Encode();
         var groupLength = new DicomWriter().Raw(new DicomTag(2, 0), "UL", BitConverter.GetBytes((uint)meta.Length)).Encode();
-        if (transferSyntax == DicomTransferSyntax.DeflatedExplicitVRLittleEndianUid) dataset = Deflate(dataset);
+        if (compress && transferSyntax == DicomTransferSyntax.DeflatedExplicitVRLittleEndianUid) dataset = Deflate(dataset);
         return [.. new byte[128], .. "DICM"u8, .. groupLength, .. meta, .. dataset];
     }
 

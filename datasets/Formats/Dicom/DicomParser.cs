@@ -51,10 +51,16 @@ sealed class DicomParser(DicomSource source, string path)
                 if (until == Until.ItemDelimiter) throw Bad($"an item of {Describe(parent)} has undefined length but no item delimiter before byte {end}");
                 return pos;
             }
+            if (until == Until.GroupChange)
+            {
+                // The file meta ends where group 0002 does; what follows may be a deflate stream of a few bytes.
+                if (end - pos < 2) return pos;
+                source.Read(pos, header.AsSpan(0, 2));
+                if (BinaryPrimitives.ReadUInt16LittleEndian(header) != 0x0002) return pos;
+            }
             if (end - pos < 8) throw Bad($"truncated element at byte {pos}: {end - pos} bytes left {Where(end)}, an element header needs 8");
             source.Read(pos, header.AsSpan(0, 8));
             var tag = ReadTag(header, syntax.BigEndian);
-            if (until == Until.GroupChange && tag.Group != 0x0002) return pos;
             if (tag.Group == 0xFFFE)
             {
                 if (tag == DicomTag.ItemDelimitation && until == Until.ItemDelimiter) return pos + 8;
