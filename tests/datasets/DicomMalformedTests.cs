@@ -98,6 +98,8 @@ public sealed class DicomMalformedTests : IDisposable
         ["zero pixel spacing"] = (() => Image(w => Replace(w, DicomTag.PixelSpacing, "DS", "0\\1")), typeof(InvalidDataException), "PixelSpacing [0, 1] is not positive"),
         ["spacing not a number"] = (() => Image(w => Replace(w, DicomTag.PixelSpacing, "DS", "1\\x")), typeof(InvalidDataException), "PixelSpacing: '1\\x' is not a decimal string"),
         ["spacing not finite"] = (() => Image(w => Replace(w, DicomTag.PixelSpacing, "DS", "1\\NaN")), typeof(InvalidDataException), "PixelSpacing: a value is not finite"),
+        ["rescale as a short FD"] = (() => Image(w => w.Raw(DicomTag.RescaleIntercept, "FD", [0, 0, 0, 0])), typeof(InvalidDataException),
+            "(0028,1052) RescaleIntercept: 4 bytes of FD are not a whole number of 8-byte values"),
         ["no rows"] = (() => Image(w => w.Remove(DicomTag.Rows)), typeof(InvalidDataException), "no Rows (0028,0010)"),
         ["zero columns"] = (() => Image(w => w.Remove(DicomTag.Columns).UShort(DicomTag.Columns, 0)), typeof(InvalidDataException), "Columns (0028,0011) is 0"),
         ["bits stored above bits allocated"] = (() => Image(w => w.Remove(DicomTag.BitsStored).UShort(DicomTag.BitsStored, 17)), typeof(InvalidDataException), "BitsStored (0028,0101) is 17, outside 1..16"),

@@ -185,6 +185,7 @@ public sealed class DicomFile
             Require(element, true, "numbers");
             int size = vr == "FL" ? 4 : 8;
             var bytes = element.Value.Span;
+            if (bytes.Length % size != 0) throw Dicom.Bad(Path, $"{Name(element)}: {bytes.Length} bytes of {vr} are not a whole number of {size}-byte values");
             var values = new double[bytes.Length / size];
             for (int i = 0; i < values.Length; i++)
             {
