@@ -74,6 +74,29 @@ public sealed class DicomPixelTests : IDisposable
         Assert.Equal(11, second.item<short>());
     }
 
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EnhancedFramesTakeTheirGeometryFromFunctionalGroups(bool uneven)
+    {
+        // Shared: pixel spacing 0.5 × 0.25 and a coronal orientation; per frame: positions 2 mm apart along the normal (0, -1, 0)... or not.
+        double[][] positions = [[10, 20, 30], [10, 18, 30], [10, uneven ? 15 : 16, 30]];
+        var shared = new DicomWriter()
+            .Seq(DicomTag.PlaneOrientationSequence, false, false, new DicomWriter().Decimals(DicomTag.ImageOrientationPatient, 1, 0, 0, 0, 0, -1))
+            .Seq(DicomTag.PixelMeasuresSequence, true, false, new DicomWriter().Decimals(DicomTag.SliceThickness, 2).Decimals(DicomTag.PixelSpacing, 0.5, 0.25));
+        var perFrame = positions.Select(p => new DicomWriter().Seq(DicomTag.PlanePositionSequence, false, true, new DicomWriter().Decimals(DicomTag.ImagePositionPatient, p))).ToArray();
+        var writer = DicomWriter.Image(Explicit, 2, 2, new long[12], frames: 3)
+            .Remove(DicomTag.PixelData)
+            .Seq(DicomTag.SharedFunctionalGroupsSequence, true, true, shared)
+            .Seq(DicomTag.PerFrameFunctionalGroupsSequence, false, false, perFrame)
+            .Pixels(new long[12], 2);
+        using var volume = Read(writer);
+        Assert.Equal(new long[] { 3, 2, 2 }, volume.Voxels.shape);
+        Assert.Equal(new double[] { uneven ? 2.5 : 2, 0.5, 0.25 }, volume.Spacing);
+        Assert.Equal(new double[,] { { 0.25, 0, 0, 10 }, { 0, 0, uneven ? -2.5 : -2, 20 }, { 0, -0.5, 0, 30 }, { 0, 0, 0, 1 } }, volume.Affine);
+        Assert.Equal(uneven, volume.Header.Any(p => p.Value.StartsWith("frames are not evenly spaced", StringComparison.Ordinal)));
+    }
+
     [Fact]
     public void ColourPlanesComeFirstWhateverThePlanarConfiguration()
     {

@@ -146,6 +146,7 @@ public sealed class DicomReferenceTests
         // pydicom: per-frame sums of the first four frames.
         using var frames = dose.Voxels.sum([1, 2]);
         Assert.Equal(new long[] { 101378000, 101381000, 101378000, 101369000 }, frames.data<long>().ToArray()[..4]);
+        Assert.Contains(dose.Header, p => p.Key == "Note" && p.Value.StartsWith("DoseGridScaling", StringComparison.Ordinal));
     }
 
     [Fact]

@@ -88,6 +88,7 @@ public sealed class DicomSeriesTests : IDisposable
         double[] actual = [.. Enumerable.Range(0, 3).Select(r => volume.Affine[r, 0] * i + volume.Affine[r, 1] * j + volume.Affine[r, 2] * k + volume.Affine[r, 3])];
         AssertClose(expected, actual);
         Assert.Contains(new KeyValuePair<string, string>("Slices", "6"), volume.Header);
+        Assert.DoesNotContain(volume.Header, p => p.Key is "SOPInstanceUID" or "InstanceNumber");
         Assert.Equal("LPS", volume.Frame);
     }
 

@@ -83,6 +83,10 @@ public static class Dicom
             origin = positions[0];
             step = DicomGeometry.Scale(DicomGeometry.Sub(positions[^1], positions[0]), 1.0 / (frames - 1));
             notes.Add("frame spacing from the per-frame positions (PerFrameFunctionalGroupsSequence)");
+            // Frames keep the file's order (it may be by time or stack); say so when they are not one even stack.
+            double tolerance = Math.Max(0.01, 0.01 * DicomGeometry.Norm(step));
+            if (Enumerable.Range(0, frames).Any(f => DicomGeometry.Norm(DicomGeometry.Sub(positions[f], DicomGeometry.Add(origin, DicomGeometry.Scale(step, f)))) > tolerance))
+                notes.Add("frames are not evenly spaced on a line: the affine's frame step is the mean from the first frame to the last");
         }
         else if (frames > 1 && info.GridFrameOffsetVector is { } offsets && offsets.Length == frames && offsets[^1] != offsets[0])
         {
@@ -172,6 +176,8 @@ public static class Dicom
             case "PALETTE COLOR": header.Add(new("Note", "PALETTE COLOR: values are palette indices; the palette is not applied")); break;
             case "YBR_FULL": header.Add(new("Note", "YBR_FULL: channels are Y, Cb, Cr as stored, not converted to RGB")); break;
         }
+        if (info.DoseGridScaling is { } scaling) header.Add(new("Note", $"DoseGridScaling {Number(scaling)} not applied: dose in Gy is the value times it"));
+        if (info.HasModalityLUT) header.Add(new("Note", "ModalityLUTSequence present but not applied"));
         foreach (string note in notes) header.Add(new("Note", note));
         return header;
     }

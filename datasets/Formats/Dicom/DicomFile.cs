@@ -50,25 +50,20 @@ public sealed class DicomFile
     public static DicomFile Read(string path)
     {
         using var source = DicomSource.Open(path);
-        return Parse(source, path, out var dataset).DisposeAnd(dataset, source);
+        return Parse(source, path, out _);
     }
 
     /// <summary>Parses a file held in memory; <paramref name="path"/> names it in errors.</summary>
     public static DicomFile Read(ReadOnlyMemory<byte> bytes, string path)
     {
         using var source = DicomSource.FromBytes(bytes);
-        return Parse(source, path, out var dataset).DisposeAnd(dataset, source);
-    }
-
-    DicomFile DisposeAnd(DicomSource dataset, DicomSource file)
-    {
-        if (!ReferenceEquals(dataset, file)) dataset.Dispose();
-        return this;
+        return Parse(source, path, out _);
     }
 
     /// <summary>
-    /// Parses the file in <paramref name="source"/>. <paramref name="dataset"/> is where the dataset's offsets point:
-    /// the file itself, or the inflated dataset of a deflated syntax (which the caller then owns).
+    /// Parses the file in <paramref name="source"/> (only its file meta if <paramref name="metaOnly"/>).
+    /// <paramref name="dataset"/> is where the dataset's offsets point: the file itself, or, for a deflated syntax, the
+    /// inflated dataset in memory.
     /// </summary>
     internal static DicomFile Parse(DicomSource source, string path, out DicomSource dataset, bool metaOnly = false)
     {
@@ -87,18 +82,18 @@ public sealed class DicomFile
         string uid = Text(uidElement);
         var syntax = DicomTransferSyntax.Find(uid)
             ?? throw new NotSupportedException($"{path}: transfer syntax '{uid}' is not a standard one; its encoding is unknown");
-        var file = new DicomFile(path, syntax, parser.Elements, metaCount, datasetOffset);
-        if (metaOnly) return file;
-        if (syntax.Deflated)
+        if (metaOnly) return new DicomFile(path, syntax, parser.Elements, metaCount, datasetOffset);
+        if (!syntax.Deflated)
         {
-            dataset = Inflate(source, datasetOffset, path);
-            parser = new DicomParser(dataset, path);
-            parser.ParseDataset(0, new DicomParser.Syntax(true, false));
-            var all = file.Elements.Concat(parser.Elements.Select(e => e with { Parent = e.Parent < 0 ? -1 : e.Parent + metaCount })).ToList();
-            return new DicomFile(path, syntax, all, metaCount, datasetOffset);
+            parser.ParseDataset(datasetOffset, new DicomParser.Syntax(syntax.ExplicitVR, syntax.BigEndian));
+            return new DicomFile(path, syntax, parser.Elements, metaCount, datasetOffset);
         }
-        parser.ParseDataset(datasetOffset, new DicomParser.Syntax(syntax.ExplicitVR, syntax.BigEndian));
-        return new DicomFile(path, syntax, parser.Elements, metaCount, datasetOffset);
+        dataset = Inflate(source, datasetOffset, path);
+        var inflated = new DicomParser(dataset, path, inflated: true);
+        inflated.ParseDataset(0, DicomParser.Syntax.ExplicitLittle);
+        // One list: the dataset's sequence indices shift by the file meta's elements.
+        var all = parser.Elements.Concat(inflated.Elements.Select(e => e with { Parent = e.Parent < 0 ? -1 : e.Parent + metaCount })).ToList();
+        return new DicomFile(path, syntax, all, metaCount, datasetOffset);
     }
 
     // Deflated Explicit VR Little Endian (PS3.5 §A.5): everything after the file meta is raw deflate (RFC 1951).

@@ -40,6 +40,12 @@ public sealed record DicomImageInfo(
     /// <summary>RT Dose frames' offsets along the slice normal from ImagePositionPatient (mm).</summary>
     public double[]? GridFrameOffsetVector { get; init; }
 
+    /// <summary>RT Dose: dose in Gy is the stored value times this; pydicom does not apply it, nor does this reader.</summary>
+    public double? DoseGridScaling { get; init; }
+
+    /// <summary>A Modality LUT Sequence (0028,3000) is present; it is not applied (pydicom's pixel_array does not either).</summary>
+    public bool HasModalityLUT { get; init; }
+
     /// <summary>The rescale is present and not the identity, so values become float32.</summary>
     public bool IsRescaled => (RescaleSlope ?? 1) != 1 || (RescaleIntercept ?? 0) != 0;
 
@@ -91,6 +97,8 @@ public sealed record DicomImageInfo(
         {
             FramePositions = frames > 1 ? FramePositionsOf(file, frames) : null,
             GridFrameOffsetVector = file.GetDecimals(DicomTag.GridFrameOffsetVector),
+            DoseGridScaling = file.GetDecimals(DicomTag.DoseGridScaling)?[0],
+            HasModalityLUT = file.Find(DicomTag.ModalityLUTSequence) is not null,
         };
     }
 

@@ -7,9 +7,9 @@ namespace Medformer.Datasets.Formats;
 /// undefined length, items with or without delimiters) and stepping over encapsulated pixel fragments. Every length is
 /// checked against the end of its container (file, sequence or item) before anything is read or allocated, nesting is
 /// bounded, and every step moves forward, so bad input ends in an <see cref="InvalidDataException"/> naming the file,
-/// the element and the byte offset.
+/// the element and the byte offset (in the inflated dataset for a deflated syntax).
 /// </summary>
-sealed class DicomParser(DicomSource source, string path)
+sealed class DicomParser(DicomSource source, string path, bool inflated = false)
 {
     public const int MaxDepth = 32;
     public const int MaxElements = 1_000_000;
@@ -206,7 +206,7 @@ sealed class DicomParser(DicomSource source, string path)
 
     static string Named(DicomTag tag) => DicomDictionary.Keyword(tag) is { Length: > 0 } keyword ? $" {keyword}" : "";
 
-    string Where(long end) => end == source.Length ? "in the file" : $"before byte {end}, the end of its sequence or item";
+    string Where(long end) => end != source.Length ? $"before byte {end}, the end of its sequence or item" : inflated ? "in the inflated dataset" : "in the file";
 
     static string Structure(DicomTag tag) => tag == DicomTag.Item ? "item" : tag == DicomTag.ItemDelimitation ? "item delimiter"
         : tag == DicomTag.SequenceDelimitation ? "sequence delimiter" : "structure element";

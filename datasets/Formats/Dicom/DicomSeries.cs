@@ -133,7 +133,8 @@ public static class DicomSeries
         }
         var affine = DicomGeometry.Affine(DicomGeometry.Scale(row, columnSpacing), DicomGeometry.Scale(column, rowSpacing), step, origin);
         var info = slices[0].Info;
-        var header = Dicom.Header(info, notes);
+        // The volume's header is the first slice's, less what names one slice alone.
+        var header = Dicom.Header(info, notes).Where(p => p.Key is not ("SOPInstanceUID" or "InstanceNumber")).ToList();
         header.Insert(0, new("Slices", slices.Count.ToString(CultureInfo.InvariantCulture)));
         header.Insert(1, new("Folder", folder));
         string storedType = slices.Select(s => s.Info.StoredType).Distinct().Count() == 1 ? info.StoredType : string.Join("|", slices.Select(s => s.Info.StoredType).Distinct());

@@ -50,8 +50,10 @@ public readonly record struct DicomTag(ushort Group, ushort Element) : IComparab
     public static readonly DicomTag RescaleIntercept = new(0x0028, 0x1052);
     public static readonly DicomTag RescaleSlope = new(0x0028, 0x1053);
     public static readonly DicomTag RescaleType = new(0x0028, 0x1054);
+    public static readonly DicomTag ModalityLUTSequence = new(0x0028, 0x3000);
     public static readonly DicomTag PixelMeasuresSequence = new(0x0028, 0x9110);
     public static readonly DicomTag GridFrameOffsetVector = new(0x3004, 0x000C);
+    public static readonly DicomTag DoseGridScaling = new(0x3004, 0x000E);
     public static readonly DicomTag SharedFunctionalGroupsSequence = new(0x5200, 0x9229);
     public static readonly DicomTag PerFrameFunctionalGroupsSequence = new(0x5200, 0x9230);
     public static readonly DicomTag FloatPixelData = new(0x7FE0, 0x0008);
