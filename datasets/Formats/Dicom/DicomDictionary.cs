@@ -7,7 +7,8 @@ namespace Medformer.Datasets.Formats;
 /// decoded, and its keyword, for listings. It holds the file meta, patient, study, series, image, pixel, frame of
 /// reference, acquisition (group 0018), RT image/dose/structure and functional group attributes, retired ones included in
 /// the image groups, as old files still carry them. Tags outside it read as UN in implicit VR files and list without
-/// a name. Where the standard allows two VRs ("US or SS", "OB or OW") the first is given; Pixel Data is OW.
+/// a name. Where the standard allows two VRs ("US or SS", "OB or OW") the first is given; Pixel Data is OW. The table
+/// was generated once from the standard's data dictionary as pydicom 2.3 ships it (its keywords are PS3.6's).
 /// </summary>
 public static class DicomDictionary
 {
