@@ -11,7 +11,7 @@ public static class MedicalFile
 {
     public static MedicalVolume Read(string path)
     {
-        if (Directory.Exists(path)) throw new NotSupportedException($"{path}: a folder, and no DICOM reader is built in yet");
+        if (Directory.Exists(path)) return Dicom.ReadSeries(path);
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         string name = Path.GetFileName(path).ToLowerInvariant();
         if (name.EndsWith(".npy", StringComparison.Ordinal)) return ReadNpy(path);
@@ -19,7 +19,17 @@ public static class MedicalFile
             || name.EndsWith(".hdr", StringComparison.Ordinal) || name.EndsWith(".hdr.gz", StringComparison.Ordinal)
             || name.EndsWith(".img", StringComparison.Ordinal) || name.EndsWith(".img.gz", StringComparison.Ordinal))
             return NiftiReader.Read(path);
+        if (name.EndsWith(".dcm", StringComparison.Ordinal) || name.EndsWith(".dicom", StringComparison.Ordinal) || HasDicomMagic(path))
+            return Dicom.Read(path);
         throw new NotSupportedException($"{path}: unknown file type (expected .nii, .nii.gz, .hdr, .dcm, .npy or a DICOM folder)");
+    }
+
+    // DICOM files often have no extension: "DICM" after the 128-byte preamble.
+    static bool HasDicomMagic(string path)
+    {
+        using var stream = File.OpenRead(path);
+        Span<byte> head = stackalloc byte[132];
+        return stream.Read(head) == 132 && head[128..].SequenceEqual("DICM"u8);
     }
 
     static MedicalVolume ReadNpy(string path)
