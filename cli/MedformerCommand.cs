@@ -13,6 +13,7 @@ public static class MedformerCommand
         var root = new RootCommand("Medformer: a Perceiver IO foundation model for medical images, on TorchSharp.");
         root.Subcommands.Add(Pretrain());
         root.Subcommands.Add(Info());
+        root.Subcommands.Add(DownloadCommand.Create());
         try
         {
             // Our handlers below say what went wrong in one line; the default handler would print a stack trace.
