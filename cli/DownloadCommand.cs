@@ -12,9 +12,6 @@ namespace Medformer.Cli;
 /// </summary>
 public static class DownloadCommand
 {
-    /// <summary>Replaces the published host and folder: files are fetched from MIRROR/NAME[_SIZE].npz.</summary>
-    public const string MirrorVariable = "MEDFORMER_MEDMNIST_URL";
-
     public static Command Create()
     {
         var command = new Command("download", "Fetch a dataset into $MEDFORMER_HOME (default ~/.cache/medformer).");
@@ -28,7 +25,7 @@ public static class DownloadCommand
         var name = new Argument<string?>("name") { Description = "The subset, e.g. pathmnist or organmnist3d (--list shows them).", Arity = ArgumentArity.ZeroOrOne };
         var size = new Option<int>("--size") { Description = "Image size: 28, 64, 128 or 224 for 2D; 28 or 64 for 3D.", DefaultValueFactory = _ => 28 };
         var output = new Option<string?>("--out") { Description = "Folder to put NAME[_SIZE].npz in (default $MEDFORMER_HOME/medmnist)." };
-        var mirror = new Option<string?>("--mirror") { Description = $"Fetch from URL/NAME[_SIZE].npz instead of the published URL (or set {MirrorVariable})." };
+        var mirror = new Option<string?>("--mirror") { Description = $"Fetch from URL/NAME[_SIZE].npz instead of the published URL (or set {MedMnistRegistry.MirrorVariable})." };
         var timeout = new Option<double>("--timeout") { Description = "Seconds to wait for a response or for more data before retrying.", DefaultValueFactory = _ => 30 };
         var retries = new Option<int>("--retries") { Description = "Retries after a failure that may pass (each resumes).", DefaultValueFactory = _ => 5 };
         var list = new Option<bool>("--list") { Description = "List the subsets, their sizes and tasks, and exit." };
@@ -65,10 +62,15 @@ public static class DownloadCommand
             if (!(seconds > 0) || retryCount < 0) return Fail(2, "--timeout must be positive and --retries at least 0");
 
             string fileName = chosen.FileName(imageSize);
-            string? mirrorUrl = parse.GetValue(mirror) ?? Environment.GetEnvironmentVariable(MirrorVariable);
-            string address = string.IsNullOrEmpty(mirrorUrl) ? file.Url : mirrorUrl.TrimEnd('/') + "/" + fileName;
-            if (!Uri.TryCreate(address, UriKind.Absolute, out var url) || url.Scheme is not ("http" or "https"))
-                return Fail(2, $"'{address}' is not an http(s) URL");
+            Uri url;
+            try
+            {
+                url = chosen.DownloadUrl(imageSize, parse.GetValue(mirror) ?? Environment.GetEnvironmentVariable(MedMnistRegistry.MirrorVariable));
+            }
+            catch (ArgumentException e)
+            {
+                return Fail(2, e.Message);
+            }
             string folder = parse.GetValue(output) ?? Path.Combine(MedformerHome.Path, "medmnist");
             string destination = Path.Combine(folder, fileName);
             Console.WriteLine($"{fileName}: {url} -> {destination}");

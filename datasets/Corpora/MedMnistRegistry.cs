@@ -11,6 +11,9 @@ namespace Medformer.Datasets.Corpora;
 public sealed partial class MedMnistRegistry
 {
     public const string OverrideVariable = "MEDFORMER_MEDMNIST_REGISTRY";
+
+    /// <summary>A mirror's folder URL, replacing the published host and path (see <see cref="MedMnistSubset.DownloadUrl"/>).</summary>
+    public const string MirrorVariable = "MEDFORMER_MEDMNIST_URL";
     const string ResourceName = "Medformer.Datasets.Corpora.medmnist.json";
 
     static readonly Lazy<MedMnistRegistry> embedded = new(LoadEmbedded);

@@ -42,6 +42,16 @@ public sealed record MedMnistSubset(
     /// <summary>MedMNIST's own file name for a size: NAME.npz for 28, NAME_SIZE.npz otherwise.</summary>
     public string FileName(int size) => size == 28 ? $"{Name}.npz" : $"{Name}_{size}.npz";
 
+    /// <summary>Where to fetch a size from: the published URL, or with a mirror (a folder URL holding MedMNIST's
+    /// file names, as <c>MEDFORMER_MEDMNIST_URL</c> gives it) MIRROR/NAME[_SIZE].npz.</summary>
+    public Uri DownloadUrl(int size, string? mirror = null)
+    {
+        string address = string.IsNullOrEmpty(mirror) ? File(size).Url : mirror.TrimEnd('/') + "/" + FileName(size);
+        return Uri.TryCreate(address, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
+            ? url
+            : throw new ArgumentException($"'{address}' is not an http(s) URL");
+    }
+
     /// <summary>The published file of that size; an <see cref="ArgumentException"/> lists the sizes there are.</summary>
     public MedMnistFile File(int size) => Files.TryGetValue(size, out var file)
         ? file

@@ -122,7 +122,7 @@ static class PhantomGenerator
         var stripes = (Checked.matmul(direction, grid.T) * (2 * Math.PI / period).unsqueeze(1) + phase.unsqueeze(1)).cos();
         var sign = (rand(n, generator: generator) < 0.5).to(ScalarType.Float32) * 2 - 1;
         var contrast = sign * (0.18 + 0.14 * rand(n, generator: generator));
-        var lesion = mask.to(ScalarType.Float32) * contrast.unsqueeze(1) * (1 + 0.5 * texture.unsqueeze(1) * stripes);
+        var lesion = mask.to(ScalarType.Float32) * contrast.unsqueeze(1) * (1 + 0.8 * texture.unsqueeze(1) * stripes);
 
         // Per-sample anatomy and noise, drawn for every style so the stream of random numbers never depends on them.
         var body = 0.85 + 0.15 * rand([n, 1], generator: generator);
@@ -141,10 +141,13 @@ static class PhantomGenerator
             var look = Render(styles[k], axes, size, unit, Pick(body), Pick(bias), Pick(lesion), Pick(noise1), Pick(noise2), Pick(noise3));
             var (mean, std) = Level(styles[k]);
             look = (look - look.mean([1L], keepdim: true)) / (look.std([1L], keepdim: true) + 1e-6) * std + mean;
-            image.index_copy_(0, chosen, look);
+            // Clipping to [0, 1] would move the mean by how much of the shape is clipped, which depends on the class:
+            // shift until the clipped image has the style's mean again.
+            for (int step = 0; step < 8; step++) look = look + (mean - look.clamp(0, 1).mean([1L], keepdim: true));
+            image.index_copy_(0, chosen, look.clamp(0, 1));
         }
         long[] spatial = [n, .. Enumerable.Repeat((long)size, axes)];
-        var bytes = (image.clamp(0, 1) * 255).round().to(ScalarType.Byte).reshape(spatial);
+        var bytes = (image * 255).round().to(ScalarType.Byte).reshape(spatial);
         return (bytes, mask.to(ScalarType.Byte).reshape(spatial), center, half);
     }
 
