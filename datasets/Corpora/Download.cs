@@ -236,6 +236,7 @@ public static class Download
         {
             deadline.CancelAfter(options.Timeout);
             await using var body = await response.Content.ReadAsStreamAsync(deadline.Token);
+            options.Progress?.Invoke(new DownloadProgress(file.Length, total));
             while (true)
             {
                 deadline.CancelAfter(options.Timeout);

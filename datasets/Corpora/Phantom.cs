@@ -58,6 +58,7 @@ public static class Phantom
     public const int Version = 1;
 
     const string SpecMember = "phantom_spec";
+    static readonly Lock EnsureGate = new();
 
     public static IReadOnlyList<string> Shapes2d { get; } = ["ellipse", "rectangle", "ring", "cross", "triangle"];
     public static IReadOnlyList<string> Shapes3d { get; } = ["ellipsoid", "cuboid", "shell", "cross", "cone"];
@@ -101,8 +102,12 @@ public static class Phantom
         folder ??= DefaultDirectory;
         Directory.CreateDirectory(folder);
         string path = Path.Combine(folder, spec.FileName);
-        if (File.Exists(path) && ReadSpec(path) == spec) return path;
-        Write(path, spec);
+        // Threads of one process generate it once; processes at once each write a whole file and rename it (same bytes).
+        lock (EnsureGate)
+        {
+            if (File.Exists(path) && ReadSpec(path) == spec) return path;
+            Write(path, spec);
+        }
         return path;
     }
 

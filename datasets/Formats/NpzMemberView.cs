@@ -45,7 +45,7 @@ public sealed unsafe class NpzMemberView : IDisposable
         string source = $"{npzPath}:{name}.npy";
         if (member.IsStored) return Mapped(npzPath, member.DataOffset, member.Size, source, "mapped");
         if (member.Method != 8) throw new NotSupportedException($"{source}: zip compression method {member.Method} is not supported (stored and deflated are)");
-        return member.Size <= inMemoryLimit
+        return member.Size <= Math.Min(inMemoryLimit, Array.MaxLength)
             ? Inflated(npzPath, member, source)
             : Mapped(Unpack(npzPath, member, unpackDirectory, source), 0, null, source, "unpacked");
     }
@@ -146,7 +146,17 @@ public sealed unsafe class NpzMemberView : IDisposable
             using (var input = (zip.GetEntry(member.Name) ?? throw new InvalidDataException($"{source}: the archive does not open it")).Open())
             using (var output = new FileStream(temp, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
             {
-                input.CopyTo(output, 1 << 20);
+                // Never more than the directory claims: a lying entry must not fill the disk.
+                var buffer = new byte[1 << 20];
+                long written = 0;
+                int read;
+                while ((read = input.Read(buffer)) > 0)
+                {
+                    written += read;
+                    if (written > member.Size) throw new InvalidDataException($"{source}: inflates past the {member.Size} bytes its zip entry states");
+                    output.Write(buffer, 0, read);
+                }
+                if (written != member.Size) throw new InvalidDataException($"{source}: inflates to {written} bytes, not the {member.Size} its zip entry states");
                 output.Flush(flushToDisk: true);
             }
             File.Move(temp, target, overwrite: true);

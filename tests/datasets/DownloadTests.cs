@@ -187,6 +187,19 @@ public sealed class DownloadTests : IDisposable
     }
 
     [Fact]
+    public async Task ASecondDownloadOfTheSameFileIsRefusedWhileTheFirstRuns()
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Destination)!);
+        using var server = new TestHttpServer(r => TestResponse.File(content, r));
+        using (new FileStream(Part, FileMode.Create, FileAccess.ReadWrite, FileShare.None))
+        {
+            var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast()));
+            Assert.Contains("is another download of it running?", e.Message);
+        }
+        Assert.Empty(server.Requests);
+    }
+
+    [Fact]
     public async Task BadArgumentsAreRefused()
     {
         await Assert.ThrowsAsync<ArgumentException>(() => Download.FetchAsync(new Uri("http://127.0.0.1:1/x"), Destination, "abc"));

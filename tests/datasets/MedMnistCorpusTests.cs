@@ -243,15 +243,22 @@ public sealed class MedMnistCorpusTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void DamagedFilesAreRefusedOrReadWithinBounds()
     {
-        string path = Write("retinamnist.npz", [28, 28, 3], i => [i % 5], compressed: false, ("train", 4), ("val", 2), ("test", 2));
-        byte[] valid = File.ReadAllBytes(path);
+        // Stored (mapped), deflated (inflated in memory), deflated and unpacked to a file.
+        byte[][] valid =
+        [
+            File.ReadAllBytes(Write("retinamnist.npz", [28, 28, 3], i => [i % 5], compressed: false, ("train", 4), ("val", 2), ("test", 2))),
+            File.ReadAllBytes(Write("retinamnist_64.npz", [28, 28, 3], i => [i % 5], compressed: true, ("train", 4), ("val", 2), ("test", 2))),
+        ];
+        string unpack = Path.Combine(folder, "unpacked");
         int mutants = Environment.GetEnvironmentVariable("MEDFORMER_FULL_TESTS") == "1" ? 20_000 : 400;
         var random = new Random(20_240_612);
         string mutantPath = Path.Combine(folder, "retinamnist_28.npz");
         int opened = 0, refused = 0;
         for (int m = 0; m < mutants; m++)
         {
-            byte[] mutant = (byte[])valid.Clone();
+            int kind = random.Next(3);
+            byte[] mutant = (byte[])valid[Math.Min(kind, 1)].Clone();
+            var options = new MedMnistOpenOptions(InMemoryLimit: kind == 2 ? 0 : 1L << 30, UnpackDirectory: unpack);
             switch (random.Next(3))
             {
                 case 0:
@@ -269,11 +276,12 @@ public sealed class MedMnistCorpusTests(ITestOutputHelper output) : IDisposable
             File.WriteAllBytes(mutantPath, mutant);
             try
             {
-                using var corpus = MedMnistCorpus.Open(mutantPath, "train", Subset("retinamnist"), new MedMnistOpenOptions(UnpackDirectory: Path.Combine(folder, "u")));
+                using var corpus = MedMnistCorpus.Open(mutantPath, "train", Subset("retinamnist"), options);
                 for (long i = 0; i < corpus.Count; i++)
                 {
                     using var sample = corpus.Get(i);
-                    Assert.Equal([3L, 28, 28], sample.Image.shape);
+                    Assert.Equal(corpus.ImageShape, sample.Image.shape);
+                    Assert.InRange(sample.Image.max().item<float>(), 0f, 1f);
                 }
                 opened++;
             }
@@ -283,7 +291,11 @@ public sealed class MedMnistCorpusTests(ITestOutputHelper output) : IDisposable
             }
             catch (Exception ex)
             {
-                Assert.Fail($"mutant {m} threw {ex.GetType().Name}: {ex.Message}");
+                Assert.Fail($"mutant {m} (kind {kind}) threw {ex.GetType().Name}: {ex.Message}");
+            }
+            finally
+            {
+                if (Directory.Exists(unpack)) Directory.Delete(unpack, recursive: true);
             }
         }
         output.WriteLine($"{mutants} mutants: {opened} opened, {refused} refused");
