@@ -71,9 +71,11 @@ static class PhantomGenerator
         using var scope = NewDisposeScope();
         var generator = new Generator((ulong)seed, CPU);
         var styles = axes == 2 ? Styles2d : Styles3d;
-        // Balanced classes and styles, shuffled independently of each other.
-        var labels = arange(count, ScalarType.Int64).remainder(Classes).index_select(0, randperm(count, generator: generator));
-        var styleIndex = arange(count, ScalarType.Int64).remainder(styles.Length).index_select(0, randperm(count, generator: generator));
+        // Every (class, style) pair equally often, then shuffled together: the style tells nothing of the class.
+        var order = randperm(count, generator: generator);
+        var index = arange(count, ScalarType.Int64);
+        var labels = index.remainder(Classes).index_select(0, order);
+        var styleIndex = index.div(Classes, rounding_mode: RoundingMode.floor).remainder(styles.Length).index_select(0, order);
         int chunk = axes == 2 ? 1024 : 48;
         var parts = new List<(Tensor Images, Tensor Masks, Tensor Centers, Tensor HalfSizes)>();
         for (int start = 0; start < count; start += chunk)

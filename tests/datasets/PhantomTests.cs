@@ -60,6 +60,9 @@ public sealed class PhantomTests(PhantomFixture fixture, ITestOutputHelper outpu
             Assert.All(Counts(a[$"{split}_labels"], 10), c => Assert.Equal(count / 10, c));
             Assert.All(Counts(a[$"{split}_organ"], 5), c => Assert.Equal(count / 5, c));
             Assert.True(TensorEquality.Same(a[$"{split}_organ"], a[$"{split}_modality"]));
+            // Each class equally often in each style: the style (which the mean intensity shows) says nothing of the class.
+            using var pairs = a[$"{split}_labels"].squeeze(1).to(ScalarType.Int64) * 5 + a[$"{split}_organ"].to(ScalarType.Int64);
+            Assert.All(Counts(pairs, 50), c => Assert.Equal(count / 50, c));
         }
         var train3d = fixture.Arrays3d["train_labels"];
         Assert.Equal([PhantomFixture.Small3d.Train, 28L, 28, 28], fixture.Arrays3d["train_images"].shape);
@@ -173,7 +176,7 @@ public sealed class PhantomTests(PhantomFixture fixture, ITestOutputHelper outpu
             double stripedSpread = spread.masked_select(inStyle.logical_and(striped)).mean().item<float>();
             double smoothSpread = spread.masked_select(inStyle.logical_and(striped.logical_not())).mean().item<float>();
             output.WriteLine($"style {s}: variance inside the shape, striped {stripedSpread:F0} vs smooth {smoothSpread:F0}");
-            Assert.True(stripedSpread > 1.3 * smoothSpread, $"style {s}: striped {stripedSpread:F0}, smooth {smoothSpread:F0}");
+            Assert.True(stripedSpread > 1.25 * smoothSpread, $"style {s}: striped {stripedSpread:F0}, smooth {smoothSpread:F0}");
         }
     }
 
