@@ -14,6 +14,7 @@ public static class MedformerCommand
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(Info());
         root.Subcommands.Add(InspectCommand.Create());
+        root.Subcommands.Add(DownloadCommand.Create());
         try
         {
             // Our handlers below say what went wrong in one line; the default handler would print a stack trace.
