@@ -27,7 +27,8 @@ public static class MedformerCommand
         }
         catch (ArgumentException e)
         {
-            Console.Error.WriteLine("medformer: " + e.Message);
+            // MEDFORMER_DEBUG=1 shows where an error came from, for bug reports.
+            Console.Error.WriteLine("medformer: " + (Environment.GetEnvironmentVariable("MEDFORMER_DEBUG") == "1" ? e.ToString() : e.Message));
             return 2;
         }
     }

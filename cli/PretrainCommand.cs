@@ -24,9 +24,18 @@ static class PretrainCommand
         var deterministic = new Option<bool>("--deterministic") { Description = "Bitwise-reproducible CPU run (fixes threads, deterministic kernels)." };
         var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
         foreach (var option in new Option[] { config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic }) command.Options.Add(option);
-        command.SetAction((parse, cancel) =>
+        command.SetAction(parse =>
         {
             TorchRuntime.EnsureLoaded();
+            // Ctrl-C stops at the next step; the last checkpoint stays, and --resume continues from it.
+            using var interrupt = new CancellationTokenSource();
+            var cancel = interrupt.Token;
+            ConsoleCancelEventHandler onCancel = (_, e) =>
+            {
+                e.Cancel = true;
+                interrupt.Cancel();
+            };
+            Console.CancelKeyPress += onCancel;
             string? name = parse.GetValue(config);
             var run = name is null ? new RunConfig()
                 : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }
@@ -37,6 +46,17 @@ static class PretrainCommand
                 parse.GetValue(resume), parse.GetValue(strict) ? true : null);
             string outDir = parse.GetValue(output)!;
             var progress = new ProgressLine(Console.IsOutputRedirected);
+            try
+            {
+                return Run();
+            }
+            finally
+            {
+                Console.CancelKeyPress -= onCancel;
+            }
+
+            int Run()
+            {
             try
             {
                 var result = PretrainJob.Run(run, outDir, overrides, progress.Show, message => progress.Notice(message), cancel);
@@ -65,6 +85,7 @@ static class PretrainCommand
                 progress.Done();
                 Console.Error.WriteLine("medformer pretrain: " + e.Message);
                 return 1;
+            }
             }
         });
         return command;

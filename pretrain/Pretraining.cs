@@ -105,16 +105,24 @@ public sealed class Pretraining : TrainingTask
     private sealed class Network : nn.Module
     {
         private readonly Medformer model;
-        private readonly ModuleDict<Objective> objectives;
+        private readonly ObjectiveSet objectives;
 
         public Network(Medformer model, IEnumerable<Objective> objectives) : base("Pretraining")
         {
             this.model = model;
-            this.objectives = new ModuleDict<Objective>();
-            foreach (var objective in objectives) this.objectives.Add(objective.Task, objective);
+            this.objectives = new ObjectiveSet(objectives);
             RegisterComponents();
         }
 
         public Medformer Model => model;
+    }
+
+    /// <summary>The objectives under their task names. (TorchSharp 0.107's ModuleDict breaks Module.to(dtype): two indexers both named "Item".)</summary>
+    private sealed class ObjectiveSet : nn.Module
+    {
+        public ObjectiveSet(IEnumerable<Objective> objectives) : base("Objectives")
+        {
+            foreach (var objective in objectives) register_module(objective.Task, objective);
+        }
     }
 }

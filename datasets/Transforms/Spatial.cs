@@ -183,7 +183,8 @@ internal static class Spatial
     public static Tensor Interpolate(Tensor t, long[] size, bool nearest)
     {
         var mode = nearest ? InterpolationMode.NearestExact : size.Length == 2 ? InterpolationMode.Bilinear : InterpolationMode.Trilinear;
-        return nn.functional.interpolate(t.unsqueeze(0), size, mode: mode, align_corners: nearest ? null : false).squeeze(0);
+        // align_corners=false for nearest-exact too: libtorch 2.10's C++ interpolate warns when it is unset, and the nearest kernels ignore it.
+        return nn.functional.interpolate(t.unsqueeze(0), size, mode: mode, align_corners: false).squeeze(0);
     }
 
     /// <summary>
