@@ -1,0 +1,135 @@
+using System.Diagnostics;
+using Medformer.Runtime;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Medformer.Tests.Pretrain;
+
+/// <summary>`medformer pretrain` end to end: every objective on the phantom corpus in 2D and 3D, and kill -9 then --resume.</summary>
+public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
+{
+    readonly string root = Directory.CreateTempSubdirectory("medformer-pretrain-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(root, recursive: true);
+
+    static readonly Dictionary<string, string> Home = new() { ["MEDFORMER_HOME"] = Repo.TestHome };
+
+    string Config(string name, string yaml)
+    {
+        string path = Path.Combine(root, name);
+        File.WriteAllText(path, yaml);
+        return path;
+    }
+
+    Repo.Result Pretrain(params string[] args)
+    {
+        var result = Repo.Run(Repo.Cli, ["pretrain", .. args], timeoutSeconds: 600, environment: Home);
+        output.WriteLine(result.Stdout);
+        output.WriteLine(result.Stderr);
+        return result;
+    }
+
+    [Theory]
+    [InlineData("2d", 28)]
+    [InlineData("3d", 16)]
+    public void EveryObjectiveTrainsOnThePhantom(string dims, int size)
+    {
+        string config = Config($"all-{dims}.yaml", $"""
+            model: tiny
+            corpora: [{"{"} phantom: {dims} {"}"}]
+            objectives: {"{"} inpainting: {"{"}{"}"}, rotation: {"{"}{"}"}, jigsaw: {"{"}{"}"}, simclr: {"{"}{"}"}, byol: {"{"}{"}"}, barlow: {"{"}{"}"}, pixpro: {"{"}{"}"} {"}"}
+            batch: {"{"} size: 8, workers: 1 {"}"}
+            augment: {"{"} image_size: {size}, volume_size: {size} {"}"}
+            schedule: {"{"} max_steps: 4, warmup_steps: 1 {"}"}
+            log_every: 2
+            """);
+        string outDir = Path.Combine(root, dims);
+        var result = Pretrain("--config", config, "--out", outDir);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        foreach (string task in new[] { "inpainting", "rotation", "jigsaw", "simclr", "byol", "barlow", "pixpro" })
+            Assert.Contains(task, result.Stdout);
+        Assert.Contains($"model: {Path.Combine(outDir, "model")}", result.Stdout);
+        Assert.True(File.Exists(Path.Combine(outDir, "checkpoint-000004", "ema.safetensors")));
+    }
+
+    [Fact]
+    public void BadArgumentsAreOneLine()
+    {
+        var result = Pretrain("--config", Config("bad.yaml", "optimizer:\n  lrr: 1\n"), "--out", Path.Combine(root, "bad"));
+        Assert.Equal(2, result.ExitCode);
+        Assert.Contains("bad.yaml (line 2): unknown key 'lrr' in optimizer", result.Stderr);
+        Assert.Single(result.Stderr.Trim().Split('\n'));
+    }
+
+    const string Resumable = """
+        model: tiny
+        corpora: [{ phantom: 2d }]
+        objectives: { inpainting: {}, byol: {} }
+        batch: { size: 16, workers: 2 }
+        schedule: { max_steps: 40, warmup_steps: 5 }
+        checkpoint_every: 5
+        log_every: 5
+        """;
+
+    [Fact]
+    public void AKilledRunResumesToTheSameWeights()
+    {
+        string config = Config("resume.yaml", Resumable);
+        string[] common = ["--config", config, "--deterministic", "--threads", "2", "--precision", "bf16"];
+        string whole = Path.Combine(root, "whole");
+        var clock = Stopwatch.StartNew();
+        Assert.Equal(0, Pretrain([.. common, "--out", whole]).ExitCode);
+        double seconds = clock.Elapsed.TotalSeconds;
+        var expected = File.ReadAllBytes(Path.Combine(whole, "model", "model.safetensors"));
+
+        var random = new Random(42);
+        string parts = Path.Combine(root, "parts");
+        int kills = 0;
+        // Kill at random moments (including, by chance, inside a checkpoint write), then resume until it finishes.
+        for (int attempt = 0; attempt < 12; attempt++)
+        {
+            bool resume = TrainingCheckpointExists(parts);
+            var start = new ProcessStartInfo(Repo.Cli) { RedirectStandardOutput = true, RedirectStandardError = true };
+            foreach (string arg in (string[])["pretrain", .. common, "--out", parts, .. resume ? new[] { "--resume" } : []]) start.ArgumentList.Add(arg);
+            start.Environment["MEDFORMER_HOME"] = Repo.TestHome;
+            using var process = Process.Start(start)!;
+            _ = process.StandardOutput.ReadToEndAsync();
+            _ = process.StandardError.ReadToEndAsync();
+            if (attempt < 3 && process.WaitForExit(TimeSpan.FromSeconds(seconds * (0.3 + 0.5 * random.NextDouble()))) == false)
+            {
+                process.Kill(entireProcessTree: true);
+                process.WaitForExit();
+                kills++;
+                continue;
+            }
+            process.WaitForExit();
+            if (process.ExitCode == 0) break;
+        }
+        Assert.True(kills >= 1, "no run was killed: the test did not test resuming");
+        // A checkpoint write cut short leaves a staging folder; the next resume must ignore it.
+        Assert.Equal(expected, File.ReadAllBytes(Path.Combine(parts, "model", "model.safetensors")));
+    }
+
+    [Fact]
+    public void AHalfWrittenCheckpointIsIgnoredOnResume()
+    {
+        string config = Config("half.yaml", Resumable.Replace("max_steps: 40", "max_steps: 10"));
+        string[] common = ["--config", config, "--deterministic", "--threads", "2"];
+        string whole = Path.Combine(root, "whole"), parts = Path.Combine(root, "parts");
+        Assert.Equal(0, Pretrain([.. common, "--out", whole]).ExitCode);
+        // What kill -9 inside the step-10 checkpoint's write leaves: checkpoint-000005 whole, and a staging sibling
+        // with a truncated file where checkpoint-000010 was being written.
+        string from = Path.Combine(whole, "checkpoint-000005"), to = Path.Combine(parts, "checkpoint-000005");
+        Directory.CreateDirectory(to);
+        foreach (string file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+        string staging = Path.Combine(parts, ".checkpoint-000010.tmp-0123456789abcdef");
+        Directory.CreateDirectory(staging);
+        File.WriteAllBytes(Path.Combine(staging, "model.safetensors"), new byte[100]);
+        Assert.Equal(0, Pretrain([.. common, "--out", parts, "--resume"]).ExitCode);
+        Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "model", "model.safetensors")), File.ReadAllBytes(Path.Combine(parts, "model", "model.safetensors")));
+    }
+
+    static bool TrainingCheckpointExists(string folder) =>
+        Directory.Exists(folder) && Directory.EnumerateDirectories(folder, "checkpoint-*").Any(d => File.Exists(Path.Combine(d, "trainer.json")));
+}

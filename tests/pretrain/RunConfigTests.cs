@@ -1,0 +1,58 @@
+using Medformer.Pretrain;
+using Xunit;
+
+namespace Medformer.Tests.Pretrain;
+
+public sealed class RunConfigTests
+{
+    [Fact]
+    public void AYamlRunConfigReadsAsWritten()
+    {
+        var config = RunConfig.Parse("""
+            model: small
+            corpora:
+              - phantom: 3d
+                weight: 2
+              - medmnist: /data/pathmnist.npz
+            objectives:
+              inpainting: { weight: 1, mask_ratio: 0.6 }
+              pixpro: { weight: 0.5, threshold: 0.7, gamma: 2 }
+            optimizer: { lr: 3.0e-4, betas: [0.9, 0.99] }
+            schedule: { max_steps: 1000, warmup_steps: 20 }
+            batch: { size: 32, accumulation: 2 }
+            precision: fp32
+            seed: 11
+            """, "run.yaml");
+        Assert.Equal("small", config.Model);
+        Assert.Equal(("3d", 2.0), (config.Corpora[0].Phantom, config.Corpora[0].Weight));
+        Assert.Equal("/data/pathmnist.npz", config.Corpora[1].Medmnist);
+        Assert.Equal(0.6, config.Objectives["inpainting"].MaskRatio);
+        Assert.Equal(3e-4, config.Optimizer.Lr);
+        Assert.Equal([0.9, 0.99], config.Optimizer.Betas);
+        Assert.Equal((1000L, 2, 11L), (config.Schedule.MaxSteps, config.Batch.Accumulation, config.Seed));
+    }
+
+    [Fact]
+    public void JsonIsYamlToo()
+    {
+        var config = RunConfig.Parse("""{"model": "tiny", "objectives": {"barlow": {"lambda": 0.01}}, "precision": "bf16"}""", "run.json");
+        Assert.Equal(0.01, config.Objectives["barlow"].Lambda);
+    }
+
+    [Theory]
+    [InlineData("optimizer:\n  lrr: 1", "run.yaml (line 2): unknown key 'lrr' in optimizer")]
+    [InlineData("objectives:\n  simclr: { temprature: 0.1 }", "unknown key 'temprature' in an objective")]
+    [InlineData("objectives:\n  mocov3: {}", "objectives.mocov3: unknown objective")]
+    [InlineData("objectives:\n  rotation: { temperature: 0.1 }", "objectives.rotation.temperature: rotation has no such setting")]
+    [InlineData("objectives:\n  inpainting: { mask_ratio: 1.5 }", "objectives.inpainting.mask_ratio: 1.5 must be in (0, 1)")]
+    [InlineData("corpora:\n  - phantom: 2d\n    msd: /x", "corpora[0]: give exactly one of phantom, medmnist, msd")]
+    [InlineData("precision: fp8", "precision 'fp8' must be fp32, bf16 or fp16")]
+    [InlineData("batch: { size: 0 }", "batch.size: 0 must be positive")]
+    [InlineData("schedule: { max_steps: ten }", "run.yaml (line 1)")]
+    public void MistakesNameTheKey(string yaml, string expected)
+    {
+        var error = Assert.Throws<ArgumentException>(() => RunConfig.Parse(yaml, "run.yaml"));
+        Assert.Contains(expected, error.Message);
+        Assert.StartsWith("run.yaml", error.Message);
+    }
+}
