@@ -78,7 +78,7 @@ public static class PretrainJob
 
     static Objective Build(string name, ObjectiveSpec spec, MedformerConfig model) => name switch
     {
-        "inpainting" => new Inpainting(model, spec.MaskRatio ?? 0.75, spec.NormalizePixels ?? true),
+        "inpainting" => new Inpainting(model, spec.MaskRatio ?? 0.75, spec.NormalizePixels ?? false),
         "rotation" => new Rotation(model.Dim),
         "jigsaw" => new Objectives.Jigsaw(model.Dim, spec.Grid ?? 2, spec.Permutations ?? 24),
         "simclr" => new SimClr(model.Dim, spec.Temperature ?? 0.2, spec.ProjectionDim ?? 128),

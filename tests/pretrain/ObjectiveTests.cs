@@ -16,7 +16,7 @@ public sealed class ObjectiveTests
 
     static Objective Create(string name) => name switch
     {
-        "inpainting" => new Inpainting(Config),
+        "inpainting" => new Inpainting(Config, normalizePixels: true),
         "rotation" => new Rotation(Config.Dim),
         "jigsaw" => new Jigsaw(Config.Dim),
         "simclr" => new SimClr(Config.Dim, projectionDim: 16),
