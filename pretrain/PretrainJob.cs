@@ -108,7 +108,7 @@ public static class PretrainJob
     /// Gaussian noise; volumes get a random crop of volume_size. Quarter turns are left out: rotation prediction
     /// would lose its label.
     /// </summary>
-    static ITransform Augmentation(AugmentSpec spec, ICorpus corpus, MedformerConfig model)
+    public static ITransform Augmentation(AugmentSpec spec, ICorpus corpus, MedformerConfig model)
     {
         using var probe = corpus.Get(0);
         bool volume = probe.Meta.Dimensionality == "3d";

@@ -14,6 +14,7 @@ namespace Medformer.Bench;
 public static class ModelBenchmark
 {
     const int Batch = 64, Size = 28, Classes = 10, Steps = 8;
+    internal const int BatchSize = Batch;
     static readonly string[] Organs = ["chest", "brain", "blood", "skin"];
 
     public static BenchReport Run(BenchOptions options)
@@ -51,7 +52,7 @@ public static class ModelBenchmark
     }
 
     /// <summary>Step timing, and how much resident memory grew between the first and the second half of the steps.</summary>
-    static (Timing Timing, double SteadyGrowthMiB, long Parameters) TimeSteps(MedformerConfig config, Precision precision)
+    internal static (Timing Timing, double SteadyGrowthMiB, long Parameters) TimeSteps(MedformerConfig config, Precision precision)
     {
         Seeding.SeedEverything(0);
         using var classifier = new Classifier(config, Classes);
