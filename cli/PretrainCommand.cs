@@ -27,15 +27,6 @@ static class PretrainCommand
         command.SetAction(parse =>
         {
             TorchRuntime.EnsureLoaded();
-            // Ctrl-C stops at the next step; the last checkpoint stays, and --resume continues from it.
-            using var interrupt = new CancellationTokenSource();
-            var cancel = interrupt.Token;
-            ConsoleCancelEventHandler onCancel = (_, e) =>
-            {
-                e.Cancel = true;
-                interrupt.Cancel();
-            };
-            Console.CancelKeyPress += onCancel;
             string? name = parse.GetValue(config);
             var run = name is null ? new RunConfig()
                 : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }
@@ -44,51 +35,51 @@ static class PretrainCommand
             if (parse.GetValue(deterministic)) Determinism.Enable(parse.GetValue(seed) ?? run.Seed, parse.GetValue(threads) ?? TorchRuntime.Threads);
             var overrides = new PretrainOverrides(parse.GetValue(device), parse.GetValue(precision), parse.GetValue(seed), parse.GetValue(maxSteps),
                 parse.GetValue(resume), parse.GetValue(strict) ? true : null);
-            string outDir = parse.GetValue(output)!;
-            var progress = new ProgressLine(Console.IsOutputRedirected);
-            try
-            {
-                return Run();
-            }
-            finally
-            {
-                Console.CancelKeyPress -= onCancel;
-            }
-
-            int Run()
-            {
-            try
-            {
-                var result = PretrainJob.Run(run, outDir, overrides, progress.Show, message => progress.Notice(message), cancel);
-                progress.Done();
-                foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
-                var t = result.Training;
-                Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{(t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "")}");
-                Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
-                Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
-                return 0;
-            }
-            catch (OperationCanceledException)
-            {
-                progress.Done();
-                Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: medformer pretrain --resume --out {outDir}{(name is null ? "" : $" --config {name}")}");
-                return 130;
-            }
-            catch (TrainingDivergedException e)
-            {
-                progress.Done();
-                Console.Error.WriteLine("medformer pretrain: " + e.Message);
-                return 1;
-            }
-            catch (Exception e) when (e is InvalidDataException or IOException)
-            {
-                progress.Done();
-                Console.Error.WriteLine("medformer pretrain: " + e.Message);
-                return 1;
-            }
-            }
+            string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(output)}{(name is null ? "" : $" --config {name}")}";
+            return Execute(run, parse.GetValue(output)!, overrides, resumeHint);
         });
         return command;
+    }
+
+    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint)
+    {
+        // Ctrl-C stops before the next step; the last checkpoint stays, and --resume continues from it.
+        using var interrupt = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        var progress = new ProgressLine(Console.IsOutputRedirected);
+        try
+        {
+            var result = PretrainJob.Run(run, outDir, overrides, progress.Show, progress.Notice, interrupt.Token);
+            progress.Done();
+            foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
+            var t = result.Training;
+            string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
+            Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
+            Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
+            Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
+            return 0;
+        }
+        catch (OperationCanceledException)
+        {
+            progress.Done();
+            Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: {resumeHint}");
+            return 130;
+        }
+        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
+        {
+            progress.Done();
+            Console.Error.WriteLine("medformer pretrain: " + e.Message);
+            return 1;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
     }
 
     /// <summary>A progress bar redrawn in place on a terminal; a plain line per log step when the output is a file or pipe.</summary>
