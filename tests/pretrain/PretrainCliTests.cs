@@ -130,6 +130,29 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "model", "model.safetensors")), File.ReadAllBytes(Path.Combine(parts, "model", "model.safetensors")));
     }
 
+    [Fact]
+    public async Task CtrlCStopsAtAStepAndSaysHowToResume()
+    {
+        string config = Config("interrupt.yaml", Resumable.Replace("max_steps: 40", "max_steps: 400").Replace("checkpoint_every: 5", "checkpoint_every: 2"));
+        string outDir = Path.Combine(root, "interrupted");
+        var start = new ProcessStartInfo(Repo.Cli) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string arg in (string[])["pretrain", "--config", config, "--out", outDir, "--threads", "2"]) start.ArgumentList.Add(arg);
+        start.Environment["MEDFORMER_HOME"] = Repo.TestHome;
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        _ = process.StandardOutput.ReadToEndAsync();
+        var clock = Stopwatch.StartNew();
+        while (!TrainingCheckpointExists(outDir) && clock.Elapsed < TimeSpan.FromSeconds(120)) Thread.Sleep(100);
+        Assert.True(TrainingCheckpointExists(outDir), "no checkpoint appeared");
+        using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) kill.WaitForExit();
+        Assert.True(process.WaitForExit(60_000), "the run did not stop after SIGINT");
+        Assert.Equal(130, process.ExitCode);
+        Assert.Contains("interrupted; continue with: medformer pretrain --resume --out", await stderr);
+        Assert.NotNull(TrainingCheckpoint(outDir));
+    }
+
+    static string? TrainingCheckpoint(string folder) => global::Medformer.Pretrain.Training.TrainingCheckpoint.Latest(folder);
+
     static bool TrainingCheckpointExists(string folder) =>
         Directory.Exists(folder) && Directory.EnumerateDirectories(folder, "checkpoint-*").Any(d => File.Exists(Path.Combine(d, "trainer.json")));
 }
