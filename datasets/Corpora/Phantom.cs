@@ -55,7 +55,7 @@ public sealed record PhantomSpec(string Dimensionality, int Size, int Train, int
 public static class Phantom
 {
     /// <summary>Bumped whenever the generator's output changes, so stale files are rewritten.</summary>
-    public const int Version = 1;
+    public const int Version = 2;
 
     const string SpecMember = "phantom_spec";
     static readonly Lock EnsureGate = new();
