@@ -55,13 +55,21 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                 new AdamW.ParamGroup(noDecay.Select(p => p.Master), lr: Options.LearningRate, beta1: Options.Beta1, beta2: Options.Beta2, weight_decay: 0),
             ], lr: Options.LearningRate);
 
-        var state = new TrainerState { Seed = Options.Seed, Precision = Options.Precision.ToString().ToLowerInvariant() };
+        var state = new TrainerState
+        {
+            Seed = Options.Seed, Precision = Options.Precision.ToString().ToLowerInvariant(), MaxSteps = Options.MaxSteps, Accumulation = Options.Accumulation,
+        };
         if (resume)
         {
             string from = TrainingCheckpoint.Latest(outputDirectory)
                 ?? throw new ArgumentException($"--resume: no checkpoint in {outputDirectory} to resume from");
             state = TrainingCheckpoint.Load(from, task, policy, optimizer, ordered);
             if (state.Seed != Options.Seed) throw new ArgumentException($"--resume: {from} was trained with seed {state.Seed}, not {Options.Seed}");
+            if (state.Accumulation != Options.Accumulation)
+                throw new ArgumentException($"--resume: {from} was trained with accumulation {state.Accumulation}, not {Options.Accumulation}; the loader's position depends on it");
+            if (state.MaxSteps != Options.MaxSteps)
+                notice?.Invoke($"max_steps is {Options.MaxSteps} where {from} was trained towards {state.MaxSteps}: the learning-rate schedule from here differs from the original run's");
+            state.MaxSteps = Options.MaxSteps;
             notice?.Invoke($"resuming from {from} at step {state.Step}");
         }
 

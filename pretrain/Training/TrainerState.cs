@@ -13,6 +13,9 @@ public sealed class TrainerState
     public int Format { get; set; } = 1;
     public long Step { get; set; }
     public long Seed { get; set; }
+    /// <summary>The run's length and accumulation: the schedule and the loader position depend on them.</summary>
+    public long MaxSteps { get; set; }
+    public int Accumulation { get; set; } = 1;
     public string Precision { get; set; } = "fp32";
     public double LearningRate { get; set; }
     public double? LossScale { get; set; }

@@ -103,6 +103,22 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void ResumingWithAnotherAccumulationIsRefusedAndAnotherLengthNoticed()
+    {
+        using (var task = Task(4))
+            new Trainer(Options(10), CPU).Fit(task, Loader(4), Path.Combine(root, "run"));
+        using (var task = Task(4))
+        {
+            var error = Assert.Throws<ArgumentException>(() => new Trainer(Options(20) with { Accumulation = 2 }, CPU).Fit(task, Loader(4), Path.Combine(root, "run"), resume: true));
+            Assert.Contains("accumulation 1, not 2", error.Message);
+        }
+        var notices = new List<string>();
+        using (var task = Task(4))
+            new Trainer(Options(20), CPU, notices.Add).Fit(task, Loader(4), Path.Combine(root, "run"), resume: true);
+        Assert.Contains(notices, n => n.Contains("max_steps is 20 where") && n.Contains("trained towards 10"));
+    }
+
+    [Fact]
     public void BadOptionsAreNamed()
     {
         using var task = Task(1);
