@@ -78,15 +78,14 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         string config = Config("resume.yaml", Resumable);
         string[] common = ["--config", config, "--deterministic", "--threads", "2", "--precision", "bf16"];
         string whole = Path.Combine(root, "whole");
-        var clock = Stopwatch.StartNew();
         Assert.Equal(0, Pretrain([.. common, "--out", whole]).ExitCode);
-        double seconds = clock.Elapsed.TotalSeconds;
         var expected = File.ReadAllBytes(Path.Combine(whole, "model", "model.safetensors"));
 
         var random = new Random(42);
         string parts = Path.Combine(root, "parts");
         int kills = 0;
-        // Kill at random moments (including, by chance, inside a checkpoint write), then resume until it finishes.
+        // Kill -9 three times, each a random moment after a random checkpoint has appeared (so sometimes inside the
+        // next checkpoint's write), then resume until the run finishes.
         for (int attempt = 0; attempt < 12; attempt++)
         {
             bool resume = TrainingCheckpointExists(parts);
@@ -96,15 +95,21 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
             using var process = Process.Start(start)!;
             _ = process.StandardOutput.ReadToEndAsync();
             _ = process.StandardError.ReadToEndAsync();
-            if (attempt < 3 && process.WaitForExit(TimeSpan.FromSeconds(seconds * (0.3 + 0.5 * random.NextDouble()))) == false)
+            if (attempt < 3)
             {
-                process.Kill(entireProcessTree: true);
-                process.WaitForExit();
-                kills++;
-                continue;
+                long target = 5 * (1 + random.Next(7));
+                while (!process.HasExited && (LatestStep(parts) ?? 0) < target) Thread.Sleep(20);
+                Thread.Sleep(random.Next(400));
+                if (!process.HasExited)
+                {
+                    process.Kill(entireProcessTree: true);
+                    process.WaitForExit();
+                    kills++;
+                    continue;
+                }
             }
             process.WaitForExit();
-            if (process.ExitCode == 0) break;
+            if (process.ExitCode == 0 && File.Exists(Path.Combine(parts, "model", "model.safetensors"))) break;
         }
         Assert.True(kills >= 1, "no run was killed: the test did not test resuming");
         // A checkpoint write cut short leaves a staging folder; the next resume must ignore it.
@@ -152,6 +157,9 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
     }
 
     static string? TrainingCheckpoint(string folder) => global::Medformer.Pretrain.Training.TrainingCheckpoint.Latest(folder);
+
+    static long? LatestStep(string folder) =>
+        global::Medformer.Pretrain.Training.TrainingCheckpoint.Latest(folder) is { } latest ? long.Parse(Path.GetFileName(latest)["checkpoint-".Length..]) : null;
 
     static bool TrainingCheckpointExists(string folder) =>
         Directory.Exists(folder) && Directory.EnumerateDirectories(folder, "checkpoint-*").Any(d => File.Exists(Path.Combine(d, "trainer.json")));

@@ -25,15 +25,21 @@ public sealed class MemoryTests(ITestOutputHelper output)
             optimizer.step();
         });
 
-        // The first few thousand steps grow the managed heap and tiered JIT code by a few MB, once.
+        // The first few thousand steps grow the managed heap and tiered JIT code by a few MB, once; on a loaded machine
+        // that one-off growth can land later. A leak grows in every window, so the smaller of two windows is the measure.
         for (int i = 0; i < 5_000; i++) Step();
-        GC.Collect();
-        long before = ResidentBytes();
-        for (int i = 0; i < 10_000; i++) Step();
-        GC.Collect();
-        long growth = ResidentBytes() - before;
-        output.WriteLine($"resident memory growth over 10,000 steps: {growth / 1024.0:F0} KiB");
-        Assert.True(growth < 5 * 1024 * 1024, $"resident memory grew by {growth / 1048576.0:F1} MB over 10,000 steps");
+        var windows = new long[2];
+        for (int w = 0; w < windows.Length; w++)
+        {
+            GC.Collect();
+            long before = ResidentBytes();
+            for (int i = 0; i < 10_000; i++) Step();
+            GC.Collect();
+            windows[w] = ResidentBytes() - before;
+        }
+        long growth = windows.Min();
+        output.WriteLine($"resident memory growth over two windows of 10,000 steps: {windows[0] / 1024.0:F0} KiB, {windows[1] / 1024.0:F0} KiB");
+        Assert.True(growth < 5 * 1024 * 1024, $"resident memory grew by {growth / 1048576.0:F1} MB in each of two windows of 10,000 steps");
     }
 
     [Fact]
