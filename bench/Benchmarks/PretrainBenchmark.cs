@@ -72,8 +72,8 @@ public static class PretrainBenchmark
         report.Extra("mean_samples_per_s", $"bf16 {Batch / bf16.MeanStep:F1}, fp32 {Batch / fp32.MeanStep:F1}, twin {Batch / reference.GetProperty("mean_step_s").GetDouble():F1}");
         report.Extra("timing", $"median of {Timed} trainer steps after {Warmup} warm-up, between the trainer's per-step log callbacks (the end-of-run checkpoint is written after the last one); {Distinct} two-view batches made before timing by the DataLoader with the job's augmentation, a copy per step; the twin: same batches' shapes, same warm-up and steps");
         report.Extra("memory", $"Medformer tiny, bf16, batch {MemoryBatch}, same mix and trainer, {MemorySteps} steps at {memory.StepsPerSecond:F1} steps/s: RSS {memory.AtFirst:F0} MiB after step {MemoryFirst}, {memory.AtLast:F0} MiB after step {MemorySteps}, highest of the logs every {MemoryFirst} steps {memory.Highest:F0} MiB");
-        report.Extra("rss_after_step_100_mib", Math.Round(memory.AtFirst, 1));
-        report.Extra("rss_after_step_1000_mib", Math.Round(memory.AtLast, 1));
+        report.Extra($"rss_after_step_{MemoryFirst}_mib", Math.Round(memory.AtFirst, 1));
+        report.Extra($"rss_after_step_{MemorySteps}_mib", Math.Round(memory.AtLast, 1));
         if (bf16.Notices.Count > 0 || fp32.Notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", bf16.Notices.Concat(fp32.Notices).Distinct()));
         report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
