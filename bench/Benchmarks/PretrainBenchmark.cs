@@ -74,6 +74,7 @@ public static class PretrainBenchmark
         report.Extra("memory", $"Medformer tiny, bf16, batch {MemoryBatch}, same mix and trainer, {MemorySteps} steps at {memory.StepsPerSecond:F1} steps/s: RSS {memory.AtFirst:F0} MiB after step {MemoryFirst}, {memory.AtLast:F0} MiB after step {MemorySteps}, highest of the logs every {MemoryFirst} steps {memory.Highest:F0} MiB");
         report.Extra($"rss_after_step_{MemoryFirst}_mib", Math.Round(memory.AtFirst, 1));
         report.Extra($"rss_after_step_{MemorySteps}_mib", Math.Round(memory.AtLast, 1));
+        report.Extra($"rss_every_{MemoryFirst}_steps_mib", string.Join(" ", memory.Series));
         if (bf16.Notices.Count > 0 || fp32.Notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", bf16.Notices.Concat(fp32.Notices).Distinct()));
         report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
@@ -92,7 +93,7 @@ public static class PretrainBenchmark
         return new StepTimes(seconds[Timed / 2], mean, run.Parameters, run.MaskRatio, run.Mix, run.Notices);
     }
 
-    sealed record MemoryProfile(double AtFirst, double AtLast, double Highest, double StepsPerSecond)
+    sealed record MemoryProfile(double AtFirst, double AtLast, double Highest, double StepsPerSecond, IReadOnlyList<double> Series)
     {
         public double Growth => AtLast - AtFirst;
     }
@@ -103,7 +104,8 @@ public static class PretrainBenchmark
         var rss = new Dictionary<long, double>();
         var clock = Stopwatch.StartNew();
         Train(config, Precision.Bf16, MemoryBatch, MemorySteps, logEvery: MemoryFirst, log => rss[log.Step] = Resident.CurrentMiB);
-        return new MemoryProfile(rss[MemoryFirst], rss[MemorySteps], rss.Values.Max(), MemorySteps / clock.Elapsed.TotalSeconds);
+        return new MemoryProfile(rss[MemoryFirst], rss[MemorySteps], rss.Values.Max(), MemorySteps / clock.Elapsed.TotalSeconds,
+            [.. rss.OrderBy(r => r.Key).Select(r => Math.Round(r.Value, 1))]);
     }
 
     sealed record TrainRun(long Parameters, double MaskRatio, IReadOnlyList<string> Mix, IReadOnlyList<string> Notices);
