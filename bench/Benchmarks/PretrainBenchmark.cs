@@ -1,0 +1,206 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Medformer.Datasets.Corpora;
+using Medformer.Datasets.Loading;
+using Medformer.Pretrain;
+using Medformer.Pretrain.Objectives;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+using static TorchSharp.torch;
+
+namespace Medformer.Bench;
+
+/// <summary>
+/// <c>bench/run pretrain</c>: the pretraining job's default objective mix (inpainting 1, rotation 0.5, SimCLR 0.5)
+/// on Medformer <c>small</c>, batch 64 of 28×28 images with two views, through the real <see cref="Trainer"/> and
+/// <see cref="Pretraining"/> task, in bf16 and fp32, next to the PyTorch twin (reference/pretrain.py) in fp32 on the
+/// same threads; model-FLOP utilisation against the GEMM rates of the same run; resident memory over 1,000 steps
+/// (of Medformer <c>tiny</c>, batch 16, with the same mix and trainer: a leak is per step, and small's steps are slow).
+/// </summary>
+/// <remarks>
+/// Loading is not timed: a few two-view batches are made up front by a <see cref="DataLoader"/> with the job's
+/// augmentation over an in-memory corpus, and the trainer gets copies of them in turn (a 0.4 MB clone per step).
+/// Steps are timed between the trainer's per-step log callbacks, so the timing covers the whole loop (loss,
+/// backward, clipping, AdamW, the precision policy) and not the checkpoint it writes after the last step.
+/// </remarks>
+public static class PretrainBenchmark
+{
+    const int Batch = 64, Size = 28, Warmup = 2, Timed = 8, Distinct = 4, MemorySteps = 1000, MemoryFirst = 100, MemoryBatch = 16;
+
+    public static BenchReport Run(BenchOptions options)
+    {
+        var config = MedformerConfig.Small;
+        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
+        File.WriteAllText(configFile, config.ToJson());
+        JsonElement reference;
+        try
+        {
+            reference = PythonReference.Run("pretrain.py", "--threads", options.Threads.ToString(), "--config", configFile,
+                "--batch", Batch.ToString(), "--size", Size.ToString(), "--warmup", Warmup.ToString(), "--steps", Timed.ToString(),
+                "--batches", Distinct.ToString());
+        }
+        finally
+        {
+            File.Delete(configFile);
+        }
+
+        // Memory first, while this process's allocator holds nothing freed that a leak could hide in.
+        var memory = Memory(MedformerConfig.Tiny);
+        double fp32Gemm = RuntimeBenchmark.GemmRate(ScalarType.Float32), bf16Gemm = RuntimeBenchmark.GemmRate(ScalarType.BFloat16);
+        var fp32 = Throughput(config, Precision.Fp32);
+        var bf16 = Throughput(config, Precision.Bf16);
+        var flops = StepFlops.Of(config, bf16.MaskRatio);
+        double twinStep = reference.GetProperty("step_s").GetDouble();
+
+        var report = new BenchReport("pretrain");
+        var headline = report.Add(new BenchRow("small pretrain step bf16", Batch / bf16.MedianStep, Batch / twinStep, "samples/s"));
+        report.Add(new BenchRow("small pretrain step fp32", Batch / fp32.MedianStep, Batch / twinStep, "samples/s"));
+        report.Add(new BenchRow($"tiny RSS growth, step {MemoryFirst}->{MemorySteps}", memory.Growth, null, "MiB", HigherIsBetter: false));
+        report.Headline(headline);
+        report.Extra("mix", string.Join(", ", bf16.Mix));
+        report.Extra("parameters", bf16.Parameters);
+        report.Extra("twin_parameters", reference.GetProperty("parameters").GetInt64());
+        report.Extra("forward_gflop_per_sample", $"inpainting {flops.Inpainting / 1e9:F3} (encoder reads {flops.Visible} of {flops.Tokens} tokens, decoder {flops.Hidden} queries), rotation {flops.Rotation / 1e9:F3}, simclr {flops.SimClr / 1e9:F3} (2 views)");
+        report.Extra("step_gflop", Math.Round(flops.Step(Batch) / 1e9, 1));
+        report.Extra("flops_counted", "ModelFlops (matmuls, convolution, attention products) of each objective's forward, times 3 for forward + backward; the heads (pixel, rotation, projector: < 0.1%), norms, softmax and the optimizer are left out");
+        report.Extra("fp32_gemm_gflops", Math.Round(fp32Gemm));
+        report.Extra("bf16_gemm_gflops", Math.Round(bf16Gemm));
+        report.Extra("mfu_fp32_of_fp32_gemm", Math.Round(flops.Step(Batch) / fp32.MedianStep / 1e9 / fp32Gemm, 3));
+        report.Extra("mfu_bf16_of_bf16_gemm", Math.Round(flops.Step(Batch) / bf16.MedianStep / 1e9 / bf16Gemm, 3));
+        report.Extra("twin_mfu_fp32_of_our_fp32_gemm", Math.Round(flops.Step(Batch) / twinStep / 1e9 / fp32Gemm, 3));
+        report.Extra("bf16_over_our_fp32", Math.Round(fp32.MedianStep / bf16.MedianStep, 2));
+        report.Extra("mean_samples_per_s", $"bf16 {Batch / bf16.MeanStep:F1}, fp32 {Batch / fp32.MeanStep:F1}, twin {Batch / reference.GetProperty("mean_step_s").GetDouble():F1}");
+        report.Extra("timing", $"median of {Timed} trainer steps after {Warmup} warm-up, between the trainer's per-step log callbacks (the end-of-run checkpoint is written after the last one); {Distinct} two-view batches made before timing by the DataLoader with the job's augmentation, a copy per step; the twin: same batches' shapes, same warm-up and steps");
+        report.Extra("memory", $"Medformer tiny, bf16, batch {MemoryBatch}, same mix and trainer, {MemorySteps} steps at {memory.StepsPerSecond:F1} steps/s: RSS {memory.AtFirst:F0} MiB after step {MemoryFirst}, {memory.AtLast:F0} MiB after step {MemorySteps}, highest of the logs every {MemoryFirst} steps {memory.Highest:F0} MiB");
+        report.Extra($"rss_after_step_{MemoryFirst}_mib", Math.Round(memory.AtFirst, 1));
+        report.Extra($"rss_after_step_{MemorySteps}_mib", Math.Round(memory.AtLast, 1));
+        report.Extra($"rss_every_{MemoryFirst}_steps_mib", string.Join(" ", memory.Series));
+        if (bf16.Notices.Count > 0 || fp32.Notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", bf16.Notices.Concat(fp32.Notices).Distinct()));
+        report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
+        report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
+        return report;
+    }
+
+    sealed record StepTimes(double MedianStep, double MeanStep, long Parameters, double MaskRatio, IReadOnlyList<string> Mix, IReadOnlyList<string> Notices);
+
+    /// <summary>Seconds per trainer step of the default mix: <see cref="Warmup"/> steps, then <see cref="Timed"/> timed ones.</summary>
+    static StepTimes Throughput(MedformerConfig config, Precision precision)
+    {
+        var stamps = new long[Warmup + Timed + 1];
+        var run = Train(config, precision, Batch, Warmup + Timed, logEvery: 1, log => stamps[log.Step] = Stopwatch.GetTimestamp());
+        var seconds = Enumerable.Range(Warmup + 1, Timed).Select(s => Stopwatch.GetElapsedTime(stamps[s - 1], stamps[s]).TotalSeconds).Order().ToArray();
+        double mean = Stopwatch.GetElapsedTime(stamps[Warmup], stamps[^1]).TotalSeconds / Timed;
+        return new StepTimes(seconds[Timed / 2], mean, run.Parameters, run.MaskRatio, run.Mix, run.Notices);
+    }
+
+    sealed record MemoryProfile(double AtFirst, double AtLast, double Highest, double StepsPerSecond, IReadOnlyList<double> Series)
+    {
+        public double Growth => AtLast - AtFirst;
+    }
+
+    /// <summary>Resident memory after step <see cref="MemoryFirst"/> and after step <see cref="MemorySteps"/> of a bf16 run.</summary>
+    static MemoryProfile Memory(MedformerConfig config)
+    {
+        var rss = new Dictionary<long, double>();
+        var clock = Stopwatch.StartNew();
+        Train(config, Precision.Bf16, MemoryBatch, MemorySteps, logEvery: MemoryFirst, log => rss[log.Step] = Resident.CurrentMiB);
+        return new MemoryProfile(rss[MemoryFirst], rss[MemorySteps], rss.Values.Max(), MemorySteps / clock.Elapsed.TotalSeconds,
+            [.. rss.OrderBy(r => r.Key).Select(r => Math.Round(r.Value, 1))]);
+    }
+
+    sealed record TrainRun(long Parameters, double MaskRatio, IReadOnlyList<string> Mix, IReadOnlyList<string> Notices);
+
+    /// <summary>The job's default mix and optimizer settings, <paramref name="steps"/> trainer steps over pre-made batches.</summary>
+    static TrainRun Train(MedformerConfig config, Precision precision, int batchSize, long steps, int logEvery, Action<TrainerLog> log)
+    {
+        var job = new RunConfig();
+        Seeding.SeedEverything(job.Seed);
+        var batches = MakeBatches(config, job, batchSize);
+        string output = Directory.CreateTempSubdirectory("medformer-bench-pretrain-").FullName;
+        try
+        {
+            var objectives = job.Objectives.Select(o => (Objective: Build(o.Key, o.Value ?? new ObjectiveSpec(), config), (o.Value ?? new ObjectiveSpec()).Weight)).ToList();
+            using var task = new Pretraining(new global::Medformer.Medformer(config), objectives, job.Momentum);
+            var options = new TrainerOptions
+            {
+                MaxSteps = steps,
+                WarmupSteps = job.Schedule.WarmupSteps,
+                LearningRate = job.Optimizer.Lr,
+                MinLearningRate = job.Optimizer.MinLr,
+                WeightDecay = job.Optimizer.WeightDecay,
+                Beta1 = job.Optimizer.Betas[0],
+                Beta2 = job.Optimizer.Betas[1],
+                GradClip = job.Optimizer.GradClip,
+                Accumulation = job.Batch.Accumulation,
+                Precision = precision,
+                Seed = job.Seed,
+                LogEvery = logEvery,
+                CheckpointEvery = 0,  // 0: one checkpoint, after the last step (and its log)
+            };
+            var notices = new List<string>();
+            new Trainer(options, CPU, notices.Add).Fit(task, start => Replay(batches, start), output, log: log);
+            double maskRatio = objectives.Select(o => o.Objective).OfType<Inpainting>().Single().MaskRatio;
+            return new TrainRun(task.Module.parameters().Sum(p => p.numel()), maskRatio,
+                [.. objectives.Select(o => $"{o.Objective.Task} {o.Weight}")], notices);
+        }
+        finally
+        {
+            foreach (var batch in batches) batch.Dispose();
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
+    /// <summary>As PretrainJob builds the objectives of its default mix; one the twin lacks is an error, not a silent mismatch.</summary>
+    static Objective Build(string name, ObjectiveSpec spec, MedformerConfig config) => name switch
+    {
+        "inpainting" => new Inpainting(config, spec.MaskRatio ?? 0.75, spec.NormalizePixels ?? false),
+        "rotation" => new Rotation(config.Dim),
+        "simclr" => new SimClr(config.Dim, spec.Temperature ?? 0.2, spec.ProjectionDim ?? 128),
+        _ => throw new InvalidOperationException($"the pretraining job's default mix has '{name}', which bench/reference/pretrain.py has no twin of"),
+    };
+
+    /// <summary><see cref="Distinct"/> batches of two views, augmented as the job does, from random images in memory.</summary>
+    static List<Batch> MakeBatches(MedformerConfig config, RunConfig job, int batchSize)
+    {
+        using var corpus = new TensorCorpus("bench", rand(Distinct * batchSize, 1, Size, Size), organ: "chest", modality: "xray");
+        var source = new LoaderSource(corpus, Transform: PretrainJob.Augmentation(job.Augment, corpus, config), Views: 2);
+        var loader = new DataLoader([source], new LoaderOptions(batchSize, job.Seed, Workers: 0));
+        return [.. loader.Batches().Take(Distinct)];
+    }
+
+    /// <summary>The trainer disposes each batch after its step, so it gets copies, in turn, from batch <paramref name="start"/>.</summary>
+    static IEnumerable<Batch> Replay(IReadOnlyList<Batch> batches, long start)
+    {
+        for (long i = start; ; i++)
+        {
+            var batch = batches[(int)(i % batches.Count)];
+            yield return new Batch(i, [.. batch.Views.Select(v => new BatchView(v.Images.clone(), v.Targets?.clone(), v.Coordinates?.clone()))], batch.Metas);
+        }
+    }
+
+    /// <summary>
+    /// Forward FLOPs per sample of each objective, from <see cref="ModelFlops"/>: inpainting tokenizes every patch,
+    /// but its encoder's cross-attention reads only the visible tokens (counted on an input with that many tokens)
+    /// and its decoder reads the hidden ones back as queries; rotation is one forward and one pooled query; SimCLR
+    /// two views, each with one pooled query.
+    /// </summary>
+    sealed record StepFlops(long Tokens, long Visible, long Hidden, double Inpainting, double Rotation, double SimClr)
+    {
+        public double PerSample => Inpainting + Rotation + SimClr;
+
+        /// <summary>Forward and backward ≈ 3 × forward.</summary>
+        public double Step(int batch) => 3 * PerSample * batch;
+
+        public static StepFlops Of(MedformerConfig config, double maskRatio)
+        {
+            long[] image = [Size, Size];
+            long tokens = ModelFlops.Forward(config, image).Tokens;
+            long hidden = (long)Math.Round(maskRatio * tokens, MidpointRounding.ToEven);  // as Losses.RandomMask
+            long visible = tokens - hidden;
+            var inpainting = ModelFlops.Forward(config, image, queries: hidden);
+            double visibleCross = ModelFlops.Forward(config, [config.PatchSize2d, config.PatchSize2d * visible]).EncoderCrossAttention;
+            double pooled = ModelFlops.Forward(config, image, queries: 1).Total;
+            return new StepFlops(tokens, visible, hidden, inpainting.Tokenizer + visibleCross + inpainting.SelfAttention + inpainting.Decoder, pooled, 2 * pooled);
+        }
+    }
+}
