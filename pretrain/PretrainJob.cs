@@ -37,7 +37,7 @@ public static class PretrainJob
         Seeding.SeedEverything(config.Seed);
 
         var modelConfig = MedformerConfig.Resolve(config.Model);
-        var objectives = config.Objectives.Select(o => (Build(o.Key, o.Value ?? new ObjectiveSpec(), modelConfig), (o.Value ?? new ObjectiveSpec()).Weight)).ToList();
+        var objectives = Objectives(config, modelConfig);
         var model = new Medformer(modelConfig);
         using var task = new Pretraining(model, objectives, config.Momentum);
 
@@ -47,22 +47,7 @@ public static class PretrainJob
             var sources = corpora.Select((corpus, i) => new LoaderSource(corpus, config.Corpora[i].Weight,
                 Augmentation(config.Augment, corpus, modelConfig), task.Views, task.TrackCoordinates)).ToList();
             var loader = new DataLoader(sources, new LoaderOptions(config.Batch.Size, config.Seed, config.Batch.Workers, Strict: config.Strict));
-            var options = new TrainerOptions
-            {
-                MaxSteps = config.Schedule.MaxSteps,
-                WarmupSteps = config.Schedule.WarmupSteps,
-                LearningRate = config.Optimizer.Lr,
-                MinLearningRate = config.Optimizer.MinLr,
-                WeightDecay = config.Optimizer.WeightDecay,
-                Beta1 = config.Optimizer.Betas[0],
-                Beta2 = config.Optimizer.Betas[1],
-                GradClip = config.Optimizer.GradClip,
-                Accumulation = config.Batch.Accumulation,
-                Precision = config.ParsePrecision("run config"),
-                Seed = config.Seed,
-                LogEvery = config.LogEvery,
-                CheckpointEvery = config.CheckpointEvery,
-            };
+            var options = TrainerOptions(config);
             Directory.CreateDirectory(outputDirectory);
             File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), JsonSerializer.Serialize(config, RunJson));
             var result = new Trainer(options, device, notice).Fit(task, loader.Batches, outputDirectory, overrides.Resume, log, cancel: cancel);
@@ -75,6 +60,28 @@ public static class PretrainJob
     }
 
     static readonly JsonSerializerOptions RunJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
+
+    /// <summary>The run's objectives, built for <paramref name="model"/>, with their weights.</summary>
+    public static List<(Objective Objective, double Weight)> Objectives(RunConfig config, MedformerConfig model) =>
+        [.. config.Objectives.Select(o => (Build(o.Key, o.Value ?? new ObjectiveSpec(), model), (o.Value ?? new ObjectiveSpec()).Weight))];
+
+    /// <summary>The trainer's options as the run config sets them.</summary>
+    public static TrainerOptions TrainerOptions(RunConfig config) => new()
+    {
+        MaxSteps = config.Schedule.MaxSteps,
+        WarmupSteps = config.Schedule.WarmupSteps,
+        LearningRate = config.Optimizer.Lr,
+        MinLearningRate = config.Optimizer.MinLr,
+        WeightDecay = config.Optimizer.WeightDecay,
+        Beta1 = config.Optimizer.Betas[0],
+        Beta2 = config.Optimizer.Betas[1],
+        GradClip = config.Optimizer.GradClip,
+        Accumulation = config.Batch.Accumulation,
+        Precision = config.ParsePrecision("run config"),
+        Seed = config.Seed,
+        LogEvery = config.LogEvery,
+        CheckpointEvery = config.CheckpointEvery,
+    };
 
     static Objective Build(string name, ObjectiveSpec spec, MedformerConfig model) => name switch
     {

@@ -119,21 +119,14 @@ public static class PretrainBenchmark
         string output = Directory.CreateTempSubdirectory("medformer-bench-pretrain-").FullName;
         try
         {
-            var objectives = job.Objectives.Select(o => (Objective: Build(o.Key, o.Value ?? new ObjectiveSpec(), config), (o.Value ?? new ObjectiveSpec()).Weight)).ToList();
+            var unknown = job.Objectives.Keys.FirstOrDefault(k => k is not ("inpainting" or "rotation" or "simclr"));
+            if (unknown is not null) throw new InvalidOperationException($"the pretraining job's default mix has '{unknown}', which bench/reference/pretrain.py has no twin of");
+            var objectives = PretrainJob.Objectives(job, config);
             using var task = new Pretraining(new global::Medformer.Medformer(config), objectives, job.Momentum);
-            var options = new TrainerOptions
+            var options = PretrainJob.TrainerOptions(job) with
             {
                 MaxSteps = steps,
-                WarmupSteps = job.Schedule.WarmupSteps,
-                LearningRate = job.Optimizer.Lr,
-                MinLearningRate = job.Optimizer.MinLr,
-                WeightDecay = job.Optimizer.WeightDecay,
-                Beta1 = job.Optimizer.Betas[0],
-                Beta2 = job.Optimizer.Betas[1],
-                GradClip = job.Optimizer.GradClip,
-                Accumulation = job.Batch.Accumulation,
                 Precision = precision,
-                Seed = job.Seed,
                 LogEvery = logEvery,
                 CheckpointEvery = 0,  // 0: one checkpoint, after the last step (and its log)
             };
@@ -151,14 +144,6 @@ public static class PretrainBenchmark
     }
 
     /// <summary>As PretrainJob builds the objectives of its default mix; one the twin lacks is an error, not a silent mismatch.</summary>
-    static Objective Build(string name, ObjectiveSpec spec, MedformerConfig config) => name switch
-    {
-        "inpainting" => new Inpainting(config, spec.MaskRatio ?? 0.75, spec.NormalizePixels ?? false),
-        "rotation" => new Rotation(config.Dim),
-        "simclr" => new SimClr(config.Dim, spec.Temperature ?? 0.2, spec.ProjectionDim ?? 128),
-        _ => throw new InvalidOperationException($"the pretraining job's default mix has '{name}', which bench/reference/pretrain.py has no twin of"),
-    };
-
     /// <summary><see cref="Distinct"/> batches of two views, augmented as the job does, from random images in memory.</summary>
     static List<Batch> MakeBatches(MedformerConfig config, RunConfig job, int batchSize)
     {

@@ -20,8 +20,6 @@ namespace Medformer.Datasets.Formats;
 /// </summary>
 public static class NiftiReader
 {
-    const int Chunk = 1 << 24;
-
     /// <summary>Deflate expands at most 1032:1, so a gzip file of n bytes holds at most this many times n: a header
     /// claiming more is truncated, and is refused before anything is allocated for it.</summary>
     const long MaxDeflateRatio = 1032;
@@ -135,7 +133,8 @@ public static class NiftiReader
         var raw = empty(shape, dtype: type.Storage!.Value);
         try
         {
-            Wrap(source, () => Fill(file.Stream, raw, length, header.BigEndian, type.ItemSize, source));
+            Wrap(source, () => RawData.Fill(file.Stream, raw, header.BigEndian, type.ItemSize,
+                () => NiftiHeader.Bad(source, $"truncated: the voxel data ends before its {length} bytes")));
             return raw;
         }
         catch
@@ -190,28 +189,6 @@ public static class NiftiReader
             for (int c = 0; c < 4; c++)
                 affine[r, c] *= header.SpatialUnitInMm;
         return affine;
-    }
-
-    // Straight into the tensor's memory, a chunk at a time (spans stop at 2 GB), swapping bytes on the way if needed.
-    static void Fill(Stream stream, Tensor target, long length, bool swap, int itemSize, string source)
-    {
-        if (length == 0) return;
-        using var flat = target.view(-1);
-        long perChunk = Chunk / itemSize, count = flat.shape[0];
-        for (long start = 0; start < count; start += perChunk)
-        {
-            using var part = flat.narrow(0, start, Math.Min(perChunk, count - start));
-            Span<byte> bytes = part.bytes;
-            if (!TryRead(stream, bytes))
-                throw NiftiHeader.Bad(source, $"truncated: the voxel data ends before its {length} bytes");
-            if (!swap) continue;
-            switch (itemSize)
-            {
-                case 2: BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<byte, ushort>(bytes), MemoryMarshal.Cast<byte, ushort>(bytes)); break;
-                case 4: BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<byte, uint>(bytes), MemoryMarshal.Cast<byte, uint>(bytes)); break;
-                case 8: BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<byte, ulong>(bytes), MemoryMarshal.Cast<byte, ulong>(bytes)); break;
-            }
-        }
     }
 
     static bool TryRead(Stream stream, Span<byte> buffer)

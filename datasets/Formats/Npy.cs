@@ -12,8 +12,6 @@ namespace Medformer.Datasets.Formats;
 /// </summary>
 public static class Npy
 {
-    const int Chunk = 1 << 24;
-
     public static Tensor Read(string path)
     {
         using var stream = OpenRead(path);
@@ -48,7 +46,9 @@ public static class Npy
         long[] stored = header.FortranOrder ? header.Shape.Reverse().ToArray() : header.Shape;
         using var scope = NewDisposeScope();
         var raw = empty(stored, dtype: storedType);
-        Fill(stream, raw, header.DataLength, header.ByteOrder == '>' && header.ItemSize > 1, header.ItemSize, source);
+        long length = header.DataLength;
+        RawData.Fill(stream, raw, header.ByteOrder == '>' && header.ItemSize > 1, header.ItemSize,
+            () => NpyHeader.Bad(source, $"truncated: the data ends before byte {length}"));
         Tensor result = header.FortranOrder && stored.Length > 1
             ? raw.permute(Enumerable.Range(0, stored.Length).Reverse().Select(i => (long)i).ToArray()).contiguous()
             : raw;
@@ -74,34 +74,6 @@ public static class Npy
         if (values.numel() > 0 && values.min().item<long>() < 0)
             throw NpyHeader.Bad(source, "a uint64 array holds values above 2^63 - 1, which no libtorch dtype can hold");
         return values;
-    }
-
-    // Straight into the tensor's memory, a chunk at a time (spans stop at 2 GB), swapping bytes on the way if needed.
-    static void Fill(Stream stream, Tensor target, long length, bool swap, int itemSize, string source)
-    {
-        if (length == 0) return;
-        using var flat = target.view(-1);
-        long perChunk = Chunk / itemSize, count = flat.shape[0];
-        for (long start = 0; start < count; start += perChunk)
-        {
-            using var part = flat.narrow(0, start, Math.Min(perChunk, count - start));
-            Span<byte> bytes = part.bytes;
-            try
-            {
-                stream.ReadExactly(bytes);
-            }
-            catch (EndOfStreamException)
-            {
-                throw NpyHeader.Bad(source, $"truncated: the data ends before byte {length}");
-            }
-            if (!swap) continue;
-            switch (itemSize)
-            {
-                case 2: BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<byte, ushort>(bytes), MemoryMarshal.Cast<byte, ushort>(bytes)); break;
-                case 4: BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<byte, uint>(bytes), MemoryMarshal.Cast<byte, uint>(bytes)); break;
-                case 8: BinaryPrimitives.ReverseEndianness(MemoryMarshal.Cast<byte, ulong>(bytes), MemoryMarshal.Cast<byte, ulong>(bytes)); break;
-            }
-        }
     }
 
     /// <summary>Writes a tensor as .npy version 1.0, little endian, C order (the layout numpy.save writes).</summary>
