@@ -112,8 +112,8 @@ public static class PretrainJob
 
     /// <summary>
     /// The views' augmentation: a random resized crop to the model's input size, flips, intensity scale and shift,
-    /// Gaussian noise; volumes get a random crop of volume_size. Quarter turns are left out: rotation prediction
-    /// would lose its label.
+    /// Gaussian noise; volumes get a random crop of volume_size. Quarter turns and up-down flips are left out:
+    /// rotation prediction would lose its label.
     /// </summary>
     public static ITransform Augmentation(AugmentSpec spec, ICorpus corpus, MedformerConfig model)
     {
@@ -130,7 +130,9 @@ public static class PretrainJob
                 ? new Compose([new ResizeWithPadOrCrop([.. probe.SpatialShape.Select(n => Math.Max(n, size))]), new RandSpatialCrop([.. Enumerable.Repeat(size, axes)])])
                 : new RandResizedCrop([.. Enumerable.Repeat(size, axes)], MinScale: spec.MinScale),
         };
-        if (spec.Flip) steps.AddRange(Enumerable.Range(0, axes).Select(a => new RandFlip(0.5, [a])));
+        // Left-right flips only: a vertical flip of an image whose anatomy is left-right symmetric equals its 180° turn,
+        // which leaves rotation prediction nothing to predict (it sat at ln 4 with flips on every axis).
+        if (spec.Flip) steps.Add(new RandFlip(0.5, [axes - 1]));
         if (spec.Intensity > 0)
         {
             steps.Add(new RandScaleIntensity(spec.Intensity, Probability: 0.8));
