@@ -1,3 +1,5 @@
+using System.Globalization;
+using System.Reflection;
 using System.Security.Cryptography;
 using System.Text;
 using System.Text.Json;
@@ -67,7 +69,7 @@ public sealed class CachedCorpus : ICorpus, IDisposable
         bool strict = false, Action<long, long>? progress = null)
     {
         if (samplesPerShard < 1) throw new ArgumentException($"samples per shard {samplesPerShard} must be at least 1");
-        string description = $"medformer-cache v{FormatVersion}\ncorpus {source.Name} ({source.Count} samples)\npreprocess {preprocess?.ToString() ?? "none"}\nshard {samplesPerShard}";
+        string description = $"medformer-cache v{FormatVersion}\ncorpus {source.Name} ({source.Count} samples)\npreprocess {Describe(preprocess)}\nshard {samplesPerShard}";
         string key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(description)))[..16];
         string folder = Path.Combine(cacheRoot, $"{Sanitize(source.Name)}-{key}");
         if (!File.Exists(Path.Combine(folder, "index.json")))
@@ -163,6 +165,22 @@ public sealed class CachedCorpus : ICorpus, IDisposable
             throw new InvalidDataException($"{indexPath}: entries and metas disagree; delete {folder} to rebuild it");
         return new CachedCorpus(name, folder, shards, [.. index.Entries.Select(e => (e[0], e[1]))], index.Metas, index.Skipped);
     }
+
+    /// <summary>
+    /// A pipeline's parameters as text, arrays and nested transforms included (a record's own ToString prints an
+    /// array as "System.Double[]", so Spacing([1.5]) and Spacing([2.0]) would share a cache).
+    /// </summary>
+    internal static string Describe(object? value) => value switch
+    {
+        null => "none",
+        string text => text,
+        IFormattable number => number.ToString(null, CultureInfo.InvariantCulture),
+        System.Collections.IEnumerable items => "[" + string.Join(", ", items.Cast<object?>().Select(Describe)) + "]",
+        _ when value.GetType().IsEnum || value.GetType().IsPrimitive => value.ToString()!,
+        _ => value.GetType().Name + "(" + string.Join(", ", value.GetType().GetProperties(BindingFlags.Public | BindingFlags.Instance)
+            .Where(p => p.GetIndexParameters().Length == 0 && p.Name != "EqualityContract")
+            .Select(p => $"{p.Name}={Describe(p.GetValue(value))}")) + ")",
+    };
 
     static string Sanitize(string name) => string.Concat(name.Select(c => char.IsLetterOrDigit(c) || c is '-' or '_' ? c : '_'));
 

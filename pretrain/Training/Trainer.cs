@@ -84,7 +84,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         int lossCount = 0;
         string? lastCheckpoint = null;
 
-        using var stream = batches(state.Step * Options.Accumulation).GetEnumerator();
+        using var stream = batches(resume ? state.LoaderPosition : 0).GetEnumerator();
         task.Module.train();
         while (state.Step < Options.MaxSteps)
         {

@@ -29,7 +29,7 @@ public static class TrainingCheckpoint
         IReadOnlyList<(string Name, Parameter Master)> ordered, TrainerState state, int keep)
     {
         string folder = Path.Combine(outputDirectory, $"{Prefix}{state.Step:D6}");
-        state.LoaderPosition = state.Step;
+        state.LoaderPosition = state.Step * state.Accumulation;
         var (model, heads) = Split(policy);
         var extra = new Dictionary<string, Action<string>>
         {

@@ -23,6 +23,21 @@ public sealed class CachedCorpusTests : IDisposable
         public Sample Apply(Sample sample, Random rng) => sample with { Image = sample.Image * Factor };
     }
 
+    sealed record Window(double[] Range) : ITransform
+    {
+        public Sample Apply(Sample sample, Random rng) => sample with { Image = sample.Image.clamp(Range[0], Range[1]) };
+    }
+
+    [Fact]
+    public void PipelinesThatDifferOnlyInAnArrayGetTheirOwnCaches()
+    {
+        using var narrow = CachedCorpus.Open(volumes, new Compose([new Window([0, 10])]), root);
+        using var wide = CachedCorpus.Open(volumes, new Compose([new Window([0, 100])]), root);
+        Assert.NotEqual(narrow.Folder, wide.Folder);
+        using var sample = wide.Get(0);
+        Assert.Equal(63f, sample.Image.max().item<float>());
+    }
+
     sealed class Counting(ICorpus inner, Func<long, Exception?>? fault = null) : ICorpus
     {
         public int Reads;
