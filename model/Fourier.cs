@@ -28,9 +28,14 @@ public static class Fourier
     public static Tensor Features(Tensor positions, Tensor maxFrequency, int bands)
     {
         using var scope = NewDisposeScope();
+        // Constants as tensors, not C# scalars: TorchSharp 0.107's scalar ops pass a Scalar's handle without keeping the
+        // Scalar alive, so a finalizer can free it mid-call ("toFloat: Expected false to be true", seen once in CI-like
+        // runs here). This runs in every forward, so it takes no chances.
+        var one = ones(1, dtype: ScalarType.Float32, device: positions.device);
+        var pi = tensor(new[] { (float)Math.PI }, device: positions.device);
         var steps = linspace(0.0, 1.0, bands, dtype: ScalarType.Float32, device: positions.device);  // [bands]
-        var frequencies = 1.0f + steps.unsqueeze(0) * (maxFrequency.unsqueeze(1) - 1.0f);            // [axes, bands]
-        var angles = (Math.PI * positions.unsqueeze(-1) * frequencies).flatten(1);                    // [P, axes·bands]
+        var frequencies = one + steps.unsqueeze(0) * (maxFrequency.unsqueeze(1) - one);              // [axes, bands]
+        var angles = (pi * positions.unsqueeze(-1) * frequencies).flatten(1);                         // [P, axes·bands]
         return scope.MoveToOuter(cat([positions, angles.sin(), angles.cos()], dim: -1));
     }
 }
