@@ -99,6 +99,7 @@ public static class PretrainJob
     {
         if (spec.Phantom is { } dims) return Phantom.Open(PhantomSpec.Default(dims, spec.Size ?? 28), spec.Split);
         if (spec.Msd is { } folder) return new MsdCorpus(folder, spec.Split == "test" ? "test" : "training");
+        if (spec.Mnist is { } idx) return MnistCorpus.Open(idx, spec.Split);
         string path = spec.Medmnist!;
         if (!File.Exists(path) && MedMnistRegistry.Default.TryGet(path, out var subset))
         {

@@ -134,7 +134,7 @@ public sealed class RunConfig
     }
 }
 
-/// <summary>One corpus of the mix: exactly one of phantom, medmnist (an .npz), msd (a task folder), with its weight.</summary>
+/// <summary>One corpus of the mix: exactly one of phantom, medmnist (an .npz), msd (a task folder), mnist (an IDX folder), with its weight.</summary>
 public sealed class CorpusSpec
 {
     /// <summary>"2d" or "3d": the embedded phantom corpus.</summary>
@@ -143,14 +143,16 @@ public sealed class CorpusSpec
     public string? Medmnist { get; set; }
     /// <summary>A Medical Segmentation Decathlon task folder.</summary>
     public string? Msd { get; set; }
+    /// <summary>A folder in MNIST's layout (IDX files), e.g. /usr/share/datasets/fashion-mnist.</summary>
+    public string? Mnist { get; set; }
     public string Split { get; set; } = "train";
     public int? Size { get; set; }
     public double Weight { get; set; } = 1.0;
 
     internal void Validate(string where)
     {
-        int given = new[] { Phantom, Medmnist, Msd }.Count(s => s is not null);
-        if (given != 1) throw new ArgumentException($"{where}: give exactly one of phantom, medmnist, msd");
+        int given = new[] { Phantom, Medmnist, Msd, Mnist }.Count(s => s is not null);
+        if (given != 1) throw new ArgumentException($"{where}: give exactly one of phantom, medmnist, msd, mnist");
         if (Phantom is not null and not ("2d" or "3d")) throw new ArgumentException($"{where}.phantom: '{Phantom}' must be 2d or 3d");
         if (!(Weight > 0)) throw new ArgumentException($"{where}.weight: {Weight} must be positive");
         if (Split is not ("train" or "val" or "test")) throw new ArgumentException($"{where}.split: '{Split}' must be train, val or test");

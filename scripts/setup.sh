@@ -37,7 +37,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 if [ "$mode" = test ]; then
   # OpenBLAS: without it Debian's PyTorch falls back to the netlib reference BLAS, 20x slower, and every
   # ratio against the reference would flatter us. nibabel: the NIfTI tests check that it reads what we write.
-  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel
+  # Fashion-MNIST (30 MB): real 28x28 images for the IDX reader's test and the pretraining experiments.
+  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel dataset-fashion-mnist
 fi
 
 # Rebuild only when a source, project or build file changed since the last good build.
