@@ -141,7 +141,7 @@ public sealed class AdaptiveStep : IDisposable
             var grads = autograd.grad([losses[i]], parameters, retain_graph: true, allow_unused: true);
             for (int p = 0; p < parameters.Length; p++)
             {
-                bool defined = grads[p] is { } g && g.Handle != IntPtr.Zero;
+                bool defined = grads[p] is { IsInvalid: false };
                 used[p] |= defined;
                 perSample[p][i] = defined ? grads[p] : zeros_like(parameters[p]);
             }
