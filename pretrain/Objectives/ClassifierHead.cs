@@ -18,7 +18,7 @@ public sealed class ClassifierHead : nn.Module<Medformer, Tensor, Tensor>
     }
 
     /// <summary>The final layer, whose per-sample gradients EDBA reads.</summary>
-    internal Linear Output => fc;
+    public Linear Output => fc;
 
     public override Tensor forward(Medformer model, Tensor latents)
     {
