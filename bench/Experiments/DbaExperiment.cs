@@ -23,7 +23,7 @@ public static class DbaExperiment
 {
     const string Folder = "/usr/share/datasets/fashion-mnist";
 
-    sealed record Arm(string Name, double Fraction, BatchAdaptationOptions? Adaptation);
+    sealed record Arm(string Name, double Fraction, BatchAdaptationOptions? Adaptation, int Batch = 64);
 
     public static BenchReport Run(BenchOptions options)
     {
@@ -42,6 +42,8 @@ public static class DbaExperiment
             new("1% EDBA gradient_norm 64 cand.", 0.01, dba with { Scope = AdaptationScope.LastLayer, Candidates = 64 }),
             new("1% EDBA variance_norm 64 cand.", 0.01, dba with { Scope = AdaptationScope.LastLayer, Candidates = 64, Strategy = AdaptationStrategy.VarianceNorm }),
             new("100% baseline (batch 64)", 1.0, null),
+            // Separates the selection's effect from that of the small batches it settles on.
+            new("1% baseline (batch 8)", 0.01, null, Batch: 8),
         ];
         if (Environment.GetEnvironmentVariable("MEDFORMER_DBA_ARMS") is { Length: > 0 } pick)
         {
@@ -102,7 +104,7 @@ public static class DbaExperiment
         try
         {
             double? lastBatch = null;
-            trainer.Fit(task, start => new DataLoader([new LoaderSource(corpus)], new LoaderOptions(64, Seed: seed, Workers: 1)).Batches(start), output,
+            trainer.Fit(task, start => new DataLoader([new LoaderSource(corpus)], new LoaderOptions(arm.Batch, Seed: seed, Workers: 1)).Batches(start), output,
                 log: entry => lastBatch = entry.BatchSize);
             return (task.Accuracy(testImages, testLabels), lastBatch);
         }

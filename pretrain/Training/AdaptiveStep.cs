@@ -8,7 +8,7 @@ using static TorchSharp.torch;
 namespace Medformer.Pretrain.Training;
 
 /// <summary>What one adaptive step did: the batch's mean loss and parts, its size, and the selected size per layer.</summary>
-public sealed record AdaptiveStepResult(double Loss, IReadOnlyDictionary<string, double> Parts, int Count, IReadOnlyList<int> Selected);
+internal sealed record AdaptiveStepResult(double Loss, IReadOnlyDictionary<string, double> Parts, int Count, IReadOnlyList<int> Selected);
 
 /// <summary>
 /// The gradients of one step under batch adaptation. DBA (scope full): one backward per sample gives every layer's
@@ -17,7 +17,7 @@ public sealed record AdaptiveStepResult(double Loss, IReadOnlyDictionary<string,
 /// backward to the outputs gives each sample's output gradient, a batched outer product gives the per-sample weight
 /// gradients; the chosen subset's mean loss is then back-propagated through the whole model once.
 /// </summary>
-public sealed class AdaptiveStep : IDisposable
+internal sealed class AdaptiveStep : IDisposable
 {
     readonly BatchAdaptation adaptation;
     readonly TrainingTask task;
