@@ -13,6 +13,7 @@ public static class BenchmarkRunner
         ["runtime"] = ("GEMM rates, per-op overhead, and a transformer block's training step (fp32, bf16)", RuntimeBenchmark.Run),
         ["model"] = ("Medformer small: training-step throughput (fp32, bf16), model-FLOP utilisation, memory", ModelBenchmark.Run),
         ["pretrain"] = ("the pretraining job's default mix (inpainting, rotation, SimCLR) on Medformer small: trainer throughput (bf16, fp32), MFU, memory", PretrainBenchmark.Run),
+        ["dba"] = ("Dynamic Batch Adaptation on 1% of Fashion-MNIST vs plain training on 1% and 100% (test accuracy; an experiment, no PyTorch reference)", DbaExperiment.Run),
         ["data"] = ("load + two-view augmentation of 28x28 images, 96^3 crops from the CT cache, vs torch's DataLoader", DataBenchmark.Run),
     };
 

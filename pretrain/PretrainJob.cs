@@ -81,6 +81,7 @@ public static class PretrainJob
         Seed = config.Seed,
         LogEvery = config.LogEvery,
         CheckpointEvery = config.CheckpointEvery,
+        BatchAdaptation = config.BatchAdaptation?.ToOptions(config.Batch.Size, "run config"),
     };
 
     static Objective Build(string name, ObjectiveSpec spec, MedformerConfig model) => name switch

@@ -79,6 +79,36 @@ public sealed class Pretraining : TrainingTask
         return (total!, parts);
     }
 
+    public override (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts)? PerSampleLoss(Batch batch, StepContext step)
+    {
+        if (NoPerSampleLoss is { } why) throw new NotSupportedException(why);
+        using var scope = NewDisposeScope();
+        var parts = new Dictionary<string, Tensor>();
+        Tensor? total = null;
+        foreach (var (objective, weight) in mix)
+        {
+            var losses = objective.PerSampleLoss(Model, batch, step);                                   // [B]
+            parts[objective.Task] = losses.detach();
+            total = total is null ? losses * weight : total + losses * weight;
+        }
+        scope.MoveToOuter(total!);
+        foreach (var part in parts.Values) scope.MoveToOuter(part);
+        return (total!, parts);
+    }
+
+    public override string? NoPerSampleLoss
+    {
+        get
+        {
+            var coupled = mix.Where(o => !o.Objective.PerSample).Select(o => o.Objective.Task).ToArray();
+            return coupled.Length == 0 ? null
+                : $"objective{(coupled.Length > 1 ? "s" : "")} {string.Join(", ", coupled)} couple the samples of a batch (one sample's loss reads the others' "
+                  + "embeddings or statistics), so a sample has no gradient of its own; batch adaptation needs per-sample objectives (rotation, jigsaw, inpainting)";
+        }
+    }
+
+    public override IReadOnlyList<Linear> LastLayers => [.. mix.SelectMany(o => o.Objective.LastLayers)];
+
     public override void AfterStep(long step, long maxSteps)
     {
         // BYOL: τ = 1 − (1 − τ_base)·(cos(πk/K) + 1)/2.

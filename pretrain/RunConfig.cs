@@ -21,6 +21,7 @@ namespace Medformer.Pretrain;
 /// schedule: { max_steps: 600, warmup_steps: 50 }
 /// batch: { size: 64, workers: 2 }
 /// precision: bf16
+/// batch_adaptation: { strategy: gradient_norm, scope: last_layer, min_batch: 16 }   # DBA/EDBA; off by default
 /// </code>
 /// </summary>
 public sealed class RunConfig
@@ -37,6 +38,7 @@ public sealed class RunConfig
     public ScheduleSpec Schedule { get; set; } = new();
     public BatchSpec Batch { get; set; } = new();
     public AugmentSpec Augment { get; set; } = new();
+    public BatchAdaptationSpec? BatchAdaptation { get; set; }
     public string Precision { get; set; } = "bf16";
     public long Seed { get; set; }
     public double Momentum { get; set; } = 0.99;
@@ -85,6 +87,7 @@ public sealed class RunConfig
             nameof(ScheduleSpec) => "schedule",
             nameof(BatchSpec) => "batch",
             nameof(AugmentSpec) => "augment",
+            nameof(BatchAdaptationSpec) => "batch_adaptation",
             nameof(CorpusSpec) => "a corpus entry",
             nameof(ObjectiveSpec) => "an objective",
             _ => type,
@@ -131,7 +134,43 @@ public sealed class RunConfig
         Require(Momentum is >= 0 and < 1, "momentum", "must be in [0, 1)");
         Require(LogEvery > 0, "log_every", "must be positive");
         Require(CheckpointEvery >= 0, "checkpoint_every", "must not be negative");
+        if (BatchAdaptation is { } adaptation)
+        {
+            var options = adaptation.ToOptions(Batch.Size, source);
+            options.Validate($"{source}: batch_adaptation");
+            Require(options.MaxBatch <= Batch.Size, "batch_adaptation.max_batch", $"{options.MaxBatch} must not exceed batch.size {Batch.Size} (the loader's batches)");
+            Require(!options.Enabled || Batch.Accumulation == 1, "batch_adaptation", $"needs batch.accumulation 1, not {Batch.Accumulation}");
+        }
     }
+}
+
+/// <summary>Dynamic Batch Adaptation (DBA/EDBA): see <see cref="Training.BatchAdaptationOptions"/>. max_batch defaults to batch.size.</summary>
+public sealed class BatchAdaptationSpec
+{
+    public string Strategy { get; set; } = "gradient_norm";
+    public string Scope { get; set; } = "full";
+    public int Candidates { get; set; }
+    public double GrowAbove { get; set; } = 0.8;
+    public double ShrinkBelow { get; set; } = 0.2;
+    public int Delta { get; set; } = 8;
+    public int MinBatch { get; set; } = 8;
+    public int? MaxBatch { get; set; }
+    public int InitialBatch { get; set; }
+    public int Window { get; set; } = 1;
+
+    public Training.BatchAdaptationOptions ToOptions(int batchSize, string source) => new()
+    {
+        Strategy = Training.BatchAdaptationOptions.ParseStrategy(Strategy, $"{source}: batch_adaptation.strategy"),
+        Scope = Training.BatchAdaptationOptions.ParseScope(Scope, $"{source}: batch_adaptation.scope"),
+        Candidates = Candidates,
+        GrowAbove = GrowAbove,
+        ShrinkBelow = ShrinkBelow,
+        Delta = Delta,
+        MinBatch = MinBatch,
+        MaxBatch = MaxBatch ?? batchSize,
+        InitialBatch = InitialBatch,
+        Window = Window,
+    };
 }
 
 /// <summary>One corpus of the mix: exactly one of phantom, medmnist (an .npz), msd (a task folder), mnist (an IDX folder), with its weight.</summary>

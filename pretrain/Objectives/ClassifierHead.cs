@@ -17,6 +17,9 @@ public sealed class ClassifierHead : nn.Module<Medformer, Tensor, Tensor>
         RegisterComponents();
     }
 
+    /// <summary>The final layer, whose per-sample gradients EDBA reads.</summary>
+    public Linear Output => fc;
+
     public override Tensor forward(Medformer model, Tensor latents)
     {
         using var scope = NewDisposeScope();

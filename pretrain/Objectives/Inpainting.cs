@@ -41,7 +41,15 @@ public sealed class Inpainting : Objective
 
     public double MaskRatio => maskRatio;
 
-    public override Tensor Loss(Medformer model, Batch batch, StepContext step)
+    public override bool PerSample => true;
+
+    public override IReadOnlyList<Linear> LastLayers => [pixels_2d, pixels_3d];
+
+    public override Tensor Loss(Medformer model, Batch batch, StepContext step) => Loss(model, batch, step, perSample: false);
+
+    public override Tensor PerSampleLoss(Medformer model, Batch batch, StepContext step) => Loss(model, batch, step, perSample: true);
+
+    Tensor Loss(Medformer model, Batch batch, StepContext step, bool perSample)
     {
         using var scope = NewDisposeScope();
         var x = batch.Images;
@@ -60,6 +68,6 @@ public sealed class Inpainting : Objective
         var target = Losses.Patchify(x.to(ScalarType.Float32), volume ? patch3d : patch2d);           // [B,T,P]
         var hiddenTarget = target.gather(1, hiddenIndex.unsqueeze(-1).expand(-1, -1, target.shape[2]));
         var all = ones(hiddenIndex.shape, dtype: ScalarType.Bool, device: x.device);
-        return scope.MoveToOuter(Losses.MaskedReconstruction(predicted.to(ScalarType.Float32), hiddenTarget, all, normalizePixels));
+        return scope.MoveToOuter(Losses.MaskedReconstruction(predicted.to(ScalarType.Float32), hiddenTarget, all, normalizePixels, perSample));
     }
 }

@@ -1,6 +1,7 @@
 using Medformer.Datasets.Loading;
 using Medformer.Datasets.Transforms;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -32,7 +33,15 @@ public sealed class Jigsaw : Objective
     /// <summary>The permutation set for a number of tiles: Classes permutations, the identity first (shared with the jigsaw transform).</summary>
     public IReadOnlyList<int[]> Permutations(int tiles) => JigsawPermutations.Get(tiles, Classes).Permutations;
 
-    public override Tensor Loss(Medformer model, Batch batch, StepContext step)
+    public override bool PerSample => true;
+
+    public override IReadOnlyList<Linear> LastLayers => [head.Output];
+
+    public override Tensor Loss(Medformer model, Batch batch, StepContext step) => Loss(model, batch, step, reduction: nn.Reduction.Mean);
+
+    public override Tensor PerSampleLoss(Medformer model, Batch batch, StepContext step) => Loss(model, batch, step, reduction: nn.Reduction.None);
+
+    Tensor Loss(Medformer model, Batch batch, StepContext step, nn.Reduction reduction)
     {
         using var scope = NewDisposeScope();
         var x = batch.Images;
@@ -50,7 +59,7 @@ public sealed class Jigsaw : Objective
         var index = order.view([b, tiles, .. Enumerable.Repeat(1L, 1 + axes)]).expand(pieces.shape);
         var shuffled = Untile(pieces.gather(1, index), x.shape, axes);
         var logits = head.call(model, model.forward(step.Cast(shuffled), Keys(batch)));
-        return scope.MoveToOuter(F.cross_entropy(logits.to(ScalarType.Float32), label));
+        return scope.MoveToOuter(F.cross_entropy(logits.to(ScalarType.Float32), label, reduction: reduction));
     }
 
     // [B,C,g·t1,g·t2(,g·t3)] → [B,g^A,C,t1,t2(,t3)], tiles in row-major order over the grid.

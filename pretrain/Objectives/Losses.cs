@@ -250,7 +250,8 @@ public static class Losses
     /// <param name="predicted">[B,T,P] the decoder's pixel predictions.</param>
     /// <param name="target">[B,T,P] <see cref="Patchify"/> of the images.</param>
     /// <param name="mask">[B,T] bool, true where a token was masked (to be reconstructed).</param>
-    public static Tensor MaskedReconstruction(Tensor predicted, Tensor target, Tensor mask, bool normalizePixels = true)
+    /// <param name="perSample">Each sample's mean over its masked patches [B] rather than the batch's scalar.</param>
+    public static Tensor MaskedReconstruction(Tensor predicted, Tensor target, Tensor mask, bool normalizePixels = true, bool perSample = false)
     {
         RequireSameShape(nameof(MaskedReconstruction), (nameof(predicted), predicted), (nameof(target), target), rank: 3);
         if (mask.dtype != ScalarType.Bool || mask.dim() != 2 || mask.shape[0] != predicted.shape[0] || mask.shape[1] != predicted.shape[1])
@@ -264,6 +265,7 @@ public static class Losses
             t = (t - t.mean([-1], keepdim: true)) / (t.var(-1, unbiased: true, keepdim: true) + PixelNormEps).sqrt();
         var perPatch = (As(predicted, type) - t).square().mean([-1]);                 // [B,T]
         var weight = mask.to(type);
+        if (perSample) return scope.MoveToOuter((perPatch * weight).sum(1) / weight.sum(1).clamp_min(1));
         return scope.MoveToOuter((perPatch * weight).sum() / weight.sum().clamp_min(1));
     }
 

@@ -34,6 +34,19 @@ public abstract class Objective : nn.Module
     /// <summary>The objective's fp32 scalar loss on a batch. Randomness comes from <paramref name="step"/>'s generator only.</summary>
     public abstract Tensor Loss(Medformer model, Batch batch, StepContext step);
 
+    /// <summary>
+    /// Whether the loss is a mean of per-sample losses, each reading its own sample only (what batch adaptation's
+    /// per-sample gradients need). Contrastive and redundancy-reduction losses couple the samples of a batch.
+    /// </summary>
+    public virtual bool PerSample => false;
+
+    /// <summary>The per-sample fp32 losses [B], whose mean is <see cref="Loss"/> (same draws from the step's generator).</summary>
+    public virtual Tensor PerSampleLoss(Medformer model, Batch batch, StepContext step) =>
+        throw new NotSupportedException($"objective '{Task}' couples the samples of a batch: it has no per-sample loss");
+
+    /// <summary>The Linear layers whose outputs the loss reads (EDBA's last layer); those that did not run on a batch are skipped.</summary>
+    public virtual IReadOnlyList<Linear> LastLayers => [];
+
     /// <summary>The latent keys of a batch for this objective: each sample's organ and modality, and this task.</summary>
     protected IReadOnlyList<LatentKey> Keys(Batch batch) => [.. batch.Metas.Select(m => new LatentKey(m.Organ, m.Modality, Task))];
 

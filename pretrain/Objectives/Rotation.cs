@@ -1,5 +1,6 @@
 using Medformer.Datasets.Loading;
 using TorchSharp;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
 
@@ -19,7 +20,15 @@ public sealed class Rotation : Objective
         RegisterComponents();
     }
 
-    public override Tensor Loss(Medformer model, Batch batch, StepContext step)
+    public override bool PerSample => true;
+
+    public override IReadOnlyList<Linear> LastLayers => [head.Output];
+
+    public override Tensor Loss(Medformer model, Batch batch, StepContext step) => Loss(model, batch, step, reduction: nn.Reduction.Mean);
+
+    public override Tensor PerSampleLoss(Medformer model, Batch batch, StepContext step) => Loss(model, batch, step, reduction: nn.Reduction.None);
+
+    Tensor Loss(Medformer model, Batch batch, StepContext step, nn.Reduction reduction)
     {
         using var scope = NewDisposeScope();
         var x = batch.Images;
@@ -30,6 +39,6 @@ public sealed class Rotation : Objective
         var all = stack([x, x.rot90(1, plane), x.rot90(2, plane), x.rot90(3, plane)]);                         // [4,B,C,…]
         var rotated = all[turns, arange(b, device: x.device)];                                                 // [B,C,…]
         var logits = head.call(model, model.forward(step.Cast(rotated), Keys(batch)));
-        return scope.MoveToOuter(F.cross_entropy(logits.to(ScalarType.Float32), turns));
+        return scope.MoveToOuter(F.cross_entropy(logits.to(ScalarType.Float32), turns, reduction: reduction));
     }
 }

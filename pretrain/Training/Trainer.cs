@@ -8,9 +8,13 @@ using static TorchSharp.torch;
 
 namespace Medformer.Pretrain.Training;
 
-/// <summary>One line of the training log.</summary>
+/// <summary>
+/// One line of the training log. With batch adaptation, <see cref="BatchSize"/> is the mean batch size of the steps
+/// since the last line and <see cref="SelectedSize"/> the mean of their median selected sizes; null otherwise.
+/// </summary>
 public sealed record TrainerLog(long Step, long MaxSteps, double Loss, IReadOnlyDictionary<string, double> Parts, double LearningRate,
-    double GradNorm, double SamplesPerSecond, TimeSpan Elapsed, TimeSpan Remaining, long SkippedSteps);
+    double GradNorm, double SamplesPerSecond, TimeSpan Elapsed, TimeSpan Remaining, long SkippedSteps,
+    double? BatchSize = null, double? SelectedSize = null);
 
 /// <summary>What a finished run leaves: where its model and last checkpoint are, and how it went.</summary>
 public sealed record TrainerResult(string ModelDirectory, string LastCheckpoint, long Steps, double FinalLoss, long SkippedSteps,
@@ -29,6 +33,13 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// the batch index, so a run resumed from a checkpoint (<c>resume: true</c>) replays exactly what the uninterrupted
 /// run would have done: on a CPU in deterministic mode, bit for bit.
 /// </para>
+/// <para>
+/// With batch adaptation (<see cref="TrainerOptions.BatchAdaptation"/>) the loader still gives batches of its fixed
+/// size (max_batch) at the same indices, and a step takes the first current-batch-size samples of its batch: the
+/// loader's position stays step × accumulation, and the batch size and the rule's window go into trainer.json, so
+/// a resumed run replays the same sizes and selections. (The unused tail of a batch is skipped; every epoch
+/// reshuffles, so each sample still has the same chance of being used.)
+/// </para>
 /// </summary>
 public sealed class Trainer(TrainerOptions options, Device device, Action<string>? notice = null)
 {
@@ -45,6 +56,13 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         task.Module.to(device);
         using var policy = MixedPrecision.Create(task.Module, Options.Precision, device, notice);
         task.Prepare(policy.ComputeType, device);
+        BatchAdaptation? adaptation = null;
+        if (Options.BatchAdaptation is { Enabled: true } adaptationOptions)
+        {
+            if (policy.Scaler is not null) throw new ArgumentException("batch_adaptation: fp16's loss scaling is not supported with per-sample gradients; use bf16 or fp32");
+            adaptation = new BatchAdaptation(adaptationOptions);
+        }
+        using var adaptive = adaptation is null ? null : new AdaptiveStep(adaptation, task);
         var named = policy.NamedMasterParameters.ToList();
         var decay = named.Where(p => Decays(p.Name, p.Master)).ToList();
         var noDecay = named.Where(p => !Decays(p.Name, p.Master)).ToList();
@@ -70,6 +88,9 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
             if (state.MaxSteps != Options.MaxSteps)
                 notice?.Invoke($"max_steps is {Options.MaxSteps} where {from} was trained towards {state.MaxSteps}: the learning-rate schedule from here differs from the original run's");
             state.MaxSteps = Options.MaxSteps;
+            if (adaptation is not null && state.BatchAdaptation is { } adapted) adaptation.Restore(adapted);
+            else if (adaptation is not null) notice?.Invoke($"{from} was trained without batch adaptation: it starts here at batch size {adaptation.CurrentBatch}");
+            else if (state.BatchAdaptation is not null) notice?.Invoke($"{from} was trained with batch adaptation; this run takes the loader's whole batches");
             notice?.Invoke($"resuming from {from} at step {state.Step}");
         }
 
@@ -82,6 +103,8 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         double lossSum = 0, normSum = 0;
         var partSums = new Dictionary<string, double>();
         int lossCount = 0;
+        double batchSum = 0, selectedSum = 0;
+        int adaptedSteps = 0;
         string? lastCheckpoint = null;
 
         using var stream = batches(resume ? state.LoaderPosition : 0).GetEnumerator();
@@ -96,18 +119,35 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
             var stepParts = new Dictionary<string, double>();
             using (var scope = NewDisposeScope())
             {
+                IReadOnlyList<int>? selected = null;
                 for (int micro = 0; micro < Options.Accumulation; micro++)
                 {
                     if (!stream.MoveNext()) throw new InvalidOperationException("the loader ran out of batches");
-                    using var batch = stream.Current;
+                    using var loaded = stream.Current;
+                    using var head = adaptation is not null && adaptation.CurrentBatch < loaded.Count ? Take(loaded, adaptation.CurrentBatch) : null;
+                    var batch = head ?? loaded;
                     long seed = Seeding.Derive(Options.Seed, "step", step * Options.Accumulation + micro);
                     torch.manual_seed(seed);  // dropout, stochastic depth: the global generator, reseeded per micro-step
                     using var generator = new Generator((ulong)seed, device);
                     var context = new StepContext(step, generator, policy.Cast, task.Target);
-                    var (loss, parts) = task.Loss(batch, context);
-                    policy.Backward(Options.Accumulation == 1 ? loss : loss / Options.Accumulation);
-                    stepLoss += loss.item<float>() / Options.Accumulation;
-                    foreach (var (name, part) in parts) stepParts[name] = stepParts.GetValueOrDefault(name) + part.item<float>() / Options.Accumulation;
+                    if (adaptive is not null)
+                    {
+                        using var candidates = new Generator((ulong)Seeding.Derive(Options.Seed, "batch-adaptation", step), CPU);
+                        var result = adaptive.Backward(batch, context, candidates, policy);
+                        stepLoss = result.Loss;
+                        foreach (var (name, part) in result.Parts) stepParts[name] = part;
+                        selected = result.Selected;
+                        batchSum += result.Count;
+                        selectedSum += BatchAdaptation.Median(result.Selected);
+                        adaptedSteps++;
+                    }
+                    else
+                    {
+                        var (loss, parts) = task.Loss(batch, context);
+                        policy.Backward(Options.Accumulation == 1 ? loss : loss / Options.Accumulation);
+                        stepLoss += loss.item<float>() / Options.Accumulation;
+                        foreach (var (name, part) in parts) stepParts[name] = stepParts.GetValueOrDefault(name) + part.item<float>() / Options.Accumulation;
+                    }
                     windowSamples += batch.Count;
                 }
                 bool finite = policy.UnscaleGradients() && double.IsFinite(stepLoss);
@@ -130,6 +170,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                         throw new TrainingDivergedException($"step {step}: the loss or the gradients were not finite {state.NonFiniteInARow} steps in a row (last loss {stepLoss}); lower the learning rate, or use bf16 rather than fp16");
                 }
                 policy.ZeroGrad(optimizer);
+                if (selected is not null) adaptation!.Update(selected);  // the next step's batch size
             }
             state.Step = step + 1;
             state.LearningRate = lr;
@@ -145,7 +186,9 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                 var entry = new TrainerLog(state.Step, Options.MaxSteps, lossCount > 0 ? lossSum / lossCount : double.NaN,
                     partSums.ToDictionary(p => p.Key, p => p.Value / Math.Max(1, lossCount)), lr,
                     lossCount > 0 ? normSum / lossCount : double.NaN, rate, clock.Elapsed + TimeSpan.FromSeconds(state.ElapsedSeconds),
-                    stepsPerSecond > 0 ? TimeSpan.FromSeconds((Options.MaxSteps - state.Step) / stepsPerSecond) : TimeSpan.Zero, state.SkippedSteps);
+                    stepsPerSecond > 0 ? TimeSpan.FromSeconds((Options.MaxSteps - state.Step) / stepsPerSecond) : TimeSpan.Zero, state.SkippedSteps,
+                    adaptedSteps > 0 ? batchSum / adaptedSteps : null, adaptedSteps > 0 ? selectedSum / adaptedSteps : null);
+                (batchSum, selectedSum, adaptedSteps) = (0, 0, 0);
                 history.Add(entry);
                 state.LastLoss = entry.Loss;
                 log?.Invoke(entry);
@@ -161,6 +204,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
             }
             if ((Options.CheckpointEvery > 0 && state.Step % Options.CheckpointEvery == 0) || last)
             {
+                state.BatchAdaptation = adaptation?.Snapshot();
                 double elapsedBefore = state.ElapsedSeconds;
                 state.ElapsedSeconds += clock.Elapsed.TotalSeconds;
                 lastCheckpoint = TrainingCheckpoint.Save(outputDirectory, task, policy, optimizer, ordered, state, Options.KeepCheckpoints);
@@ -173,6 +217,11 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         return new TrainerResult(modelDirectory, lastCheckpoint, state.Step, state.LastLoss, state.SkippedSteps,
             clock.Elapsed + TimeSpan.FromSeconds(state.ElapsedSeconds), history, evaluations);
     }
+
+    /// <summary>The first <paramref name="count"/> samples of a batch (views of its tensors).</summary>
+    internal static Batch Take(Batch batch, int count) =>
+        new(batch.Index, [.. batch.Views.Select(v => new BatchView(v.Images.narrow(0, 0, count), v.Targets?.narrow(0, 0, count), v.Coordinates?.narrow(0, 0, count)))],
+            [.. batch.Metas.Take(count)]);
 
     /// <summary>Matrices decay; norms, biases, latent banks and learned queries do not (as in MAE, DeiT and Perceiver).</summary>
     static bool Decays(string name, Parameter parameter) =>

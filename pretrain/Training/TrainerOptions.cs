@@ -31,6 +31,8 @@ public sealed record TrainerOptions
     public int MaxNonFiniteInARow { get; init; } = 20;
     /// <summary>Steps between evaluation hooks; 0 turns them off.</summary>
     public long EvaluateEvery { get; init; }
+    /// <summary>Dynamic Batch Adaptation (DBA/EDBA); null or strategy none: off. The loader's batches must hold max_batch samples.</summary>
+    public BatchAdaptationOptions? BatchAdaptation { get; init; }
 
     public void Validate()
     {
@@ -50,6 +52,11 @@ public sealed record TrainerOptions
         Require(CheckpointEvery >= 0 && EvaluateEvery >= 0, "checkpoint_every and evaluate_every must not be negative");
         Require(KeepCheckpoints >= 1, $"keep_checkpoints {KeepCheckpoints} must be at least 1");
         Require(MaxNonFiniteInARow >= 1, $"max_non_finite_in_a_row {MaxNonFiniteInARow} must be at least 1");
+        if (BatchAdaptation is { Enabled: true } adaptation)
+        {
+            adaptation.Validate();
+            Require(Accumulation == 1, $"batch_adaptation selects within one step's batch: it needs accumulation 1, not {Accumulation}");
+        }
     }
 
     /// <summary>Linear warmup from 0 to the peak, then cosine decay to the minimum at <see cref="MaxSteps"/>.</summary>

@@ -26,6 +26,8 @@ public sealed class TrainerState
     public double ElapsedSeconds { get; set; }
     /// <summary>The next batch index the loader gives (step × accumulation).</summary>
     public long LoaderPosition { get; set; }
+    /// <summary>Batch adaptation's batch size and recent selected sizes; null when it was off.</summary>
+    public BatchAdaptationState? BatchAdaptation { get; set; }
 
     public static readonly JsonSerializerOptions Json = new()
     {

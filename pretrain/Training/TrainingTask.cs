@@ -1,5 +1,6 @@
 using Medformer.Datasets.Loading;
 using Medformer.Pretrain.Objectives;
+using TorchSharp.Modules;
 using static TorchSharp.torch;
 
 namespace Medformer.Pretrain.Training;
@@ -21,6 +22,18 @@ public abstract class TrainingTask : IDisposable
 
     /// <summary>The fp32 loss of one micro-batch, with named parts for the logs.</summary>
     public abstract (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext step);
+
+    /// <summary>
+    /// The fp32 per-sample losses [B] of one micro-batch (their mean is <see cref="Loss"/>), with per-sample named
+    /// parts: what batch adaptation (DBA/EDBA) differentiates sample by sample. Null where the task has none.
+    /// </summary>
+    public virtual (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts)? PerSampleLoss(Batch batch, StepContext step) => null;
+
+    /// <summary>Why the task has no per-sample loss (the batch-adaptation error says it); null when it has one.</summary>
+    public virtual string? NoPerSampleLoss => $"{GetType().Name} has no per-sample loss";
+
+    /// <summary>The Linear layers whose outputs the loss reads: EDBA's "last layer" (its per-sample gradients are batched outer products).</summary>
+    public virtual IReadOnlyList<Linear> LastLayers => [];
 
     /// <summary>After each optimizer step that was taken (e.g. the momentum target's update).</summary>
     public virtual void AfterStep(long step, long maxSteps) { }
