@@ -10,13 +10,18 @@ public sealed record ProbeResult(double TrainAccuracy, double TestAccuracy, int 
 
 /// <summary>
 /// The linear probe, the standard test of a frozen representation: the encoder's latents, averaged over the latent
-/// axis, become features [N,d]; a multinomial logistic regression (standardised features, L2-regularised,
+/// axis or flattened, become features; a multinomial logistic regression (standardised features, L2-regularised,
 /// full-batch, deterministic) is fitted on the training set and scored on the test set.
 /// </summary>
 public static class LinearProbe
 {
-    /// <summary>Mean-pooled latents [N,d] (fp32, CPU) and labels [N] of every batch of <paramref name="batches"/>, with the model frozen.</summary>
-    public static (Tensor Features, Tensor Labels) Features(Medformer model, IEnumerable<Batch> batches, string task = "classification", Func<Tensor, Tensor>? cast = null)
+    /// <summary>
+    /// The latents of every batch of <paramref name="batches"/> with the model frozen, mean-pooled [N,d] or laid side by
+    /// side [N,L·d] (<paramref name="flatten"/>: each latent is a learned slot, so the flat array keeps what the mean
+    /// averages away), fp32 on the CPU, and the labels [N].
+    /// </summary>
+    public static (Tensor Features, Tensor Labels) Features(Medformer model, IEnumerable<Batch> batches, string task = "classification",
+        Func<Tensor, Tensor>? cast = null, bool flatten = false)
     {
         var features = new List<Tensor>();
         var labels = new List<long>();
@@ -33,7 +38,7 @@ public static class LinearProbe
                         var device = model.parameters().First().device;
                         var images = batch.Images.to(device);
                         var latents = model.forward(cast is null ? images : cast(images), keys);
-                        features.Add(scope.MoveToOuter(latents.mean([1]).to(ScalarType.Float32).cpu()));
+                        features.Add(scope.MoveToOuter((flatten ? latents.flatten(1) : latents.mean([1])).to(ScalarType.Float32).cpu()));
                         foreach (var meta in batch.Metas)
                             labels.Add(meta.Labels.Length == 1 ? meta.Labels[0] : throw new ArgumentException($"{meta}: the linear probe needs one class label per sample, not {meta.Labels.Length}"));
                     }

@@ -1,0 +1,192 @@
+using System.Diagnostics;
+using Medformer.Datasets;
+using Medformer.Datasets.Corpora;
+using Medformer.Datasets.Loading;
+using Medformer.Datasets.Transforms;
+using Medformer.Eval;
+using Medformer.Heads;
+using Medformer.Pretrain;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+using static TorchSharp.torch;
+
+namespace Medformer.Bench;
+
+/// <summary>
+/// <c>bench/run pays</c>: does pretraining pay? Issue 13's protocol on Fashion-MNIST (real 28×28 grey images, 10
+/// classes; Debian's dataset-fashion-mnist): pretrain Medformer on the 60,000 training images without labels (a run
+/// config, MEDFORMER_PAYS_CONFIG; or an already pretrained model folder, MEDFORMER_PAYS_MODEL), then, for each seed,
+/// draw 1% of the training labels (60 per class) and score on the 10,000 test images:
+/// a linear model on raw pixels, and a random and the pretrained encoder, each by a linear probe on frozen
+/// flattened latents and by fine-tuning everything with a flattened-latent head through the trainer.
+/// MEDFORMER_PAYS_SEEDS (3), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning steps, 500),
+/// MEDFORMER_PAYS_LR (1e-3) set the protocol. An experiment: no PyTorch reference in the run (the issue's
+/// PyTorch rows are quoted in the report).
+/// </summary>
+public static class PaysExperiment
+{
+    public static BenchReport Run(BenchOptions options)
+    {
+        string folder = MnistCorpus.FashionMnistFolder;
+        int seeds = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_SEEDS") ?? "3");
+        double fraction = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_FRACTION") ?? "0.01");
+        long steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_STEPS") ?? "500");
+        double lr = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_LR") ?? "1e-3");
+        string? modelDir = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_MODEL");
+        string? configPath = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_CONFIG");
+        var report = new BenchReport("pays");
+
+        double pretrainSeconds = 0;
+        if (string.IsNullOrEmpty(modelDir))
+        {
+            if (string.IsNullOrEmpty(configPath)) throw new ArgumentException("set MEDFORMER_PAYS_CONFIG (a run config) or MEDFORMER_PAYS_MODEL (a pretrained model folder)");
+            string output = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_OUT") ?? Directory.CreateTempSubdirectory("medformer-pays-").FullName;
+            var clock = Stopwatch.StartNew();
+            var result = PretrainJob.Run(RunConfig.Load(configPath), output,
+                log: entry => Console.WriteLine($"  pretrain step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F4}"))}) {entry.SamplesPerSecond:F0} samples/s"));
+            pretrainSeconds = clock.Elapsed.TotalSeconds;
+            modelDir = result.Training.ModelDirectory;
+            Console.WriteLine($"  pretrained in {pretrainSeconds:F0} s: {modelDir}");
+        }
+        var config = Checkpoint.ReadConfig(modelDir);
+
+        using var train = MnistCorpus.Open(folder, "train");
+        using var test = MnistCorpus.Open(folder, "test");
+        var (testImages, testLabels, testMetas) = Stack(test, [.. Enumerable.Range(0, (int)test.Count)]);
+        using var _ = testImages;
+        var trainLabels = Enumerable.Range(0, (int)train.Count).Select(i => Label(train, i)).ToArray();
+
+        var rows = new Dictionary<string, List<double>>();
+        void Record(string row, int seed, double accuracy)
+        {
+            (rows.TryGetValue(row, out var list) ? list : rows[row] = []).Add(accuracy);
+            Console.WriteLine($"  seed {seed}: {row}: {accuracy:P2}");
+        }
+        for (int seed = 0; seed < seeds; seed++)
+        {
+            int[] picked = Subset(trainLabels, fraction, seed);
+            var (images, labels, metas) = Stack(train, picked);
+            using (images)
+            using (labels)
+            using (var subset = new TensorCorpus("fashion-mnist/labelled", images, labels))
+            {
+                using (var pixelsTrain = images.flatten(1))
+                using (var pixelsTest = testImages.flatten(1))
+                    Record("linear model on raw pixels", seed, LinearProbe.Fit(pixelsTrain, labels, pixelsTest, testLabels, 10, weightDecay: 1e-2).TestAccuracy);
+                foreach (bool pretrained in new[] { false, true })
+                {
+                    string name = pretrained ? "pretrained" : "random init";
+                    Record($"{name}: linear probe", seed, Probe(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas));
+                    Record($"{name}: fine-tuned", seed, FineTune(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, steps, lr, seed));
+                }
+            }
+        }
+        foreach (var (row, values) in rows)
+        {
+            double mean = values.Average() * 100, std = Std(values) * 100;
+            report.Add(new BenchRow(row, mean, null, $"% test accuracy, mean ± {std:F1} over {values.Count} seeds ({string.Join(", ", values.Select(v => (v * 100).ToString("F1")))})"));
+        }
+        if (rows.TryGetValue("pretrained: fine-tuned", out var tuned) && rows.TryGetValue("random init: fine-tuned", out var scratch))
+            report.Headline(report.Add(new BenchRow("fine-tuned: pretrained vs random init", tuned.Average() * 100, scratch.Average() * 100, "% test accuracy")));
+        report.Extra("fraction", fraction);
+        report.Extra("fine_tune_steps", steps);
+        report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
+        report.Extra("model", modelDir);
+        report.Extra("issue_rows_pytorch", "scratch Perceiver 66.4, +SimCLR 68.0, +inpainting 72.2, 3-layer CNN 76.4, linear on pixels 78.1");
+        return report;
+    }
+
+    static Medformer Encoder(MedformerConfig config, string modelDir, bool pretrained, int seed)
+    {
+        if (pretrained) return Checkpoint.Load(modelDir);
+        Seeding.SeedEverything(1000 + seed);
+        return new Medformer(config);
+    }
+
+    static double Probe(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas)
+    {
+        using (model)
+        {
+            var loader = new DataLoader([new LoaderSource(subset)], new LoaderOptions(256, Workers: 1));
+            var (trainX, trainY) = LinearProbe.Features(model, loader.Pass(), flatten: true);
+            var (testX, _) = LinearProbe.Features(model, Batches(testImages, testMetas), flatten: true);
+            using (trainX)
+            using (trainY)
+            using (testX)
+                return LinearProbe.Fit(trainX, trainY, testX, testLabels, 10, weightDecay: 1e-2).TestAccuracy;
+        }
+    }
+
+    static double FineTune(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, double lr, int seed)
+    {
+        using var task = new ClassificationTask(model, 10, Pooling.Flatten);
+        var augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]);
+        var trainer = new Trainer(new TrainerOptions
+        {
+            MaxSteps = steps, LearningRate = lr, MinLearningRate = lr / 100, WarmupSteps = Math.Min(20, steps / 5), WeightDecay = 0.05,
+            Precision = Precision.Bf16, Seed = seed, LogEvery = (int)steps,
+        }, CPU);
+        string output = Directory.CreateTempSubdirectory("medformer-pays-ft-").FullName;
+        try
+        {
+            trainer.Fit(task, start => new DataLoader([new LoaderSource(subset, Transform: augment)], new LoaderOptions(64, Seed: seed, Workers: 1)).Batches(start), output);
+            using var probabilities = task.PredictProbabilities(testImages, testMetas);
+            using var predicted = probabilities.argmax(1);
+            return predicted.eq(testLabels).to(ScalarType.Float64).mean().item<double>();
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
+
+    /// <summary>The same count per class (round(fraction · class size)), a seeded draw: the usual few-label protocol.</summary>
+    static int[] Subset(long[] labels, double fraction, int seed)
+    {
+        var random = Seeding.Random("pays-subset", seed);
+        return [.. labels.Select((label, index) => (label, index)).GroupBy(p => p.label).OrderBy(g => g.Key)
+            .SelectMany(g =>
+            {
+                var members = g.Select(p => p.index).ToArray();
+                random.Shuffle(members);
+                return members.Take(Math.Max(1, (int)Math.Round(members.Length * fraction)));
+            }).Order()];
+    }
+
+    static long Label(ICorpus corpus, int index)
+    {
+        using var sample = corpus.Get(index);
+        return sample.Meta.Labels[0];
+    }
+
+    static (Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas) Stack(ICorpus corpus, int[] indices)
+    {
+        var images = new List<Tensor>();
+        var metas = new List<SampleMeta>();
+        foreach (int i in indices)
+        {
+            using var sample = corpus.Get(i);
+            images.Add(sample.Image.clone());
+            metas.Add(sample.Meta);
+        }
+        var stacked = stack(images);
+        foreach (var t in images) t.Dispose();
+        return (stacked, tensor(metas.Select(m => m.Labels[0]).ToArray()), metas);
+    }
+
+    static IEnumerable<Batch> Batches(Tensor images, IReadOnlyList<SampleMeta> metas)
+    {
+        for (int start = 0; start < metas.Count; start += 500)
+        {
+            int count = Math.Min(500, metas.Count - start);
+            yield return new Batch(start, [new BatchView(images.narrow(0, start, count).clone(), null, null)], [.. metas.Skip(start).Take(count)]);
+        }
+    }
+
+    static double Std(List<double> values)
+    {
+        if (values.Count < 2) return 0;
+        double mean = values.Average();
+        return Math.Sqrt(values.Sum(v => (v - mean) * (v - mean)) / (values.Count - 1));
+    }
+}
