@@ -19,7 +19,7 @@ namespace Medformer.Bench;
 /// <item>a small Medformer with a classifier head through our <see cref="Trainer"/> (AdamW, cosine schedule;
 /// MEDFORMER_DBA_STEPS, default 300);</item>
 /// <item>the paper's own: a 784-H-10 ReLU MLP (<see cref="DbaMlp"/>; H = MEDFORMER_DBA_HIDDEN, default 256) with
-/// plain SGD (lr 0.1) or Adam (lr 1e-3) at a constant rate, MEDFORMER_DBA_MLP_STEPS (default 3000) steps, plus
+/// plain SGD (lr 0.1; 0.01 in three arms) or Adam (lr 1e-3) at a constant rate, MEDFORMER_DBA_MLP_STEPS (default 3000) steps, plus
 /// our variants of the selection rule (labelled "ours").</item>
 /// </list>
 /// MEDFORMER_DBA_SEEDS (default 2) and MEDFORMER_DBA_ARMS (comma list of arm numbers; default all) keep a run short.
@@ -29,9 +29,9 @@ public static class DbaExperiment
     enum Network { Medformer, Mlp }
 
     sealed record Arm(string Name, double Fraction, BatchAdaptationOptions? Adaptation, int Batch = 64, Network Model = Network.Medformer,
-        DbaMlp.OptimizerKind Optimizer = DbaMlp.OptimizerKind.Sgd);
+        DbaMlp.OptimizerKind Optimizer = DbaMlp.OptimizerKind.Sgd, double? LearningRate = null);
 
-    sealed record Outcome(double Accuracy, double? BestAccuracy, double? LastBatch, double? MeanSelected);
+    sealed record Outcome(double Accuracy, double? BestAccuracy, double? LastBatch, double? MeanSelected, double? TrainLoss = null, double? DeadHidden = null);
 
     public static BenchReport Run(BenchOptions options)
     {
@@ -70,6 +70,10 @@ public static class DbaExperiment
             new("MLP 1% ours: gradient_sum (no /sqrt n) SGD", 0.01, dba with { Strategy = AdaptationStrategy.GradientSum }, Model: Network.Mlp),
             new("MLP 100% SGD (batch 64)", 1.0, null, Model: Network.Mlp),
             new("MLP 100% Adam (batch 64)", 1.0, null, Model: Network.Mlp, Optimizer: Adam),
+            // DBA's subsets have larger mean gradients than whole batches: SGD at a tenth of the rate, with and without.
+            new("MLP 1% SGD lr 0.01 (batch 64)", 0.01, null, Model: Network.Mlp, LearningRate: 0.01),
+            new("MLP 1% DBA gradient_norm SGD lr 0.01", 0.01, dba, Model: Network.Mlp, LearningRate: 0.01),
+            new("MLP 1% DBA variance_norm SGD lr 0.01", 0.01, variance, Model: Network.Mlp, LearningRate: 0.01),
         ];
         if (Environment.GetEnvironmentVariable("MEDFORMER_DBA_ARMS") is { Length: > 0 } pick)
         {
@@ -97,7 +101,8 @@ public static class DbaExperiment
                 seconds.Add(clock.Elapsed.TotalSeconds);
                 Console.WriteLine($"  {arm.Name}, seed {seed}: test accuracy {outcome.Accuracy:P2}" +
                     (outcome.BestAccuracy is { } b ? $" (best check {b:P2})" : "") + $", {armSteps} steps, {clock.Elapsed.TotalSeconds:F1} s" +
-                    (outcome.LastBatch is { } s ? $", last batch size {s:F0}" : "") + (outcome.MeanSelected is { } m ? $", mean selected (last 10%) {m:F1}" : ""));
+                    (outcome.LastBatch is { } s ? $", last batch size {s:F0}" : "") + (outcome.MeanSelected is { } m ? $", mean selected (last 10%) {m:F1}" : "") +
+                    (outcome.TrainLoss is { } l ? $", train loss (last 10%) {l:G3}" : "") + (outcome.DeadHidden is { } d ? $", dead hidden units {d:P0}" : ""));
             }
             var accuracies = outcomes.Select(o => o.Accuracy).ToArray();
             means[arm.Name] = accuracies.Average();
@@ -139,8 +144,8 @@ public static class DbaExperiment
         var images = trainImages.index_select(0, order).flatten(1);
         var labels = tensor(trainLabels).index_select(0, order);
         var result = DbaMlp.Train(images, labels, testImages.flatten(1), tensor(testLabels), hidden, arm.Optimizer,
-            arm.Optimizer == DbaMlp.OptimizerKind.Sgd ? 0.1 : 1e-3, arm.Adaptation, arm.Batch, steps, seed);
-        return new Outcome(result.Accuracy, result.BestAccuracy, result.LastBatch, result.MeanSelected);
+            arm.LearningRate ?? (arm.Optimizer == DbaMlp.OptimizerKind.Sgd ? 0.1 : 1e-3), arm.Adaptation, arm.Batch, steps, seed);
+        return new Outcome(result.Accuracy, result.BestAccuracy, result.LastBatch, result.MeanSelected, result.TrainLoss, result.DeadHidden);
     }
 
     static Outcome Train(Arm arm, int seed, long steps, Tensor trainImages, long[] trainLabels, Tensor testImages, long[] testLabels)

@@ -19,8 +19,12 @@ internal sealed class DbaMlp : IDisposable
 {
     public enum OptimizerKind { Sgd, Adam }
 
-    /// <summary>Final and best test accuracy (the best over <c>evaluations</c> evenly spaced checks: optimistic, it is picked on the test set).</summary>
-    public sealed record Result(double Accuracy, double BestAccuracy, int? LastBatch, double? MeanSelected);
+    /// <summary>
+    /// Final and best test accuracy (the best over <c>evaluations</c> evenly spaced checks: optimistic, it is picked on
+    /// the test set); over the last tenth of the steps, the mean training loss (of the whole batch) and the mean
+    /// selected size (all layers); the fraction of hidden units dead (zero on every test image) at the end.
+    /// </summary>
+    public sealed record Result(double Accuracy, double BestAccuracy, int? LastBatch, double? MeanSelected, double TrainLoss, double DeadHidden);
 
     readonly Linear hiddenLayer, outputLayer;
 
@@ -60,6 +64,8 @@ internal sealed class DbaMlp : IDisposable
         double best = 0, accuracy = 0;
         long evaluateEvery = Math.Max(1, steps / Math.Max(1, evaluations));
         var selectedTail = new List<int>();
+        var lossTail = new List<double>();
+        long tail = steps - Math.Max(1, steps / 10);
         for (long step = 0; step < steps; step++)
         {
             using var scope = NewDisposeScope();
@@ -90,16 +96,18 @@ internal sealed class DbaMlp : IDisposable
                 int hiddenSelected = Step(adaptation, network.hiddenLayer, x, outputGrads[0], random);
                 int outputSelected = Step(adaptation, network.outputLayer, activation.detach(), outputGrads[1], random);
                 adaptation.Update([hiddenSelected, outputSelected]);
-                if (step >= steps - Math.Max(1, steps / 10)) selectedTail.AddRange([hiddenSelected, outputSelected]);
+                if (step >= tail) selectedTail.AddRange([hiddenSelected, outputSelected]);
             }
             optim.step();
+            if (step >= tail) lossTail.Add(losses.detach().mean().item<float>());
             if ((step + 1) % evaluateEvery == 0 || step == steps - 1)
             {
                 accuracy = network.Accuracy(testImages, testLabels);
                 best = Math.Max(best, accuracy);
             }
         }
-        return new Result(accuracy, best, adaptation?.CurrentBatch, selectedTail.Count > 0 ? selectedTail.Average() : null);
+        return new Result(accuracy, best, adaptation?.CurrentBatch, selectedTail.Count > 0 ? selectedTail.Average() : null, lossTail.Average(),
+            network.DeadHidden(testImages));
     }
 
     /// <summary>Selects the layer's subset and leaves that subset's mean gradient in its weight and bias; returns the subset's size.</summary>
@@ -116,6 +124,13 @@ internal sealed class DbaMlp : IDisposable
             layer.bias!.grad = dy.mean([0]);
         }
         return subset.Length;
+    }
+
+    double DeadHidden(Tensor images)
+    {
+        using var noGrad = torch.no_grad();
+        using var scope = NewDisposeScope();
+        return F.relu(hiddenLayer.call(images)).amax([0]).le(0).to(ScalarType.Float64).mean().item<double>();
     }
 
     double Accuracy(Tensor images, Tensor labels)
