@@ -19,8 +19,8 @@ namespace Medformer.Bench;
 /// <item>a small Medformer with a classifier head through our <see cref="Trainer"/> (AdamW, cosine schedule;
 /// MEDFORMER_DBA_STEPS, default 300);</item>
 /// <item>the paper's own: a 784-H-10 ReLU MLP (<see cref="DbaMlp"/>; H = MEDFORMER_DBA_HIDDEN, default 256) with
-/// plain SGD (lr 0.1; 0.01 in three arms) or Adam (lr 1e-3) at a constant rate, MEDFORMER_DBA_MLP_STEPS (default 3000) steps, plus
-/// our variants of the selection rule (labelled "ours").</item>
+/// plain SGD (lr 0.1; 0.01 in three arms) or Adam (lr 1e-3) at a constant rate, MEDFORMER_DBA_MLP_STEPS (default
+/// 5000) steps, plus our variants of the selection rule (labelled "ours").</item>
 /// </list>
 /// MEDFORMER_DBA_SEEDS (default 2) and MEDFORMER_DBA_ARMS (comma list of arm numbers; default all) keep a run short.
 /// </summary>
@@ -29,7 +29,7 @@ public static class DbaExperiment
     enum Network { Medformer, Mlp }
 
     sealed record Arm(string Name, double Fraction, BatchAdaptationOptions? Adaptation, int Batch = 64, Network Model = Network.Medformer,
-        DbaMlp.OptimizerKind Optimizer = DbaMlp.OptimizerKind.Sgd, double? LearningRate = null);
+        DbaMlp.OptimizerKind Optimizer = DbaMlp.OptimizerKind.Sgd, double? LearningRate = null, int PerClass = 0);
 
     sealed record Outcome(double Accuracy, double? BestAccuracy, double? LastBatch, double? MeanSelected, double? TrainLoss = null, double? DeadHidden = null);
 
@@ -39,7 +39,7 @@ public static class DbaExperiment
         if (!File.Exists(Path.Combine(folder, "train-images-idx3-ubyte.gz")) && !File.Exists(Path.Combine(folder, "train-images-idx3-ubyte")))
             throw new FileNotFoundException($"{folder}: Fashion-MNIST is missing; apt-get install dataset-fashion-mnist");
         long steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_STEPS") ?? "300");
-        long mlpSteps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_MLP_STEPS") ?? "3000");
+        long mlpSteps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_MLP_STEPS") ?? "5000");
         int hidden = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_HIDDEN") ?? "256");
         int seeds = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_SEEDS") ?? "2");
         var dba = new BatchAdaptationOptions { Strategy = AdaptationStrategy.GradientNorm, Scope = AdaptationScope.Full, MinBatch = 8, MaxBatch = 64, InitialBatch = 32, Delta = 8 };
@@ -74,6 +74,12 @@ public static class DbaExperiment
             new("MLP 1% SGD lr 0.01 (batch 64)", 0.01, null, Model: Network.Mlp, LearningRate: 0.01),
             new("MLP 1% DBA gradient_norm SGD lr 0.01", 0.01, dba, Model: Network.Mlp, LearningRate: 0.01),
             new("MLP 1% DBA variance_norm SGD lr 0.01", 0.01, variance, Model: Network.Mlp, LearningRate: 0.01),
+            // The paper's second claim: 10 samples per class (100 images).
+            new("MLP 10/class SGD (batch 64)", 0, null, Model: Network.Mlp, PerClass: 10),
+            new("MLP 10/class Adam (batch 64)", 0, null, Model: Network.Mlp, Optimizer: Adam, PerClass: 10),
+            new("MLP 10/class DBA gradient_norm SGD lr 0.01", 0, dba, Model: Network.Mlp, LearningRate: 0.01, PerClass: 10),
+            new("MLP 10/class DBA variance_norm SGD lr 0.01", 0, variance, Model: Network.Mlp, LearningRate: 0.01, PerClass: 10),
+            new("MLP 10/class DBA gradient_norm Adam", 0, dba, Model: Network.Mlp, Optimizer: Adam, PerClass: 10),
         ];
         if (Environment.GetEnvironmentVariable("MEDFORMER_DBA_ARMS") is { Length: > 0 } pick)
         {
@@ -129,18 +135,31 @@ public static class DbaExperiment
         return report;
     }
 
-    /// <summary>The arm's training images: all of them, or the seed's 1% draw (shared by every arm of that seed).</summary>
-    static Tensor Subset(Arm arm, int seed, long count)
+    /// <summary>
+    /// The arm's training images: all of them, the seed's 1% draw, or the first <see cref="Arm.PerClass"/> of each
+    /// class in the same seeded order (each shared by every arm of that seed).
+    /// </summary>
+    static Tensor Subset(Arm arm, int seed, long[] labels)
     {
-        long n = (long)Math.Round(count * arm.Fraction);
-        return randperm(count, generator: Seeding.Generator("dba-subset", seed))[..(int)n];
+        using var order = randperm(labels.Length, generator: Seeding.Generator("dba-subset", seed));
+        if (arm.PerClass == 0) return order[..(int)Math.Round(labels.Length * arm.Fraction)].clone();
+        var taken = new Dictionary<long, int>();
+        var picked = new List<long>();
+        foreach (long i in order.data<long>().ToArray())
+        {
+            int count = taken.GetValueOrDefault(labels[i]);
+            if (count == arm.PerClass) continue;
+            taken[labels[i]] = count + 1;
+            picked.Add(i);
+        }
+        return tensor(picked.ToArray());
     }
 
     static Outcome TrainMlp(Arm arm, int seed, long steps, int hidden, Tensor trainImages, long[] trainLabels, Tensor testImages, long[] testLabels)
     {
         Seeding.SeedEverything(seed);
         using var scope = NewDisposeScope();
-        var order = Subset(arm, seed, trainImages.shape[0]);
+        var order = Subset(arm, seed, trainLabels);
         var images = trainImages.index_select(0, order).flatten(1);
         var labels = tensor(trainLabels).index_select(0, order);
         var result = DbaMlp.Train(images, labels, testImages.flatten(1), tensor(testLabels), hidden, arm.Optimizer,
@@ -151,7 +170,7 @@ public static class DbaExperiment
     static Outcome Train(Arm arm, int seed, long steps, Tensor trainImages, long[] trainLabels, Tensor testImages, long[] testLabels)
     {
         Seeding.SeedEverything(seed);
-        using var order = Subset(arm, seed, trainImages.shape[0]);
+        using var order = Subset(arm, seed, trainLabels);
         var picked = order.data<long>().ToArray();
         using var images = trainImages.index_select(0, order);
         using var labels = tensor(picked.Select(i => trainLabels[i]).ToArray());
