@@ -157,6 +157,7 @@ public sealed class BatchAdaptationSpec
     public int? MaxBatch { get; set; }
     public int InitialBatch { get; set; }
     public int Window { get; set; } = 1;
+    public double MinSelected { get; set; }
 
     public Training.BatchAdaptationOptions ToOptions(int batchSize, string source) => new()
     {
@@ -170,6 +171,7 @@ public sealed class BatchAdaptationSpec
         MaxBatch = MaxBatch ?? batchSize,
         InitialBatch = InitialBatch,
         Window = Window,
+        MinSelected = MinSelected,
     };
 }
 

@@ -11,6 +11,10 @@ public enum AdaptationStrategy
     GradientNorm,
     /// <summary>Minimise tr Cov_S / (|S|·‖mean_S‖²): the noise-to-signal ratio of the subset's mean step.</summary>
     VarianceNorm,
+    /// <summary>Ours, not the paper's: minimise tr Cov_S / |S|, the variance of the subset's mean step, unnormalised.</summary>
+    Variance,
+    /// <summary>Ours, not the paper's: maximise ‖Σ_S g_i‖, the subset's summed step (drops only samples opposing the rest).</summary>
+    GradientSum,
 }
 
 /// <summary>Which per-sample gradients the selection reads.</summary>
@@ -47,6 +51,8 @@ public sealed record BatchAdaptationOptions
     public int InitialBatch { get; init; }
     /// <summary>Steps whose selected sizes the rule's median reads.</summary>
     public int Window { get; init; } = 1;
+    /// <summary>Ours, not the paper's: the selection keeps at least this fraction of the batch (rounded up); 0 = no floor.</summary>
+    public double MinSelected { get; init; }
 
     public bool Enabled => Strategy != AdaptationStrategy.None;
 
@@ -59,7 +65,7 @@ public sealed record BatchAdaptationOptions
         {
             if (!ok) throw new ArgumentException($"{where}.{key}: {what}");
         }
-        Require(Enum.IsDefined(Strategy), "strategy", $"{Strategy} is not one of none, gradient_norm, variance_norm");
+        Require(Enum.IsDefined(Strategy), "strategy", $"{Strategy} is not one of {StrategyNames}");
         Require(Enum.IsDefined(Scope), "scope", $"{Scope} is not one of full, last_layer");
         Require(Candidates >= 0, "candidates", $"{Candidates} must not be negative (0 = greedy)");
         Require(GrowAbove is > 0 and <= 1, "grow_above", $"{GrowAbove} must be in (0, 1]");
@@ -70,15 +76,20 @@ public sealed record BatchAdaptationOptions
         Require(MaxBatch >= MinBatch, "max_batch", $"{MaxBatch} must be at least min_batch {MinBatch}");
         Require(InitialBatch == 0 || (InitialBatch >= MinBatch && InitialBatch <= MaxBatch), "initial_batch", $"{InitialBatch} must be 0 or in [min_batch {MinBatch}, max_batch {MaxBatch}]");
         Require(Window >= 1, "window", $"{Window} must be at least 1");
+        Require(MinSelected is >= 0 and <= 1, "min_selected", $"{MinSelected} must be in [0, 1]");
     }
 
     /// <summary>The smallest subset a strategy can score: a variance needs two samples.</summary>
-    public static int MinimumSubset(AdaptationStrategy strategy) => strategy == AdaptationStrategy.VarianceNorm ? 2 : 1;
+    public static int MinimumSubset(AdaptationStrategy strategy) => strategy is AdaptationStrategy.VarianceNorm or AdaptationStrategy.Variance ? 2 : 1;
+
+    const string StrategyNames = "none, gradient_norm, variance_norm, variance, gradient_sum";
 
     public static string Name(AdaptationStrategy strategy) => strategy switch
     {
         AdaptationStrategy.GradientNorm => "gradient_norm",
         AdaptationStrategy.VarianceNorm => "variance_norm",
+        AdaptationStrategy.Variance => "variance",
+        AdaptationStrategy.GradientSum => "gradient_sum",
         _ => "none",
     };
 
@@ -87,8 +98,16 @@ public sealed record BatchAdaptationOptions
         "none" => AdaptationStrategy.None,
         "gradient_norm" => AdaptationStrategy.GradientNorm,
         "variance_norm" => AdaptationStrategy.VarianceNorm,
-        _ => throw new ArgumentException($"{key}: '{text}' must be none, gradient_norm or variance_norm"),
+        "variance" => AdaptationStrategy.Variance,
+        "gradient_sum" => AdaptationStrategy.GradientSum,
+        _ => throw new ArgumentException($"{key}: '{text}' must be one of {StrategyNames}"),
     };
+
+    /// <summary>The smallest subset the selection may keep of a batch of <paramref name="batch"/>.</summary>
+    public int SelectionFloor(int batch) => SelectionFloor(batch, Strategy, MinSelected);
+
+    public static int SelectionFloor(int batch, AdaptationStrategy strategy, double minSelected) =>
+        Math.Min(batch, Math.Max(MinimumSubset(strategy), (int)Math.Ceiling(minSelected * batch - 1e-9)));
 
     public static AdaptationScope ParseScope(string text, string key) => text switch
     {
@@ -194,32 +213,65 @@ public sealed class BatchAdaptation(BatchAdaptationOptions options)
             sum = sum is null ? k : sum + k;
         }
         if (sum is null) throw new ArgumentException("no per-sample gradients to select from");
-        var cpu = sum.cpu().contiguous();
-        int b = (int)cpu.shape[0];
-        var values = cpu.data<double>().ToArray();
-        var gram = new double[b, b];
+        return ToMatrix(sum);
+    }
+
+    /// <summary>
+    /// The Gram matrix [B,B] (fp64) of a Linear layer's per-sample gradients (weight and bias together) from the
+    /// same input and output gradient as <see cref="LinearGradients"/>, without forming them: ⟨dy_i x_iᵀ, dy_j x_jᵀ⟩
+    /// = (dy_i·dy_j)(x_i·x_j), so K = (DY DYᵀ) ⊙ (X Xᵀ + 1) for one token per sample; with T tokens the products
+    /// run over token pairs. O(B²T²(in + out)) instead of O(B²·in·out): what makes full-scope DBA cheap for an MLP.
+    /// </summary>
+    public static Tensor LinearGram(Tensor input, Tensor outputGrad)
+    {
+        if (input.dim() < 2 || outputGrad.dim() != input.dim() || !input.shape[..^1].SequenceEqual(outputGrad.shape[..^1]))
+            throw new ArgumentException($"{nameof(LinearGram)}: input [{string.Join(",", input.shape)}] and output gradient [{string.Join(",", outputGrad.shape)}] must agree but in their last axis");
+        using var scope = NewDisposeScope();
+        long b = input.shape[0];
+        var x = input.detach().to(ScalarType.Float64).reshape(b, -1, input.shape[^1]);                 // [B,T,in]
+        var dy = outputGrad.detach().to(ScalarType.Float64).reshape(b, -1, outputGrad.shape[^1]);      // [B,T,out]
+        long t = x.shape[1];
+        var xx = Runtime.Checked.matmul(x.reshape(b * t, -1), x.reshape(b * t, -1).t()) + 1;           // [BT,BT]; +1: the bias
+        var dd = Runtime.Checked.matmul(dy.reshape(b * t, -1), dy.reshape(b * t, -1).t());
+        var gram = (xx * dd).reshape(b, t, b, t).sum([1, 3]);
+        return scope.MoveToOuter(gram);
+    }
+
+    /// <summary>A [B,B] tensor as a matrix (fp64).</summary>
+    public static double[,] ToMatrix(Tensor gram)
+    {
+        if (gram.dim() != 2 || gram.shape[0] != gram.shape[1])
+            throw new ArgumentException($"a Gram matrix must be square, not [{string.Join(",", gram.shape)}]");
+        using var scope = NewDisposeScope();
+        int b = (int)gram.shape[0];
+        var values = gram.detach().to(ScalarType.Float64).cpu().contiguous().data<double>().ToArray();
+        var matrix = new double[b, b];
         for (int i = 0; i < b; i++)
-            for (int j = 0; j < b; j++) gram[i, j] = values[i * b + j];
-        return gram;
+            for (int j = 0; j < b; j++) matrix[i, j] = values[i * b + j];
+        return matrix;
     }
 
     /// <summary>
     /// The chosen subset's sample indices, ascending. <paramref name="random"/> gives the candidates' draws when
     /// <see cref="BatchAdaptationOptions.Candidates"/> is positive.
     /// </summary>
-    public int[] Select(double[,] gram, Generator? random = null) => Select(gram, Options.Strategy, Options.Candidates, random);
+    public int[] Select(double[,] gram, Generator? random = null) => Select(gram, Options.Strategy, Options.Candidates, random, Options.MinSelected);
 
-    public static int[] Select(double[,] gram, AdaptationStrategy strategy, int candidates, Generator? random = null)
+    /// <summary><paramref name="minSelected"/>: the fraction of the batch the subset keeps at least (ours; 0 = the paper's).</summary>
+    public static int[] Select(double[,] gram, AdaptationStrategy strategy, int candidates, Generator? random = null, double minSelected = 0)
     {
         int b = gram.GetLength(0);
         if (gram.GetLength(1) != b) throw new ArgumentException($"the Gram matrix is {b}×{gram.GetLength(1)}, not square");
-        int minimum = BatchAdaptationOptions.MinimumSubset(strategy);
+        int minimum = BatchAdaptationOptions.SelectionFloor(b, strategy, minSelected);
         var all = Enumerable.Range(0, b).ToArray();
         if (strategy == AdaptationStrategy.None || b <= minimum) return all;
         return candidates == 0 ? Greedy(gram, strategy, minimum) : Sampled(gram, strategy, candidates, minimum, random);
     }
 
-    /// <summary>A subset's score, higher is better: ‖Σg‖/√n (gradient_norm) or −tr Cov/(n‖mean‖²) (variance_norm).</summary>
+    /// <summary>
+    /// A subset's score, higher is better: ‖Σg‖/√n (gradient_norm), −tr Cov/(n‖mean‖²) (variance_norm), and our
+    /// variants −tr Cov/n (variance) and ‖Σg‖ (gradient_sum).
+    /// </summary>
     public static double Score(double[,] gram, IReadOnlyCollection<int> subset, AdaptationStrategy strategy)
     {
         double sumSq = 0, trace = 0;
@@ -235,6 +287,10 @@ public sealed class BatchAdaptation(BatchAdaptationOptions options)
     {
         sumSq = Math.Max(sumSq, 0);  // rounding can take a sum of squares of near-cancelling gradients below 0
         if (strategy == AdaptationStrategy.GradientNorm) return Math.Sqrt(sumSq / n);
+        if (strategy == AdaptationStrategy.GradientSum) return Math.Sqrt(sumSq);
+        if (n < 2) return double.NegativeInfinity;
+        // tr Cov/n = (n·tr − ‖Σg‖²) / (n²(n−1)).
+        if (strategy == AdaptationStrategy.Variance) return -Math.Max(n * trace - sumSq, 0) / ((double)n * n * (n - 1));
         // tr Cov = (Σ‖g‖² − ‖Σg‖²/n)/(n−1), ‖mean‖² = ‖Σg‖²/n²  ⇒  ratio = (n·tr − ‖Σg‖²) / ((n−1)·‖Σg‖²).
         if (n < 2 || sumSq <= 0) return double.NegativeInfinity;
         return -Math.Max(n * trace - sumSq, 0) / ((n - 1) * sumSq);

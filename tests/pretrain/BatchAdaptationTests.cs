@@ -112,6 +112,66 @@ public sealed class BatchAdaptationTests : IDisposable
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(3)]
+    public void LinearGramEqualsTheGramOfPerSampleBackwardPasses(int tokens)
+    {
+        Seeding.SeedEverything(13);
+        using var scope = NewDisposeScope();
+        var first = nn.Linear(6, 5);
+        var last = nn.Linear(5, 4);
+        var x = randn(7, tokens, 6);
+        var hidden = first.call(x);
+        var active = hidden.relu();
+        var y = last.call(active);
+        var losses = (y.square() * tensor(new float[] { 1, -2, 3, 0.5f })).sum([1, 2]) + y.sum([1, 2]).sin();  // [7]
+        var grads = autograd.grad([losses.sum()], [hidden, y], retain_graph: true);
+        var firstGram = BatchAdaptation.ToMatrix(BatchAdaptation.LinearGram(x, grads[0]));
+        var lastGram = BatchAdaptation.ToMatrix(BatchAdaptation.LinearGram(active.detach(), grads[1]));
+
+        Tensor[] parameters = [first.weight!, first.bias!, last.weight!, last.bias!];
+        var perSample = parameters.Select(_ => new Tensor[7]).ToArray();
+        for (int i = 0; i < 7; i++)
+        {
+            var g = autograd.grad([losses[i]], parameters, retain_graph: true);
+            for (int p = 0; p < parameters.Length; p++) perSample[p][i] = g[p];
+        }
+        var firstExpected = BatchAdaptation.Gram([stack(perSample[0]), stack(perSample[1])]);
+        var lastExpected = BatchAdaptation.Gram([stack(perSample[2]), stack(perSample[3])]);
+        for (int i = 0; i < 7; i++)
+            for (int j = 0; j < 7; j++)
+            {
+                Assert.Equal(firstExpected[i, j], firstGram[i, j], 1e-4 * (1 + Math.Abs(firstExpected[i, j])));
+                Assert.Equal(lastExpected[i, j], lastGram[i, j], 1e-4 * (1 + Math.Abs(lastExpected[i, j])));
+            }
+        Assert.Contains("must agree", Assert.Throws<ArgumentException>(() => BatchAdaptation.LinearGram(x, grads[1][..3])).Message);
+    }
+
+    [Fact]
+    public void OurVariantsSelectTheSubsetsComputedByHand()
+    {
+        var gram = GramOf(Disagreeing);
+        // gradient_sum (‖Σg‖): whole batch √13 = 3.61; dropping g0 gives 2, g1 √10 = 3.16: nothing improves.
+        Assert.Equal([0, 1, 2], BatchAdaptation.Select(gram, AdaptationStrategy.GradientSum, candidates: 0));
+        Assert.Equal(Math.Sqrt(13), BatchAdaptation.Score(gram, [0, 1, 2], AdaptationStrategy.GradientSum), 12);
+        // (1,0),(1,0),(0,1),(−1,0): whole √2; dropping g3 gives √5 = 2.24; then dropping g2 gives 2: stop at {0,1,2}.
+        Assert.Equal([0, 1, 2], BatchAdaptation.Select(GramOf([[1, 0], [1, 0], [0, 1], [-1, 0]]), AdaptationStrategy.GradientSum, candidates: 0));
+        // variance (tr Cov/n = (n·tr − ‖Σg‖²)/(n²(n−1))): whole (33−13)/18 = 1.11; {1,2} (4−4)/4 = 0; {0,2} (20−10)/4 = 2.5.
+        Assert.Equal([1, 2], BatchAdaptation.Select(gram, AdaptationStrategy.Variance, candidates: 0));
+        Assert.Equal(-20.0 / 18, BatchAdaptation.Score(gram, [0, 1, 2], AdaptationStrategy.Variance), 12);
+
+        // A floor of half the batch (⌈1.5⌉ = 2): gradient_norm drops g1 (2.24) and stops at two samples.
+        Assert.Equal([0, 2], BatchAdaptation.Select(gram, AdaptationStrategy.GradientNorm, candidates: 0, minSelected: 0.5));
+        Assert.Equal([0, 1, 2], BatchAdaptation.Select(gram, AdaptationStrategy.GradientNorm, candidates: 0, minSelected: 1));
+        using var random = new Generator(3);
+        Assert.Equal([0, 1, 2, 3], BatchAdaptation.Select(GramOf([[1, 0], [1, 0], [1, 0], [-1, 0]]), AdaptationStrategy.GradientNorm, candidates: 50, random, minSelected: 1));
+        Assert.Equal(32, BatchAdaptationOptions.SelectionFloor(64, AdaptationStrategy.GradientNorm, 0.5));
+        Assert.Equal(2, BatchAdaptationOptions.SelectionFloor(4, AdaptationStrategy.GradientNorm, 0.3));   // ⌈1.2⌉
+        Assert.Equal(2, BatchAdaptationOptions.SelectionFloor(3, AdaptationStrategy.Variance, 0));         // a variance needs two
+        Assert.Equal(new BatchAdaptation(new BatchAdaptationOptions { MinSelected = 0.5 }).Select(gram), BatchAdaptation.Select(gram, AdaptationStrategy.GradientNorm, 0, minSelected: 0.5));
+    }
+
     [Fact]
     public void BatchSizeRuleGrowsShrinksAndClamps()
     {
@@ -210,6 +270,7 @@ public sealed class BatchAdaptationTests : IDisposable
     [InlineData("delta", nameof(BatchAdaptationOptions.Delta))]
     [InlineData("candidates", nameof(BatchAdaptationOptions.Candidates))]
     [InlineData("window", nameof(BatchAdaptationOptions.Window))]
+    [InlineData("min_selected", nameof(BatchAdaptationOptions.MinSelected))]
     public void BadOptionsNameTheirKey(string key, string property)
     {
         var good = new BatchAdaptationOptions { Strategy = AdaptationStrategy.VarianceNorm, MinBatch = 4, MaxBatch = 32 };
@@ -223,6 +284,7 @@ public sealed class BatchAdaptationTests : IDisposable
             nameof(BatchAdaptationOptions.InitialBatch) => good with { InitialBatch = 40 },
             nameof(BatchAdaptationOptions.Delta) => good with { Delta = 0 },
             nameof(BatchAdaptationOptions.Candidates) => good with { Candidates = -1 },
+            nameof(BatchAdaptationOptions.MinSelected) => good with { MinSelected = 1.5 },
             _ => good with { Window = 0 },
         };
         var error = Assert.Throws<ArgumentException>(() => bad.Validate());
@@ -251,6 +313,14 @@ public sealed class BatchAdaptationTests : IDisposable
         Assert.Equal(AdaptationStrategy.VarianceNorm, options.Strategy);
         Assert.Equal(AdaptationScope.LastLayer, options.Scope);
         Assert.Equal((16, 8, 32, 4), (options.Candidates, options.MinBatch, options.MaxBatch, options.Delta));
+        Assert.Equal(0, options.MinSelected);
+        var ours = PretrainJob.TrainerOptions(RunConfig.Parse("""
+            objectives: { rotation: { weight: 1 } }
+            batch_adaptation: { strategy: gradient_sum, min_selected: 0.5 }
+            """, "run.yaml")).BatchAdaptation!;
+        Assert.Equal((AdaptationStrategy.GradientSum, 0.5), (ours.Strategy, ours.MinSelected));
+        Assert.Contains("batch_adaptation.min_selected", Assert.Throws<ArgumentException>(() =>
+            RunConfig.Parse("batch_adaptation: { min_selected: 2 }", "run.yaml")).Message);
 
         Assert.Contains("batch_adaptation.strategy: 'fastest' must be", Assert.Throws<ArgumentException>(() =>
             RunConfig.Parse("batch_adaptation: { strategy: fastest }", "run.yaml")).Message);
