@@ -47,17 +47,36 @@ public static class PixelPairs
         if (first.dim() != second.dim() || first.size(0) != second.size(0) || first.dim() - 1 != first.size(0))
             throw new ArgumentException($"PixelPairs: both coordinate grids must be [A, …] with the same A, got [{string.Join(", ", Spatial.Shape(first))}] and [{string.Join(", ", Spatial.Shape(second))}]");
         if (!(threshold >= 0)) throw new ArgumentException($"PixelPairs: the threshold must be non-negative, got {threshold}");
-        using var scope = NewDisposeScope();
-        long axes = first.size(0);
-        var a = first.reshape(axes, -1);   // [A, N1]
-        var b = second.reshape(axes, -1);  // [A, N2]
-        // Differences, not the |a|² + |b|² − 2ab expansion: exact for the threshold comparison, and symmetric. One
-        // component at a time keeps the memory at one [N1, N2] array.
-        Tensor squared = zeros(a.size(1), b.size(1));
-        for (long c = 0; c < axes; c++) squared = squared + (a[c].unsqueeze(1) - b[c].unsqueeze(0)).square();
         double limit = threshold;
         if (distance == PairDistance.FeatureCells) limit *= Math.Max(CellDiagonal(first), CellDiagonal(second));
-        return scope.MoveToOuter(squared < limit * limit);
+        using var scope = NewDisposeScope();
+        long axes = first.size(0);
+        var positives = PositiveBatch(first.reshape(1, axes, -1), second.reshape(1, axes, -1), limit);
+        return scope.MoveToOuter(positives[0]);
+    }
+
+    /// <summary>
+    /// The batched rule, one mask per sample: positives[b,i,j] = ‖c1ᵢ − c2ⱼ‖₂ &lt; threshold (strictly) for cell centres
+    /// c1 [B,A,Q1] and c2 [B,A,Q2] in original pixels, A = 2 or 3; [B,Q1,Q2] bool. PixPro's threshold is 0.7 of the
+    /// larger cell diagonal of the two views, per sample: divide each sample's coordinates by it and pass 0.7.
+    /// Compared squared, from differences (not the |a|² + |b|² − 2ab expansion): exact at the threshold and
+    /// symmetric; fp64 for fp64 coordinates, else fp32; no gradient.
+    /// </summary>
+    public static Tensor PositiveBatch(Tensor first, Tensor second, double threshold)
+    {
+        if (first.dim() != 3 || second.dim() != 3 || first.shape[0] != second.shape[0] || first.shape[1] != second.shape[1] || first.shape[1] is not (2 or 3))
+            throw new ArgumentException($"PixelPairs: cell centres [{string.Join(", ", first.shape)}] and [{string.Join(", ", second.shape)}] must be [B,A,Q1] and [B,A,Q2] with A = 2 or 3");
+        if (!(threshold >= 0) || double.IsInfinity(threshold))
+            throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "PixelPairs: the threshold must be non-negative and finite");
+        var type = first.dtype == ScalarType.Float64 && second.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        using var scope = NewDisposeScope();
+        var a = first.detach().to(type);
+        var b = second.detach().to(type);
+        // One axis at a time keeps the peak at two [B,Q1,Q2] tensors.
+        var squared = zeros([a.shape[0], a.shape[2], b.shape[2]], dtype: type, device: a.device);
+        for (int axis = 0; axis < a.shape[1]; axis++)
+            squared.add_((a[.., axis].unsqueeze(2) - b[.., axis].unsqueeze(1)).square());
+        return scope.MoveToOuter(squared.lt(threshold * threshold));
     }
 
     /// <summary>A feature grid's cell diagonal in original pixels: the mean step between neighbouring cells along each axis, combined.</summary>

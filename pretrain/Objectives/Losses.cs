@@ -156,7 +156,7 @@ public static class Losses
     /// </summary>
     /// <param name="propagated">[B,Q1,D] y, propagated from one view.</param>
     /// <param name="target">[B,Q2,D] x', the momentum encoder's features of the other view (detached by the caller).</param>
-    /// <param name="positives">[B,Q1,Q2] bool, from <see cref="PositivePairs"/>.</param>
+    /// <param name="positives">[B,Q1,Q2] bool, from <see cref="Datasets.Transforms.PixelPairs.PositiveBatch"/>.</param>
     public static Tensor PixelContrast(Tensor propagated, Tensor target, Tensor positives)
     {
         RequireRank(nameof(PixelContrast), nameof(propagated), propagated, 3);
@@ -172,34 +172,6 @@ public static class Losses
         var weight = positives.to(type);
         // clamp_min(1): no positives gives 0·(a sum over the graph) instead of 0/0, with no host synchronisation.
         return scope.MoveToOuter(-(cosine * weight).sum() / weight.sum().clamp_min(1));
-    }
-
-    /// <summary>
-    /// positives[b,i,j] = ‖c1ᵢ - c2ⱼ‖₂ &lt; threshold, the distance between the points of the original image that
-    /// feature-grid cell i of view 1 and cell j of view 2 show. The threshold is in original pixels: PixPro's is 0.7
-    /// of the larger of the two views' cell diagonals, per sample; to get that, divide sample b's coordinates (both
-    /// views) by that diagonal and pass 0.7. Computed in fp64 for fp64 coordinates, else in fp32.
-    /// </summary>
-    /// <param name="coordinates1">[B,A,Q1] view 1's cell centres in original pixels, A = 2 or 3 spatial axes.</param>
-    /// <param name="coordinates2">[B,A,Q2] view 2's cell centres.</param>
-    /// <returns>[B,Q1,Q2] bool.</returns>
-    public static Tensor PositivePairs(Tensor coordinates1, Tensor coordinates2, double threshold)
-    {
-        RequireRank(nameof(PositivePairs), nameof(coordinates1), coordinates1, 3);
-        RequireRank(nameof(PositivePairs), nameof(coordinates2), coordinates2, 3);
-        if (coordinates1.shape[0] != coordinates2.shape[0] || coordinates1.shape[1] != coordinates2.shape[1] || coordinates1.shape[1] is not (2 or 3))
-            throw new ArgumentException($"{nameof(PositivePairs)}: coordinates1 {Shape(coordinates1)} and coordinates2 {Shape(coordinates2)} must be [B,A,Q1] and [B,A,Q2] with A = 2 or 3");
-        if (!(threshold >= 0) || double.IsInfinity(threshold))
-            throw new ArgumentOutOfRangeException(nameof(threshold), threshold, $"{nameof(PositivePairs)}: the threshold must be non-negative and finite");
-        var type = coordinates1.dtype == ScalarType.Float64 && coordinates2.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
-        using var scope = NewDisposeScope();
-        var a = As(coordinates1, type).detach();
-        var b = As(coordinates2, type).detach();
-        // One axis at a time keeps the peak at two [B,Q1,Q2] tensors.
-        Tensor squared = zeros([a.shape[0], a.shape[2], b.shape[2]], dtype: type, device: a.device);
-        for (int axis = 0; axis < a.shape[1]; axis++)
-            squared.add_((a[.., axis].unsqueeze(2) - b[.., axis].unsqueeze(1)).square());
-        return scope.MoveToOuter(squared.sqrt().lt(threshold));
     }
 
     /// <summary>

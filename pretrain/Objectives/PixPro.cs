@@ -1,4 +1,5 @@
 using Medformer.Datasets.Loading;
+using Medformer.Datasets.Transforms;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -67,7 +68,7 @@ public sealed class PixPro : Objective
         // Distances in units of the larger feature-cell diagonal of the two views, per sample (as PixPro normalises).
         var diagonal = maximum(CellDiagonal(batch.Views[0].Coordinates!, grid), CellDiagonal(batch.Views[1].Coordinates!, grid)); // [N]
         var scale = diagonal.view(-1, 1, 1);
-        var positives = Losses.PositivePairs(c1 / scale, c2 / scale, threshold);                       // [N,Q1,Q2]
+        var positives = PixelPairs.PositiveBatch(c1 / scale, c2 / scale, threshold);                       // [N,Q1,Q2]
         var pixel = (Losses.PixelContrast(y[..n].to(ScalarType.Float32), xt[n..].to(ScalarType.Float32), positives)
                    + Losses.PixelContrast(y[n..].to(ScalarType.Float32), xt[..n].to(ScalarType.Float32), positives.transpose(1, 2))) / 2;
         if (instanceWeight == 0) return scope.MoveToOuter(pixel);

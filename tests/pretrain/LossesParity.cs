@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Medformer.Datasets.Transforms;
 using Medformer.Pretrain.Objectives;
 using Medformer.Runtime;
 using TorchSharp;
@@ -82,9 +83,9 @@ public sealed class LossesParity : IDisposable
         Both("contrast_none", "PixelContrast", new { }, In(("propagated", Randn(2, 3, 4)), ("target", Randn(2, 3, 4)), ("positives", zeros([2, 3, 3], dtype: ScalarType.Bool))), ["propagated", "target"],
             x => Loss(Losses.PixelContrast(x["propagated"], x["target"], x["positives"])));
         Both("pairs2d", "PositivePairs", new { threshold = 1.5 }, In(("coordinates1", Rand(2, 2, 9) * 4), ("coordinates2", Rand(2, 2, 12) * 4)), [],
-            x => new() { ["positives"] = Losses.PositivePairs(x["coordinates1"], x["coordinates2"], 1.5) });
+            x => new() { ["positives"] = PixelPairs.PositiveBatch(x["coordinates1"], x["coordinates2"], 1.5) });
         Both("pairs3d", "PositivePairs", new { threshold = 2.5 }, In(("coordinates1", Rand(2, 3, 8) * 5), ("coordinates2", Rand(2, 3, 8) * 5)), [],
-            x => new() { ["positives"] = Losses.PositivePairs(x["coordinates1"], x["coordinates2"], 2.5) });
+            x => new() { ["positives"] = PixelPairs.PositiveBatch(x["coordinates1"], x["coordinates2"], 2.5) });
         Both("patchify2d", "Patchify", new { patch = 4 }, In(("images", Randn(2, 3, 8, 12))), ["images"],
             x => new() { ["patches"] = Losses.Patchify(x["images"], 4) });
         Both("patchify3d", "Patchify", new { patch = 2 }, In(("images", Randn(2, 2, 4, 8, 4))), ["images"],

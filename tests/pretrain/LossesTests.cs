@@ -1,3 +1,4 @@
+using Medformer.Datasets.Transforms;
 using Medformer.Pretrain.Objectives;
 using TorchSharp;
 using Xunit;
@@ -126,13 +127,13 @@ public sealed class LossesTests(LossesParity parity, ITestOutputHelper output) :
         var grid1 = tensor(new double[,] { { 0.5, 0.5, 1.5, 1.5 }, { 0.5, 1.5, 0.5, 1.5 } }).unsqueeze(0);
         var grid2 = grid1 + tensor(new[] { 0.0, 0.6 }).reshape(1, 2, 1);
         var expected = tensor(new bool[,] { { true, false, false, false }, { true, true, false, false }, { false, false, true, false }, { false, false, true, true } });
-        var positives = Losses.PositivePairs(grid1, grid2, 0.7);
+        var positives = PixelPairs.PositiveBatch(grid1, grid2, 0.7);
         Assert.Equal(new long[] { 1, 4, 4 }, positives.shape);
         Assert.True(Same(positives[0], expected), positives.ToString(TorchSharp.TensorStringStyle.Julia));
         // Strictly closer: a pair exactly at the threshold is not positive; in 3D too.
         var origin = zeros(1, 3, 1);
         var points = tensor(new float[,] { { 1, 0 }, { 0, 0 }, { 0, 0.5f } }).unsqueeze(0);
-        Assert.True(Same(Losses.PositivePairs(origin, points, 1)[0, 0], tensor(new[] { false, true })));
+        Assert.True(Same(PixelPairs.PositiveBatch(origin, points, 1)[0, 0], tensor(new[] { false, true })));
     }
 
     [Fact]
