@@ -140,7 +140,11 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
     {
         string config = Config("interrupt.yaml", Resumable.Replace("max_steps: 40", "max_steps: 400").Replace("checkpoint_every: 5", "checkpoint_every: 2"));
         string outDir = Path.Combine(root, "interrupted");
-        var start = new ProcessStartInfo(Repo.Cli) { RedirectStandardOutput = true, RedirectStandardError = true };
+        // A suite started in the background (`./test.sh &`) inherits SIGINT ignored, and so would the CLI: restore the
+        // default disposition through an exec that keeps it, so the CLI sees SIGINT as from a terminal.
+        var start = new ProcessStartInfo(SigIntIgnored() ? "/usr/bin/python3" : Repo.Cli) { RedirectStandardOutput = true, RedirectStandardError = true };
+        if (start.FileName != Repo.Cli)
+            foreach (string arg in (string[])["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])", Repo.Cli]) start.ArgumentList.Add(arg);
         foreach (string arg in (string[])["pretrain", "--config", config, "--out", outDir, "--threads", "2"]) start.ArgumentList.Add(arg);
         start.Environment["MEDFORMER_HOME"] = Repo.TestHome;
         using var process = Process.Start(start)!;
@@ -160,6 +164,13 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
 
     static long? LatestStep(string folder) =>
         global::Medformer.Pretrain.Training.TrainingCheckpoint.Latest(folder) is { } latest ? long.Parse(Path.GetFileName(latest)["checkpoint-".Length..]) : null;
+
+    /// <summary>Whether this process ignores SIGINT (bit 1 of SigIgn in /proc/self/status), as background jobs of a shell do.</summary>
+    static bool SigIntIgnored()
+    {
+        string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
+        return line is not null && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & 0b10) != 0;
+    }
 
     static bool TrainingCheckpointExists(string folder) =>
         Directory.Exists(folder) && Directory.EnumerateDirectories(folder, "checkpoint-*").Any(d => File.Exists(Path.Combine(d, "trainer.json")));
