@@ -1,12 +1,12 @@
 using System.Diagnostics;
+using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
-using Medformer.Pretrain.Objectives;
+using Medformer.Heads;
 using Medformer.Pretrain.Training;
 using Medformer.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
-using F = TorchSharp.torch.nn.functional;
 
 namespace Medformer.Bench;
 
@@ -176,7 +176,7 @@ public static class DbaExperiment
         using var labels = tensor(picked.Select(i => trainLabels[i]).ToArray());
         using var corpus = new TensorCorpus("fashion-mnist", images, labels);
         var config = MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
-        using var task = new Classification(new Medformer(config), 10);
+        using var task = new ClassificationTask(new Medformer(config), 10, Pooling.Query);
         var trainer = new Trainer(new TrainerOptions
         {
             MaxSteps = steps, LearningRate = 2e-3, MinLearningRate = 1e-5, WarmupSteps = steps / 10, WeightDecay = 0.05,
@@ -188,7 +188,9 @@ public static class DbaExperiment
             double? lastBatch = null;
             trainer.Fit(task, start => new DataLoader([new LoaderSource(corpus)], new LoaderOptions(arm.Batch, Seed: seed, Workers: 1)).Batches(start), output,
                 log: entry => lastBatch = entry.BatchSize);
-            return new Outcome(task.Accuracy(testImages, testLabels), null, lastBatch, null);
+            var metas = testLabels.Select((label, i) => new SampleMeta("fashion-mnist/test", $"test[{i}]", i, "other", "other", "2d", [1.0, 1.0], [label])).ToList();
+            using var predicted = task.PredictProbabilities(testImages, metas).argmax(1);
+            return new Outcome(predicted.data<long>().ToArray().Zip(testLabels).Average(p => p.First == p.Second ? 1.0 : 0.0), null, lastBatch, null);
         }
         finally
         {
@@ -211,76 +213,5 @@ public static class DbaExperiment
         }
         var normalised = (stack(images) - 0.2860) / 0.3530;
         return (scope.MoveToOuter(normalised), labels);
-    }
-
-    /// <summary>Supervised classification with a pooled classifier head: the experiment's task.</summary>
-    sealed class Classification : TrainingTask
-    {
-        readonly Network network;
-
-        public Classification(Medformer model, int classes) => network = new Network(model, new ClassifierHead(model.Config.Dim, classes));
-
-        public override nn.Module Module => network;
-
-        public override Medformer Model => network.Model;
-
-        public override string? NoPerSampleLoss => null;
-
-        public override IReadOnlyList<TorchSharp.Modules.Linear> LastLayers => [network.Head.Output];
-
-        public override (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext step)
-        {
-            using var scope = NewDisposeScope();
-            var loss = F.cross_entropy(Logits(batch, step.Cast), Labels(batch));
-            return (scope.MoveToOuter(loss), new Dictionary<string, Tensor>());
-        }
-
-        public override (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts)? PerSampleLoss(Batch batch, StepContext step)
-        {
-            using var scope = NewDisposeScope();
-            var losses = F.cross_entropy(Logits(batch, step.Cast), Labels(batch), reduction: nn.Reduction.None);
-            return (scope.MoveToOuter(losses), new Dictionary<string, Tensor>());
-        }
-
-        Tensor Logits(Batch batch, Func<Tensor, Tensor> cast) =>
-            network.Head.call(Model, Model.forward(cast(batch.Images), [.. batch.Metas.Select(_ => LatentKey.Other)])).to(ScalarType.Float32);
-
-        static Tensor Labels(Batch batch) => tensor(batch.Metas.Select(m => m.Labels[0]).ToArray());
-
-        public double Accuracy(Tensor images, long[] labels)
-        {
-            network.eval();
-            using var noGrad = torch.no_grad();
-            long correct = 0;
-            for (long start = 0; start < images.shape[0]; start += 500)
-            {
-                using var scope = NewDisposeScope();
-                long end = Math.Min(images.shape[0], start + 500);
-                var keys = Enumerable.Repeat(LatentKey.Other, (int)(end - start)).ToArray();
-                var predicted = network.Head.call(Model, Model.forward(images.narrow(0, start, end - start), keys)).argmax(1);
-                correct += predicted.eq(tensor(labels[(int)start..(int)end])).sum().item<long>();
-            }
-            network.train();
-            return (double)correct / images.shape[0];
-        }
-
-        public override void Dispose() => network.Dispose();
-
-        sealed class Network : nn.Module
-        {
-            private readonly Medformer model;
-            private readonly ClassifierHead head;
-
-            public Network(Medformer model, ClassifierHead head) : base("Classification")
-            {
-                this.model = model;
-                this.head = head;
-                RegisterComponents();
-            }
-
-            public Medformer Model => model;
-
-            public ClassifierHead Head => head;
-        }
     }
 }

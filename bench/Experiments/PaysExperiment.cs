@@ -53,7 +53,8 @@ public static class PaysExperiment
         using var train = MnistCorpus.Open(folder, "train");
         using var test = MnistCorpus.Open(folder, "test");
         var (testImages, testLabels, testMetas) = Stack(test, [.. Enumerable.Range(0, (int)test.Count)]);
-        using var _ = testImages;
+        using var __ = testImages;
+        using var _ = testLabels;
         var trainLabels = Enumerable.Range(0, (int)train.Count).Select(i => Label(train, i)).ToArray();
 
         var rows = new Dictionary<string, List<double>>();
@@ -109,10 +110,11 @@ public static class PaysExperiment
         {
             var loader = new DataLoader([new LoaderSource(subset)], new LoaderOptions(256, Workers: 1));
             var (trainX, trainY) = LinearProbe.Features(model, loader.Pass(), flatten: true);
-            var (testX, _) = LinearProbe.Features(model, Batches(testImages, testMetas), flatten: true);
+            var (testX, testY) = LinearProbe.Features(model, Batches(testImages, testMetas), flatten: true);
             using (trainX)
             using (trainY)
             using (testX)
+            using (testY)
                 return LinearProbe.Fit(trainX, trainY, testX, testLabels, 10, weightDecay: 1e-2).TestAccuracy;
         }
     }
