@@ -14,19 +14,7 @@ namespace Medformer.Tests.Pretrain;
 public sealed class BatchAdaptationTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("medformer-dba-").FullName;
-    readonly TensorCorpus corpus;
-
-    public BatchAdaptationTests()
-    {
-        Seeding.SeedEverything(5);
-        var images = randn(64, 1, 16, 16) * 0.1 + linspace(0, 1, 16).view(1, 1, 1, 16);
-        for (int i = 0; i < 64; i++)
-        {
-            int r = i % 7, c = (i * 5) % 9;
-            images[i, 0, r..(r + 6), c..(c + 4)] += 1;
-        }
-        corpus = new TensorCorpus("squares", images, organ: "chest", modality: "xray");
-    }
+    readonly TensorCorpus corpus = Squares.Corpus(64, seed: 5);
 
     public void Dispose()
     {

@@ -13,20 +13,7 @@ namespace Medformer.Tests.Pretrain;
 public sealed class TrainerTests : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("medformer-trainer-").FullName;
-    readonly TensorCorpus corpus;
-
-    public TrainerTests()
-    {
-        // A left-to-right ramp (so every quarter turn looks different) and a bright bar at varying places, on noise.
-        Seeding.SeedEverything(3);
-        var images = randn(96, 1, 16, 16) * 0.1 + linspace(0, 1, 16).view(1, 1, 1, 16);
-        for (int i = 0; i < 96; i++)
-        {
-            int r = i % 7, c = (i * 5) % 9;
-            images[i, 0, r..(r + 6), c..(c + 4)] += 1;
-        }
-        corpus = new TensorCorpus("squares", images, organ: "chest", modality: "xray");
-    }
+    readonly TensorCorpus corpus = Squares.Corpus(96, seed: 3);
 
     public void Dispose()
     {
