@@ -15,6 +15,7 @@ public static class BenchmarkRunner
         ["pretrain"] = ("the pretraining job's default mix (inpainting, rotation, SimCLR) on Medformer small: trainer throughput (bf16, fp32), MFU, memory", PretrainBenchmark.Run),
         ["dba"] = ("Dynamic Batch Adaptation on 1% of Fashion-MNIST vs plain training on 1% and 100% (test accuracy; an experiment, no PyTorch reference)", DbaExperiment.Run),
         ["pays"] = ("does pretraining pay? Fashion-MNIST, 1% of the labels: linear model on pixels, random vs pretrained Medformer (probe, fine-tuned); an experiment", PaysExperiment.Run),
+        ["objectives"] = ("issue 13's table on the phantom: linear probe and fine-tuning at 1% and 10% of the labels after each objective and the mix vs random init; an experiment", ObjectivesExperiment.Run),
         ["data"] = ("load + two-view augmentation of 28x28 images, 96^3 crops from the CT cache, vs torch's DataLoader", DataBenchmark.Run),
     };
 

@@ -36,12 +36,13 @@ public static class PaysExperiment
         string? configPath = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_CONFIG");
         var report = new BenchReport("pays");
 
-        double pretrainSeconds = 0;
+        double pretrainSeconds = 0, pretrainCpuSeconds = 0;
         if (string.IsNullOrEmpty(modelDir))
         {
             if (string.IsNullOrEmpty(configPath)) throw new ArgumentException("set MEDFORMER_PAYS_CONFIG (a run config) or MEDFORMER_PAYS_MODEL (a pretrained model folder)");
             string output = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_OUT") ?? Directory.CreateTempSubdirectory("medformer-pays-").FullName;
             var clock = Stopwatch.StartNew();
+            var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             var result = PretrainJob.Run(RunConfig.Load(configPath), output,
                 log: entry => Console.WriteLine($"  pretrain step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F4}"))}) {entry.SamplesPerSecond:F0} samples/s"));
             pretrainSeconds = clock.Elapsed.TotalSeconds;
@@ -92,19 +93,20 @@ public static class PaysExperiment
         report.Extra("fraction", fraction);
         report.Extra("fine_tune_steps", steps);
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
+        report.Extra("pretrain_cpu_minutes", Math.Round(pretrainCpuSeconds / 60, 1));
         report.Extra("model", modelDir);
         report.Extra("issue_rows_pytorch", "scratch Perceiver 66.4, +SimCLR 68.0, +inpainting 72.2, 3-layer CNN 76.4, linear on pixels 78.1");
         return report;
     }
 
-    static Medformer Encoder(MedformerConfig config, string modelDir, bool pretrained, int seed)
+    internal static Medformer Encoder(MedformerConfig config, string modelDir, bool pretrained, int seed)
     {
         if (pretrained) return Checkpoint.Load(modelDir);
         Seeding.SeedEverything(1000 + seed);
         return new Medformer(config);
     }
 
-    static double Probe(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas)
+    internal static double Probe(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas)
     {
         using (model)
         {
@@ -119,7 +121,7 @@ public static class PaysExperiment
         }
     }
 
-    static double FineTune(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, double lr, int seed)
+    internal static double FineTune(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, double lr, int seed)
     {
         using var task = new ClassificationTask(model, 10, Pooling.Flatten);
         var augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]);
@@ -143,7 +145,7 @@ public static class PaysExperiment
     }
 
     /// <summary>The same count per class (round(fraction · class size)), a seeded draw: the usual few-label protocol.</summary>
-    static int[] Subset(long[] labels, double fraction, int seed)
+    internal static int[] Subset(long[] labels, double fraction, int seed)
     {
         var random = Seeding.Random("pays-subset", seed);
         return [.. labels.Select((label, index) => (label, index)).GroupBy(p => p.label).OrderBy(g => g.Key)
@@ -155,13 +157,13 @@ public static class PaysExperiment
             }).Order()];
     }
 
-    static long Label(ICorpus corpus, int index)
+    internal static long Label(ICorpus corpus, int index)
     {
         using var sample = corpus.Get(index);
         return sample.Meta.Labels[0];
     }
 
-    static (Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas) Stack(ICorpus corpus, int[] indices)
+    internal static (Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas) Stack(ICorpus corpus, int[] indices)
     {
         var images = new List<Tensor>();
         var metas = new List<SampleMeta>();
@@ -176,7 +178,7 @@ public static class PaysExperiment
         return (stacked, tensor(metas.Select(m => m.Labels[0]).ToArray()), metas);
     }
 
-    static IEnumerable<Batch> Batches(Tensor images, IReadOnlyList<SampleMeta> metas)
+    internal static IEnumerable<Batch> Batches(Tensor images, IReadOnlyList<SampleMeta> metas)
     {
         for (int start = 0; start < metas.Count; start += 500)
         {
@@ -185,7 +187,7 @@ public static class PaysExperiment
         }
     }
 
-    static double Std(List<double> values)
+    internal static double Std(List<double> values)
     {
         if (values.Count < 2) return 0;
         double mean = values.Average();

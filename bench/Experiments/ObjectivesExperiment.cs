@@ -1,0 +1,131 @@
+using System.Diagnostics;
+using System.Text.Json;
+using Medformer.Datasets.Corpora;
+using Medformer.Datasets.Loading;
+using Medformer.Pretrain;
+
+namespace Medformer.Bench;
+
+/// <summary>
+/// <c>bench/run objectives</c>: issue 13's table on the embedded corpus. For each arm (random init, each objective
+/// alone, the default job's mix) pretrain <c>tiny</c> on the phantom's training split without labels, then for each
+/// label fraction (1% and 10%) and seed draw that many labels per class and score the test split by a linear probe on
+/// the frozen flattened latents and by fine-tuning everything (PaysExperiment's protocol). Pretrained models and
+/// finished cells are kept in MEDFORMER_OBJECTIVES_OUT, so a rerun continues where it stopped.
+/// MEDFORMER_OBJECTIVES_ARMS, _STEPS (pretraining, 1000), _FT_STEPS (fine-tuning, 300), _SEEDS (3), _FRACTIONS
+/// (0.01,0.1) set the protocol. An experiment: no PyTorch reference.
+/// </summary>
+public static class ObjectivesExperiment
+{
+    const string Mix = "mix";
+    const string Scratch = "scratch";
+
+    sealed record Cell(string Arm, double Fraction, int Seed, string Kind, double Accuracy);
+
+    public static BenchReport Run(BenchOptions options)
+    {
+        string[] arms = (Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_ARMS") ?? $"{Scratch},{string.Join(',', RunConfig.ObjectiveNames)},{Mix}")
+            .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+        long steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_STEPS") ?? "1000");
+        long fineTuneSteps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_FT_STEPS") ?? "300");
+        int seeds = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_SEEDS") ?? "3");
+        double[] fractions = [.. (Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_FRACTIONS") ?? "0.01,0.1").Split(',').Select(double.Parse)];
+        string root = Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_OUT") ?? Path.Combine(Path.GetTempPath(), "medformer-objectives");
+        foreach (string arm in arms)
+            if (arm != Scratch && arm != Mix && !RunConfig.ObjectiveNames.Contains(arm))
+                throw new ArgumentException($"MEDFORMER_OBJECTIVES_ARMS: unknown arm '{arm}' (known: {Scratch}, {string.Join(", ", RunConfig.ObjectiveNames)}, {Mix})");
+        Directory.CreateDirectory(root);
+        Console.WriteLine($"  results and models in {root}");
+
+        // Finished cells, one JSON line each: an interrupted run picks up where it stopped.
+        string cellsFile = Path.Combine(root, $"cells-{steps}-{fineTuneSteps}.jsonl");
+        var cells = File.Exists(cellsFile)
+            ? File.ReadAllLines(cellsFile).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<Cell>(l)!).ToList()
+            : [];
+        void Record(Cell cell)
+        {
+            cells.Add(cell);
+            File.AppendAllText(cellsFile, JsonSerializer.Serialize(cell) + "\n");
+            Console.WriteLine($"  {cell.Arm}, {cell.Fraction:P0}, seed {cell.Seed}: {cell.Kind} {cell.Accuracy:P1}");
+        }
+        bool Done(string arm, double fraction, int seed, string kind) =>
+            cells.Any(c => c.Arm == arm && c.Fraction == fraction && c.Seed == seed && c.Kind == kind);
+
+        using var train = Phantom.Open(PhantomSpec.Default2d, "train");
+        using var test = Phantom.Open(PhantomSpec.Default2d, "test");
+        var (testImages, testLabels, testMetas) = PaysExperiment.Stack(test, [.. Enumerable.Range(0, (int)test.Count)]);
+        using var _ = testImages;
+        using var __ = testLabels;
+        var trainLabels = Enumerable.Range(0, (int)train.Count).Select(i => PaysExperiment.Label(train, i)).ToArray();
+        var pretrainMinutes = new Dictionary<string, double>();
+
+        foreach (string arm in arms)
+        {
+            string modelDir = arm == Scratch ? "" : Pretrain(arm, steps, Path.Combine(root, $"{arm}-{steps}"), pretrainMinutes);
+            var config = arm == Scratch ? MedformerConfig.Tiny : Checkpoint.ReadConfig(modelDir);
+            foreach (double fraction in fractions)
+                for (int seed = 0; seed < seeds; seed++)
+                {
+                    if (Done(arm, fraction, seed, "probe") && Done(arm, fraction, seed, "fine-tuned")) continue;
+                    var (images, labels, _) = PaysExperiment.Stack(train, PaysExperiment.Subset(trainLabels, fraction, seed));
+                    using (images)
+                    using (labels)
+                    using (var subset = new TensorCorpus("phantom/labelled", images, labels))
+                    {
+                        bool pretrained = arm != Scratch;
+                        if (!Done(arm, fraction, seed, "probe"))
+                            Record(new Cell(arm, fraction, seed, "probe",
+                                PaysExperiment.Probe(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas)));
+                        if (!Done(arm, fraction, seed, "fine-tuned"))
+                            Record(new Cell(arm, fraction, seed, "fine-tuned",
+                                PaysExperiment.FineTune(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, fineTuneSteps, 1e-3, seed)));
+                    }
+                }
+        }
+
+        var report = new BenchReport("objectives");
+        Console.WriteLine();
+        Console.WriteLine($"| tiny, {steps} pretraining steps | " + string.Join(" | ", fractions.SelectMany(f => new[] { $"probe {f:P0}", $"fine-tuned {f:P0}" })) + " |");
+        Console.WriteLine("| --- |" + string.Concat(Enumerable.Repeat(" --- |", 2 * fractions.Length)));
+        foreach (string arm in arms)
+        {
+            var line = new List<string>();
+            foreach (double fraction in fractions)
+                foreach (string kind in new[] { "probe", "fine-tuned" })
+                {
+                    var values = cells.Where(c => c.Arm == arm && c.Fraction == fraction && c.Kind == kind).Select(c => c.Accuracy).ToList();
+                    if (values.Count == 0)
+                    {
+                        line.Add("");
+                        continue;
+                    }
+                    double mean = values.Average() * 100, std = PaysExperiment.Std(values) * 100;
+                    line.Add($"{mean:F1} ± {std:F1}");
+                    report.Add(new BenchRow($"{arm} {kind} {fraction:P0}", mean, null, $"% test accuracy, mean ± {std:F1} over {values.Count} seeds"));
+                }
+            Console.WriteLine($"| {arm} | {string.Join(" | ", line)} |");
+        }
+        Console.WriteLine();
+        foreach (var (arm, minutes) in pretrainMinutes) report.Extra($"pretrain_cpu_minutes_{arm}", Math.Round(minutes, 1));
+        report.Extra("pretrain_steps", steps);
+        report.Extra("fine_tune_steps", fineTuneSteps);
+        return report;
+    }
+
+    /// <summary>Pretrains <c>tiny</c> on the phantom with one objective (or the default mix); reuses a finished model.</summary>
+    static string Pretrain(string arm, long steps, string output, Dictionary<string, double> cpuMinutes)
+    {
+        string modelDir = Path.Combine(output, "model");
+        if (File.Exists(Path.Combine(modelDir, Checkpoint.WeightsFile))) return modelDir;
+        var config = new RunConfig { LogEvery = (int)Math.Max(1, steps / 5), CheckpointEvery = 0 };
+        if (arm != Mix) config.Objectives = new() { [arm] = new ObjectiveSpec { Weight = 1.0 } };
+        config.Schedule.MaxSteps = steps;
+        config.Schedule.WarmupSteps = Math.Min(config.Schedule.WarmupSteps, steps / 10);
+        config.Batch.Workers = 1;
+        var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+        var result = PretrainJob.Run(config, output,
+            log: entry => Console.WriteLine($"  {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}) {entry.SamplesPerSecond:F0} samples/s"));
+        cpuMinutes[arm] = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes;
+        return result.Training.ModelDirectory;
+    }
+}
