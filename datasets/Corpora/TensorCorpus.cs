@@ -22,11 +22,21 @@ public sealed class TensorCorpus : ICorpus, IDisposable
         if (targets is not null && targets.shape[0] != images.shape[0])
             throw new ArgumentException($"corpus '{name}': targets [{string.Join(",", targets.shape)}] must have N = {images.shape[0]} rows");
         Name = name;
-        this.images = images.detach().cpu().to(ScalarType.Float32).contiguous();
-        this.labels = labels?.detach().cpu().to(ScalarType.Int64).contiguous();
-        this.targets = targets?.detach().cpu().contiguous();
+        this.images = Own(images, ScalarType.Float32);
+        this.labels = labels is null ? null : Own(labels, ScalarType.Int64);
+        this.targets = targets is null ? null : Own(targets, targets.dtype);
         this.organ = organ;
         this.modality = modality;
+    }
+
+    /// <summary>
+    /// A CPU copy that outlives any dispose scope the caller is in: a corpus built inside a training step's scope
+    /// would otherwise lose its tensors with the step's temporaries.
+    /// </summary>
+    static Tensor Own(Tensor source, ScalarType type)
+    {
+        using var scope = NewDisposeScope();
+        return source.detach().to(type, CPU).clone().DetachFromDisposeScope();
     }
 
     public string Name { get; }
