@@ -1,6 +1,7 @@
 using System.CommandLine;
 using Medformer.Datasets.Corpora;
 using Medformer.Runtime;
+using Medformer.Runtime.Net;
 using Spectre.Console;
 
 namespace Medformer.Cli;
@@ -79,8 +80,8 @@ public static class DownloadCommand
             try
             {
                 var result = Console.IsOutputRedirected
-                    ? await Download.FetchAsync(url, destination, file.Md5, file.Bytes, WithPlainProgress(options, fileName), cancellation)
-                    : await WithProgressBar(fileName, options, o => Download.FetchAsync(url, destination, file.Md5, file.Bytes, o, cancellation));
+                    ? await Download.FetchAsync(url, destination, file.Checksum, file.Bytes, WithPlainProgress(options, fileName), cancellation)
+                    : await WithProgressBar(fileName, options, o => Download.FetchAsync(url, destination, file.Checksum, file.Bytes, o, cancellation));
                 Console.WriteLine(result.Outcome == DownloadOutcome.AlreadyPresent
                     ? $"{fileName}: already present and verified (MD5 {file.Md5}); nothing to do"
                     : $"{fileName}: done, {Megabytes(result.Bytes)} MB, MD5 verified{(result.ResumedFrom > 0 ? $", resumed from byte {result.ResumedFrom}" : "")}");

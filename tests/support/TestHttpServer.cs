@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Medformer.Tests.Datasets;
+namespace Medformer.Tests;
 
 /// <summary>What the test server was asked: the request's number (from 1), path and Range start.</summary>
 sealed record TestRequest(int Number, string Path, long? RangeFrom);
