@@ -61,35 +61,48 @@ public sealed class CheckpointHub(string home)
     {
         string staging = Path.Combine(Root, entry.Name, Unverified);
         DownloadResult result;
-        string archive = Path.Combine(staging, entry.FileName);
+        string mine;
         using (await LockAsync(staging, entry.Name, options, cancellation))
+        {
+            string archive = Path.Combine(staging, entry.FileName);
             result = await Download.FetchAsync(entry.Url, archive, checksum: null, options: options, cancellation: cancellation);
+            // Moved out while the lock is held: the next process's download would replace it.
+            string folder = EntryFolder(entry, result.Digest);
+            Directory.CreateDirectory(folder);
+            mine = Path.Combine(folder, $"{entry.FileName}.{Guid.NewGuid():N}");
+            File.Move(archive, mine);
+        }
         options.Log?.Invoke($"{entry.Name}: not verified (no SHA-256 given); its SHA-256 is {result.Digest}");
-        string folder = EntryFolder(entry, result.Digest);
-        using var hold = await LockAsync(folder, entry.Name, options, cancellation);
-        string model = Path.Combine(folder, ModelFolderName);
-        string mine = Path.Combine(folder, entry.FileName);
-        File.Move(archive, mine, overwrite: true);
-        if (!IsWhole(model)) Install(entry, mine, model, configJson);
-        else File.Delete(mine);
+        string model = Path.Combine(Path.GetDirectoryName(mine)!, ModelFolderName);
+        using (await LockAsync(Path.GetDirectoryName(mine)!, entry.Name, options, cancellation))
+        {
+            if (!IsWhole(model)) Install(entry, mine, model, configJson);
+            else File.Delete(mine);
+        }
         return new HubFetch(model, result.Digest, DownloadOutcome.Downloaded, result);
     }
 
     static void Install(HubEntry entry, string archive, string model, Func<JsonElement, string>? configJson)
     {
-        AtomicDirectory.Write(model, staging =>
+        try
         {
-            PackedModel.Unpack(archive, staging);
-            string config = Path.Combine(staging, PackedModel.ConfigFile);
-            if (!File.Exists(config))
+            AtomicDirectory.Write(model, staging =>
             {
-                if (entry.Config is not { } given || configJson == null)
-                    throw new InvalidDataException($"{entry.Url}: holds no {PackedModel.ConfigFile} and the manifest gives no config for '{entry.Name}'");
-                File.WriteAllText(config, configJson(given));
-            }
-        });
-        // The archive's bytes now live in the model folder; the folder's presence marks the entry whole.
-        File.Delete(archive);
+                PackedModel.Unpack(archive, staging);
+                string config = Path.Combine(staging, PackedModel.ConfigFile);
+                if (!File.Exists(config))
+                {
+                    if (entry.Config is not { } given || configJson == null)
+                        throw new InvalidDataException($"{entry.Url}: holds no {PackedModel.ConfigFile} and the manifest gives no config for '{entry.Name}'");
+                    File.WriteAllText(config, configJson(given));
+                }
+            });
+        }
+        finally
+        {
+            // Unpacked, its bytes live in the model folder (whose presence marks the entry whole); unusable, it goes too.
+            File.Delete(archive);
+        }
     }
 
     static bool IsWhole(string model) =>

@@ -49,6 +49,7 @@ public sealed class TorchFile : IDisposable
             if (zip.GetEntry(entry.FullName[..^"data.pkl".Length] + "byteorder") is { } order && ReadText(order) != "little")
                 throw new InvalidDataException($"{path}: storages are big-endian; only little-endian files are read");
             if (entry.Length > MaxPickleBytes) throw new InvalidDataException($"{path}: {entry.FullName} is {entry.Length} bytes, over the limit of {MaxPickleBytes}");
+            CheckInflation(entry);
             var pickle = new byte[entry.Length];
             using (var stream = entry.Open()) stream.ReadExactly(pickle);
             Root = PickleReader.Load(pickle, $"{path}:{entry.FullName}", ZipStorage);
@@ -113,6 +114,14 @@ public sealed class TorchFile : IDisposable
         _ => new InvalidDataException($"{path}: a damaged file: {e.Message}", e),
     };
 
+    // torch stores members uncompressed; a deflated one may not claim more than deflate can give (1032:1), so a
+    // small archive cannot make us allocate a huge storage.
+    void CheckInflation(ZipArchiveEntry entry)
+    {
+        if (entry.Length > 1100 * Math.Max(entry.CompressedLength, 1))
+            throw new InvalidDataException($"{Path}: {entry.FullName} claims {entry.Length} bytes from {entry.CompressedLength} compressed; refused");
+    }
+
     static string ReadText(ZipArchiveEntry entry)
     {
         if (entry.Length > 64) return "";
@@ -148,6 +157,7 @@ public sealed class TorchFile : IDisposable
             ?? throw new InvalidDataException($"{Path}: storage '{storage.Key}' has no entry {dataPrefix}{storage.Key}");
         if (entry.Length != storage.ByteLength)
             throw new InvalidDataException($"{Path}: {entry.FullName} holds {entry.Length} bytes, but its storage is {storage.TypeName}[{storage.Numel}] ({storage.ByteLength} bytes)");
+        CheckInflation(entry);
         return storage;
     }
 
