@@ -211,6 +211,7 @@ public sealed class TorchFile : IDisposable
         var (storage, offset, size, stride) = (reference.Storage, reference.Offset, reference.Size, reference.Stride);
         string what = $"{Path}: a tensor of storage '{storage.Key}'";
         if (size.Length != stride.Length) throw new InvalidDataException($"{what} has {size.Length} sizes but {stride.Length} strides");
+        if (size.Length > 64) throw new InvalidDataException($"{what} has {size.Length} dimensions; libtorch allows 64");
         if (offset < 0 || size.Any(s => s < 0) || stride.Any(s => s < 0)) throw new InvalidDataException($"{what} has a negative size, stride or offset");
         long numel = 1, last = offset;
         try
