@@ -28,9 +28,6 @@ public sealed class CheckpointHub(string home)
 
     public string Root { get; } = Path.Combine(Path.GetFullPath(home), "hub");
 
-    /// <summary>How long to wait for another process's download of the same checkpoint; infinite by default.</summary>
-    public TimeSpan LockTimeout { get; init; } = Timeout.InfiniteTimeSpan;
-
     public string EntryFolder(HubEntry entry, string sha256) => Path.Combine(Root, entry.Name, sha256);
 
     /// <summary>
@@ -108,11 +105,11 @@ public sealed class CheckpointHub(string home)
     static bool IsWhole(string model) =>
         File.Exists(Path.Combine(model, PackedModel.WeightsFile)) && File.Exists(Path.Combine(model, PackedModel.ConfigFile));
 
-    async Task<IDisposable> LockAsync(string folder, string name, DownloadOptions options, CancellationToken cancellation)
+    // Waits as long as the holder runs: its own download is bounded by timeouts and retries.
+    static async Task<IDisposable> LockAsync(string folder, string name, DownloadOptions options, CancellationToken cancellation)
     {
         Directory.CreateDirectory(folder);
         string path = Path.Combine(folder, ".lock");
-        var clock = System.Diagnostics.Stopwatch.StartNew();
         bool said = false;
         while (true)
         {
@@ -123,8 +120,6 @@ public sealed class CheckpointHub(string home)
             }
             catch (IOException) when (File.Exists(path))
             {
-                if (LockTimeout != Timeout.InfiniteTimeSpan && clock.Elapsed > LockTimeout)
-                    throw new DownloadException($"{name}: another process has held {path} for {clock.Elapsed.TotalSeconds:0} s; giving up");
                 if (!said) options.Log?.Invoke($"{name}: another process is fetching it; waiting for it to finish");
                 said = true;
                 await Task.Delay(100, cancellation);
