@@ -1,23 +1,102 @@
 using System.CommandLine;
 using Medformer.Datasets.Corpora;
 using Medformer.Runtime;
+using Medformer.Runtime.Net;
+using Medformer.Tracking.Hub;
 using Spectre.Console;
 
 namespace Medformer.Cli;
 
 /// <summary>
-/// <c>medformer download medmnist NAME</c>: a MedMNIST subset into $MEDFORMER_HOME/medmnist, resumed, verified and
-/// renamed into place; <c>medformer download phantom</c>: the embedded phantom corpus, generated. Exit status 0 done
-/// (or already there), 1 the download failed, 2 bad arguments.
+/// <c>medformer download NAME|URL</c>: a checkpoint from the hub into $MEDFORMER_HOME/hub, resumed, verified and
+/// unpacked into a model folder; <c>medformer download medmnist NAME</c>: a MedMNIST subset into
+/// $MEDFORMER_HOME/medmnist; <c>medformer download phantom</c>: the embedded phantom corpus, generated. Exit status 0
+/// done (or already there), 1 the download failed, 2 bad arguments.
 /// </summary>
 public static class DownloadCommand
 {
     public static Command Create()
     {
-        var command = new Command("download", "Fetch a dataset into $MEDFORMER_HOME (default ~/.cache/medformer).");
+        var name = new Argument<string?>("name") { Description = "A checkpoint of the hub manifest (--list shows them), or an http(s) URL of one.", Arity = ArgumentArity.ZeroOrOne };
+        var manifest = new Option<string?>("--manifest") { Description = $"The hub manifest: a JSON file or URL (default ${HubManifest.Variable}, else the built-in one)." };
+        var sha256 = new Option<string?>("--sha256") { Description = "For a URL the manifest does not list: the SHA-256 to verify it against." };
+        var (timeout, retries) = NetworkOptions();
+        var list = new Option<bool>("--list") { Description = "List the manifest's checkpoints and exit." };
+        var command = new Command("download", "Fetch a checkpoint from the hub, or a dataset (medmnist, phantom), into $MEDFORMER_HOME (default ~/.cache/medformer).");
+        command.Arguments.Add(name);
+        foreach (var option in new Option[] { manifest, sha256, timeout, retries, list }) command.Options.Add(option);
         command.Subcommands.Add(MedMnist());
         command.Subcommands.Add(PhantomCorpus());
+        command.SetAction(async (parse, cancellation) =>
+        {
+            if (Options(parse, timeout, retries) is not { } options) return Fail(2, "--timeout must be positive and --retries at least 0");
+            HubManifest hub;
+            try
+            {
+                hub = await HubManifest.LoadAsync(parse.GetValue(manifest), options, cancellation);
+            }
+            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DownloadException)
+            {
+                return Fail(e is DownloadException ? 1 : 2, e.Message);
+            }
+            string? wanted = parse.GetValue(name);
+            if (parse.GetValue(list))
+            {
+                if (hub.Checkpoints.Count == 0) Console.WriteLine($"{hub.Source} lists no checkpoints");
+                foreach (var entry in hub.Checkpoints)
+                    Console.WriteLine($"{entry.Name,-28} {(entry.Size is { } n ? Megabytes(n) + " MB" : ""),10}  {entry.Description}");
+                return 0;
+            }
+            if (string.IsNullOrEmpty(wanted))
+                return Fail(2, $"name a checkpoint ({(hub.Checkpoints.Count == 0 ? hub.Source + " lists none" : string.Join(", ", hub.Checkpoints.Select(e => e.Name)))}), give a URL, or name a dataset: medmnist, phantom");
+            HubEntry chosen;
+            try
+            {
+                chosen = Uri.TryCreate(wanted, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
+                    ? hub.ForUrl(url) ?? HubEntry.ForUrl(url, parse.GetValue(sha256))
+                    : hub.TryGet(wanted, out var entry) ? entry
+                    : throw new ArgumentException($"no checkpoint '{wanted}' in {hub.Source}" +
+                        (hub.Checkpoints.Count == 0 ? " (it lists none)" : $": it lists {string.Join(", ", hub.Checkpoints.Select(e => e.Name))}"));
+            }
+            catch (ArgumentException e)
+            {
+                return Fail(2, e.Message);
+            }
+            Console.WriteLine($"{chosen.Name}: {chosen.Url} -> {CheckpointHub.Default.Root}");
+            try
+            {
+                Func<DownloadOptions, Task<HubFetch>> run = o => CheckpointHub.Default.FetchAsync(chosen, o, ConfigJson, cancellation);
+                var fetched = Console.IsOutputRedirected
+                    ? await run(WithPlainProgress(options, chosen.FileName))
+                    : await WithProgressBar(chosen.FileName, options, run, f => f.Download?.Bytes ?? 0);
+                var config = Checkpoint.ReadConfig(fetched.ModelFolder);
+                Console.WriteLine(fetched.Outcome == DownloadOutcome.AlreadyPresent
+                    ? $"{chosen.Name}: already in the cache, nothing to do"
+                    : $"{chosen.Name}: done, {Megabytes(fetched.Download!.Bytes)} MB, SHA-256 {fetched.Sha256}{(chosen.Sha256 == null ? " (not verified: no checksum given)" : " verified")}");
+                Console.WriteLine($"{chosen.Name}: model folder {fetched.ModelFolder} (d={config.Dim}, depth {config.Depth})");
+                return 0;
+            }
+            catch (Exception e) when (e is DownloadException or InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                return Fail(1, e.Message);
+            }
+        });
         return command;
+    }
+
+    // A manifest's config: a preset name or an inline config object, checked as config.json would be.
+    static string ConfigJson(System.Text.Json.JsonElement config) =>
+        (config.ValueKind == System.Text.Json.JsonValueKind.String ? MedformerConfig.Resolve(config.GetString()!) : MedformerConfig.FromJson(config.GetRawText(), "the manifest's config")).ToJson();
+
+    static (Option<double> Timeout, Option<int> Retries) NetworkOptions() =>
+        (new Option<double>("--timeout") { Description = "Seconds to wait for a response or for more data before retrying.", DefaultValueFactory = _ => 30 },
+         new Option<int>("--retries") { Description = "Retries after a failure that may pass (each resumes).", DefaultValueFactory = _ => 5 });
+
+    static DownloadOptions? Options(ParseResult parse, Option<double> timeout, Option<int> retries)
+    {
+        double seconds = parse.GetValue(timeout);
+        int retryCount = parse.GetValue(retries);
+        return seconds > 0 && retryCount >= 0 ? new DownloadOptions(TimeSpan.FromSeconds(seconds), retryCount, TimeSpan.FromSeconds(1)) : null;
     }
 
     static Command MedMnist()
@@ -26,8 +105,7 @@ public static class DownloadCommand
         var size = new Option<int>("--size") { Description = "Image size: 28, 64, 128 or 224 for 2D; 28 or 64 for 3D.", DefaultValueFactory = _ => 28 };
         var output = new Option<string?>("--out") { Description = "Folder to put NAME[_SIZE].npz in (default $MEDFORMER_HOME/medmnist)." };
         var mirror = new Option<string?>("--mirror") { Description = $"Fetch from URL/NAME[_SIZE].npz instead of the published URL (or set {MedMnistRegistry.MirrorVariable})." };
-        var timeout = new Option<double>("--timeout") { Description = "Seconds to wait for a response or for more data before retrying.", DefaultValueFactory = _ => 30 };
-        var retries = new Option<int>("--retries") { Description = "Retries after a failure that may pass (each resumes).", DefaultValueFactory = _ => 5 };
+        var (timeout, retries) = NetworkOptions();
         var list = new Option<bool>("--list") { Description = "List the subsets, their sizes and tasks, and exit." };
         var command = new Command("medmnist", "A MedMNIST v2/v3 subset (.npz), verified against its published MD5.");
         command.Arguments.Add(name);
@@ -57,9 +135,7 @@ public static class DownloadCommand
             int imageSize = parse.GetValue(size);
             if (!chosen.Files.TryGetValue(imageSize, out var file))
                 return Fail(2, $"{chosen.Name} has no size {imageSize}: its sizes are {string.Join(", ", chosen.Sizes)}");
-            double seconds = parse.GetValue(timeout);
-            int retryCount = parse.GetValue(retries);
-            if (!(seconds > 0) || retryCount < 0) return Fail(2, "--timeout must be positive and --retries at least 0");
+            if (Options(parse, timeout, retries) is not { } options) return Fail(2, "--timeout must be positive and --retries at least 0");
 
             string fileName = chosen.FileName(imageSize);
             Uri url;
@@ -75,12 +151,11 @@ public static class DownloadCommand
             string destination = Path.Combine(folder, fileName);
             Console.WriteLine($"{fileName}: {url} -> {destination}");
 
-            var options = new DownloadOptions(TimeSpan.FromSeconds(seconds), retryCount, TimeSpan.FromSeconds(1));
             try
             {
                 var result = Console.IsOutputRedirected
-                    ? await Download.FetchAsync(url, destination, file.Md5, file.Bytes, WithPlainProgress(options, fileName), cancellation)
-                    : await WithProgressBar(fileName, options, o => Download.FetchAsync(url, destination, file.Md5, file.Bytes, o, cancellation));
+                    ? await Download.FetchAsync(url, destination, file.Checksum, file.Bytes, WithPlainProgress(options, fileName), cancellation)
+                    : await WithProgressBar(fileName, options, o => Download.FetchAsync(url, destination, file.Checksum, file.Bytes, o, cancellation), r => r.Bytes);
                 Console.WriteLine(result.Outcome == DownloadOutcome.AlreadyPresent
                     ? $"{fileName}: already present and verified (MD5 {file.Md5}); nothing to do"
                     : $"{fileName}: done, {Megabytes(result.Bytes)} MB, MD5 verified{(result.ResumedFrom > 0 ? $", resumed from byte {result.ResumedFrom}" : "")}");
@@ -150,7 +225,7 @@ public static class DownloadCommand
         };
     }
 
-    static async Task<DownloadResult> WithProgressBar(string fileName, DownloadOptions options, Func<DownloadOptions, Task<DownloadResult>> run)
+    static async Task<T> WithProgressBar<T>(string fileName, DownloadOptions options, Func<DownloadOptions, Task<T>> run, Func<T, long> bytes)
     {
         return await AnsiConsole.Progress()
             .AutoClear(false)
@@ -168,7 +243,7 @@ public static class DownloadCommand
                         task.Value = p.Received;
                     },
                 });
-                task.MaxValue = Math.Max(1, result.Bytes);
+                task.MaxValue = Math.Max(1, bytes(result));
                 task.Value = task.MaxValue;
                 return result;
             });

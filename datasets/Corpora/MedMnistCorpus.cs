@@ -1,6 +1,7 @@
 using System.Buffers;
 using System.Runtime.InteropServices;
 using Medformer.Datasets.Formats;
+using Medformer.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 

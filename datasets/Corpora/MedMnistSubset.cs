@@ -1,8 +1,14 @@
+using Medformer.Runtime.Net;
+
 namespace Medformer.Datasets.Corpora;
 
 /// <summary>One published file of a subset: its image size, where MedMNIST publishes it, and its MD5.</summary>
 /// <param name="Bytes">The file's length when known (the published registry does not give it).</param>
-public sealed record MedMnistFile(int Size, string Url, string Md5, long? Bytes = null);
+public sealed record MedMnistFile(int Size, string Url, string Md5, long? Bytes = null)
+{
+    /// <summary>What <see cref="Download.FetchAsync"/> verifies the file against.</summary>
+    public Checksum Checksum => Checksum.Md5(Md5);
+}
 
 /// <summary>
 /// What a MedMNIST subset (or a corpus in its layout, as the phantom) holds: the facts MedMNIST's info.py publishes,

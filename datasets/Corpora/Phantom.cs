@@ -1,4 +1,5 @@
 using Medformer.Datasets.Formats;
+using Medformer.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,9 +1,9 @@
 using System.Diagnostics;
 using System.Security.Cryptography;
-using Medformer.Datasets.Corpora;
+using Medformer.Runtime.Net;
 using Xunit;
 
-namespace Medformer.Tests.Datasets;
+namespace Medformer.Tests.Runtime;
 
 /// <summary>
 /// <see cref="Download"/> against a local server that behaves, drops, stalls, ignores ranges, corrupts and refuses:
@@ -32,7 +32,7 @@ public sealed class DownloadTests : IDisposable
         using var server = new TestHttpServer(r => TestResponse.File(content, r));
         var progress = new List<DownloadProgress>();
         var options = Fast() with { Progress = p => { lock (progress) progress.Add(p); } };
-        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, md5, content.Length, options);
+        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), content.Length, options);
         Assert.Equal(DownloadOutcome.Downloaded, result.Outcome);
         Assert.Equal((content.Length, 0L, 1), (result.Bytes, result.ResumedFrom, result.Attempts));
         Assert.Equal(content, File.ReadAllBytes(Destination));
@@ -40,7 +40,7 @@ public sealed class DownloadTests : IDisposable
         Assert.Null(Assert.Single(server.Requests).RangeFrom);
         Assert.Equal(new DownloadProgress(content.Length, content.Length), progress[^1]);
 
-        var again = await Download.FetchAsync(server.Url("file.npz"), Destination, md5.ToUpperInvariant(), options: Fast());
+        var again = await Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5.ToUpperInvariant()), options: Fast());
         Assert.Equal(DownloadOutcome.AlreadyPresent, again.Outcome);
         Assert.Single(server.Requests);
         Assert.Contains(log, l => l.Contains("already present"));
@@ -52,7 +52,7 @@ public sealed class DownloadTests : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(Destination)!);
         File.WriteAllBytes(Part, content[..100_000]);
         using var server = new TestHttpServer(r => TestResponse.File(content, r));
-        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast());
+        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast());
         Assert.Equal(100_000, result.ResumedFrom);
         Assert.Equal(100_000, Assert.Single(server.Requests).RangeFrom);
         Assert.Equal(content, File.ReadAllBytes(Destination));
@@ -65,7 +65,7 @@ public sealed class DownloadTests : IDisposable
         using var server = new TestHttpServer(r => r.Number == 1
             ? new TestResponse(200, content) { SendOnly = 120_000 }
             : TestResponse.File(content, r));
-        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast());
+        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast());
         Assert.Equal(content, File.ReadAllBytes(Destination));
         Assert.Equal(2, result.Attempts);
         Assert.Equal(2, server.Requests.Count);
@@ -81,7 +81,7 @@ public sealed class DownloadTests : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(Destination)!);
         File.WriteAllBytes(Part, RandomBytes(100_000, 99));
         using var server = new TestHttpServer(r => TestResponse.File(content, r, honourRange: false));
-        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast());
+        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast());
         Assert.Equal(content, File.ReadAllBytes(Destination));
         Assert.Equal(0, result.ResumedFrom);
         Assert.Equal(100_000, Assert.Single(server.Requests).RangeFrom);
@@ -94,7 +94,7 @@ public sealed class DownloadTests : IDisposable
         var corrupt = (byte[])content.Clone();
         corrupt[12_345] ^= 0x20;
         using var server = new TestHttpServer(r => TestResponse.File(corrupt, r));
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast()));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast()));
         Assert.Contains("MD5 mismatch", e.Message);
         Assert.Contains($"expected {md5}", e.Message);
         Assert.Contains($"got {Md5(corrupt)}", e.Message);
@@ -103,10 +103,31 @@ public sealed class DownloadTests : IDisposable
     }
 
     [Fact]
+    public async Task Sha256IsVerifiedAndWithNoChecksumTheDigestIsReported()
+    {
+        string sha256 = Convert.ToHexStringLower(SHA256.HashData(content));
+        using var server = new TestHttpServer(r => TestResponse.File(content, r));
+        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Sha256(sha256), content.Length, Fast());
+        Assert.Equal(sha256, result.Digest);
+        Assert.Contains(log, l => l.Contains($"SHA-256 {sha256} verified"));
+
+        var wrong = sha256[..^1] + (sha256[^1] == '0' ? '1' : '0');
+        File.Delete(Destination);
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Sha256(wrong), options: Fast()));
+        Assert.Contains($"SHA-256 mismatch: expected {wrong}, got {sha256}", e.Message);
+        Assert.False(File.Exists(Destination));
+        Assert.False(File.Exists(Part));
+
+        var unverified = await Download.FetchAsync(server.Url("file.npz"), Destination, checksum: null, options: Fast());
+        Assert.Equal((DownloadOutcome.Downloaded, sha256), (unverified.Outcome, unverified.Digest));
+        Assert.Equal(content, File.ReadAllBytes(Destination));
+    }
+
+    [Fact]
     public async Task AWrongLengthFailsWhenTheLengthIsKnown()
     {
         using var server = new TestHttpServer(r => TestResponse.File(content, r));
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, md5, content.Length + 10, Fast()));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), content.Length + 10, Fast()));
         Assert.Contains($"offers {content.Length} bytes, but the file has {content.Length + 10}", e.Message);
         Assert.False(File.Exists(Destination));
     }
@@ -115,7 +136,7 @@ public sealed class DownloadTests : IDisposable
     public async Task NotFoundFailsAtOnceWithTheStatus()
     {
         using var server = new TestHttpServer(_ => new TestResponse(404, "no"u8.ToArray()));
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("missing.npz"), Destination, md5, options: Fast()));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("missing.npz"), Destination, Checksum.Md5(md5), options: Fast()));
         Assert.Contains("HTTP 404 Not Found", e.Message);
         Assert.Contains("missing.npz", e.Message);
         Assert.Single(server.Requests);
@@ -127,7 +148,7 @@ public sealed class DownloadTests : IDisposable
     public async Task ServerErrorsAreRetriedABoundedNumberOfTimes()
     {
         using var server = new TestHttpServer(_ => new TestResponse(500, "down"u8.ToArray()));
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast(retries: 2)));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast(retries: 2)));
         Assert.Contains("HTTP 500 Internal Server Error", e.Message);
         Assert.Contains("gave up after 3 attempt(s)", e.Message);
         Assert.Equal(3, server.Requests.Count);
@@ -135,7 +156,7 @@ public sealed class DownloadTests : IDisposable
 
         // A server that recovers: two failures, then the file.
         using var flaky = new TestHttpServer(r => r.Number <= 2 ? new TestResponse(503, []) : TestResponse.File(content, r));
-        var result = await Download.FetchAsync(flaky.Url("file.npz"), Destination, md5, options: Fast(retries: 2));
+        var result = await Download.FetchAsync(flaky.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast(retries: 2));
         Assert.Equal(3, result.Attempts);
         Assert.Equal(content, File.ReadAllBytes(Destination));
     }
@@ -147,7 +168,7 @@ public sealed class DownloadTests : IDisposable
             ? new TestResponse(200, content) { SendOnly = 50_000, Stall = true }
             : new TestResponse(206, []) { StallBeforeHeaders = true });
         var clock = Stopwatch.StartNew();
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast(retries: 1, timeoutSeconds: 0.3)));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast(retries: 1, timeoutSeconds: 0.3)));
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"took {clock.Elapsed}");
         Assert.Contains("no response within 0.3 s", e.Message);
         Assert.Contains(log, l => l.Contains("no data for 0.3 s at byte 50000"));
@@ -157,7 +178,7 @@ public sealed class DownloadTests : IDisposable
 
         // The next run resumes from there.
         using var good = new TestHttpServer(r => TestResponse.File(content, r));
-        var result = await Download.FetchAsync(good.Url("file.npz"), Destination, md5, options: Fast());
+        var result = await Download.FetchAsync(good.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast());
         Assert.Equal(50_000, result.ResumedFrom);
         Assert.Equal(content, File.ReadAllBytes(Destination));
     }
@@ -168,7 +189,7 @@ public sealed class DownloadTests : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(Destination)!);
         File.WriteAllBytes(Part, content);
         using var server = new TestHttpServer(r => TestResponse.File(content, r));
-        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast());
+        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast());
         Assert.Equal(content.Length, Assert.Single(server.Requests).RangeFrom);
         Assert.Equal(content, File.ReadAllBytes(Destination));
         Assert.Equal(content.Length, result.ResumedFrom);
@@ -180,7 +201,7 @@ public sealed class DownloadTests : IDisposable
         Directory.CreateDirectory(Path.GetDirectoryName(Destination)!);
         File.WriteAllBytes(Destination, RandomBytes(1000, 3));
         using var server = new TestHttpServer(r => TestResponse.File(content, r));
-        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast());
+        var result = await Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast());
         Assert.Equal(DownloadOutcome.Downloaded, result.Outcome);
         Assert.Equal(content, File.ReadAllBytes(Destination));
         Assert.Contains(log, l => l.Contains("downloading it again"));
@@ -193,7 +214,7 @@ public sealed class DownloadTests : IDisposable
         using var server = new TestHttpServer(r => TestResponse.File(content, r));
         using (new FileStream(Part, FileMode.Create, FileAccess.ReadWrite, FileShare.None))
         {
-            var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, md5, options: Fast()));
+            var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast()));
             Assert.Contains("is another download of it running?", e.Message);
         }
         Assert.Empty(server.Requests);
@@ -202,8 +223,9 @@ public sealed class DownloadTests : IDisposable
     [Fact]
     public async Task BadArgumentsAreRefused()
     {
-        await Assert.ThrowsAsync<ArgumentException>(() => Download.FetchAsync(new Uri("http://127.0.0.1:1/x"), Destination, "abc"));
-        await Assert.ThrowsAsync<ArgumentException>(() => Download.FetchAsync(new Uri("ftp://127.0.0.1/x"), Destination, md5));
+        Assert.Throws<ArgumentException>(() => Checksum.Md5("abc"));
+        Assert.Throws<ArgumentException>(() => Checksum.Sha256(md5));
+        await Assert.ThrowsAsync<ArgumentException>(() => Download.FetchAsync(new Uri("ftp://127.0.0.1/x"), Destination, Checksum.Md5(md5)));
     }
 
     internal static byte[] RandomBytes(int count, int seed)

@@ -3,7 +3,7 @@ using System.Net;
 using System.Net.Http.Headers;
 using System.Security.Cryptography;
 
-namespace Medformer.Datasets.Corpora;
+namespace Medformer.Runtime.Net;
 
 /// <summary>How a download behaves when the network does not.</summary>
 /// <param name="Timeout">The longest wait for the response headers or for the next bytes of the body; past it the
@@ -28,7 +28,8 @@ public sealed record DownloadProgress(long Received, long? Total);
 public enum DownloadOutcome { Downloaded, AlreadyPresent }
 
 /// <param name="ResumedFrom">Bytes already in the .part file that the server did not send again.</param>
-public sealed record DownloadResult(string Path, DownloadOutcome Outcome, long Bytes, long ResumedFrom, int Attempts);
+/// <param name="Digest">The file's digest, lower-case hex: the expected checksum's algorithm, SHA-256 when none was given.</param>
+public sealed record DownloadResult(string Path, DownloadOutcome Outcome, long Bytes, long ResumedFrom, int Attempts, string Digest);
 
 /// <summary>A download that failed for good: the server refused, the retries ran out, or the file is not the one expected.</summary>
 public sealed class DownloadException(string message, Exception? inner = null) : IOException(message, inner);
@@ -36,9 +37,11 @@ public sealed class DownloadException(string message, Exception? inner = null) :
 /// <summary>
 /// Fetches one file over HTTP(S) into place, the way a cache must: it streams to DESTINATION.part, resumes a .part
 /// with a Range request (a server that ignores the range and sends the whole file is started over), verifies the
-/// MD5 and the length when known, and only then renames the .part onto the destination, so the destination is
-/// either absent, the old file, or the whole verified file. A file that fails verification is deleted.
-/// A destination already present with the right MD5 is left alone.
+/// checksum (MD5 or SHA-256) and the length when known, and only then renames the .part onto the destination, so the
+/// destination is either absent, the old file, or the whole verified file. A file that fails verification is deleted.
+/// A destination already present with the right checksum is left alone. Two downloads of one file at once: the
+/// second fails at once (the .part is locked); callers that must share one file wait on a lock of their own
+/// (the checkpoint hub does).
 /// </summary>
 public static class Download
 {
@@ -57,25 +60,29 @@ public static class Download
         DefaultRequestHeaders = { { "User-Agent", "medformer" } },
     };
 
-    public static async Task<DownloadResult> FetchAsync(Uri url, string destination, string md5, long? bytes = null,
+    /// <summary>
+    /// Downloads <paramref name="url"/> to <paramref name="destination"/>, verified against <paramref name="checksum"/>
+    /// and <paramref name="bytes"/> when given. With no checksum the file is taken as it comes (its SHA-256 is in the
+    /// result) and one already present is fetched again, since nothing says it is the right one.
+    /// </summary>
+    public static async Task<DownloadResult> FetchAsync(Uri url, string destination, Checksum? checksum, long? bytes = null,
         DownloadOptions? options = null, CancellationToken cancellation = default)
     {
         options ??= DownloadOptions.Default;
-        md5 = md5.ToLowerInvariant();
-        if (md5.Length != 32 || !md5.All(Uri.IsHexDigit)) throw new ArgumentException($"MD5 '{md5}' is not 32 hex digits", nameof(md5));
         if (url.Scheme is not ("http" or "https")) throw new ArgumentException($"{url}: only http and https downloads are supported", nameof(url));
         destination = Path.GetFullPath(destination);
         Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
+        var algorithm = checksum?.Algorithm ?? HashAlgorithmName.SHA256;
 
-        if (File.Exists(destination))
+        if (checksum != null && File.Exists(destination))
         {
-            var (length, actual) = await HashFileAsync(destination, cancellation);
-            if (actual == md5 && (bytes == null || length == bytes))
+            var (length, actual) = await Checksum.HashFileAsync(destination, algorithm, cancellation);
+            if (actual == checksum.Hex && (bytes == null || length == bytes))
             {
-                options.Log?.Invoke($"{destination}: already present, MD5 {md5} verified");
-                return new DownloadResult(destination, DownloadOutcome.AlreadyPresent, length, 0, 0);
+                options.Log?.Invoke($"{destination}: already present, {checksum} verified");
+                return new DownloadResult(destination, DownloadOutcome.AlreadyPresent, length, 0, 0, actual);
             }
-            options.Log?.Invoke($"{destination}: present but its MD5 is {actual}, not {md5}: downloading it again");
+            options.Log?.Invoke($"{destination}: present but its {checksum.Name()} is {actual}, not {checksum.Hex}: downloading it again");
         }
 
         string part = destination + ".part";
@@ -89,7 +96,7 @@ public static class Download
         {
             throw new DownloadException($"{part}: cannot open it ({e.Message}); is another download of it running?", e);
         }
-        using var transfer = new Transfer(file);
+        using var transfer = new Transfer(file, algorithm);
         bool verified = false;
         try
         {
@@ -137,13 +144,15 @@ public static class Download
             string actual = Convert.ToHexStringLower(transfer.Hash.GetHashAndReset());
             if (bytes is { } size && received != size)
                 throw Mismatch($"{url}: the download is {received} bytes, but the file has {size}");
-            if (actual != md5)
-                throw Mismatch($"{url}: MD5 mismatch: expected {md5}, got {actual} ({received} bytes)");
+            if (checksum != null && actual != checksum.Hex)
+                throw Mismatch($"{url}: {checksum.Name()} mismatch: expected {checksum.Hex}, got {actual} ({received} bytes)");
             verified = true;
             file.Dispose();
             File.Move(part, destination, overwrite: true);
-            options.Log?.Invoke($"{destination}: downloaded, {received} bytes, MD5 {md5} verified");
-            return new DownloadResult(destination, DownloadOutcome.Downloaded, received, transfer.ResumedFrom, attempts);
+            options.Log?.Invoke(checksum != null
+                ? $"{destination}: downloaded, {received} bytes, {checksum} verified"
+                : $"{destination}: downloaded, {received} bytes, SHA-256 {actual} (nothing to verify it against)");
+            return new DownloadResult(destination, DownloadOutcome.Downloaded, received, transfer.ResumedFrom, attempts, actual);
         }
         finally
         {
@@ -275,21 +284,13 @@ public static class Download
         while ((read = await transfer.File.ReadAsync(buffer, cancellation)) > 0) transfer.Hash.AppendData(buffer, 0, read);
     }
 
-    /// <summary>A file's length and MD5 (lower-case hex).</summary>
-    public static async Task<(long Length, string Md5)> HashFileAsync(string path, CancellationToken cancellation = default)
-    {
-        await using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 20, useAsync: true);
-        var digest = await MD5.HashDataAsync(stream, cancellation);
-        return (stream.Length, Convert.ToHexStringLower(digest));
-    }
-
     sealed class TransientException(string message, Exception? inner = null) : Exception(message, inner);
 
-    /// <summary>The .part file, the MD5 of what it holds, and how much of it came from before this call.</summary>
-    sealed class Transfer(FileStream file) : IDisposable
+    /// <summary>The .part file, the digest of what it holds, and how much of it came from before this call.</summary>
+    sealed class Transfer(FileStream file, HashAlgorithmName algorithm) : IDisposable
     {
         public FileStream File { get; } = file;
-        public IncrementalHash Hash { get; } = IncrementalHash.CreateHash(HashAlgorithmName.MD5);
+        public IncrementalHash Hash { get; } = IncrementalHash.CreateHash(algorithm);
         public long ResumedFrom { get; set; }
 
         public void Restart()

@@ -1,4 +1,4 @@
-namespace Medformer.Datasets.Corpora;
+namespace Medformer.Runtime;
 
 /// <summary>Where downloads, unpacked arrays and the phantom corpus live: <c>$MEDFORMER_HOME</c>, else <c>~/.cache/medformer</c>.</summary>
 public static class MedformerHome

@@ -2,7 +2,7 @@ using System.Net;
 using System.Net.Sockets;
 using System.Text;
 
-namespace Medformer.Tests.Datasets;
+namespace Medformer.Tests;
 
 /// <summary>What the test server was asked: the request's number (from 1), path and Range start.</summary>
 sealed record TestRequest(int Number, string Path, long? RangeFrom);
@@ -21,6 +21,9 @@ sealed record TestResponse(int Status, byte[] Body)
 
     /// <summary>Silence before the headers.</summary>
     public bool StallBeforeHeaders { get; init; }
+
+    /// <summary>Sends the body in 16 KiB pieces with this pause between them (a slow link), when set.</summary>
+    public TimeSpan? Trickle { get; init; }
 
     /// <summary>The file, honouring a Range request with 206 when <paramref name="honourRange"/>.</summary>
     public static TestResponse File(byte[] content, TestRequest request, bool honourRange = true)
@@ -121,7 +124,13 @@ sealed class TestHttpServer : IDisposable
                 headers.Append("\r\n");
                 await stream.WriteAsync(Encoding.ASCII.GetBytes(headers.ToString()), stop.Token);
                 int count = Math.Min(response.SendOnly ?? response.Body.Length, response.Body.Length);
-                await stream.WriteAsync(response.Body.AsMemory(0, count), stop.Token);
+                for (int sent = 0; sent < count;)
+                {
+                    int piece = response.Trickle is null ? count - sent : Math.Min(16 << 10, count - sent);
+                    await stream.WriteAsync(response.Body.AsMemory(sent, piece), stop.Token);
+                    sent += piece;
+                    if (response.Trickle is { } pause && sent < count) await Task.Delay(pause, stop.Token);
+                }
                 await stream.FlushAsync(stop.Token);
                 if (response.Stall) await Task.Delay(Timeout.Infinite, stop.Token);
             }

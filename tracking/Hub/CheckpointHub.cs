@@ -1,0 +1,129 @@
+using System.Text.Json;
+using Medformer.Runtime;
+using Medformer.Runtime.Net;
+
+namespace Medformer.Tracking.Hub;
+
+/// <summary>What <see cref="CheckpointHub.FetchAsync"/> did.</summary>
+/// <param name="ModelFolder">config.json + model.safetensors, ready for Checkpoint.Load.</param>
+/// <param name="Download">The transfer, or null when the model was already in the cache.</param>
+public sealed record HubFetch(string ModelFolder, string Sha256, DownloadOutcome Outcome, DownloadResult? Download);
+
+/// <summary>
+/// The checkpoint cache in <c>$MEDFORMER_HOME/hub</c>: <c>NAME/SHA256/model/</c> holds an unpacked model folder;
+/// while it downloads, <c>NAME/SHA256/FILE.part</c> holds what came so far (a later run resumes it). Safe for
+/// processes that share the cache: each entry has a lock file (<c>NAME/SHA256/.lock</c>, an exclusive lock the
+/// kernel drops when its process dies), so a second process asking for the same checkpoint waits, then finds it in
+/// place. The model folder appears by one rename after the archive is verified and unpacked (
+/// <see cref="AtomicDirectory"/>), so it is whole or absent; a cut download or a wrong checksum leaves only the
+/// .part (or nothing).
+/// </summary>
+public sealed class CheckpointHub(string home)
+{
+    public const string ModelFolderName = "model";
+    const string Unverified = ".unverified";
+
+    /// <summary>The hub in <see cref="MedformerHome.Path"/>.</summary>
+    public static CheckpointHub Default => new(MedformerHome.Path);
+
+    public string Root { get; } = Path.Combine(Path.GetFullPath(home), "hub");
+
+    public string EntryFolder(HubEntry entry, string sha256) => Path.Combine(Root, entry.Name, sha256);
+
+    /// <summary>
+    /// The entry's model folder, downloaded, verified and unpacked if it is not in the cache yet.
+    /// <paramref name="configJson"/> turns a manifest's config (a preset name or an object) into config.json text,
+    /// for a bare .safetensors download or an archive without config.json.
+    /// </summary>
+    public async Task<HubFetch> FetchAsync(HubEntry entry, DownloadOptions options, Func<JsonElement, string>? configJson = null,
+        CancellationToken cancellation = default)
+    {
+        if (entry.Sha256 is not { } sha256) return await FetchUnverifiedAsync(entry, options, configJson, cancellation);
+        string folder = EntryFolder(entry, sha256);
+        using var hold = await LockAsync(folder, entry.Name, options, cancellation);
+        string model = Path.Combine(folder, ModelFolderName);
+        if (IsWhole(model))
+        {
+            options.Log?.Invoke($"{entry.Name}: in the cache at {model} (SHA-256 {sha256})");
+            return new HubFetch(model, sha256, DownloadOutcome.AlreadyPresent, null);
+        }
+        string archive = Path.Combine(folder, entry.FileName);
+        var result = await Download.FetchAsync(entry.Url, archive, Checksum.Sha256(sha256), entry.Size, options, cancellation);
+        Install(entry, archive, model, configJson);
+        return new HubFetch(model, sha256, DownloadOutcome.Downloaded, result);
+    }
+
+    // A URL with no checksum: downloaded into NAME/.unverified, then filed under the SHA-256 it turned out to have.
+    async Task<HubFetch> FetchUnverifiedAsync(HubEntry entry, DownloadOptions options, Func<JsonElement, string>? configJson, CancellationToken cancellation)
+    {
+        string staging = Path.Combine(Root, entry.Name, Unverified);
+        DownloadResult result;
+        string mine;
+        using (await LockAsync(staging, entry.Name, options, cancellation))
+        {
+            string archive = Path.Combine(staging, entry.FileName);
+            result = await Download.FetchAsync(entry.Url, archive, checksum: null, options: options, cancellation: cancellation);
+            // Moved out while the lock is held: the next process's download would replace it.
+            string folder = EntryFolder(entry, result.Digest);
+            Directory.CreateDirectory(folder);
+            mine = Path.Combine(folder, $"{entry.FileName}.{Guid.NewGuid():N}");
+            File.Move(archive, mine);
+        }
+        options.Log?.Invoke($"{entry.Name}: not verified (no SHA-256 given); its SHA-256 is {result.Digest}");
+        string model = Path.Combine(Path.GetDirectoryName(mine)!, ModelFolderName);
+        using (await LockAsync(Path.GetDirectoryName(mine)!, entry.Name, options, cancellation))
+        {
+            if (!IsWhole(model)) Install(entry, mine, model, configJson);
+            else File.Delete(mine);
+        }
+        return new HubFetch(model, result.Digest, DownloadOutcome.Downloaded, result);
+    }
+
+    static void Install(HubEntry entry, string archive, string model, Func<JsonElement, string>? configJson)
+    {
+        try
+        {
+            AtomicDirectory.Write(model, staging =>
+            {
+                PackedModel.Unpack(archive, staging);
+                string config = Path.Combine(staging, PackedModel.ConfigFile);
+                if (!File.Exists(config))
+                {
+                    if (entry.Config is not { } given || configJson == null)
+                        throw new InvalidDataException($"{entry.Url}: holds no {PackedModel.ConfigFile} and the manifest gives no config for '{entry.Name}'");
+                    File.WriteAllText(config, configJson(given));
+                }
+            });
+        }
+        finally
+        {
+            // Unpacked, its bytes live in the model folder (whose presence marks the entry whole); unusable, it goes too.
+            File.Delete(archive);
+        }
+    }
+
+    static bool IsWhole(string model) =>
+        File.Exists(Path.Combine(model, PackedModel.WeightsFile)) && File.Exists(Path.Combine(model, PackedModel.ConfigFile));
+
+    // Waits as long as the holder runs: its own download is bounded by timeouts and retries.
+    static async Task<IDisposable> LockAsync(string folder, string name, DownloadOptions options, CancellationToken cancellation)
+    {
+        Directory.CreateDirectory(folder);
+        string path = Path.Combine(folder, ".lock");
+        bool said = false;
+        while (true)
+        {
+            try
+            {
+                // FileShare.None is an exclusive flock on Linux: held until disposed or the process ends.
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                if (!said) options.Log?.Invoke($"{name}: another process is fetching it; waiting for it to finish");
+                said = true;
+                await Task.Delay(100, cancellation);
+            }
+        }
+    }
+}
