@@ -59,4 +59,7 @@ public static class Mlflow
         var spool = RunSpool.Create(options.SpoolDirectory, start);
         return new MlflowRun(new RestRunSender(new RestStore(uri.Server!, options.Rest), spool, start), options.Experiment, runName);
     }
+
+    /// <summary>Sends what a spool file left by a run on a server holds and the server has not taken (<c>medformer runs replay</c>).</summary>
+    public static TrackingOutcome Replay(string spoolFile, Uri? server = null, RestOptions? options = null) => RunSpool.Replay(spoolFile, server, options);
 }
