@@ -13,7 +13,8 @@ public static partial class TrackingKeys
     public const int MaxParamValueLength = 6000;
     public const int MaxTagValueLength = 8000;
 
-    [GeneratedRegex(@"^[/\w.\- ]*$")]
+    // \z, not $: both .NET's and Python's $ also match before a final newline, which would make "key\n" a key.
+    [GeneratedRegex(@"^[/\w.\- ]*\z")]
     private static partial Regex ValidKey();
 
     /// <summary>Throws an <see cref="ArgumentException"/> naming the key and the rule it breaks.</summary>
