@@ -19,7 +19,8 @@ sealed class RestRunSender : IRunSink
     readonly RunStart start;
     readonly object gate = new();
     readonly List<SpoolEntry> queue;
-    readonly List<string> errors = [];
+    readonly List<string> errors = [];  // what the server refused
+    string? lastFailure;                  // the last error of a send that will be retried
     readonly Thread thread;
     long seq;
     RunInfo? run;
@@ -92,13 +93,13 @@ sealed class RestRunSender : IRunSink
         lock (gate)
         {
             int unsent = queue.Count + rejected;
-            if (unsent == 0 && errors.Count == 0)
+            if (unsent == 0)
             {
                 spool.Delete();
                 return new TrackingOutcome(rest.Location, run?.RunId, 0, null, []);
             }
             spool.Dispose();
-            return new TrackingOutcome(rest.Location, run?.RunId, unsent, spool.Path, [.. errors]);
+            return new TrackingOutcome(rest.Location, run?.RunId, unsent, spool.Path, [.. errors, .. queue.Count > 0 && lastFailure is not null ? [lastFailure] : Array.Empty<string>()]);
         }
     }
 
@@ -136,7 +137,7 @@ sealed class RestRunSender : IRunSink
             {
                 lock (gate)
                 {
-                    if (errors.Count == 0 || errors[^1] != e.Message) errors.Add(e.Message);
+                    lastFailure = e.Message;
                     // New entries do not cut the back-off short; the run's end does, for one more try at once.
                     bool wasEnding = ending;
                     var until = DateTime.UtcNow + wait;

@@ -264,8 +264,12 @@ sealed class FakeMlflowServer : IDisposable
         return null;
     }
 
+    bool disposed;
+
     public void Dispose()
     {
+        if (disposed) return;
+        disposed = true;
         stop.Cancel();
         listener.Stop();
         try
