@@ -43,12 +43,6 @@ sealed class RestRunSender : IRunSink
         get { lock (gate) return run?.RunId; }
     }
 
-    /// <summary>Entries queued and not yet taken by the server.</summary>
-    public int Pending
-    {
-        get { lock (gate) return queue.Count; }
-    }
-
     public void Log(IReadOnlyList<Metric> metrics, IReadOnlyList<KeyValuePair<string, string>> parameters, IReadOnlyList<KeyValuePair<string, string>> tags)
     {
         lock (gate)

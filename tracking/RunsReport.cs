@@ -157,7 +157,7 @@ public sealed class RunsReport(ITrackingReader reader)
 
     static IEnumerable<string> DifferingFirst(IReadOnlyList<RunRecord> runs) => ParamKeys(runs).OrderBy(k => Differs(runs, k) ? 0 : 1);
 
-    public static bool Differs(IReadOnlyList<RunRecord> runs, string key) => runs.Select(r => r.Params.GetValueOrDefault(key)).Distinct().Count() > 1;
+    static bool Differs(IReadOnlyList<RunRecord> runs, string key) => runs.Select(r => r.Params.GetValueOrDefault(key)).Distinct().Count() > 1;
 
     // ---- JSON (--json) ----
 
@@ -193,6 +193,13 @@ public sealed class RunsReport(ITrackingReader reader)
         json["tags"] = new JsonObject(run.Tags.OrderBy(p => p.Key, StringComparer.Ordinal).Select(p => KeyValuePair.Create(p.Key, (JsonNode?)p.Value)));
         return json;
     }
+
+    public JsonObject CompareJson(IReadOnlyList<RunRecord> runs, IEnumerable<string> plots) => new()
+    {
+        ["runs"] = new JsonArray([.. runs.Select(r => (JsonNode)RunJson(r))]),
+        ["differing_params"] = new JsonArray([.. ParamKeys(runs).Where(k => Differs(runs, k)).Select(k => (JsonNode)k)]),
+        ["plots"] = new JsonArray([.. plots.Select(p => (JsonNode)Path.GetFullPath(p))]),
+    };
 
     static JsonObject InfoJson(RunInfo info, JsonObject metrics) => new()
     {
