@@ -17,6 +17,7 @@ public static class MedformerCommand
         root.Subcommands.Add(DownloadCommand.Create());
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(ImportCommand.Create());
+        root.Subcommands.Add(RunsCommand.Create());
         try
         {
             // Our handlers below say what went wrong in one line; the default handler would print a stack trace.
