@@ -13,7 +13,8 @@ namespace Medformer.Bench;
 /// the frozen flattened latents and by fine-tuning everything (PaysExperiment's protocol). Pretrained models and
 /// finished cells are kept in MEDFORMER_OBJECTIVES_OUT, so a rerun continues where it stopped.
 /// MEDFORMER_OBJECTIVES_ARMS, _STEPS (pretraining, 1000), _FT_STEPS (fine-tuning, 300), _SEEDS (3), _FRACTIONS
-/// (0.01,0.1) set the protocol. An experiment: no PyTorch reference.
+/// (0.01,0.1) set the protocol; an arm "a+b" pretrains a mix (the first objective at weight 1, the others at 0.5).
+/// An experiment: no PyTorch reference.
 /// </summary>
 public static class ObjectivesExperiment
 {
@@ -32,8 +33,8 @@ public static class ObjectivesExperiment
         double[] fractions = [.. (Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_FRACTIONS") ?? "0.01,0.1").Split(',').Select(double.Parse)];
         string root = Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_OUT") ?? Path.Combine(Path.GetTempPath(), "medformer-objectives");
         foreach (string arm in arms)
-            if (arm != Scratch && arm != Mix && !RunConfig.ObjectiveNames.Contains(arm))
-                throw new ArgumentException($"MEDFORMER_OBJECTIVES_ARMS: unknown arm '{arm}' (known: {Scratch}, {string.Join(", ", RunConfig.ObjectiveNames)}, {Mix})");
+            if (arm != Scratch && arm != Mix && !arm.Split('+').All(RunConfig.ObjectiveNames.Contains))
+                throw new ArgumentException($"MEDFORMER_OBJECTIVES_ARMS: unknown arm '{arm}' (known: {Scratch}, {string.Join(", ", RunConfig.ObjectiveNames)}, {Mix}, or objectives joined by '+')");
         Directory.CreateDirectory(root);
         Console.WriteLine($"  results and models in {root}");
 
@@ -118,7 +119,8 @@ public static class ObjectivesExperiment
         string modelDir = Path.Combine(output, "model");
         if (File.Exists(Path.Combine(modelDir, Checkpoint.WeightsFile))) return modelDir;
         var config = new RunConfig { LogEvery = (int)Math.Max(1, steps / 5), CheckpointEvery = 0 };
-        if (arm != Mix) config.Objectives = new() { [arm] = new ObjectiveSpec { Weight = 1.0 } };
+        // "a+b+c": the first objective at weight 1, the others at 0.5, as the default mix weighs its own.
+        if (arm != Mix) config.Objectives = arm.Split('+').Select((name, i) => (name, i)).ToDictionary(p => p.name, p => new ObjectiveSpec { Weight = p.i == 0 ? 1.0 : 0.5 });
         config.Schedule.MaxSteps = steps;
         config.Schedule.WarmupSteps = Math.Min(config.Schedule.WarmupSteps, steps / 10);
         config.Batch.Workers = 1;
