@@ -3,6 +3,7 @@ using System.Globalization;
 using Medformer.Pretrain;
 using Medformer.Pretrain.Training;
 using Medformer.Runtime;
+using Medformer.Runtime.Distributed;
 using TorchSharp;
 
 namespace Medformer.Cli;
@@ -22,27 +23,69 @@ static class PretrainCommand
         var strict = new Option<bool>("--strict") { Description = "Stop at the first bad sample instead of skipping it." };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var deterministic = new Option<bool>("--deterministic") { Description = "Bitwise-reproducible CPU run (fixes threads, deterministic kernels)." };
+        var nproc = new Option<int?>("--nproc-per-node") { Description = "Data parallel: start this many processes here (torchrun's flag); each trains on its own batches of batch.size." };
+        var nnodes = new Option<int>("--nnodes") { Description = "Data parallel: machines in the job.", DefaultValueFactory = _ => 1 };
+        var nodeRank = new Option<int>("--node-rank") { Description = "Data parallel: this machine's index, 0 to --nnodes - 1.", DefaultValueFactory = _ => 0 };
+        var masterAddr = new Option<string>("--master-addr") { Description = "Data parallel: the address of the machine of rank 0.", DefaultValueFactory = _ => "127.0.0.1" };
+        var masterPort = new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.", DefaultValueFactory = _ => DistributedEnvironment.DefaultPort };
+        Option[] launch = [nproc, nnodes, nodeRank, masterAddr, masterPort];
         var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
-        foreach (var option in new Option[] { config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic }) command.Options.Add(option);
+        foreach (var option in (Option[])[config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic, .. launch]) command.Options.Add(option);
         command.SetAction(parse =>
         {
+            if (parse.GetValue(nproc) is { } processes)
+            {
+                if (DistributedEnvironment.Detect() is not null)
+                    throw new ArgumentException("--nproc-per-node starts the ranks itself; this process already is one (RANK and WORLD_SIZE are set)");
+                var options = new LaunchOptions(processes, parse.GetValue(nnodes), parse.GetValue(nodeRank), parse.GetValue(masterAddr)!, parse.GetValue(masterPort));
+                return LocalLauncher.Run(Environment.ProcessPath!, WithoutLaunchOptions(Environment.GetCommandLineArgs()[1..], launch), options,
+                    message => Console.Error.WriteLine("medformer pretrain: " + message));
+            }
             TorchRuntime.EnsureLoaded();
+            var job = DistributedEnvironment.Detect();
             string? name = parse.GetValue(config);
             var run = name is null ? new RunConfig()
                 : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }
                 : RunConfig.Load(name);
             if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
+            else if (job is { LocalWorldSize: > 1 } local) TorchRuntime.SetThreads(Math.Max(1, Environment.ProcessorCount / local.LocalWorldSize));  // share the cores
             if (parse.GetValue(deterministic)) Determinism.Enable(parse.GetValue(seed) ?? run.Seed, parse.GetValue(threads) ?? TorchRuntime.Threads);
             var overrides = new PretrainOverrides(parse.GetValue(device), parse.GetValue(precision), parse.GetValue(seed), parse.GetValue(maxSteps),
                 parse.GetValue(resume), parse.GetValue(strict) ? true : null);
             string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(output)}{(name is null ? "" : $" --config {name}")}";
-            return Execute(run, parse.GetValue(output)!, overrides, resumeHint);
+            return Execute(run, parse.GetValue(output)!, overrides, resumeHint, job);
         });
         return command;
     }
 
-    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint)
+    /// <summary>The command line for the ranks: everything but the launcher's own options.</summary>
+    static List<string> WithoutLaunchOptions(string[] args, Option[] launch)
     {
+        var names = launch.Select(o => o.Name).ToHashSet();
+        var kept = new List<string>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string name = args[i].Split('=', 2)[0];
+            if (!names.Contains(name)) kept.Add(args[i]);
+            else if (!args[i].Contains('=')) i++;   // and its value
+        }
+        return kept;
+    }
+
+    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint, DistributedEnvironment? job)
+    {
+        ProcessGroup? group;
+        try
+        {
+            group = job is null ? null : ProcessGroup.Connect(job);
+        }
+        catch (DistributedException e)
+        {
+            Console.Error.WriteLine($"medformer pretrain (rank {job!.Rank}): {e.Message}");
+            return 1;
+        }
+        string who = job is null ? "medformer pretrain" : $"medformer pretrain (rank {job.Rank})";
+        bool quiet = job is { Rank: > 0 };   // only rank 0 shows progress and the result
         // Ctrl-C stops before the next step; the last checkpoint stays, and --resume continues from it.
         using var interrupt = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -52,14 +95,18 @@ static class PretrainCommand
         };
         Console.CancelKeyPress += onCancel;
         var progress = new ProgressLine(Console.IsOutputRedirected);
+        bool clean = false;
         try
         {
-            var result = PretrainJob.Run(run, outDir, overrides, progress.Show, progress.Notice, interrupt.Token);
+            var result = PretrainJob.Run(run, outDir, overrides, quiet ? null : progress.Show, quiet ? null : progress.Notice, interrupt.Token, group);
             progress.Done();
+            clean = true;
+            if (quiet) return 0;
             foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
             var t = result.Training;
             string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
-            Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
+            string processes = group is null ? "" : $" × {group.WorldSize} processes";
+            Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
             Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
             Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
             return 0;
@@ -67,18 +114,22 @@ static class PretrainCommand
         catch (OperationCanceledException)
         {
             progress.Done();
-            Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: {resumeHint}");
+            clean = true;   // every rank stopped after the same step
+            if (!quiet) Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: {resumeHint}");
             return 130;
         }
-        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
+        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException or DistributedException)
         {
             progress.Done();
-            Console.Error.WriteLine("medformer pretrain: " + e.Message);
+            Console.Error.WriteLine($"{who}: {e.Message}");
             return 1;
         }
         finally
         {
             Console.CancelKeyPress -= onCancel;
+            // A failing rank leaves without a goodbye, so the others' next collective names it.
+            if (clean) group?.Dispose();
+            else group?.Abort();
         }
     }
 

@@ -137,11 +137,12 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         task.Module.train();
         while (state.Step < Options.MaxSteps)
         {
-            cancel.ThrowIfCancellationRequested();
+            if (distributed is null) cancel.ThrowIfCancellationRequested();  // data parallel: the ranks agree on stopping, below
             long step = state.Step;
             double lr = Options.LearningRateAt(step);
             foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
             double stepLoss = 0;
+            bool stop = false;
             var stepParts = new Dictionary<string, double>();
             using (var scope = NewDisposeScope())
             {
@@ -183,7 +184,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                 {
                     distributed.ThrowIfFailed();  // a collective inside the backward pass failed
                     reducer!.AverageGradients();
-                    finite = Agree(distributed, finite, ref stepLoss, stepParts);
+                    (finite, stop) = Agree(distributed, finite, cancel.IsCancellationRequested, ref stepLoss, stepParts);
                 }
                 double norm = finite ? GradientNorm(masters, Options.GradClip) : double.NaN;
                 finite &= double.IsFinite(norm);
@@ -248,6 +249,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                     : TrainingCheckpoint.PathOf(outputDirectory, state.Step);
                 state.ElapsedSeconds = elapsedBefore;
             }
+            if (stop) throw new OperationCanceledException("a rank was interrupted", cancel);
         }
         lastCheckpoint ??= TrainingCheckpoint.Latest(outputDirectory)!;
         string modelDirectory = Path.Combine(outputDirectory, "model");
@@ -266,20 +268,22 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
     }
 
     /// <summary>
-    /// The step's loss and parts as means over ranks, and whether it is finite on every rank (one all-reduce), so
-    /// that every rank logs the global loss and skips the same steps.
+    /// The step's loss and parts as means over ranks, whether it is finite on every rank, and whether any rank was
+    /// interrupted (one all-reduce), so that every rank logs the global loss, skips the same steps and stops after
+    /// the same step.
     /// </summary>
-    static bool Agree(ProcessGroup group, bool finite, ref double loss, Dictionary<string, double> parts)
+    static (bool Finite, bool Stop) Agree(ProcessGroup group, bool finite, bool interrupted, ref double loss, Dictionary<string, double> parts)
     {
         var names = parts.Keys.Order(StringComparer.Ordinal).ToArray();
-        double[] values = [finite ? 0 : 1, finite ? loss : 0, .. names.Select(n => parts[n])];
+        double[] values = [finite ? 0 : 1, interrupted ? 1 : 0, finite ? loss : 0, .. names.Select(n => parts[n])];
         using var sums = tensor(values);
         group.AllReduce(sums);
         var total = sums.data<double>().ToArray();
-        if (total[0] > 0) return false;
-        loss = total[1] / group.WorldSize;
-        for (int i = 0; i < names.Length; i++) parts[names[i]] = total[2 + i] / group.WorldSize;
-        return true;
+        bool stop = total[1] > 0;
+        if (total[0] > 0) return (false, stop);
+        loss = total[2] / group.WorldSize;
+        for (int i = 0; i < names.Length; i++) parts[names[i]] = total[3 + i] / group.WorldSize;
+        return (true, stop);
     }
 
     /// <summary>The first <paramref name="count"/> samples of a batch (views of its tensors).</summary>

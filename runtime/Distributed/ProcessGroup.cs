@@ -184,6 +184,14 @@ public sealed class ProcessGroup : IDisposable
 
     internal void Fail(Exception e) => failure ??= e as DistributedException ?? new DistributedException($"rank {Rank}: {e.Message}", e);
 
+    /// <summary>Leaves without the goodbye: the other ranks' next collective fails naming this rank. For a process that is failing.</summary>
+    public void Abort()
+    {
+        failure ??= new DistributedException($"rank {Rank}: the process group was aborted");
+        Dispose();
+    }
+
+    /// <summary>Leaves the job. After a clean run the store hears a goodbye; after a failure it does not, so the others learn this rank died.</summary>
     public void Dispose()
     {
         if (handle != IntPtr.Zero)
