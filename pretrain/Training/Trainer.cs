@@ -12,10 +12,10 @@ namespace Medformer.Pretrain.Training;
 /// <summary>
 /// One line of the training log. With batch adaptation, <see cref="BatchSize"/> is the mean batch size of the steps
 /// since the last line and <see cref="SelectedSize"/> the mean of their median selected sizes; null otherwise.
-/// </summary>
 /// Data parallel: the loss and its parts are the means over ranks, <see cref="SamplesPerSecond"/> counts every
 /// rank's samples, and <see cref="Communication"/> is the fraction of the time since the last line spent in
 /// collectives (null in one process).
+/// </summary>
 public sealed record TrainerLog(long Step, long MaxSteps, double Loss, IReadOnlyDictionary<string, double> Parts, double LearningRate,
     double GradNorm, double SamplesPerSecond, TimeSpan Elapsed, TimeSpan Remaining, long SkippedSteps,
     double? BatchSize = null, double? SelectedSize = null, double? Communication = null);
@@ -49,8 +49,8 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// batches (the loader's shard); parameters and buffers are broadcast from rank 0 before the precision policy and
 /// the momentum target copy them, so every rank starts, and stays, identical; after the backward pass gradients
 /// are averaged over ranks in flat buckets; the objectives' gathers, Barlow Twins' statistics and the projectors'
-/// BatchNorm span every rank (the global batch); the step's loss and finiteness are agreed over ranks, so every
-/// rank skips the same steps. Rank 0 alone writes checkpoints and the model; every rank reads them to resume.
+/// BatchNorm span every rank (the global batch); the step's loss, finiteness and interruption are agreed over
+/// ranks, so every rank skips the same steps and stops after the same one. Rank 0 alone writes checkpoints and the model; every rank reads them to resume.
 /// </para>
 /// </summary>
 public sealed class Trainer(TrainerOptions options, Device device, Action<string>? notice = null, ProcessGroup? group = null)
