@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Globalization;
 using System.Net;
+using System.Net.Sockets;
 using System.Runtime.InteropServices;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -44,7 +45,7 @@ public sealed class ProcessGroup : IDisposable
             store = new StoreClient(environment.Rank == 0 ? "127.0.0.1" : environment.MasterAddress, environment.MasterPort, environment.Rank, timeout);
             storeHandle = GCHandle.Alloc(store);
             string iface = System.Environment.GetEnvironmentVariable("GLOO_SOCKET_IFNAME") ?? "";
-            string hostname = environment.IsLoopback ? "127.0.0.1" : Dns.GetHostName();
+            string hostname = environment.IsLoopback ? "127.0.0.1" : AddressTowards(environment.MasterAddress, environment.MasterPort);
             var (status, message, connected) = GlooNative.Connect(environment.Rank, environment.WorldSize, hostname, iface, Milliseconds(timeout), storeHandle);
             if (status != GlooNative.Status.Ok)
             {
@@ -262,6 +263,25 @@ public sealed class ProcessGroup : IDisposable
             who = $"rank 0 died (its rendezvous store at {Environment.MasterAddress}:{Environment.MasterPort} is gone)";
         }
         return new DistributedException($"rank {Rank} of {WorldSize}: {op} failed: {who}. Gloo: {message.Trim()}", inner, dead);
+    }
+
+    /// <summary>
+    /// This machine's address on the route to rank 0, which the other ranks can reach (a hostname can resolve to
+    /// 127.0.1.1 on Debian); GLOO_SOCKET_IFNAME overrides it. A UDP connect sends nothing.
+    /// </summary>
+    static string AddressTowards(string host, int port)
+    {
+        try
+        {
+            using var socket = new Socket(SocketType.Dgram, ProtocolType.Udp);
+            socket.Connect(host, port);
+            var address = ((IPEndPoint)socket.LocalEndPoint!).Address;
+            return (address.IsIPv4MappedToIPv6 ? address.MapToIPv4() : address).ToString();
+        }
+        catch (SocketException)
+        {
+            return Dns.GetHostName();
+        }
     }
 
     uint NextTag() => unchecked(tag++);
