@@ -15,9 +15,6 @@ static unsafe partial class GlooNative
 
     public enum Status { Ok = 0, Gloo = 1, Io = 2, Store = 3, Argument = 4, Other = 5 }
 
-    [LibraryImport(Library, EntryPoint = "mfg_version")]
-    public static partial int Version();
-
     [LibraryImport(Library, EntryPoint = "mfg_connect", StringMarshalling = StringMarshalling.Utf8)]
     private static partial int Connect(int rank, int size, string hostname, string iface, long timeoutMs, IntPtr state,
         delegate* unmanaged<IntPtr, byte*, byte*, long, int> set, delegate* unmanaged<IntPtr, byte*, byte*, long, long*, int> get,

@@ -16,7 +16,6 @@
 #include "gloo/barrier.h"
 #include "gloo/broadcast.h"
 #include "gloo/common/error.h"
-#include "gloo/config.h"
 #include "gloo/rendezvous/context.h"
 #include "gloo/rendezvous/store.h"
 #include "gloo/transport/tcp/device.h"
@@ -171,8 +170,6 @@ Group* Checked(void* handle) {
 }  // namespace
 
 extern "C" {
-
-MFG_API int mfg_version() { return GLOO_VERSION; }
 
 // Connects rank of size through the store. hostname (or iface, when not empty) picks the local address other
 // ranks reach this one at.
