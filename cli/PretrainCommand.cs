@@ -5,6 +5,7 @@ using Medformer.Pretrain;
 using Medformer.Pretrain.Training;
 using Medformer.Runtime;
 using Medformer.Tracking;
+using Medformer.Runtime.Distributed;
 using TorchSharp;
 
 namespace Medformer.Cli;
@@ -27,24 +28,42 @@ static class PretrainCommand
         var trackingUri = RunsCommand.TrackingUriOption("Where the run is logged for MLflow");
         var experiment = new Option<string?>("--experiment") { Description = "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else pretrain)." };
         var runName = new Option<string?>("--run-name") { Description = "MLflow run name (default: the --out folder's name)." };
+        var nproc = new Option<int?>("--nproc-per-node") { Description = "Data parallel: start this many processes here (torchrun's flag); each trains on its own batches of batch.size." };
+        var nnodes = new Option<int>("--nnodes") { Description = "Data parallel: machines in the job.", DefaultValueFactory = _ => 1 };
+        var nodeRank = new Option<int>("--node-rank") { Description = "Data parallel: this machine's index, 0 to --nnodes - 1.", DefaultValueFactory = _ => 0 };
+        var masterAddr = new Option<string>("--master-addr") { Description = "Data parallel: the address of the machine of rank 0.", DefaultValueFactory = _ => "127.0.0.1" };
+        var masterPort = new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.", DefaultValueFactory = _ => DistributedEnvironment.DefaultPort };
+        Option[] launch = [nproc, nnodes, nodeRank, masterAddr, masterPort];
         var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
-        foreach (var option in new Option[] { config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment, runName }) command.Options.Add(option);
+        foreach (var option in (Option[])[config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment, runName, .. launch]) command.Options.Add(option);
         command.SetAction(parse =>
         {
+            if (parse.GetValue(nproc) is { } processes)
+            {
+                if (DistributedEnvironment.Detect() is not null)
+                    throw new ArgumentException("--nproc-per-node starts the ranks itself; this process already is one (RANK and WORLD_SIZE are set)");
+                var options = new LaunchOptions(processes, parse.GetValue(nnodes), parse.GetValue(nodeRank), parse.GetValue(masterAddr)!, parse.GetValue(masterPort));
+                return LocalLauncher.Run(Environment.ProcessPath!, WithoutLaunchOptions(Environment.GetCommandLineArgs()[1..], launch), options,
+                    message => Console.Error.WriteLine("medformer pretrain: " + message));
+            }
             TorchRuntime.EnsureLoaded();
+            var job = DistributedEnvironment.Detect();
             string? name = parse.GetValue(config);
             var run = name is null ? new RunConfig()
                 : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }
                 : RunConfig.Load(name);
             if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
+            else if (job is { LocalWorldSize: > 1 } local) TorchRuntime.SetThreads(Math.Max(1, Environment.ProcessorCount / local.LocalWorldSize));  // share the cores
             if (parse.GetValue(deterministic)) Determinism.Enable(parse.GetValue(seed) ?? run.Seed, parse.GetValue(threads) ?? TorchRuntime.Threads);
             var overrides = new PretrainOverrides(parse.GetValue(device), parse.GetValue(precision), parse.GetValue(seed), parse.GetValue(maxSteps),
                 parse.GetValue(resume), parse.GetValue(strict) ? true : null);
             string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(output)}{(name is null ? "" : $" --config {name}")}";
             string outDir = parse.GetValue(output)!;
             PretrainJob.ApplyOverrides(run, overrides);
-            using var tracked = StartTracking(run, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
-            return Execute(run, outDir, overrides, resumeHint, tracked);
+            // Rank 0 speaks for a data-parallel job, in MLflow as on the terminal.
+            using var tracked = job is { Rank: > 0 } ? null
+                : StartTracking(run, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            return Execute(run, outDir, overrides, resumeHint, job, tracked);
         });
         return command;
     }
@@ -103,8 +122,34 @@ static class PretrainCommand
         else Console.WriteLine($"mlflow: run {outcome.RunId} ({MlflowTags.StatusName(status)}) in {outcome.Location}");
     }
 
-    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint, MlflowRun? tracked)
+    /// <summary>The command line for the ranks: everything but the launcher's own options.</summary>
+    static List<string> WithoutLaunchOptions(string[] args, Option[] launch)
     {
+        var names = launch.Select(o => o.Name).ToHashSet();
+        var kept = new List<string>();
+        for (int i = 0; i < args.Length; i++)
+        {
+            string name = args[i].Split('=', 2)[0];
+            if (!names.Contains(name)) kept.Add(args[i]);
+            else if (!args[i].Contains('=')) i++;   // and its value
+        }
+        return kept;
+    }
+
+    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint, DistributedEnvironment? job, MlflowRun? tracked)
+    {
+        ProcessGroup? group;
+        try
+        {
+            group = job is null ? null : ProcessGroup.Connect(job);
+        }
+        catch (DistributedException e)
+        {
+            Console.Error.WriteLine($"medformer pretrain (rank {job!.Rank}): {e.Message}");
+            return 1;
+        }
+        string who = job is null ? "medformer pretrain" : $"medformer pretrain (rank {job.Rank})";
+        bool quiet = job is { Rank: > 0 };   // only rank 0 shows progress and the result
         // Ctrl-C stops before the next step; the last checkpoint stays, and --resume continues from it.
         using var interrupt = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -114,18 +159,22 @@ static class PretrainCommand
         };
         Console.CancelKeyPress += onCancel;
         var progress = new ProgressLine(Console.IsOutputRedirected);
+        bool clean = false;
         try
         {
-            var result = PretrainJob.Run(run, outDir, overrides, log =>
+            var result = PretrainJob.Run(run, outDir, overrides, quiet ? null : log =>
             {
                 progress.Show(log);
                 tracked?.LogMetrics(Metrics(log), log.Step);
-            }, progress.Notice, interrupt.Token);
+            }, quiet ? null : progress.Notice, interrupt.Token, group);
             progress.Done();
+            clean = true;
+            if (quiet) return 0;
             foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
             var t = result.Training;
             string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
-            Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
+            string processes = group is null ? "" : $" × {group.WorldSize} processes";
+            Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
             Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
             Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
             if (tracked is not null)
@@ -139,20 +188,24 @@ static class PretrainCommand
         catch (OperationCanceledException)
         {
             progress.Done();
-            Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: {resumeHint}");
+            clean = true;   // every rank stopped after the same step
+            if (!quiet) Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: {resumeHint}");
             EndTracking(tracked, RunStatus.Killed);
             return 130;
         }
-        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
+        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException or DistributedException)
         {
             progress.Done();
-            Console.Error.WriteLine("medformer pretrain: " + e.Message);
+            Console.Error.WriteLine($"{who}: {e.Message}");
             EndTracking(tracked, RunStatus.Failed, e.Message);
             return 1;
         }
         finally
         {
             Console.CancelKeyPress -= onCancel;
+            // A failing rank leaves without a goodbye, so the others' next collective names it.
+            if (clean) group?.Dispose();
+            else group?.Abort();
         }
     }
 

@@ -6,6 +6,7 @@ using Medformer.Datasets.Transforms;
 using Medformer.Pretrain.Objectives;
 using Medformer.Pretrain.Training;
 using Medformer.Runtime;
+using Medformer.Runtime.Distributed;
 using static TorchSharp.torch;
 
 namespace Medformer.Pretrain;
@@ -24,12 +25,16 @@ public sealed record PretrainResult(TrainerResult Training, IReadOnlyDictionary<
 /// </summary>
 public static class PretrainJob
 {
+    /// <param name="group">Data parallel: this process's rank; each rank reads its shard, rank 0 writes (see <see cref="Trainer"/>).</param>
     public static PretrainResult Run(RunConfig config, string outputDirectory, PretrainOverrides? overrides = null,
-        Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default)
+        Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default, ProcessGroup? group = null)
     {
         overrides ??= new PretrainOverrides();
         ApplyOverrides(config, overrides);
-        var device = DeviceSpec.Parse(overrides.Device ?? config.Device ?? "cpu");
+        string deviceName = overrides.Device ?? config.Device ?? "cpu";
+        // One GPU per local rank, as torchrun users expect of "cuda".
+        if (group is not null && deviceName == "cuda") deviceName = $"cuda:{group.LocalRank}";
+        var device = DeviceSpec.Parse(deviceName);
         Seeding.SeedEverything(config.Seed);
 
         var modelConfig = MedformerConfig.Resolve(config.Model);
@@ -37,16 +42,20 @@ public static class PretrainJob
         var model = new Medformer(modelConfig);
         using var task = new Pretraining(model, objectives, config.Momentum);
 
+        // Rank 0 opens the corpora first: the phantom corpus is generated on first use, once.
+        if (group is { Rank: > 0 }) group.Barrier();
         var corpora = config.Corpora.Select(Open).ToList();
+        if (group is { Rank: 0 }) group.Barrier();
         try
         {
             var sources = corpora.Select((corpus, i) => new LoaderSource(corpus, config.Corpora[i].Weight,
                 Augmentation(config.Augment, corpus, modelConfig), task.Views, task.TrackCoordinates)).ToList();
-            var loader = new DataLoader(sources, new LoaderOptions(config.Batch.Size, config.Seed, config.Batch.Workers, Strict: config.Strict));
+            var loader = new DataLoader(sources, new LoaderOptions(config.Batch.Size, config.Seed, config.Batch.Workers,
+                Rank: group?.Rank ?? 0, WorldSize: group?.WorldSize ?? 1, Strict: config.Strict));
             var options = TrainerOptions(config);
             Directory.CreateDirectory(outputDirectory);
-            File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), ToJson(config));
-            var result = new Trainer(options, device, notice).Fit(task, loader.Batches, outputDirectory, overrides.Resume, log, cancel: cancel);
+            if (group is null or { Rank: 0 }) File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), ToJson(config));
+            var result = new Trainer(options, device, notice, group).Fit(task, loader.Batches, outputDirectory, overrides.Resume, log, cancel: cancel);
             return new PretrainResult(result, loader.Skipped, loader.SkipReasons, device.ToString(), config.Precision);
         }
         finally

@@ -36,6 +36,8 @@ export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPE
 
 # SkiaSharp's native library (the plots of `medformer runs compare`) links fontconfig and needs a font.
 apt_install libfontconfig1 fonts-dejavu-core
+# Gloo (data parallel across processes): the shim in runtime/native is compiled against its headers.
+apt_install libgloo-dev g++
 
 if [ "$mode" = test ]; then
   # OpenBLAS: without it Debian's PyTorch falls back to the netlib reference BLAS, 20x slower, and every
@@ -48,7 +50,7 @@ fi
 # Rebuild only when a source, project or build file changed since the last good build.
 stamp_file=.build/stamp-Release
 stamp=$( { find runtime model datasets pretrain heads eval tracking cli bench tests \
-             \( -name bin -o -name obj \) -prune -o -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.json' -o -name '*.props' -o -name '*.targets' \) -print0 \
+             \( -name bin -o -name obj \) -prune -o -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.json' -o -name '*.props' -o -name '*.targets' -o -name '*.cc' \) -print0 \
            | xargs -0 stat -c '%n %s %Y'; stat -c '%n %s %Y' Directory.Build.props Directory.Build.targets Directory.Packages.props Medformer.sln global.json; } | sort | sha1sum | cut -d' ' -f1)
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
   exit 0

@@ -145,7 +145,7 @@ public static class PretrainBenchmark
 
     /// <summary>As PretrainJob builds the objectives of its default mix; one the twin lacks is an error, not a silent mismatch.</summary>
     /// <summary><see cref="Distinct"/> batches of two views, augmented as the job does, from random images in memory.</summary>
-    static List<Batch> MakeBatches(MedformerConfig config, RunConfig job, int batchSize)
+    internal static List<Batch> MakeBatches(MedformerConfig config, RunConfig job, int batchSize)
     {
         using var corpus = new TensorCorpus("bench", rand(Distinct * batchSize, 1, Size, Size), organ: "chest", modality: "xray");
         var source = new LoaderSource(corpus, Transform: PretrainJob.Augmentation(job.Augment, corpus, config), Views: 2);
@@ -154,7 +154,7 @@ public static class PretrainBenchmark
     }
 
     /// <summary>The trainer disposes each batch after its step, so it gets copies, in turn, from batch <paramref name="start"/>.</summary>
-    static IEnumerable<Batch> Replay(IReadOnlyList<Batch> batches, long start)
+    internal static IEnumerable<Batch> Replay(IReadOnlyList<Batch> batches, long start)
     {
         for (long i = start; ; i++)
         {

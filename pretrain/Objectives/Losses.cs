@@ -157,7 +157,12 @@ public static class Losses
     /// <param name="propagated">[B,Q1,D] y, propagated from one view.</param>
     /// <param name="target">[B,Q2,D] x', the momentum encoder's features of the other view (detached by the caller).</param>
     /// <param name="positives">[B,Q1,Q2] bool, from <see cref="Datasets.Transforms.PixelPairs.PositiveBatch"/>.</param>
-    public static Tensor PixelContrast(Tensor propagated, Tensor target, Tensor positives)
+    /// <param name="allReduceSum">
+    /// Data parallel: a sum over ranks; then the mean is over the positive pairs of every rank's batch, scaled by the
+    /// world size so that the ranks' losses average (as the trainer averages gradients) to the global-batch loss.
+    /// Null: one process.
+    /// </param>
+    public static Tensor PixelContrast(Tensor propagated, Tensor target, Tensor positives, Func<Tensor, Tensor>? allReduceSum = null)
     {
         RequireRank(nameof(PixelContrast), nameof(propagated), propagated, 3);
         RequireRank(nameof(PixelContrast), nameof(target), target, 3);
@@ -171,7 +176,13 @@ public static class Losses
         var cosine = F.normalize(As(propagated, type), dim: -1).bmm(F.normalize(As(target, type), dim: -1).transpose(1, 2));
         var weight = positives.to(type);
         // clamp_min(1): no positives gives 0·(a sum over the graph) instead of 0/0, with no host synchronisation.
-        return scope.MoveToOuter(-(cosine * weight).sum() / weight.sum().clamp_min(1));
+        var count = weight.sum().clamp_min(1);
+        if (allReduceSum is not null)
+        {
+            var global = allReduceSum(stack([weight.sum(), ones([], dtype: type, device: weight.device)]).detach()).detach();   // [pairs, world]
+            count = global[0].clamp_min(1) / global[1];
+        }
+        return scope.MoveToOuter(-(cosine * weight).sum() / count);
     }
 
     /// <summary>

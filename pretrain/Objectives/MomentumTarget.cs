@@ -52,6 +52,9 @@ public sealed class MomentumTarget : IDisposable
     /// <summary>The target encoder.</summary>
     public Medformer Model { get; }
 
+    /// <summary>The target encoder and heads.</summary>
+    public IEnumerable<nn.Module> Modules => [Model, .. heads.Values];
+
     /// <summary>The target copy of an objective's head.</summary>
     public nn.Module Head(string task) => heads[task];
 

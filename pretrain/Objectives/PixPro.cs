@@ -69,8 +69,8 @@ public sealed class PixPro : Objective
         var diagonal = maximum(CellDiagonal(batch.Views[0].Coordinates!, grid), CellDiagonal(batch.Views[1].Coordinates!, grid)); // [N]
         var scale = diagonal.view(-1, 1, 1);
         var positives = PixelPairs.PositiveBatch(c1 / scale, c2 / scale, threshold);                       // [N,Q1,Q2]
-        var pixel = (Losses.PixelContrast(y[..n].to(ScalarType.Float32), xt[n..].to(ScalarType.Float32), positives)
-                   + Losses.PixelContrast(y[n..].to(ScalarType.Float32), xt[..n].to(ScalarType.Float32), positives.transpose(1, 2))) / 2;
+        var pixel = (Losses.PixelContrast(y[..n].to(ScalarType.Float32), xt[n..].to(ScalarType.Float32), positives, step.AllReduceSum)
+                   + Losses.PixelContrast(y[n..].to(ScalarType.Float32), xt[..n].to(ScalarType.Float32), positives.transpose(1, 2), step.AllReduceSum)) / 2;
         if (instanceWeight == 0) return scope.MoveToOuter(pixel);
         var p = instance_predictor.call(x.mean([1]));                                                  // [2N,D]
         var z = xt.mean([1]);

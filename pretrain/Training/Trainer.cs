@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Medformer.Datasets.Loading;
 using Medformer.Pretrain.Objectives;
 using Medformer.Runtime;
+using Medformer.Runtime.Distributed;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -11,10 +12,13 @@ namespace Medformer.Pretrain.Training;
 /// <summary>
 /// One line of the training log. With batch adaptation, <see cref="BatchSize"/> is the mean batch size of the steps
 /// since the last line and <see cref="SelectedSize"/> the mean of their median selected sizes; null otherwise.
+/// Data parallel: the loss and its parts are the means over ranks, <see cref="SamplesPerSecond"/> counts every
+/// rank's samples, and <see cref="Communication"/> is the fraction of the time since the last line spent in
+/// collectives (null in one process).
 /// </summary>
 public sealed record TrainerLog(long Step, long MaxSteps, double Loss, IReadOnlyDictionary<string, double> Parts, double LearningRate,
     double GradNorm, double SamplesPerSecond, TimeSpan Elapsed, TimeSpan Remaining, long SkippedSteps,
-    double? BatchSize = null, double? SelectedSize = null);
+    double? BatchSize = null, double? SelectedSize = null, double? Communication = null);
 
 /// <summary>What a finished run leaves: where its model and last checkpoint are, and how it went.</summary>
 public sealed record TrainerResult(string ModelDirectory, string LastCheckpoint, long Steps, double FinalLoss, long SkippedSteps,
@@ -40,8 +44,16 @@ public sealed class TrainingDivergedException(string message) : Exception(messag
 /// a resumed run replays the same sizes and selections. (The unused tail of a batch is skipped; every epoch
 /// reshuffles, so each sample still has the same chance of being used.)
 /// </para>
+/// <para>
+/// Data parallel (a <see cref="ProcessGroup"/> of more than one rank; DDP's recipe): each rank trains on its own
+/// batches (the loader's shard); parameters and buffers are broadcast from rank 0 before the precision policy and
+/// the momentum target copy them, so every rank starts, and stays, identical; after the backward pass gradients
+/// are averaged over ranks in flat buckets; the objectives' gathers, Barlow Twins' statistics and the projectors'
+/// BatchNorm span every rank (the global batch); the step's loss, finiteness and interruption are agreed over
+/// ranks, so every rank skips the same steps and stops after the same one. Rank 0 alone writes checkpoints and the model; every rank reads them to resume.
+/// </para>
 /// </summary>
-public sealed class Trainer(TrainerOptions options, Device device, Action<string>? notice = null)
+public sealed class Trainer(TrainerOptions options, Device device, Action<string>? notice = null, ProcessGroup? group = null)
 {
     public TrainerOptions Options { get; } = options;
 
@@ -52,10 +64,17 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         Action<TrainerLog>? log = null, Func<long, IReadOnlyDictionary<string, double>>? evaluate = null, CancellationToken cancel = default)
     {
         Options.Validate();
+        var distributed = group is { WorldSize: > 1 } ? group : null;
+        if (distributed is not null && Options.BatchAdaptation is { Enabled: true })
+            throw new ArgumentException($"batch_adaptation selects samples by their per-sample gradients on one process; it is not supported with data parallel ({distributed.WorldSize} processes): run it in one process");
         Directory.CreateDirectory(outputDirectory);
         task.Module.to(device);
+        if (distributed is not null) Synchronize(task.Module, distributed);
         using var policy = MixedPrecision.Create(task.Module, Options.Precision, device, notice);
         task.Prepare(policy.ComputeType, device);
+        if (distributed is not null)
+            foreach (var module in task.Module.modules().Concat(task.Target?.Modules.SelectMany(m => m.modules()) ?? []))
+                if (module is Projector projector) projector.AllReduceSum = distributed.AllReduceSumWithGradient;
         BatchAdaptation? adaptation = null;
         if (Options.BatchAdaptation is { Enabled: true } adaptationOptions)
         {
@@ -73,9 +92,11 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                 new AdamW.ParamGroup(noDecay.Select(p => p.Master), lr: Options.LearningRate, beta1: Options.Beta1, beta2: Options.Beta2, weight_decay: 0),
             ], lr: Options.LearningRate);
 
+        int world = distributed?.WorldSize ?? 1, rank = distributed?.Rank ?? 0;
         var state = new TrainerState
         {
             Seed = Options.Seed, Precision = Options.Precision.ToString().ToLowerInvariant(), MaxSteps = Options.MaxSteps, Accumulation = Options.Accumulation,
+            WorldSize = world,
         };
         if (resume)
         {
@@ -88,6 +109,9 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
             if (state.MaxSteps != Options.MaxSteps)
                 notice?.Invoke($"max_steps is {Options.MaxSteps} where {from} was trained towards {state.MaxSteps}: the learning-rate schedule from here differs from the original run's");
             state.MaxSteps = Options.MaxSteps;
+            if (state.WorldSize != world)
+                notice?.Invoke($"{from} was trained on {state.WorldSize} process(es), this run has {world}: each rank resumes at batch {state.LoaderPosition} of its shard, which continues the interrupted pass exactly when the global batch (batch size × processes) is unchanged");
+            state.WorldSize = world;
             if (adaptation is not null && state.BatchAdaptation is { } adapted) adaptation.Restore(adapted);
             else if (adaptation is not null) notice?.Invoke($"{from} was trained without batch adaptation: it starts here at batch size {adaptation.CurrentBatch}");
             else if (state.BatchAdaptation is not null) notice?.Invoke($"{from} was trained with batch adaptation; this run takes the loader's whole batches");
@@ -100,6 +124,8 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         var window = Stopwatch.StartNew();
         long windowSamples = 0, windowStart = state.Step;
         var masters = named.Select(p => p.Master).ToArray();
+        var reducer = distributed is null ? null : new GradientReducer(distributed, masters);
+        var communicationStart = distributed?.CommunicationTime ?? TimeSpan.Zero;
         double lossSum = 0, normSum = 0;
         var partSums = new Dictionary<string, double>();
         int lossCount = 0;
@@ -111,11 +137,12 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         task.Module.train();
         while (state.Step < Options.MaxSteps)
         {
-            cancel.ThrowIfCancellationRequested();
+            if (distributed is null) cancel.ThrowIfCancellationRequested();  // data parallel: the ranks agree on stopping, below
             long step = state.Step;
             double lr = Options.LearningRateAt(step);
             foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
             double stepLoss = 0;
+            bool stop = false;
             var stepParts = new Dictionary<string, double>();
             using (var scope = NewDisposeScope())
             {
@@ -126,10 +153,12 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                     using var loaded = stream.Current;
                     using var head = adaptation is not null && adaptation.CurrentBatch < loaded.Count ? Take(loaded, adaptation.CurrentBatch) : null;
                     var batch = head ?? loaded;
-                    long seed = Seeding.Derive(Options.Seed, "step", step * Options.Accumulation + micro);
+                    // Ranks draw independently (rank 0 as a single process does, so one-process runs keep their streams).
+                    long seed = Seeding.Derive(Options.Seed, rank == 0 ? "step" : $"step/rank{rank}", step * Options.Accumulation + micro);
                     torch.manual_seed(seed);  // dropout, stochastic depth: the global generator, reseeded per micro-step
                     using var generator = new Generator((ulong)seed, device);
-                    var context = new StepContext(step, generator, policy.Cast, task.Target);
+                    var context = distributed is null ? new StepContext(step, generator, policy.Cast, task.Target)
+                        : new StepContext(step, generator, policy.Cast, task.Target, distributed.AllGatherWithGradient, distributed.AllReduceSumWithGradient, rank);
                     if (adaptive is not null)
                     {
                         using var candidates = new Generator((ulong)Seeding.Derive(Options.Seed, "batch-adaptation", step), CPU);
@@ -148,9 +177,15 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                         stepLoss += loss.item<float>() / Options.Accumulation;
                         foreach (var (name, part) in parts) stepParts[name] = stepParts.GetValueOrDefault(name) + part.item<float>() / Options.Accumulation;
                     }
-                    windowSamples += batch.Count;
+                    windowSamples += batch.Count * world;
                 }
                 bool finite = policy.UnscaleGradients() && double.IsFinite(stepLoss);
+                if (distributed is not null)
+                {
+                    distributed.ThrowIfFailed();  // a collective inside the backward pass failed
+                    reducer!.AverageGradients();
+                    (finite, stop) = Agree(distributed, finite, cancel.IsCancellationRequested, ref stepLoss, stepParts);
+                }
                 double norm = finite ? GradientNorm(masters, Options.GradClip) : double.NaN;
                 finite &= double.IsFinite(norm);
                 if (finite && policy.Step(optimizer))
@@ -187,7 +222,9 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                     partSums.ToDictionary(p => p.Key, p => p.Value / Math.Max(1, lossCount)), lr,
                     lossCount > 0 ? normSum / lossCount : double.NaN, rate, clock.Elapsed + TimeSpan.FromSeconds(state.ElapsedSeconds),
                     stepsPerSecond > 0 ? TimeSpan.FromSeconds((Options.MaxSteps - state.Step) / stepsPerSecond) : TimeSpan.Zero, state.SkippedSteps,
-                    adaptedSteps > 0 ? batchSum / adaptedSteps : null, adaptedSteps > 0 ? selectedSum / adaptedSteps : null);
+                    adaptedSteps > 0 ? batchSum / adaptedSteps : null, adaptedSteps > 0 ? selectedSum / adaptedSteps : null,
+                    distributed is null || seconds <= 0 ? null : (distributed.CommunicationTime - communicationStart).TotalSeconds / seconds);
+                communicationStart = distributed?.CommunicationTime ?? TimeSpan.Zero;
                 (batchSum, selectedSum, adaptedSteps) = (0, 0, 0);
                 history.Add(entry);
                 state.LastLoss = entry.Loss;
@@ -207,15 +244,46 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                 state.BatchAdaptation = adaptation?.Snapshot();
                 double elapsedBefore = state.ElapsedSeconds;
                 state.ElapsedSeconds += clock.Elapsed.TotalSeconds;
-                lastCheckpoint = TrainingCheckpoint.Save(outputDirectory, task, policy, optimizer, ordered, state, Options.KeepCheckpoints);
+                lastCheckpoint = rank == 0
+                    ? TrainingCheckpoint.Save(outputDirectory, task, policy, optimizer, ordered, state, Options.KeepCheckpoints)
+                    : TrainingCheckpoint.PathOf(outputDirectory, state.Step);
                 state.ElapsedSeconds = elapsedBefore;
             }
+            if (stop) throw new OperationCanceledException("a rank was interrupted", cancel);
         }
         lastCheckpoint ??= TrainingCheckpoint.Latest(outputDirectory)!;
         string modelDirectory = Path.Combine(outputDirectory, "model");
-        TrainingCheckpoint.SaveModel(modelDirectory, task, policy);
+        if (rank == 0) TrainingCheckpoint.SaveModel(modelDirectory, task, policy);
+        distributed?.Barrier();  // no rank reports the model before rank 0 has written it
         return new TrainerResult(modelDirectory, lastCheckpoint, state.Step, state.LastLoss, state.SkippedSteps,
             clock.Elapsed + TimeSpan.FromSeconds(state.ElapsedSeconds), history, evaluations);
+    }
+
+    /// <summary>Rank 0's parameters and buffers into every rank's (DDP's start), in place.</summary>
+    static void Synchronize(nn.Module module, ProcessGroup group)
+    {
+        using var noGrad = torch.no_grad();
+        foreach (var (_, parameter) in module.named_parameters()) group.Broadcast(parameter);
+        foreach (var (_, buffer) in module.named_buffers()) group.Broadcast(buffer);
+    }
+
+    /// <summary>
+    /// The step's loss and parts as means over ranks, whether it is finite on every rank, and whether any rank was
+    /// interrupted (one all-reduce), so that every rank logs the global loss, skips the same steps and stops after
+    /// the same step.
+    /// </summary>
+    static (bool Finite, bool Stop) Agree(ProcessGroup group, bool finite, bool interrupted, ref double loss, Dictionary<string, double> parts)
+    {
+        var names = parts.Keys.Order(StringComparer.Ordinal).ToArray();
+        double[] values = [finite ? 0 : 1, interrupted ? 1 : 0, finite ? loss : 0, .. names.Select(n => parts[n])];
+        using var sums = tensor(values);
+        group.AllReduce(sums);
+        var total = sums.data<double>().ToArray();
+        bool stop = total[1] > 0;
+        if (total[0] > 0) return (false, stop);
+        loss = total[2] / group.WorldSize;
+        for (int i = 0; i < names.Length; i++) parts[names[i]] = total[3 + i] / group.WorldSize;
+        return (true, stop);
     }
 
     /// <summary>The first <paramref name="count"/> samples of a batch (views of its tensors).</summary>

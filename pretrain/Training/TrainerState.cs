@@ -24,7 +24,9 @@ public sealed class TrainerState
     public int NonFiniteInARow { get; set; }
     public double LastLoss { get; set; } = double.NaN;
     public double ElapsedSeconds { get; set; }
-    /// <summary>The next batch index the loader gives (step × accumulation).</summary>
+    /// <summary>Processes the run was trained on (data parallel); the loader position is per rank.</summary>
+    public int WorldSize { get; set; } = 1;
+    /// <summary>The next batch index the loader gives (step × accumulation), on each rank.</summary>
     public long LoaderPosition { get; set; }
     /// <summary>Batch adaptation's batch size and recent selected sizes; null when it was off.</summary>
     public BatchAdaptationState? BatchAdaptation { get; set; }

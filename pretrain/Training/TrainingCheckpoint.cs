@@ -25,10 +25,13 @@ public static class TrainingCheckpoint
             .OrderBy(d => long.Parse(Path.GetFileName(d)[Prefix.Length..]))
             .LastOrDefault();
 
+    /// <summary>Where the checkpoint of <paramref name="step"/> goes.</summary>
+    public static string PathOf(string outputDirectory, long step) => Path.Combine(outputDirectory, $"{Prefix}{step:D6}");
+
     internal static string Save(string outputDirectory, TrainingTask task, MixedPrecision policy, AdamW optimizer,
         IReadOnlyList<(string Name, Parameter Master)> ordered, TrainerState state, int keep)
     {
-        string folder = Path.Combine(outputDirectory, $"{Prefix}{state.Step:D6}");
+        string folder = PathOf(outputDirectory, state.Step);
         state.LoaderPosition = state.Step * state.Accumulation;
         var (model, heads) = Split(policy);
         var extra = new Dictionary<string, Action<string>>
