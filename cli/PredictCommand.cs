@@ -19,7 +19,7 @@ static class PredictCommand
         var split = new Option<string>("--split") { Description = "The split of a MedMNIST-layout .npz (SPLIT_images).", DefaultValueFactory = _ => "test" };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
-        var command = new Command("predict", "Predict with a fine-tuned model: class probabilities (JSON and CSV).");
+        var command = new Command("predict", "Predict with a fine-tuned model: class probabilities (JSON and CSV), masks (NIfTI) or images (NIfTI and PNG).");
         command.Arguments.Add(inputs);
         foreach (var option in new Option[] { checkpoint, output, split, device, json }) command.Options.Add(option);
         command.SetAction(parse =>
@@ -29,26 +29,17 @@ static class PredictCommand
             try
             {
                 using var tuner = FineTuner.Load(parse.GetValue(checkpoint)!, DeviceSpec.Parse(parse.GetValue(device)!));
-                var batches = new List<PredictionBatch>();
-                try
+                Directory.CreateDirectory(outDir);
+                // One branch per kind of head output.
+                var written = tuner.Head.Output switch
                 {
-                    foreach (string input in parse.GetValue(inputs)!) batches.Add(PredictionInputs.Read(input, tuner.InputShape, parse.GetValue(split)!));
-                    Directory.CreateDirectory(outDir);
-                    // One branch per kind of head output.
-                    var written = tuner.Head.Output switch
-                    {
-                        HeadOutput.Probabilities => WriteProbabilities(tuner, batches, outDir),
-                        var other => throw new ArgumentException($"predict does not yet write {other.ToString().ToLowerInvariant()} outputs"),
-                    };
-                    if (parse.GetValue(json))
-                        Console.WriteLine(written.ToJsonString());
-                    else
-                        foreach (var file in written["files"]!.AsArray()) Console.WriteLine($"wrote {file}");
-                }
-                finally
-                {
-                    foreach (var batch in batches) batch.Dispose();
-                }
+                    HeadOutput.Probabilities => WriteProbabilities(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
+                    _ => WriteDense(tuner, parse.GetValue(inputs)!, outDir),
+                };
+                if (parse.GetValue(json))
+                    Console.WriteLine(written.ToJsonString());
+                else
+                    foreach (var file in written["files"]!.AsArray()) Console.WriteLine($"wrote {file}");
                 return 0;
             }
             catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException or KeyNotFoundException)
@@ -61,6 +52,20 @@ static class PredictCommand
     }
 
     /// <summary>predictions.json (per input and image: the predicted class and each class's probability) and predictions.csv.</summary>
+    static JsonObject WriteProbabilities(FineTuner tuner, IEnumerable<string> inputs, string split, string outDir)
+    {
+        var batches = new List<PredictionBatch>();
+        try
+        {
+            foreach (string input in inputs) batches.Add(PredictionInputs.Read(input, tuner.InputShape, split));
+            return WriteProbabilities(tuner, batches, outDir);
+        }
+        finally
+        {
+            foreach (var batch in batches) batch.Dispose();
+        }
+    }
+
     static JsonObject WriteProbabilities(FineTuner tuner, IReadOnlyList<PredictionBatch> batches, string outDir)
     {
         var rows = new JsonArray();
@@ -91,6 +96,41 @@ static class PredictCommand
         File.WriteAllText(jsonPath, document.ToJsonString(new() { WriteIndented = true }));
         File.WriteAllText(csvPath, csv.ToString());
         return new JsonObject { ["files"] = new JsonArray(Path.GetFullPath(jsonPath), Path.GetFullPath(csvPath)), ["predictions"] = rows.Count };
+    }
+
+    /// <summary>
+    /// Masks (NIfTI) or images (NIfTI with a PNG preview) on each input's grid, by sliding windows of the training
+    /// input's extent (Gaussian-weighted overlap), so a volume of any size is predicted: NAME_mask.nii.gz or
+    /// NAME_prediction.nii.gz per input.
+    /// </summary>
+    static JsonObject WriteDense(FineTuner tuner, IEnumerable<string> inputs, string outDir)
+    {
+        var shape = tuner.InputShape ?? throw new InvalidDataException("the model's head.json has no input_shape: the window size of a dense prediction");
+        string dims = shape.Length == 4 ? "3d" : "2d";
+        var files = new JsonArray();
+        foreach (string path in inputs)
+        {
+            using var input = DenseFiles.Read(path, dims);
+            using var image = input.Image.unsqueeze(0);
+            using var predicted = tuner.PredictSlidingWindow(image, shape[1..], [input.Meta]);
+            string name = Path.GetFileName(path.TrimEnd('/', Path.DirectorySeparatorChar));
+            foreach (string suffix in new[] { ".nii.gz", ".nii", ".dcm", ".npy" })
+                if (name.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)) name = name[..^suffix.Length];
+            if (tuner.Head.Output == HeadOutput.Mask)
+            {
+                string mask = Path.Combine(outDir, name + "_mask.nii.gz");
+                DenseFiles.WriteMask(mask, predicted[0], input);
+                files.Add(Path.GetFullPath(mask));
+            }
+            else
+            {
+                string result = Path.Combine(outDir, name + "_prediction.nii.gz");
+                string preview = DenseFiles.WriteImage(result, predicted[0], input, (tuner.Head as ImageToImageHead)?.Scale ?? 1);
+                files.Add(Path.GetFullPath(result));
+                files.Add(Path.GetFullPath(preview));
+            }
+        }
+        return new JsonObject { ["files"] = files };
     }
 
     static string Csv(string text) => text.IndexOfAny([',', '"', '\n']) >= 0 ? $"\"{text.Replace("\"", "\"\"")}\"" : text;
