@@ -20,6 +20,15 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
 
     internal static TensorCorpus Squares(int count, long seed, TaskType type)
     {
+        var (images, labels) = SquareArrays(count, seed, type);
+        // The corpus keeps its own handles: built outside the scope, which would dispose them with the temporaries.
+        using (images)
+        using (labels)
+            return new TensorCorpus("squares", images, labels);
+    }
+
+    static (Tensor Images, Tensor Labels) SquareArrays(int count, long seed, TaskType type)
+    {
         Seeding.SeedEverything(seed);
         var random = Seeding.Random("squares", seed);
         using var scope = NewDisposeScope();
@@ -41,8 +50,8 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
                 _ => [place],
             });
         }
-        using var labelTensor = type == TaskType.MultiLabel ? tensor(labels.SelectMany(l => l).ToArray(), [count, 3]) : tensor(labels.Select(l => l[0]).ToArray());
-        return new TensorCorpus("squares", images, labelTensor);
+        var labelTensor = type == TaskType.MultiLabel ? tensor(labels.SelectMany(l => l).ToArray(), [count, 3]) : tensor(labels.Select(l => l[0]).ToArray());
+        return (scope.MoveToOuter(images), scope.MoveToOuter(labelTensor));
     }
 
     [Theory]

@@ -194,7 +194,7 @@ public sealed class FineTunerTests : IDisposable
             using var probabilities = head.Predict(outputs);
             Assert.True(probabilities.sub(1.0 / classes).abs().max().item<float>() < 1e-5, $"{type} starts uniform");
             var labels = batch.Metas.Select(m => Math.Min(m.Labels[0], classes - 1)).ToArray();
-            using var relabelled = new Batch(0, batch.Views, [.. batch.Metas.Select((m, i) => m with { Labels = [labels[i]] })]);
+            var relabelled = new Batch(0, batch.Views, [.. batch.Metas.Select((m, i) => m with { Labels = [labels[i]] })]);  // shares the batch's views
             using var losses = head.Losses(outputs, relabelled);
             Assert.Equal(Math.Log(classes), losses.mean().item<float>(), 4);
         }
