@@ -32,8 +32,8 @@ public sealed class FineTuningPaysTests(PretrainedPhantom pretrained, ITestOutpu
         }
         Assert.Equal(400, tenth.Count);
         double gain = FineTune(true) - FineTune(false);
-        Assert.True(gain > 0.05, $"fine-tuning gain {gain:P1}");
+        Assert.True(gain > 0.03, $"fine-tuning gain {gain:P1}");  // 3 points on 1,000 test images: about three standard errors
     }
 
-    const long Steps = 150;
+    const long Steps = 300;
 }
