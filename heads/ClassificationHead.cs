@@ -69,7 +69,16 @@ public sealed class ClassificationHead : Head
         LabelSmoothing = labelSmoothing;
         int d = config.Dim;
         int width = pooling == Pooling.Flatten ? d * config.LatentCount : d;
-        if (pooling is Pooling.Query or Pooling.ClassQueries) queries = Objective.Query(pooling == Pooling.Query ? 1 : Outputs, d);
+        if (pooling == Pooling.Query) queries = Objective.Query(1, d);
+        if (pooling == Pooling.ClassQueries)
+        {
+            // Unit-scale class queries: at the latents' 0.02 they decode to nearly the same vector, and with the
+            // zero-initialised output layer the classes never separate (the loss stays at ln K).
+            using var noGrad = torch.no_grad();
+            var values = empty(1, Outputs, d);
+            Runtime.Init.trunc_normal_(values, std: 1.0);
+            queries = new Parameter(values);
+        }
         norm = nn.LayerNorm(width);
         fc = nn.Linear(width, pooling == Pooling.ClassQueries ? 1 : Outputs);
         using (torch.no_grad())

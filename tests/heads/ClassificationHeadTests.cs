@@ -56,10 +56,11 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
 
     [Theory]
     [InlineData(TaskType.MultiClass, Pooling.Flatten, 3)]
+    [InlineData(TaskType.MultiClass, Pooling.Query, 3)]
     [InlineData(TaskType.MultiClass, Pooling.ClassQueries, 3)]
     [InlineData(TaskType.Binary, Pooling.Mean, 2)]
     [InlineData(TaskType.Ordinal, Pooling.Flatten, 3)]
-    [InlineData(TaskType.MultiLabel, Pooling.Query, 3)]
+    [InlineData(TaskType.MultiLabel, Pooling.Flatten, 3)]
     public void LearnsEachTaskType(TaskType type, Pooling pooling, int classes)
     {
         using var train = Squares(96, 1, type);
