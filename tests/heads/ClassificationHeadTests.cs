@@ -68,7 +68,8 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
         Seeding.SeedEverything(0);
         using var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, classes, type, pooling));
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var result = tuner.Fit(train, new FineTuneOptions { MaxSteps = 150, BatchSize = 16, LearningRate = 2e-3, WarmupSteps = 10, Precision = Precision.Fp32, LogEvery = 10 }, test);
+        // Class queries read the latents through the decoder and learn more slowly (150 steps: loss 1.10 → 0.56, accuracy 67%).
+        var result = tuner.Fit(train, new FineTuneOptions { MaxSteps = pooling == Pooling.ClassQueries ? 400 : 150, BatchSize = 16, LearningRate = 2e-3, WarmupSteps = 10, Precision = Precision.Fp32, LogEvery = 10 }, test);
         var history = result.Training.History;
         output.WriteLine($"{type} {pooling}: loss {history[0].Loss:F3} → {history[^1].Loss:F3}; {string.Join(", ", result.Validation!.Select(p => $"{p.Key} {p.Value:F3}"))}; {clock.Elapsed.TotalSeconds:F1} s");
         Assert.True(history[^1].Loss < 0.5 * history[0].Loss, $"loss {history[0].Loss} → {history[^1].Loss}");
