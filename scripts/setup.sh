@@ -34,6 +34,9 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
+# The evaluation report's plots (ScottPlot on SkiaSharp) draw their text through fontconfig with DejaVu.
+apt_install libfontconfig1 fonts-dejavu-core
+
 if [ "$mode" = test ]; then
   # OpenBLAS: without it Debian's PyTorch falls back to the netlib reference BLAS, 20x slower, and every
   # ratio against the reference would flatter us. nibabel: the NIfTI tests check that it reads what we write.
