@@ -15,6 +15,7 @@ public static class MedformerCommand
         root.Subcommands.Add(Info());
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(DownloadCommand.Create());
+        root.Subcommands.Add(EvaluateCommand.Create());
         try
         {
             // Our handlers below say what went wrong in one line; the default handler would print a stack trace.

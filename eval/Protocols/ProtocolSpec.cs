@@ -64,11 +64,11 @@ public sealed record ProtocolSpec(ProtocolKind Kind, IReadOnlyList<double> Fract
 
     public void Validate()
     {
-        if (Fractions.Count == 0) throw new ArgumentException("a protocol needs at least one fraction");
+        if (Fractions.Count == 0) throw new ArgumentException("--fractions: a protocol needs at least one fraction");
         foreach (double f in Fractions)
-            if (!(f > 0 && f <= 1)) throw new ArgumentException($"fraction {f} must be in (0, 1]");
-        if (Fractions.Distinct().Count() != Fractions.Count) throw new ArgumentException($"fractions {string.Join(", ", Fractions)} repeat");
-        if (Seeds < 1) throw new ArgumentException($"seeds {Seeds} must be at least 1");
+            if (!(f > 0 && f <= 1)) throw new ArgumentException($"--fractions: {f} must be in (0, 1]");
+        if (Fractions.Distinct().Count() != Fractions.Count) throw new ArgumentException($"--fractions {string.Join(",", Fractions)}: a fraction repeats");
+        if (Seeds < 1) throw new ArgumentException($"--seeds {Seeds} must be at least 1");
     }
 
     /// <summary>Every cell, seed by seed (so an interrupted run has whole comparisons for its first seeds).</summary>
