@@ -24,6 +24,31 @@ public static class Fourier
         return scope.MoveToOuter(Features(positions, nyquist, bands));
     }
 
+    /// <summary>
+    /// Features of cells <paramref name="start"/> to start + count of the grid in row-major order (slowest axis first):
+    /// rows [start, start + count) of <see cref="GridFeatures(long[], int, Device?)"/>, bit for bit, without building the
+    /// whole grid, so a dense output of any size can be decoded a chunk at a time.
+    /// </summary>
+    public static Tensor GridFeatures(long[] grid, int bands, long start, long count, Device? device = null)
+    {
+        long cells = grid.Aggregate(1L, (a, n) => a * n);
+        if (start < 0 || count <= 0 || start + count > cells)
+            throw new ArgumentException($"cells [{start}, {start + count}) are outside the grid [{string.Join(", ", grid)}] of {cells} cells");
+        using var scope = NewDisposeScope();
+        var flat = arange(start, start + count, dtype: ScalarType.Int64, device: device);
+        var columns = new Tensor[grid.Length];
+        long stride = cells;
+        for (int a = 0; a < grid.Length; a++)
+        {
+            stride /= grid[a];
+            // The same linspace values the whole grid's meshgrid holds, picked by each cell's index on this axis.
+            var axis = linspace(-1.0 + 1.0 / grid[a], 1.0 - 1.0 / grid[a], grid[a], dtype: ScalarType.Float32, device: device);
+            columns[a] = axis.index_select(0, flat.div(stride, rounding_mode: RoundingMode.floor).remainder(grid[a]));
+        }
+        var nyquist = tensor(grid.Select(n => Math.Max(n / 2.0, 1.0)).ToArray(), dtype: ScalarType.Float32, device: device);
+        return scope.MoveToOuter(Features(stack(columns, dim: -1), nyquist, bands));
+    }
+
     /// <summary>[P, axes] positions in [-1, 1], [axes] max frequencies → [P, axes·(2·bands + 1)].</summary>
     public static Tensor Features(Tensor positions, Tensor maxFrequency, int bands)
     {

@@ -112,6 +112,20 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
         return scope.MoveToOuter(queries.unsqueeze(0));
     }
 
+    /// <summary>
+    /// Rows [start, start + count) of <see cref="PositionQueries(long[])"/> ([1, count, d], row-major over the output
+    /// grid): a dense output decoded a chunk at a time never holds the whole grid's queries.
+    /// </summary>
+    public Tensor PositionQueries(long[] outputSize, long start, long count)
+    {
+        if (outputSize.Length is not (2 or 3) || outputSize.Any(n => n <= 0))
+            throw new ArgumentException($"output size [{string.Join(", ", outputSize)}] must be 2 or 3 positive extents");
+        using var scope = NewDisposeScope();
+        var features = Fourier.GridFeatures(outputSize, Config.FourierBands, start, count, query_pos_2d.weight!.device);
+        var queries = (outputSize.Length == 2 ? query_pos_2d : query_pos_3d).call(features.to(query_pos_2d.weight!.dtype));
+        return scope.MoveToOuter(queries.unsqueeze(0));
+    }
+
     public static string Dimensionality(Tensor images) => images.dim() switch
     {
         4 => "2d",

@@ -164,26 +164,17 @@ public static class DbaExperiment
         using var labels = tensor(picked.Select(i => trainLabels[i]).ToArray());
         using var corpus = new TensorCorpus("fashion-mnist", images, labels);
         var config = MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
-        using var task = new ClassificationTask(new Medformer(config), 10, Pooling.Query);
-        var trainer = new Trainer(new TrainerOptions
+        using var tuner = new FineTuner(new Medformer(config), new ClassificationHead(config, 10, pooling: Pooling.Query));
+        double? lastBatch = null;
+        tuner.Fit(corpus, new FineTuneOptions
         {
-            MaxSteps = steps, LearningRate = 2e-3, MinLearningRate = 1e-5, WarmupSteps = steps / 10, WeightDecay = 0.05,
+            MaxSteps = steps, BatchSize = arm.Batch, LearningRate = 2e-3, MinLearningRate = 1e-5, WarmupSteps = steps / 10, WeightDecay = 0.05,
             Precision = Precision.Fp32, Seed = seed, LogEvery = (int)Math.Max(1, steps / 10), BatchAdaptation = arm.Adaptation,
-        }, CPU);
-        string output = Directory.CreateTempSubdirectory("medformer-dba-").FullName;
-        try
-        {
-            double? lastBatch = null;
-            trainer.Fit(task, start => new DataLoader([new LoaderSource(corpus)], new LoaderOptions(arm.Batch, Seed: seed, Workers: 1)).Batches(start), output,
-                log: entry => lastBatch = entry.BatchSize);
-            var metas = testLabels.Select((label, i) => new SampleMeta("fashion-mnist/test", $"test[{i}]", i, "other", "other", "2d", [1.0, 1.0], [label])).ToList();
-            using var predicted = task.PredictProbabilities(testImages, metas).argmax(1);
-            return new Outcome(predicted.data<long>().ToArray().Zip(testLabels).Average(p => p.First == p.Second ? 1.0 : 0.0), null, lastBatch, null);
-        }
-        finally
-        {
-            Directory.Delete(output, recursive: true);
-        }
+        }, log: entry => lastBatch = entry.BatchSize);
+        var metas = testLabels.Select((label, i) => new SampleMeta("fashion-mnist/test", $"test[{i}]", i, "other", "other", "2d", [1.0, 1.0], [label])).ToList();
+        using var probabilities = tuner.Predict(testImages, metas);
+        using var predicted = probabilities.argmax(1);
+        return new Outcome(predicted.data<long>().ToArray().Zip(testLabels).Average(p => p.First == p.Second ? 1.0 : 0.0), null, lastBatch, null);
     }
 
     /// <summary>A split of the MNIST-layout folder: images [N,1,28,28] normalised with the training set's mean and std, labels [N].</summary>

@@ -121,25 +121,15 @@ public static class PaysExperiment
 
     static double FineTune(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, double lr, int seed)
     {
-        using var task = new ClassificationTask(model, 10, Pooling.Flatten);
+        using var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten));
         var augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]);
-        var trainer = new Trainer(new TrainerOptions
+        tuner.Fit(subset, new FineTuneOptions
         {
-            MaxSteps = steps, LearningRate = lr, MinLearningRate = lr / 100, WarmupSteps = Math.Min(20, steps / 5), WeightDecay = 0.05,
-            Precision = Precision.Bf16, Seed = seed, LogEvery = (int)steps,
-        }, CPU);
-        string output = Directory.CreateTempSubdirectory("medformer-pays-ft-").FullName;
-        try
-        {
-            trainer.Fit(task, start => new DataLoader([new LoaderSource(subset, Transform: augment)], new LoaderOptions(64, Seed: seed, Workers: 1)).Batches(start), output);
-            using var probabilities = task.PredictProbabilities(testImages, testMetas);
-            using var predicted = probabilities.argmax(1);
-            return predicted.eq(testLabels).to(ScalarType.Float64).mean().item<double>();
-        }
-        finally
-        {
-            Directory.Delete(output, recursive: true);
-        }
+            MaxSteps = steps, LearningRate = lr, WarmupSteps = Math.Min(20, steps / 5), Precision = Precision.Bf16, Seed = seed, LogEvery = (int)steps, Augment = augment,
+        });
+        using var probabilities = tuner.Predict(testImages, testMetas);
+        using var predicted = probabilities.argmax(1);
+        return predicted.eq(testLabels).to(ScalarType.Float64).mean().item<double>();
     }
 
     static long Label(ICorpus corpus, int index)

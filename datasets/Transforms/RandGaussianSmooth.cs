@@ -23,8 +23,8 @@ public sealed record RandGaussianSmooth(double Probability = 0.1, double MinSigm
         return Spatial.Keep(scope, Intensity.WithImage(sample, Smooth(sample.Image, sigmas, Truncated)));
     }
 
-    /// <summary>[C,…] blurred with σ per spatial axis (separable, replicate padding).</summary>
-    internal static Tensor Smooth(Tensor image, double[] sigmas, double truncated)
+    /// <summary>[C,…] blurred with σ per spatial axis (separable, replicate padding): MONAI's GaussianSmooth.</summary>
+    public static Tensor Smooth(Tensor image, double[] sigmas, double truncated)
     {
         int axes = sigmas.Length;
         var tails = sigmas.Select(s => (long)(Math.Max(s * truncated, 0.5) + 0.5)).ToArray();

@@ -51,7 +51,7 @@ public abstract class Objective : nn.Module
     protected IReadOnlyList<LatentKey> Keys(Batch batch) => [.. batch.Metas.Select(m => new LatentKey(m.Organ, m.Modality, Task))];
 
     /// <summary>A learned query [1,n,d], initialised as the model's latents are.</summary>
-    internal static Parameter Query(int count, int dim)
+    public static Parameter Query(int count, int dim)
     {
         using var noGrad = torch.no_grad();
         var values = empty(1, count, dim);

@@ -64,14 +64,17 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         }
         using var adaptive = adaptation is null ? null : new AdaptiveStep(adaptation, task);
         var named = policy.NamedMasterParameters.ToList();
-        var decay = named.Where(p => Decays(p.Name, p.Master)).ToList();
-        var noDecay = named.Where(p => !Decays(p.Name, p.Master)).ToList();
-        var ordered = decay.Concat(noDecay).ToList();  // the optimizer's own order, for its state in checkpoints
+        // Parameter groups by (weight decay, learning-rate scale): pretraining has two, decay then no decay; fine-tuning
+        // adds scales (layer-wise decay). Frozen parameters stay out of the optimizer.
+        var groups = named.Where(p => p.Master.requires_grad)
+            .GroupBy(p => (Decays: Decays(p.Name, p.Master), Scale: task.LearningRateScale(p.Name)))
+            .OrderBy(g => g.Key.Decays ? 0 : 1).ThenByDescending(g => g.Key.Scale).ToList();
+        if (groups.Count == 0) throw new ArgumentException($"{task.GetType().Name}: no parameter trains (every one is frozen)");
+        var scales = groups.Select(g => g.Key.Scale).ToArray();
+        var ordered = groups.SelectMany(g => g).ToList();  // the optimizer's own order, for its state in checkpoints
         using var optimizer = optim.AdamW(
-            [
-                new AdamW.ParamGroup(decay.Select(p => p.Master), lr: Options.LearningRate, beta1: Options.Beta1, beta2: Options.Beta2, weight_decay: Options.WeightDecay),
-                new AdamW.ParamGroup(noDecay.Select(p => p.Master), lr: Options.LearningRate, beta1: Options.Beta1, beta2: Options.Beta2, weight_decay: 0),
-            ], lr: Options.LearningRate);
+            [.. groups.Select(g => new AdamW.ParamGroup(g.Select(p => p.Master), lr: Options.LearningRate * g.Key.Scale, beta1: Options.Beta1,
+                beta2: Options.Beta2, weight_decay: g.Key.Decays ? Options.WeightDecay : 0))], lr: Options.LearningRate);
 
         var state = new TrainerState
         {
@@ -114,7 +117,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
             cancel.ThrowIfCancellationRequested();
             long step = state.Step;
             double lr = Options.LearningRateAt(step);
-            foreach (var group in optimizer.ParamGroups) group.LearningRate = lr;
+            foreach (var (group, scale) in optimizer.ParamGroups.Zip(scales)) group.LearningRate = lr * scale;
             double stepLoss = 0;
             var stepParts = new Dictionary<string, double>();
             using (var scope = NewDisposeScope())

@@ -46,9 +46,12 @@ public static class TrainingCheckpoint
         return folder;
     }
 
-    /// <summary>The final model folder (config.json + model.safetensors, fp32), what fine-tuning starts from.</summary>
-    internal static void SaveModel(string folder, TrainingTask task, MixedPrecision policy) =>
-        Checkpoint.Save(task.Model.Config, Split(policy).Model, folder);
+    /// <summary>The final model folder (config.json + model.safetensors, fp32, and the task's <see cref="TrainingTask.ModelFiles"/>), what fine-tuning starts from.</summary>
+    internal static void SaveModel(string folder, TrainingTask task, MixedPrecision policy)
+    {
+        var (model, heads) = Split(policy);
+        Checkpoint.Save(task.Model.Config, model, folder, extraFiles: task.ModelFiles(heads));
+    }
 
     static (Dictionary<string, Tensor> Model, Dictionary<string, Tensor> Heads) Split(MixedPrecision policy)
     {

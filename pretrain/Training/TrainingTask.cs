@@ -35,12 +35,26 @@ public abstract class TrainingTask : IDisposable
     /// <summary>The Linear layers whose outputs the loss reads: EDBA's "last layer" (its per-sample gradients are batched outer products).</summary>
     public virtual IReadOnlyList<Linear> LastLayers => [];
 
+    /// <summary>
+    /// The learning-rate multiplier of a trainable parameter, by its name in <see cref="Module"/> ("model.blocks.0.…"):
+    /// 1 everywhere unless the task scales groups (fine-tuning's layer-wise decay). Frozen parameters
+    /// (<c>requires_grad</c> false) stay out of the optimizer.
+    /// </summary>
+    public virtual double LearningRateScale(string parameterName) => 1;
+
     /// <summary>After each optimizer step that was taken (e.g. the momentum target's update).</summary>
     public virtual void AfterStep(long step, long maxSteps) { }
 
     /// <summary>Extra tensors for a checkpoint (file name → tensors), e.g. "ema.safetensors".</summary>
     public virtual IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> ExtraState() =>
         new Dictionary<string, IReadOnlyDictionary<string, Tensor>>();
+
+    /// <summary>
+    /// Extra files for the final model folder (name → writer), given the fp32 weights of the module's parameters
+    /// outside "model" by name (a fine-tuned head's): none for pretraining, whose model folder is the Medformer alone.
+    /// </summary>
+    public virtual IReadOnlyDictionary<string, Action<string>> ModelFiles(IReadOnlyDictionary<string, Tensor> otherWeights) =>
+        new Dictionary<string, Action<string>>();
 
     public virtual void LoadExtraState(string file, IReadOnlyDictionary<string, Tensor> tensors, string source) { }
 

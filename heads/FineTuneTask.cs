@@ -1,0 +1,119 @@
+using System.Text.Json.Nodes;
+using Medformer.Datasets;
+using Medformer.Datasets.Loading;
+using Medformer.Pretrain.Objectives;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Medformer.Heads;
+
+/// <summary>
+/// A Medformer and a head as one <see cref="TrainingTask"/> for the shared <see cref="Trainer"/>: samples select the
+/// head's task bank, the head reads the latents, its per-sample losses make the loss (so DBA/EDBA apply), the
+/// strategy freezes and scales the model's parameters, and the final model folder carries the head
+/// (head.safetensors + head.json) beside the model.
+/// </summary>
+internal sealed class FineTuneTask : TrainingTask
+{
+    public const string HeadWeightsFile = "head.safetensors";
+    public const string HeadFile = "head.json";
+
+    private readonly Network network;
+    private readonly Strategy strategy;
+    private readonly Func<JsonObject> describe;
+
+    public FineTuneTask(Medformer model, Head head, Strategy strategy, Func<JsonObject> describe)
+    {
+        strategy.Validate(model.Config);
+        if (!model.Config.Tasks.Contains(head.Task))
+            throw new ArgumentException($"the model has no task bank '{head.Task}' (its tasks: {string.Join(", ", model.Config.Tasks)}); load it with Pretrained.Load(folder, tasks: [\"{head.Task}\"])");
+        this.strategy = strategy;
+        this.describe = describe;
+        network = new Network(model, head);
+        foreach (var (name, parameter) in model.named_parameters()) parameter.requires_grad = strategy.Trains(name, model.Config);
+    }
+
+    public override nn.Module Module => network;
+
+    public override Medformer Model => network.Model;
+
+    public Head Head => network.Head;
+
+    public override string? NoPerSampleLoss => null;
+
+    public override IReadOnlyList<Linear> LastLayers => Head.OutputLayers;
+
+    public override double LearningRateScale(string parameterName) =>
+        parameterName.StartsWith("model.", StringComparison.Ordinal) ? strategy.LearningRateScale(parameterName["model.".Length..], Model.Config) : 1;
+
+    public override (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext step)
+    {
+        using var scope = NewDisposeScope();
+        var losses = Losses(batch, step);
+        return (scope.MoveToOuter(losses.mean()), new Dictionary<string, Tensor>());
+    }
+
+    public override (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts)? PerSampleLoss(Batch batch, StepContext step)
+    {
+        using var scope = NewDisposeScope();
+        var losses = Losses(batch, step);
+        return (scope.MoveToOuter(losses), new Dictionary<string, Tensor>());
+    }
+
+    Tensor Losses(Batch batch, StepContext step)
+    {
+        using var scope = NewDisposeScope();
+        var outputs = network.Outputs(step.Cast(batch.Images.to(Device)), batch.Metas);
+        var losses = Head.Losses(outputs, batch);
+        if (losses.dim() != 1 || losses.shape[0] != batch.Count)
+            throw new InvalidOperationException($"{Head.GetType().Name}.Losses gave [{string.Join(",", losses.shape)}], not one loss per sample [{batch.Count}]");
+        return scope.MoveToOuter(losses.to(ScalarType.Float32));
+    }
+
+    /// <summary>images [B,C,…] (on the model's device and dtype) → the head's raw outputs.</summary>
+    public Tensor Outputs(Tensor images, IReadOnlyList<SampleMeta> metas) => network.Outputs(images, metas);
+
+    public Device Device => Model.parameters().First().device;
+
+    public override IReadOnlyDictionary<string, Action<string>> ModelFiles(IReadOnlyDictionary<string, Tensor> otherWeights)
+    {
+        var head = otherWeights.Where(p => p.Key.StartsWith("head.", StringComparison.Ordinal)).ToDictionary(p => p.Key["head.".Length..], p => p.Value);
+        return new Dictionary<string, Action<string>>
+        {
+            [HeadWeightsFile] = path => Safetensors.Save(head, path),
+            [HeadFile] = path => File.WriteAllText(path, describe().ToJsonString(new() { WriteIndented = true })),
+        };
+    }
+
+    public override void Dispose() => network.Dispose();
+
+    /// <summary>The trainable module: "model" (the Medformer, as checkpoints expect) and "head".</summary>
+    sealed class Network : nn.Module
+    {
+        private readonly Medformer model;
+        private readonly Head head;
+
+        public Network(Medformer model, Head head) : base("FineTune")
+        {
+            this.model = model;
+            this.head = head;
+            RegisterComponents();
+        }
+
+        public Medformer Model => model;
+
+        public Head Head => head;
+
+        public Tensor Outputs(Tensor images, IReadOnlyList<SampleMeta> metas)
+        {
+            if (metas.Count != images.shape[0]) throw new ArgumentException($"{metas.Count} metas for {images.shape[0]} images");
+            using var scope = NewDisposeScope();
+            var keys = metas.Select(m => new LatentKey(m.Organ, m.Modality, head.Task)).ToList();
+            var latents = model.forward(images, keys);                                   // [B,N,d]
+            return scope.MoveToOuter(head.call(new HeadInput(model, latents, images.shape, metas)));
+        }
+    }
+}
