@@ -2,7 +2,6 @@ using System.Diagnostics;
 using System.Globalization;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
-using Medformer.Datasets.Loading;
 using Medformer.Eval.Metrics;
 using Medformer.Heads;
 using Medformer.Pretrain.Training;
@@ -36,15 +35,16 @@ public sealed record FineTuneSettings(
 }
 
 /// <summary>
-/// A classification cell: fine-tunes the whole Medformer with a <see cref="ClassificationTask"/> head through the
-/// shared <see cref="Trainer"/> (AdamW, warmup then cosine), checks the validation set every few steps and keeps
-/// the weights of the best check (by <see cref="FineTuneSettings.Selection"/>), then scores the test set with
-/// MedMNIST's ACC and AUC for the data's task type. A random initialisation builds <c>randomConfig</c> from the
-/// seed; a pretrained one loads its model folder. Multi-class, binary-class and ordinal-regression tasks (one label
-/// per sample, cross-entropy); multi-label needs a multi-label head.
+/// A classification cell: fine-tunes the whole Medformer with a <see cref="ClassificationHead"/> for the data's task
+/// type (multi-class, multi-label, binary-class, ordinal-regression) through the <see cref="FineTuner"/>, checks the
+/// validation set every few steps and keeps the weights of the best check (by <see cref="FineTuneSettings.Selection"/>),
+/// then scores the test set with MedMNIST's ACC and AUC (<see cref="ClassificationMetrics"/>). A random
+/// initialisation builds <c>randomConfig</c> from the seed; a pretrained one loads its model folder (or hub name).
 /// </summary>
 public sealed class ClassificationCells : ICellTrainer, IDisposable
 {
+    const string TaskBank = "classification";
+
     readonly EvaluationData data;
     readonly FineTuneSettings settings;
     readonly MedformerConfig randomConfig;
@@ -55,11 +55,9 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
     public ClassificationCells(EvaluationData data, FineTuneSettings settings, MedformerConfig randomConfig, Device? device = null, Action<TrainerLog>? progress = null)
     {
         settings.Validate();
-        if (data.Task == "multi-label")
-            throw new ArgumentException($"{data.Name} is multi-label: fine-tuning here trains one label per sample (cross-entropy); multi-label needs a multi-label head");
         this.data = data;
         this.settings = settings;
-        this.randomConfig = randomConfig;
+        this.randomConfig = Pretrained.WithTasks(randomConfig, [TaskBank]);
         this.device = device ?? CPU;
         this.progress = progress;
     }
@@ -70,7 +68,7 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
     {
         ["data"] = data.Name,
         ["task"] = data.Task,
-        ["head"] = $"classification, {settings.Pooling.ToString().ToLowerInvariant()} pooling",
+        ["head"] = $"classification, {settings.Pooling.ToString().ToLowerInvariant()} pooling, full fine-tuning",
         ["max_steps"] = settings.MaxSteps.ToString(CultureInfo.InvariantCulture),
         ["lr"] = settings.LearningRate.ToString("R", CultureInfo.InvariantCulture),
         ["batch_size"] = settings.BatchSize.ToString(CultureInfo.InvariantCulture),
@@ -85,84 +83,40 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
         var clock = Stopwatch.StartNew();
         var key = plan.Key;
         test ??= Stack(data.Test, [.. Enumerable.Range(0, (int)data.Test.Count)]);
-        var (valImages, valLabels, valMetas) = Stack(plan.Validation, plan.ValidationIndices);
-        using var _v = valImages;
-        using var _l = valLabels;
         Seeding.SeedEverything(1000 + key.Seed);
-        var model = plan.Init.Checkpoint is { } folder ? Checkpoint.Load(folder) : new Medformer(randomConfig);
-        using var task = new ClassificationTask(model, data.Classes, settings.Pooling);
+        var model = plan.Init.Checkpoint is { } folder ? Pretrained.Load(folder, [TaskBank]) : new Medformer(randomConfig);
+        var head = new ClassificationHead(model.Config, data.Classes, TaskTypes.Parse(data.Task), settings.Pooling);
+        using var tuner = new FineTuner(model, head, Strategy.Full);
         var train = new SubsetCorpus(data.Train, plan.TrainIndices, $"{data.Train.Name}/labelled");
-        int batch = Math.Min(settings.BatchSize, plan.TrainIndices.Length);
-        long every = Math.Max(1, settings.MaxSteps / settings.Evaluations);
-        var trainer = new Trainer(new TrainerOptions
-        {
-            MaxSteps = settings.MaxSteps, LearningRate = settings.LearningRate, MinLearningRate = settings.LearningRate / 100,
-            WarmupSteps = Math.Min(20, settings.MaxSteps / 5), WeightDecay = 0.05, Precision = settings.Precision, Seed = key.Seed,
-            LogEvery = (int)Math.Max(1, Math.Min(10, settings.MaxSteps / 10)), EvaluateEvery = every,
-        }, device);
-
+        var validation = new SubsetCorpus(plan.Validation, plan.ValidationIndices, $"{plan.Validation.Name}/validation");
         var loss = new List<CurvePoint>();
-        var validation = new List<CurvePoint>();
-        Dictionary<string, Tensor>? best = null;
-        double bestValue = double.NegativeInfinity;
-        long bestStep = 0;
-        IReadOnlyDictionary<string, double> Evaluate(long step)
+        var result = tuner.Fit(train, new FineTuneOptions
         {
-            var scores = Score(task, valImages, valLabels, valMetas);
-            double value = scores[settings.Selection];
-            validation.Add(new CurvePoint(step, value));
-            if (value > bestValue)
-            {
-                (bestValue, bestStep) = (value, step);
-                Release(best);
-                best = task.Module.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().clone());
-            }
-            return scores;
-        }
-
-        string output = Directory.CreateTempSubdirectory("medformer-eval-cell-").FullName;
-        try
+            MaxSteps = settings.MaxSteps, BatchSize = Math.Min(settings.BatchSize, plan.TrainIndices.Length), LearningRate = settings.LearningRate,
+            Precision = settings.Precision, Seed = key.Seed, LogEvery = (int)Math.Max(1, Math.Min(10, settings.MaxSteps / 10)),
+            EvaluateEvery = Math.Max(1, settings.MaxSteps / settings.Evaluations), SelectBest = HeadMetricName, Workers = settings.Workers, Device = device,
+        }, validation, log: entry =>
         {
-            trainer.Fit(task, start => new DataLoader([new LoaderSource(train)], new LoaderOptions(batch, Seed: key.Seed, Workers: settings.Workers)).Batches(start),
-                output, log: entry =>
-                {
-                    loss.Add(new CurvePoint(entry.Step, entry.Loss));
-                    progress?.Invoke(entry);
-                }, evaluate: Evaluate, cancel: cancel);
-            using (torch.no_grad())
-            {
-                var state = task.Module.state_dict();
-                foreach (var (name, value) in best!) state[name].copy_(value);
-            }
-            var metrics = Score(task, test.Value.Images, test.Value.Labels, test.Value.Metas);
-            return new CellResult(key.Init, key.Fraction, key.Seed, plan.TrainIndices.Length, metrics, settings.Selection, bestStep, bestValue,
-                clock.Elapsed.TotalSeconds, loss, validation);
-        }
-        finally
+            loss.Add(new CurvePoint(entry.Step, entry.Loss));
+            progress?.Invoke(entry);
+        }, cancel: cancel);
+        var checks = result.Training.Evaluations.Select(e => new CurvePoint(e.Step, e.Metrics[HeadMetricName])).ToList();
+        using var probabilities = tuner.Predict(test.Value.Images, test.Value.Metas);
+        var metrics = new Dictionary<string, double>
         {
-            Release(best);
-            Directory.Delete(output, recursive: true);
-        }
-    }
-
-    /// <summary>MedMNIST's ACC and AUC of the task's predictions on stacked images.</summary>
-    Dictionary<string, double> Score(ClassificationTask task, Tensor images, Tensor labels, IReadOnlyList<SampleMeta> metas)
-    {
-        using var probabilities = task.PredictProbabilities(images, metas);
-        return new Dictionary<string, double>
-        {
-            ["acc"] = ClassificationMetrics.Accuracy(probabilities, labels, data.Task),
-            ["auc"] = ClassificationMetrics.Auc(probabilities, labels, data.Task),
+            ["acc"] = ClassificationMetrics.Accuracy(probabilities, test.Value.Labels, data.Task),
+            ["auc"] = ClassificationMetrics.Auc(probabilities, test.Value.Labels, data.Task),
         };
+        long selected = result.SelectedStep ?? result.Training.Steps;
+        double selectedValue = checks.FirstOrDefault(c => c.Step == selected)?.Value ?? double.NaN;
+        return new CellResult(key.Init, key.Fraction, key.Seed, plan.TrainIndices.Length, metrics, settings.Selection, selected, selectedValue,
+            clock.Elapsed.TotalSeconds, loss, checks);
     }
 
-    static void Release(Dictionary<string, Tensor>? state)
-    {
-        if (state is null) return;
-        foreach (var t in state.Values) t.Dispose();
-    }
+    /// <summary>The head metric's name for the selection metric.</summary>
+    string HeadMetricName => settings.Selection == "acc" ? "accuracy" : "auc";
 
-    /// <summary>The samples at <paramref name="indices"/> as one tensor [N,C,…], their first labels [N] and metas.</summary>
+    /// <summary>The samples at <paramref name="indices"/> as one tensor [N,C,…], their labels ([N], or [N,L] for multi-label) and metas.</summary>
     static (Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas) Stack(ICorpus corpus, IReadOnlyList<int> indices)
     {
         if (indices.Count == 0) throw new ArgumentException($"{corpus.Name}: no samples to score");
@@ -175,7 +129,8 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
             images.Add(sample.Image);
             metas.Add(sample.Meta);
         }
-        return (scope.MoveToOuter(stack(images)), scope.MoveToOuter(tensor(metas.Select(m => m.Labels[0]).ToArray())), metas);
+        var labels = tensor(metas.SelectMany(m => m.Labels).ToArray()).reshape(metas.Count, -1);
+        return (scope.MoveToOuter(stack(images)), scope.MoveToOuter(labels), metas);
     }
 
     public void Dispose()

@@ -191,7 +191,7 @@ public sealed class MetricsTests
         Assert.Equal(80.60266033316566, RestorationScore.Ssim(restored, low, full, 2.0), 9);
         Assert.Equal(1.0, ImageMetrics.Ssim(full, full, 2.0), 12);
         Assert.True(double.IsNaN(RestorationScore.Mse(restored, full, full)), "Δo = 0: undefined");
-        Assert.Contains("at least 11", Assert.Throws<ArgumentException>(() => ImageMetrics.Ssim(full[..10], low[..10], 2.0)).Message);
+        Assert.Contains("11-pixel Gaussian window", Assert.Throws<ArgumentException>(() => ImageMetrics.Ssim(full[..10], low[..10], 2.0)).Message);
     }
 
     [Fact]
