@@ -15,6 +15,7 @@ public static class MedformerCommand
         root.Subcommands.Add(Info());
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(DownloadCommand.Create());
+        root.Subcommands.Add(RunsCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
         try
         {

@@ -1,8 +1,10 @@
 using System.CommandLine;
 using System.Globalization;
+using System.Text.Json.Nodes;
 using Medformer.Pretrain;
 using Medformer.Pretrain.Training;
 using Medformer.Runtime;
+using Medformer.Tracking;
 using TorchSharp;
 
 namespace Medformer.Cli;
@@ -22,8 +24,11 @@ static class PretrainCommand
         var strict = new Option<bool>("--strict") { Description = "Stop at the first bad sample instead of skipping it." };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var deterministic = new Option<bool>("--deterministic") { Description = "Bitwise-reproducible CPU run (fixes threads, deterministic kernels)." };
+        var trackingUri = RunsCommand.TrackingUriOption("Where the run is logged for MLflow");
+        var experiment = new Option<string?>("--experiment") { Description = "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else pretrain)." };
+        var runName = new Option<string?>("--run-name") { Description = "MLflow run name (default: the --out folder's name)." };
         var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
-        foreach (var option in new Option[] { config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic }) command.Options.Add(option);
+        foreach (var option in new Option[] { config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment, runName }) command.Options.Add(option);
         command.SetAction(parse =>
         {
             TorchRuntime.EnsureLoaded();
@@ -36,12 +41,61 @@ static class PretrainCommand
             var overrides = new PretrainOverrides(parse.GetValue(device), parse.GetValue(precision), parse.GetValue(seed), parse.GetValue(maxSteps),
                 parse.GetValue(resume), parse.GetValue(strict) ? true : null);
             string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(output)}{(name is null ? "" : $" --config {name}")}";
-            return Execute(run, parse.GetValue(output)!, overrides, resumeHint);
+            string outDir = parse.GetValue(output)!;
+            PretrainJob.ApplyOverrides(run, overrides);
+            using var tracked = StartTracking(run, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            return Execute(run, outDir, overrides, resumeHint, tracked);
         });
         return command;
     }
 
-    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint)
+    /// <summary>The MLflow run of this job (null with --tracking-uri none): params from the run config as it runs.</summary>
+    static MlflowRun? StartTracking(RunConfig run, PretrainOverrides overrides, string outDir, string? trackingUri, string? experiment, string? runName)
+    {
+        string output = Path.GetFullPath(outDir);
+        var tracked = Mlflow.StartRun(new MlflowRunOptions
+        {
+            TrackingUri = trackingUri,
+            Experiment = experiment ?? (Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : "pretrain"),
+            RunName = runName ?? Path.GetFileName(output),
+            SourceName = "medformer pretrain",
+            SpoolDirectory = Path.Combine(output, "mlflow-spool"),
+            Tags = new Dictionary<string, string> { ["medformer.out"] = output, ["medformer.resume"] = overrides.Resume ? "True" : "False" },
+        });
+        if (tracked is null) return null;
+        var parameters = RunParams.Flatten(JsonNode.Parse(PretrainJob.ToJson(run)));
+        parameters["device"] = overrides.Device ?? run.Device ?? "cpu";
+        tracked.LogParams(parameters.Select(p => KeyValuePair.Create(p.Key, (object?)p.Value)));
+        return tracked;
+    }
+
+    /// <summary>A trainer log line as MLflow metrics at its step.</summary>
+    static Dictionary<string, double> Metrics(TrainerLog log)
+    {
+        var metrics = new Dictionary<string, double>
+        {
+            ["loss"] = log.Loss,
+            ["lr"] = log.LearningRate,
+            ["grad_norm"] = log.GradNorm,
+            ["samples_per_second"] = log.SamplesPerSecond,
+            ["skipped_steps"] = log.SkippedSteps,
+        };
+        foreach (var (part, value) in log.Parts) metrics[$"loss_{part}"] = value;
+        if (log.BatchSize is { } batch) metrics["batch_size"] = batch;
+        if (log.SelectedSize is { } selected) metrics["selected_size"] = selected;
+        return metrics;
+    }
+
+    static void EndTracking(MlflowRun? tracked, RunStatus status, string? error = null)
+    {
+        if (tracked is null) return;
+        if (error is not null) tracked.SetTag("medformer.error", error.Length > 8000 ? error[..8000] : error);
+        var outcome = tracked.End(status);
+        if (outcome.Warning is { } warning) Console.Error.WriteLine("medformer pretrain: mlflow: " + warning);
+        else Console.WriteLine($"mlflow: run {outcome.RunId} ({MlflowTags.StatusName(status)}) in {outcome.Location}");
+    }
+
+    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint, MlflowRun? tracked)
     {
         // Ctrl-C stops before the next step; the last checkpoint stays, and --resume continues from it.
         using var interrupt = new CancellationTokenSource();
@@ -54,7 +108,11 @@ static class PretrainCommand
         var progress = new ProgressLine(Console.IsOutputRedirected);
         try
         {
-            var result = PretrainJob.Run(run, outDir, overrides, progress.Show, progress.Notice, interrupt.Token);
+            var result = PretrainJob.Run(run, outDir, overrides, log =>
+            {
+                progress.Show(log);
+                tracked?.LogMetrics(Metrics(log), log.Step);
+            }, progress.Notice, interrupt.Token);
             progress.Done();
             foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
             var t = result.Training;
@@ -62,18 +120,26 @@ static class PretrainCommand
             Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
             Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
             Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
+            if (tracked is not null)
+            {
+                tracked.SetTags(new Dictionary<string, string> { ["medformer.checkpoint"] = Path.GetFullPath(t.LastCheckpoint), ["medformer.model"] = Path.GetFullPath(t.ModelDirectory) });
+                tracked.LogArtifacts(t.ModelDirectory, "model");
+            }
+            EndTracking(tracked, RunStatus.Finished);
             return 0;
         }
         catch (OperationCanceledException)
         {
             progress.Done();
             Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: {resumeHint}");
+            EndTracking(tracked, RunStatus.Killed);
             return 130;
         }
         catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
         {
             progress.Done();
             Console.Error.WriteLine("medformer pretrain: " + e.Message);
+            EndTracking(tracked, RunStatus.Failed, e.Message);
             return 1;
         }
         finally

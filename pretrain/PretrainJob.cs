@@ -28,11 +28,7 @@ public static class PretrainJob
         Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default)
     {
         overrides ??= new PretrainOverrides();
-        if (overrides.Precision is not null) config.Precision = overrides.Precision;
-        if (overrides.Seed is { } seed) config.Seed = seed;
-        if (overrides.MaxSteps is { } steps) config.Schedule.MaxSteps = steps;
-        if (overrides.Strict is { } strict) config.Strict = strict;
-        config.Validate("run config");
+        ApplyOverrides(config, overrides);
         var device = DeviceSpec.Parse(overrides.Device ?? config.Device ?? "cpu");
         Seeding.SeedEverything(config.Seed);
 
@@ -49,7 +45,7 @@ public static class PretrainJob
             var loader = new DataLoader(sources, new LoaderOptions(config.Batch.Size, config.Seed, config.Batch.Workers, Strict: config.Strict));
             var options = TrainerOptions(config);
             Directory.CreateDirectory(outputDirectory);
-            File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), JsonSerializer.Serialize(config, RunJson));
+            File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), ToJson(config));
             var result = new Trainer(options, device, notice).Fit(task, loader.Batches, outputDirectory, overrides.Resume, log, cancel: cancel);
             return new PretrainResult(result, loader.Skipped, loader.SkipReasons, device.ToString(), config.Precision);
         }
@@ -58,6 +54,20 @@ public static class PretrainJob
             foreach (var corpus in corpora) (corpus as IDisposable)?.Dispose();
         }
     }
+
+    /// <summary>Sets the command line's values in <paramref name="config"/> and checks it: the config the job runs (and logs).</summary>
+    public static RunConfig ApplyOverrides(RunConfig config, PretrainOverrides overrides)
+    {
+        if (overrides.Precision is not null) config.Precision = overrides.Precision;
+        if (overrides.Seed is { } seed) config.Seed = seed;
+        if (overrides.MaxSteps is { } steps) config.Schedule.MaxSteps = steps;
+        if (overrides.Strict is { } strict) config.Strict = strict;
+        config.Validate("run config");
+        return config;
+    }
+
+    /// <summary>The run config as run_config.json holds it (snake_case keys).</summary>
+    public static string ToJson(RunConfig config) => JsonSerializer.Serialize(config, RunJson);
 
     static readonly JsonSerializerOptions RunJson = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = true };
 

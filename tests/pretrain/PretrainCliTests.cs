@@ -13,7 +13,8 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(root, recursive: true);
 
-    static readonly Dictionary<string, string> Home = new() { ["MEDFORMER_HOME"] = Repo.TestHome };
+    // These runs test training, not tracking (tests/tracking does): no mlruns/ in the checkout.
+    static readonly Dictionary<string, string> Home = new() { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "none" };
 
     string Config(string name, string yaml)
     {
@@ -91,7 +92,7 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
             bool resume = TrainingCheckpointExists(parts);
             var start = new ProcessStartInfo(Repo.Cli) { RedirectStandardOutput = true, RedirectStandardError = true };
             foreach (string arg in (string[])["pretrain", .. common, "--out", parts, .. resume ? new[] { "--resume" } : []]) start.ArgumentList.Add(arg);
-            start.Environment["MEDFORMER_HOME"] = Repo.TestHome;
+            foreach (var (key, value) in Home) start.Environment[key] = value;
             using var process = Process.Start(start)!;
             _ = process.StandardOutput.ReadToEndAsync();
             _ = process.StandardError.ReadToEndAsync();
@@ -146,7 +147,7 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         if (start.FileName != Repo.Cli)
             foreach (string arg in (string[])["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])", Repo.Cli]) start.ArgumentList.Add(arg);
         foreach (string arg in (string[])["pretrain", "--config", config, "--out", outDir, "--threads", "2"]) start.ArgumentList.Add(arg);
-        start.Environment["MEDFORMER_HOME"] = Repo.TestHome;
+        foreach (var (key, value) in Home) start.Environment[key] = value;
         using var process = Process.Start(start)!;
         var stderr = process.StandardError.ReadToEndAsync();
         _ = process.StandardOutput.ReadToEndAsync();
@@ -166,7 +167,7 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         global::Medformer.Pretrain.Training.TrainingCheckpoint.Latest(folder) is { } latest ? long.Parse(Path.GetFileName(latest)["checkpoint-".Length..]) : null;
 
     /// <summary>Whether this process ignores SIGINT (bit 1 of SigIgn in /proc/self/status), as background jobs of a shell do.</summary>
-    static bool SigIntIgnored()
+    internal static bool SigIntIgnored()
     {
         string? line = File.ReadLines("/proc/self/status").FirstOrDefault(l => l.StartsWith("SigIgn:", StringComparison.Ordinal));
         return line is not null && (Convert.ToUInt64(line["SigIgn:".Length..].Trim(), 16) & 0b10) != 0;

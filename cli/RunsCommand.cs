@@ -1,0 +1,152 @@
+using System.CommandLine;
+using System.Text.Json.Nodes;
+using Medformer.Tracking;
+
+namespace Medformer.Cli;
+
+/// <summary>
+/// <c>medformer runs list | show RUN | compare RUN RUN… | replay SPOOL</c>: the MLflow runs in ./mlruns (or
+/// <c>--tracking-uri</c>, <c>MLFLOW_TRACKING_URI</c>). A RUN is an id, a unique prefix of one, or a run name. Exit
+/// status 0, 1 when a server could not be reached or a spool file not wholly sent, 2 for bad arguments.
+/// </summary>
+public static class RunsCommand
+{
+    public static Command Create()
+    {
+        var command = new Command("runs", "MLflow runs: list them, show one, compare several (with a plot), replay a spool file.");
+        command.Subcommands.Add(List());
+        command.Subcommands.Add(Show());
+        command.Subcommands.Add(Compare());
+        command.Subcommands.Add(Replay());
+        return command;
+    }
+
+    /// <summary>The --tracking-uri option shared with the commands that log runs.</summary>
+    public static Option<string?> TrackingUriOption(string logs) => new("--tracking-uri")
+    {
+        Description = $"{logs}: a folder (default ./mlruns), file:PATH, http(s)://HOST:PORT of an MLflow server, or none (default: ${TrackingUri.Variable}, else ./mlruns).",
+    };
+
+    static Option<bool> Json() => new("--json") { Description = "Print one JSON object." };
+
+    static Command List()
+    {
+        var uri = TrackingUriOption("Where the runs are");
+        var experiment = new Option<string?>("--experiment") { Description = "Only this experiment (name or id)." };
+        var json = Json();
+        var command = new Command("list", "Experiments and their runs: status, start, duration, final metrics.");
+        foreach (var option in new Option[] { uri, experiment, json }) command.Options.Add(option);
+        command.SetAction(parse => Read(parse.GetValue(uri), report =>
+        {
+            var runs = report.List(parse.GetValue(experiment));
+            Console.Write(parse.GetValue(json) ? report.ListJson(runs).ToJsonString() + "\n" : report.FormatList(runs));
+        }));
+        return command;
+    }
+
+    static Command Show()
+    {
+        var uri = TrackingUriOption("Where the runs are");
+        var run = new Argument<string>("RUN") { Description = "A run id, a unique prefix of one, or a run name (its newest run)." };
+        var json = Json();
+        var command = new Command("show", "One run: its params, tags and metrics (final and best).");
+        command.Arguments.Add(run);
+        command.Options.Add(uri);
+        command.Options.Add(json);
+        command.SetAction(parse => Read(parse.GetValue(uri), report =>
+        {
+            var record = report.Resolve(parse.GetValue(run)!);
+            Console.Write(parse.GetValue(json) ? report.RunJson(record).ToJsonString() + "\n" : report.FormatShow(record));
+        }));
+        return command;
+    }
+
+    static Command Compare()
+    {
+        var uri = TrackingUriOption("Where the runs are");
+        var runs = new Argument<string[]>("RUN") { Description = "Two or more runs: ids, unique prefixes or names.", Arity = new ArgumentArity(2, 100) };
+        var metric = new Option<string[]>("--metric") { Description = "Metrics to compare and plot (default: those all the runs have).", AllowMultipleArgumentsPerToken = true };
+        var plot = new Option<string[]>("--plot") { Description = "Write a plot of the metrics over steps to FILE.png or FILE.svg (may be given twice)." };
+        var json = Json();
+        var command = new Command("compare", "Runs side by side: params (the differing ones marked *), final and best metrics, and a plot.");
+        command.Arguments.Add(runs);
+        foreach (var option in new Option[] { uri, metric, plot, json }) command.Options.Add(option);
+        command.SetAction(parse => Read(parse.GetValue(uri), report =>
+        {
+            var records = parse.GetValue(runs)!.Select(report.Resolve).ToList();
+            var metrics = parse.GetValue(metric) is { Length: > 0 } chosen ? chosen.ToList() : RunsReport.MetricKeys(records);
+            var plots = parse.GetValue(plot) ?? [];
+            foreach (string file in plots) report.Plot(records, metrics, file);
+            if (parse.GetValue(json))
+            {
+                var result = new JsonObject
+                {
+                    ["runs"] = new JsonArray([.. records.Select(r => (JsonNode)report.RunJson(r))]),
+                    ["differing_params"] = new JsonArray([.. records.SelectMany(r => r.Params.Keys).Distinct().Order(StringComparer.Ordinal)
+                        .Where(k => RunsReport.Differs(records, k)).Select(k => (JsonNode)k)]),
+                    ["plots"] = new JsonArray([.. plots.Select(p => (JsonNode)Path.GetFullPath(p))]),
+                };
+                Console.WriteLine(result.ToJsonString());
+                return;
+            }
+            Console.Write(report.FormatCompare(records, metrics));
+            foreach (string file in plots) Console.WriteLine($"plot: {Path.GetFullPath(file)}");
+        }));
+        return command;
+    }
+
+    static Command Replay()
+    {
+        var spool = new Argument<string>("SPOOL") { Description = "A spool file (mlflow-spool-….jsonl) left by a run whose server was out of reach." };
+        var uri = new Option<string?>("--tracking-uri") { Description = "Send to this server instead of the one the spool file names." };
+        var command = new Command("replay", "Send a run's entries that did not reach the tracking server; the file is removed once all are sent.");
+        command.Arguments.Add(spool);
+        command.Options.Add(uri);
+        command.SetAction(parse =>
+        {
+            Uri? server = parse.GetValue(uri) is { } given ? TrackingUri.Parse(given).Server ?? throw new ArgumentException($"--tracking-uri {given}: replay sends to an http(s):// server") : null;
+            TrackingOutcome outcome;
+            try
+            {
+                outcome = Mlflow.Replay(parse.GetValue(spool)!, server);
+            }
+            catch (InvalidDataException e)
+            {
+                Console.Error.WriteLine("medformer runs replay: " + e.Message);
+                return 2;
+            }
+            if (outcome.Warning is { } warning)
+            {
+                Console.Error.WriteLine("medformer runs replay: " + warning);
+                return 1;
+            }
+            Console.WriteLine($"sent to {outcome.Location}: run {outcome.RunId}");
+            return 0;
+        });
+        return command;
+    }
+
+    static int Read(string? trackingUri, Action<RunsReport> action)
+    {
+        var reader = TrackingUri.Resolve(trackingUri).OpenReader();
+        try
+        {
+            action(new RunsReport(reader));
+            return 0;
+        }
+        catch (MlflowRestException e)
+        {
+            Console.Error.WriteLine("medformer runs: " + e.Message);
+            return 1;
+        }
+        catch (InvalidDataException e)
+        {
+            Console.Error.WriteLine("medformer runs: " + e.Message);
+            return 1;
+        }
+        finally
+        {
+            (reader as IDisposable)?.Dispose();
+        }
+    }
+}

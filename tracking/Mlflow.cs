@@ -1,0 +1,65 @@
+namespace Medformer.Tracking;
+
+/// <summary>What a run is started with; every field has MLflow's default.</summary>
+public sealed record MlflowRunOptions
+{
+    /// <summary>The experiment, made if missing (MLFLOW_EXPERIMENT_NAME, else "Default").</summary>
+    public string Experiment { get; init; } = Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : FileStore.DefaultExperimentName;
+
+    /// <summary>The run's name (a timestamped one when null).</summary>
+    public string? RunName { get; init; }
+
+    /// <summary>A folder, http(s):// URL or "none"; null: MLFLOW_TRACKING_URI, else ./mlruns.</summary>
+    public string? TrackingUri { get; init; }
+
+    public IReadOnlyDictionary<string, string> Tags { get; init; } = new Dictionary<string, string>();
+
+    /// <summary>The <c>mlflow.source.name</c> tag: the program or command (default: this process's executable).</summary>
+    public string? SourceName { get; init; }
+
+    /// <summary>Runs on a server: where the spool file goes (default ./mlflow-spool).</summary>
+    public string SpoolDirectory { get; init; } = "mlflow-spool";
+
+    public RestOptions Rest { get; init; } = new();
+}
+
+/// <summary>The entry point, as Python's <c>mlflow.start_run</c>.</summary>
+public static class Mlflow
+{
+    /// <summary>Starts a run where the options' tracking URI says, or returns null for "none".</summary>
+    public static MlflowRun? StartRun(MlflowRunOptions? options = null)
+    {
+        options ??= new MlflowRunOptions();
+        var uri = TrackingUri.Resolve(options.TrackingUri);
+        if (uri.IsNone) return null;
+        if (string.IsNullOrWhiteSpace(options.Experiment)) throw new ArgumentException("the experiment name is empty");
+        string runName = options.RunName is { Length: > 0 } given ? given : $"{options.Experiment}-{DateTime.Now:yyyyMMdd-HHmmss}";
+        string user = Environment.UserName;
+        var tags = new Dictionary<string, string>(options.Tags)
+        {
+            [MlflowTags.User] = user,
+            [MlflowTags.SourceName] = options.SourceName ?? Environment.ProcessPath ?? "medformer",
+            [MlflowTags.SourceType] = "LOCAL",
+            [MlflowTags.RunName] = runName,
+        };
+        foreach (var (key, value) in tags)
+        {
+            TrackingKeys.Validate(key, "tag");
+            TrackingKeys.ValidateValue(key, value, "tag");
+        }
+        long now = FileStore.Now();
+        if (uri.Folder is { } folder)
+        {
+            var store = new FileStore(folder);
+            var experiment = store.GetOrCreateExperiment(options.Experiment);
+            var run = store.CreateRun(experiment.ExperimentId, runName, user, now, tags);
+            return new MlflowRun(new FileRunSink(store, run), options.Experiment, runName);
+        }
+        var start = new RunStart(uri.Server!, options.Experiment, runName, user, now, tags);
+        var spool = RunSpool.Create(options.SpoolDirectory, start);
+        return new MlflowRun(new RestRunSender(new RestStore(uri.Server!, options.Rest), spool, start), options.Experiment, runName);
+    }
+
+    /// <summary>Sends what a spool file left by a run on a server holds and the server has not taken (<c>medformer runs replay</c>).</summary>
+    public static TrackingOutcome Replay(string spoolFile, Uri? server = null, RestOptions? options = null) => RunSpool.Replay(spoolFile, server, options);
+}

@@ -1,0 +1,60 @@
+namespace Medformer.Tracking;
+
+/// <summary>
+/// Where runs go, as MLflow names it: a folder (<c>./mlruns</c>, <c>file:///abs/mlruns</c>, <c>file:rel</c>), a
+/// tracking server (<c>http(s)://host:port</c>), or <c>none</c> (no tracking). Resolved from the command's
+/// <c>--tracking-uri</c>, else <c>MLFLOW_TRACKING_URI</c>, else <c>./mlruns</c>, as MLflow does.
+/// </summary>
+public sealed record TrackingUri
+{
+    public const string Variable = "MLFLOW_TRACKING_URI";
+    public const string DefaultFolder = "mlruns";
+
+    TrackingUri(string text, string? folder, Uri? server) => (Text, Folder, Server) = (text, folder, server);
+
+    /// <summary>What was given, for messages.</summary>
+    public string Text { get; }
+
+    /// <summary>The local store's folder (absolute), or null.</summary>
+    public string? Folder { get; }
+
+    /// <summary>The tracking server's base URL, or null.</summary>
+    public Uri? Server { get; }
+
+    public bool IsNone => Folder is null && Server is null;
+
+    /// <summary>The option's value, else the environment's, else ./mlruns.</summary>
+    public static TrackingUri Resolve(string? option) =>
+        Parse(option is { Length: > 0 } ? option : Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } env ? env : DefaultFolder);
+
+    public static TrackingUri Parse(string text)
+    {
+        string t = text.Trim();
+        if (t.Equals("none", StringComparison.OrdinalIgnoreCase) || t.Equals("off", StringComparison.OrdinalIgnoreCase)) return new(t, null, null);
+        if (t.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || t.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
+        {
+            if (!Uri.TryCreate(t.TrimEnd('/') + "/", UriKind.Absolute, out var uri) || uri.Host.Length == 0)
+                throw new ArgumentException($"--tracking-uri '{text}': not a valid URL");
+            return new(t, null, uri);
+        }
+        if (t.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
+        {
+            string path = t.StartsWith("file://", StringComparison.OrdinalIgnoreCase) ? new Uri(t).LocalPath : t["file:".Length..];
+            return new(t, Path.GetFullPath(path), null);
+        }
+        if (t.Contains("://", StringComparison.Ordinal) || t.StartsWith("databricks", StringComparison.OrdinalIgnoreCase))
+            throw new ArgumentException($"--tracking-uri '{text}': Medformer writes to a folder (file:…), a tracking server (http(s)://…) or none; start `mlflow server --backend-store-uri {t}` and point it there");
+        return new(t, Path.GetFullPath(t), null);
+    }
+
+    /// <summary>A reader of the runs there: the local store (which must exist) or the server.</summary>
+    public ITrackingReader OpenReader(RestOptions? options = null)
+    {
+        if (Server is not null) return new RestStore(Server, options);
+        if (Folder is null) throw new ArgumentException("--tracking-uri none: there are no runs to read");
+        if (!Directory.Exists(Folder)) throw new ArgumentException($"no MLflow runs at {Folder} (set --tracking-uri or MLFLOW_TRACKING_URI)");
+        return new FileStore(Folder);
+    }
+
+    public override string ToString() => Folder ?? Server?.ToString() ?? "none";
+}
