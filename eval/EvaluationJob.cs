@@ -51,10 +51,29 @@ public static class EvaluationJob
         return new EvaluationOutcome(results, settings, report, trained);
     }
 
+    /// <summary>Checks the initialisations and the task's words without loading anything (before a run is tracked).</summary>
+    public static void Validate(EvaluationOptions options)
+    {
+        options.Protocol.Validate();
+        options.FineTune.Validate();
+        foreach (string init in options.Inits) Initialisation.Parse(init);
+        if (options.Config is { } config) MedformerConfig.Resolve(config);
+        var task = options.Task;
+        bool known = task.Count switch
+        {
+            1 => task[0] == "phantom",
+            2 => task[0] is "phantom" or "medmnist" or "npz" or "mnist",
+            _ => false,
+        };
+        if (!known) throw new ArgumentException($"--task '{string.Join(" ", task)}': {ExpectedTask}");
+    }
+
+    const string ExpectedTask = "expected phantom [2d|3d], medmnist NAME, npz FILE or mnist FOLDER";
+
     /// <summary>The data a task names; an <see cref="ArgumentException"/> says what --task takes.</summary>
     public static EvaluationData OpenData(IReadOnlyList<string> task)
     {
-        const string Expected = "expected phantom [2d|3d], medmnist NAME, npz FILE or mnist FOLDER";
+        const string Expected = ExpectedTask;
         if (task.Count == 0) throw new ArgumentException($"--task: {Expected}");
         string? argument = task.Count > 1 ? task[1] : null;
         if (task.Count > 2) throw new ArgumentException($"--task '{string.Join(" ", task)}': {Expected}");

@@ -28,7 +28,7 @@ public sealed class EvaluateCliTests(ITestOutputHelper output) : IDisposable
         File.WriteAllText(config, JsonSerializer.Serialize(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 }, MedformerConfig.Json));
         string outDir = Path.Combine(root, "out");
         string[] args = ["--task", "npz", file, "--init", "random", "--fractions", "20%,100%", "--seeds", "1", "--max-steps", "4", "--batch-size", "8",
-            "--config", config, "--precision", "fp32", "--out", outDir, "--json"];
+            "--config", config, "--precision", "fp32", "--out", outDir, "--json", "--tracking-uri", Path.Combine(root, "mlruns")];
         var first = Evaluate(args);
         Assert.True(first.ExitCode == 0, first.Stderr);
         using var report = JsonDocument.Parse(first.Stdout);
@@ -40,6 +40,11 @@ public sealed class EvaluateCliTests(ITestOutputHelper output) : IDisposable
         foreach (var cell in cells.EnumerateArray()) Assert.Equal(1, cell.GetProperty("runs").GetInt32());
         foreach (var path in report.RootElement.GetProperty("files").EnumerateArray()) Assert.True(File.Exists(path.GetString()), path.GetString());
         Assert.Contains("| random init |", File.ReadAllText(Path.Combine(outDir, "report.md")));
+        // The MLflow run (file store): each cell's metrics with the seed as step, the table's means, the report as artifacts.
+        var mlruns = Path.Combine(root, "mlruns");
+        Assert.Single(Directory.GetFiles(mlruns, "acc.random init.f0.2", SearchOption.AllDirectories));
+        Assert.Single(Directory.GetFiles(mlruns, "auc_mean.random init.f1", SearchOption.AllDirectories));
+        Assert.Single(Directory.GetFiles(mlruns, "report.md", SearchOption.AllDirectories), f => f.Contains(Path.Combine("artifacts", "report")));
 
         var again = Evaluate(args);
         Assert.True(again.ExitCode == 0, again.Stderr);
@@ -59,9 +64,10 @@ public sealed class EvaluateCliTests(ITestOutputHelper output) : IDisposable
     [InlineData("--init", "/no/such/model")]
     public void BadArgumentsExitTwoWithOneLine(string option, string value)
     {
-        var result = Evaluate(option, value, "--out", Path.Combine(root, "bad"));
+        var result = Evaluate(option, value, "--out", Path.Combine(root, "bad"), "--tracking-uri", Path.Combine(root, "mlruns"));
         Assert.Equal(2, result.ExitCode);
         Assert.Contains(option, result.Stderr);
         Assert.Single(result.Stderr.Trim().Split('\n'));
+        Assert.False(Directory.Exists(Path.Combine(root, "mlruns")), "no MLflow run for bad arguments");
     }
 }
