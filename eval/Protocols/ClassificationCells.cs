@@ -85,8 +85,17 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
         test ??= Stack(data.Test, [.. Enumerable.Range(0, (int)data.Test.Count)]);
         Seeding.SeedEverything(1000 + key.Seed);
         var model = plan.Init.Checkpoint is { } folder ? Pretrained.Load(folder, [TaskBank]) : new Medformer(randomConfig);
-        var head = new ClassificationHead(model.Config, data.Classes, TaskTypes.Parse(data.Task), settings.Pooling);
-        using var tuner = new FineTuner(model, head, Strategy.Full);
+        FineTuner built;
+        try
+        {
+            built = new FineTuner(model, new ClassificationHead(model.Config, data.Classes, TaskTypes.Parse(data.Task), settings.Pooling), Strategy.Full);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        using var tuner = built;
         var train = new SubsetCorpus(data.Train, plan.TrainIndices, $"{data.Train.Name}/labelled");
         var validation = new SubsetCorpus(plan.Validation, plan.ValidationIndices, $"{plan.Validation.Name}/validation");
         var loss = new List<CurvePoint>();
