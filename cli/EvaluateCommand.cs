@@ -1,12 +1,11 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Medformer.Eval;
 using Medformer.Eval.Protocols;
+using Medformer.Eval.Reports;
 using Medformer.Heads;
 using Medformer.Pretrain.Training;
-using Medformer.Eval.Reports;
 using Medformer.Runtime;
 using Medformer.Tracking;
 
