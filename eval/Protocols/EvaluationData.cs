@@ -84,7 +84,7 @@ public sealed class EvaluationData : IDisposable
     }
 
     /// <summary>Each sample's first label (the class of a single-label task).</summary>
-    public static long[] Labels(ICorpus corpus)
+    static long[] Labels(ICorpus corpus)
     {
         var labels = new long[corpus.Count];
         for (long i = 0; i < corpus.Count; i++)

@@ -18,8 +18,6 @@ public sealed class ResultStore
     public string CellsPath => Path.Combine(Directory, "cells.jsonl");
     public string SettingsPath => Path.Combine(Directory, "settings.json");
 
-    public IReadOnlyCollection<CellResult> Results => results.Values;
-
     /// <summary>Opens (or starts) the store in <paramref name="directory"/> for results made with <paramref name="settings"/>.</summary>
     public ResultStore(string directory, IReadOnlyDictionary<string, string> settings)
     {
