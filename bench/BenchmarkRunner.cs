@@ -15,6 +15,7 @@ public static class BenchmarkRunner
         ["pretrain"] = ("the pretraining job's default mix (inpainting, rotation, SimCLR) on Medformer small: trainer throughput (bf16, fp32), MFU, memory", PretrainBenchmark.Run),
         ["dba"] = ("Dynamic Batch Adaptation on 1% of Fashion-MNIST vs plain training on 1% and 100% (test accuracy; an experiment, no PyTorch reference)", DbaExperiment.Run),
         ["pays"] = ("does pretraining pay? Fashion-MNIST, 1% of the labels: linear model on pixels, random vs pretrained Medformer (probe, fine-tuned); an experiment", PaysExperiment.Run),
+        ["heads"] = ("sliding-window segmentation of a 128^3 volume (Medformer tiny, 32^3 windows) vs a PyTorch twin of MONAI's sliding_window_inference", HeadsBenchmark.Run),
         ["data"] = ("load + two-view augmentation of 28x28 images, 96^3 crops from the CT cache, vs torch's DataLoader", DataBenchmark.Run),
     };
 

@@ -12,6 +12,8 @@ public static class MedformerCommand
     {
         var root = new RootCommand("Medformer: a Perceiver IO foundation model for medical images, on TorchSharp.");
         root.Subcommands.Add(PretrainCommand.Create());
+        root.Subcommands.Add(FinetuneCommand.Create());
+        root.Subcommands.Add(PredictCommand.Create());
         root.Subcommands.Add(Info());
         root.Subcommands.Add(InspectCommand.Create());
         root.Subcommands.Add(DownloadCommand.Create());

@@ -113,7 +113,7 @@ internal sealed class FineTuneTask : TrainingTask
             using var scope = NewDisposeScope();
             var keys = metas.Select(m => new LatentKey(m.Organ, m.Modality, head.Task)).ToList();
             var latents = model.forward(images, keys);                                   // [B,N,d]
-            return scope.MoveToOuter(head.call(new HeadInput(model, latents, images.shape, metas)));
+            return scope.MoveToOuter(head.call(new HeadInput(model, latents, images.shape, metas, images)));
         }
     }
 }

@@ -189,6 +189,47 @@ public sealed class FineTuner : IDisposable
         }
     }
 
+    /// <summary>
+    /// A dense head's predictions (fp32, CPU) for images [N,C,…] of any size, by sliding windows of
+    /// <paramref name="roi"/> (the training crop, say; MONAI's sliding_window_inference, see <see cref="SlidingWindow"/>):
+    /// the head's raw outputs (logits, images) are blended over overlapping windows, smaller images padded, then
+    /// turned into predictions (masks, images). One image at a time; memory holds its output and one batch of windows.
+    /// </summary>
+    public Tensor PredictSlidingWindow(Tensor images, long[] roi, IReadOnlyList<SampleMeta>? metas = null, SlidingWindowOptions? options = null)
+    {
+        if (Head.Output == HeadOutput.Probabilities)
+            throw new ArgumentException($"sliding windows blend dense outputs; the {Head.Kind} head gives one prediction per image (use Predict)");
+        string dims = Medformer.Dimensionality(images);
+        int axes = dims == "3d" ? 3 : 2, patch = dims == "3d" ? Model.Config.PatchSize3d : Model.Config.PatchSize2d;
+        if (roi.Length != axes || roi.Any(r => r < patch || r % patch != 0))
+            throw new ArgumentException($"window [{string.Join(",", roi)}]: needs {axes} extents, each a positive multiple of the patch size {patch}");
+        metas ??= [.. Enumerable.Range(0, (int)images.shape[0]).Select(i => new SampleMeta("input", $"input[{i}]", i, "other", "other", dims, [], []))];
+        if (metas.Count != images.shape[0]) throw new ArgumentException($"{metas.Count} metas for {images.shape[0]} images");
+        bool training = task.Module.training;
+        task.Module.eval();
+        try
+        {
+            using var noGrad = torch.no_grad();
+            var dtype = Model.parameters().First().dtype;
+            var parts = new List<Tensor>();
+            for (int i = 0; i < images.shape[0]; i++)
+            {
+                using var scope = NewDisposeScope();
+                var x = images.narrow(0, i, 1).to(task.Device).to(dtype);
+                var meta = metas[i];
+                var blended = SlidingWindow.Infer(x, roi, windows => task.Outputs(windows, [.. Enumerable.Repeat(meta, (int)windows.shape[0])]), options);
+                parts.Add(scope.MoveToOuter(Head.Predict(blended).to(ScalarType.Float32).cpu()));
+            }
+            var all = cat(parts);
+            foreach (var p in parts) p.Dispose();
+            return all;
+        }
+        finally
+        {
+            task.Module.train(training);
+        }
+    }
+
     /// <summary>The head's metric over one ordered pass of <paramref name="corpus"/> (e.g. accuracy and AUC).</summary>
     public IReadOnlyDictionary<string, double> Evaluate(ICorpus corpus, int batchSize = 256)
     {

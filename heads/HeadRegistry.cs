@@ -5,7 +5,8 @@ namespace Medformer.Heads;
 
 /// <summary>
 /// Head kinds by name, so a saved head (head.json: kind, task, settings) and <c>--head KIND:key=value,…</c> rebuild
-/// it. Built in: "classification". A custom head registers its own factory.
+/// it. Built in: "classification", "segmentation", "restoration", "super-resolution" and "translation". A custom
+/// head registers its own factory.
 /// </summary>
 public static class HeadRegistry
 {
@@ -15,6 +16,10 @@ public static class HeadRegistry
     static readonly ConcurrentDictionary<string, Factory> factories = new()
     {
         [ClassificationHead.KindName] = ClassificationHead.FromSettings,
+        [SegmentationHead.KindName] = SegmentationHead.FromSettings,
+        [ImageToImageHead.Restoration] = ImageToImageHead.FromSettings(ImageToImageHead.Restoration),
+        [ImageToImageHead.SuperResolution] = ImageToImageHead.FromSettings(ImageToImageHead.SuperResolution),
+        [ImageToImageHead.Translation] = ImageToImageHead.FromSettings(ImageToImageHead.Translation),
     };
 
     public static IEnumerable<string> Kinds => factories.Keys.Order();

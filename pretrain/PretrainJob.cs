@@ -106,7 +106,8 @@ public static class PretrainJob
         _ => throw new ArgumentException($"objectives.{name}: unknown objective"),
     };
 
-    static ICorpus Open(CorpusSpec spec)
+    /// <summary>Opens one corpus of a run config (phantom, MedMNIST file or subset name, MSD folder, MNIST folder), its split.</summary>
+    public static ICorpus Open(CorpusSpec spec)
     {
         if (spec.Phantom is { } dims) return Phantom.Open(PhantomSpec.Default(dims, spec.Size ?? 28), spec.Split);
         if (spec.Msd is { } folder) return new MsdCorpus(folder, spec.Split == "test" ? "test" : "training");

@@ -1,28 +1,30 @@
 namespace Medformer.Datasets.Corpora;
 
-/// <summary>
-/// The samples of another corpus at the given indices, in that order (PyTorch's Subset): a few-label draw, a
-/// validation half. Samples keep their meta (the index and source of the corpus they come from).
-/// </summary>
+/// <summary>Some samples of a corpus, by index (PyTorch's Subset): sample i is the inner corpus's sample <c>indices[i]</c>.</summary>
 public sealed class SubsetCorpus : ICorpus
 {
-    readonly ICorpus corpus;
+    readonly ICorpus inner;
     readonly long[] indices;
 
-    public SubsetCorpus(ICorpus corpus, IReadOnlyList<int> indices, string? name = null)
+    public SubsetCorpus(ICorpus inner, IReadOnlyList<long> indices, string? name = null)
     {
-        foreach (int i in indices)
-            if (i < 0 || i >= corpus.Count) throw new ArgumentException($"corpus '{corpus.Name}' has {corpus.Count} samples: index {i} is outside it");
-        this.corpus = corpus;
-        this.indices = [.. indices.Select(i => (long)i)];
-        Name = name ?? corpus.Name;
+        if (indices.Count == 0) throw new ArgumentException($"a subset of corpus '{inner.Name}' needs at least one sample");
+        foreach (long i in indices)
+            if (i < 0 || i >= inner.Count) throw new ArgumentException($"corpus '{inner.Name}' has {inner.Count} samples; index {i} is outside");
+        this.inner = inner;
+        this.indices = [.. indices];
+        Name = name ?? inner.Name;
     }
 
     public string Name { get; }
 
     public long Count => indices.Length;
 
-    public Sample Get(long index) => index >= 0 && index < indices.Length
-        ? corpus.Get(indices[index])
-        : throw new ArgumentOutOfRangeException(nameof(index), index, $"subset '{Name}' has {indices.Length} samples");
+    public IReadOnlyList<long> Indices => indices;
+
+    public Sample Get(long index)
+    {
+        if (index < 0 || index >= Count) throw new ArgumentOutOfRangeException(nameof(index), index, $"subset '{Name}' has {Count} samples");
+        return inner.Get(indices[index]);
+    }
 }

@@ -96,8 +96,8 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
             throw;
         }
         using var tuner = built;
-        var train = new SubsetCorpus(data.Train, plan.TrainIndices, $"{data.Train.Name}/labelled");
-        var validation = new SubsetCorpus(plan.Validation, plan.ValidationIndices, $"{plan.Validation.Name}/validation");
+        var train = new SubsetCorpus(data.Train, Array.ConvertAll(plan.TrainIndices, i => (long)i), $"{data.Train.Name}/labelled");
+        var validation = new SubsetCorpus(plan.Validation, Array.ConvertAll(plan.ValidationIndices, i => (long)i), $"{plan.Validation.Name}/validation");
         var loss = new List<CurvePoint>();
         var result = tuner.Fit(train, new FineTuneOptions
         {

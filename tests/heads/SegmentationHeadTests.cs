@@ -10,7 +10,7 @@ using static TorchSharp.torch;
 
 namespace Medformer.Tests.Heads;
 
-public sealed class SegmentationTaskTests(ITestOutputHelper output) : IDisposable
+public sealed class SegmentationHeadTests(ITestOutputHelper output) : IDisposable
 {
     readonly string root = Directory.CreateTempSubdirectory("medformer-segmentation-").FullName;
 
@@ -37,27 +37,27 @@ public sealed class SegmentationTaskTests(ITestOutputHelper output) : IDisposabl
         using var train = Phantom.Open(spec, "train", PhantomFolder);
         using var test = Phantom.Open(spec, "test", PhantomFolder);
         Seeding.SeedEverything(0);
-        using var task = new SegmentationTask(new Medformer(Config), classes: 2);
-        var options = new TrainerOptions { MaxSteps = 120, WarmupSteps = 10, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
+        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2));
+        var options = new FineTuneOptions { MaxSteps = 120, BatchSize = 16, WarmupSteps = 10, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10, OutputDirectory = root };
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var result = new Trainer(options, CPU).Fit(task,
-            start => new DataLoader([new LoaderSource(train)], new LoaderOptions(16, Workers: 1)).Batches(start), root);
+        var result = tuner.Fit(train, options).Training;
         output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s; loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F3")))}");
         Assert.True(result.History[^1].Loss < 0.6 * result.History[0].Loss, $"loss {result.History[0].Loss} → {result.History[^1].Loss}");
 
+        var scores = tuner.Evaluate(test);
+        output.WriteLine($"metric {string.Join(", ", scores.Select(p => $"{p.Key} {p.Value:F3}"))}");
         using var scope = NewDisposeScope();
         var samples = Enumerable.Range(0, (int)test.Count).Select(i => test.Get(i)).ToList();
         var images = stack(samples.Select(s => s.Image));
         var truth = stack(samples.Select(s => s.Target!));
-        var probabilities = task.PredictProbabilities(images, [.. samples.Select(s => s.Meta)]);
-        Assert.Equal([100L, 2, 28, 28], probabilities.shape);
-        Assert.True(probabilities.sum(1).sub(1).abs().max().item<float>() < 1e-5);
-        var predicted = probabilities.argmax(1, keepdim: true);
+        var predicted = tuner.Predict(images, [.. samples.Select(s => s.Meta)]);
+        Assert.Equal([100L, 1, 28, 28], predicted.shape);
         double dice = ForegroundDice(predicted, truth);
         double fraction = truth.to(ScalarType.Float32).mean().item<float>();
         // All background scores 0; guessing foreground at its rate scores about the rate itself.
         output.WriteLine($"foreground Dice {dice:F3}; foreground fraction {fraction:F3}");
         Assert.True(dice > Math.Max(0.5, 3 * fraction), $"foreground Dice {dice:F3} (foreground is {fraction:P1} of the pixels)");
+        Assert.Equal(dice, scores["dice"], 4);
         foreach (var s in samples) s.Dispose();
     }
 
@@ -67,10 +67,9 @@ public sealed class SegmentationTaskTests(ITestOutputHelper output) : IDisposabl
         var spec = new PhantomSpec("3d", 16, 64, 4, 4);
         using var train = Phantom.Open(spec, "train", PhantomFolder);
         Seeding.SeedEverything(0);
-        using var task = new SegmentationTask(new Medformer(Config), classes: 2, dimensionality: "3d");
-        var options = new TrainerOptions { MaxSteps = 40, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
-        var result = new Trainer(options, CPU).Fit(task,
-            start => new DataLoader([new LoaderSource(train)], new LoaderOptions(4, Workers: 1)).Batches(start), root);
+        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2, dimensionality: "3d"));
+        var options = new FineTuneOptions { MaxSteps = 40, BatchSize = 4, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
+        var result = tuner.Fit(train, options).Training;
         output.WriteLine($"loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F3")))}");
         Assert.True(result.History[^1].Loss < 0.8 * result.History[0].Loss, $"loss {result.History[0].Loss} → {result.History[^1].Loss}");
 
@@ -78,13 +77,13 @@ public sealed class SegmentationTaskTests(ITestOutputHelper output) : IDisposabl
         using var sample = train.Get(0);
         // A volume larger than the 16³ training crop, and not a multiple of the patch: windows of 16³, padded where needed.
         var large = nn.functional.pad(sample.Image.unsqueeze(0), [3, 4, 5, 6, 0, 2], TorchSharp.PaddingModes.Replicate).squeeze(0);   // [1,18,27,23]
-        var mask = task.Predict(large, sample.Meta, roi: [16, 16, 16], new SlidingWindowOptions(BatchSize: 4));
-        Assert.Equal([1L, 18, 27, 23], mask.shape);
-        Assert.Equal(ScalarType.Int64, mask.dtype);
-        // Where the window covers the whole volume, sliding windows are whole-volume inference.
-        var whole = task.PredictProbabilities(sample.Image.unsqueeze(0), [sample.Meta]);
-        var windowed = task.PredictProbabilities(sample.Image.unsqueeze(0), [sample.Meta], roi: [16, 16, 16]);
-        Assert.True(whole.allclose(windowed, rtol: 1e-5, atol: 1e-6), $"max difference {(whole - windowed).abs().max().item<float>()}");
+        var mask = tuner.PredictSlidingWindow(large.unsqueeze(0), [16, 16, 16], [sample.Meta], new SlidingWindowOptions(BatchSize: 4));
+        Assert.Equal([1L, 1, 18, 27, 23], mask.shape);
+        Assert.True(mask.eq(0).logical_or(mask.eq(1)).all().item<bool>());
+        // Where the window covers the whole volume, sliding windows are whole-volume inference: the model path.
+        var whole = tuner.Predict(sample.Image.unsqueeze(0), [sample.Meta]);
+        var windowed = tuner.PredictSlidingWindow(sample.Image.unsqueeze(0), [16, 16, 16], [sample.Meta]);
+        Assert.True(whole.eq(windowed).all().item<bool>());
     }
 
     [Fact]
@@ -128,17 +127,22 @@ public sealed class SegmentationTaskTests(ITestOutputHelper output) : IDisposabl
     }
 
     [Fact]
-    public void StartsUniformAndItsPerSampleLossesAverageToTheLoss()
+    public void StartsAtZeroLogitsAndItsPerSampleLossesAverageToTheLoss()
     {
         var spec = new PhantomSpec("2d", 28, 600, 20, 100);
         using var train = Phantom.Open(spec, "train", PhantomFolder);
+        using var scope = NewDisposeScope();
         Seeding.SeedEverything(0);
-        using var task = new SegmentationTask(new Medformer(Config), classes: 2);
+        var head = new SegmentationHead(Config, classes: 2);
+        using var tuner = new FineTuner(new Medformer(Config), head);
         using var batch = new DataLoader([new LoaderSource(train)], new LoaderOptions(4, Workers: 1)).Batches().First();
-        using var generator = new Generator(1);
-        var step = new StepContext(0, generator, x => x);
-        var (loss, _) = task.Loss(batch, step);
-        var (losses, _) = task.PerSampleLoss(batch, step)!.Value;
+        var outputs = tuner.Predict(batch.Images, batch.Metas);
+        Assert.Equal(0, outputs.sum().item<float>());   // zero logits: every pixel's argmax is class 0
+        var latents = tuner.Model.forward(batch.Images, [.. batch.Metas.Select(m => new LatentKey(m.Organ, m.Modality, head.Task))]);
+        var logits = head.call(new HeadInput(tuner.Model, latents, batch.Images.shape, batch.Metas, batch.Images));
+        Assert.Equal(0, logits.abs().max().item<float>());
+        var losses = head.Losses(logits, batch);
+        var loss = new DiceCELoss().Loss(logits, batch.Views[0].Targets!);
         Assert.Equal(loss.item<float>(), losses.mean().item<float>(), 5);
         // Zero logits: cross-entropy ln 2, and Dice per class 1 − 2·(n_k/2)/(N/2 + n_k) on top.
         Assert.True(loss.item<float>() > Math.Log(2));

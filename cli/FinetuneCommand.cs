@@ -1,0 +1,204 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json;
+using System.Text.Json.Nodes;
+using Medformer.Datasets.Corpora;
+using Medformer.Datasets.Transforms;
+using Medformer.Heads;
+using Medformer.Pretrain;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+
+namespace Medformer.Cli;
+
+/// <summary><c>medformer finetune</c>: a pretrained model, a labelled corpus and a head; writes the fine-tuned model folder.</summary>
+static class FinetuneCommand
+{
+    public static Command Create()
+    {
+        var checkpoint = new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.", Required = true };
+        var task = new Option<string>("--task") { Description = "The labelled corpus: phantom[:2d|:3d], a MedMNIST subset name (pathmnist, …) or .npz file, or mnist:FOLDER.", DefaultValueFactory = _ => "phantom" };
+        var head = new Option<string>("--head") { Description = "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK].", DefaultValueFactory = _ => "classification" };
+        var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).", DefaultValueFactory = _ => "full" };
+        var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].", DefaultValueFactory = _ => 1.0 };
+        var seed = new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 };
+        var maxSteps = new Option<long>("--max-steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 1000 };
+        var batchSize = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => 64 };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => 1e-3 };
+        var size = new Option<int?>("--size") { Description = "MedMNIST image size (28, 64, 128, 224)." };
+        var noAugment = new Option<bool>("--no-augment") { Description = "Train without crops and flips." };
+        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/).", DefaultValueFactory = _ => Path.Combine("runs", "finetune") };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
+        var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
+        var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
+        var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
+        foreach (var option in new Option[] { checkpoint, task, head, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json })
+            command.Options.Add(option);
+        command.SetAction(parse =>
+        {
+            TorchRuntime.EnsureLoaded();
+            if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
+            bool asJson = parse.GetValue(json);
+            double share = parse.GetValue(fraction);
+            if (!(share > 0 && share <= 1)) throw new ArgumentException($"--fraction {share.ToString(CultureInfo.InvariantCulture)}: must be in (0, 1]");
+            var chosen = Strategy.Parse(parse.GetValue(strategy)!);
+            var options = new FineTuneOptions
+            {
+                MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
+                Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
+                OutputDirectory = parse.GetValue(output)!, Workers = 2,
+            };
+            return Execute(parse.GetValue(checkpoint)!, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head)!, chosen, share, options, !parse.GetValue(noAugment), asJson);
+        });
+        return command;
+    }
+
+    static int Execute(string checkpoint, string taskText, int? size, string headText, Strategy strategy, double fraction, FineTuneOptions options, bool augment, bool asJson)
+    {
+        using var interrupt = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        var progress = new ProgressLine(Console.IsOutputRedirected || asJson, "medformer finetune", asJson ? Console.Error : Console.Out);
+        var opened = new List<ICorpus>();
+        try
+        {
+            string folder = Pretrained.Resolve(checkpoint);  // a missing model fails before the corpus is read
+            var spec = TaskSpec(taskText, size);
+            ICorpus Open(string split)
+            {
+                var corpus = PretrainJob.Open(new CorpusSpec { Phantom = spec.Phantom, Medmnist = spec.Medmnist, Mnist = spec.Mnist, Size = spec.Size, Split = split });
+                opened.Add(corpus);
+                return corpus;
+            }
+            var trainSplit = Open("train");
+            var test = Open("test");
+            var validation = spec.Mnist is null ? Open("val") : null;  // MNIST has no validation split
+            var (kind, bank, settings) = HeadSpec(headText);
+            var (classes, type, names) = Labels(trainSplit);
+            if (kind == ClassificationHead.KindName)
+            {
+                settings.TryAdd("classes", classes);
+                settings.TryAdd("type", TaskTypes.Name(type));
+            }
+            var train = LabelFraction.Draw(trainSplit, fraction, options.Seed);
+            using var sample = train.Get(0);
+            if (augment)
+            {
+                var spatial = sample.SpatialShape;
+                options = options with
+                {
+                    Augment = spatial.Length == 2
+                        ? new Compose([new RandResizedCrop(spatial, MinScale: 0.7), new RandFlip(0.5, [1])])
+                        : new RandFlip(0.5, [2]),
+                };
+            }
+            var model = Pretrained.Load(folder, bank is null ? null : [bank]);
+            Head built;
+            try
+            {
+                built = HeadRegistry.Create(kind, model.Config, bank ?? DefaultBank(kind), settings);
+            }
+            catch
+            {
+                model.Dispose();
+                throw;
+            }
+            using var tuner = new FineTuner(model, built, strategy) { ClassNames = names };
+            if (!asJson)
+                Console.WriteLine($"fine-tuning {checkpoint} on {train.Name}: {train.Count} samples, head {kind} ({string.Join(", ", settings.Select(p => $"{p.Key}={p.Value}"))}), strategy {strategy}, {options.MaxSteps} steps of {options.BatchSize}");
+            var result = tuner.Fit(train, options, validation, progress.Show, progress.Notice, interrupt.Token);
+            progress.Done();
+            var testScores = tuner.Evaluate(test);
+            var t = result.Training;
+            if (asJson)
+            {
+                var report = new JsonObject
+                {
+                    ["checkpoint"] = checkpoint, ["task"] = taskText, ["head"] = headText, ["strategy"] = strategy.ToString(), ["fraction"] = fraction,
+                    ["seed"] = options.Seed, ["train_samples"] = train.Count, ["steps"] = t.Steps, ["final_loss"] = Finite(t.FinalLoss),
+                    ["elapsed_seconds"] = Math.Round(t.Elapsed.TotalSeconds, 1),
+                    ["validation"] = result.Validation is null ? null : Scores(result.Validation), ["test"] = Scores(testScores),
+                    ["model"] = Path.GetFullPath(result.ModelDirectory!),
+                };
+                Console.WriteLine(report.ToJsonString());
+            }
+            else
+            {
+                Console.WriteLine($"fine-tuned {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss}; final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}");
+                if (result.Validation is { } v) Console.WriteLine($"validation: {Describe(v)}");
+                Console.WriteLine($"test: {Describe(testScores)}");
+                Console.WriteLine($"model: {Path.GetFullPath(result.ModelDirectory!)}");
+            }
+            return 0;
+        }
+        catch (OperationCanceledException)
+        {
+            progress.Done();
+            Console.Error.WriteLine("medformer finetune: interrupted");
+            return 130;
+        }
+        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
+        {
+            progress.Done();
+            Console.Error.WriteLine("medformer finetune: " + e.Message);
+            return 1;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+            foreach (var corpus in opened) (corpus as IDisposable)?.Dispose();
+        }
+    }
+
+    static string DefaultBank(string kind) => kind == ClassificationHead.KindName ? "classification" : kind;
+
+    /// <summary>--task: phantom[:2d|:3d], mnist:FOLDER, medmnist:NAME, an .npz file or a MedMNIST subset name.</summary>
+    static (string? Phantom, string? Medmnist, string? Mnist, int? Size) TaskSpec(string text, int? size)
+    {
+        var parts = text.Split(':', 2);
+        return parts[0] switch
+        {
+            "phantom" => (parts.Length == 1 ? "2d" : parts[1] is "2d" or "3d" ? parts[1] : throw new ArgumentException($"--task '{text}': the phantom is phantom:2d or phantom:3d"), null, null, size),
+            "mnist" when parts.Length == 2 => (null, null, parts[1], null),
+            "medmnist" when parts.Length == 2 => (null, parts[1], null, size),
+            _ when text.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) || MedMnistRegistry.Default.TryGet(text, out _) => (null, text, null, size),
+            _ => throw new ArgumentException($"--task '{text}': expected phantom[:2d|:3d], a MedMNIST subset name ({string.Join(", ", MedMnistRegistry.Default.Names.Take(4))}, …), an .npz file, or mnist:FOLDER"),
+        };
+    }
+
+    /// <summary>--head KIND[:key=value,…] → the kind, the task bank (key "task") and the head's settings.</summary>
+    static (string Kind, string? Bank, JsonObject Settings) HeadSpec(string text)
+    {
+        var parts = text.Split(':', 2);
+        var settings = new JsonObject();
+        string? bank = null;
+        if (parts.Length == 2)
+            foreach (var pair in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var kv = pair.Split('=', 2);
+                if (kv.Length != 2 || kv[0].Length == 0) throw new ArgumentException($"--head '{text}': '{pair}' is not key=value");
+                if (kv[0] == "task") bank = kv[1];
+                else settings[kv[0]] = kv[1];
+            }
+        return (parts[0], bank, settings);
+    }
+
+    /// <summary>Classes, task type and class names of a MedMNIST-layout corpus (the phantom too) or an MNIST folder.</summary>
+    static (int Classes, TaskType Type, IReadOnlyList<string> Names) Labels(ICorpus corpus) => corpus switch
+    {
+        MedMnistCorpus m => (m.Subset.Labels.Count, TaskTypes.Parse(m.Subset.Task), m.Subset.Labels),
+        _ => (10, TaskType.MultiClass, [.. Enumerable.Range(0, 10).Select(i => i.ToString(CultureInfo.InvariantCulture))]),
+    };
+
+    static JsonObject Scores(IReadOnlyDictionary<string, double> scores) => new([.. scores.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)Finite(p.Value)))]);
+
+    static JsonNode? Finite(double value) => double.IsFinite(value) ? JsonValue.Create(Math.Round(value, 6)) : null;
+
+    static string Describe(IReadOnlyDictionary<string, double> scores) =>
+        string.Join(", ", scores.Select(p => $"{p.Key} {(p.Key == "samples" ? p.Value.ToString("F0", CultureInfo.InvariantCulture) : p.Value.ToString("F4", CultureInfo.InvariantCulture))}"));
+}

@@ -1,0 +1,43 @@
+using Medformer.Pretrain;
+using Xunit;
+
+namespace Medformer.Tests;
+
+/// <summary>
+/// The default pretraining job (tiny model, phantom corpus, inpainting + rotation + SimCLR) run once for the tests
+/// that need a pretrained model: does pretraining pay for a probe (pretrain) and for fine-tuning on 10% of the
+/// labels (heads). MEDFORMER_PAYS_TEST_STEPS sets its steps (400).
+/// </summary>
+public sealed class PretrainedPhantom : IDisposable
+{
+    readonly string root = Directory.CreateTempSubdirectory("medformer-pretrained-phantom-").FullName;
+
+    public PretrainedPhantom()
+    {
+        Steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_TEST_STEPS") ?? "400");
+        Config = new RunConfig { LogEvery = 100, CheckpointEvery = 0 };
+        Config.Schedule.MaxSteps = Steps;
+        Config.Batch.Workers = 2;
+        var result = PretrainJob.Run(Config, root, log: entry => Log.Add($"step {entry.Step}: {entry.Loss:F4} {string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}"));
+        ModelDirectory = result.Training.ModelDirectory;
+    }
+
+    public long Steps { get; }
+
+    public RunConfig Config { get; }
+
+    /// <summary>The pretrained model folder (config.json + model.safetensors).</summary>
+    public string ModelDirectory { get; }
+
+    /// <summary>The pretraining's log lines.</summary>
+    public List<string> Log { get; } = [];
+
+    public void Dispose() => Directory.Delete(root, recursive: true);
+}
+
+/// <summary>The tests that share one pretrained model; they run one after another.</summary>
+[CollectionDefinition(Name)]
+public sealed class PretrainedPhantomCollection : ICollectionFixture<PretrainedPhantom>
+{
+    public const string Name = "pretrained phantom";
+}
