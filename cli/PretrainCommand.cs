@@ -53,15 +53,23 @@ static class PretrainCommand
     static MlflowRun? StartTracking(RunConfig run, PretrainOverrides overrides, string outDir, string? trackingUri, string? experiment, string? runName)
     {
         string output = Path.GetFullPath(outDir);
-        var tracked = Mlflow.StartRun(new MlflowRunOptions
+        MlflowRun? tracked;
+        try
         {
-            TrackingUri = trackingUri,
-            Experiment = experiment ?? (Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : "pretrain"),
-            RunName = runName ?? Path.GetFileName(output),
-            SourceName = "medformer pretrain",
-            SpoolDirectory = Path.Combine(output, "mlflow-spool"),
-            Tags = new Dictionary<string, string> { ["medformer.out"] = output, ["medformer.resume"] = overrides.Resume ? "True" : "False" },
-        });
+            tracked = Mlflow.StartRun(new MlflowRunOptions
+            {
+                TrackingUri = trackingUri,
+                Experiment = experiment ?? (Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : "pretrain"),
+                RunName = runName ?? Path.GetFileName(output),
+                SourceName = "medformer pretrain",
+                SpoolDirectory = Path.Combine(output, "mlflow-spool"),
+                Tags = new Dictionary<string, string> { ["medformer.out"] = output, ["medformer.resume"] = overrides.Resume ? "True" : "False" },
+            });
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            throw new ArgumentException($"--tracking-uri {TrackingUri.Resolve(trackingUri)}: cannot log there ({e.Message}); --tracking-uri none turns tracking off", e);
+        }
         if (tracked is null) return null;
         var parameters = RunParams.Flatten(JsonNode.Parse(PretrainJob.ToJson(run)));
         parameters["device"] = overrides.Device ?? run.Device ?? "cpu";

@@ -1,5 +1,4 @@
 using System.CommandLine;
-using System.Text.Json.Nodes;
 using Medformer.Tracking;
 
 namespace Medformer.Cli;
@@ -79,14 +78,7 @@ public static class RunsCommand
             foreach (string file in plots) report.Plot(records, metrics, file);
             if (parse.GetValue(json))
             {
-                var result = new JsonObject
-                {
-                    ["runs"] = new JsonArray([.. records.Select(r => (JsonNode)report.RunJson(r))]),
-                    ["differing_params"] = new JsonArray([.. records.SelectMany(r => r.Params.Keys).Distinct().Order(StringComparer.Ordinal)
-                        .Where(k => RunsReport.Differs(records, k)).Select(k => (JsonNode)k)]),
-                    ["plots"] = new JsonArray([.. plots.Select(p => (JsonNode)Path.GetFullPath(p))]),
-                };
-                Console.WriteLine(result.ToJsonString());
+                Console.WriteLine(report.CompareJson(records, plots).ToJsonString());
                 return;
             }
             Console.Write(report.FormatCompare(records, metrics));

@@ -34,14 +34,15 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-# The evaluation report's plots (ScottPlot on SkiaSharp) draw their text through fontconfig with DejaVu.
+# SkiaSharp's native library (the plots of `medformer runs compare` and `medformer evaluate`) links fontconfig and needs a font.
 apt_install libfontconfig1 fonts-dejavu-core
 
 if [ "$mode" = test ]; then
   # OpenBLAS: without it Debian's PyTorch falls back to the netlib reference BLAS, 20x slower, and every
   # ratio against the reference would flatter us. nibabel: the NIfTI tests check that it reads what we write.
   # Fashion-MNIST (30 MB): real 28x28 images for the IDX reader's test and the pretraining experiments.
-  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel dataset-fashion-mnist
+  # PyYAML: the test reader of MLflow's file store reads meta.yaml as MLflow does.
+  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel dataset-fashion-mnist python3-yaml
 fi
 
 # Rebuild only when a source, project or build file changed since the last good build.

@@ -33,7 +33,6 @@ public static class MlflowTags
     public const string User = "mlflow.user";
     public const string SourceName = "mlflow.source.name";
     public const string SourceType = "mlflow.source.type";
-    public const string Note = "mlflow.note.content";
 
     public static string StatusName(RunStatus status) => status.ToString().ToUpperInvariant();
 

@@ -348,7 +348,20 @@ public sealed class FileStore : ITrackingReader
     }
 
     /// <summary>A key's file under a run folder; a key that is a folder of another key (or holds one) is refused by name.</summary>
-    static string KeyPath(string runDir, string folder, string key, string kind)
+    string KeyPath(string runDir, string folder, string key, string kind)
+    {
+        // A metric's file is checked once; later points only append (a training run logs the same keys each time).
+        string known = $"{runDir}/{folder}/{key}";
+        lock (keyPaths)
+            if (keyPaths.Contains(known) && File.Exists(known)) return known;
+        string path = CheckedKeyPath(runDir, folder, key, kind);
+        lock (keyPaths) keyPaths.Add(path);
+        return path;
+    }
+
+    readonly HashSet<string> keyPaths = [];
+
+    static string CheckedKeyPath(string runDir, string folder, string key, string kind)
     {
         string baseDir = Path.Combine(runDir, folder);
         string path = Path.Combine(baseDir, key);

@@ -43,12 +43,6 @@ sealed class RestRunSender : IRunSink
         get { lock (gate) return run?.RunId; }
     }
 
-    /// <summary>Entries queued and not yet taken by the server.</summary>
-    public int Pending
-    {
-        get { lock (gate) return queue.Count; }
-    }
-
     public void Log(IReadOnlyList<Metric> metrics, IReadOnlyList<KeyValuePair<string, string>> parameters, IReadOnlyList<KeyValuePair<string, string>> tags)
     {
         lock (gate)
@@ -151,8 +145,10 @@ sealed class RestRunSender : IRunSink
                 }
                 wait = rest.Options.NextBackoff(wait);
             }
-            catch (MlflowRestException e)
+            catch (Exception e) when (e is not OutOfMemoryException)
             {
+                // The server's refusal (4xx), or a local fault (an artifact that cannot be read): retrying will not
+                // help, and an exception on this thread would end the training process.
                 lock (gate)
                 {
                     errors.Add(e.Message);

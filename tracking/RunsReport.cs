@@ -31,16 +31,15 @@ public sealed class RunsReport(ITrackingReader reader)
         return result;
     }
 
-    /// <summary>A run by its id, a unique prefix of it, or its name (the newest run of that name).</summary>
+    /// <summary>A run by its id, its name (the newest run of that name), or a unique prefix of its id, in that order.</summary>
     public RunRecord Resolve(string reference)
     {
         var all = Reader.ListExperiments().SelectMany(e => Reader.ListRuns(e.ExperimentId)).ToList();
-        var byId = all.Where(r => r.RunId.StartsWith(reference, StringComparison.OrdinalIgnoreCase)).ToList();
-        if (byId.Count == 1 || byId.Count > 1 && byId.Any(r => r.RunId == reference))
-            return Reader.GetRun(byId.FirstOrDefault(r => r.RunId == reference)?.RunId ?? byId[0].RunId);
-        if (byId.Count > 1) throw new ArgumentException($"run '{reference}': {byId.Count} runs' ids start so ({string.Join(", ", byId.Take(5).Select(r => r.RunId))}); give more of the id");
-        var byName = all.Where(r => r.RunName == reference).OrderByDescending(r => r.StartTime).ToList();
-        if (byName.Count > 0) return Reader.GetRun(byName[0].RunId);
+        var match = all.FirstOrDefault(r => r.RunId == reference) ?? all.Where(r => r.RunName == reference).MaxBy(r => r.StartTime);
+        if (match is not null) return Reader.GetRun(match.RunId);
+        var byPrefix = all.Where(r => r.RunId.StartsWith(reference, StringComparison.OrdinalIgnoreCase)).ToList();
+        if (byPrefix.Count == 1) return Reader.GetRun(byPrefix[0].RunId);
+        if (byPrefix.Count > 1) throw new ArgumentException($"run '{reference}': {byPrefix.Count} runs' ids start so ({string.Join(", ", byPrefix.Take(5).Select(r => r.RunId))}); give more of the id");
         throw new ArgumentException($"run '{reference}': no run of that id or name in {Reader.Location}");
     }
 
@@ -158,7 +157,7 @@ public sealed class RunsReport(ITrackingReader reader)
 
     static IEnumerable<string> DifferingFirst(IReadOnlyList<RunRecord> runs) => ParamKeys(runs).OrderBy(k => Differs(runs, k) ? 0 : 1);
 
-    public static bool Differs(IReadOnlyList<RunRecord> runs, string key) => runs.Select(r => r.Params.GetValueOrDefault(key)).Distinct().Count() > 1;
+    static bool Differs(IReadOnlyList<RunRecord> runs, string key) => runs.Select(r => r.Params.GetValueOrDefault(key)).Distinct().Count() > 1;
 
     // ---- JSON (--json) ----
 
@@ -195,6 +194,13 @@ public sealed class RunsReport(ITrackingReader reader)
         return json;
     }
 
+    public JsonObject CompareJson(IReadOnlyList<RunRecord> runs, IEnumerable<string> plots) => new()
+    {
+        ["runs"] = new JsonArray([.. runs.Select(r => (JsonNode)RunJson(r))]),
+        ["differing_params"] = new JsonArray([.. ParamKeys(runs).Where(k => Differs(runs, k)).Select(k => (JsonNode)k)]),
+        ["plots"] = new JsonArray([.. plots.Select(p => (JsonNode)Path.GetFullPath(p))]),
+    };
+
     static JsonObject InfoJson(RunInfo info, JsonObject metrics) => new()
     {
         ["run_id"] = info.RunId,
@@ -225,7 +231,7 @@ public sealed class RunsReport(ITrackingReader reader)
         return $"{(int)span.TotalHours:00}:{span.Minutes:00}:{span.Seconds:00}";
     }
 
-    public static string Number(double value) => double.IsFinite(value) ? value.ToString("G6", Inv) : PythonFloat.Format(value);
+    public static string Number(double value) => double.IsFinite(value) ? value.ToString("G6", Inv).Replace('E', 'e') : PythonFloat.Format(value);
 
     static string OneLine(string text) => text.Length > 80 || text.Contains('\n') ? text.Split('\n')[0][..Math.Min(77, text.Split('\n')[0].Length)] + "…" : text;
 

@@ -170,6 +170,22 @@ public sealed class FileStoreTests : IDisposable
         MlflowReference.ReadClean(Store);
     }
 
+    [Theory]
+    [InlineData("../escape")]
+    [InlineData("a/../../escape")]
+    [InlineData("/abs/escape")]
+    public void ArtifactsStayInsideTheRun(string artifactPath)
+    {
+        string file = Path.Combine(root, "report.txt");
+        File.WriteAllText(file, "x");
+        using var run = Start();
+        Assert.Contains("must be relative, without '..'", Assert.Throws<ArgumentException>(() => run.LogArtifact(file, artifactPath)).Message);
+        Assert.Throws<ArgumentException>(() => run.LogArtifacts(root, artifactPath));
+        Assert.Contains("no such file", Assert.Throws<ArgumentException>(() => run.LogArtifact(Path.Combine(root, "missing.txt"))).Message);
+        run.End();
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Store, "*", SearchOption.AllDirectories), p => p.Contains("escape", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void AParamCannotChangeOnceLogged()
     {

@@ -269,6 +269,31 @@ public sealed class RestTrackingTests : IDisposable
     }
 
     [Fact]
+    public void ASpoolFileLeftByAKilledProcessReplays()
+    {
+        // What kill -9 leaves: the spool file as it was, no end entry, its last line cut in the middle.
+        string copy = Path.Combine(root, "killed.jsonl");
+        using (var stalled = new FakeMlflowServer(fault: _ => new MlflowFault(0, Stall: true)))
+        {
+            var run = Start(stalled.Url, Fast with { FlushTimeout = TimeSpan.FromMilliseconds(200) });
+            run.LogParam("lr", 0.1);
+            for (int step = 1; step <= 50; step++) run.LogMetric("loss", step, step);
+            File.Copy(Directory.GetFiles(SpoolDir).Single(), copy);
+            File.AppendAllText(copy, "{\"seq\":99,\"met");
+            run.End();
+            run.Dispose();
+        }
+        using var server = new FakeMlflowServer();
+        var replayed = Mlflow.Replay(copy, new Uri(server.Url), Fast);
+        Assert.True(replayed.Complete, replayed.Warning);
+        var stored = OnlyRun(server.State);
+        Assert.Equal(Enumerable.Range(1, 50).Select(s => ("loss", (long)s)), Points(stored));
+        Assert.Equal("0.1", stored.Params["lr"]);
+        Assert.Equal("RUNNING", (string)stored.Info["status"]!);  // nobody said how it ended
+        Assert.False(File.Exists(copy));
+    }
+
+    [Fact]
     public void ABatchTheServerRefusesIsKeptAndReported()
     {
         using var server = new FakeMlflowServer(fault: r =>

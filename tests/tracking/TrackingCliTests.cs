@@ -145,6 +145,40 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("--tracking-uri 'sqlite:///mlflow.db'", wrong.Stderr);
     }
 
+    [Fact]
+    public void APretrainingWhoseServerIsDownFinishesAndItsSpoolReplaysEverything()
+    {
+        string url;
+        using (var gone = new FakeMlflowServer()) url = gone.Url;
+        var env = new Dictionary<string, string>(Environment) { ["MEDFORMER_TRACKING_FLUSH_SECONDS"] = "1", ["MLFLOW_TRACKING_TOKEN"] = "t0ken" };
+        var result = Repo.Run(Repo.Cli, ["pretrain", "--config", Config("rest.yaml", 4), "--out", "runs/remote", "--threads", "2", "--tracking-uri", url],
+            workingDirectory: root, timeoutSeconds: 300, environment: env);
+        output.WriteLine(result.Stdout + result.Stderr);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.False(Directory.Exists(Mlruns));
+        string spool = Directory.GetFiles(Path.Combine(root, "runs", "remote", "mlflow-spool")).Single();
+        Assert.Contains($"kept in {spool}; send them with: medformer runs replay {spool}", result.Stderr);
+
+        using var server = new FakeMlflowServer();
+        var replay = Repo.Run(Repo.Cli, ["runs", "replay", spool, "--tracking-uri", server.Url], workingDirectory: root, environment: env);
+        Assert.True(replay.ExitCode == 0, replay.Stderr);
+        Assert.False(File.Exists(spool));
+        MlflowServerState.FakeRun run;
+        lock (server.State.Gate) run = server.State.Runs.Values.Single();
+        Assert.Equal("FINISHED", (string)run.Info["status"]!);
+        Assert.Equal("remote", (string)run.Info["run_name"]!);
+        Assert.Equal("tiny", run.Params["model"]);
+        Assert.Equal([2L, 4], run.Metrics.Where(m => (string)m["key"]! == "loss").Select(m => (long)m["step"]!));
+        lock (server.State.Gate)
+        {
+            Assert.Contains($"1/{run.Info["run_id"]}/artifacts/model/model.safetensors", server.State.Artifacts.Keys);
+            Assert.All(server.State.Requests, r => Assert.Equal("Bearer t0ken", r.Authorization));
+        }
+        var show = Cli("runs", "show", "remote", "--tracking-uri", server.Url);
+        Assert.Equal(0, show.ExitCode);
+        Assert.Contains("status FINISHED", show.Stdout);
+    }
+
     void TwoRuns()
     {
         foreach (var (name, lr, scale) in new[] { ("alpha", 0.1, 1.0), ("beta", 0.01, 0.5) })
