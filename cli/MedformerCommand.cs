@@ -20,6 +20,7 @@ public static class MedformerCommand
         root.Subcommands.Add(ExportCommand.Create());
         root.Subcommands.Add(ImportCommand.Create());
         root.Subcommands.Add(RunsCommand.Create());
+        root.Subcommands.Add(EvaluateCommand.Create());
         try
         {
             // Our handlers below say what went wrong in one line; the default handler would print a stack trace.

@@ -30,6 +30,11 @@ public sealed record FineTuneOptions
     public int LogEvery { get; init; } = 50;
     /// <summary>Steps between validation scores (with a validation corpus); 0: only at the end.</summary>
     public long EvaluateEvery { get; init; }
+    /// <summary>
+    /// With a validation corpus: the head's validation metric (e.g. "auc") whose best check's weights the tuner keeps
+    /// and saves, higher being better (Lightning's ModelCheckpoint(monitor, mode="max")); null keeps the last step's.
+    /// </summary>
+    public string? SelectBest { get; init; }
     public int Workers { get; init; } = 1;
     /// <summary>Training augmentation (e.g. crops and flips); none by default.</summary>
     public ITransform? Augment { get; init; }
@@ -47,8 +52,12 @@ public sealed record FineTuneOptions
     };
 }
 
-/// <summary>What fine-tuning left: the model folder (null when no output folder was given), the trainer's record, and the validation scores.</summary>
-public sealed record FineTuneResult(string? ModelDirectory, TrainerResult Training, IReadOnlyDictionary<string, double>? Validation);
+/// <summary>
+/// What fine-tuning left: the model folder (null when no output folder was given), the trainer's record (its
+/// Evaluations: the validation scores at each check), the validation scores of the weights kept, and with
+/// <see cref="FineTuneOptions.SelectBest"/> the step whose weights were kept.
+/// </summary>
+public sealed record FineTuneResult(string? ModelDirectory, TrainerResult Training, IReadOnlyDictionary<string, double>? Validation, long? SelectedStep = null);
 
 /// <summary>
 /// Fine-tunes a pretrained Medformer with a head, through the shared <see cref="Trainer"/>:
@@ -93,21 +102,56 @@ public sealed class FineTuner : IDisposable
         using (var first = train.Get(0)) InputShape = first.Image.shape;
         var device = options.Device ?? task.Device;
         string output = options.OutputDirectory ?? Directory.CreateTempSubdirectory("medformer-finetune-").FullName;
+        if (options.SelectBest is not null && validation is null) throw new ArgumentException($"select_best '{options.SelectBest}' needs a validation corpus");
+        Dictionary<string, Tensor>? best = null;
+        double bestValue = double.NegativeInfinity;
+        long? bestStep = null;
+        IReadOnlyDictionary<string, double> Check(long step)
+        {
+            var scores = Evaluate(validation!);
+            if (options.SelectBest is not { } key) return scores;
+            if (!scores.TryGetValue(key, out double value))
+                throw new ArgumentException($"select_best '{key}': the {Head.GetType().Name}'s metric gives {string.Join(", ", scores.Keys)}");
+            if (value > bestValue)
+            {
+                (bestValue, bestStep) = (value, step);
+                Release(best);
+                best = task.Module.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().clone());
+            }
+            return scores;
+        }
         try
         {
             var trainer = new Trainer(options.Trainer, device, notice);
             var result = trainer.Fit(task,
                 start => new DataLoader([new LoaderSource(train, Transform: options.Augment)], new LoaderOptions(options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
-                output, log: log, evaluate: validation is null ? null : _ => Evaluate(validation), cancel: cancel);
+                output, log: log, evaluate: validation is null ? null : Check, cancel: cancel);
             // The trainer leaves the modules in its compute dtype; take back the fp32 weights it saved.
             task.Module.to(ScalarType.Float32);
             LoadWeights(result.ModelDirectory);
-            return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation));
+            if (best is not null)
+            {
+                // The weights of the best check, as they were scored (in the compute dtype), and the model folder with them.
+                using (torch.no_grad())
+                {
+                    var state = task.Module.state_dict();
+                    foreach (var (name, value) in best) state[name].copy_(value);
+                }
+                if (options.OutputDirectory is not null) Save(result.ModelDirectory);
+            }
+            return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation), bestStep);
         }
         finally
         {
+            Release(best);
             if (options.OutputDirectory is null) Directory.Delete(output, recursive: true);
         }
+    }
+
+    static void Release(Dictionary<string, Tensor>? state)
+    {
+        if (state is null) return;
+        foreach (var t in state.Values) t.Dispose();
     }
 
     /// <summary>

@@ -34,7 +34,7 @@ if ! command -v dotnet >/dev/null 2>&1; then
 fi
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
 
-# SkiaSharp's native library (the plots of `medformer runs compare`) links fontconfig and needs a font.
+# SkiaSharp's native library (the plots of `medformer runs compare` and `medformer evaluate`) links fontconfig and needs a font.
 apt_install libfontconfig1 fonts-dejavu-core
 # Gloo (data parallel across processes): the shim in runtime/native is compiled against its headers.
 apt_install libgloo-dev g++

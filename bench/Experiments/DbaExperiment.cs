@@ -2,6 +2,7 @@ using System.Diagnostics;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
+using Medformer.Eval;
 using Medformer.Heads;
 using Medformer.Pretrain.Training;
 using Medformer.Runtime;
@@ -136,24 +137,11 @@ public static class DbaExperiment
     }
 
     /// <summary>
-    /// The arm's training images: all of them, the seed's 1% draw, or the first <see cref="Arm.PerClass"/> of each
-    /// class in the same seeded order (each shared by every arm of that seed).
+    /// The arm's training images: all of them, the seed's fraction of each class, or <see cref="Arm.PerClass"/> of
+    /// each class, all from the seed's one order (<see cref="FewLabels"/>: each shared by every arm of that seed).
     /// </summary>
-    static Tensor Subset(Arm arm, int seed, long[] labels)
-    {
-        using var order = randperm(labels.Length, generator: Seeding.Generator("dba-subset", seed));
-        if (arm.PerClass == 0) return order[..(int)Math.Round(labels.Length * arm.Fraction)].clone();
-        var taken = new Dictionary<long, int>();
-        var picked = new List<long>();
-        foreach (long i in order.data<long>().ToArray())
-        {
-            int count = taken.GetValueOrDefault(labels[i]);
-            if (count == arm.PerClass) continue;
-            taken[labels[i]] = count + 1;
-            picked.Add(i);
-        }
-        return tensor(picked.ToArray());
-    }
+    static Tensor Subset(Arm arm, int seed, long[] labels) => tensor(Array.ConvertAll(
+        arm.PerClass > 0 ? FewLabels.PerClass(labels, arm.PerClass, seed) : FewLabels.Fraction(labels, arm.Fraction, seed), i => (long)i));
 
     static Outcome TrainMlp(Arm arm, int seed, long steps, int hidden, Tensor trainImages, long[] trainLabels, Tensor testImages, long[] testLabels)
     {

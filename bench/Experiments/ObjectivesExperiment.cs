@@ -2,6 +2,7 @@ using System.Diagnostics;
 using System.Text.Json;
 using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
+using Medformer.Eval;
 using Medformer.Pretrain;
 
 namespace Medformer.Bench;
@@ -68,7 +69,7 @@ public static class ObjectivesExperiment
                 for (int seed = 0; seed < seeds; seed++)
                 {
                     if (Done(arm, fraction, seed, "probe") && Done(arm, fraction, seed, "fine-tuned")) continue;
-                    var (images, labels, _) = PaysExperiment.Stack(train, PaysExperiment.Subset(trainLabels, fraction, seed));
+                    var (images, labels, _) = PaysExperiment.Stack(train, FewLabels.Fraction(trainLabels, fraction, seed));
                     using (images)
                     using (labels)
                     using (var subset = new TensorCorpus("phantom/labelled", images, labels))

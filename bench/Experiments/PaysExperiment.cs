@@ -66,7 +66,7 @@ public static class PaysExperiment
         }
         for (int seed = 0; seed < seeds; seed++)
         {
-            int[] picked = Subset(trainLabels, fraction, seed);
+            int[] picked = FewLabels.Fraction(trainLabels, fraction, seed);
             var (images, labels, metas) = Stack(train, picked);
             using (images)
             using (labels)
@@ -132,19 +132,6 @@ public static class PaysExperiment
         using var probabilities = tuner.Predict(testImages, testMetas);
         using var predicted = probabilities.argmax(1);
         return predicted.eq(testLabels).to(ScalarType.Float64).mean().item<double>();
-    }
-
-    /// <summary>The same count per class (round(fraction · class size)), a seeded draw: the usual few-label protocol.</summary>
-    internal static int[] Subset(long[] labels, double fraction, int seed)
-    {
-        var random = Seeding.Random("pays-subset", seed);
-        return [.. labels.Select((label, index) => (label, index)).GroupBy(p => p.label).OrderBy(g => g.Key)
-            .SelectMany(g =>
-            {
-                var members = g.Select(p => p.index).ToArray();
-                random.Shuffle(members);
-                return members.Take(Math.Max(1, (int)Math.Round(members.Length * fraction)));
-            }).Order()];
     }
 
     internal static long Label(ICorpus corpus, int index)

@@ -1,0 +1,207 @@
+using System.CommandLine;
+using System.Globalization;
+using System.Text.Json.Nodes;
+using Medformer.Eval;
+using Medformer.Eval.Protocols;
+using Medformer.Eval.Reports;
+using Medformer.Heads;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+using Medformer.Tracking;
+
+namespace Medformer.Cli;
+
+/// <summary>
+/// <c>medformer evaluate</c>: runs an evaluation protocol (fractions or halves) on a labelled data set for each
+/// initialisation and writes the report (Markdown table, CSV, JSON, PNG and SVG plots) into --out; rerun with the
+/// same --out to continue an interrupted run.
+/// </summary>
+static class EvaluateCommand
+{
+    public static Command Create()
+    {
+        var protocol = new Option<string>("--protocol") { Description = "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training split, choose on the other half, 6 seeds).", DefaultValueFactory = _ => "fractions" };
+        var task = new Option<string[]>("--task")
+        {
+            Description = "The labelled data: phantom [2d|3d] (embedded), medmnist NAME (from $MEDFORMER_HOME/medmnist), npz FILE (MedMNIST layout) or mnist FOLDER.",
+            Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["phantom"],
+        };
+        var init = new Option<string[]>("--init") { Description = "An initialisation to compare, repeatable: random, a model folder, or NAME=FOLDER (default: random).", DefaultValueFactory = _ => ["random"] };
+        var fractions = new Option<string?>("--fractions") { Description = "Fractions of the training labels, comma-separated (default: the protocol's)." };
+        var seeds = new Option<int?>("--seeds") { Description = "Runs per cell (default: the protocol's)." };
+        var maxSteps = new Option<long>("--max-steps") { Description = "Fine-tuning steps per run.", DefaultValueFactory = _ => 300 };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => 1e-3 };
+        var batch = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => 32 };
+        var pooling = new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.", DefaultValueFactory = _ => "flatten" };
+        var select = new Option<string>("--select") { Description = "The validation metric that picks each run's step: auc or acc.", DefaultValueFactory = _ => "auc" };
+        var config = new Option<string?>("--config") { Description = "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
+        var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
+        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report.", DefaultValueFactory = _ => Path.Combine("runs", "evaluate") };
+        var json = new Option<bool>("--json") { Description = "Print one JSON object (the report's tables and files); progress goes to stderr." };
+        var trackingUri = RunsCommand.TrackingUriOption("Where the run is logged for MLflow");
+        var experiment = new Option<string?>("--experiment") { Description = "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else evaluate)." };
+        var runName = new Option<string?>("--run-name") { Description = "MLflow run name (default: the --out folder's name)." };
+        var command = new Command("evaluate", "Fine-tune each initialisation on fractions of the labels over several seeds and report mean ± std per cell.");
+        foreach (var option in new Option[] { protocol, task, init, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, json, trackingUri, experiment, runName })
+            command.Options.Add(option);
+        command.SetAction(parse =>
+        {
+            TorchRuntime.EnsureLoaded();
+            var spec = ProtocolSpec.Parse(parse.GetValue(protocol)!);
+            if (parse.GetValue(fractions) is { } list) spec = spec with { Fractions = ParseFractions(list) };
+            if (parse.GetValue(seeds) is { } n) spec = spec with { Seeds = n };
+            spec.Validate();
+            var fineTune = new FineTuneSettings(parse.GetValue(maxSteps), parse.GetValue(lr), parse.GetValue(batch),
+                Precision: PrecisionNames.Parse(parse.GetValue(precision)!), Pooling: ParsePooling(parse.GetValue(pooling)!), Selection: parse.GetValue(select)!);
+            fineTune.Validate();
+            var options = new EvaluationOptions(spec, parse.GetValue(task)!, parse.GetValue(init)!, parse.GetValue(output)!, fineTune, parse.GetValue(config), parse.GetValue(device)!);
+            EvaluationJob.Validate(options);
+            using var tracked = StartTracking(options, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            return Execute(options, parse.GetValue(json), tracked);
+        });
+        return command;
+    }
+
+    /// <summary>The MLflow run of this invocation (null with --tracking-uri none): the protocol and its options as params.</summary>
+    static MlflowRun? StartTracking(EvaluationOptions options, string? trackingUri, string? experiment, string? runName)
+    {
+        string output = Path.GetFullPath(options.Out);
+        var tracked = Mlflow.StartRun(new MlflowRunOptions
+        {
+            TrackingUri = trackingUri,
+            Experiment = experiment ?? (Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : "evaluate"),
+            RunName = runName ?? Path.GetFileName(output),
+            SourceName = "medformer evaluate",
+            SpoolDirectory = Path.Combine(output, "mlflow-spool"),
+            Tags = new Dictionary<string, string> { ["medformer.out"] = output },
+        });
+        tracked?.LogParams(new Dictionary<string, object?>
+        {
+            ["protocol"] = options.Protocol.Name,
+            ["task"] = string.Join(" ", options.Task),
+            ["inits"] = string.Join(" ", options.Inits),
+            ["fractions"] = string.Join(",", options.Protocol.Fractions.Select(f => f.ToString("R", CultureInfo.InvariantCulture))),
+            ["seeds"] = options.Protocol.Seeds,
+            ["max_steps"] = options.FineTune.MaxSteps,
+            ["lr"] = options.FineTune.LearningRate,
+            ["batch_size"] = options.FineTune.BatchSize,
+            ["pooling"] = options.FineTune.Pooling.ToString().ToLowerInvariant(),
+            ["selection"] = options.FineTune.Selection,
+            ["precision"] = options.FineTune.Precision.Name(),
+            ["config"] = options.Config,
+            ["device"] = options.Device,
+        });
+        return tracked;
+    }
+
+    /// <summary>MLflow's name for a cell's metric: METRIC.INIT.fFRACTION (a series over seeds: the seed is the step).</summary>
+    static string MetricKey(string metric, string init, double fraction) =>
+        $"{metric}.{new string([.. init.Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or ' ' ? c : '_')])}.f{fraction.ToString("R", CultureInfo.InvariantCulture)}";
+
+    static void LogCell(MlflowRun? tracked, CellResult cell)
+    {
+        foreach (var (metric, value) in cell.Metrics)
+            if (double.IsFinite(value)) tracked?.LogMetric(MetricKey(metric, cell.Init, cell.Fraction), value, step: cell.Seed);
+    }
+
+    /// <summary>The cells kept from earlier invocations, the tables' means and stds, and the report folder's files.</summary>
+    static void LogReport(MlflowRun? tracked, EvaluationOutcome outcome, IReadOnlySet<CellKey> loggedNow, string outDir)
+    {
+        if (tracked is null) return;
+        foreach (var cell in outcome.Results.Where(c => !loggedNow.Contains(c.Key))) LogCell(tracked, cell);
+        foreach (var group in outcome.Results.GroupBy(c => (c.Init, c.Fraction)))
+            foreach (string metric in group.SelectMany(c => c.Metrics.Keys).Distinct())
+            {
+                var summary = MeanStd.Of(group.Select(c => c.Metrics.GetValueOrDefault(metric, double.NaN)));
+                if (summary.Count == 0) continue;
+                tracked.LogMetric(MetricKey(metric + "_mean", group.Key.Init, group.Key.Fraction), summary.Mean);
+                tracked.LogMetric(MetricKey(metric + "_std", group.Key.Init, group.Key.Fraction), summary.Std);
+            }
+        foreach (string file in outcome.Report.All) tracked.LogArtifact(file, "report");
+        tracked.LogArtifact(Path.Combine(outDir, "cells.jsonl"), "report");
+    }
+
+    static int Execute(EvaluationOptions options, bool json, MlflowRun? tracked)
+    {
+        using var interrupt = new CancellationTokenSource();
+        ConsoleCancelEventHandler onCancel = (_, e) =>
+        {
+            e.Cancel = true;
+            interrupt.Cancel();
+        };
+        Console.CancelKeyPress += onCancel;
+        var say = json ? Console.Error : Console.Out;
+        var loggedNow = new HashSet<CellKey>();
+        try
+        {
+            var outcome = EvaluationJob.Run(options, say.WriteLine, finished: cell =>
+            {
+                LogCell(tracked, cell);
+                loggedNow.Add(cell.Key);
+            }, cancel: interrupt.Token);
+            LogReport(tracked, outcome, loggedNow, options.Out);
+            if (json)
+            {
+                var report = JsonNode.Parse(File.ReadAllText(outcome.Report.Json))!.AsObject();
+                report["out"] = Path.GetFullPath(options.Out);
+                report["trained"] = outcome.Trained;
+                report["kept"] = outcome.Results.Count - outcome.Trained;
+                report["files"] = new JsonArray([.. outcome.Report.All.Select(f => (JsonNode)Path.GetFullPath(f))]);
+                EndTracking(tracked, RunStatus.Finished, Console.Error);
+                Console.WriteLine(report.ToJsonString());
+            }
+            else
+            {
+                Console.WriteLine();
+                Console.Write(string.Join("\n", File.ReadAllLines(outcome.Report.Markdown).TakeWhile(l => !l.StartsWith("Each run", StringComparison.Ordinal))));
+                Console.WriteLine($"\nreport: {Path.GetFullPath(outcome.Report.Markdown)} ({outcome.Trained} runs trained, {outcome.Results.Count - outcome.Trained} kept from earlier)");
+                EndTracking(tracked, RunStatus.Finished, Console.Out);
+            }
+            return 0;
+        }
+        catch (OperationCanceledException)
+        {
+            Console.Error.WriteLine($"medformer evaluate: interrupted; the finished runs are in {Path.GetFullPath(options.Out)}; the same command continues");
+            EndTracking(tracked, RunStatus.Killed, Console.Error);
+            return 130;
+        }
+        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
+        {
+            Console.Error.WriteLine("medformer evaluate: " + e.Message);
+            EndTracking(tracked, RunStatus.Failed, Console.Error, e.Message);
+            return 1;
+        }
+        catch (ArgumentException e)
+        {
+            EndTracking(tracked, RunStatus.Failed, Console.Error, e.Message);
+            throw;
+        }
+        finally
+        {
+            Console.CancelKeyPress -= onCancel;
+        }
+    }
+
+    static void EndTracking(MlflowRun? tracked, RunStatus status, TextWriter say, string? error = null)
+    {
+        if (tracked is null) return;
+        if (error is not null) tracked.SetTag("medformer.error", error.Length > 8000 ? error[..8000] : error);
+        var outcome = tracked.End(status);
+        if (outcome.Warning is { } warning) Console.Error.WriteLine("medformer evaluate: mlflow: " + warning);
+        else say.WriteLine($"mlflow: run {outcome.RunId} ({MlflowTags.StatusName(status)}) in {outcome.Location}");
+    }
+
+    static double[] ParseFractions(string text) => [.. text.Split(',').Select(part =>
+        double.TryParse(part.Trim().TrimEnd('%'), NumberStyles.Float, CultureInfo.InvariantCulture, out double value)
+            ? part.Trim().EndsWith('%') ? value / 100 : value
+            : throw new ArgumentException($"--fractions '{text}': expected numbers such as 0.01,0.1,1 (or 1%,10%,100%)"))];
+
+    static Pooling ParsePooling(string text) => text switch
+    {
+        "flatten" => Pooling.Flatten,
+        "mean" => Pooling.Mean,
+        "query" => Pooling.Query,
+        _ => throw new ArgumentException($"--pooling '{text}': expected flatten, mean or query"),
+    };
+}

@@ -1,0 +1,151 @@
+using System.Diagnostics;
+using System.Globalization;
+using Medformer.Datasets;
+using Medformer.Datasets.Corpora;
+using Medformer.Eval.Metrics;
+using Medformer.Heads;
+using Medformer.Pretrain.Training;
+using Medformer.Runtime;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Medformer.Eval.Protocols;
+
+/// <summary>How a classification cell fine-tunes: the trainer's settings and the head.</summary>
+/// <param name="Evaluations">Validation checks over the run (every MaxSteps / Evaluations steps, and at the end).</param>
+/// <param name="Selection">The validation metric that picks the step: "auc" (MedMNIST's model selection) or "acc".</param>
+public sealed record FineTuneSettings(
+    long MaxSteps = 300,
+    double LearningRate = 1e-3,
+    int BatchSize = 32,
+    int Evaluations = 10,
+    Precision Precision = Precision.Bf16,
+    Pooling Pooling = Pooling.Flatten,
+    string Selection = "auc",
+    int Workers = 1)
+{
+    public void Validate()
+    {
+        if (MaxSteps < 1) throw new ArgumentException($"--max-steps {MaxSteps} must be at least 1");
+        if (!(LearningRate > 0)) throw new ArgumentException($"--lr {LearningRate} must be positive");
+        if (BatchSize < 1) throw new ArgumentException($"--batch-size {BatchSize} must be at least 1");
+        if (Evaluations < 1) throw new ArgumentException($"evaluations {Evaluations} must be at least 1");
+        if (Selection is not ("auc" or "acc")) throw new ArgumentException($"selection metric '{Selection}': expected auc or acc");
+    }
+}
+
+/// <summary>
+/// A classification cell: fine-tunes the whole Medformer with a <see cref="ClassificationHead"/> for the data's task
+/// type (multi-class, multi-label, binary-class, ordinal-regression) through the <see cref="FineTuner"/>, checks the
+/// validation set every few steps and keeps the weights of the best check (by <see cref="FineTuneSettings.Selection"/>),
+/// then scores the test set with MedMNIST's ACC and AUC (<see cref="ClassificationMetrics"/>). A random
+/// initialisation builds <c>randomConfig</c> from the seed; a pretrained one loads its model folder (or hub name).
+/// </summary>
+public sealed class ClassificationCells : ICellTrainer, IDisposable
+{
+    const string TaskBank = "classification";
+
+    readonly EvaluationData data;
+    readonly FineTuneSettings settings;
+    readonly MedformerConfig randomConfig;
+    readonly Device device;
+    readonly Action<TrainerLog>? progress;
+    (Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas)? test;
+
+    public ClassificationCells(EvaluationData data, FineTuneSettings settings, MedformerConfig randomConfig, Device? device = null, Action<TrainerLog>? progress = null)
+    {
+        settings.Validate();
+        this.data = data;
+        this.settings = settings;
+        this.randomConfig = Pretrained.WithTasks(randomConfig, [TaskBank]);
+        this.device = device ?? CPU;
+        this.progress = progress;
+    }
+
+    public IReadOnlyList<MetricInfo> Metrics { get; } = [new("acc", "ACC"), new("auc", "AUC")];
+
+    public IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
+    {
+        ["data"] = data.Name,
+        ["task"] = data.Task,
+        ["head"] = $"classification, {settings.Pooling.ToString().ToLowerInvariant()} pooling, full fine-tuning",
+        ["max_steps"] = settings.MaxSteps.ToString(CultureInfo.InvariantCulture),
+        ["lr"] = settings.LearningRate.ToString("R", CultureInfo.InvariantCulture),
+        ["batch_size"] = settings.BatchSize.ToString(CultureInfo.InvariantCulture),
+        ["evaluations"] = settings.Evaluations.ToString(CultureInfo.InvariantCulture),
+        ["precision"] = settings.Precision.ToString().ToLowerInvariant(),
+        ["selection"] = settings.Selection,
+        ["random_config"] = System.Text.Json.JsonSerializer.Serialize(randomConfig, new System.Text.Json.JsonSerializerOptions(MedformerConfig.Json) { WriteIndented = false }),
+    };
+
+    public CellResult Train(CellPlan plan, CancellationToken cancel = default)
+    {
+        var clock = Stopwatch.StartNew();
+        var key = plan.Key;
+        test ??= Stack(data.Test, [.. Enumerable.Range(0, (int)data.Test.Count)]);
+        Seeding.SeedEverything(1000 + key.Seed);
+        var model = plan.Init.Checkpoint is { } folder ? Pretrained.Load(folder, [TaskBank]) : new Medformer(randomConfig);
+        FineTuner built;
+        try
+        {
+            built = new FineTuner(model, new ClassificationHead(model.Config, data.Classes, TaskTypes.Parse(data.Task), settings.Pooling), Strategy.Full);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        using var tuner = built;
+        var train = new SubsetCorpus(data.Train, Array.ConvertAll(plan.TrainIndices, i => (long)i), $"{data.Train.Name}/labelled");
+        var validation = new SubsetCorpus(plan.Validation, Array.ConvertAll(plan.ValidationIndices, i => (long)i), $"{plan.Validation.Name}/validation");
+        var loss = new List<CurvePoint>();
+        var result = tuner.Fit(train, new FineTuneOptions
+        {
+            MaxSteps = settings.MaxSteps, BatchSize = Math.Min(settings.BatchSize, plan.TrainIndices.Length), LearningRate = settings.LearningRate,
+            Precision = settings.Precision, Seed = key.Seed, LogEvery = (int)Math.Max(1, Math.Min(10, settings.MaxSteps / 10)),
+            EvaluateEvery = Math.Max(1, settings.MaxSteps / settings.Evaluations), SelectBest = HeadMetricName, Workers = settings.Workers, Device = device,
+        }, validation, log: entry =>
+        {
+            loss.Add(new CurvePoint(entry.Step, entry.Loss));
+            progress?.Invoke(entry);
+        }, cancel: cancel);
+        var checks = result.Training.Evaluations.Select(e => new CurvePoint(e.Step, e.Metrics[HeadMetricName])).ToList();
+        using var probabilities = tuner.Predict(test.Value.Images, test.Value.Metas);
+        var metrics = new Dictionary<string, double>
+        {
+            ["acc"] = ClassificationMetrics.Accuracy(probabilities, test.Value.Labels, data.Task),
+            ["auc"] = ClassificationMetrics.Auc(probabilities, test.Value.Labels, data.Task),
+        };
+        long selected = result.SelectedStep ?? result.Training.Steps;
+        double selectedValue = checks.FirstOrDefault(c => c.Step == selected)?.Value ?? double.NaN;
+        return new CellResult(key.Init, key.Fraction, key.Seed, plan.TrainIndices.Length, metrics, settings.Selection, selected, selectedValue,
+            clock.Elapsed.TotalSeconds, loss, checks);
+    }
+
+    /// <summary>The head metric's name for the selection metric.</summary>
+    string HeadMetricName => settings.Selection == "acc" ? "accuracy" : "auc";
+
+    /// <summary>The samples at <paramref name="indices"/> as one tensor [N,C,…], their labels ([N], or [N,L] for multi-label) and metas.</summary>
+    static (Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas) Stack(ICorpus corpus, IReadOnlyList<int> indices)
+    {
+        if (indices.Count == 0) throw new ArgumentException($"{corpus.Name}: no samples to score");
+        using var scope = NewDisposeScope();
+        var images = new List<Tensor>();
+        var metas = new List<SampleMeta>();
+        foreach (int i in indices)
+        {
+            var sample = corpus.Get(i);  // its tensors belong to the scope
+            images.Add(sample.Image);
+            metas.Add(sample.Meta);
+        }
+        var labels = tensor(metas.SelectMany(m => m.Labels).ToArray()).reshape(metas.Count, -1);
+        return (scope.MoveToOuter(stack(images)), scope.MoveToOuter(labels), metas);
+    }
+
+    public void Dispose()
+    {
+        test?.Images.Dispose();
+        test?.Labels.Dispose();
+        test = null;
+    }
+}
