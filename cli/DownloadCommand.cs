@@ -84,6 +84,22 @@ public static class DownloadCommand
         return command;
     }
 
+    /// <summary>
+    /// A hub name as a local model folder (downloaded, verified and unpacked on first use), for commands that take
+    /// "a folder or a hub name" (finetune, predict): the manifest is $MEDFORMER_HUB's, else the built-in one.
+    /// </summary>
+    public static string ResolveHubName(string name)
+    {
+        // On stderr: a --json command's stdout holds one JSON object.
+        var options = DownloadOptions.Default with { Log = line => Console.Error.WriteLine("medformer: " + line) };
+        var hub = HubManifest.LoadAsync(null, options).GetAwaiter().GetResult();
+        if (!hub.TryGet(name, out var entry))
+            throw new ArgumentException($"'{name}' is neither a checkpoint folder nor a checkpoint in {hub.Source}" +
+                (hub.Checkpoints.Count == 0 ? " (it lists none)" : $" (it lists {string.Join(", ", hub.Checkpoints.Select(e => e.Name))})"));
+        Console.Error.WriteLine($"medformer: {name}: from the checkpoint hub ({entry.Url})");
+        return CheckpointHub.Default.FetchAsync(entry, options, ConfigJson).GetAwaiter().GetResult().ModelFolder;
+    }
+
     // A manifest's config: a preset name or an inline config object, checked as config.json would be.
     static string ConfigJson(System.Text.Json.JsonElement config) =>
         (config.ValueKind == System.Text.Json.JsonValueKind.String ? MedformerConfig.Resolve(config.GetString()!) : MedformerConfig.FromJson(config.GetRawText(), "the manifest's config")).ToJson();

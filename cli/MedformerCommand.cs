@@ -1,5 +1,6 @@
 using System.CommandLine;
 using System.Text.Json;
+using Medformer.Heads;
 using Medformer.Runtime;
 using TorchSharp;
 
@@ -10,6 +11,8 @@ public static class MedformerCommand
 {
     public static int Run(string[] args)
     {
+        // "A folder or a hub name" (finetune, predict): names resolve through the checkpoint hub.
+        Pretrained.NameResolver = DownloadCommand.ResolveHubName;
         var root = new RootCommand("Medformer: a Perceiver IO foundation model for medical images, on TorchSharp.");
         root.Subcommands.Add(PretrainCommand.Create());
         root.Subcommands.Add(FinetuneCommand.Create());

@@ -124,4 +124,30 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
             Assert.DoesNotContain(Directory.EnumerateFiles(Path.Combine(files.Home, "hub"), "*", SearchOption.AllDirectories), f => !f.EndsWith(".lock"));
         }
     }
+
+    [Fact]
+    public void CommandsThatTakeACheckpointResolveAHubName()
+    {
+        var (server, packed) = Serve();
+        using (server)
+        {
+            var start = Start("predict", "--checkpoint", "tiny", "--out", Path.Combine(files.Folder, "predicted"), "any.npz");
+            start.Environment["MEDFORMER_HUB"] = server.BaseUrl + "/hub.json";
+            using var process = Process.Start(start)!;
+            var result = Finish(process, "medformer predict --checkpoint tiny");
+            // The name resolved to the cached model folder, which is pretrained, not fine-tuned: predict says so.
+            string model = Path.Combine(files.Home, "hub", "tiny", HubFiles.Sha256(packed), "model");
+            Assert.Equal(1, result.Code);
+            Assert.Contains("tiny: from the checkpoint hub", result.Stderr);
+            Assert.Contains($"{model}: no head.json", result.Stderr);
+            Assert.Single(server.Requests, r => r.Path == "/tiny.tar");
+
+            var unknown = Start("predict", "--checkpoint", "nosuch", "any.npz");
+            unknown.Environment["MEDFORMER_HUB"] = server.BaseUrl + "/hub.json";
+            using var second = Process.Start(unknown)!;
+            var refused = Finish(second, "medformer predict --checkpoint nosuch");
+            Assert.NotEqual(0, refused.Code);
+            Assert.Contains("'nosuch' is neither a checkpoint folder nor a checkpoint in", refused.Stderr);
+        }
+    }
 }
