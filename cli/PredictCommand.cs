@@ -19,7 +19,7 @@ static class PredictCommand
         var split = new Option<string>("--split") { Description = "The split of a MedMNIST-layout .npz (SPLIT_images).", DefaultValueFactory = _ => "test" };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
-        var command = new Command("predict", "Predict with a fine-tuned model: class probabilities (JSON and CSV).");
+        var command = new Command("predict", "Predict with a fine-tuned model: class probabilities (JSON and CSV), masks (NIfTI) or images (NIfTI with PNG previews).");
         command.Arguments.Add(inputs);
         foreach (var option in new Option[] { checkpoint, output, split, device, json }) command.Options.Add(option);
         command.SetAction(parse =>
@@ -32,14 +32,19 @@ static class PredictCommand
                 var batches = new List<PredictionBatch>();
                 try
                 {
-                    foreach (string input in parse.GetValue(inputs)!) batches.Add(PredictionInputs.Read(input, tuner.InputShape, parse.GetValue(split)!));
-                    Directory.CreateDirectory(outDir);
-                    // One branch per kind of head output.
-                    var written = tuner.Head.Output switch
+                    // One branch per kind of head output: masks and images (NIfTI, PNG previews) are read in their own units, never resized.
+                    JsonObject written;
+                    if (tuner.Head.Output == HeadOutput.Probabilities)
                     {
-                        HeadOutput.Probabilities => WriteProbabilities(tuner, batches, outDir),
-                        var other => throw new ArgumentException($"predict does not yet write {other.ToString().ToLowerInvariant()} outputs"),
-                    };
+                        foreach (string input in parse.GetValue(inputs)!) batches.Add(PredictionInputs.Read(input, tuner.InputShape, parse.GetValue(split)!));
+                        Directory.CreateDirectory(outDir);
+                        written = WriteProbabilities(tuner, batches, outDir);
+                    }
+                    else
+                    {
+                        var files = DensePredictions.Write(tuner, parse.GetValue(inputs)!, outDir, parse.GetValue(split)!);
+                        written = new JsonObject { ["files"] = new JsonArray([.. files.Select(f => (JsonNode)f)]), ["predictions"] = parse.GetValue(inputs)!.Length };
+                    }
                     if (parse.GetValue(json))
                         Console.WriteLine(written.ToJsonString());
                     else
