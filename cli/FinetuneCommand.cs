@@ -67,6 +67,7 @@ static class FinetuneCommand
         var opened = new List<ICorpus>();
         try
         {
+            string folder = Pretrained.Resolve(checkpoint);  // a missing model fails before the corpus is read
             var spec = TaskSpec(taskText, size);
             ICorpus Open(string split)
             {
@@ -102,7 +103,7 @@ static class FinetuneCommand
                         : new RandFlip(0.5, [2]),
                 };
             }
-            var model = Pretrained.Load(checkpoint, bank is null ? null : [bank]);
+            var model = Pretrained.Load(folder, bank is null ? null : [bank]);
             Head built;
             try
             {

@@ -1,0 +1,96 @@
+using System.Text.Json.Nodes;
+using Medformer.Datasets.Formats;
+using Medformer.Runtime;
+using Xunit;
+using Xunit.Abstractions;
+using static TorchSharp.torch;
+
+namespace Medformer.Tests.Heads;
+
+/// <summary>`medformer finetune` then `medformer predict` end to end, on the phantom with a tiny model, and their bad-argument errors.</summary>
+public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
+{
+    readonly string root = Directory.CreateTempSubdirectory("medformer-finetune-cli-").FullName;
+
+    public void Dispose() => Directory.Delete(root, recursive: true);
+
+    static readonly Dictionary<string, string> Home = new() { ["MEDFORMER_HOME"] = Repo.TestHome };
+
+    Repo.Result Run(params string[] args)
+    {
+        var result = Repo.Run(Repo.Cli, args, timeoutSeconds: 600, environment: Home);
+        output.WriteLine(result.Stdout);
+        output.WriteLine(result.Stderr);
+        return result;
+    }
+
+    string PretrainedFolder()
+    {
+        string folder = Path.Combine(root, "pretrained");
+        Seeding.SeedEverything(0);
+        using var model = new Medformer(ClassificationHeadTests.Config);
+        Checkpoint.Save(model, folder);
+        return folder;
+    }
+
+    [Fact]
+    public void FinetunesThenPredictsOnNpzAndNifti()
+    {
+        string tuned = Path.Combine(root, "tuned");
+        var result = Run("finetune", "--checkpoint", PretrainedFolder(), "--task", "phantom", "--head", "classification:pooling=mean", "--strategy", "llrd:0.75",
+            "--fraction", "0.05", "--max-steps", "6", "--batch-size", "8", "--precision", "fp32", "--out", tuned, "--json");
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        var report = JsonNode.Parse(result.Stdout.Trim().Split('\n')[^1])!.AsObject();
+        Assert.Equal(200, report["train_samples"]!.GetValue<long>());  // 5% of 4,000, stratified over 10 classes
+        Assert.Equal(6, report["steps"]!.GetValue<long>());
+        Assert.InRange(report["test"]!["accuracy"]!.GetValue<double>(), 0, 1);
+        Assert.Equal(1000, report["test"]!["samples"]!.GetValue<double>());
+        Assert.Equal(500, report["validation"]!["samples"]!.GetValue<double>());
+        string model = report["model"]!.GetValue<string>();
+        var head = JsonNode.Parse(File.ReadAllText(Path.Combine(model, "head.json")))!;
+        Assert.Equal("classification", head["kind"]!.GetValue<string>());
+        Assert.Equal("llrd:0.75", head["strategy"]!.GetValue<string>());
+        Assert.Equal(10, head["class_names"]!.AsArray().Count);
+
+        string npz = Path.Combine(root, "three.npz");
+        using (var images = randint(0, 256, [3, 28, 28]).to(ScalarType.Byte)) Npz.Write(npz, new Dictionary<string, Tensor> { ["images"] = images });
+        string nifti = Path.Combine(root, "slice.nii.gz");
+        using (var slice = rand(40, 40) * 1000 - 500) NiftiWriter.Write(nifti, slice, [0.5, 0.5]);  // resized to 28×28, scaled to [0, 1]
+        string predictions = Path.Combine(root, "predictions");
+        var predicted = Run("predict", "--checkpoint", model, npz, nifti, "--out", predictions, "--json");
+        Assert.True(predicted.ExitCode == 0, predicted.Stderr);
+        var csv = File.ReadAllLines(Path.Combine(predictions, "predictions.csv"));
+        Assert.Equal(5, csv.Length);  // header + 3 + 1
+        Assert.StartsWith("input,index,predicted,\"ellipse, smooth\"", csv[0]);
+        var json = JsonNode.Parse(File.ReadAllText(Path.Combine(predictions, "predictions.json")))!;
+        var first = json["predictions"]![0]!["probabilities"]!.AsObject();
+        Assert.Equal(1.0, first.Sum(p => p.Value!.GetValue<double>()), 4);
+        Assert.Equal(nifti, json["predictions"]![3]!["input"]!.GetValue<string>());
+
+        // A volume for a model tuned on 2D images names the file.
+        string volume = Path.Combine(root, "volume.nii.gz");
+        using (var voxels = rand(8, 28, 28)) NiftiWriter.Write(volume, voxels, [1.0, 1.0, 1.0]);
+        var wrong = Run("predict", "--checkpoint", model, volume, "--out", predictions);
+        Assert.Equal(1, wrong.ExitCode);
+        Assert.Contains("volume.nii.gz: a 3D volume [8, 28, 28]; the model was fine-tuned on 2D images", wrong.Stderr);
+    }
+
+    [Fact]
+    public void BadArgumentsAreOneLine()
+    {
+        string pretrained = PretrainedFolder();
+        var fraction = Run("finetune", "--checkpoint", pretrained, "--fraction", "1.5", "--out", Path.Combine(root, "a"));
+        Assert.Equal(2, fraction.ExitCode);
+        Assert.Contains("--fraction 1.5: must be in (0, 1]", fraction.Stderr);
+        var strategy = Run("finetune", "--checkpoint", pretrained, "--strategy", "some", "--out", Path.Combine(root, "b"));
+        Assert.Equal(2, strategy.ExitCode);
+        Assert.Contains("--strategy 'some'", strategy.Stderr);
+        var missing = Run("finetune", "--checkpoint", Path.Combine(root, "missing"), "--out", Path.Combine(root, "c"));
+        Assert.Equal(1, missing.ExitCode);
+        Assert.Contains("no such checkpoint folder", missing.Stderr);
+        var notTuned = Run("predict", "--checkpoint", pretrained, "x.npz");
+        Assert.Equal(1, notTuned.ExitCode);
+        Assert.Contains("not a fine-tuned one", notTuned.Stderr);
+        foreach (var r in new[] { fraction, strategy, missing, notTuned }) Assert.Single(r.Stderr.Trim().Split('\n'));
+    }
+}
