@@ -19,7 +19,7 @@ static class PredictCommand
         var split = new Option<string>("--split") { Description = "The split of a MedMNIST-layout .npz (SPLIT_images).", DefaultValueFactory = _ => "test" };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
-        var command = new Command("predict", "Predict with a fine-tuned model: class probabilities (JSON and CSV), masks (NIfTI) or images (NIfTI with PNG previews).");
+        var command = new Command("predict", "Predict with a fine-tuned model: class probabilities (JSON and CSV), masks (NIfTI) or images (NIfTI and PNG).");
         command.Arguments.Add(inputs);
         foreach (var option in new Option[] { checkpoint, output, split, device, json }) command.Options.Add(option);
         command.SetAction(parse =>
@@ -29,31 +29,17 @@ static class PredictCommand
             try
             {
                 using var tuner = FineTuner.Load(parse.GetValue(checkpoint)!, DeviceSpec.Parse(parse.GetValue(device)!));
-                var batches = new List<PredictionBatch>();
-                try
+                Directory.CreateDirectory(outDir);
+                // One branch per kind of head output.
+                var written = tuner.Head.Output switch
                 {
-                    // One branch per kind of head output: masks and images (NIfTI, PNG previews) are read in their own units, never resized.
-                    JsonObject written;
-                    if (tuner.Head.Output == HeadOutput.Probabilities)
-                    {
-                        foreach (string input in parse.GetValue(inputs)!) batches.Add(PredictionInputs.Read(input, tuner.InputShape, parse.GetValue(split)!));
-                        Directory.CreateDirectory(outDir);
-                        written = WriteProbabilities(tuner, batches, outDir);
-                    }
-                    else
-                    {
-                        var files = DensePredictions.Write(tuner, parse.GetValue(inputs)!, outDir, parse.GetValue(split)!);
-                        written = new JsonObject { ["files"] = new JsonArray([.. files.Select(f => (JsonNode)f)]), ["predictions"] = parse.GetValue(inputs)!.Length };
-                    }
-                    if (parse.GetValue(json))
-                        Console.WriteLine(written.ToJsonString());
-                    else
-                        foreach (var file in written["files"]!.AsArray()) Console.WriteLine($"wrote {file}");
-                }
-                finally
-                {
-                    foreach (var batch in batches) batch.Dispose();
-                }
+                    HeadOutput.Probabilities => WriteProbabilities(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
+                    _ => WriteDense(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
+                };
+                if (parse.GetValue(json))
+                    Console.WriteLine(written.ToJsonString());
+                else
+                    foreach (var file in written["files"]!.AsArray()) Console.WriteLine($"wrote {file}");
                 return 0;
             }
             catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException or KeyNotFoundException)
@@ -66,6 +52,20 @@ static class PredictCommand
     }
 
     /// <summary>predictions.json (per input and image: the predicted class and each class's probability) and predictions.csv.</summary>
+    static JsonObject WriteProbabilities(FineTuner tuner, IEnumerable<string> inputs, string split, string outDir)
+    {
+        var batches = new List<PredictionBatch>();
+        try
+        {
+            foreach (string input in inputs) batches.Add(PredictionInputs.Read(input, tuner.InputShape, split));
+            return WriteProbabilities(tuner, batches, outDir);
+        }
+        finally
+        {
+            foreach (var batch in batches) batch.Dispose();
+        }
+    }
+
     static JsonObject WriteProbabilities(FineTuner tuner, IReadOnlyList<PredictionBatch> batches, string outDir)
     {
         var rows = new JsonArray();
@@ -97,6 +97,13 @@ static class PredictCommand
         File.WriteAllText(csvPath, csv.ToString());
         return new JsonObject { ["files"] = new JsonArray(Path.GetFullPath(jsonPath), Path.GetFullPath(csvPath)), ["predictions"] = rows.Count };
     }
+
+    /// <summary>
+    /// Masks (NIfTI) or images (NIfTI with a PNG preview) on each input's grid (<see cref="DensePredictions"/>): an
+    /// input of the training input's shape whole, any other by sliding windows of that extent.
+    /// </summary>
+    static JsonObject WriteDense(FineTuner tuner, IReadOnlyList<string> inputs, string split, string outDir) =>
+        new() { ["files"] = new JsonArray([.. DensePredictions.Write(tuner, inputs, outDir, split).Select(f => (JsonNode)f)]) };
 
     static string Csv(string text) => text.IndexOfAny([',', '"', '\n']) >= 0 ? $"\"{text.Replace("\"", "\"\"")}\"" : text;
 }

@@ -1,7 +1,5 @@
 using Medformer.Datasets.Corpora;
-using Medformer.Datasets.Loading;
 using Medformer.Heads;
-using Medformer.Pretrain.Objectives;
 using Medformer.Runtime;
 using Xunit;
 using Xunit.Abstractions;
@@ -9,41 +7,72 @@ using static TorchSharp.torch;
 
 namespace Medformer.Tests.Heads;
 
-/// <summary>Each classification type learns on the phantom through the FineTuner and the shared trainer, in seconds.</summary>
+/// <summary>
+/// Each classification type learns through the FineTuner and the shared trainer, in seconds, on images whose labels
+/// each type can state: bright squares at three places (left, centre, right) on noise. Multi-class and ordinal: where
+/// the one square is (left &lt; centre &lt; right); binary: whether it is on the left; multi-label: which of the three
+/// places hold a square (one to three of them). (A tiny model from scratch does not learn the phantom's ten classes
+/// in seconds: its loss stays at ln 10 for 300 steps; the phantom is the pretrained tests'.)
+/// </summary>
 public sealed class ClassificationHeadTests(ITestOutputHelper output)
 {
     internal static MedformerConfig Config => MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
 
-    static FineTuneOptions Options(long steps) => new() { MaxSteps = steps, BatchSize = 32, LearningRate = 2e-3, WarmupSteps = 10, Precision = Precision.Fp32, LogEvery = 10 };
+    internal static TensorCorpus Squares(int count, long seed, TaskType type)
+    {
+        var (images, labels) = SquareArrays(count, seed, type);
+        // The corpus keeps its own handles: built outside the scope, which would dispose them with the temporaries.
+        using (images)
+        using (labels)
+            return new TensorCorpus("squares", images, labels);
+    }
+
+    static (Tensor Images, Tensor Labels) SquareArrays(int count, long seed, TaskType type)
+    {
+        Seeding.SeedEverything(seed);
+        var random = Seeding.Random("squares", seed);
+        using var scope = NewDisposeScope();
+        var images = randn(count, 1, 16, 16) * 0.2;
+        var labels = new List<long[]>();
+        for (int i = 0; i < count; i++)
+        {
+            int place = i % 3;
+            bool[] present = type == TaskType.MultiLabel
+                ? [.. Enumerable.Range(0, 3).Select(p => p == place || random.NextDouble() < 0.4)]
+                : [.. Enumerable.Range(0, 3).Select(p => p == place)];
+            int row = (i * 7) % 10;
+            for (int p = 0; p < 3; p++)
+                if (present[p]) images[i, 0, row..(row + 5), (1 + 5 * p)..(5 + 5 * p)] += 2;
+            labels.Add(type switch
+            {
+                TaskType.MultiLabel => [.. present.Select(b => b ? 1L : 0L)],
+                TaskType.Binary => [place == 0 ? 1 : 0],
+                _ => [place],
+            });
+        }
+        var labelTensor = type == TaskType.MultiLabel ? tensor(labels.SelectMany(l => l).ToArray(), [count, 3]) : tensor(labels.Select(l => l[0]).ToArray());
+        return (scope.MoveToOuter(images), scope.MoveToOuter(labelTensor));
+    }
 
     [Theory]
-    [InlineData(TaskType.MultiClass, Pooling.Flatten, 10, 0.35)]
-    [InlineData(TaskType.MultiClass, Pooling.ClassQueries, 10, 0.35)]
-    [InlineData(TaskType.Binary, Pooling.Mean, 2, 0.7)]
-    [InlineData(TaskType.Ordinal, Pooling.Flatten, 5, 0.4)]
-    [InlineData(TaskType.MultiLabel, Pooling.Query, 6, 0.8)]
-    public void LearnsOnThePhantom(TaskType type, Pooling pooling, int classes, double floor)
+    [InlineData(TaskType.MultiClass, Pooling.Flatten, 3)]
+    [InlineData(TaskType.MultiClass, Pooling.ClassQueries, 3)]
+    [InlineData(TaskType.Binary, Pooling.Mean, 2)]
+    [InlineData(TaskType.Ordinal, Pooling.Flatten, 3)]
+    [InlineData(TaskType.MultiLabel, Pooling.Query, 3)]
+    public void LearnsEachTaskType(TaskType type, Pooling pooling, int classes)
     {
-        Func<long[], long[]> relabel = type switch
-        {
-            TaskType.Binary => Relabelled.Binary,
-            TaskType.Ordinal => Relabelled.Ordinal,
-            TaskType.MultiLabel => Relabelled.MultiLabel,
-            _ => l => l,
-        };
-        using var trainSplit = Phantom.Open(PhantomSpec.Default2d, "train");
-        using var valSplit = Phantom.Open(PhantomSpec.Default2d, "val");
-        var train = new Relabelled(trainSplit, relabel);
-        var val = new Relabelled(valSplit, relabel);
+        using var train = Squares(96, 1, type);
+        using var test = Squares(48, 2, type);
         Seeding.SeedEverything(0);
-        var model = new Medformer(Config);
-        using var tuner = new FineTuner(model, new ClassificationHead(Config, classes, type, pooling));
+        using var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, classes, type, pooling));
         var clock = System.Diagnostics.Stopwatch.StartNew();
-        var result = tuner.Fit(train, Options(200), val);
+        var result = tuner.Fit(train, new FineTuneOptions { MaxSteps = 150, BatchSize = 16, LearningRate = 2e-3, WarmupSteps = 10, Precision = Precision.Fp32, LogEvery = 10 }, test);
         var history = result.Training.History;
         output.WriteLine($"{type} {pooling}: loss {history[0].Loss:F3} → {history[^1].Loss:F3}; {string.Join(", ", result.Validation!.Select(p => $"{p.Key} {p.Value:F3}"))}; {clock.Elapsed.TotalSeconds:F1} s");
-        Assert.True(history[^1].Loss < 0.8 * history[0].Loss, $"loss {history[0].Loss} → {history[^1].Loss}");
-        string metric = type == TaskType.MultiLabel ? "auc" : "accuracy";
-        Assert.True(result.Validation![metric] > floor, $"{metric} {result.Validation[metric]:F3}");
+        Assert.True(history[^1].Loss < 0.5 * history[0].Loss, $"loss {history[0].Loss} → {history[^1].Loss}");
+        // Chance: accuracy 1/3 (multi-class, ordinal), AUC 0.5 (binary, multi-label).
+        string metric = type is TaskType.Binary or TaskType.MultiLabel ? "auc" : "accuracy";
+        Assert.True(result.Validation![metric] > 0.8, $"{metric} {result.Validation[metric]:F3}");
     }
 }

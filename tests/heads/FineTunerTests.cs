@@ -51,21 +51,7 @@ public sealed class FineTunerTests : IDisposable
 
     static MedformerConfig Config => ClassificationHeadTests.Config with { Depth = 2 };
 
-    /// <summary>Three classes told apart by where a bright square sits (left, centre, right), on noise.</summary>
-    internal static TensorCorpus Squares(int count, long seed)
-    {
-        Seeding.SeedEverything(seed);
-        using var scope = NewDisposeScope();
-        var images = randn(count, 1, 16, 16) * 0.2;
-        var labels = new long[count];
-        for (int i = 0; i < count; i++)
-        {
-            labels[i] = i % 3;
-            int column = 1 + 5 * (int)labels[i], row = (i * 7) % 10;
-            images[i, 0, row..(row + 5), column..(column + 4)] += 2;
-        }
-        return new TensorCorpus("squares", images, tensor(labels));
-    }
+    static TensorCorpus Squares(int count, long seed) => ClassificationHeadTests.Squares(count, seed, TaskType.MultiClass);
 
     static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
 
@@ -178,7 +164,8 @@ public sealed class FineTunerTests : IDisposable
         using var squares = Squares(12, 1);
         foreach (double fraction in new[] { 0.0, -0.1, 1.5, double.NaN })
             Assert.Contains("must be in (0, 1]", Assert.Throws<ArgumentException>(() => LabelFraction.Draw(squares, fraction, 0)).Message);
-        var tenth = LabelFraction.Draw(Squares(60, 1), 0.1, 0);
+        using var sixty = Squares(60, 1);
+        var tenth = LabelFraction.Draw(sixty, 0.1, 0);
         Assert.Equal(6, tenth.Count);
 
         // An image smaller than the patch; a volume for a model tuned on images.
@@ -207,7 +194,7 @@ public sealed class FineTunerTests : IDisposable
             using var probabilities = head.Predict(outputs);
             Assert.True(probabilities.sub(1.0 / classes).abs().max().item<float>() < 1e-5, $"{type} starts uniform");
             var labels = batch.Metas.Select(m => Math.Min(m.Labels[0], classes - 1)).ToArray();
-            using var relabelled = new Batch(0, batch.Views, [.. batch.Metas.Select((m, i) => m with { Labels = [labels[i]] })]);
+            var relabelled = new Batch(0, batch.Views, [.. batch.Metas.Select((m, i) => m with { Labels = [labels[i]] })]);  // shares the batch's views
             using var losses = head.Losses(outputs, relabelled);
             Assert.Equal(Math.Log(classes), losses.mean().item<float>(), 4);
         }
