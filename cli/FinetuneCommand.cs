@@ -18,7 +18,7 @@ static class FinetuneCommand
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.", Required = true };
         var task = new Option<string>("--task") { Description = "The labelled corpus: phantom[:2d|:3d], a MedMNIST subset name (pathmnist, …) or .npz file, or mnist:FOLDER.", DefaultValueFactory = _ => "phantom" };
-        var head = new Option<string>("--head") { Description = "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK].", DefaultValueFactory = _ => "classification" };
+        var head = new Option<string>("--head") { Description = "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, ssim=, data_range=).", DefaultValueFactory = _ => "classification" };
         var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).", DefaultValueFactory = _ => "full" };
         var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 };
@@ -87,6 +87,12 @@ static class FinetuneCommand
             }
             var train = LabelFraction.Draw(trainSplit, fraction, options.Seed);
             using var sample = train.Get(0);
+            if (kind != ClassificationHead.KindName)
+            {
+                // Dense heads: the corpus's dimensionality; the phantom's masks are one shape on background.
+                settings.TryAdd("dimensionality", sample.Meta.Dimensionality);
+                if (kind == SegmentationHead.KindName && spec.Phantom is not null) settings.TryAdd("classes", 2);
+            }
             if (augment)
             {
                 var spatial = sample.SpatialShape;

@@ -34,7 +34,7 @@ static class PredictCommand
                 var written = tuner.Head.Output switch
                 {
                     HeadOutput.Probabilities => WriteProbabilities(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
-                    _ => WriteDense(tuner, parse.GetValue(inputs)!, outDir),
+                    _ => WriteDense(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
                 };
                 if (parse.GetValue(json))
                     Console.WriteLine(written.ToJsonString());
@@ -99,39 +99,11 @@ static class PredictCommand
     }
 
     /// <summary>
-    /// Masks (NIfTI) or images (NIfTI with a PNG preview) on each input's grid, by sliding windows of the training
-    /// input's extent (Gaussian-weighted overlap), so a volume of any size is predicted: NAME_mask.nii.gz or
-    /// NAME_prediction.nii.gz per input.
+    /// Masks (NIfTI) or images (NIfTI with a PNG preview) on each input's grid (<see cref="DensePredictions"/>): an
+    /// input of the training input's shape whole, any other by sliding windows of that extent.
     /// </summary>
-    static JsonObject WriteDense(FineTuner tuner, IEnumerable<string> inputs, string outDir)
-    {
-        var shape = tuner.InputShape ?? throw new InvalidDataException("the model's head.json has no input_shape: the window size of a dense prediction");
-        string dims = shape.Length == 4 ? "3d" : "2d";
-        var files = new JsonArray();
-        foreach (string path in inputs)
-        {
-            using var input = DenseFiles.Read(path, dims);
-            using var image = input.Image.unsqueeze(0);
-            using var predicted = tuner.PredictSlidingWindow(image, shape[1..], [input.Meta]);
-            string name = Path.GetFileName(path.TrimEnd('/', Path.DirectorySeparatorChar));
-            foreach (string suffix in new[] { ".nii.gz", ".nii", ".dcm", ".npy" })
-                if (name.EndsWith(suffix, StringComparison.OrdinalIgnoreCase)) name = name[..^suffix.Length];
-            if (tuner.Head.Output == HeadOutput.Mask)
-            {
-                string mask = Path.Combine(outDir, name + "_mask.nii.gz");
-                DenseFiles.WriteMask(mask, predicted[0], input);
-                files.Add(Path.GetFullPath(mask));
-            }
-            else
-            {
-                string result = Path.Combine(outDir, name + "_prediction.nii.gz");
-                string preview = DenseFiles.WriteImage(result, predicted[0], input, (tuner.Head as ImageToImageHead)?.Scale ?? 1);
-                files.Add(Path.GetFullPath(result));
-                files.Add(Path.GetFullPath(preview));
-            }
-        }
-        return new JsonObject { ["files"] = files };
-    }
+    static JsonObject WriteDense(FineTuner tuner, IReadOnlyList<string> inputs, string split, string outDir) =>
+        new() { ["files"] = new JsonArray([.. DensePredictions.Write(tuner, inputs, outDir, split).Select(f => (JsonNode)f)]) };
 
     static string Csv(string text) => text.IndexOfAny([',', '"', '\n']) >= 0 ? $"\"{text.Replace("\"", "\"\"")}\"" : text;
 }

@@ -7,7 +7,7 @@ namespace Medformer.Bench;
 
 /// <summary>
 /// <c>bench/run heads</c>: sliding-window segmentation of a 128³ volume (windows of 32³, overlap 0.25, Gaussian
-/// blending, 4 windows per call: 125 windows, 4.1 M voxel queries) by a Medformer <c>tiny</c> with a
+/// blending, 4 windows per call: 125 windows, 4.1 M voxel queries in all) by a Medformer <c>tiny</c> with a
 /// <see cref="SegmentationHead"/>, against the PyTorch twin (reference/sliding_window.py: MONAI's
 /// sliding_window_inference written out, the same model and read-out) on the same threads, both fp32 without gradients.
 /// </summary>

@@ -109,5 +109,16 @@ public sealed class DenseHeadInputTests : IDisposable
         Assert.Equal([0x89, (byte)'P', (byte)'N', (byte)'G'], png[..4]);
         Assert.Equal(32, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(16)));   // width
         Assert.Equal(24, System.Buffers.Binary.BinaryPrimitives.ReadInt32BigEndian(png.AsSpan(20)));   // height
+        // Python's zlib checks every chunk's CRC and inflates the pixels: 24 rows of a filter byte and 32 grey bytes.
+        const string check = "import struct, sys, zlib\n"
+            + "d = open(sys.argv[1], 'rb').read(); i = 8; data = b''\n"
+            + "while i < len(d):\n"
+            + "    n, t = struct.unpack('>I4s', d[i:i + 8]); body = d[i + 8:i + 8 + n]\n"
+            + "    assert struct.unpack('>I', d[i + 8 + n:i + 12 + n])[0] == zlib.crc32(t + body), t\n"
+            + "    data += body if t == b'IDAT' else b''; i += 12 + n\n"
+            + "raw = zlib.decompress(data); print(len(raw), min(raw[1:33]), max(raw))";
+        var python = Repo.Run("/usr/bin/python3", ["-c", check, preview]);
+        Assert.True(python.ExitCode == 0, python.Stderr);
+        Assert.StartsWith($"{24 * 33} ", python.Stdout.Trim());
     }
 }

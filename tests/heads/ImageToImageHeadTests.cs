@@ -29,12 +29,12 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public void RestorationLearnsToBeatTheNoisyInputOnSyntheticPet()
     {
-        var train = new PetCtCorpus(SyntheticPet.Write(Path.Combine(root, "train"), 16, 16, seed: 1));
+        var train = new PetCtCorpus(SyntheticPet.Write(Path.Combine(root, "train"), 24, 16, seed: 1));
         var test = new PetCtCorpus(SyntheticPet.Write(Path.Combine(root, "test"), 6, 16, seed: 2));
         Assert.Equal("petct-60s-to-90s", train.Name);
         Seeding.SeedEverything(0);
         using var tuner = new FineTuner(new Medformer(Config), new ImageToImageHead(Config, ImageToImageHead.Restoration, "3d", loss: new ImageLoss(L1: 0, Mse: 1)));
-        var options = new FineTuneOptions { MaxSteps = 50, BatchSize = 4, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
+        var options = new FineTuneOptions { MaxSteps = 60, BatchSize = 4, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
         var result = tuner.Fit(train, options).Training;
         output.WriteLine($"loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F4")))}");
 
