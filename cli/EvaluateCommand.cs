@@ -39,9 +39,7 @@ static class EvaluateCommand
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report.", DefaultValueFactory = _ => Path.Combine("runs", "evaluate") };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (the report's tables and files); progress goes to stderr." };
-        var trackingUri = RunsCommand.TrackingUriOption("Where the run is logged for MLflow");
-        var experiment = new Option<string?>("--experiment") { Description = "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else evaluate)." };
-        var runName = new Option<string?>("--run-name") { Description = "MLflow run name (default: the --out folder's name)." };
+        var (trackingUri, experiment, runName) = Tracked.Options("evaluate");
         var command = new Command("evaluate", "Fine-tune each initialisation on fractions of the labels over several seeds and report mean ± std per cell.");
         foreach (var option in new Option[] { protocol, task, init, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, json, trackingUri, experiment, runName })
             command.Options.Add(option);
@@ -66,16 +64,7 @@ static class EvaluateCommand
     /// <summary>The MLflow run of this invocation (null with --tracking-uri none): the protocol and its options as params.</summary>
     static MlflowRun? StartTracking(EvaluationOptions options, string? trackingUri, string? experiment, string? runName)
     {
-        string output = Path.GetFullPath(options.Out);
-        var tracked = Mlflow.StartRun(new MlflowRunOptions
-        {
-            TrackingUri = trackingUri,
-            Experiment = experiment ?? (Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : "evaluate"),
-            RunName = runName ?? Path.GetFileName(output),
-            SourceName = "medformer evaluate",
-            SpoolDirectory = Path.Combine(output, "mlflow-spool"),
-            Tags = new Dictionary<string, string> { ["medformer.out"] = output },
-        });
+        var tracked = Tracked.Start("evaluate", options.Out, trackingUri, experiment, runName);
         tracked?.LogParams(new Dictionary<string, object?>
         {
             ["protocol"] = options.Protocol.Name,
@@ -148,7 +137,7 @@ static class EvaluateCommand
                 report["trained"] = outcome.Trained;
                 report["kept"] = outcome.Results.Count - outcome.Trained;
                 report["files"] = new JsonArray([.. outcome.Report.All.Select(f => (JsonNode)Path.GetFullPath(f))]);
-                EndTracking(tracked, RunStatus.Finished, Console.Error);
+                Tracked.End(tracked, RunStatus.Finished, "evaluate", Console.Error);
                 Console.WriteLine(report.ToJsonString());
             }
             else
@@ -156,40 +145,31 @@ static class EvaluateCommand
                 Console.WriteLine();
                 Console.Write(string.Join("\n", File.ReadAllLines(outcome.Report.Markdown).TakeWhile(l => !l.StartsWith("Each run", StringComparison.Ordinal))));
                 Console.WriteLine($"\nreport: {Path.GetFullPath(outcome.Report.Markdown)} ({outcome.Trained} runs trained, {outcome.Results.Count - outcome.Trained} kept from earlier)");
-                EndTracking(tracked, RunStatus.Finished, Console.Out);
+                Tracked.End(tracked, RunStatus.Finished, "evaluate", Console.Out);
             }
             return 0;
         }
         catch (OperationCanceledException)
         {
             Console.Error.WriteLine($"medformer evaluate: interrupted; the finished runs are in {Path.GetFullPath(options.Out)}; the same command continues");
-            EndTracking(tracked, RunStatus.Killed, Console.Error);
+            Tracked.End(tracked, RunStatus.Killed, "evaluate", Console.Error);
             return 130;
         }
         catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
         {
             Console.Error.WriteLine("medformer evaluate: " + e.Message);
-            EndTracking(tracked, RunStatus.Failed, Console.Error, e.Message);
+            Tracked.End(tracked, RunStatus.Failed, "evaluate", Console.Error, e.Message);
             return 1;
         }
         catch (ArgumentException e)
         {
-            EndTracking(tracked, RunStatus.Failed, Console.Error, e.Message);
+            Tracked.End(tracked, RunStatus.Failed, "evaluate", Console.Error, e.Message);
             throw;
         }
         finally
         {
             Console.CancelKeyPress -= onCancel;
         }
-    }
-
-    static void EndTracking(MlflowRun? tracked, RunStatus status, TextWriter say, string? error = null)
-    {
-        if (tracked is null) return;
-        if (error is not null) tracked.SetTag("medformer.error", error.Length > 8000 ? error[..8000] : error);
-        var outcome = tracked.End(status);
-        if (outcome.Warning is { } warning) Console.Error.WriteLine("medformer evaluate: mlflow: " + warning);
-        else say.WriteLine($"mlflow: run {outcome.RunId} ({MlflowTags.StatusName(status)}) in {outcome.Location}");
     }
 
     static double[] ParseFractions(string text) => [.. text.Split(',').Select(part =>

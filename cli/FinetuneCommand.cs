@@ -8,6 +8,7 @@ using Medformer.Heads;
 using Medformer.Pretrain;
 using Medformer.Pretrain.Training;
 using Medformer.Runtime;
+using Medformer.Tracking;
 
 namespace Medformer.Cli;
 
@@ -32,8 +33,9 @@ static class FinetuneCommand
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
+        var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json })
+        foreach (var option in new Option[] { checkpoint, task, head, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -49,12 +51,20 @@ static class FinetuneCommand
                 Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
                 OutputDirectory = parse.GetValue(output)!, Workers = 2,
             };
-            return Execute(parse.GetValue(checkpoint)!, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head)!, chosen, share, options, !parse.GetValue(noAugment), asJson);
+            using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            tracked?.LogParams(new Dictionary<string, object?>
+            {
+                ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head), ["strategy"] = chosen.ToString(),
+                ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
+                ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment),
+            });
+            return Execute(parse.GetValue(checkpoint)!, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head)!, chosen, share, options, !parse.GetValue(noAugment), asJson, tracked);
         });
         return command;
     }
 
-    static int Execute(string checkpoint, string taskText, int? size, string headText, Strategy strategy, double fraction, FineTuneOptions options, bool augment, bool asJson)
+    static int Execute(string checkpoint, string taskText, int? size, string headText, Strategy strategy, double fraction, FineTuneOptions options, bool augment, bool asJson,
+        MlflowRun? tracked)
     {
         using var interrupt = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -117,10 +127,24 @@ static class FinetuneCommand
             using var tuner = new FineTuner(model, built, strategy) { ClassNames = names };
             if (!asJson)
                 Console.WriteLine($"fine-tuning {checkpoint} on {train.Name}: {train.Count} samples, head {kind} ({string.Join(", ", settings.Select(p => $"{p.Key}={p.Value}"))}), strategy {strategy}, {options.MaxSteps} steps of {options.BatchSize}");
-            var result = tuner.Fit(train, options, validation, progress.Show, progress.Notice, interrupt.Token);
+            var result = tuner.Fit(train, options, validation, log =>
+            {
+                progress.Show(log);
+                tracked?.LogMetrics(Tracked.Metrics(log), log.Step);
+            }, progress.Notice, interrupt.Token);
             progress.Done();
             var testScores = tuner.Evaluate(test);
             var t = result.Training;
+            var say = asJson ? Console.Error : Console.Out;
+            if (tracked is not null)
+            {
+                var scores = testScores.Select(p => KeyValuePair.Create("test_" + p.Key, p.Value))
+                    .Concat((result.Validation ?? new Dictionary<string, double>()).Select(p => KeyValuePair.Create("val_" + p.Key, p.Value)))
+                    .Where(p => double.IsFinite(p.Value));
+                tracked.LogMetrics(scores, t.Steps);
+                tracked.SetTag("medformer.model", Path.GetFullPath(result.ModelDirectory!));
+                tracked.LogArtifacts(result.ModelDirectory!, "model");
+            }
             if (asJson)
             {
                 var report = new JsonObject
@@ -140,18 +164,21 @@ static class FinetuneCommand
                 Console.WriteLine($"test: {Describe(testScores)}");
                 Console.WriteLine($"model: {Path.GetFullPath(result.ModelDirectory!)}");
             }
+            Tracked.End(tracked, RunStatus.Finished, "finetune", say);
             return 0;
         }
         catch (OperationCanceledException)
         {
             progress.Done();
             Console.Error.WriteLine("medformer finetune: interrupted");
+            Tracked.End(tracked, RunStatus.Killed, "finetune", Console.Error);
             return 130;
         }
         catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
         {
             progress.Done();
             Console.Error.WriteLine("medformer finetune: " + e.Message);
+            Tracked.End(tracked, RunStatus.Failed, "finetune", Console.Error, e.Message);
             return 1;
         }
         finally

@@ -25,9 +25,7 @@ static class PretrainCommand
         var strict = new Option<bool>("--strict") { Description = "Stop at the first bad sample instead of skipping it." };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var deterministic = new Option<bool>("--deterministic") { Description = "Bitwise-reproducible CPU run (fixes threads, deterministic kernels)." };
-        var trackingUri = RunsCommand.TrackingUriOption("Where the run is logged for MLflow");
-        var experiment = new Option<string?>("--experiment") { Description = "MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else pretrain)." };
-        var runName = new Option<string?>("--run-name") { Description = "MLflow run name (default: the --out folder's name)." };
+        var (trackingUri, experiment, runName) = Tracked.Options("pretrain");
         var nproc = new Option<int?>("--nproc-per-node") { Description = "Data parallel: start this many processes here (torchrun's flag); each trains on its own batches of batch.size." };
         var nnodes = new Option<int>("--nnodes") { Description = "Data parallel: machines in the job.", DefaultValueFactory = _ => 1 };
         var nodeRank = new Option<int>("--node-rank") { Description = "Data parallel: this machine's index, 0 to --nnodes - 1.", DefaultValueFactory = _ => 0 };
@@ -71,55 +69,13 @@ static class PretrainCommand
     /// <summary>The MLflow run of this job (null with --tracking-uri none): params from the run config as it runs.</summary>
     static MlflowRun? StartTracking(RunConfig run, PretrainOverrides overrides, string outDir, string? trackingUri, string? experiment, string? runName)
     {
-        string output = Path.GetFullPath(outDir);
-        MlflowRun? tracked;
-        try
-        {
-            tracked = Mlflow.StartRun(new MlflowRunOptions
-            {
-                TrackingUri = trackingUri,
-                Experiment = experiment ?? (Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : "pretrain"),
-                RunName = runName ?? Path.GetFileName(output),
-                SourceName = "medformer pretrain",
-                SpoolDirectory = Path.Combine(output, "mlflow-spool"),
-                Tags = new Dictionary<string, string> { ["medformer.out"] = output, ["medformer.resume"] = overrides.Resume ? "True" : "False" },
-            });
-        }
-        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
-        {
-            throw new ArgumentException($"--tracking-uri {TrackingUri.Resolve(trackingUri)}: cannot log there ({e.Message}); --tracking-uri none turns tracking off", e);
-        }
+        var tracked = Tracked.Start("pretrain", outDir, trackingUri, experiment, runName,
+            new Dictionary<string, string> { ["medformer.resume"] = overrides.Resume ? "True" : "False" });
         if (tracked is null) return null;
         var parameters = RunParams.Flatten(JsonNode.Parse(PretrainJob.ToJson(run)));
         parameters["device"] = overrides.Device ?? run.Device ?? "cpu";
         tracked.LogParams(parameters.Select(p => KeyValuePair.Create(p.Key, (object?)p.Value)));
         return tracked;
-    }
-
-    /// <summary>A trainer log line as MLflow metrics at its step.</summary>
-    static Dictionary<string, double> Metrics(TrainerLog log)
-    {
-        var metrics = new Dictionary<string, double>
-        {
-            ["loss"] = log.Loss,
-            ["lr"] = log.LearningRate,
-            ["grad_norm"] = log.GradNorm,
-            ["samples_per_second"] = log.SamplesPerSecond,
-            ["skipped_steps"] = log.SkippedSteps,
-        };
-        foreach (var (part, value) in log.Parts) metrics[$"loss_{part}"] = value;
-        if (log.BatchSize is { } batch) metrics["batch_size"] = batch;
-        if (log.SelectedSize is { } selected) metrics["selected_size"] = selected;
-        return metrics;
-    }
-
-    static void EndTracking(MlflowRun? tracked, RunStatus status, string? error = null)
-    {
-        if (tracked is null) return;
-        if (error is not null) tracked.SetTag("medformer.error", error.Length > 8000 ? error[..8000] : error);
-        var outcome = tracked.End(status);
-        if (outcome.Warning is { } warning) Console.Error.WriteLine("medformer pretrain: mlflow: " + warning);
-        else Console.WriteLine($"mlflow: run {outcome.RunId} ({MlflowTags.StatusName(status)}) in {outcome.Location}");
     }
 
     /// <summary>The command line for the ranks: everything but the launcher's own options.</summary>
@@ -165,7 +121,7 @@ static class PretrainCommand
             var result = PretrainJob.Run(run, outDir, overrides, quiet ? null : log =>
             {
                 progress.Show(log);
-                tracked?.LogMetrics(Metrics(log), log.Step);
+                tracked?.LogMetrics(Tracked.Metrics(log), log.Step);
             }, quiet ? null : progress.Notice, interrupt.Token, group);
             progress.Done();
             clean = true;
@@ -182,7 +138,7 @@ static class PretrainCommand
                 tracked.SetTags(new Dictionary<string, string> { ["medformer.checkpoint"] = Path.GetFullPath(t.LastCheckpoint), ["medformer.model"] = Path.GetFullPath(t.ModelDirectory) });
                 tracked.LogArtifacts(t.ModelDirectory, "model");
             }
-            EndTracking(tracked, RunStatus.Finished);
+            Tracked.End(tracked, RunStatus.Finished, "pretrain", Console.Out);
             return 0;
         }
         catch (OperationCanceledException)
@@ -190,14 +146,14 @@ static class PretrainCommand
             progress.Done();
             clean = true;   // every rank stopped after the same step
             if (!quiet) Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: {resumeHint}");
-            EndTracking(tracked, RunStatus.Killed);
+            Tracked.End(tracked, RunStatus.Killed, "pretrain", Console.Out);
             return 130;
         }
         catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException or DistributedException)
         {
             progress.Done();
             Console.Error.WriteLine($"{who}: {e.Message}");
-            EndTracking(tracked, RunStatus.Failed, e.Message);
+            Tracked.End(tracked, RunStatus.Failed, "pretrain", Console.Out, e.Message);
             return 1;
         }
         finally

@@ -1,4 +1,5 @@
 using Medformer.Datasets.Corpora;
+using Medformer.Runtime;
 
 namespace Medformer.Eval.Protocols;
 

@@ -13,7 +13,7 @@ public sealed class DensePredictCliTests : IDisposable
 
     public void Dispose() => Directory.Delete(root, recursive: true);
 
-    static readonly Dictionary<string, string> Home = new() { ["MEDFORMER_HOME"] = Repo.TestHome };
+    static readonly Dictionary<string, string> Home = new() { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "none" };
 
     [Fact]
     public void FinetunesASegmentationHeadAndWritesMasksForInputsOfAnySize()

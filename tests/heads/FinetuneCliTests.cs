@@ -14,11 +14,11 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(root, recursive: true);
 
-    static readonly Dictionary<string, string> Home = new() { ["MEDFORMER_HOME"] = Repo.TestHome };
-
     Repo.Result Run(params string[] args)
     {
-        var result = Repo.Run(Repo.Cli, args, timeoutSeconds: 600, environment: Home);
+        // Each test's runs go to its own MLflow store (finetune logs by default), not to the checkout's ./mlruns.
+        var environment = new Dictionary<string, string> { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = Path.Combine(root, "mlruns") };
+        var result = Repo.Run(Repo.Cli, args, timeoutSeconds: 600, environment: environment);
         output.WriteLine(result.Stdout);
         output.WriteLine(result.Stderr);
         return result;
@@ -51,6 +51,15 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("classification", head["kind"]!.GetValue<string>());
         Assert.Equal("llrd:0.75", head["strategy"]!.GetValue<string>());
         Assert.Equal(10, head["class_names"]!.AsArray().Count);
+
+        // Logged for MLflow: finished, the test scores and the model folder as an artifact.
+        string runFolder = Directory.GetFiles(Path.Combine(root, "mlruns"), "meta.yaml", SearchOption.AllDirectories)
+            .Select(Path.GetDirectoryName).Single(d => Directory.Exists(Path.Combine(d!, "metrics")))!;
+        Assert.Contains("status: 3", File.ReadAllText(Path.Combine(runFolder, "meta.yaml")));
+        Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "test_accuracy")));
+        Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "loss")));
+        Assert.Equal("llrd:0.75", File.ReadAllText(Path.Combine(runFolder, "params", "strategy")));
+        Assert.True(File.Exists(Path.Combine(runFolder, "artifacts", "model", "head.json")));
 
         string npz = Path.Combine(root, "three.npz");
         using (var images = randint(0, 256, [3, 28, 28]).to(ScalarType.Byte)) Npz.Write(npz, new Dictionary<string, Tensor> { ["images"] = images });

@@ -1,0 +1,69 @@
+using System.CommandLine;
+using Medformer.Pretrain.Training;
+using Medformer.Tracking;
+
+namespace Medformer.Cli;
+
+/// <summary>
+/// What the training commands (pretrain, finetune, evaluate) share of MLflow tracking: the options, a run started
+/// in the right experiment, trainer log lines as metrics, and the run's end with its status.
+/// </summary>
+static class Tracked
+{
+    public static (Option<string?> Uri, Option<string?> Experiment, Option<string?> RunName) Options(string command) => (
+        RunsCommand.TrackingUriOption("Where the run is logged for MLflow"),
+        new Option<string?>("--experiment") { Description = $"MLflow experiment (default: $MLFLOW_EXPERIMENT_NAME, else {command})." },
+        new Option<string?>("--run-name") { Description = "MLflow run name (default: the --out folder's name)." });
+
+    /// <summary>The command's MLflow run (null with --tracking-uri none); a store it cannot write is an argument error.</summary>
+    public static MlflowRun? Start(string command, string outDir, string? trackingUri, string? experiment, string? runName,
+        IReadOnlyDictionary<string, string>? tags = null)
+    {
+        string output = Path.GetFullPath(outDir);
+        var allTags = new Dictionary<string, string> { ["medformer.out"] = output };
+        foreach (var (key, value) in tags ?? new Dictionary<string, string>()) allTags[key] = value;
+        try
+        {
+            return Mlflow.StartRun(new MlflowRunOptions
+            {
+                TrackingUri = trackingUri,
+                Experiment = experiment ?? (Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : command),
+                RunName = runName ?? Path.GetFileName(output),
+                SourceName = "medformer " + command,
+                SpoolDirectory = Path.Combine(output, "mlflow-spool"),
+                Tags = allTags,
+            });
+        }
+        catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
+        {
+            throw new ArgumentException($"--tracking-uri {TrackingUri.Resolve(trackingUri)}: cannot log there ({e.Message}); --tracking-uri none turns tracking off", e);
+        }
+    }
+
+    /// <summary>A trainer log line as MLflow metrics at its step.</summary>
+    public static Dictionary<string, double> Metrics(TrainerLog log)
+    {
+        var metrics = new Dictionary<string, double>
+        {
+            ["loss"] = log.Loss,
+            ["lr"] = log.LearningRate,
+            ["grad_norm"] = log.GradNorm,
+            ["samples_per_second"] = log.SamplesPerSecond,
+            ["skipped_steps"] = log.SkippedSteps,
+        };
+        foreach (var (part, value) in log.Parts) metrics[$"loss_{part}"] = value;
+        if (log.BatchSize is { } batch) metrics["batch_size"] = batch;
+        if (log.SelectedSize is { } selected) metrics["selected_size"] = selected;
+        return metrics;
+    }
+
+    /// <summary>Ends the run with <paramref name="status"/> (and the error as a tag) and says where it is.</summary>
+    public static void End(MlflowRun? tracked, RunStatus status, string command, TextWriter say, string? error = null)
+    {
+        if (tracked is null) return;
+        if (error is not null) tracked.SetTag("medformer.error", error.Length > 8000 ? error[..8000] : error);
+        var outcome = tracked.End(status);
+        if (outcome.Warning is { } warning) Console.Error.WriteLine($"medformer {command}: mlflow: {warning}");
+        else say.WriteLine($"mlflow: run {outcome.RunId} ({MlflowTags.StatusName(status)}) in {outcome.Location}");
+    }
+}
