@@ -51,6 +51,17 @@ static class FinetuneCommand
                 Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
                 OutputDirectory = parse.GetValue(output)!, Workers = 2,
             };
+            // A missing model fails before anything is read or logged.
+            string folder;
+            try
+            {
+                folder = Pretrained.Resolve(parse.GetValue(checkpoint)!);
+            }
+            catch (IOException e)
+            {
+                Console.Error.WriteLine("medformer finetune: " + e.Message);
+                return 1;
+            }
             using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             tracked?.LogParams(new Dictionary<string, object?>
             {
@@ -58,12 +69,12 @@ static class FinetuneCommand
                 ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
                 ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment),
             });
-            return Execute(parse.GetValue(checkpoint)!, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head)!, chosen, share, options, !parse.GetValue(noAugment), asJson, tracked);
+            return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head)!, chosen, share, options, !parse.GetValue(noAugment), asJson, tracked);
         });
         return command;
     }
 
-    static int Execute(string checkpoint, string taskText, int? size, string headText, Strategy strategy, double fraction, FineTuneOptions options, bool augment, bool asJson,
+    static int Execute(string checkpoint, string folder, string taskText, int? size, string headText, Strategy strategy, double fraction, FineTuneOptions options, bool augment, bool asJson,
         MlflowRun? tracked)
     {
         using var interrupt = new CancellationTokenSource();
@@ -77,7 +88,6 @@ static class FinetuneCommand
         var opened = new List<ICorpus>();
         try
         {
-            string folder = Pretrained.Resolve(checkpoint);  // a missing model fails before the corpus is read
             var spec = TaskSpec(taskText, size);
             ICorpus Open(string split)
             {
