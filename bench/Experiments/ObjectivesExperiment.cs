@@ -1,8 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json;
 using Medformer.Datasets.Corpora;
-using Medformer.Datasets.Loading;
-using Medformer.Eval;
 using Medformer.Pretrain;
 
 namespace Medformer.Bench;

@@ -1,6 +1,6 @@
 using Medformer.Runtime;
 
-namespace Medformer.Eval;
+namespace Medformer.Datasets.Corpora;
 
 /// <summary>
 /// The labelled subset of a few-label experiment: from one seeded order of all samples, the first samples of each

@@ -1,7 +1,7 @@
-using Medformer.Eval;
+using Medformer.Datasets.Corpora;
 using Xunit;
 
-namespace Medformer.Tests.Eval;
+namespace Medformer.Tests.Datasets;
 
 public sealed class FewLabelsTests
 {
