@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Medformer.Datasets.Corpora;
+using Medformer.Datasets.Layouts;
 using Medformer.Datasets.Transforms;
 using Medformer.Heads;
 using Medformer.Pretrain;
@@ -18,8 +19,9 @@ static class FinetuneCommand
     public static Command Create()
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.", Required = true };
-        var task = new Option<string>("--task") { Description = "The labelled corpus: phantom[:2d|:3d], a MedMNIST subset name (pathmnist, …) or .npz file, or mnist:FOLDER.", DefaultValueFactory = _ => "phantom" };
-        var head = new Option<string>("--head") { Description = "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, ssim=, data_range=).", DefaultValueFactory = _ => "classification" };
+        var task = new Option<string>("--task") { Description = "The labelled corpus: phantom[:2d|:3d], a MedMNIST subset name (pathmnist, …) or .npz file, mnist:FOLDER, msd:FOLDER (a Decathlon task: 70/10/20% of its labelled cases for training, validation, test) or petct:FOLDER[:IN:OUT] (PET studies, exposures IN s to OUT s, default 60 to 90; split likewise).", DefaultValueFactory = _ => "phantom" };
+        var head = new Option<string?>("--head") { Description = "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." };
+        var roiOption = new Option<string?>("--roi") { Description = "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of it (default 32³ for msd and petct)." };
         var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).", DefaultValueFactory = _ => "full" };
         var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 };
@@ -35,7 +37,7 @@ static class FinetuneCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -62,19 +64,20 @@ static class FinetuneCommand
                 Console.Error.WriteLine("medformer finetune: " + e.Message);
                 return 1;
             }
+            var roi = ParseRoi(parse.GetValue(roiOption));
             using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             tracked?.LogParams(new Dictionary<string, object?>
             {
-                ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head), ["strategy"] = chosen.ToString(),
+                ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head) ?? DefaultHead(parse.GetValue(task)!), ["roi"] = parse.GetValue(roiOption), ["strategy"] = chosen.ToString(),
                 ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
                 ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment),
             });
-            return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head)!, chosen, share, options, !parse.GetValue(noAugment), asJson, tracked);
+            return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head), roi, chosen, share, options, !parse.GetValue(noAugment), asJson, tracked);
         });
         return command;
     }
 
-    static int Execute(string checkpoint, string folder, string taskText, int? size, string headText, Strategy strategy, double fraction, FineTuneOptions options, bool augment, bool asJson,
+    static int Execute(string checkpoint, string folder, string taskText, int? size, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment, bool asJson,
         MlflowRun? tracked)
     {
         using var interrupt = new CancellationTokenSource();
@@ -88,17 +91,9 @@ static class FinetuneCommand
         var opened = new List<ICorpus>();
         try
         {
-            var spec = TaskSpec(taskText, size);
-            ICorpus Open(string split)
-            {
-                var corpus = PretrainJob.Open(new CorpusSpec { Phantom = spec.Phantom, Medmnist = spec.Medmnist, Mnist = spec.Mnist, Size = spec.Size, Split = split });
-                opened.Add(corpus);
-                return corpus;
-            }
-            var trainSplit = Open("train");
-            var test = Open("test");
-            var validation = spec.Mnist is null ? Open("val") : null;  // MNIST has no validation split
-            var (kind, bank, settings) = HeadSpec(headText);
+            var (trainSplit, validation, test) = OpenTask(taskText, size, opened);
+            headText ??= DefaultHead(taskText);
+            var (kind, bank, settings) = HeadRegistry.ParseSpec(headText);
             var (classes, type, names) = Labels(trainSplit);
             if (kind == ClassificationHead.KindName)
             {
@@ -109,25 +104,34 @@ static class FinetuneCommand
             using var sample = train.Get(0);
             if (kind != ClassificationHead.KindName)
             {
-                // Dense heads: the corpus's dimensionality; the phantom's masks are one shape on background.
+                // Dense heads: the corpus's dimensionality; an MSD task's classes from its dataset.json; the phantom's masks are one shape on background.
                 settings.TryAdd("dimensionality", sample.Meta.Dimensionality);
-                if (kind == SegmentationHead.KindName && spec.Phantom is not null) settings.TryAdd("classes", 2);
+                if (kind == SegmentationHead.KindName && opened[0] switch { MsdCorpus m => m.Labels.Count, MedMnistCorpus { HasMasks: true } => 2, _ => 0 } is > 0 and var k)
+                    settings.TryAdd("classes", k);
+            }
+            if (roi is null && opened[0] is MsdCorpus or PetCtCorpus) roi = DefaultVolumeRoi;
+            if (roi is { Length: 1 }) roi = [.. Enumerable.Repeat(roi[0], sample.SpatialShape.Length)];
+            if (roi is not null)
+            {
+                if (kind == ClassificationHead.KindName) throw new ArgumentException($"--roi: crops and sliding windows are for dense heads; the {kind} head reads whole images");
+                options = options with { Roi = roi };
             }
             if (augment)
             {
                 var spatial = sample.SpatialShape;
                 options = options with
                 {
-                    Augment = spatial.Length == 2
+                    Augment = spatial.Length == 2 && roi is null
                         ? new Compose([new RandResizedCrop(spatial, MinScale: 0.7), new RandFlip(0.5, [1])])
-                        : new RandFlip(0.5, [2]),
+                        : new RandFlip(0.5, [spatial.Length - 1]),
                 };
             }
-            var model = Pretrained.Load(folder, bank is null ? null : [bank]);
+            bank ??= HeadRegistry.DefaultTask(kind);
+            var model = Pretrained.Load(folder, [bank]);
             Head built;
             try
             {
-                built = HeadRegistry.Create(kind, model.Config, bank ?? DefaultBank(kind), settings);
+                built = HeadRegistry.Create(kind, model.Config, bank, settings);
             }
             catch
             {
@@ -198,38 +202,63 @@ static class FinetuneCommand
         }
     }
 
-    static string DefaultBank(string kind) => kind == ClassificationHead.KindName ? "classification" : kind;
+    const string ExpectedTask = "expected phantom[:2d|:3d], a MedMNIST subset name or .npz file, mnist:FOLDER, msd:FOLDER (a Decathlon task) or petct:FOLDER[:IN:OUT] (studies with pet_INs and pet_OUTs, default 60 and 90)";
 
-    /// <summary>--task: phantom[:2d|:3d], mnist:FOLDER, medmnist:NAME, an .npz file or a MedMNIST subset name.</summary>
-    static (string? Phantom, string? Medmnist, string? Mnist, int? Size) TaskSpec(string text, int? size)
+    /// <summary>
+    /// --task → its training, validation (none for MNIST) and test corpora. Phantom and MedMNIST files have their
+    /// own splits; an MSD task's labelled cases and a folder of PET-CT studies are split by <see cref="HoldOut"/>.
+    /// </summary>
+    static (ICorpus Train, ICorpus? Validation, ICorpus Test) OpenTask(string text, int? size, List<ICorpus> opened)
     {
-        var parts = text.Split(':', 2);
+        var parts = text.Split(':');
+        T Keep<T>(T corpus) where T : ICorpus
+        {
+            opened.Add(corpus);
+            return corpus;
+        }
+        (ICorpus, ICorpus?, ICorpus) Splits(ICorpus whole)
+        {
+            var split = HoldOut.Split(Keep(whole));
+            return (split.Train, split.Validation, split.Test);
+        }
+        (ICorpus, ICorpus?, ICorpus) Named(CorpusSpec spec) =>
+            (Keep(PretrainJob.Open(spec)), spec.Mnist is null ? Keep(PretrainJob.Open(Copy(spec, "val"))) : null, Keep(PretrainJob.Open(Copy(spec, "test"))));
+        static CorpusSpec Copy(CorpusSpec spec, string split) => new() { Phantom = spec.Phantom, Medmnist = spec.Medmnist, Mnist = spec.Mnist, Size = spec.Size, Split = split };
         return parts[0] switch
         {
-            "phantom" => (parts.Length == 1 ? "2d" : parts[1] is "2d" or "3d" ? parts[1] : throw new ArgumentException($"--task '{text}': the phantom is phantom:2d or phantom:3d"), null, null, size),
-            "mnist" when parts.Length == 2 => (null, null, parts[1], null),
-            "medmnist" when parts.Length == 2 => (null, parts[1], null, size),
-            _ when text.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) || MedMnistRegistry.Default.TryGet(text, out _) => (null, text, null, size),
-            _ => throw new ArgumentException($"--task '{text}': expected phantom[:2d|:3d], a MedMNIST subset name ({string.Join(", ", MedMnistRegistry.Default.Names.Take(4))}, …), an .npz file, or mnist:FOLDER"),
+            "phantom" when parts.Length == 1 || parts is [_, "2d" or "3d"] => Named(new CorpusSpec { Phantom = parts.Length == 1 ? "2d" : parts[1], Size = size }),
+            "phantom" => throw new ArgumentException($"--task '{text}': the phantom is phantom:2d or phantom:3d"),
+            "mnist" when parts.Length == 2 => Named(new CorpusSpec { Mnist = parts[1] }),
+            "medmnist" when parts.Length == 2 => Named(new CorpusSpec { Medmnist = parts[1], Size = size }),
+            "msd" when parts.Length == 2 => Splits(new MsdCorpus(parts[1])),
+            "petct" when parts.Length is 2 or 4 => Splits(parts.Length == 2 ? new PetCtCorpus(parts[1]) : new PetCtCorpus(parts[1], Seconds(parts[2], text), Seconds(parts[3], text))),
+            _ when parts.Length == 1 && (text.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) || MedMnistRegistry.Default.TryGet(text, out _)) => Named(new CorpusSpec { Medmnist = text, Size = size }),
+            _ => throw new ArgumentException($"--task '{text}': {ExpectedTask}"),
         };
     }
 
-    /// <summary>--head KIND[:key=value,…] → the kind, the task bank (key "task") and the head's settings.</summary>
-    static (string Kind, string? Bank, JsonObject Settings) HeadSpec(string text)
+    static readonly long[] DefaultVolumeRoi = [32, 32, 32];
+
+    /// <summary>--roi "32,32,32" (or one size for every axis, "32", expanded by the head's dimensionality later).</summary>
+    static long[]? ParseRoi(string? text)
     {
-        var parts = text.Split(':', 2);
-        var settings = new JsonObject();
-        string? bank = null;
-        if (parts.Length == 2)
-            foreach (var pair in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries))
-            {
-                var kv = pair.Split('=', 2);
-                if (kv.Length != 2 || kv[0].Length == 0) throw new ArgumentException($"--head '{text}': '{pair}' is not key=value");
-                if (kv[0] == "task") bank = kv[1];
-                else settings[kv[0]] = kv[1];
-            }
-        return (parts[0], bank, settings);
+        if (text is null) return null;
+        var sizes = text.Split(',').Select(p => long.TryParse(p.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long n) && n > 0 ? n
+            : throw new ArgumentException($"--roi '{text}': expected positive sizes such as 32,32,32 (or 32 for every axis)")).ToArray();
+        return sizes.Length is 1 or 2 or 3 ? sizes : throw new ArgumentException($"--roi '{text}': one size, or one per spatial axis (2 or 3)");
     }
+
+    static int Seconds(string text, string task) => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int seconds) && seconds > 0
+        ? seconds
+        : throw new ArgumentException($"--task '{task}': '{text}' is not an exposure in whole seconds (petct:FOLDER:60:90)");
+
+    /// <summary>The head a task implies when --head is not given: masks are segmented, PET studies restored.</summary>
+    static string DefaultHead(string task) => task.Split(':')[0] switch
+    {
+        "msd" => SegmentationHead.KindName,
+        "petct" => ImageToImageHead.Restoration,
+        _ => ClassificationHead.KindName,
+    };
 
     /// <summary>Classes, task type and class names of a MedMNIST-layout corpus (the phantom too) or an MNIST folder.</summary>
     static (int Classes, TaskType Type, IReadOnlyList<string> Names) Labels(ICorpus corpus) => corpus switch

@@ -1,15 +1,17 @@
 using Medformer.Datasets.Corpora;
 using Medformer.Eval.Protocols;
 using Medformer.Eval.Reports;
+using Medformer.Heads;
 using Medformer.Pretrain.Training;
 using Medformer.Runtime;
 
 namespace Medformer.Eval;
 
 /// <summary>What <c>medformer evaluate</c> runs: a protocol on a data set for a list of initialisations.</summary>
-/// <param name="Task">"phantom" (optionally "phantom 3d"), "medmnist NAME", "npz FILE" or "mnist FOLDER", split in words.</param>
+/// <param name="Task">"phantom" (optionally "phantom 3d"), "medmnist NAME", "npz FILE", "mnist FOLDER", "msd FOLDER" or "petct FOLDER", split in words.</param>
 /// <param name="Inits">"random", model folders, or NAME=FOLDER.</param>
 /// <param name="Config">The random initialisation's model: a preset or config.json (default: the first checkpoint's, else tiny).</param>
+/// <param name="Head">classification, or a dense head with its settings as --head takes them (segmentation, restoration, …).</param>
 public sealed record EvaluationOptions(
     ProtocolSpec Protocol,
     IReadOnlyList<string> Task,
@@ -17,14 +19,16 @@ public sealed record EvaluationOptions(
     string Out,
     FineTuneSettings FineTune,
     string? Config = null,
-    string Device = "cpu");
+    string Device = "cpu",
+    string Head = "classification");
 
 /// <summary>What a run left: every requested cell's result, the settings they were made with, and the report's files.</summary>
 public sealed record EvaluationOutcome(IReadOnlyList<CellResult> Results, IReadOnlyDictionary<string, string> Settings, ReportFiles Report, int Trained);
 
 /// <summary>
-/// The evaluation job: opens the data, runs the protocol's cells through classification fine-tuning (resuming from
-/// the results already in <see cref="EvaluationOptions.Out"/>), and writes the report there.
+/// The evaluation job: opens the data, runs the protocol's cells through fine-tuning with the head
+/// (<see cref="ClassificationCells"/> or <see cref="DenseCells"/>; resuming from the results already in
+/// <see cref="EvaluationOptions.Out"/>), and writes the report there.
 /// </summary>
 public static class EvaluationJob
 {
@@ -37,7 +41,10 @@ public static class EvaluationJob
             : MedformerConfig.Tiny;
         var device = DeviceSpec.Parse(options.Device);
         using var data = OpenData(options.Task);
-        using var cells = new ClassificationCells(data, options.FineTune, randomConfig, device, progress);
+        ICellTrainer cells = HeadRegistry.ParseSpec(options.Head).Kind == ClassificationHead.KindName
+            ? new ClassificationCells(data, options.FineTune, randomConfig, device, progress)
+            : new DenseCells(data, options.Head, options.FineTune, randomConfig, device, progress);
+        using var _ = cells as IDisposable;
         var settings = ProtocolRunner.Settings(options.Protocol, cells);
         var store = new ResultStore(options.Out, settings);
         int trained = 0;
@@ -46,7 +53,7 @@ public static class EvaluationJob
             trained++;
             finished?.Invoke(result);
         }, cancel);
-        string title = $"{data.Name}: {(options.Protocol.Kind == ProtocolKind.Halves ? "the seed talk's protocol (halves)" : "MedMNIST's data fractions")}";
+        string title = $"{data.Name}{(options.Head == ClassificationHead.KindName ? "" : $" ({options.Head})")}: {(options.Protocol.Kind == ProtocolKind.Halves ? "the seed talk's protocol (halves)" : "MedMNIST's data fractions")}";
         var report = EvaluationReport.Write(options.Out, title, results, cells.Metrics, [.. inits.Select(i => i.Name)], options.Protocol.Fractions, settings);
         return new EvaluationOutcome(results, settings, report, trained);
     }
@@ -57,18 +64,22 @@ public static class EvaluationJob
         options.Protocol.Validate();
         options.FineTune.Validate();
         foreach (string init in options.Inits) Initialisation.Parse(init);
+        string kind = HeadRegistry.ParseSpec(options.Head).Kind;
+        if (!HeadRegistry.Kinds.Contains(kind)) throw new ArgumentException($"--head '{options.Head}': the head kinds are {string.Join(", ", HeadRegistry.Kinds)}");
+        if (kind != ImageToImageHead.Restoration && options.Inits.Contains("gaussian"))
+            throw new ArgumentException($"--init gaussian: the Gaussian filter baseline is a restoration row, and --head is {kind}");
         if (options.Config is { } config) MedformerConfig.Resolve(config);
         var task = options.Task;
         bool known = task.Count switch
         {
             1 => task[0] == "phantom",
-            2 => task[0] is "phantom" or "medmnist" or "npz" or "mnist",
+            2 => task[0] is "phantom" or "medmnist" or "npz" or "mnist" or "msd" or "petct",
             _ => false,
         };
         if (!known) throw new ArgumentException($"--task '{string.Join(" ", task)}': {ExpectedTask}");
     }
 
-    const string ExpectedTask = "expected phantom [2d|3d], medmnist NAME, npz FILE or mnist FOLDER";
+    const string ExpectedTask = "expected phantom [2d|3d], medmnist NAME, npz FILE, mnist FOLDER, msd FOLDER (a Decathlon task) or petct FOLDER (PET studies, 60 s to 90 s)";
 
     /// <summary>The data a task names; an <see cref="ArgumentException"/> says what --task takes.</summary>
     public static EvaluationData OpenData(IReadOnlyList<string> task)
@@ -83,6 +94,8 @@ public static class EvaluationJob
             "medmnist" when argument is not null => EvaluationData.MedMnist(argument),
             "npz" when argument is not null => EvaluationData.Npz(argument),
             "mnist" when argument is not null => EvaluationData.Mnist(argument),
+            "msd" when argument is not null => EvaluationData.Msd(argument),
+            "petct" when argument is not null => EvaluationData.PetCt(argument),
             _ => throw new ArgumentException($"--task '{string.Join(" ", task)}': {Expected}"),
         };
     }

@@ -23,7 +23,6 @@ public static class DensePredictions
             _ when tuner.Head.Output != HeadOutput.Probabilities => (tuner.InputShape?.Length == 4 ? "3d" : "2d", 1),
             _ => throw new ArgumentException($"the {tuner.Head.Kind} head gives class probabilities, not masks or images"),
         };
-        long[]? roi = tuner.InputShape?[1..];
         Directory.CreateDirectory(outDir);
         var written = new List<string>();
         foreach (string path in inputs)
@@ -37,25 +36,23 @@ public static class DensePredictions
                     var meta = batch.Metas[i];
                     double[] spacing = [.. Enumerable.Repeat(1.0, (int)batch.Images.dim() - 2)];
                     using var input = new DenseInput(batch.Images[i].alias(), meta with { Spacing = spacing }, spacing, Identity());
-                    written.AddRange(One(tuner, input, $"{stem}_{i}", roi, scale, outDir, options));
+                    written.AddRange(One(tuner, input, $"{stem}_{i}", scale, outDir, options));
                 }
             }
             else
             {
                 using var input = DenseFiles.Read(path, dimensionality);
-                written.AddRange(One(tuner, input, stem, roi, scale, outDir, options));
+                written.AddRange(One(tuner, input, stem, scale, outDir, options));
             }
         }
         return written;
     }
 
-    static IEnumerable<string> One(FineTuner tuner, DenseInput input, string stem, long[]? roi, int scale, string outDir, SlidingWindowOptions? options)
+    static IEnumerable<string> One(FineTuner tuner, DenseInput input, string stem, int scale, string outDir, SlidingWindowOptions? options)
     {
         using var scope = NewDisposeScope();
         var image = input.Image.unsqueeze(0);
-        var prediction = roi is null || image.shape[2..].SequenceEqual(roi)
-            ? tuner.Predict(image, [input.Meta])
-            : tuner.PredictSlidingWindow(image, roi, [input.Meta], options);
+        var prediction = tuner.PredictWhole(image, [input.Meta], options);
         if (tuner.Head.Output == HeadOutput.Mask)
         {
             string mask = Path.GetFullPath(Path.Combine(outDir, $"{stem}_mask.nii.gz"));

@@ -31,10 +31,18 @@ public sealed record FineTuneOptions
     /// <summary>Steps between validation scores (with a validation corpus); 0: only at the end.</summary>
     public long EvaluateEvery { get; init; }
     /// <summary>
-    /// With a validation corpus: the head's validation metric (e.g. "auc") whose best check's weights the tuner keeps
-    /// and saves, higher being better (Lightning's ModelCheckpoint(monitor, mode="max")); null keeps the last step's.
+    /// With a validation corpus: the head's validation metric (e.g. "auc", "dice", "mse") whose best check's weights
+    /// the tuner keeps and saves (Lightning's ModelCheckpoint(monitor, mode)); null keeps the last step's.
     /// </summary>
     public string? SelectBest { get; init; }
+    /// <summary>"max" (the default: higher is better, as for accuracy or Dice) or "min" (lower is better, as for MSE).</summary>
+    public string SelectMode { get; init; } = "max";
+    /// <summary>
+    /// Dense heads on images or volumes of any size: train on random crops of this spatial size (padded with zeros
+    /// where an image is smaller; MONAI's SpatialPad + RandSpatialCrop, before <see cref="Augment"/>), and score
+    /// validation and test images of another size by sliding windows of it. Null: the samples are already one shape.
+    /// </summary>
+    public long[]? Roi { get; init; }
     public int Workers { get; init; } = 1;
     /// <summary>Training augmentation (e.g. crops and flips); none by default.</summary>
     public ITransform? Augment { get; init; }
@@ -99,12 +107,24 @@ public sealed class FineTuner : IDisposable
     {
         options ??= new FineTuneOptions();
         if (validation is not null && Head.CreateMetric() is null) throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
-        using (var first = train.Get(0)) InputShape = first.Image.shape;
+        if (options.SelectMode is not ("max" or "min")) throw new ArgumentException($"select_mode '{options.SelectMode}': expected max or min");
+        var augment = options.Augment;
+        using (var first = train.Get(0))
+        {
+            InputShape = first.Image.shape;
+            if (options.Roi is { } roi)
+            {
+                CheckRoi(roi, first.Meta.Dimensionality);
+                InputShape = [first.Image.shape[0], .. roi];
+                ITransform crop = new Compose([new SpatialPad(roi), new RandSpatialCrop(roi)]);
+                augment = augment is null ? crop : new Compose([crop, augment]);
+            }
+        }
         var device = options.Device ?? task.Device;
         string output = options.OutputDirectory ?? Directory.CreateTempSubdirectory("medformer-finetune-").FullName;
         if (options.SelectBest is not null && validation is null) throw new ArgumentException($"select_best '{options.SelectBest}' needs a validation corpus");
         Dictionary<string, Tensor>? best = null;
-        double bestValue = double.NegativeInfinity;
+        double sign = options.SelectMode == "min" ? -1 : 1, bestValue = double.NegativeInfinity;
         long? bestStep = null;
         IReadOnlyDictionary<string, double> Check(long step)
         {
@@ -112,9 +132,9 @@ public sealed class FineTuner : IDisposable
             if (options.SelectBest is not { } key) return scores;
             if (!scores.TryGetValue(key, out double value))
                 throw new ArgumentException($"select_best '{key}': the {Head.GetType().Name}'s metric gives {string.Join(", ", scores.Keys)}");
-            if (value > bestValue)
+            if (sign * value > bestValue)
             {
-                (bestValue, bestStep) = (value, step);
+                (bestValue, bestStep) = (sign * value, step);
                 Release(best);
                 best = task.Module.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().clone());
             }
@@ -124,7 +144,7 @@ public sealed class FineTuner : IDisposable
         {
             var trainer = new Trainer(options.Trainer, device, notice);
             var result = trainer.Fit(task,
-                start => new DataLoader([new LoaderSource(train, Transform: options.Augment)], new LoaderOptions(options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
+                start => new DataLoader([new LoaderSource(train, Transform: augment)], new LoaderOptions(options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
                 output, log: log, evaluate: validation is null ? null : Check, cancel: cancel);
             // The trainer leaves the modules in its compute dtype; take back the fp32 weights it saved.
             task.Module.to(ScalarType.Float32);
@@ -200,9 +220,7 @@ public sealed class FineTuner : IDisposable
         if (Head.Output == HeadOutput.Probabilities)
             throw new ArgumentException($"sliding windows blend dense outputs; the {Head.Kind} head gives one prediction per image (use Predict)");
         string dims = Medformer.Dimensionality(images);
-        int axes = dims == "3d" ? 3 : 2, patch = dims == "3d" ? Model.Config.PatchSize3d : Model.Config.PatchSize2d;
-        if (roi.Length != axes || roi.Any(r => r < patch || r % patch != 0))
-            throw new ArgumentException($"window [{string.Join(",", roi)}]: needs {axes} extents, each a positive multiple of the patch size {patch}");
+        CheckRoi(roi, dims);
         metas ??= [.. Enumerable.Range(0, (int)images.shape[0]).Select(i => new SampleMeta("input", $"input[{i}]", i, "other", "other", dims, [], []))];
         if (metas.Count != images.shape[0]) throw new ArgumentException($"{metas.Count} metas for {images.shape[0]} images");
         bool training = task.Module.training;
@@ -230,16 +248,66 @@ public sealed class FineTuner : IDisposable
         }
     }
 
-    /// <summary>The head's metric over one ordered pass of <paramref name="corpus"/> (e.g. accuracy and AUC).</summary>
+    /// <summary>A window (or training crop) of <paramref name="dims"/> images: one extent per axis, each a multiple of the patch size.</summary>
+    void CheckRoi(long[] roi, string dims)
+    {
+        int axes = dims == "3d" ? 3 : 2, patch = dims == "3d" ? Model.Config.PatchSize3d : Model.Config.PatchSize2d;
+        if (roi.Length != axes || roi.Any(r => r < patch || r % patch != 0))
+            throw new ArgumentException($"window [{string.Join(",", roi)}]: needs {axes} extents for {dims} images, each a positive multiple of the patch size {patch}");
+    }
+
+    /// <summary>
+    /// The head's metric over one ordered pass of <paramref name="corpus"/> (e.g. accuracy and AUC, Dice, MSE). Dense
+    /// heads score image by image: whole where an image has the training input's shape (<see cref="InputShape"/>),
+    /// else by sliding windows of it, so volumes of any size are scored at their own size.
+    /// </summary>
     public IReadOnlyDictionary<string, double> Evaluate(ICorpus corpus, int batchSize = 256)
     {
         var metric = Head.CreateMetric() ?? throw new InvalidOperationException($"{Head.GetType().Name} has no metric");
+        if (Head.Output != HeadOutput.Probabilities)
+        {
+            // Images of the training shape in batches, any other one alone by sliding windows.
+            var pending = new List<Sample>();
+            void Flush()
+            {
+                if (pending.Count == 0) return;
+                using (var batch = new Batch(0, [new BatchView(stack(pending.Select(p => p.Image)), pending[0].Target is null ? null : stack(pending.Select(p => p.Target!)), null)],
+                    [.. pending.Select(p => p.Meta)]))
+                using (var predictions = PredictWhole(batch.Images, batch.Metas))
+                    metric.Update(predictions, batch);
+                foreach (var p in pending) p.Dispose();
+                pending.Clear();
+            }
+            try
+            {
+                for (long i = 0; i < corpus.Count; i++)
+                {
+                    var sample = corpus.Get(i);
+                    if (pending.Count > 0 && (!sample.Image.shape.SequenceEqual(pending[0].Image.shape) || InputShape is { } shape && !sample.Image.shape.SequenceEqual(shape)))
+                        Flush();
+                    pending.Add(sample);
+                    if (pending.Count == batchSize || InputShape is { } s && !sample.Image.shape.SequenceEqual(s)) Flush();
+                }
+                Flush();
+            }
+            finally
+            {
+                foreach (var p in pending) p.Dispose();
+            }
+            return metric.Compute();
+        }
         foreach (var batch in new DataLoader([new LoaderSource(corpus)], new LoaderOptions(batchSize, Workers: 1)).Pass())
             using (batch)
             using (var predictions = Predict(batch.Images, batch.Metas, batchSize))
                 metric.Update(predictions, batch);
         return metric.Compute();
     }
+
+    /// <summary>Dense predictions of images [N,C,…]: whole where they have the training input's shape, else by sliding windows of it.</summary>
+    public Tensor PredictWhole(Tensor images, IReadOnlyList<SampleMeta>? metas = null, SlidingWindowOptions? options = null) =>
+        InputShape is { } shape && !images.shape[2..].SequenceEqual(shape[1..])
+            ? PredictSlidingWindow(images, shape[1..], metas, options)
+            : Predict(images, metas);
 
     /// <summary>Writes the fine-tuned model: config.json, model.safetensors, head.safetensors and head.json (atomically).</summary>
     public void Save(string directory)

@@ -31,6 +31,32 @@ public static class HeadRegistry
             ? factory(config, task, settings)
             : throw new ArgumentException($"head '{kind}': the head kinds are {string.Join(", ", Kinds)} (register a custom one with HeadRegistry.Register)");
 
+    /// <summary>
+    /// <c>KIND[:key=value,…]</c> (the CLI's --head) → the kind, the task bank (the key "task", else null) and the
+    /// head's settings as strings (the factories read numbers from strings too).
+    /// </summary>
+    public static (string Kind, string? Bank, JsonObject Settings) ParseSpec(string text, string option = "--head")
+    {
+        var parts = text.Split(':', 2);
+        var settings = new JsonObject();
+        string? bank = null;
+        if (parts[0].Length == 0) throw new ArgumentException($"{option} '{text}': expected KIND[:key=value,…] with KIND one of {string.Join(", ", Kinds)}");
+        if (parts.Length == 2)
+            foreach (var pair in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries))
+            {
+                var kv = pair.Split('=', 2);
+                if (kv.Length != 2 || kv[0].Length == 0) throw new ArgumentException($"{option} '{text}': '{pair}' is not key=value");
+                if (kv[0] == "task") bank = kv[1];
+                else settings[kv[0]] = kv[1];
+            }
+        return (parts[0], bank, settings);
+    }
+
+    /// <summary>The task bank a kind reads by default: its own name; the image-to-image kinds share "image_to_image".</summary>
+    public static string DefaultTask(string kind) => kind is ImageToImageHead.Restoration or ImageToImageHead.SuperResolution or ImageToImageHead.Translation
+        ? "image_to_image"
+        : kind;
+
     /// <summary>A setting as text (a JSON string or number), or null when absent.</summary>
     public static string? Text(JsonObject settings, string key) => settings[key] switch
     {

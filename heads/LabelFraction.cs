@@ -5,7 +5,8 @@ namespace Medformer.Heads;
 /// <summary>
 /// The few-label protocol on a corpus: <see cref="FewLabels.Fraction"/>'s seeded, stratified draw (round(fraction ·
 /// class size) of each class, at least one; the draws of one seed nest), as a corpus. Multi-label samples are
-/// stratified by their whole label row.
+/// stratified by their whole label row; samples without class labels (volumes with masks, PET studies) form one
+/// stratum.
 /// </summary>
 public static class LabelFraction
 {
@@ -17,7 +18,6 @@ public static class LabelFraction
         for (long i = 0; i < corpus.Count; i++)
         {
             using var sample = corpus.Get(i);
-            if (sample.Meta.Labels.Length == 0) throw new ArgumentException($"{sample.Meta}: unlabelled; a label fraction needs labels");
             rows[i] = string.Join(",", sample.Meta.Labels);
         }
         // Each distinct label row is one stratum.

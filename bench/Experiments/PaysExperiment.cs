@@ -20,7 +20,8 @@ namespace Medformer.Bench;
 /// a linear model on raw pixels, and a random and the pretrained encoder, each by a linear probe on frozen
 /// flattened latents and by fine-tuning everything with a flattened-latent head through the trainer.
 /// MEDFORMER_PAYS_SEEDS (3), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning steps, 500),
-/// MEDFORMER_PAYS_LR (1e-3) set the protocol. An experiment: no PyTorch reference in the run (the issue's
+/// MEDFORMER_PAYS_LR (1e-3), MEDFORMER_PAYS_SMOOTHING (label smoothing, 0), MEDFORMER_PAYS_STRATEGY (full, llrd:D, …)
+/// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol. An experiment: no PyTorch reference in the run (the issue's
 /// PyTorch rows are quoted in the report).
 /// </summary>
 public static class PaysExperiment
@@ -32,6 +33,10 @@ public static class PaysExperiment
         double fraction = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_FRACTION") ?? "0.01");
         long steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_STEPS") ?? "500");
         double lr = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_LR") ?? "1e-3");
+        double smoothing = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_SMOOTHING") ?? "0");
+        var strategy = Strategy.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_STRATEGY") ?? "full");
+        var inits = (Environment.GetEnvironmentVariable("MEDFORMER_PAYS_INITS") ?? "random,pretrained").Split(',');
+        if (inits.Length == 0 || inits.Any(i => i is not ("random" or "pretrained"))) throw new ArgumentException("MEDFORMER_PAYS_INITS: a comma-separated list of random and pretrained");
         string? modelDir = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_MODEL");
         string? configPath = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_CONFIG");
         var report = new BenchReport("pays");
@@ -77,11 +82,11 @@ public static class PaysExperiment
                 using (var pixelsTrain = images.flatten(1))
                 using (var pixelsTest = testImages.flatten(1))
                     Record("linear model on raw pixels", seed, LinearProbe.Fit(pixelsTrain, labels, pixelsTest, testLabels, 10, weightDecay: 1e-2).TestAccuracy);
-                foreach (bool pretrained in new[] { false, true })
+                foreach (bool pretrained in inits.Select(i => i == "pretrained"))
                 {
                     string name = pretrained ? "pretrained" : "random init";
                     Record($"{name}: linear probe", seed, Probe(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas));
-                    Record($"{name}: fine-tuned", seed, FineTune(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, steps, lr, seed));
+                    Record($"{name}: fine-tuned", seed, FineTune(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, steps, lr, seed, smoothing, strategy));
                 }
             }
         }
@@ -94,6 +99,8 @@ public static class PaysExperiment
             report.Headline(report.Add(new BenchRow("fine-tuned: pretrained vs random init", tuned.Average() * 100, scratch.Average() * 100, "% test accuracy")));
         report.Extra("fraction", fraction);
         report.Extra("fine_tune_steps", steps);
+        report.Extra("label_smoothing", smoothing);
+        report.Extra("strategy", strategy.ToString());
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
         report.Extra("pretrain_cpu_minutes", Math.Round(pretrainCpuSeconds / 60, 1));
         report.Extra("model", modelDir);
@@ -123,9 +130,10 @@ public static class PaysExperiment
         }
     }
 
-    internal static double FineTune(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, double lr, int seed)
+    internal static double FineTune(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, double lr, int seed,
+        double labelSmoothing = 0, Strategy? strategy = null)
     {
-        using var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten));
+        using var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten, labelSmoothing: labelSmoothing), strategy);
         var augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]);
         tuner.Fit(subset, new FineTuneOptions
         {

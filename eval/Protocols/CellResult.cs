@@ -42,5 +42,5 @@ public interface ICellTrainer
     CellResult Train(CellPlan plan, CancellationToken cancel = default);
 }
 
-/// <summary>A metric as the report shows it: name, title, the factor for display (100 for percent), whether higher is better.</summary>
-public sealed record MetricInfo(string Name, string Title, double Scale = 100, bool HigherIsBetter = true);
+/// <summary>A metric as the report shows it: name, title, the factor for display (100 for percent), whether higher is better, decimal places.</summary>
+public sealed record MetricInfo(string Name, string Title, double Scale = 100, bool HigherIsBetter = true, int Decimals = 1);

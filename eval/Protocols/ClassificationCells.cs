@@ -11,29 +11,6 @@ using static TorchSharp.torch;
 
 namespace Medformer.Eval.Protocols;
 
-/// <summary>How a classification cell fine-tunes: the trainer's settings and the head.</summary>
-/// <param name="Evaluations">Validation checks over the run (every MaxSteps / Evaluations steps, and at the end).</param>
-/// <param name="Selection">The validation metric that picks the step: "auc" (MedMNIST's model selection) or "acc".</param>
-public sealed record FineTuneSettings(
-    long MaxSteps = 300,
-    double LearningRate = 1e-3,
-    int BatchSize = 32,
-    int Evaluations = 10,
-    Precision Precision = Precision.Bf16,
-    Pooling Pooling = Pooling.Flatten,
-    string Selection = "auc",
-    int Workers = 1)
-{
-    public void Validate()
-    {
-        if (MaxSteps < 1) throw new ArgumentException($"--max-steps {MaxSteps} must be at least 1");
-        if (!(LearningRate > 0)) throw new ArgumentException($"--lr {LearningRate} must be positive");
-        if (BatchSize < 1) throw new ArgumentException($"--batch-size {BatchSize} must be at least 1");
-        if (Evaluations < 1) throw new ArgumentException($"evaluations {Evaluations} must be at least 1");
-        if (Selection is not ("auc" or "acc")) throw new ArgumentException($"selection metric '{Selection}': expected auc or acc");
-    }
-}
-
 /// <summary>
 /// A classification cell: fine-tunes the whole Medformer with a <see cref="ClassificationHead"/> for the data's task
 /// type (multi-class, multi-label, binary-class, ordinal-regression) through the <see cref="FineTuner"/>, checks the
@@ -55,6 +32,9 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
     public ClassificationCells(EvaluationData data, FineTuneSettings settings, MedformerConfig randomConfig, Device? device = null, Action<TrainerLog>? progress = null)
     {
         settings.Validate();
+        if (data.Task is null) throw new ArgumentException($"{data.Name}: its samples have no class labels to classify (a segmentation or restoration data set: --head segmentation or restoration)");
+        if (settings.Selection is not (null or "auc" or "acc")) throw new ArgumentException($"--select '{settings.Selection}': a classification run is chosen by auc or acc");
+        if (settings.Roi is not null) throw new ArgumentException("--roi: crops and sliding windows are for dense heads; a classification head reads whole images");
         this.data = data;
         this.settings = settings;
         this.randomConfig = Pretrained.WithTasks(randomConfig, [TaskBank]);
@@ -67,19 +47,20 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
     public IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
     {
         ["data"] = data.Name,
-        ["task"] = data.Task,
+        ["task"] = data.Task!,
         ["head"] = $"classification, {settings.Pooling.ToString().ToLowerInvariant()} pooling, full fine-tuning",
         ["max_steps"] = settings.MaxSteps.ToString(CultureInfo.InvariantCulture),
         ["lr"] = settings.LearningRate.ToString("R", CultureInfo.InvariantCulture),
         ["batch_size"] = settings.BatchSize.ToString(CultureInfo.InvariantCulture),
         ["evaluations"] = settings.Evaluations.ToString(CultureInfo.InvariantCulture),
         ["precision"] = settings.Precision.ToString().ToLowerInvariant(),
-        ["selection"] = settings.Selection,
+        ["selection"] = Selection,
         ["random_config"] = System.Text.Json.JsonSerializer.Serialize(randomConfig, new System.Text.Json.JsonSerializerOptions(MedformerConfig.Json) { WriteIndented = false }),
     };
 
     public CellResult Train(CellPlan plan, CancellationToken cancel = default)
     {
+        if (plan.Init == Initialisation.GaussianFilter) throw new ArgumentException("the Gaussian filter baseline is a restoration row; a classification protocol compares random and pretrained initialisations");
         var clock = Stopwatch.StartNew();
         var key = plan.Key;
         test ??= Stack(data.Test, [.. Enumerable.Range(0, (int)data.Test.Count)]);
@@ -88,7 +69,7 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
         FineTuner built;
         try
         {
-            built = new FineTuner(model, new ClassificationHead(model.Config, data.Classes, TaskTypes.Parse(data.Task), settings.Pooling), Strategy.Full);
+            built = new FineTuner(model, new ClassificationHead(model.Config, data.Classes, TaskTypes.Parse(data.Task!), settings.Pooling), Strategy.Full);
         }
         catch
         {
@@ -113,17 +94,19 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
         using var probabilities = tuner.Predict(test.Value.Images, test.Value.Metas);
         var metrics = new Dictionary<string, double>
         {
-            ["acc"] = ClassificationMetrics.Accuracy(probabilities, test.Value.Labels, data.Task),
-            ["auc"] = ClassificationMetrics.Auc(probabilities, test.Value.Labels, data.Task),
+            ["acc"] = ClassificationMetrics.Accuracy(probabilities, test.Value.Labels, data.Task!),
+            ["auc"] = ClassificationMetrics.Auc(probabilities, test.Value.Labels, data.Task!),
         };
         long selected = result.SelectedStep ?? result.Training.Steps;
         double selectedValue = checks.FirstOrDefault(c => c.Step == selected)?.Value ?? double.NaN;
-        return new CellResult(key.Init, key.Fraction, key.Seed, plan.TrainIndices.Length, metrics, settings.Selection, selected, selectedValue,
+        return new CellResult(key.Init, key.Fraction, key.Seed, plan.TrainIndices.Length, metrics, Selection, selected, selectedValue,
             clock.Elapsed.TotalSeconds, loss, checks);
     }
 
     /// <summary>The head metric's name for the selection metric.</summary>
-    string HeadMetricName => settings.Selection == "acc" ? "accuracy" : "auc";
+    string HeadMetricName => Selection == "acc" ? "accuracy" : "auc";
+
+    string Selection => settings.Selection ?? "auc";
 
     /// <summary>The samples at <paramref name="indices"/> as one tensor [N,C,…], their labels ([N], or [N,L] for multi-label) and metas.</summary>
     static (Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas) Stack(ICorpus corpus, IReadOnlyList<int> indices)

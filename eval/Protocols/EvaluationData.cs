@@ -1,20 +1,24 @@
 using Medformer.Datasets.Corpora;
+using Medformer.Datasets.Layouts;
 using Medformer.Runtime;
 
 namespace Medformer.Eval.Protocols;
 
 /// <summary>
-/// A labelled data set for a protocol: training, validation (optional) and test corpora, the task type
-/// (<see cref="Vocabulary.Tasks"/>), the class count, and each training sample's class for stratified draws
-/// (<see cref="TrainStrata"/>; 0 for every sample of a multi-label task). Disposes the corpora it opened.
+/// A labelled data set for a protocol: training, validation (optional) and test corpora; for classification the task
+/// type (<see cref="Vocabulary.Tasks"/>) and class count, null and 0 where samples carry no class labels; for the
+/// dense heads what the samples' targets are (<see cref="MaskClasses"/> label maps, or target images); and each
+/// training sample's class for stratified draws (<see cref="TrainStrata"/>; 0 for every sample of a multi-label or
+/// unlabelled set). Disposes the corpora it opened.
 /// </summary>
 public sealed class EvaluationData : IDisposable
 {
     readonly IDisposable[] owned;
 
-    public EvaluationData(string name, ICorpus train, ICorpus? validation, ICorpus test, string task, int classes, IEnumerable<IDisposable>? owned = null)
+    public EvaluationData(string name, ICorpus train, ICorpus? validation, ICorpus test, string? task, int classes, IEnumerable<IDisposable>? owned = null,
+        int maskClasses = 0, bool imageTargets = false)
     {
-        if (!ClassificationMetricsTasks.Contains(task)) throw new ArgumentException($"{name}: task '{task}' is not one of {string.Join(", ", ClassificationMetricsTasks)}");
+        if (task is not null && !ClassificationMetricsTasks.Contains(task)) throw new ArgumentException($"{name}: task '{task}' is not one of {string.Join(", ", ClassificationMetricsTasks)}");
         if (train.Count == 0 || test.Count == 0) throw new ArgumentException($"{name}: the training and test splits must not be empty");
         Name = name;
         Train = train;
@@ -22,16 +26,23 @@ public sealed class EvaluationData : IDisposable
         Test = test;
         Task = task;
         Classes = classes;
+        MaskClasses = maskClasses;
+        ImageTargets = imageTargets;
         this.owned = [.. owned ?? []];
-        TrainStrata = task == "multi-label" ? new long[train.Count] : Labels(train);
+        TrainStrata = task is null or "multi-label" ? new long[train.Count] : Labels(train);
     }
 
     public string Name { get; }
     public ICorpus Train { get; }
     public ICorpus? Validation { get; }
     public ICorpus Test { get; }
-    public string Task { get; }
+    /// <summary>The classification task type; null where the samples have no class labels.</summary>
+    public string? Task { get; }
     public int Classes { get; }
+    /// <summary>Classes of the samples' label maps (background included) for segmentation; 0 without masks.</summary>
+    public int MaskClasses { get; }
+    /// <summary>Whether the samples' targets are images (restoration, translation, super-resolution pairs).</summary>
+    public bool ImageTargets { get; }
     public IReadOnlyList<long> TrainStrata { get; }
 
     static IReadOnlyList<string> ClassificationMetricsTasks => Metrics.ClassificationMetrics.TaskTypes;
@@ -58,7 +69,9 @@ public sealed class EvaluationData : IDisposable
         {
             foreach (string split in MedMnistCorpus.SplitNames) opened.Add(MedMnistCorpus.Open(path, split, subset));
             var s = opened[0].Subset;
-            return new EvaluationData(s.Name, opened[0], opened[1], opened[2], s.Task, s.Task == "binary-class" ? 2 : s.Labels.Count, opened);
+            // The phantom's masks are one shape on background.
+            return new EvaluationData(s.Name, opened[0], opened[1], opened[2], s.Task, s.Task == "binary-class" ? 2 : s.Labels.Count, opened,
+                maskClasses: opened[0].HasMasks ? 2 : 0);
         }
         catch
         {
@@ -82,6 +95,22 @@ public sealed class EvaluationData : IDisposable
             train.Dispose();
             throw;
         }
+    }
+
+    /// <summary>A Medical Segmentation Decathlon task's labelled cases, split by <see cref="HoldOut"/> (its imagesTs have no labels).</summary>
+    public static EvaluationData Msd(string folder)
+    {
+        var corpus = new MsdCorpus(folder);
+        var split = HoldOut.Split(corpus);
+        return new EvaluationData(corpus.Name, split.Train, split.Validation, split.Test, null, 0, maskClasses: corpus.Labels.Count);
+    }
+
+    /// <summary>PET studies (<see cref="PetCtCorpus"/>: pet_INs restored to pet_OUTs), split by <see cref="HoldOut"/>.</summary>
+    public static EvaluationData PetCt(string folder, int inputSeconds = 60, int targetSeconds = 90)
+    {
+        var corpus = new PetCtCorpus(folder, inputSeconds, targetSeconds);
+        var split = HoldOut.Split(corpus);
+        return new EvaluationData(corpus.Name, split.Train, split.Validation, split.Test, null, 0, imageTargets: true);
     }
 
     /// <summary>Each sample's first label (the class of a single-label task).</summary>

@@ -2,19 +2,26 @@ using Medformer.Datasets.Corpora;
 
 namespace Medformer.Eval.Protocols;
 
-/// <summary>Where a run starts: a random initialisation (<see cref="Checkpoint"/> null) or a pretrained model folder.</summary>
+/// <summary>
+/// Where a run starts: a random initialisation (<see cref="Checkpoint"/> null), a pretrained model folder, or for
+/// restoration the <see cref="GaussianFilter"/> baseline, which trains nothing.
+/// </summary>
 public sealed record Initialisation(string Name, string? Checkpoint)
 {
     public static Initialisation Random { get; } = new("random init", null);
 
-    /// <summary>"random", a model folder, or NAME=FOLDER (the row's name in the table; default the folder's name).</summary>
+    /// <summary>The restoration baseline: the input smoothed by a Gaussian whose σ is chosen on validation (the seed talk's first row).</summary>
+    public static Initialisation GaussianFilter { get; } = new("Gaussian filter", null);
+
+    /// <summary>"random", "gaussian" (restoration), a model folder, or NAME=FOLDER (the row's name in the table; default the folder's name).</summary>
     public static Initialisation Parse(string text)
     {
         if (text is "random") return Random;
+        if (text is "gaussian") return GaussianFilter;
         int eq = text.IndexOf('=');
         string name = eq > 0 ? text[..eq] : "", folder = eq > 0 ? text[(eq + 1)..] : text;
         if (!Directory.Exists(folder) || !File.Exists(Path.Combine(folder, "config.json")))
-            throw new ArgumentException($"--init '{text}': expected random, a model folder (config.json and model.safetensors), or NAME=FOLDER; {folder} is not a model folder");
+            throw new ArgumentException($"--init '{text}': expected random, gaussian (restoration), a model folder (config.json and model.safetensors), or NAME=FOLDER; {folder} is not a model folder");
         if (name.Length == 0) name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));
         return new Initialisation(name, Path.GetFullPath(folder));
     }

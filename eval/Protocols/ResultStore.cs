@@ -1,4 +1,5 @@
 using System.Text.Json;
+using System.Text.Json.Serialization;
 
 namespace Medformer.Eval.Protocols;
 
@@ -10,7 +11,11 @@ namespace Medformer.Eval.Protocols;
 /// </summary>
 public sealed class ResultStore
 {
-    public static JsonSerializerOptions Json { get; } = new() { PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = false };
+    // Named literals: an undefined score is NaN, a Hausdorff distance to a missed structure +∞.
+    public static JsonSerializerOptions Json { get; } = new()
+    {
+        PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower, WriteIndented = false, NumberHandling = JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     readonly Dictionary<CellKey, CellResult> results = [];
 

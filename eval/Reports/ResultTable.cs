@@ -59,7 +59,7 @@ public sealed class ResultTable
             var parts = Fractions.Select(f =>
             {
                 var cell = this[row, f];
-                string value = cell.Format(Metric.Scale);
+                string value = cell.Format(Metric.Scale, Metric.Decimals);
                 return cell.Count > 0 && Rows.Count > 1 && IsBest(row, f) ? $"**{value}**" : value;
             });
             text.AppendLine($"| {row} | {string.Join(" | ", parts)} |");

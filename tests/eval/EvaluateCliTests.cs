@@ -70,4 +70,24 @@ public sealed class EvaluateCliTests(ITestOutputHelper output) : IDisposable
         Assert.Single(result.Stderr.Trim().Split('\n'));
         Assert.False(Directory.Exists(Path.Combine(root, "mlruns")), "no MLflow run for bad arguments");
     }
+
+    [Fact]
+    public void TheRestorationTableFromTheCommandLine()
+    {
+        string studies = SyntheticPet.Write(Path.Combine(root, "pet"), 6, 16, seed: 2);
+        var result = Evaluate("--task", "petct", studies, "--head", "restoration", "--init", "gaussian", "--protocol", "halves", "--fractions", "1",
+            "--seeds", "2", "--out", Path.Combine(root, "pet-out"), "--json", "--tracking-uri", "none");
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        using var report = JsonDocument.Parse(result.Stdout);
+        var table = report.RootElement.GetProperty("tables")[0];
+        Assert.Equal("score_mse", table.GetProperty("metric").GetString());
+        var row = table.GetProperty("rows")[0];
+        Assert.Equal("Gaussian filter", row.GetProperty("init").GetString());
+        Assert.Equal(2, row.GetProperty("cells")[0].GetProperty("runs").GetInt32());
+        Assert.Contains("| Gaussian filter |", File.ReadAllText(Path.Combine(root, "pet-out", "report.md")));
+
+        var wrong = Evaluate("--task", "petct", studies, "--head", "segmentation", "--out", Path.Combine(root, "seg-out"), "--tracking-uri", "none");
+        Assert.Equal(2, wrong.ExitCode);
+        Assert.Contains("no label maps", wrong.Stderr);
+    }
 }

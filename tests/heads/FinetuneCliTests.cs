@@ -102,4 +102,41 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("not a fine-tuned one", notTuned.Stderr);
         foreach (var r in new[] { fraction, strategy, missing, notTuned }) Assert.Single(r.Stderr.Trim().Split('\n'));
     }
+
+    [Fact]
+    public void VolumeTasksTrainOnCropsAndScoreWholeVolumesByWindows()
+    {
+        string pretrained = PretrainedFolder();
+        // PET studies of 24³ restored from crops of 16³: 8 studies → 5 training, 1 validation, 2 test (HoldOut).
+        string pet = SyntheticPet.Write(Path.Combine(root, "pet"), 8, 24, seed: 3);
+        var restored = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}", "--roi", "16", "--max-steps", "3", "--batch-size", "2",
+            "--precision", "fp32", "--out", Path.Combine(root, "pet-tuned"), "--tracking-uri", "none", "--json");
+        Assert.True(restored.ExitCode == 0, restored.Stderr);
+        var report = JsonNode.Parse(restored.Stdout.Trim().Split('\n')[^1])!.AsObject();
+        Assert.Equal(5, report["train_samples"]!.GetValue<long>());
+        Assert.Equal("restoration", report["head"]!.GetValue<string>());
+        Assert.True(report["test"]!["mse"]!.GetValue<double>() > 0);
+        var head = JsonNode.Parse(File.ReadAllText(Path.Combine(report["model"]!.GetValue<string>(), "head.json")))!;
+        Assert.Equal("[1,16,16,16]", head["input_shape"]!.ToJsonString());
+
+        // An MSD task: segmentation by default, classes from dataset.json, 20³ volumes scored by windows of 16³.
+        string msd = SyntheticMsd.Write(Path.Combine(root, "Task99_Spheres"), 6, 20, seed: 4);
+        var segmented = Run("finetune", "--checkpoint", pretrained, "--task", $"msd:{msd}", "--roi", "16,16,16", "--max-steps", "3", "--batch-size", "2",
+            "--precision", "fp32", "--out", Path.Combine(root, "msd-tuned"), "--tracking-uri", "none", "--json");
+        Assert.True(segmented.ExitCode == 0, segmented.Stderr);
+        report = JsonNode.Parse(segmented.Stdout.Trim().Split('\n')[^1])!.AsObject();
+        Assert.Equal("segmentation", report["head"]!.GetValue<string>());
+        Assert.InRange(report["test"]!["dice"]!.GetValue<double>(), 0, 1);
+        Assert.True(report["test"]!.AsObject().ContainsKey("dice_1"));
+
+        var exposure = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}:60:x", "--out", Path.Combine(root, "x"), "--tracking-uri", "none");
+        Assert.Equal(2, exposure.ExitCode);
+        Assert.Contains("'x' is not an exposure", exposure.Stderr);
+        var roi = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}", "--roi", "10", "--out", Path.Combine(root, "y"), "--tracking-uri", "none");
+        Assert.Equal(2, roi.ExitCode);
+        Assert.Contains("multiple of the patch size", roi.Stderr);
+        var classification = Run("finetune", "--checkpoint", pretrained, "--task", "phantom", "--roi", "16", "--out", Path.Combine(root, "z"), "--tracking-uri", "none");
+        Assert.Equal(2, classification.ExitCode);
+        Assert.Contains("--roi", classification.Stderr);
+    }
 }
