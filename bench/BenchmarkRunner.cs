@@ -17,7 +17,7 @@ public static class BenchmarkRunner
         ["pays"] = ("does pretraining pay? Fashion-MNIST, 1% of the labels: linear model on pixels, random vs pretrained Medformer (probe, fine-tuned); an experiment", PaysExperiment.Run),
         ["objectives"] = ("issue 13's table on the phantom: linear probe and fine-tuning at 1% and 10% of the labels after each objective and the mix vs random init; an experiment", ObjectivesExperiment.Run),
         ["distributed"] = ("data parallel: Gloo all-reduce bandwidth between 2 processes vs torch.distributed's gloo; small's pretraining on 2 processes vs 1; communication's share of a step", DistributedBenchmark.Run),
-        ["heads"] = ("sliding-window segmentation of a 128^3 volume (Medformer tiny, 32^3 windows) vs a PyTorch twin of MONAI's sliding_window_inference", HeadsBenchmark.Run),
+        ["heads"] = ("sliding-window segmentation of a 128^3 volume (Medformer tiny, 32^3 windows) vs a PyTorch twin of MONAI's sliding_window_inference; full fine-tuning of a classification head (28x28) and a 3D segmentation head (32^3 crops) vs PyTorch twins", HeadsBenchmark.Run),
         ["data"] = ("load + two-view augmentation of 28x28 images, 96^3 crops from the CT cache, vs torch's DataLoader", DataBenchmark.Run),
     };
 

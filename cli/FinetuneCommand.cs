@@ -35,9 +35,10 @@ static class FinetuneCommand
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
+        var dba = DbaOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json, dba, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -51,7 +52,7 @@ static class FinetuneCommand
             {
                 MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
                 Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
-                OutputDirectory = parse.GetValue(output)!, Workers = 2,
+                OutputDirectory = parse.GetValue(output)!, Workers = 2, BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
             };
             // A missing model fails before anything is read or logged.
             string folder;
@@ -71,6 +72,7 @@ static class FinetuneCommand
                 ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head) ?? DefaultHead(parse.GetValue(task)!), ["roi"] = parse.GetValue(roiOption), ["strategy"] = chosen.ToString(),
                 ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
                 ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment),
+                ["dba"] = DbaOption.Describe(options.BatchAdaptation),
             });
             return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head), roi, chosen, share, options, !parse.GetValue(noAugment), asJson, tracked);
         });
@@ -169,6 +171,8 @@ static class FinetuneCommand
                     ["validation"] = result.Validation is null ? null : Scores(result.Validation), ["test"] = Scores(testScores),
                     ["model"] = Path.GetFullPath(result.ModelDirectory!),
                 };
+                if (options.BatchAdaptation is not null && t.History.LastOrDefault(l => l.BatchSize is not null) is { } adapted)
+                    report["batch_adaptation"] = new JsonObject { ["settings"] = DbaOption.Describe(options.BatchAdaptation), ["batch_size"] = adapted.BatchSize, ["selected_size"] = adapted.SelectedSize };
                 Console.WriteLine(report.ToJsonString());
             }
             else

@@ -66,11 +66,13 @@ public sealed class DenseReadout : nn.Module
         var parts = new List<Tensor>();
         for (long start = 0; start < cells; start += step)
         {
+            // A chunk's queries and decoder states ([B,n,d] each) go when the chunk is done; only its outputs stay.
+            using var chunkScope = NewDisposeScope();
             long count = Math.Min(step, cells - start);
             var queries = model.PositionQueries(outputSize, start, count);          // [1,n,d]
             if (features is not null)
                 queries = queries + (axes == 2 ? pixels_2d! : pixels_3d!).call(features.narrow(2, start, count).transpose(1, 2));
-            parts.Add(fc.call(norm.call(model.Decode(latents, queries))));           // [B,n,outputs]
+            parts.Add(chunkScope.MoveToOuter(fc.call(norm.call(model.Decode(latents, queries)))));   // [B,n,outputs]
         }
         var values = parts.Count == 1 ? parts[0] : cat(parts, dim: 1);
         return scope.MoveToOuter(values.transpose(1, 2).reshape([batch, fc.weight!.shape[0], .. outputSize]));

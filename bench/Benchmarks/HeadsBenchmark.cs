@@ -1,4 +1,7 @@
+using System.Diagnostics;
+using System.Text.Json;
 using Medformer.Datasets;
+using Medformer.Datasets.Corpora;
 using Medformer.Heads;
 using Medformer.Runtime;
 using static TorchSharp.torch;
@@ -6,47 +9,122 @@ using static TorchSharp.torch;
 namespace Medformer.Bench;
 
 /// <summary>
-/// <c>bench/run heads</c>: sliding-window segmentation of a 128³ volume (windows of 32³, overlap 0.25, Gaussian
-/// blending, 4 windows per call: 125 windows, 4.1 M voxel queries in all) by a Medformer <c>tiny</c> with a
-/// <see cref="SegmentationHead"/>, against the PyTorch twin (reference/sliding_window.py: MONAI's
-/// sliding_window_inference written out, the same model and read-out) on the same threads, both fp32 without gradients.
+/// <c>bench/run heads</c>, Medformer <c>tiny</c> against the PyTorch twin on the same threads:
+/// <list type="bullet">
+/// <item>sliding-window segmentation of a 128³ volume (windows of 32³, overlap 0.25, Gaussian blending, 4 windows per
+/// call: 125 windows, 4.1 M voxel queries in all) with a <see cref="SegmentationHead"/>, against
+/// reference/sliding_window.py (MONAI's sliding_window_inference written out, the same model and read-out), both fp32
+/// without gradients;</item>
+/// <item>full fine-tuning through <see cref="FineTuner.Fit"/> (the trainer, AdamW, clipping, the precision policy, the
+/// loader) of a <see cref="ClassificationHead"/> on 28×28 images, batch 64, and of a 3D <see cref="SegmentationHead"/>
+/// on 32³ crops, batch 4, in bf16 (our default) and fp32, against reference/finetune.py in fp32 (PyTorch 1.13's CPU
+/// autocast to bf16 fails on this model).</item>
+/// </list>
 /// </summary>
 public static class HeadsBenchmark
 {
     const int Size = 128, Roi = 32, WindowBatch = 4, Classes = 2, Repeats = 3;
+    const int ImageSize = 28, ImageBatch = 64, ImageClasses = 10, CropBatch = 4, Distinct = 4;
+    const int ImageWarmup = 3, ImageSteps = 30, CropWarmup = 2, CropSteps = 10;
 
     public static BenchReport Run(BenchOptions options)
     {
         var config = MedformerConfig.Tiny;
         string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
         File.WriteAllText(configFile, config.ToJson());
-        var reference = PythonReference.Run("sliding_window.py", "--threads", options.Threads.ToString(), "--config", configFile,
-            "--size", Size.ToString(), "--roi", Roi.ToString(), "--batch", WindowBatch.ToString(), "--classes", Classes.ToString(), "--repeats", Repeats.ToString());
-        File.Delete(configFile);
+        JsonElement reference, twinImages, twinCrops;
+        try
+        {
+            string threads = options.Threads.ToString();
+            reference = PythonReference.Run("sliding_window.py", "--threads", threads, "--config", configFile,
+                "--size", Size.ToString(), "--roi", Roi.ToString(), "--batch", WindowBatch.ToString(), "--classes", Classes.ToString(), "--repeats", Repeats.ToString());
+            twinImages = PythonReference.Run("finetune.py", "--threads", threads, "--config", configFile, "--head", "classification",
+                "--batch", ImageBatch.ToString(), "--size", ImageSize.ToString(), ImageSize.ToString(), "--classes", ImageClasses.ToString(),
+                "--warmup", ImageWarmup.ToString(), "--steps", ImageSteps.ToString(), "--batches", Distinct.ToString());
+            twinCrops = PythonReference.Run("finetune.py", "--threads", threads, "--config", configFile, "--head", "segmentation",
+                "--batch", CropBatch.ToString(), "--size", Roi.ToString(), Roi.ToString(), Roi.ToString(), "--classes", Classes.ToString(),
+                "--warmup", CropWarmup.ToString(), "--steps", CropSteps.ToString(), "--batches", Distinct.ToString());
+        }
+        finally
+        {
+            File.Delete(configFile);
+        }
 
+        // Sliding windows first, so their peak resident memory is not the fine-tuning's.
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new global::Medformer.Medformer(config), new SegmentationHead(config, Classes, "3d"));
-        using var volume = randn([1, 1, Size, Size, Size]);
-        SampleMeta[] metas = [new("bench", "randn", 0, "abdomen", "ct", "3d", [1, 1, 1], [])];
         var window = new SlidingWindowOptions(BatchSize: WindowBatch);
         long[] shape = [];
-        var timing = Timing.Measure(() =>
+        Timing timing;
+        using (var tuner = new FineTuner(new global::Medformer.Medformer(config), new SegmentationHead(config, Classes, "3d")))
+        using (var volume = randn([1, 1, Size, Size, Size]))
         {
-            using var mask = tuner.PredictSlidingWindow(volume, [Roi, Roi, Roi], metas, window);
-            shape = mask.shape;
-        }, warmup: 1, repeats: Repeats);
+            SampleMeta[] metas = [new("bench", "randn", 0, "abdomen", "ct", "3d", [1, 1, 1], [])];
+            timing = Timing.Measure(() =>
+            {
+                using var mask = tuner.PredictSlidingWindow(volume, [Roi, Roi, Roi], metas, window);
+                shape = mask.shape;
+            }, warmup: 1, repeats: Repeats);
+        }
+        double slidingPeak = Resident.PeakMiB;
         double theirs = reference.GetProperty("seconds").GetDouble();
         int windows = SlidingWindow.Origins([Size, Size, Size], [Roi, Roi, Roi], window.Overlap).Count;
+
+        var imageBf16 = FineTune(config, Precision.Bf16, crops: false);
+        var imageFp32 = FineTune(config, Precision.Fp32, crops: false);
+        var cropBf16 = FineTune(config, Precision.Bf16, crops: true);
+        var cropFp32 = FineTune(config, Precision.Fp32, crops: true);
+        double twinImageStep = twinImages.GetProperty("step_s").GetDouble(), twinCropStep = twinCrops.GetProperty("step_s").GetDouble();
 
         var report = new BenchReport("heads");
         var headline = report.Add(new BenchRow("sliding window 128^3 (tiny, fp32)", timing.Median, theirs, "s", HigherIsBetter: false));
         report.Add(new BenchRow("voxels per second", Math.Pow(Size, 3) / timing.Median, Math.Pow(Size, 3) / theirs, "voxels/s"));
+        report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, bf16", ImageBatch / imageBf16.Median, ImageBatch / twinImageStep, "samples/s"));
+        report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, fp32", ImageBatch / imageFp32.Median, ImageBatch / twinImageStep, "samples/s"));
+        report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, bf16", CropBatch / cropBf16.Median, CropBatch / twinCropStep, "samples/s"));
+        report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, fp32", CropBatch / cropFp32.Median, CropBatch / twinCropStep, "samples/s"));
         report.Headline(headline);
         report.Extra("windows", windows);
         report.Extra("twin_windows", reference.GetProperty("windows").GetInt32());
         report.Extra("mask_shape", string.Join("x", shape));
-        report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
+        report.Extra("peak_rss_mib", Math.Round(slidingPeak));
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
+        report.Extra("finetune_twin_precision", "fp32 (PyTorch 1.13's CPU autocast to bf16 fails on this model); the pytorch column of the bf16 rows is that fp32 twin");
+        report.Extra("finetune_timing", $"median of {ImageSteps} (classification) and {CropSteps} (segmentation) steps after {ImageWarmup} and {CropWarmup} warm-up ones: ours between the trainer's per-step log callbacks of FineTuner.Fit (full strategy, AdamW, clipping, precision policy; the loader's worker collates random tensors from memory), the twin around its step over {Distinct} batches made before timing");
+        report.Extra("finetune_mean_samples_per_s", $"classification bf16 {ImageBatch / imageBf16.Mean:F1}, fp32 {ImageBatch / imageFp32.Mean:F1}, twin {ImageBatch / twinImages.GetProperty("mean_step_s").GetDouble():F1}; segmentation bf16 {CropBatch / cropBf16.Mean:F2}, fp32 {CropBatch / cropFp32.Mean:F2}, twin {CropBatch / twinCrops.GetProperty("mean_step_s").GetDouble():F2}");
+        report.Extra("finetune_trainable_parameters", $"classification {imageBf16.Parameters} (twin {twinImages.GetProperty("parameters").GetInt64()}), segmentation {cropBf16.Parameters} (twin {twinCrops.GetProperty("parameters").GetInt64()}; ours also holds the 2D neighbourhood projection, which 3D crops never use); the heads are tested equal in loss and gradients (HeadsBenchTwinTests)");
+        var notices = new[] { imageBf16, imageFp32, cropBf16, cropFp32 }.SelectMany(r => r.Notices).Distinct().ToList();
+        if (notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", notices));
+        report.Extra("finetune_peak_rss_mib", Math.Round(Resident.PeakMiB));
+        report.Extra("twin_finetune_peak_rss_mib", $"classification {Math.Round(twinImages.GetProperty("peak_rss_mib").GetDouble())}, segmentation {Math.Round(twinCrops.GetProperty("peak_rss_mib").GetDouble())}");
         return report;
+    }
+
+    sealed record StepTimes(double Median, double Mean, long Parameters, IReadOnlyList<string> Notices);
+
+    /// <summary>Seconds per step of full fine-tuning through <see cref="FineTuner.Fit"/>: warm-up steps, then the timed ones.</summary>
+    static StepTimes FineTune(MedformerConfig config, Precision precision, bool crops)
+    {
+        Seeding.SeedEverything(0);
+        int batch = crops ? CropBatch : ImageBatch, warmup = crops ? CropWarmup : ImageWarmup, timed = crops ? CropSteps : ImageSteps;
+        using var corpus = Corpus(crops, Distinct * batch);
+        Head head = crops ? new SegmentationHead(config, Classes, "3d") : new ClassificationHead(config, ImageClasses);
+        using var tuner = new FineTuner(new global::Medformer.Medformer(config), head);
+        var stamps = new long[warmup + timed + 1];
+        var notices = new List<string>();
+        tuner.Fit(corpus, new FineTuneOptions { MaxSteps = warmup + timed, BatchSize = batch, Precision = precision, LogEvery = 1 },
+            log: log => stamps[log.Step] = Stopwatch.GetTimestamp(), notice: notices.Add);
+        var seconds = Enumerable.Range(warmup + 1, timed).Select(s => Stopwatch.GetElapsedTime(stamps[s - 1], stamps[s]).TotalSeconds).Order().ToArray();
+        double mean = Stopwatch.GetElapsedTime(stamps[warmup], stamps[^1]).TotalSeconds / timed;
+        long parameters = tuner.Model.parameters().Concat(tuner.Head.parameters()).Where(p => p.requires_grad).Sum(p => p.numel());
+        return new StepTimes(seconds[timed / 2], mean, parameters, notices);
+    }
+
+    /// <summary>Random images (with random labels or label maps) in memory, as <see cref="TensorCorpus"/> keeps its own copies.</summary>
+    static TensorCorpus Corpus(bool crops, int count)
+    {
+        using var scope = NewDisposeScope();
+        return crops
+            ? new TensorCorpus("bench", rand([count, 1, Roi, Roi, Roi]), targets: randint(0, Classes, [count, 1, Roi, Roi, Roi]), organ: "abdomen", modality: "ct")
+            : new TensorCorpus("bench", rand([count, 1, ImageSize, ImageSize]), labels: randint(0, ImageClasses, [count]), organ: "chest", modality: "xray");
     }
 }
