@@ -1,6 +1,5 @@
 using System.Text.Json.Nodes;
 using Medformer.Datasets.Formats;
-using Medformer.Runtime;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
@@ -10,33 +9,18 @@ namespace Medformer.Tests.Heads;
 /// <summary>`medformer finetune` then `medformer predict` end to end, on the phantom with a tiny model, and their bad-argument errors.</summary>
 public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
 {
-    readonly string root = Directory.CreateTempSubdirectory("medformer-finetune-cli-").FullName;
+    readonly CliScratch scratch = new(output, "medformer-finetune-cli-");
 
-    public void Dispose() => Directory.Delete(root, recursive: true);
+    public void Dispose() => scratch.Dispose();
 
-    Repo.Result Run(params string[] args)
-    {
-        // Each test's runs go to its own MLflow store (finetune logs by default), not to the checkout's ./mlruns.
-        var environment = new Dictionary<string, string> { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = Path.Combine(root, "mlruns") };
-        var result = Repo.Run(Repo.Cli, args, timeoutSeconds: 600, environment: environment);
-        output.WriteLine(result.Stdout);
-        output.WriteLine(result.Stderr);
-        return result;
-    }
+    Repo.Result Run(params string[] args) => scratch.Run(args);
 
-    string PretrainedFolder()
-    {
-        string folder = Path.Combine(root, "pretrained");
-        Seeding.SeedEverything(0);
-        using var model = new Medformer(ClassificationHeadTests.Config);
-        Checkpoint.Save(model, folder);
-        return folder;
-    }
+    string PretrainedFolder() => scratch.PretrainedFolder();
 
     [Fact]
     public void FinetunesThenPredictsOnNpzAndNifti()
     {
-        string tuned = Path.Combine(root, "tuned");
+        string tuned = Path.Combine(scratch.Root, "tuned");
         var result = Run("finetune", "--checkpoint", PretrainedFolder(), "--task", "phantom", "--head", "classification:pooling=mean", "--strategy", "llrd:0.75",
             "--fraction", "0.05", "--max-steps", "6", "--batch-size", "8", "--precision", "fp32", "--out", tuned, "--json");
         Assert.True(result.ExitCode == 0, result.Stderr);
@@ -53,7 +37,7 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(10, head["class_names"]!.AsArray().Count);
 
         // Logged for MLflow: finished, the test scores and the model folder as an artifact.
-        string runFolder = Directory.GetFiles(Path.Combine(root, "mlruns"), "meta.yaml", SearchOption.AllDirectories)
+        string runFolder = Directory.GetFiles(Path.Combine(scratch.Root, "mlruns"), "meta.yaml", SearchOption.AllDirectories)
             .Select(Path.GetDirectoryName).Single(d => Directory.Exists(Path.Combine(d!, "metrics")))!;
         Assert.Contains("status: 3", File.ReadAllText(Path.Combine(runFolder, "meta.yaml")));
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "test_accuracy")));
@@ -61,11 +45,11 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("llrd:0.75", File.ReadAllText(Path.Combine(runFolder, "params", "strategy")));
         Assert.True(File.Exists(Path.Combine(runFolder, "artifacts", "model", "head.json")));
 
-        string npz = Path.Combine(root, "three.npz");
+        string npz = Path.Combine(scratch.Root, "three.npz");
         using (var images = randint(0, 256, [3, 28, 28]).to(ScalarType.Byte)) Npz.Write(npz, new Dictionary<string, Tensor> { ["images"] = images });
-        string nifti = Path.Combine(root, "slice.nii.gz");
+        string nifti = Path.Combine(scratch.Root, "slice.nii.gz");
         using (var slice = rand(40, 40) * 1000 - 500) NiftiWriter.Write(nifti, slice, [0.5, 0.5]);  // resized to 28×28, scaled to [0, 1]
-        string predictions = Path.Combine(root, "predictions");
+        string predictions = Path.Combine(scratch.Root, "predictions");
         var predicted = Run("predict", "--checkpoint", model, npz, nifti, "--out", predictions, "--json");
         Assert.True(predicted.ExitCode == 0, predicted.Stderr);
         var csv = File.ReadAllLines(Path.Combine(predictions, "predictions.csv"));
@@ -77,7 +61,7 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(nifti, json["predictions"]![3]!["input"]!.GetValue<string>());
 
         // A volume for a model tuned on 2D images names the file.
-        string volume = Path.Combine(root, "volume.nii.gz");
+        string volume = Path.Combine(scratch.Root, "volume.nii.gz");
         using (var voxels = rand(8, 28, 28)) NiftiWriter.Write(volume, voxels, [1.0, 1.0, 1.0]);
         var wrong = Run("predict", "--checkpoint", model, volume, "--out", predictions);
         Assert.Equal(1, wrong.ExitCode);
@@ -88,13 +72,13 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
     public void BadArgumentsAreOneLine()
     {
         string pretrained = PretrainedFolder();
-        var fraction = Run("finetune", "--checkpoint", pretrained, "--fraction", "1.5", "--out", Path.Combine(root, "a"));
+        var fraction = Run("finetune", "--checkpoint", pretrained, "--fraction", "1.5", "--out", Path.Combine(scratch.Root, "a"));
         Assert.Equal(2, fraction.ExitCode);
         Assert.Contains("--fraction 1.5: must be in (0, 1]", fraction.Stderr);
-        var strategy = Run("finetune", "--checkpoint", pretrained, "--strategy", "some", "--out", Path.Combine(root, "b"));
+        var strategy = Run("finetune", "--checkpoint", pretrained, "--strategy", "some", "--out", Path.Combine(scratch.Root, "b"));
         Assert.Equal(2, strategy.ExitCode);
         Assert.Contains("--strategy 'some'", strategy.Stderr);
-        var missing = Run("finetune", "--checkpoint", Path.Combine(root, "missing"), "--out", Path.Combine(root, "c"));
+        var missing = Run("finetune", "--checkpoint", Path.Combine(scratch.Root, "missing"), "--out", Path.Combine(scratch.Root, "c"));
         Assert.Equal(1, missing.ExitCode);
         Assert.Contains("no such checkpoint folder", missing.Stderr);
         var notTuned = Run("predict", "--checkpoint", pretrained, "x.npz");
@@ -108,9 +92,9 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
     {
         string pretrained = PretrainedFolder();
         // PET studies of 24³ restored from crops of 16³: 8 studies → 5 training, 1 validation, 2 test (HoldOut).
-        string pet = SyntheticPet.Write(Path.Combine(root, "pet"), 8, 24, seed: 3);
+        string pet = SyntheticPet.Write(Path.Combine(scratch.Root, "pet"), 8, 24, seed: 3);
         var restored = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}", "--roi", "16", "--max-steps", "3", "--batch-size", "2",
-            "--precision", "fp32", "--out", Path.Combine(root, "pet-tuned"), "--tracking-uri", "none", "--json");
+            "--precision", "fp32", "--out", Path.Combine(scratch.Root, "pet-tuned"), "--tracking-uri", "none", "--json");
         Assert.True(restored.ExitCode == 0, restored.Stderr);
         var report = JsonNode.Parse(restored.Stdout.Trim().Split('\n')[^1])!.AsObject();
         Assert.Equal(5, report["train_samples"]!.GetValue<long>());
@@ -120,22 +104,22 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
         Assert.Equal("[1,16,16,16]", head["input_shape"]!.ToJsonString());
 
         // An MSD task: segmentation by default, classes from dataset.json, 20³ volumes scored by windows of 16³.
-        string msd = SyntheticMsd.Write(Path.Combine(root, "Task99_Spheres"), 6, 20, seed: 4);
+        string msd = SyntheticMsd.Write(Path.Combine(scratch.Root, "Task99_Spheres"), 6, 20, seed: 4);
         var segmented = Run("finetune", "--checkpoint", pretrained, "--task", $"msd:{msd}", "--roi", "16,16,16", "--max-steps", "3", "--batch-size", "2",
-            "--precision", "fp32", "--out", Path.Combine(root, "msd-tuned"), "--tracking-uri", "none", "--json");
+            "--precision", "fp32", "--out", Path.Combine(scratch.Root, "msd-tuned"), "--tracking-uri", "none", "--json");
         Assert.True(segmented.ExitCode == 0, segmented.Stderr);
         report = JsonNode.Parse(segmented.Stdout.Trim().Split('\n')[^1])!.AsObject();
         Assert.Equal("segmentation", report["head"]!.GetValue<string>());
         Assert.InRange(report["test"]!["dice"]!.GetValue<double>(), 0, 1);
         Assert.True(report["test"]!.AsObject().ContainsKey("dice_1"));
 
-        var exposure = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}:60:x", "--out", Path.Combine(root, "x"), "--tracking-uri", "none");
+        var exposure = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}:60:x", "--out", Path.Combine(scratch.Root, "x"), "--tracking-uri", "none");
         Assert.Equal(2, exposure.ExitCode);
         Assert.Contains("'x' is not an exposure", exposure.Stderr);
-        var roi = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}", "--roi", "10", "--out", Path.Combine(root, "y"), "--tracking-uri", "none");
+        var roi = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}", "--roi", "10", "--out", Path.Combine(scratch.Root, "y"), "--tracking-uri", "none");
         Assert.Equal(2, roi.ExitCode);
         Assert.Contains("multiple of the patch size", roi.Stderr);
-        var classification = Run("finetune", "--checkpoint", pretrained, "--task", "phantom", "--roi", "16", "--out", Path.Combine(root, "z"), "--tracking-uri", "none");
+        var classification = Run("finetune", "--checkpoint", pretrained, "--task", "phantom", "--roi", "16", "--out", Path.Combine(scratch.Root, "z"), "--tracking-uri", "none");
         Assert.Equal(2, classification.ExitCode);
         Assert.Contains("--roi", classification.Stderr);
     }

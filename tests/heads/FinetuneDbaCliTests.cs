@@ -1,5 +1,4 @@
 using System.Text.Json.Nodes;
-using Medformer.Runtime;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -8,34 +7,20 @@ namespace Medformer.Tests.Heads;
 /// <summary>`medformer finetune --dba`: Dynamic Batch Adaptation from the command line, on the phantom with a tiny model, and its bad values.</summary>
 public sealed class FinetuneDbaCliTests(ITestOutputHelper output) : IDisposable
 {
-    readonly string root = Directory.CreateTempSubdirectory("medformer-finetune-dba-").FullName;
+    readonly CliScratch scratch = new(output, "medformer-finetune-dba-");
 
-    public void Dispose() => Directory.Delete(root, recursive: true);
+    public void Dispose() => scratch.Dispose();
 
-    Repo.Result Run(params string[] args)
-    {
-        var environment = new Dictionary<string, string> { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = Path.Combine(root, "mlruns") };
-        var result = Repo.Run(Repo.Cli, args, timeoutSeconds: 600, environment: environment);
-        output.WriteLine(result.Stdout);
-        output.WriteLine(result.Stderr);
-        return result;
-    }
+    Repo.Result Run(params string[] args) => scratch.Run(args);
 
-    string PretrainedFolder()
-    {
-        string folder = Path.Combine(root, "pretrained");
-        Seeding.SeedEverything(0);
-        using var model = new Medformer(ClassificationHeadTests.Config);
-        Checkpoint.Save(model, folder);
-        return folder;
-    }
+    string PretrainedFolder() => scratch.PretrainedFolder();
 
     [Fact]
     public void EdbaAdaptsTheBatchAndIsLogged()
     {
         const string settings = "edba:strategy=gradient_norm,candidates=0,min_batch=2,max_batch=8,initial_batch=4,delta=2,grow_above=0.8,shrink_below=0.2,window=1,min_selected=0";
         var result = Run("finetune", "--checkpoint", PretrainedFolder(), "--task", "phantom", "--head", "classification:pooling=mean", "--fraction", "0.05",
-            "--max-steps", "4", "--batch-size", "8", "--precision", "fp32", "--dba", "edba:min_batch=2,initial_batch=4,delta=2", "--out", Path.Combine(root, "tuned"), "--json");
+            "--max-steps", "4", "--batch-size", "8", "--precision", "fp32", "--dba", "edba:min_batch=2,initial_batch=4,delta=2", "--out", Path.Combine(scratch.Root, "tuned"), "--json");
         Assert.True(result.ExitCode == 0, result.Stderr);
         var report = JsonNode.Parse(result.Stdout.Trim().Split('\n')[^1])!.AsObject();
         Assert.Equal(4, report["steps"]!.GetValue<long>());
@@ -47,7 +32,7 @@ public sealed class FinetuneDbaCliTests(ITestOutputHelper output) : IDisposable
         Assert.InRange(selected, 1, batch);
         Assert.Contains(" selected ", result.Stderr);  // the progress line (stderr with --json)
 
-        string runFolder = Directory.GetFiles(Path.Combine(root, "mlruns"), "meta.yaml", SearchOption.AllDirectories)
+        string runFolder = Directory.GetFiles(Path.Combine(scratch.Root, "mlruns"), "meta.yaml", SearchOption.AllDirectories)
             .Select(Path.GetDirectoryName).Single(d => Directory.Exists(Path.Combine(d!, "metrics")))!;
         Assert.Equal(settings, File.ReadAllText(Path.Combine(runFolder, "params", "dba")));
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "selected_size")));
@@ -69,7 +54,7 @@ public sealed class FinetuneDbaCliTests(ITestOutputHelper output) : IDisposable
         ];
         foreach (var (value, message) in cases)
         {
-            var result = Run("finetune", "--checkpoint", pretrained, "--dba", value, "--out", Path.Combine(root, "bad"));
+            var result = Run("finetune", "--checkpoint", pretrained, "--dba", value, "--out", Path.Combine(scratch.Root, "bad"));
             Assert.Equal(2, result.ExitCode);
             Assert.Contains(message, result.Stderr);
             Assert.Single(result.Stderr.Trim().Split('\n'));
