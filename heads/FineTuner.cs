@@ -178,36 +178,8 @@ public sealed class FineTuner : IDisposable
     /// The head's predictions (fp32, CPU) for images [N,C,…], in eval mode without gradients, <paramref name="chunk"/>
     /// at a time. <paramref name="metas"/> pick the organ and modality banks; by default "other".
     /// </summary>
-    public Tensor Predict(Tensor images, IReadOnlyList<SampleMeta>? metas = null, int chunk = 256)
-    {
-        string dims = Medformer.Dimensionality(images);
-        metas ??= [.. Enumerable.Range(0, (int)images.shape[0]).Select(i => new SampleMeta("input", $"input[{i}]", i, "other", "other", dims, [], []))];
-        if (metas.Count != images.shape[0]) throw new ArgumentException($"{metas.Count} metas for {images.shape[0]} images");
-        bool training = task.Module.training;
-        task.Module.eval();
-        try
-        {
-            using var noGrad = torch.no_grad();
-            var device = task.Device;
-            var dtype = Model.parameters().First().dtype;
-            var parts = new List<Tensor>();
-            for (long start = 0; start < images.shape[0]; start += chunk)
-            {
-                using var scope = NewDisposeScope();
-                long count = Math.Min(chunk, images.shape[0] - start);
-                var x = images.narrow(0, start, count).to(device).to(dtype);
-                var outputs = task.Outputs(x, [.. metas.Skip((int)start).Take((int)count)]);
-                parts.Add(scope.MoveToOuter(Head.Predict(outputs).to(ScalarType.Float32).cpu()));
-            }
-            var all = cat(parts);
-            foreach (var p in parts) p.Dispose();
-            return all;
-        }
-        finally
-        {
-            task.Module.train(training);
-        }
-    }
+    public Tensor Predict(Tensor images, IReadOnlyList<SampleMeta>? metas = null, int chunk = 256) =>
+        InPieces(images, metas, chunk, task.Outputs);
 
     /// <summary>
     /// A dense head's predictions (fp32, CPU) for images [N,C,…] of any size, by sliding windows of
@@ -219,8 +191,19 @@ public sealed class FineTuner : IDisposable
     {
         if (Head.Output == HeadOutput.Probabilities)
             throw new ArgumentException($"sliding windows blend dense outputs; the {Head.Kind} head gives one prediction per image (use Predict)");
+        CheckRoi(roi, Medformer.Dimensionality(images));
+        return InPieces(images, metas, 1, (x, meta) =>
+            SlidingWindow.Infer(x, roi, windows => task.Outputs(windows, [.. Enumerable.Repeat(meta[0], (int)windows.shape[0])]), options));
+    }
+
+    /// <summary>
+    /// The head's predictions (fp32, CPU) of <paramref name="outputs"/> over images [N,C,…], <paramref name="piece"/>
+    /// images at a time (on the model's device and dtype), in eval mode without gradients. <paramref name="metas"/>
+    /// pick the organ and modality banks; by default "other".
+    /// </summary>
+    Tensor InPieces(Tensor images, IReadOnlyList<SampleMeta>? metas, long piece, Func<Tensor, IReadOnlyList<SampleMeta>, Tensor> outputs)
+    {
         string dims = Medformer.Dimensionality(images);
-        CheckRoi(roi, dims);
         metas ??= [.. Enumerable.Range(0, (int)images.shape[0]).Select(i => new SampleMeta("input", $"input[{i}]", i, "other", "other", dims, [], []))];
         if (metas.Count != images.shape[0]) throw new ArgumentException($"{metas.Count} metas for {images.shape[0]} images");
         bool training = task.Module.training;
@@ -230,13 +213,12 @@ public sealed class FineTuner : IDisposable
             using var noGrad = torch.no_grad();
             var dtype = Model.parameters().First().dtype;
             var parts = new List<Tensor>();
-            for (int i = 0; i < images.shape[0]; i++)
+            for (long start = 0; start < images.shape[0]; start += piece)
             {
                 using var scope = NewDisposeScope();
-                var x = images.narrow(0, i, 1).to(task.Device).to(dtype);
-                var meta = metas[i];
-                var blended = SlidingWindow.Infer(x, roi, windows => task.Outputs(windows, [.. Enumerable.Repeat(meta, (int)windows.shape[0])]), options);
-                parts.Add(scope.MoveToOuter(Head.Predict(blended).to(ScalarType.Float32).cpu()));
+                long count = Math.Min(piece, images.shape[0] - start);
+                var x = images.narrow(0, start, count).to(task.Device).to(dtype);
+                parts.Add(scope.MoveToOuter(Head.Predict(outputs(x, [.. metas.Skip((int)start).Take((int)count)])).to(ScalarType.Float32).cpu()));
             }
             var all = cat(parts);
             foreach (var p in parts) p.Dispose();
@@ -283,10 +265,10 @@ public sealed class FineTuner : IDisposable
                 for (long i = 0; i < corpus.Count; i++)
                 {
                     var sample = corpus.Get(i);
-                    if (pending.Count > 0 && (!sample.Image.shape.SequenceEqual(pending[0].Image.shape) || InputShape is { } shape && !sample.Image.shape.SequenceEqual(shape)))
-                        Flush();
+                    bool alone = InputShape is { } shape && !sample.Image.shape.SequenceEqual(shape);
+                    if (pending.Count > 0 && (alone || !sample.Image.shape.SequenceEqual(pending[0].Image.shape))) Flush();
                     pending.Add(sample);
-                    if (pending.Count == batchSize || InputShape is { } s && !sample.Image.shape.SequenceEqual(s)) Flush();
+                    if (alone || pending.Count == batchSize) Flush();
                 }
                 Flush();
             }

@@ -14,7 +14,6 @@ import json
 import os
 import resource
 import sys
-import time
 
 import torch
 import torch.nn as nn
@@ -22,7 +21,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from medformer import Medformer  # noqa: E402
-from pretrain import decays  # noqa: E402
+from pretrain import decays, time_steps  # noqa: E402
 from sliding_window import DenseReadout  # noqa: E402
 
 
@@ -106,13 +105,7 @@ def main():
         optimizer.step()
         optimizer.zero_grad()
 
-    for i in range(args.warmup):
-        step(i)
-    times = []
-    for i in range(args.steps):
-        start = time.perf_counter()
-        step(args.warmup + i)
-        times.append(time.perf_counter() - start)
+    times = time_steps(step, args.warmup, args.steps)
     print(json.dumps({
         "step_s": sorted(times)[len(times) // 2],
         "mean_step_s": sum(times) / len(times),

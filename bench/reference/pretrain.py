@@ -25,6 +25,18 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from medformer import Medformer  # noqa: E402
 
 
+def time_steps(step, warmup, steps):
+    """Runs `warmup` untimed steps, then `steps` timed ones; their wall times in seconds."""
+    for i in range(warmup):
+        step(i)
+    times = []
+    for i in range(steps):
+        start = time.perf_counter()
+        step(warmup + i)
+        times.append(time.perf_counter() - start)
+    return times
+
+
 def learned_query(count, dim):
     q = nn.Parameter(torch.empty(1, count, dim))
     nn.init.trunc_normal_(q, std=0.02)
@@ -187,13 +199,7 @@ def main():
         optimizer.step()
         optimizer.zero_grad()
 
-    for i in range(args.warmup):
-        step(i)
-    times = []
-    for i in range(args.steps):
-        start = time.perf_counter()
-        step(args.warmup + i)
-        times.append(time.perf_counter() - start)
+    times = time_steps(step, args.warmup, args.steps)
     print(json.dumps({
         "step_s": sorted(times)[len(times) // 2],
         "mean_step_s": sum(times) / len(times),

@@ -1,12 +1,9 @@
-using System.Diagnostics;
 using System.Globalization;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Eval.Metrics;
 using Medformer.Heads;
 using Medformer.Pretrain.Training;
-using Medformer.Runtime;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Medformer.Eval.Protocols;
@@ -61,46 +58,19 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
     public CellResult Train(CellPlan plan, CancellationToken cancel = default)
     {
         if (plan.Init == Initialisation.GaussianFilter) throw new ArgumentException("the Gaussian filter baseline is a restoration row; a classification protocol compares random and pretrained initialisations");
-        var clock = Stopwatch.StartNew();
-        var key = plan.Key;
         test ??= Stack(data.Test, [.. Enumerable.Range(0, (int)data.Test.Count)]);
-        Seeding.SeedEverything(1000 + key.Seed);
-        var model = plan.Init.Checkpoint is { } folder ? Pretrained.Load(folder, [TaskBank]) : new Medformer(randomConfig);
-        FineTuner built;
-        try
+        var (images, labels, metas) = test.Value;
+        using var tuner = CellFineTuning.Tuner(plan, TaskBank, randomConfig,
+            config => new ClassificationHead(config, data.Classes, TaskTypes.Parse(data.Task!), settings.Pooling));
+        return CellFineTuning.Run(tuner, data, plan, settings, HeadMetricName, "max", Selection, device, progress, () =>
         {
-            built = new FineTuner(model, new ClassificationHead(model.Config, data.Classes, TaskTypes.Parse(data.Task!), settings.Pooling), Strategy.Full);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        using var tuner = built;
-        var train = new SubsetCorpus(data.Train, Array.ConvertAll(plan.TrainIndices, i => (long)i), $"{data.Train.Name}/labelled");
-        var validation = new SubsetCorpus(plan.Validation, Array.ConvertAll(plan.ValidationIndices, i => (long)i), $"{plan.Validation.Name}/validation");
-        var loss = new List<CurvePoint>();
-        var result = tuner.Fit(train, new FineTuneOptions
-        {
-            MaxSteps = settings.MaxSteps, BatchSize = Math.Min(settings.BatchSize, plan.TrainIndices.Length), LearningRate = settings.LearningRate,
-            Precision = settings.Precision, Seed = key.Seed, LogEvery = (int)Math.Max(1, Math.Min(10, settings.MaxSteps / 10)),
-            EvaluateEvery = Math.Max(1, settings.MaxSteps / settings.Evaluations), SelectBest = HeadMetricName, Workers = settings.Workers, Device = device,
-        }, validation, log: entry =>
-        {
-            loss.Add(new CurvePoint(entry.Step, entry.Loss));
-            progress?.Invoke(entry);
-        }, cancel: cancel);
-        var checks = result.Training.Evaluations.Select(e => new CurvePoint(e.Step, e.Metrics[HeadMetricName])).ToList();
-        using var probabilities = tuner.Predict(test.Value.Images, test.Value.Metas);
-        var metrics = new Dictionary<string, double>
-        {
-            ["acc"] = ClassificationMetrics.Accuracy(probabilities, test.Value.Labels, data.Task!),
-            ["auc"] = ClassificationMetrics.Auc(probabilities, test.Value.Labels, data.Task!),
-        };
-        long selected = result.SelectedStep ?? result.Training.Steps;
-        double selectedValue = checks.FirstOrDefault(c => c.Step == selected)?.Value ?? double.NaN;
-        return new CellResult(key.Init, key.Fraction, key.Seed, plan.TrainIndices.Length, metrics, Selection, selected, selectedValue,
-            clock.Elapsed.TotalSeconds, loss, checks);
+            using var probabilities = tuner.Predict(images, metas);
+            return new Dictionary<string, double>
+            {
+                ["acc"] = ClassificationMetrics.Accuracy(probabilities, labels, data.Task!),
+                ["auc"] = ClassificationMetrics.Auc(probabilities, labels, data.Task!),
+            };
+        }, cancel);
     }
 
     /// <summary>The head metric's name for the selection metric.</summary>

@@ -2,14 +2,11 @@ using System.Diagnostics;
 using System.Globalization;
 using System.Text.Json;
 using System.Text.Json.Nodes;
-using Medformer.Datasets.Corpora;
 using Medformer.Datasets;
 using Medformer.Eval.Metrics;
 using Medformer.Eval.Reports;
 using Medformer.Heads;
 using Medformer.Pretrain.Training;
-using Medformer.Runtime;
-using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Medformer.Eval.Protocols;
@@ -91,49 +88,18 @@ public sealed class DenseCells : ICellTrainer
 
     public CellResult Train(CellPlan plan, CancellationToken cancel = default)
     {
-        var clock = Stopwatch.StartNew();
-        var key = plan.Key;
-        var validation = new SubsetCorpus(plan.Validation, Array.ConvertAll(plan.ValidationIndices, i => (long)i), $"{plan.Validation.Name}/validation");
         if (plan.Init == Initialisation.GaussianFilter)
         {
             if (!Restoration) throw new ArgumentException($"the Gaussian filter baseline is a restoration row; this protocol runs {kind}");
-            var fit = GaussianFilterBaseline.Fit(validation);
+            var clock = Stopwatch.StartNew();
+            var fit = GaussianFilterBaseline.Fit(CellFineTuning.Validation(plan));
             var scores = Score((image, _) => fit.Best.Restore(image));
-            return new CellResult(key.Init, key.Fraction, key.Seed, 0, scores, "mse", 0, fit.BestMse, clock.Elapsed.TotalSeconds, [],
+            return new CellResult(plan.Key.Init, plan.Key.Fraction, plan.Key.Seed, 0, scores, "mse", 0, fit.BestMse, clock.Elapsed.TotalSeconds, [],
                 [.. fit.Grid.Select((g, i) => new CurvePoint(i, g.Mse))]);
         }
-        Seeding.SeedEverything(1000 + key.Seed);
-        var model = plan.Init.Checkpoint is { } folder ? Pretrained.Load(folder, [bank]) : new Medformer(randomConfig);
-        FineTuner built;
-        try
-        {
-            built = new FineTuner(model, HeadRegistry.Create(kind, model.Config, bank, headSettings), Strategy.Full);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        using var tuner = built;
-        var train = new SubsetCorpus(data.Train, Array.ConvertAll(plan.TrainIndices, i => (long)i), $"{data.Train.Name}/labelled");
-        var loss = new List<CurvePoint>();
-        var result = tuner.Fit(train, new FineTuneOptions
-        {
-            MaxSteps = settings.MaxSteps, BatchSize = Math.Min(settings.BatchSize, plan.TrainIndices.Length), LearningRate = settings.LearningRate,
-            Precision = settings.Precision, Seed = key.Seed, LogEvery = (int)Math.Max(1, Math.Min(10, settings.MaxSteps / 10)),
-            EvaluateEvery = Math.Max(1, settings.MaxSteps / settings.Evaluations), SelectBest = Selection, SelectMode = Selection is "mse" or "l1" ? "min" : "max",
-            Roi = settings.Roi, Workers = settings.Workers, Device = device,
-        }, validation, log: entry =>
-        {
-            loss.Add(new CurvePoint(entry.Step, entry.Loss));
-            progress?.Invoke(entry);
-        }, cancel: cancel);
-        var checks = result.Training.Evaluations.Select(e => new CurvePoint(e.Step, e.Metrics[Selection])).ToList();
-        var metrics = Score((image, meta) => tuner.PredictWhole(image.unsqueeze(0), [meta]).squeeze(0));
-        long selected = result.SelectedStep ?? result.Training.Steps;
-        double selectedValue = checks.FirstOrDefault(c => c.Step == selected)?.Value ?? double.NaN;
-        return new CellResult(key.Init, key.Fraction, key.Seed, plan.TrainIndices.Length, metrics, Selection, selected, selectedValue,
-            clock.Elapsed.TotalSeconds, loss, checks);
+        using var tuner = CellFineTuning.Tuner(plan, bank, randomConfig, config => HeadRegistry.Create(kind, config, bank, headSettings));
+        return CellFineTuning.Run(tuner, data, plan, settings, Selection, Selection is "mse" or "l1" ? "min" : "max", Selection, device, progress,
+            () => Score((image, meta) => tuner.PredictWhole(image.unsqueeze(0), [meta]).squeeze(0)), cancel);
     }
 
     /// <summary>The test metrics of a predictor (an image [C,…] and its meta → its mask [1,…] or output image [C',…]; tensors of the caller's scope), averaged over the test cases.</summary>
