@@ -40,21 +40,17 @@ sealed record TestResponse(int Status, byte[] Body)
 /// </summary>
 sealed class TestHttpServer : IDisposable
 {
-    readonly TcpListener listener;
+    readonly LoopbackServer server;
     readonly Func<TestRequest, TestResponse> respond;
-    readonly CancellationTokenSource stop = new();
     readonly List<TestRequest> requests = [];
-    readonly Task loop;
 
     public TestHttpServer(Func<TestRequest, TestResponse> respond)
     {
         this.respond = respond;
-        listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        loop = Task.Run(AcceptLoop);
+        server = new LoopbackServer(Serve);
     }
 
-    public int Port => ((IPEndPoint)listener.LocalEndpoint).Port;
+    public int Port => server.Port;
 
     public string BaseUrl => $"http://127.0.0.1:{Port}";
 
@@ -65,35 +61,14 @@ sealed class TestHttpServer : IDisposable
         get { lock (requests) return [.. requests]; }
     }
 
-    async Task AcceptLoop()
-    {
-        while (!stop.IsCancellationRequested)
-        {
-            TcpClient client;
-            try
-            {
-                client = await listener.AcceptTcpClientAsync(stop.Token);
-            }
-            catch (Exception) when (stop.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (SocketException)
-            {
-                return;
-            }
-            _ = Task.Run(() => Serve(client));
-        }
-    }
-
-    async Task Serve(TcpClient client)
+    async Task Serve(TcpClient client, CancellationToken stopping)
     {
         using (client)
         {
             try
             {
                 var stream = client.GetStream();
-                var head = await ReadHead(stream);
+                var head = await LoopbackServer.ReadHead(stream);
                 if (head == null) return;
                 var lines = head.Split("\r\n");
                 string path = lines[0].Split(' ')[1];
@@ -113,7 +88,7 @@ sealed class TestHttpServer : IDisposable
                 var response = respond(request);
                 if (response.StallBeforeHeaders)
                 {
-                    await Task.Delay(Timeout.Infinite, stop.Token);
+                    await Task.Delay(Timeout.Infinite, stopping);
                     return;
                 }
                 var headers = new StringBuilder()
@@ -122,38 +97,23 @@ sealed class TestHttpServer : IDisposable
                     .Append("Content-Type: application/octet-stream\r\nConnection: close\r\n");
                 if (response.ContentRange != null) headers.Append($"Content-Range: {response.ContentRange}\r\n");
                 headers.Append("\r\n");
-                await stream.WriteAsync(Encoding.ASCII.GetBytes(headers.ToString()), stop.Token);
+                await stream.WriteAsync(Encoding.ASCII.GetBytes(headers.ToString()), stopping);
                 int count = Math.Min(response.SendOnly ?? response.Body.Length, response.Body.Length);
                 for (int sent = 0; sent < count;)
                 {
                     int piece = response.Trickle is null ? count - sent : Math.Min(16 << 10, count - sent);
-                    await stream.WriteAsync(response.Body.AsMemory(sent, piece), stop.Token);
+                    await stream.WriteAsync(response.Body.AsMemory(sent, piece), stopping);
                     sent += piece;
-                    if (response.Trickle is { } pause && sent < count) await Task.Delay(pause, stop.Token);
+                    if (response.Trickle is { } pause && sent < count) await Task.Delay(pause, stopping);
                 }
-                await stream.FlushAsync(stop.Token);
-                if (response.Stall) await Task.Delay(Timeout.Infinite, stop.Token);
+                await stream.FlushAsync(stopping);
+                if (response.Stall) await Task.Delay(Timeout.Infinite, stopping);
             }
             catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
             {
                 // The client went away or the server stops: nothing to answer.
             }
         }
-    }
-
-    static async Task<string?> ReadHead(NetworkStream stream)
-    {
-        var bytes = new List<byte>();
-        var one = new byte[1];
-        while (bytes.Count < 1 << 16)
-        {
-            if (await stream.ReadAsync(one) == 0) return null;
-            bytes.Add(one[0]);
-            int n = bytes.Count;
-            if (n >= 4 && bytes[n - 4] == '\r' && bytes[n - 3] == '\n' && bytes[n - 2] == '\r' && bytes[n - 1] == '\n')
-                return Encoding.ASCII.GetString([.. bytes]);
-        }
-        return null;
     }
 
     static string Reason(int status) => status switch
@@ -167,17 +127,5 @@ sealed class TestHttpServer : IDisposable
         _ => "Status",
     };
 
-    public void Dispose()
-    {
-        stop.Cancel();
-        listener.Stop();
-        try
-        {
-            loop.Wait(TimeSpan.FromSeconds(5));
-        }
-        catch (AggregateException)
-        {
-        }
-        stop.Dispose();
-    }
+    public void Dispose() => server.Dispose();
 }

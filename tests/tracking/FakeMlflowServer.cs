@@ -158,53 +158,28 @@ sealed class MlflowServerState
 /// </summary>
 sealed class FakeMlflowServer : IDisposable
 {
-    readonly TcpListener listener;
-    readonly CancellationTokenSource stop = new();
+    readonly LoopbackServer server;
     readonly Func<MlflowRequest, MlflowFault?>? fault;
-    readonly Task loop;
 
     public FakeMlflowServer(MlflowServerState? state = null, Func<MlflowRequest, MlflowFault?>? fault = null)
     {
         State = state ?? new MlflowServerState();
         this.fault = fault;
-        listener = new TcpListener(IPAddress.Loopback, 0);
-        listener.Start();
-        loop = Task.Run(AcceptLoop);
+        server = new LoopbackServer(Serve);
     }
 
     public MlflowServerState State { get; }
 
-    public string Url => $"http://127.0.0.1:{((IPEndPoint)listener.LocalEndpoint).Port}";
+    public string Url => $"http://127.0.0.1:{server.Port}";
 
-    async Task AcceptLoop()
-    {
-        while (!stop.IsCancellationRequested)
-        {
-            TcpClient client;
-            try
-            {
-                client = await listener.AcceptTcpClientAsync(stop.Token);
-            }
-            catch (Exception) when (stop.IsCancellationRequested)
-            {
-                return;
-            }
-            catch (SocketException)
-            {
-                return;
-            }
-            _ = Task.Run(() => Serve(client));
-        }
-    }
-
-    async Task Serve(TcpClient client)
+    async Task Serve(TcpClient client, CancellationToken stopping)
     {
         using (client)
         {
             try
             {
                 var stream = client.GetStream();
-                var head = await ReadHead(stream);
+                var head = await LoopbackServer.ReadHead(stream);
                 if (head is null) return;
                 var lines = head.Split("\r\n");
                 var first = lines[0].Split(' ');
@@ -220,7 +195,7 @@ sealed class FakeMlflowServer : IDisposable
                     if (name.Equals("Authorization", StringComparison.OrdinalIgnoreCase)) authorization = value;
                 }
                 var body = new byte[length];
-                await stream.ReadExactlyAsync(body, stop.Token);
+                await stream.ReadExactlyAsync(body, stopping);
                 int q = target.IndexOf('?');
                 var request = new MlflowRequest(first[0], q < 0 ? target : target[..q], q < 0 ? "" : target[(q + 1)..], authorization, body);
                 lock (State.Gate) State.Requests.Add(request);
@@ -228,10 +203,10 @@ sealed class FakeMlflowServer : IDisposable
                 JsonObject answer;
                 if (fault?.Invoke(request) is { } f)
                 {
-                    if (f.Delay > TimeSpan.Zero) await Task.Delay(f.Delay, stop.Token);
+                    if (f.Delay > TimeSpan.Zero) await Task.Delay(f.Delay, stopping);
                     if (f.Stall)
                     {
-                        await Task.Delay(Timeout.Infinite, stop.Token);
+                        await Task.Delay(Timeout.Infinite, stopping);
                         return;
                     }
                     (status, answer) = f.Status == 200 ? State.Handle(request) : (f.Status, new JsonObject { ["error_code"] = f.ErrorCode, ["message"] = "injected" });
@@ -239,9 +214,9 @@ sealed class FakeMlflowServer : IDisposable
                 else (status, answer) = State.Handle(request);
                 byte[] bytes = Encoding.UTF8.GetBytes(answer.ToJsonString());
                 string headers = $"HTTP/1.1 {status} Status\r\nContent-Type: application/json\r\nContent-Length: {bytes.Length}\r\nConnection: close\r\n\r\n";
-                await stream.WriteAsync(Encoding.ASCII.GetBytes(headers), stop.Token);
-                await stream.WriteAsync(bytes, stop.Token);
-                await stream.FlushAsync(stop.Token);
+                await stream.WriteAsync(Encoding.ASCII.GetBytes(headers), stopping);
+                await stream.WriteAsync(bytes, stopping);
+                await stream.FlushAsync(stopping);
             }
             catch (Exception e) when (e is IOException or SocketException or OperationCanceledException)
             {
@@ -249,36 +224,5 @@ sealed class FakeMlflowServer : IDisposable
         }
     }
 
-    static async Task<string?> ReadHead(NetworkStream stream)
-    {
-        var bytes = new List<byte>();
-        var one = new byte[1];
-        while (bytes.Count < 1 << 16)
-        {
-            if (await stream.ReadAsync(one) == 0) return null;
-            bytes.Add(one[0]);
-            int n = bytes.Count;
-            if (n >= 4 && bytes[n - 4] == '\r' && bytes[n - 3] == '\n' && bytes[n - 2] == '\r' && bytes[n - 1] == '\n')
-                return Encoding.ASCII.GetString([.. bytes]);
-        }
-        return null;
-    }
-
-    bool disposed;
-
-    public void Dispose()
-    {
-        if (disposed) return;
-        disposed = true;
-        stop.Cancel();
-        listener.Stop();
-        try
-        {
-            loop.Wait(TimeSpan.FromSeconds(5));
-        }
-        catch (AggregateException)
-        {
-        }
-        stop.Dispose();
-    }
+    public void Dispose() => server.Dispose();
 }
