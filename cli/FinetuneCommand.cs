@@ -36,9 +36,10 @@ static class FinetuneCommand
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
         var dba = DbaOption.Create();
+        var selfTrain = SelfTrainOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json, dba, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, noAugment, output, device, precision, threads, json, dba, selfTrain, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -66,21 +67,25 @@ static class FinetuneCommand
                 return 1;
             }
             var roi = ParseRoi(parse.GetValue(roiOption));
+            var selfTraining = SelfTrainOption.Parse(parse, selfTrain);
+            if (selfTraining is not null && share == 1)
+                throw new ArgumentException("--self-train: pseudo-labels go to the training images --fraction leaves out; with --fraction 1 there are none");
             using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             tracked?.LogParams(new Dictionary<string, object?>
             {
                 ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head) ?? DefaultHead(parse.GetValue(task)!), ["roi"] = parse.GetValue(roiOption), ["strategy"] = chosen.ToString(),
                 ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
                 ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment),
-                ["dba"] = DbaOption.Describe(options.BatchAdaptation),
+                ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(selfTraining, options.MaxSteps),
             });
-            return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head), roi, chosen, share, options, !parse.GetValue(noAugment), asJson, tracked);
+            return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head), roi, chosen, share, options, !parse.GetValue(noAugment),
+                selfTraining, asJson, tracked);
         });
         return command;
     }
 
-    static int Execute(string checkpoint, string folder, string taskText, int? size, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment, bool asJson,
-        MlflowRun? tracked)
+    static int Execute(string checkpoint, string folder, string taskText, int? size, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment,
+        SelfTrainingOptions? selfTraining, bool asJson, MlflowRun? tracked)
     {
         using var interrupt = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -103,6 +108,10 @@ static class FinetuneCommand
                 settings.TryAdd("type", TaskTypes.Name(type));
             }
             var train = LabelFraction.Draw(trainSplit, fraction, options.Seed);
+            var unlabelled = selfTraining is null ? null
+                : LabelFraction.Rest(trainSplit, train) ?? throw new ArgumentException($"--self-train: --fraction {fraction} leaves no training image of {trainSplit.Name} without its label");
+            if (selfTraining is not null && kind != ClassificationHead.KindName)
+                throw new ArgumentException($"--self-train: pseudo-labels are classes; the {kind} head has none");
             using var sample = train.Get(0);
             if (kind != ClassificationHead.KindName)
             {
@@ -143,12 +152,23 @@ static class FinetuneCommand
             using var tuner = new FineTuner(model, built, strategy) { ClassNames = names };
             if (!asJson)
                 Console.WriteLine($"fine-tuning {checkpoint} on {train.Name}: {train.Count} samples, head {kind} ({string.Join(", ", settings.Select(p => $"{p.Key}={p.Value}"))}), strategy {strategy}, {options.MaxSteps} steps of {options.BatchSize}");
-            var result = tuner.Fit(train, options, validation, log =>
+            void Log(TrainerLog log)
             {
                 progress.Show(log);
                 tracked?.LogMetrics(Tracked.Metrics(log), log.Step);
-            }, progress.Notice, interrupt.Token);
+            }
+            var result = tuner.Fit(train, options, validation, Log, progress.Notice, interrupt.Token);
             progress.Done();
+            SelfTrainingResult? selfTrained = null;
+            if (selfTraining is not null)
+            {
+                var teacher = tuner.Evaluate(test);
+                if (!asJson) Console.WriteLine($"teacher: test {Describe(teacher)}; self-training on {unlabelled!.Count} images without labels");
+                tracked?.LogMetrics(teacher.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("teacher_test_" + p.Key, p.Value)), result.Training.Steps);
+                selfTrained = tuner.SelfTrain(train, unlabelled!, selfTraining, options, validation, Log, progress.Notice, interrupt.Token);
+                progress.Done();
+                result = selfTrained.FineTuning;
+            }
             var testScores = tuner.Evaluate(test);
             var t = result.Training;
             var say = asJson ? Console.Error : Console.Out;
@@ -171,6 +191,13 @@ static class FinetuneCommand
                     ["validation"] = result.Validation is null ? null : Scores(result.Validation), ["test"] = Scores(testScores),
                     ["model"] = Path.GetFullPath(result.ModelDirectory!),
                 };
+                if (selfTrained is not null)
+                    report["self_training"] = new JsonObject
+                    {
+                        ["settings"] = SelfTrainOption.Describe(selfTraining, options.MaxSteps),
+                        ["pseudo_labelled"] = new JsonArray([.. selfTrained.Rounds.Select(r => (JsonNode)r.PseudoLabelled)]),
+                        ["unlabelled"] = unlabelled!.Count,
+                    };
                 if (options.BatchAdaptation is not null && t.History.LastOrDefault(l => l.BatchSize is not null) is { } adapted)
                     report["batch_adaptation"] = new JsonObject { ["settings"] = DbaOption.Describe(options.BatchAdaptation), ["batch_size"] = adapted.BatchSize, ["selected_size"] = adapted.SelectedSize };
                 Console.WriteLine(report.ToJsonString());

@@ -103,8 +103,81 @@ public sealed class FineTuner : IDisposable
 
     /// <summary>Trains on <paramref name="train"/>; scores <paramref name="validation"/> at the end (and every EvaluateEvery steps).</summary>
     public FineTuneResult Fit(ICorpus train, FineTuneOptions? options = null, ICorpus? validation = null, Action<TrainerLog>? log = null,
-        Action<string>? notice = null, CancellationToken cancel = default)
+        Action<string>? notice = null, CancellationToken cancel = default) =>
+        Fit([(train, 1.0)], options, validation, log, notice, cancel);
+
+    /// <summary>
+    /// Self-training (see <see cref="SelfTrainingOptions"/>): this tuner, fine-tuned already (<see cref="Fit"/> or
+    /// <see cref="Load"/>), labels <paramref name="unlabelled"/>; fine-tuning then goes on over <paramref name="train"/>
+    /// and the confident pseudo-labels, mixed in each batch, for as many rounds as asked (each round's student is the
+    /// next one's teacher). Classification heads with one label per image (multi-class, binary, ordinal). With an output folder, round N
+    /// writes its checkpoints and model to <c>self-training-N/</c> in it; the result names the last round's model.
+    /// </summary>
+    public SelfTrainingResult SelfTrain(ICorpus train, ICorpus unlabelled, SelfTrainingOptions? selfTraining = null, FineTuneOptions? options = null,
+        ICorpus? validation = null, Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default)
     {
+        selfTraining ??= new SelfTrainingOptions();
+        selfTraining.Validate();
+        if (Head is not ClassificationHead { Type: not TaskType.MultiLabel })
+            throw new ArgumentException($"self-training pseudo-labels one class per image: it needs a multi-class, binary or ordinal classification head, not {Head.Kind}"
+                + (Head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));
+        if (InputShape is null) throw new InvalidOperationException("self-training starts from a fine-tuned model (Fit or Load it first): its predictions are the pseudo-labels");
+        options ??= new FineTuneOptions();
+        if (selfTraining.Steps is { } steps) options = options with { MaxSteps = steps };
+        var rounds = new List<PseudoLabelRound>();
+        FineTuneResult? result = null;
+        for (int round = 1; round <= selfTraining.Rounds; round++)
+        {
+            var pseudo = PseudoLabel(unlabelled, selfTraining.Threshold);
+            if (pseudo is null)
+                throw new InvalidOperationException($"corpus '{unlabelled.Name}': no prediction reaches the threshold {selfTraining.Threshold}; lower it");
+            rounds.Add(new PseudoLabelRound(round, pseudo.Count, unlabelled.Count));
+            notice?.Invoke($"self-training round {round}/{selfTraining.Rounds}: {pseudo.Count} of {unlabelled.Count} images of '{unlabelled.Name}' pseudo-labelled");
+            // Each round keeps its own checkpoints and model beside the teacher's (OUT/self-training-N/model).
+            var roundOptions = options.OutputDirectory is null ? options : options with { OutputDirectory = Path.Combine(options.OutputDirectory, $"self-training-{round}") };
+            result = Fit([(train, 1 - selfTraining.UnlabelledShare), (pseudo, selfTraining.UnlabelledShare)], roundOptions, validation, log, notice, cancel);
+        }
+        return new SelfTrainingResult(result!, rounds);
+    }
+
+    /// <summary>
+    /// The head's classes for the images of <paramref name="unlabelled"/> whose top probability reaches
+    /// <paramref name="threshold"/>, as a corpus of those images under those labels (null when none does).
+    /// </summary>
+    public RelabelledCorpus? PseudoLabel(ICorpus unlabelled, double threshold = 0, int batchSize = 256)
+    {
+        if (Head.Output != HeadOutput.Probabilities) throw new ArgumentException($"the {Head.Kind} head gives no class probabilities to pseudo-label with");
+        var indices = new List<long>();
+        var labels = new List<long[]>();
+        long index = 0;
+        // Strict: a dropped sample would shift every later index off its pseudo-label.
+        foreach (var batch in new DataLoader([new LoaderSource(unlabelled)], new LoaderOptions(batchSize, Workers: 1, Strict: true)).Pass())
+            using (batch)
+            {
+                if (InputShape is { } shape && !batch.Images.shape[1..].SequenceEqual(shape))
+                    throw new ArgumentException($"corpus '{unlabelled.Name}': images [{string.Join(",", batch.Images.shape[1..])}], but the model was fine-tuned on [{string.Join(",", shape)}]");
+                using var probabilities = Predict(batch.Images, batch.Metas, batchSize);
+                var (top, classes) = probabilities.max(1);
+                using (top)
+                using (classes)
+                {
+                    var confidence = top.data<float>().ToArray();
+                    var predicted = classes.data<long>().ToArray();
+                    for (int i = 0; i < confidence.Length; i++, index++)
+                        if (confidence[i] >= threshold)
+                        {
+                            indices.Add(index);
+                            labels.Add([predicted[i]]);
+                        }
+                }
+            }
+        return indices.Count == 0 ? null : new RelabelledCorpus(unlabelled, indices, labels, $"{unlabelled.Name}/pseudo-labelled");
+    }
+
+    FineTuneResult Fit(IReadOnlyList<(ICorpus Corpus, double Weight)> sources, FineTuneOptions? options, ICorpus? validation, Action<TrainerLog>? log,
+        Action<string>? notice, CancellationToken cancel)
+    {
+        var train = sources[0].Corpus;
         options ??= new FineTuneOptions();
         if (validation is not null && Head.CreateMetric() is null) throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
         if (options.SelectMode is not ("max" or "min")) throw new ArgumentException($"select_mode '{options.SelectMode}': expected max or min");
@@ -144,7 +217,7 @@ public sealed class FineTuner : IDisposable
         {
             var trainer = new Trainer(options.Trainer, device, notice);
             var result = trainer.Fit(task,
-                start => new DataLoader([new LoaderSource(train, Transform: augment)], new LoaderOptions(options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
+                start => new DataLoader([.. sources.Select(s => new LoaderSource(s.Corpus, s.Weight, Transform: augment))], new LoaderOptions(options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
                 output, log: log, evaluate: validation is null ? null : Check, cancel: cancel);
             // The trainer leaves the modules in its compute dtype; take back the fp32 weights it saved.
             task.Module.to(ScalarType.Float32);

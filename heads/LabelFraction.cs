@@ -25,4 +25,17 @@ public static class LabelFraction
         var picked = FewLabels.Fraction([.. rows.Select(row => strata[row])], fraction, seed);
         return new SubsetCorpus(corpus, [.. picked.Select(i => (long)i)], $"{corpus.Name} ({fraction:0.###} of the labels)");
     }
+
+    /// <summary>
+    /// The samples of <paramref name="corpus"/> that <see cref="Draw"/> left out (the unlabelled images of the few-label
+    /// protocol), or null when it took them all.
+    /// </summary>
+    public static ICorpus? Rest(ICorpus corpus, ICorpus drawn)
+    {
+        if (ReferenceEquals(drawn, corpus)) return null;
+        if (drawn is not SubsetCorpus subset) throw new ArgumentException($"corpus '{drawn.Name}' is not a draw of '{corpus.Name}'");
+        var taken = subset.Indices.ToHashSet();
+        var rest = Enumerable.Range(0, (int)corpus.Count).Select(i => (long)i).Where(i => !taken.Contains(i)).ToArray();
+        return rest.Length == 0 ? null : new SubsetCorpus(corpus, rest, $"{corpus.Name} (without labels)");
+    }
 }

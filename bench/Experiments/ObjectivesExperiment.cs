@@ -1,7 +1,9 @@
 using System.Diagnostics;
 using System.Text.Json;
+using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Pretrain;
+using static TorchSharp.torch;
 
 namespace Medformer.Bench;
 
@@ -78,7 +80,7 @@ public static class ObjectivesExperiment
                                 PaysExperiment.Probe(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas)));
                         if (!Done(arm, fraction, seed, "fine-tuned"))
                             Record(new Cell(arm, fraction, seed, "fine-tuned",
-                                PaysExperiment.FineTune(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, fineTuneSteps, 1e-3, seed)));
+                                FineTunedAccuracy(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, fineTuneSteps, seed)));
                     }
                 }
         }
@@ -128,5 +130,11 @@ public static class ObjectivesExperiment
             log: entry => Console.WriteLine($"  {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}) {entry.SamplesPerSecond:F0} samples/s"));
         cpuMinutes[arm] = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes;
         return result.Training.ModelDirectory;
+    }
+
+    static double FineTunedAccuracy(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, int seed)
+    {
+        using var tuner = PaysExperiment.FineTune(model, subset, steps, 1e-3, seed);
+        return PaysExperiment.Accuracy(tuner, testImages, testLabels, testMetas);
     }
 }

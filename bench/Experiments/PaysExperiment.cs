@@ -21,8 +21,10 @@ namespace Medformer.Bench;
 /// flattened latents and by fine-tuning everything with a flattened-latent head through the trainer.
 /// MEDFORMER_PAYS_SEEDS (3), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning steps, 500),
 /// MEDFORMER_PAYS_LR (1e-3), MEDFORMER_PAYS_SMOOTHING (label smoothing, 0), MEDFORMER_PAYS_STRATEGY (full, llrd:D, …)
-/// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol. An experiment: no PyTorch reference in the run (the issue's
-/// PyTorch rows are quoted in the report).
+/// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol.
+/// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE]] adds a row: the fine-tuned model pseudo-labels the other
+/// 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="FineTuner.SelfTrain"/>), its
+/// CPU-minutes reported. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).
 /// </summary>
 public static class PaysExperiment
 {
@@ -36,6 +38,14 @@ public static class PaysExperiment
         double smoothing = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_SMOOTHING") ?? "0");
         var strategy = Strategy.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_STRATEGY") ?? "full");
         var inits = (Environment.GetEnvironmentVariable("MEDFORMER_PAYS_INITS") ?? "random,pretrained").Split(',');
+        var selfTrain = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_SELF_TRAIN") is { Length: > 0 } spec ? spec.Split(':') : null;
+        long selfTrainSteps = selfTrain is null ? 0 : long.Parse(selfTrain[0]);
+        var selfTraining = new SelfTrainingOptions
+        {
+            Threshold = selfTrain is { Length: > 1 } ? double.Parse(selfTrain[1]) : 0,
+            UnlabelledShare = selfTrain is { Length: > 2 } ? double.Parse(selfTrain[2]) : 0.5,
+        };
+        var selfTrainCpuMinutes = new List<double>();
         if (inits.Length == 0 || inits.Any(i => i is not ("random" or "pretrained"))) throw new ArgumentException("MEDFORMER_PAYS_INITS: a comma-separated list of random and pretrained");
         string? modelDir = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_MODEL");
         string? configPath = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_CONFIG");
@@ -86,7 +96,15 @@ public static class PaysExperiment
                 {
                     string name = pretrained ? "pretrained" : "random init";
                     Record($"{name}: linear probe", seed, Probe(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas));
-                    Record($"{name}: fine-tuned", seed, FineTune(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, steps, lr, seed, smoothing, strategy));
+                    using var tuner = FineTune(Encoder(config, modelDir, pretrained, seed), subset, steps, lr, seed, smoothing, strategy);
+                    Record($"{name}: fine-tuned", seed, Accuracy(tuner, testImages, testLabels, testMetas));
+                    if (selfTrain is null || !pretrained) continue;
+                    var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
+                    var unlabelled = new SubsetCorpus(train, [.. Enumerable.Range(0, (int)train.Count).Except(picked).Select(i => (long)i)], "fashion-mnist/unlabelled");
+                    var result = tuner.SelfTrain(subset, unlabelled, selfTraining, Options(selfTrainSteps, lr, seed));
+                    selfTrainCpuMinutes.Add((Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes);
+                    Console.WriteLine($"  seed {seed}: {result.Rounds[^1].PseudoLabelled} pseudo-labels, {selfTrainCpuMinutes[^1]:F1} CPU-minutes");
+                    Record($"{name}: self-trained", seed, Accuracy(tuner, testImages, testLabels, testMetas));
                 }
             }
         }
@@ -101,6 +119,11 @@ public static class PaysExperiment
         report.Extra("fine_tune_steps", steps);
         report.Extra("label_smoothing", smoothing);
         report.Extra("strategy", strategy.ToString());
+        if (selfTrain is not null)
+        {
+            report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}");
+            report.Extra("self_training_cpu_minutes", Math.Round(selfTrainCpuMinutes.Average(), 1));
+        }
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
         report.Extra("pretrain_cpu_minutes", Math.Round(pretrainCpuSeconds / 60, 1));
         report.Extra("model", modelDir);
@@ -130,15 +153,31 @@ public static class PaysExperiment
         }
     }
 
-    internal static double FineTune(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, double lr, int seed,
-        double labelSmoothing = 0, Strategy? strategy = null)
+    /// <summary>A fine-tuned classifier with a flattened-latent head; the caller owns it.</summary>
+    internal static FineTuner FineTune(Medformer model, ICorpus subset, long steps, double lr, int seed, double labelSmoothing = 0, Strategy? strategy = null)
     {
-        using var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten, labelSmoothing: labelSmoothing), strategy);
-        var augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]);
-        tuner.Fit(subset, new FineTuneOptions
+        var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten, labelSmoothing: labelSmoothing), strategy);
+        try
         {
-            MaxSteps = steps, LearningRate = lr, WarmupSteps = Math.Min(20, steps / 5), Precision = Precision.Bf16, Seed = seed, LogEvery = (int)steps, Augment = augment,
-        });
+            tuner.Fit(subset, Options(steps, lr, seed));
+            return tuner;
+        }
+        catch
+        {
+            tuner.Dispose();
+            throw;
+        }
+    }
+
+    /// <summary>The fine-tuning recipe: crops and flips, warmup then cosine, bf16.</summary>
+    internal static FineTuneOptions Options(long steps, double lr, int seed) => new()
+    {
+        MaxSteps = steps, LearningRate = lr, WarmupSteps = Math.Min(20, steps / 5), Precision = Precision.Bf16, Seed = seed, LogEvery = (int)steps,
+        Augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]),
+    };
+
+    internal static double Accuracy(FineTuner tuner, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas)
+    {
         using var probabilities = tuner.Predict(testImages, testMetas);
         using var predicted = probabilities.argmax(1);
         return predicted.eq(testLabels).to(ScalarType.Float64).mean().item<double>();

@@ -1,0 +1,62 @@
+using System.CommandLine;
+using System.Globalization;
+using Medformer.Heads;
+
+namespace Medformer.Cli;
+
+/// <summary>
+/// <c>--self-train [key=value,…]</c>: after fine-tuning, the model pseudo-labels the training images left out by
+/// --fraction and fine-tuning goes on over both (<see cref="FineTuner.SelfTrain"/>); keys threshold, share, rounds
+/// and steps (default --max-steps).
+/// </summary>
+static class SelfTrainOption
+{
+    const string Keys = "threshold, share, rounds, steps";
+
+    public static Option<string?> Create() => new("--self-train")
+    {
+        Description = "Self-training after fine-tuning (off by default): the model labels the training images that --fraction leaves out, and "
+            + "fine-tuning goes on over the labelled and the confidently pseudo-labelled ones; optionally threshold=X (top probability to keep a "
+            + "pseudo-label, default 0),share=X (of each batch, default 0.5),rounds=N (default 1),steps=N (per round, default --max-steps).",
+        Arity = ArgumentArity.ZeroOrOne,
+    };
+
+    /// <summary>The options --self-train asks for (null when absent); any bad value is an ArgumentException naming --self-train.</summary>
+    public static SelfTrainingOptions? Parse(ParseResult parse, Option<string?> option)
+    {
+        if (parse.GetResult(option) is null) return null;
+        string text = parse.GetValue(option) ?? "";
+        var options = new SelfTrainingOptions();
+        foreach (var pair in text.Split(',', StringSplitOptions.RemoveEmptyEntries))
+        {
+            var kv = pair.Split('=', 2);
+            if (kv.Length != 2 || kv[0].Length == 0) throw new ArgumentException($"--self-train '{text}': '{pair}' is not key=value ({Keys})");
+            string key = kv[0], value = kv[1];
+            long Integer() => long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) ? n
+                : throw new ArgumentException($"--self-train '{text}': {key} '{value}' is not an integer");
+            double Number() => double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) ? x
+                : throw new ArgumentException($"--self-train '{text}': {key} '{value}' is not a number");
+            options = key switch
+            {
+                "threshold" => options with { Threshold = Number() },
+                "share" => options with { UnlabelledShare = Number() },
+                "rounds" => options with { Rounds = (int)Math.Clamp(Integer(), int.MinValue, int.MaxValue) },
+                "steps" => options with { Steps = Integer() },
+                _ => throw new ArgumentException($"--self-train '{text}': unknown key '{key}' (expected {Keys})"),
+            };
+        }
+        try
+        {
+            options.Validate();
+        }
+        catch (ArgumentException e)
+        {
+            throw new ArgumentException($"--self-train '{text}': {e.Message}", e);
+        }
+        return options;
+    }
+
+    /// <summary>Every setting, as --self-train spells it (the MLflow param and the JSON report); "none" when off.</summary>
+    public static string Describe(SelfTrainingOptions? options, long maxSteps) => options is null ? "none"
+        : string.Create(CultureInfo.InvariantCulture, $"threshold={options.Threshold},share={options.UnlabelledShare},rounds={options.Rounds},steps={options.Steps ?? maxSteps}");
+}
