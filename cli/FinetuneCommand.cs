@@ -85,7 +85,7 @@ static class FinetuneCommand
     }
 
     static int Execute(string checkpoint, string folder, string taskText, int? size, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment,
-        SelfTrainingOptions? selfTraining, bool asJson, MlflowRun? tracked)
+        SelfTrainOption.Request? selfTraining, bool asJson, MlflowRun? tracked)
     {
         using var interrupt = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -96,6 +96,7 @@ static class FinetuneCommand
         Console.CancelKeyPress += onCancel;
         var progress = new ProgressLine(Console.IsOutputRedirected || asJson, "medformer finetune", asJson ? Console.Error : Console.Out);
         var opened = new List<ICorpus>();
+        FineTuner? student = null;
         try
         {
             var (trainSplit, validation, test) = OpenTask(taskText, size, opened);
@@ -138,18 +139,20 @@ static class FinetuneCommand
                 };
             }
             bank ??= HeadRegistry.DefaultTask(kind);
-            var model = Pretrained.Load(folder, [bank]);
-            Head built;
-            try
+            FineTuner NewTuner()
             {
-                built = HeadRegistry.Create(kind, model.Config, bank, settings);
+                var model = Pretrained.Load(folder, [bank]);
+                try
+                {
+                    return new FineTuner(model, HeadRegistry.Create(kind, model.Config, bank, (JsonObject)settings.DeepClone()), strategy) { ClassNames = names };
+                }
+                catch
+                {
+                    model.Dispose();
+                    throw;
+                }
             }
-            catch
-            {
-                model.Dispose();
-                throw;
-            }
-            using var tuner = new FineTuner(model, built, strategy) { ClassNames = names };
+            using var tuner = NewTuner();
             if (!asJson)
                 Console.WriteLine($"fine-tuning {checkpoint} on {train.Name}: {train.Count} samples, head {kind} ({string.Join(", ", settings.Select(p => $"{p.Key}={p.Value}"))}), strategy {strategy}, {options.MaxSteps} steps of {options.BatchSize}");
             void Log(TrainerLog log)
@@ -165,11 +168,13 @@ static class FinetuneCommand
                 var teacher = tuner.Evaluate(test);
                 if (!asJson) Console.WriteLine($"teacher: test {Describe(teacher)}; self-training on {unlabelled!.Count} images without labels");
                 tracked?.LogMetrics(teacher.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("teacher_test_" + p.Key, p.Value)), result.Training.Steps);
-                selfTrained = tuner.SelfTrain(train, unlabelled!, selfTraining, options, validation, Log, progress.Notice, interrupt.Token);
+                // student=pretrained: a new model and head from the checkpoint learn from the teacher's labels.
+                student = selfTraining.FreshStudent ? NewTuner() : null;
+                selfTrained = tuner.SelfTrain(train, unlabelled!, selfTraining.Options, options, validation, Log, progress.Notice, interrupt.Token, student);
                 progress.Done();
                 result = selfTrained.FineTuning;
             }
-            var testScores = tuner.Evaluate(test);
+            var testScores = (student ?? tuner).Evaluate(test);
             var t = result.Training;
             var say = asJson ? Console.Error : Console.Out;
             if (tracked is not null)
@@ -228,6 +233,7 @@ static class FinetuneCommand
         }
         finally
         {
+            student?.Dispose();
             Console.CancelKeyPress -= onCancel;
             foreach (var corpus in opened) (corpus as IDisposable)?.Dispose();
         }

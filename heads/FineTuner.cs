@@ -108,34 +108,42 @@ public sealed class FineTuner : IDisposable
 
     /// <summary>
     /// Self-training (see <see cref="SelfTrainingOptions"/>): this tuner, fine-tuned already (<see cref="Fit"/> or
-    /// <see cref="Load"/>), labels <paramref name="unlabelled"/>; fine-tuning then goes on over <paramref name="train"/>
-    /// and the confident pseudo-labels, mixed in each batch, for as many rounds as asked (each round's student is the
-    /// next one's teacher). Classification heads with one label per image (multi-class, binary, ordinal). With an output folder, round N
-    /// writes its checkpoints and model to <c>self-training-N/</c> in it; the result names the last round's model.
+    /// <see cref="Load"/>), labels <paramref name="unlabelled"/>; then the student fine-tunes over <paramref name="train"/>
+    /// and the confident pseudo-labels, mixed in each batch, for as many rounds as asked (each round's student labels
+    /// the images for the next). The student is this tuner (training goes on from the teacher's weights) unless
+    /// <paramref name="student"/> gives another (a fresh model and head from the pretrained weights, as Noisy Student
+    /// and SimCLRv2 distil into a new network; the caller owns it). Classification heads with one label per image
+    /// (multi-class, binary, ordinal). With an output folder, round N writes its checkpoints and model to
+    /// <c>self-training-N/</c> in it; the result names the last round's model.
     /// </summary>
     public SelfTrainingResult SelfTrain(ICorpus train, ICorpus unlabelled, SelfTrainingOptions? selfTraining = null, FineTuneOptions? options = null,
-        ICorpus? validation = null, Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default)
+        ICorpus? validation = null, Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default, FineTuner? student = null)
     {
         selfTraining ??= new SelfTrainingOptions();
         selfTraining.Validate();
-        if (Head is not ClassificationHead { Type: not TaskType.MultiLabel })
+        if (Head is not ClassificationHead { Type: not TaskType.MultiLabel } head)
             throw new ArgumentException($"self-training pseudo-labels one class per image: it needs a multi-class, binary or ordinal classification head, not {Head.Kind}"
                 + (Head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));
         if (InputShape is null) throw new InvalidOperationException("self-training starts from a fine-tuned model (Fit or Load it first): its predictions are the pseudo-labels");
+        student ??= this;
+        if (student.Head is not ClassificationHead other || other.Classes != head.Classes || other.Type != head.Type)
+            throw new ArgumentException($"the student's head must be a {TaskTypes.Name(head.Type)} classification head of {head.Classes} classes, as the teacher's");
         options ??= new FineTuneOptions();
         if (selfTraining.Steps is { } steps) options = options with { MaxSteps = steps };
         var rounds = new List<PseudoLabelRound>();
         FineTuneResult? result = null;
-        for (int round = 1; round <= selfTraining.Rounds; round++)
+        var teacher = this;
+        for (int round = 1; round <= selfTraining.Rounds; round++, teacher = student)
         {
-            var pseudo = PseudoLabel(unlabelled, selfTraining.Threshold);
+            var pseudo = teacher.PseudoLabel(unlabelled, selfTraining.Threshold);
             if (pseudo is null)
                 throw new InvalidOperationException($"corpus '{unlabelled.Name}': no prediction reaches the threshold {selfTraining.Threshold}; lower it");
             rounds.Add(new PseudoLabelRound(round, pseudo.Count, unlabelled.Count));
             notice?.Invoke($"self-training round {round}/{selfTraining.Rounds}: {pseudo.Count} of {unlabelled.Count} images of '{unlabelled.Name}' pseudo-labelled");
             // Each round keeps its own checkpoints and model beside the teacher's (OUT/self-training-N/model).
             var roundOptions = options.OutputDirectory is null ? options : options with { OutputDirectory = Path.Combine(options.OutputDirectory, $"self-training-{round}") };
-            result = Fit([(train, 1 - selfTraining.UnlabelledShare), (pseudo, selfTraining.UnlabelledShare)], roundOptions, validation, log, notice, cancel);
+            student.ClassNames ??= ClassNames;
+            result = student.Fit([(train, 1 - selfTraining.UnlabelledShare), (pseudo, selfTraining.UnlabelledShare)], roundOptions, validation, log, notice, cancel);
         }
         return new SelfTrainingResult(result!, rounds);
     }

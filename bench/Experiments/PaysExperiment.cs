@@ -22,9 +22,9 @@ namespace Medformer.Bench;
 /// MEDFORMER_PAYS_SEEDS (3), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning steps, 500),
 /// MEDFORMER_PAYS_LR (1e-3), MEDFORMER_PAYS_SMOOTHING (label smoothing, 0), MEDFORMER_PAYS_STRATEGY (full, llrd:D, …)
 /// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol.
-/// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE]] adds a row: the fine-tuned model pseudo-labels the other
-/// 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="FineTuner.SelfTrain"/>), its
-/// CPU-minutes reported. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).
+/// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE[:STUDENT]]] adds a row: the fine-tuned model pseudo-labels the
+/// other 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="FineTuner.SelfTrain"/>), from
+/// the teacher's weights, or from the pretrained ones with STUDENT "pretrained"; its CPU-minutes reported. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).
 /// </summary>
 public static class PaysExperiment
 {
@@ -101,10 +101,14 @@ public static class PaysExperiment
                     if (selfTrain is null || !pretrained) continue;
                     var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
                     var unlabelled = new SubsetCorpus(train, [.. Enumerable.Range(0, (int)train.Count).Except(picked).Select(i => (long)i)], "fashion-mnist/unlabelled");
-                    var result = tuner.SelfTrain(subset, unlabelled, selfTraining, Options(selfTrainSteps, lr, seed));
+                    // A fourth field "pretrained": the student starts again from the pretrained weights (Noisy Student); else from the teacher's.
+                    using var student = selfTrain is { Length: > 3 } && selfTrain[3] == "pretrained"
+                        ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten, labelSmoothing: smoothing), strategy)
+                        : null;
+                    var result = tuner.SelfTrain(subset, unlabelled, selfTraining, Options(selfTrainSteps, lr, seed), student: student);
                     selfTrainCpuMinutes.Add((Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes);
                     Console.WriteLine($"  seed {seed}: {result.Rounds[^1].PseudoLabelled} pseudo-labels, {selfTrainCpuMinutes[^1]:F1} CPU-minutes");
-                    Record($"{name}: self-trained", seed, Accuracy(tuner, testImages, testLabels, testMetas));
+                    Record($"{name}: self-trained", seed, Accuracy(student ?? tuner, testImages, testLabels, testMetas));
                 }
             }
         }
@@ -121,7 +125,7 @@ public static class PaysExperiment
         report.Extra("strategy", strategy.ToString());
         if (selfTrain is not null)
         {
-            report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}");
+            report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}, student from {(selfTrain is { Length: > 3 } ? selfTrain[3] : "teacher")}");
             report.Extra("self_training_cpu_minutes", Math.Round(selfTrainCpuMinutes.Average(), 1));
         }
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));

@@ -23,7 +23,7 @@ public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDispo
         var report = JsonNode.Parse(result.Stdout.Trim().Split('\n')[^1])!.AsObject();
         Assert.Equal(3, report["steps"]!.GetValue<long>());
         var selfTraining = report["self_training"]!;
-        Assert.Equal("threshold=0,share=0.5,rounds=1,steps=3", selfTraining["settings"]!.GetValue<string>());
+        Assert.Equal("threshold=0,share=0.5,rounds=1,steps=3,student=teacher", selfTraining["settings"]!.GetValue<string>());
         long unlabelled = selfTraining["unlabelled"]!.GetValue<long>(), pseudo = selfTraining["pseudo_labelled"]![0]!.GetValue<long>();
         long labelled = report["train_samples"]!.GetValue<long>();
         Assert.True(unlabelled > 10 * labelled, $"{unlabelled} images without labels beside {labelled} with");
@@ -34,16 +34,23 @@ public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDispo
 
         string runFolder = Directory.GetFiles(Path.Combine(scratch.Root, "mlruns"), "meta.yaml", SearchOption.AllDirectories)
             .Select(Path.GetDirectoryName).Single(d => Directory.Exists(Path.Combine(d!, "metrics")))!;
-        Assert.Equal("threshold=0,share=0.5,rounds=1,steps=3", File.ReadAllText(Path.Combine(runFolder, "params", "self_train")));
+        Assert.Equal("threshold=0,share=0.5,rounds=1,steps=3,student=teacher", File.ReadAllText(Path.Combine(runFolder, "params", "self_train")));
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "teacher_test_accuracy")));
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "test_accuracy")));
 
-        // Without settings: the defaults, the student trained for --max-steps.
+        // Without settings: the defaults, the student trained for --max-steps; a fresh student from the checkpoint.
         var plain = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size", "8",
             "--precision", "fp32", "--self-train", "--out", Path.Combine(scratch.Root, "plain"));
         Assert.True(plain.ExitCode == 0, plain.Stderr);
         Assert.Contains("teacher: test accuracy", plain.Stdout);
         Assert.Contains(Path.Combine("plain", "self-training-1", "model"), plain.Stdout);
+        var fresh = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size", "8",
+            "--precision", "fp32", "--self-train", "student=pretrained,rounds=2", "--out", Path.Combine(scratch.Root, "fresh"), "--json");
+        Assert.True(fresh.ExitCode == 0, fresh.Stderr);
+        var freshReport = JsonNode.Parse(fresh.Stdout.Trim().Split('\n')[^1])!.AsObject();
+        Assert.Equal("threshold=0,share=0.5,rounds=2,steps=2,student=pretrained", freshReport["self_training"]!["settings"]!.GetValue<string>());
+        Assert.Equal(2, freshReport["self_training"]!["pseudo_labelled"]!.AsArray().Count);
+        Assert.True(File.Exists(Path.Combine(scratch.Root, "fresh", "self-training-2", "model", "head.json")));
     }
 
     [Fact]
@@ -57,6 +64,7 @@ public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDispo
             (["--fraction", "0.1", "--self-train", "rounds=two"], "--self-train 'rounds=two': rounds 'two' is not an integer"),
             (["--fraction", "0.1", "--self-train", "steps"], "--self-train 'steps': 'steps' is not key=value"),
             (["--fraction", "0.1", "--self-train", "epochs=3"], "--self-train 'epochs=3': unknown key 'epochs'"),
+            (["--fraction", "0.1", "--self-train", "student=scratch"], "--self-train 'student=scratch': student 'scratch' is not teacher or pretrained"),
             (["--self-train"], "--self-train: pseudo-labels go to the training images --fraction leaves out; with --fraction 1 there are none"),
             (["--fraction", "0.5", "--head", "segmentation", "--self-train"], "--self-train: pseudo-labels are classes; the segmentation head has none"),
         ];

@@ -99,6 +99,31 @@ public sealed class SelfTrainingTests : IDisposable
     }
 
     [Fact]
+    public void AFreshStudentLearnsFromTheTeachersLabelsAndLeavesTheTeacherAlone()
+    {
+        using var train = ClassificationHeadTests.Squares(30, 1, TaskType.MultiClass);
+        using var unlabelled = Unlabelled(200, 3);
+        using var test = ClassificationHeadTests.Squares(90, 2, TaskType.MultiClass);
+        using var teacher = Teacher(train, 60);
+        using var images = stack(Enumerable.Range(0, 20).Select(i => unlabelled.Get(i).Image));
+        using var before = teacher.Predict(images);
+
+        Seeding.SeedEverything(7);
+        using var student = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
+        double untrained = student.Evaluate(test)["accuracy"];
+        var result = teacher.SelfTrain(train, unlabelled, new SelfTrainingOptions { Steps = 60, UnlabelledShare = 0.8 }, Quick(60), student: student);
+        Assert.Equal(60, result.FineTuning.Training.Steps);
+        double learned = student.Evaluate(test)["accuracy"], teacherAccuracy = teacher.Evaluate(test)["accuracy"];
+        Assert.True(learned > 0.8 && learned > untrained + 0.3, $"the student went from {untrained:P0} to {learned:P0} (teacher {teacherAccuracy:P0})");
+        using var after = teacher.Predict(images);
+        Assert.True(before.eq(after).all().item<bool>(), "the teacher's weights did not move");
+
+        using var wrong = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 4));
+        Assert.Contains("the student's head must be a multi-class classification head of 3 classes",
+            Assert.Throws<ArgumentException>(() => teacher.SelfTrain(train, unlabelled, student: wrong)).Message);
+    }
+
+    [Fact]
     public void WhatCannotBeSelfTrainedIsRefused()
     {
         using var train = ClassificationHeadTests.Squares(24, 1, TaskType.MultiClass);
