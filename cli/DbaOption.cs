@@ -36,31 +36,23 @@ static class DbaOption
             },
             MaxBatch = batchSize,
         };
+        var read = new KeyValues("--dba", text, Keys);
         if (parts.Length == 2)
-            foreach (var pair in parts[1].Split(',', StringSplitOptions.RemoveEmptyEntries))
-            {
-                var kv = pair.Split('=', 2);
-                if (kv.Length != 2 || kv[0].Length == 0) throw new ArgumentException($"--dba '{text}': '{pair}' is not key=value");
-                string key = kv[0], value = kv[1];
-                int Integer() => int.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out int n) ? n
-                    : throw new ArgumentException($"--dba '{text}': {key} '{value}' is not an integer");
-                double Number() => double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) ? x
-                    : throw new ArgumentException($"--dba '{text}': {key} '{value}' is not a number");
+            foreach (var (key, value) in read.Pairs(parts[1]))
                 options = key switch
                 {
                     "strategy" => options with { Strategy = BatchAdaptationOptions.ParseStrategy(value, "--dba strategy") },
-                    "candidates" => options with { Candidates = Integer() },
-                    "min_batch" => options with { MinBatch = Integer() },
-                    "max_batch" => options with { MaxBatch = Integer() },
-                    "initial_batch" => options with { InitialBatch = Integer() },
-                    "delta" => options with { Delta = Integer() },
-                    "grow_above" => options with { GrowAbove = Number() },
-                    "shrink_below" => options with { ShrinkBelow = Number() },
-                    "window" => options with { Window = Integer() },
-                    "min_selected" => options with { MinSelected = Number() },
-                    _ => throw new ArgumentException($"--dba '{text}': unknown key '{key}' (expected {Keys})"),
+                    "candidates" => options with { Candidates = read.Integer(key, value) },
+                    "min_batch" => options with { MinBatch = read.Integer(key, value) },
+                    "max_batch" => options with { MaxBatch = read.Integer(key, value) },
+                    "initial_batch" => options with { InitialBatch = read.Integer(key, value) },
+                    "delta" => options with { Delta = read.Integer(key, value) },
+                    "grow_above" => options with { GrowAbove = read.Number(key, value) },
+                    "shrink_below" => options with { ShrinkBelow = read.Number(key, value) },
+                    "window" => options with { Window = read.Integer(key, value) },
+                    "min_selected" => options with { MinSelected = read.Number(key, value) },
+                    _ => throw read.Unknown(key),
                 };
-            }
         options.Validate("--dba");
         if (options.MaxBatch > batchSize)
             throw new ArgumentException($"--dba max_batch {options.MaxBatch} must not exceed --batch-size {batchSize} (the loader's batches)");

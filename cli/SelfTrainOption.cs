@@ -33,37 +33,29 @@ static class SelfTrainOption
         string text = parse.GetValue(option) ?? "";
         var options = new SelfTrainingOptions();
         bool fresh = false;
-        foreach (var pair in text.Split(',', StringSplitOptions.RemoveEmptyEntries))
-        {
-            var kv = pair.Split('=', 2);
-            if (kv.Length != 2 || kv[0].Length == 0) throw new ArgumentException($"--self-train '{text}': '{pair}' is not key=value ({Keys})");
-            string key = kv[0], value = kv[1];
-            long Integer() => long.TryParse(value, NumberStyles.Integer, CultureInfo.InvariantCulture, out long n) ? n
-                : throw new ArgumentException($"--self-train '{text}': {key} '{value}' is not an integer");
-            double Number() => double.TryParse(value, NumberStyles.Float, CultureInfo.InvariantCulture, out double x) ? x
-                : throw new ArgumentException($"--self-train '{text}': {key} '{value}' is not a number");
+        var read = new KeyValues("--self-train", text, Keys);
+        foreach (var (key, value) in read.Pairs(text))
             options = key switch
             {
-                "threshold" => options with { Threshold = Number() },
-                "share" => options with { UnlabelledShare = Number() },
-                "rounds" => options with { Rounds = (int)Math.Clamp(Integer(), int.MinValue, int.MaxValue) },
-                "steps" => options with { Steps = Integer() },
+                "threshold" => options with { Threshold = read.Number(key, value) },
+                "share" => options with { UnlabelledShare = read.Number(key, value) },
+                "rounds" => options with { Rounds = read.Integer(key, value) },
+                "steps" => options with { Steps = read.Integer(key, value) },
                 "student" => value switch
                 {
                     "teacher" => Fresh(false),
                     "pretrained" => Fresh(true),
-                    _ => throw new ArgumentException($"--self-train '{text}': student '{value}' is not teacher or pretrained"),
+                    _ => throw read.Error($"student '{value}' is not teacher or pretrained"),
                 },
-                _ => throw new ArgumentException($"--self-train '{text}': unknown key '{key}' (expected {Keys})"),
+                _ => throw read.Unknown(key),
             };
-        }
         try
         {
             options.Validate();
         }
         catch (ArgumentException e)
         {
-            throw new ArgumentException($"--self-train '{text}': {e.Message}", e);
+            throw read.Error(e.Message);
         }
         return new Request(options, fresh);
 

@@ -130,6 +130,7 @@ public sealed class FineTuner : IDisposable
             throw new ArgumentException($"the student's head must be a {TaskTypes.Name(head.Type)} classification head of {head.Classes} classes, as the teacher's");
         options ??= new FineTuneOptions();
         if (selfTraining.Steps is { } steps) options = options with { MaxSteps = steps };
+        if (selfTraining.Augment is { } noise) options = options with { Augment = noise };
         var rounds = new List<PseudoLabelRound>();
         FineTuneResult? result = null;
         var teacher = this;

@@ -15,6 +15,11 @@ public sealed record SelfTrainingOptions
     public double UnlabelledShare { get; init; } = 0.5;
     /// <summary>Teacher → student rounds; each round's student labels the images again for the next.</summary>
     public int Rounds { get; init; } = 1;
+    /// <summary>
+    /// The student's augmentation (its noise, stronger than fine-tuning's in Noisy Student); null: the
+    /// <see cref="FineTuneOptions.Augment"/> given. The teacher labels clean images either way.
+    /// </summary>
+    public Datasets.Transforms.ITransform? Augment { get; init; }
     /// <summary>Fine-tuning steps of each round; null: the <see cref="FineTuneOptions.MaxSteps"/> given.</summary>
     public long? Steps { get; init; }
 

@@ -24,7 +24,8 @@ namespace Medformer.Bench;
 /// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol.
 /// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE[:STUDENT]]] adds a row: the fine-tuned model pseudo-labels the
 /// other 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="FineTuner.SelfTrain"/>), from
-/// the teacher's weights, or from the pretrained ones with STUDENT "pretrained"; its CPU-minutes reported. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).
+/// the teacher's weights, or from the pretrained ones with STUDENT "pretrained", with stronger augmentation as a fifth
+/// field "strong"; its CPU-minutes reported. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).
 /// </summary>
 public static class PaysExperiment
 {
@@ -44,6 +45,8 @@ public static class PaysExperiment
         {
             Threshold = selfTrain is { Length: > 1 } ? double.Parse(selfTrain[1]) : 0,
             UnlabelledShare = selfTrain is { Length: > 2 } ? double.Parse(selfTrain[2]) : 0.5,
+            // A fifth field "strong": the student's noise is stronger than fine-tuning's crops and flips (Noisy Student).
+            Augment = selfTrain is { Length: > 4 } && selfTrain[4] == "strong" ? StrongAugment : null,
         };
         var selfTrainCpuMinutes = new List<double>();
         if (inits.Length == 0 || inits.Any(i => i is not ("random" or "pretrained"))) throw new ArgumentException("MEDFORMER_PAYS_INITS: a comma-separated list of random and pretrained");
@@ -125,7 +128,7 @@ public static class PaysExperiment
         report.Extra("strategy", strategy.ToString());
         if (selfTrain is not null)
         {
-            report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}, student from {(selfTrain is { Length: > 3 } ? selfTrain[3] : "teacher")}");
+            report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}, student from {(selfTrain is { Length: > 3 } ? selfTrain[3] : "teacher")}, {(selfTraining.Augment is null ? "fine-tuning's augmentation" : "strong augmentation")}");
             report.Extra("self_training_cpu_minutes", Math.Round(selfTrainCpuMinutes.Average(), 1));
         }
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
@@ -179,6 +182,13 @@ public static class PaysExperiment
         MaxSteps = steps, LearningRate = lr, WarmupSteps = Math.Min(20, steps / 5), Precision = Precision.Bf16, Seed = seed, LogEvery = (int)steps,
         Augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]),
     };
+
+    /// <summary>Noisy Student's kind of noise for 28×28 grey images: wider crops, small affine warps, contrast and noise.</summary>
+    static ITransform StrongAugment => new Compose([
+        new RandResizedCrop([28, 28], MinScale: 0.5), new RandFlip(0.5, [1]),
+        new RandAffine(0.5, RotateRange: [0.25], ScaleRange: [0.15], TranslateRange: [3, 3], PaddingMode: GridSamplePaddingMode.Zeros),
+        new RandAdjustContrast(0.3, 0.7, 1.5), new RandGaussianNoise(0.3, Std: 0.05),
+    ]);
 
     internal static double Accuracy(FineTuner tuner, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas)
     {
