@@ -25,7 +25,7 @@ namespace Medformer.Bench;
 /// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE[:STUDENT]]] adds a row: the fine-tuned model pseudo-labels the
 /// other 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="FineTuner.SelfTrain"/>), from
 /// the teacher's weights, or from the pretrained ones with STUDENT "pretrained", with stronger augmentation as a fifth
-/// field "strong"; its CPU-minutes reported. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).
+/// field "strong", for ROUNDS rounds as a sixth (1; :STEPS:THRESHOLD:SHARE:STUDENT:AUGMENT:ROUNDS); its CPU-minutes reported. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).
 /// </summary>
 public static class PaysExperiment
 {
@@ -47,6 +47,7 @@ public static class PaysExperiment
             UnlabelledShare = selfTrain is { Length: > 2 } ? double.Parse(selfTrain[2]) : 0.5,
             // A fifth field "strong": the student's noise is stronger than fine-tuning's crops and flips (Noisy Student).
             Augment = selfTrain is { Length: > 4 } && selfTrain[4] == "strong" ? StrongAugment : null,
+            Rounds = selfTrain is { Length: > 5 } ? int.Parse(selfTrain[5]) : 1,
         };
         var selfTrainCpuMinutes = new List<double>();
         if (inits.Length == 0 || inits.Any(i => i is not ("random" or "pretrained"))) throw new ArgumentException("MEDFORMER_PAYS_INITS: a comma-separated list of random and pretrained");
@@ -128,7 +129,7 @@ public static class PaysExperiment
         report.Extra("strategy", strategy.ToString());
         if (selfTrain is not null)
         {
-            report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}, student from {(selfTrain is { Length: > 3 } ? selfTrain[3] : "teacher")}, {(selfTraining.Augment is null ? "fine-tuning's augmentation" : "strong augmentation")}");
+            report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}, student from {(selfTrain is { Length: > 3 } ? selfTrain[3] : "teacher")}, {(selfTraining.Augment is null ? "fine-tuning's augmentation" : "strong augmentation")}, {selfTraining.Rounds} round(s)");
             report.Extra("self_training_cpu_minutes", Math.Round(selfTrainCpuMinutes.Average(), 1));
         }
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
