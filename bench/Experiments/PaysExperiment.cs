@@ -108,7 +108,7 @@ public static class PaysExperiment
                     var unlabelled = new SubsetCorpus(train, [.. Enumerable.Range(0, (int)train.Count).Except(picked).Select(i => (long)i)], "fashion-mnist/unlabelled");
                     // A fourth field "pretrained": the student starts again from the pretrained weights (Noisy Student); else from the teacher's.
                     using var student = selfTrain is { Length: > 3 } && selfTrain[3] == "pretrained"
-                        ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten, labelSmoothing: smoothing), strategy)
+                        ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten, labelSmoothing: smoothing, task: Task), strategy)
                         : null;
                     var result = tuner.SelfTrain(subset, unlabelled, selfTraining, Options(selfTrainSteps, lr, seed), student: student);
                     selfTrainCpuMinutes.Add((Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes);
@@ -140,6 +140,12 @@ public static class PaysExperiment
         return report;
     }
 
+    /// <summary>
+    /// The task bank the probe and the head select (MEDFORMER_PAYS_TASK; "classification", whose latents pretraining
+    /// never trained, or e.g. "inpainting", whose it did).
+    /// </summary>
+    static string Task => Environment.GetEnvironmentVariable("MEDFORMER_PAYS_TASK") is { Length: > 0 } task ? task : "classification";
+
     internal static Medformer Encoder(MedformerConfig config, string modelDir, bool pretrained, int seed)
     {
         if (pretrained) return Checkpoint.Load(modelDir);
@@ -152,8 +158,8 @@ public static class PaysExperiment
         using (model)
         {
             var loader = new DataLoader([new LoaderSource(subset)], new LoaderOptions(256, Workers: 1));
-            var (trainX, trainY) = LinearProbe.Features(model, loader.Pass(), flatten: true);
-            var (testX, testY) = LinearProbe.Features(model, Batches(testImages, testMetas), flatten: true);
+            var (trainX, trainY) = LinearProbe.Features(model, loader.Pass(), Task, flatten: true);
+            var (testX, testY) = LinearProbe.Features(model, Batches(testImages, testMetas), Task, flatten: true);
             using (trainX)
             using (trainY)
             using (testX)
@@ -165,7 +171,7 @@ public static class PaysExperiment
     /// <summary>A fine-tuned classifier with a flattened-latent head; the caller owns it.</summary>
     internal static FineTuner FineTune(Medformer model, ICorpus subset, long steps, double lr, int seed, double labelSmoothing = 0, Strategy? strategy = null)
     {
-        var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten, labelSmoothing: labelSmoothing), strategy);
+        var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten, labelSmoothing: labelSmoothing, task: Task), strategy);
         try
         {
             tuner.Fit(subset, Options(steps, lr, seed));
