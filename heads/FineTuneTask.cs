@@ -63,14 +63,46 @@ internal sealed class FineTuneTask : TrainingTask
         return (scope.MoveToOuter(losses), new Dictionary<string, Tensor>());
     }
 
+    /// <summary>
+    /// Mixup's α (Zhang et al., 2018): each training batch is mixed with a permutation of itself by λ ~ Beta(α, α),
+    /// and each sample's loss is λ·(its own label's) + (1 − λ)·(its partner's); 0 turns it off. Heads that read
+    /// labels from the metas (classification).
+    /// </summary>
+    public double Mixup { get; set; }
+
     Tensor Losses(Batch batch, StepContext step)
     {
         using var scope = NewDisposeScope();
-        var outputs = network.Outputs(step.Cast(batch.Images.to(Device)), batch.Metas);
-        var losses = Head.Losses(outputs, batch);
+        var images = step.Cast(batch.Images.to(Device));
+        Tensor losses;
+        if (Mixup > 0 && network.training)
+        {
+            double lambda = SampleBeta(Mixup, step.Generator);
+            var partner = randperm(batch.Count, generator: step.Generator);
+            var mixed = images * lambda + images.index_select(0, partner.to(images.device)) * (1 - lambda);
+            var outputs = network.Outputs(mixed, batch.Metas);
+            var partners = batch with { Metas = [.. partner.data<long>().ToArray().Select(i => batch.Metas[(int)i])] };
+            losses = Head.Losses(outputs, batch) * lambda + Head.Losses(outputs, partners) * (1 - lambda);
+        }
+        else
+            losses = Head.Losses(network.Outputs(images, batch.Metas), batch);
         if (losses.dim() != 1 || losses.shape[0] != batch.Count)
             throw new InvalidOperationException($"{Head.GetType().Name}.Losses gave [{string.Join(",", losses.shape)}], not one loss per sample [{batch.Count}]");
         return scope.MoveToOuter(losses.to(ScalarType.Float32));
+    }
+
+    /// <summary>
+    /// Beta(α, α) by Jöhnk's rejection method from the step's generator (so a resumed run draws the same λ):
+    /// x = u^(1/α), y = v^(1/α), accepted when x + y ≤ 1, λ = x / (x + y).
+    /// </summary>
+    static double SampleBeta(double alpha, Generator generator)
+    {
+        while (true)
+        {
+            using var uv = rand(2, dtype: ScalarType.Float64, generator: generator);
+            double x = Math.Pow(uv[0].item<double>(), 1 / alpha), y = Math.Pow(uv[1].item<double>(), 1 / alpha);
+            if (x + y <= 1 && x + y > 0) return x / (x + y);
+        }
     }
 
     /// <summary>images [B,C,…] (on the model's device and dtype) → the head's raw outputs.</summary>

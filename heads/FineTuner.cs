@@ -51,6 +51,8 @@ public sealed record FineTuneOptions
     public Device? Device { get; init; }
     /// <summary>Dynamic Batch Adaptation (DBA/EDBA), as in pretraining; off by default.</summary>
     public BatchAdaptationOptions? BatchAdaptation { get; init; }
+    /// <summary>Mixup's α: batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike (0: off; classification heads).</summary>
+    public double Mixup { get; init; }
 
     public TrainerOptions Trainer => new()
     {
@@ -190,6 +192,10 @@ public sealed class FineTuner : IDisposable
         options ??= new FineTuneOptions();
         if (validation is not null && Head.CreateMetric() is null) throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
         if (options.SelectMode is not ("max" or "min")) throw new ArgumentException($"select_mode '{options.SelectMode}': expected max or min");
+        if (options.Mixup < 0 || double.IsNaN(options.Mixup) || double.IsInfinity(options.Mixup)) throw new ArgumentException($"mixup α {options.Mixup} must be 0 (off) or positive");
+        if (options.Mixup > 0 && Head.Output != HeadOutput.Probabilities)
+            throw new ArgumentException($"mixup mixes class labels; the {Head.Kind} head predicts {Head.Output.ToString().ToLowerInvariant()}s");
+        task.Mixup = options.Mixup;
         var augment = options.Augment;
         using (var first = train.Get(0))
         {

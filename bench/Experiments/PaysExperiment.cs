@@ -20,7 +20,7 @@ namespace Medformer.Bench;
 /// a linear model on raw pixels, and a random and the pretrained encoder, each by a linear probe on frozen
 /// flattened latents and by fine-tuning everything with a flattened-latent head through the trainer.
 /// MEDFORMER_PAYS_SEEDS (3; MEDFORMER_PAYS_FIRST_SEED, 0, to split seeds over processes), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning steps, 500),
-/// MEDFORMER_PAYS_LR (1e-3), MEDFORMER_PAYS_SMOOTHING (label smoothing, 0), MEDFORMER_PAYS_STRATEGY (full, llrd:D, …)
+/// MEDFORMER_PAYS_LR (1e-3), MEDFORMER_PAYS_SMOOTHING (label smoothing, 0), MEDFORMER_PAYS_MIXUP (mixup's α, 0), MEDFORMER_PAYS_STRATEGY (full, llrd:D, …)
 /// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol.
 /// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE[:STUDENT]]] adds a row: the fine-tuned model pseudo-labels the
 /// other 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="FineTuner.SelfTrain"/>), from
@@ -188,6 +188,7 @@ public static class PaysExperiment
     internal static FineTuneOptions Options(long steps, double lr, int seed) => new()
     {
         MaxSteps = steps, LearningRate = lr, WarmupSteps = Math.Min(20, steps / 5), Precision = Precision.Bf16, Seed = seed, LogEvery = (int)steps,
+        Mixup = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_MIXUP") ?? "0"),
         Augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]),
     };
 

@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 
 namespace Medformer.Tests.Heads;
 
-/// <summary>`medformer finetune --self-train`: pseudo-labels on the images --fraction leaves out, from the command line, and its bad values.</summary>
+/// <summary>`medformer finetune --self-train` (and `--mixup`): pseudo-labels on the images --fraction leaves out, from the command line, and bad values.</summary>
 public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDisposable
 {
     readonly CliScratch scratch = new(output, "medformer-finetune-selftrain-");
@@ -40,7 +40,7 @@ public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDispo
 
         // Without settings: the defaults, the student trained for --max-steps; a fresh student from the checkpoint.
         var plain = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size", "8",
-            "--precision", "fp32", "--self-train", "--out", Path.Combine(scratch.Root, "plain"));
+            "--precision", "fp32", "--self-train", "--mixup", "0.4", "--out", Path.Combine(scratch.Root, "plain"));
         Assert.True(plain.ExitCode == 0, plain.Stderr);
         Assert.Contains("teacher: test accuracy", plain.Stdout);
         Assert.Contains(Path.Combine("plain", "self-training-1", "model"), plain.Stdout);
@@ -67,6 +67,7 @@ public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDispo
             (["--fraction", "0.1", "--self-train", "student=scratch"], "--self-train 'student=scratch': student 'scratch' is not teacher or pretrained"),
             (["--self-train"], "--self-train: pseudo-labels go to the training images --fraction leaves out; with --fraction 1 there are none"),
             (["--fraction", "0.5", "--head", "segmentation", "--self-train"], "--self-train: pseudo-labels are classes; the segmentation head has none"),
+            (["--mixup", "-1"], "mixup α -1 must be 0 (off) or positive"),
         ];
         foreach (var (args, message) in cases)
         {
