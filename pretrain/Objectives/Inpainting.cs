@@ -12,7 +12,8 @@ namespace Medformer.Pretrain.Objectives;
 /// patches' pixels. The loss is the mean squared error on masked patches, against per-patch normalised pixels
 /// when <c>normalizePixels</c> (MAE's variant for 16×16 natural-image patches). Off by default: on 4×4 patches of
 /// noisy medical images the normalised target is mostly noise, and the loss stayed at its trivial value (P−1)/P on
-/// the phantom corpus, where raw pixels fell from 0.11 to 0.04 in 400 steps. 2D and 3D alike.
+/// the phantom corpus, where raw pixels fell from 0.11 to 0.04 in 400 steps. On clean images it pays: on
+/// Fashion-MNIST it lifted the frozen probe at 1% of the labels from 69.9 to 74.9% (3 seeds, same budget). 2D and 3D alike.
 /// </summary>
 public sealed class Inpainting : Objective
 {
