@@ -92,16 +92,34 @@ internal sealed class FineTuneTask : TrainingTask
     }
 
     /// <summary>
-    /// Beta(α, α) by Jöhnk's rejection method from the step's generator (so a resumed run draws the same λ):
-    /// x = u^(1/α), y = v^(1/α), accepted when x + y ≤ 1, λ = x / (x + y).
+    /// Beta(α, α) as X / (X + Y) with X, Y ~ Gamma(α), from the step's generator (so a resumed run draws the same λ).
     /// </summary>
-    static double SampleBeta(double alpha, Generator generator)
+    internal static double SampleBeta(double alpha, Generator generator)
     {
+        double x = SampleGamma(alpha, generator), y = SampleGamma(alpha, generator);
+        return x + y > 0 ? x / (x + y) : 0.5;
+    }
+
+    /// <summary>
+    /// Gamma(α, 1) by Marsaglia and Tsang's method (2000); below α = 1 as Gamma(α + 1)·U^(1/α).
+    /// </summary>
+    static double SampleGamma(double alpha, Generator generator)
+    {
+        double Uniform()
+        {
+            using var u = rand(1, dtype: ScalarType.Float64, generator: generator);
+            return u.item<double>();
+        }
+        if (alpha < 1) return SampleGamma(alpha + 1, generator) * Math.Pow(Uniform(), 1 / alpha);
+        double d = alpha - 1.0 / 3, c = 1 / Math.Sqrt(9 * d);
         while (true)
         {
-            using var uv = rand(2, dtype: ScalarType.Float64, generator: generator);
-            double x = Math.Pow(uv[0].item<double>(), 1 / alpha), y = Math.Pow(uv[1].item<double>(), 1 / alpha);
-            if (x + y <= 1 && x + y > 0) return x / (x + y);
+            double z;
+            using (var normal = randn(1, dtype: ScalarType.Float64, generator: generator))
+                z = normal.item<double>();
+            double v = Math.Pow(1 + c * z, 3);
+            if (v <= 0) continue;
+            if (Math.Log(Uniform()) < 0.5 * z * z + d - d * v + d * Math.Log(v)) return d * v;
         }
     }
 

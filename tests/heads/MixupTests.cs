@@ -60,4 +60,19 @@ public sealed class MixupTests
         Assert.Contains("mixup mixes class labels; the segmentation head predicts masks",
             Assert.Throws<ArgumentException>(() => segmenter.Fit(train, Quick(2, 0.4))).Message);
     }
+
+    [Theory]
+    [InlineData(0.4)]
+    [InlineData(1.0)]
+    [InlineData(20.0)]
+    public void LambdaFollowsBetaAlphaAlpha(double alpha)
+    {
+        using var generator = new torch.Generator(7);
+        var draws = Enumerable.Range(0, 4000).Select(_ => FineTuneTask.SampleBeta(alpha, generator)).ToArray();
+        double mean = draws.Average(), variance = draws.Select(d => (d - mean) * (d - mean)).Average();
+        double expected = 1 / (4 * (2 * alpha + 1));   // Beta(α, α): mean 1/2, variance 1/(4(2α+1))
+        Assert.All(draws, d => Assert.InRange(d, 0, 1));
+        Assert.InRange(mean, 0.48, 0.52);
+        Assert.InRange(variance, expected * 0.9, expected * 1.1);
+    }
 }
