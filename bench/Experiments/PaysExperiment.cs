@@ -19,7 +19,7 @@ namespace Medformer.Bench;
 /// draw 1% of the training labels (60 per class) and score on the 10,000 test images:
 /// a linear model on raw pixels, and a random and the pretrained encoder, each by a linear probe on frozen
 /// flattened latents and by fine-tuning everything with a flattened-latent head through the trainer.
-/// MEDFORMER_PAYS_SEEDS (3; MEDFORMER_PAYS_FIRST_SEED, 0, to split seeds over processes), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning steps, 500),
+/// MEDFORMER_PAYS_SEEDS (3; MEDFORMER_PAYS_FIRST_SEED, 0, to split seeds over processes), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning steps, 1000),
 /// MEDFORMER_PAYS_LR (1e-3), MEDFORMER_PAYS_SMOOTHING (label smoothing, 0), MEDFORMER_PAYS_MIXUP (mixup's α, 0), MEDFORMER_PAYS_STRATEGY (full, llrd:D, …)
 /// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol.
 /// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE[:STUDENT]]] adds a row: the fine-tuned model pseudo-labels the
@@ -35,7 +35,7 @@ public static class PaysExperiment
         int seeds = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_SEEDS") ?? "3");
         int firstSeed = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_FIRST_SEED") ?? "0");
         double fraction = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_FRACTION") ?? "0.01");
-        long steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_STEPS") ?? "500");
+        long steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_STEPS") ?? "1000");
         double lr = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_LR") ?? "1e-3");
         double smoothing = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_SMOOTHING") ?? "0");
         var strategy = Strategy.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_STRATEGY") ?? "full");
