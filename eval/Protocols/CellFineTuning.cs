@@ -1,4 +1,6 @@
 using System.Diagnostics;
+using System.Globalization;
+using System.Text.Json;
 using Medformer.Datasets.Corpora;
 using Medformer.Heads;
 using Medformer.Pretrain.Training;
@@ -14,6 +16,28 @@ namespace Medformer.Eval.Protocols;
 /// </summary>
 static class CellFineTuning
 {
+    /// <summary>
+    /// The settings every fine-tuning protocol records (a rerun with other values is refused): the data, the
+    /// fine-tuning recipe, the selection rule and the random initialisation's config, plus the trainer's own.
+    /// </summary>
+    public static Dictionary<string, string> Settings(string data, FineTuneSettings settings, string selection, MedformerConfig randomConfig,
+        params (string Key, string Value)[] own)
+    {
+        var recorded = new Dictionary<string, string>
+        {
+            ["data"] = data,
+            ["max_steps"] = settings.MaxSteps.ToString(CultureInfo.InvariantCulture),
+            ["lr"] = settings.LearningRate.ToString("R", CultureInfo.InvariantCulture),
+            ["batch_size"] = settings.BatchSize.ToString(CultureInfo.InvariantCulture),
+            ["evaluations"] = settings.Evaluations.ToString(CultureInfo.InvariantCulture),
+            ["precision"] = settings.Precision.ToString().ToLowerInvariant(),
+            ["selection"] = selection,
+            ["random_config"] = JsonSerializer.Serialize(randomConfig, new JsonSerializerOptions(MedformerConfig.Json) { WriteIndented = false }),
+        };
+        foreach (var (key, value) in own) recorded[key] = value;
+        return recorded;
+    }
+
     /// <summary>The validation samples a cell chooses on.</summary>
     public static SubsetCorpus Validation(CellPlan plan) =>
         new(plan.Validation, Array.ConvertAll(plan.ValidationIndices, i => (long)i), $"{plan.Validation.Name}/validation");

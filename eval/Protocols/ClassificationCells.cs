@@ -1,4 +1,3 @@
-using System.Globalization;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Eval.Metrics;
@@ -41,19 +40,8 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
 
     public IReadOnlyList<MetricInfo> Metrics { get; } = [new("acc", "ACC"), new("auc", "AUC")];
 
-    public IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
-    {
-        ["data"] = data.Name,
-        ["task"] = data.Task!,
-        ["head"] = $"classification, {settings.Pooling.ToString().ToLowerInvariant()} pooling, full fine-tuning",
-        ["max_steps"] = settings.MaxSteps.ToString(CultureInfo.InvariantCulture),
-        ["lr"] = settings.LearningRate.ToString("R", CultureInfo.InvariantCulture),
-        ["batch_size"] = settings.BatchSize.ToString(CultureInfo.InvariantCulture),
-        ["evaluations"] = settings.Evaluations.ToString(CultureInfo.InvariantCulture),
-        ["precision"] = settings.Precision.ToString().ToLowerInvariant(),
-        ["selection"] = Selection,
-        ["random_config"] = System.Text.Json.JsonSerializer.Serialize(randomConfig, new System.Text.Json.JsonSerializerOptions(MedformerConfig.Json) { WriteIndented = false }),
-    };
+    public IReadOnlyDictionary<string, string> Settings => CellFineTuning.Settings(data.Name, settings, Selection, randomConfig,
+        ("task", data.Task!), ("head", $"classification, {settings.Pooling.ToString().ToLowerInvariant()} pooling, full fine-tuning"));
 
     public CellResult Train(CellPlan plan, CancellationToken cancel = default)
     {

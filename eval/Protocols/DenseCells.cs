@@ -1,6 +1,4 @@
 using System.Diagnostics;
-using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Medformer.Datasets;
 using Medformer.Eval.Metrics;
@@ -72,19 +70,8 @@ public sealed class DenseCells : ICellTrainer
         : [.. (Restoration ? new MetricInfo[] { new("score_mse", "Restoration score, MSE (%)", Scale: 1), new("score_ssim", "Restoration score, 1 − SSIM (%)", Scale: 1) } : []),
             new("mse", "MSE", Scale: 1, HigherIsBetter: false, Decimals: 5), new("ssim", "SSIM", Scale: 1, Decimals: 4), new("psnr", "PSNR (dB)", Scale: 1, Decimals: 2)];
 
-    public IReadOnlyDictionary<string, string> Settings => new Dictionary<string, string>
-    {
-        ["data"] = data.Name,
-        ["head"] = $"{kind}:{headSettings.ToJsonString()}, full fine-tuning",
-        ["max_steps"] = settings.MaxSteps.ToString(CultureInfo.InvariantCulture),
-        ["lr"] = settings.LearningRate.ToString("R", CultureInfo.InvariantCulture),
-        ["batch_size"] = settings.BatchSize.ToString(CultureInfo.InvariantCulture),
-        ["evaluations"] = settings.Evaluations.ToString(CultureInfo.InvariantCulture),
-        ["precision"] = settings.Precision.ToString().ToLowerInvariant(),
-        ["selection"] = Selection,
-        ["roi"] = settings.Roi is { } roi ? string.Join(",", roi) : "whole",
-        ["random_config"] = JsonSerializer.Serialize(randomConfig, new JsonSerializerOptions(MedformerConfig.Json) { WriteIndented = false }),
-    };
+    public IReadOnlyDictionary<string, string> Settings => CellFineTuning.Settings(data.Name, settings, Selection, randomConfig,
+        ("head", $"{kind}:{headSettings.ToJsonString()}, full fine-tuning"), ("roi", settings.Roi is { } roi ? string.Join(",", roi) : "whole"));
 
     public CellResult Train(CellPlan plan, CancellationToken cancel = default)
     {
