@@ -52,16 +52,19 @@ internal sealed class FineTuneTask : TrainingTask
     public override (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext step)
     {
         using var scope = NewDisposeScope();
-        var losses = Losses(batch, step);
-        return (scope.MoveToOuter(losses.mean()), new Dictionary<string, Tensor>());
+        var (losses, parts) = Losses(batch, step);
+        return (scope.MoveToOuter(losses.mean()), Keep(scope, parts));
     }
 
     public override (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts)? PerSampleLoss(Batch batch, StepContext step)
     {
         using var scope = NewDisposeScope();
-        var losses = Losses(batch, step);
-        return (scope.MoveToOuter(losses), new Dictionary<string, Tensor>());
+        var (losses, parts) = Losses(batch, step);
+        return (scope.MoveToOuter(losses), Keep(scope, parts));
     }
+
+    static IReadOnlyDictionary<string, Tensor> Keep(DisposeScope scope, IReadOnlyDictionary<string, Tensor> parts) =>
+        parts.ToDictionary(p => p.Key, p => scope.MoveToOuter(p.Value));
 
     /// <summary>
     /// Mixup's α (Zhang et al., 2018): each training batch is mixed with a permutation of itself by λ ~ Beta(α, α),
@@ -70,9 +73,20 @@ internal sealed class FineTuneTask : TrainingTask
     /// </summary>
     public double Mixup { get; set; }
 
-    Tensor Losses(Batch batch, StepContext step)
+    /// <summary>
+    /// FixMatch (Sohn et al., 2020) while set: batches carry two views (weak, strong) and mix labelled samples with
+    /// unlabelled ones (no labels in their metas); see <see cref="FixMatchOptions"/>.
+    /// </summary>
+    public FixMatchOptions? FixMatch { get; set; }
+
+    (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts) Losses(Batch batch, StepContext step)
     {
         using var scope = NewDisposeScope();
+        if (FixMatch is { } fixMatch && network.training)
+        {
+            var (fixMatchLosses, parts) = FixMatchLosses(batch, step, fixMatch);
+            return (scope.MoveToOuter(fixMatchLosses), Keep(scope, parts));
+        }
         var images = step.Cast(batch.Images.to(Device));
         Tensor losses;
         if (Mixup > 0 && network.training)
@@ -86,9 +100,66 @@ internal sealed class FineTuneTask : TrainingTask
         }
         else
             losses = Head.Losses(network.Outputs(images, batch.Metas), batch);
-        if (losses.dim() != 1 || losses.shape[0] != batch.Count)
-            throw new InvalidOperationException($"{Head.GetType().Name}.Losses gave [{string.Join(",", losses.shape)}], not one loss per sample [{batch.Count}]");
-        return scope.MoveToOuter(losses.to(ScalarType.Float32));
+        CheckLosses(losses, batch.Count);
+        return (scope.MoveToOuter(losses.to(ScalarType.Float32)), new Dictionary<string, Tensor>());
+    }
+
+    void CheckLosses(Tensor losses, int count)
+    {
+        if (losses.dim() != 1 || losses.shape[0] != count)
+            throw new InvalidOperationException($"{Head.GetType().Name}.Losses gave [{string.Join(",", losses.shape)}], not one loss per sample [{count}]");
+    }
+
+    /// <summary>
+    /// FixMatch's loss as one loss per sample, in the batch's order, whose mean is FixMatch's
+    /// mean over labelled samples of CE(weak view, label) + λ_u · mean over unlabelled samples of
+    /// 1[max p ≥ τ] · CE(strong view, argmax p), with p the model's prediction on the weak view (no gradient).
+    /// Parts: the two terms and the share of unlabelled samples whose pseudo-label passed the threshold.
+    /// </summary>
+    (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts) FixMatchLosses(Batch batch, StepContext step, FixMatchOptions fixMatch)
+    {
+        if (batch.Views.Count != 2)
+            throw new InvalidOperationException($"FixMatch needs a weak and a strong view of each sample, the batch has {batch.Views.Count} view(s)");
+        using var scope = NewDisposeScope();
+        long[] labelled = [.. Enumerable.Range(0, batch.Count).Where(i => batch.Metas[i].Labels.Length > 0).Select(i => (long)i)];
+        long[] unlabelled = [.. Enumerable.Range(0, batch.Count).Where(i => batch.Metas[i].Labels.Length == 0).Select(i => (long)i)];
+        var weak = step.Cast(batch.Views[0].Images.to(Device));
+        var strong = step.Cast(batch.Views[1].Images.to(Device));
+        var metas = labelled.Select(i => batch.Metas[(int)i]).ToList();
+        var inputs = new List<Tensor>();
+        if (labelled.Length > 0) inputs.Add(weak.index_select(0, tensor(labelled, device: Device)));
+        Tensor confident = zeros(0, dtype: ScalarType.Bool, device: Device);
+        if (unlabelled.Length > 0)
+        {
+            var index = tensor(unlabelled, device: Device);
+            var unlabelledMetas = unlabelled.Select(i => batch.Metas[(int)i]).ToList();
+            Tensor top, classes;
+            using (no_grad())
+            {
+                using var probabilities = Head.Predict(network.Outputs(weak.index_select(0, index), unlabelledMetas)).to(ScalarType.Float32);
+                (top, classes) = probabilities.max(1);
+            }
+            confident = top.ge(fixMatch.Threshold);
+            metas.AddRange(unlabelledMetas.Zip(classes.cpu().data<long>().ToArray(), (m, c) => m with { Labels = [c] }));
+            inputs.Add(strong.index_select(0, index));
+        }
+        // Labelled weak views and unlabelled strong ones in one forward pass: every layer works per sample.
+        var outputs = network.Outputs(cat(inputs), metas);
+        var losses = Head.Losses(outputs, batch with { Metas = metas }).to(ScalarType.Float32);
+        CheckLosses(losses, batch.Count);
+        // Weights that make the batch mean FixMatch's two means: B/n_l for labelled samples, λ_u·B/n_u (confident only) for unlabelled ones.
+        var weights = cat([
+            full(labelled.Length, labelled.Length == 0 ? 0.0 : (double)batch.Count / labelled.Length, dtype: ScalarType.Float32, device: Device),
+            confident.to(ScalarType.Float32) * (unlabelled.Length == 0 ? 0.0 : fixMatch.Weight * batch.Count / unlabelled.Length)]);
+        var weighted = losses * weights;
+        var ordered = zeros(batch.Count, dtype: ScalarType.Float32, device: Device).index_copy(0, tensor(labelled.Concat(unlabelled).ToArray(), device: Device), weighted);
+        var parts = new Dictionary<string, Tensor>
+        {
+            ["supervised"] = labelled.Length == 0 ? zeros(1, device: Device).sum() : losses.narrow(0, 0, labelled.Length).mean(),
+            ["unsupervised"] = unlabelled.Length == 0 ? zeros(1, device: Device).sum() : (losses.narrow(0, labelled.Length, unlabelled.Length) * confident).mean(),
+            ["pseudo_label_rate"] = unlabelled.Length == 0 ? zeros(1, device: Device).sum() : confident.to(ScalarType.Float32).mean(),
+        };
+        return (scope.MoveToOuter(ordered), Keep(scope, parts));
     }
 
     /// <summary>

@@ -106,7 +106,7 @@ public sealed class FineTuner : IDisposable
     /// <summary>Trains on <paramref name="train"/>; scores <paramref name="validation"/> at the end (and every EvaluateEvery steps).</summary>
     public FineTuneResult Fit(ICorpus train, FineTuneOptions? options = null, ICorpus? validation = null, Action<TrainerLog>? log = null,
         Action<string>? notice = null, CancellationToken cancel = default) =>
-        Fit([(train, 1.0)], options, validation, log, notice, cancel);
+        Fit(train, augment => [new LoaderSource(train, Transform: augment)], options, validation, log, notice, cancel);
 
     /// <summary>
     /// Self-training (see <see cref="SelfTrainingOptions"/>): this tuner, fine-tuned already (<see cref="Fit"/> or
@@ -146,7 +146,8 @@ public sealed class FineTuner : IDisposable
             // Each round keeps its own checkpoints and model beside the teacher's (OUT/self-training-N/model).
             var roundOptions = options.OutputDirectory is null ? options : options with { OutputDirectory = Path.Combine(options.OutputDirectory, $"self-training-{round}") };
             student.ClassNames ??= ClassNames;
-            result = student.Fit([(train, 1 - selfTraining.UnlabelledShare), (pseudo, selfTraining.UnlabelledShare)], roundOptions, validation, log, notice, cancel);
+            result = student.Fit(train, augment => [new LoaderSource(train, 1 - selfTraining.UnlabelledShare, augment), new LoaderSource(pseudo, selfTraining.UnlabelledShare, augment)],
+                roundOptions, validation, log, notice, cancel);
         }
         return new SelfTrainingResult(result!, rounds);
     }
@@ -185,10 +186,50 @@ public sealed class FineTuner : IDisposable
         return indices.Count == 0 ? null : new RelabelledCorpus(unlabelled, indices, labels, $"{unlabelled.Name}/pseudo-labelled");
     }
 
-    FineTuneResult Fit(IReadOnlyList<(ICorpus Corpus, double Weight)> sources, FineTuneOptions? options, ICorpus? validation, Action<TrainerLog>? log,
-        Action<string>? notice, CancellationToken cancel)
+    /// <summary>
+    /// FixMatch (Sohn et al., 2020; see <see cref="FixMatchOptions"/>): fine-tunes on <paramref name="train"/>'s labels
+    /// and, at once, on <paramref name="unlabelled"/>'s images (whatever labels they carry are hidden): each batch
+    /// holds BatchSize labelled images under the fine-tuning augmentation (the weak view) and about μ·BatchSize
+    /// unlabelled ones, each seen twice: the model's prediction on the weak view, where its top probability reaches
+    /// the threshold, is the label the strong view (weak, then <see cref="FixMatchOptions.StrongAugment"/>) learns.
+    /// Classification heads with one label per image (multi-class, binary, ordinal). The log's parts:
+    /// <c>supervised</c>, <c>unsupervised</c> and <c>pseudo_label_rate</c> (the share of confident unlabelled images).
+    /// </summary>
+    public FineTuneResult FixMatch(ICorpus train, ICorpus unlabelled, FixMatchOptions? fixMatch = null, FineTuneOptions? options = null,
+        ICorpus? validation = null, Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default)
     {
-        var train = sources[0].Corpus;
+        fixMatch ??= new FixMatchOptions();
+        fixMatch.Validate();
+        options ??= new FineTuneOptions();
+        if (Head is not ClassificationHead { Type: not TaskType.MultiLabel })
+            throw new ArgumentException($"FixMatch pseudo-labels one class per image: it needs a multi-class, binary or ordinal classification head, not {Head.Kind}"
+                + (Head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));
+        if (options.Mixup > 0) throw new ArgumentException("FixMatch and mixup do not combine here: pick one");
+        var hidden = RelabelledCorpus.WithoutLabels(unlabelled);
+        int batch = (int)Math.Round(options.BatchSize * (1 + fixMatch.UnlabelledRatio));
+        task.FixMatch = fixMatch;
+        try
+        {
+            return Fit(train, weak =>
+            {
+                ITransform strong = fixMatch.StrongAugment ?? FixMatchOptions.DefaultStrongAugment(InputShape![1..]);
+                strong = weak is null ? strong : new Compose([weak, strong]);
+                // Labelled images carry two views as well (a batch's samples agree in their views); the second is unused.
+                var labelledViews = new[] { weak ?? Identity, weak ?? Identity };
+                return [new LoaderSource(train, 1, ViewTransforms: labelledViews), new LoaderSource(hidden, fixMatch.UnlabelledRatio, ViewTransforms: [weak ?? Identity, strong])];
+            }, options, validation, log, notice, cancel, batch);
+        }
+        finally
+        {
+            task.FixMatch = null;
+        }
+    }
+
+    static readonly ITransform Identity = new Compose([]);
+
+    FineTuneResult Fit(ICorpus train, Func<ITransform?, IReadOnlyList<LoaderSource>> sources, FineTuneOptions? options, ICorpus? validation, Action<TrainerLog>? log,
+        Action<string>? notice, CancellationToken cancel, int? loaderBatch = null)
+    {
         options ??= new FineTuneOptions();
         if (validation is not null && Head.CreateMetric() is null) throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
         if (options.SelectMode is not ("max" or "min")) throw new ArgumentException($"select_mode '{options.SelectMode}': expected max or min");
@@ -208,6 +249,7 @@ public sealed class FineTuner : IDisposable
                 augment = augment is null ? crop : new Compose([crop, augment]);
             }
         }
+        var loaderSources = sources(augment);
         var device = options.Device ?? task.Device;
         string output = options.OutputDirectory ?? Directory.CreateTempSubdirectory("medformer-finetune-").FullName;
         if (options.SelectBest is not null && validation is null) throw new ArgumentException($"select_best '{options.SelectBest}' needs a validation corpus");
@@ -232,7 +274,7 @@ public sealed class FineTuner : IDisposable
         {
             var trainer = new Trainer(options.Trainer, device, notice);
             var result = trainer.Fit(task,
-                start => new DataLoader([.. sources.Select(s => new LoaderSource(s.Corpus, s.Weight, Transform: augment))], new LoaderOptions(options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
+                start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
                 output, log: log, evaluate: validation is null ? null : Check, cancel: cancel);
             // The trainer leaves the modules in its compute dtype; take back the fp32 weights it saved.
             task.Module.to(ScalarType.Float32);

@@ -51,6 +51,17 @@ public static class PaysExperiment
             Rounds = selfTrain is { Length: > 5 } ? int.Parse(selfTrain[5]) : 1,
         };
         var selfTrainCpuMinutes = new List<double>();
+        // FixMatch: STEPS[:THRESHOLD[:RATIO[:WEIGHT[:START]]]], START "tuned" (from the fine-tuned model) or "pretrained".
+        var fixMatchSpec = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_FIXMATCH") is { Length: > 0 } fm ? fm.Split(':') : null;
+        var fixMatch = new FixMatchOptions
+        {
+            Threshold = fixMatchSpec is { Length: > 1 } ? double.Parse(fixMatchSpec[1]) : 0.95,
+            UnlabelledRatio = fixMatchSpec is { Length: > 2 } ? double.Parse(fixMatchSpec[2]) : 7,
+            Weight = fixMatchSpec is { Length: > 3 } ? double.Parse(fixMatchSpec[3]) : 1,
+        };
+        string fixMatchStart = fixMatchSpec is { Length: > 4 } ? fixMatchSpec[4] : "tuned";
+        if (fixMatchStart is not ("tuned" or "pretrained")) throw new ArgumentException($"MEDFORMER_PAYS_FIXMATCH: the fifth field is tuned or pretrained, not '{fixMatchStart}'");
+        var fixMatchCpuMinutes = new List<double>();
         if (inits.Length == 0 || inits.Any(i => i is not ("random" or "pretrained"))) throw new ArgumentException("MEDFORMER_PAYS_INITS: a comma-separated list of random and pretrained");
         string? modelDir = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_MODEL");
         string? configPath = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_CONFIG");
@@ -103,14 +114,27 @@ public static class PaysExperiment
                     Record($"{name}: linear probe", seed, Probe(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas));
                     using var tuner = FineTune(Encoder(config, modelDir, pretrained, seed), subset, steps, lr, seed, smoothing, strategy);
                     Record($"{name}: fine-tuned", seed, Accuracy(tuner, testImages, testLabels, testMetas));
+                    var unlabelledImages = new SubsetCorpus(train, [.. Enumerable.Range(0, (int)train.Count).Except(picked).Select(i => (long)i)], "fashion-mnist/unlabelled");
+                    if (fixMatchSpec is not null && pretrained)
+                    {
+                        var fixMatchBefore = Process.GetCurrentProcess().TotalProcessorTime;
+                        using var fresh = fixMatchStart == "pretrained"
+                            ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten, labelSmoothing: smoothing, task: Task), strategy)
+                            : null;
+                        var semi = fresh ?? tuner;
+                        semi.FixMatch(subset, unlabelledImages, fixMatch, Options(long.Parse(fixMatchSpec[0]), lr, seed),
+                            log: entry => Console.WriteLine($"  fixmatch step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))})"));
+                        fixMatchCpuMinutes.Add((Process.GetCurrentProcess().TotalProcessorTime - fixMatchBefore).TotalMinutes);
+                        Console.WriteLine($"  seed {seed}: FixMatch {fixMatchCpuMinutes[^1]:F1} CPU-minutes");
+                        Record($"{name}: FixMatch", seed, Accuracy(semi, testImages, testLabels, testMetas));
+                    }
                     if (selfTrain is null || !pretrained) continue;
                     var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
-                    var unlabelled = new SubsetCorpus(train, [.. Enumerable.Range(0, (int)train.Count).Except(picked).Select(i => (long)i)], "fashion-mnist/unlabelled");
                     // A fourth field "pretrained": the student starts again from the pretrained weights (Noisy Student); else from the teacher's.
                     using var student = selfTrain is { Length: > 3 } && selfTrain[3] == "pretrained"
                         ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten, labelSmoothing: smoothing, task: Task), strategy)
                         : null;
-                    var result = tuner.SelfTrain(subset, unlabelled, selfTraining, Options(selfTrainSteps, lr, seed), student: student);
+                    var result = tuner.SelfTrain(subset, unlabelledImages, selfTraining, Options(selfTrainSteps, lr, seed), student: student);
                     selfTrainCpuMinutes.Add((Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes);
                     Console.WriteLine($"  seed {seed}: {result.Rounds[^1].PseudoLabelled} pseudo-labels, {selfTrainCpuMinutes[^1]:F1} CPU-minutes");
                     Record($"{name}: self-trained", seed, Accuracy(student ?? tuner, testImages, testLabels, testMetas));
@@ -132,6 +156,11 @@ public static class PaysExperiment
         {
             report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}, student from {(selfTrain is { Length: > 3 } ? selfTrain[3] : "teacher")}, {(selfTraining.Augment is null ? "fine-tuning's augmentation" : "strong augmentation")}, {selfTraining.Rounds} round(s)");
             report.Extra("self_training_cpu_minutes", Math.Round(selfTrainCpuMinutes.Average(), 1));
+        }
+        if (fixMatchSpec is not null)
+        {
+            report.Extra("fixmatch", $"{fixMatchSpec[0]} steps, threshold {fixMatch.Threshold}, μ {fixMatch.UnlabelledRatio}, λ_u {fixMatch.Weight}, from the {fixMatchStart} model");
+            report.Extra("fixmatch_cpu_minutes", Math.Round(fixMatchCpuMinutes.Average(), 1));
         }
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
         report.Extra("pretrain_cpu_minutes", Math.Round(pretrainCpuSeconds / 60, 1));
@@ -184,10 +213,11 @@ public static class PaysExperiment
         }
     }
 
-    /// <summary>The fine-tuning recipe: crops and flips, warmup then cosine, bf16.</summary>
+    /// <summary>The fine-tuning recipe: crops and flips, warmup then cosine, bf16 (MEDFORMER_PAYS_PRECISION).</summary>
     internal static FineTuneOptions Options(long steps, double lr, int seed) => new()
     {
-        MaxSteps = steps, LearningRate = lr, WarmupSteps = Math.Min(20, steps / 5), Precision = Precision.Bf16, Seed = seed, LogEvery = (int)steps,
+        MaxSteps = steps, LearningRate = lr, WarmupSteps = Math.Min(20, steps / 5), Seed = seed, LogEvery = (int)Math.Min(steps, 100),
+        Precision = PrecisionNames.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_PRECISION") ?? "bf16"),
         Mixup = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_MIXUP") ?? "0"),
         Augment = new Compose([new RandResizedCrop([28, 28], MinScale: 0.7), new RandFlip(0.5, [1])]),
     };

@@ -22,6 +22,10 @@ public sealed class RelabelledCorpus : ICorpus
         Name = name ?? inner.Name;
     }
 
+    /// <summary>Every sample of <paramref name="corpus"/> with no labels (the unlabelled images of semi-supervised fine-tuning).</summary>
+    public static RelabelledCorpus WithoutLabels(ICorpus corpus) =>
+        new(corpus, [.. Enumerable.Range(0, checked((int)corpus.Count)).Select(i => (long)i)], [.. Enumerable.Repeat(Array.Empty<long>(), checked((int)corpus.Count))], $"{corpus.Name}/unlabelled");
+
     public string Name { get; }
 
     public long Count => indices.Length;

@@ -184,12 +184,12 @@ public sealed class DataLoader
         var source = sources[sourceIndex];
         var sample = source.Corpus.Get(index);
         if (source.TrackCoordinates) sample = CoordinateGrid.Attach(sample);
-        var views = new Sample[source.Views];
+        var views = new Sample[source.ViewCount];
         for (int v = 0; v < views.Length; v++)
         {
             // Each view draws its own augmentation from the sample's stream.
-            var viewRng = source.Views == 1 ? rng : new Random(rng.Next());
-            views[v] = source.Transform is null ? sample : source.Transform.Apply(sample, viewRng);
+            var viewRng = views.Length == 1 ? rng : new Random(rng.Next());
+            views[v] = source.TransformOf(v) is { } transform ? transform.Apply(sample, viewRng) : sample;
         }
         return views;
     }

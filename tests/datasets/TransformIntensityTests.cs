@@ -156,4 +156,32 @@ public sealed class TransformIntensityTests
             Assert.NotEqual(Floats(sample.Image), Floats(output.Image));
         }
     }
+
+    [Theory]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void CoarseDropoutFillsBoxesOfTheAskedSizesInsideTheImage(int axes)
+    {
+        using var scope = NewDisposeScope();
+        var sample = TransformSamples.Positions(Shape(axes));
+        long[] spatial = Shape(axes);
+        for (int seed = 0; seed < 20; seed++)
+        {
+            // One box of 2 to 3 voxels a side, filled with -1: its voxels are -1, every other voxel keeps its value.
+            var result = new RandCoarseDropout(1, [2], FillValue: -1, MaxSpatialSize: [3], Probability: 1).Apply(sample, new Random(seed));
+            var filled = result.Image.eq(-1);
+            long count = filled.sum().item<long>();
+            var nonzero = filled[0].nonzero();
+            long[] extents = [.. Enumerable.Range(0, axes).Select(a => nonzero[.., a].max().item<long>() - nonzero[.., a].min().item<long>() + 1)];
+            Assert.All(extents, e => Assert.InRange(e, 2, 3));
+            Assert.Equal(extents.Aggregate(1L, (p, e) => p * e), count);
+            Assert.True(result.Image.where(filled.logical_not(), sample.Image).eq(sample.Image).all().item<bool>(), "voxels outside the box keep their values");
+            Assert.Equal(Longs(sample.Target!), Longs(result.Target!));
+        }
+        // Boxes larger than the image are clipped to it; probability 0 passes the image through.
+        Assert.True(new RandCoarseDropout(1, [9], Probability: 1).Apply(sample, Rng).Image.eq(0).all().item<bool>());
+        Assert.Equal(Floats(sample.Image), Floats(new RandCoarseDropout(1, [2], Probability: 0).Apply(sample, Rng).Image));
+        Assert.Contains("holes 0 must be at least 1", Assert.Throws<ArgumentException>(() => new RandCoarseDropout(0, [2]).Apply(sample, Rng)).Message);
+        Assert.Contains("the maxima [1", Assert.Throws<ArgumentException>(() => new RandCoarseDropout(1, [2], MaxSpatialSize: [1]).Apply(sample, Rng)).Message);
+    }
 }
