@@ -38,9 +38,10 @@ static class FinetuneCommand
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
         var dba = DbaOption.Create();
         var selfTrain = SelfTrainOption.Create();
+        var fixMatch = FixMatchOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, noAugment, output, device, precision, threads, json, dba, selfTrain, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, noAugment, output, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -71,6 +72,11 @@ static class FinetuneCommand
             var selfTraining = SelfTrainOption.Parse(parse, selfTrain);
             if (selfTraining is not null && share == 1)
                 throw new ArgumentException("--self-train: pseudo-labels go to the training images --fraction leaves out; with --fraction 1 there are none");
+            var fixMatching = FixMatchOption.Parse(parse, fixMatch);
+            if (fixMatching is not null && selfTraining is not null) throw new ArgumentException("--fixmatch and --self-train both use the unlabelled images after fine-tuning: pick one");
+            if (fixMatching is not null && share == 1)
+                throw new ArgumentException("--fixmatch: its unlabelled images are the training images --fraction leaves out; with --fraction 1 there are none");
+            if (fixMatching is not null && options.Mixup > 0) throw new ArgumentException("--fixmatch and --mixup do not combine: pick one");
             using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             tracked?.LogParams(new Dictionary<string, object?>
             {
@@ -78,15 +84,16 @@ static class FinetuneCommand
                 ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
                 ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment), ["mixup"] = options.Mixup,
                 ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(selfTraining, options.MaxSteps),
+                ["fixmatch"] = FixMatchOption.Describe(fixMatching, options.MaxSteps),
             });
             return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head), roi, chosen, share, options, !parse.GetValue(noAugment),
-                selfTraining, asJson, tracked);
+                selfTraining, fixMatching, asJson, tracked);
         });
         return command;
     }
 
     static int Execute(string checkpoint, string folder, string taskText, int? size, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment,
-        SelfTrainOption.Request? selfTraining, bool asJson, MlflowRun? tracked)
+        SelfTrainOption.Request? selfTraining, FixMatchOption.Request? fixMatching, bool asJson, MlflowRun? tracked)
     {
         using var interrupt = new CancellationTokenSource();
         ConsoleCancelEventHandler onCancel = (_, e) =>
@@ -110,10 +117,11 @@ static class FinetuneCommand
                 settings.TryAdd("type", TaskTypes.Name(type));
             }
             var train = LabelFraction.Draw(trainSplit, fraction, options.Seed);
-            var unlabelled = selfTraining is null ? null
-                : LabelFraction.Rest(trainSplit, train) ?? throw new ArgumentException($"--self-train: --fraction {fraction} leaves no training image of {trainSplit.Name} without its label");
-            if (selfTraining is not null && kind != ClassificationHead.KindName)
-                throw new ArgumentException($"--self-train: pseudo-labels are classes; the {kind} head has none");
+            string? semi = selfTraining is not null ? "--self-train" : fixMatching is not null ? "--fixmatch" : null;
+            var unlabelled = semi is null ? null
+                : LabelFraction.Rest(trainSplit, train) ?? throw new ArgumentException($"{semi}: --fraction {fraction} leaves no training image of {trainSplit.Name} without its label");
+            if (semi is not null && kind != ClassificationHead.KindName)
+                throw new ArgumentException($"{semi}: pseudo-labels are classes; the {kind} head has none");
             using var sample = train.Get(0);
             if (kind != ClassificationHead.KindName)
             {
@@ -175,6 +183,16 @@ static class FinetuneCommand
                 progress.Done();
                 result = selfTrained.FineTuning;
             }
+            if (fixMatching is not null)
+            {
+                var before = tuner.Evaluate(test);
+                if (!asJson) Console.WriteLine($"fine-tuned: test {Describe(before)}; FixMatch with {unlabelled!.Count} images without labels");
+                tracked?.LogMetrics(before.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("fine_tuned_test_" + p.Key, p.Value)), result.Training.Steps);
+                // Its own checkpoints and model beside the fine-tuned one (OUT/fixmatch/model).
+                var semiOptions = options with { OutputDirectory = Path.Combine(options.OutputDirectory!, "fixmatch"), MaxSteps = fixMatching.Steps ?? options.MaxSteps };
+                result = tuner.FixMatch(train, unlabelled!, fixMatching.Options, semiOptions, validation, Log, progress.Notice, interrupt.Token);
+                progress.Done();
+            }
             var testScores = (student ?? tuner).Evaluate(test);
             var t = result.Training;
             var say = asJson ? Console.Error : Console.Out;
@@ -204,6 +222,8 @@ static class FinetuneCommand
                         ["pseudo_labelled"] = new JsonArray([.. selfTrained.Rounds.Select(r => (JsonNode)r.PseudoLabelled)]),
                         ["unlabelled"] = unlabelled!.Count,
                     };
+                if (fixMatching is not null)
+                    report["fixmatch"] = new JsonObject { ["settings"] = FixMatchOption.Describe(fixMatching, options.MaxSteps), ["unlabelled"] = unlabelled!.Count };
                 if (options.BatchAdaptation is not null && t.History.LastOrDefault(l => l.BatchSize is not null) is { } adapted)
                     report["batch_adaptation"] = new JsonObject { ["settings"] = DbaOption.Describe(options.BatchAdaptation), ["batch_size"] = adapted.BatchSize, ["selected_size"] = adapted.SelectedSize };
                 Console.WriteLine(report.ToJsonString());
