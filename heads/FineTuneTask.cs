@@ -194,6 +194,86 @@ internal sealed class FineTuneTask : TrainingTask
         }
     }
 
+    /// <summary>
+    /// The decay of an exponential moving average of the trainable weights (timm's ModelEma; FixMatch evaluates
+    /// with 0.999), 0 for none. Its fp32 shadows start at the weights, follow them after each step with the decay
+    /// warmed up as min(decay, (1 + step)/(10 + step)) (TensorFlow's ExponentialMovingAverage), and go into
+    /// checkpoints (ema.safetensors) so a resumed run averages the same.
+    /// </summary>
+    public double Ema { get; set; }
+
+    List<(string Name, Tensor Parameter, Tensor Shadow)>? averages;
+
+    public const string EmaFile = "ema.safetensors";
+
+    public override void Prepare(ScalarType computeType, Device device)
+    {
+        ReleaseAverages();
+        if (Ema <= 0) return;
+        using var noGrad = no_grad();
+        averages = [.. network.named_parameters().Where(p => p.parameter.requires_grad)
+            .Select(p => (p.name, (Tensor)p.parameter, p.parameter.detach().to(ScalarType.Float32).clone()))];
+    }
+
+    public override void AfterStep(long step, long maxSteps)
+    {
+        if (averages is null) return;
+        double decay = Math.Min(Ema, (1.0 + step) / (10.0 + step));
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        foreach (var (_, parameter, shadow) in averages) shadow.mul_(decay).add_(parameter.detach().to(ScalarType.Float32), alpha: 1 - decay);
+    }
+
+    public override IReadOnlyDictionary<string, IReadOnlyDictionary<string, Tensor>> ExtraState() => averages is null
+        ? new Dictionary<string, IReadOnlyDictionary<string, Tensor>>()
+        : new Dictionary<string, IReadOnlyDictionary<string, Tensor>> { [EmaFile] = averages.ToDictionary(a => a.Name, a => a.Shadow) };
+
+    public override void LoadExtraState(string file, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
+        if (file != EmaFile || averages is null) return;
+        using var noGrad = no_grad();
+        foreach (var (name, _, shadow) in averages)
+        {
+            if (!tensors.TryGetValue(name, out var value)) throw new InvalidDataException($"{source}: no averaged weight '{name}'");
+            if (!value.shape.SequenceEqual(shadow.shape))
+                throw new InvalidDataException($"{source}: '{name}' is [{string.Join(",", value.shape)}], expected [{string.Join(",", shadow.shape)}]");
+            shadow.copy_(value);
+        }
+    }
+
+    /// <summary>The averaged weights in place of the trained ones until disposed (null without an average): what validation scores.</summary>
+    public IDisposable? AveragedWeights()
+    {
+        if (averages is null) return null;
+        var trained = averages.Select(a => a.Parameter.detach().clone()).ToList();
+        CopyAverages();
+        return new Restore(() =>
+        {
+            using (no_grad())
+                for (int i = 0; i < trained.Count; i++) averages[i].Parameter.copy_(trained[i]);
+            foreach (var t in trained) t.Dispose();
+        });
+    }
+
+    /// <summary>Puts the averaged weights into the model and head for good (the end of training).</summary>
+    public void CopyAverages()
+    {
+        if (averages is null) return;
+        using var noGrad = no_grad();
+        foreach (var (_, parameter, shadow) in averages) parameter.copy_(shadow);
+    }
+
+    void ReleaseAverages()
+    {
+        foreach (var (_, _, shadow) in averages ?? []) shadow.Dispose();
+        averages = null;
+    }
+
+    sealed class Restore(Action restore) : IDisposable
+    {
+        public void Dispose() => restore();
+    }
+
     /// <summary>images [B,C,…] (on the model's device and dtype) → the head's raw outputs.</summary>
     public Tensor Outputs(Tensor images, IReadOnlyList<SampleMeta> metas) => network.Outputs(images, metas);
 
@@ -209,7 +289,11 @@ internal sealed class FineTuneTask : TrainingTask
         };
     }
 
-    public override void Dispose() => network.Dispose();
+    public override void Dispose()
+    {
+        ReleaseAverages();
+        network.Dispose();
+    }
 
     /// <summary>The trainable module: "model" (the Medformer, as checkpoints expect) and "head".</summary>
     sealed class Network : nn.Module

@@ -53,6 +53,11 @@ public sealed record FineTuneOptions
     public BatchAdaptationOptions? BatchAdaptation { get; init; }
     /// <summary>Mixup's α: batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike (0: off; classification heads).</summary>
     public double Mixup { get; init; }
+    /// <summary>
+    /// Decay of an exponential moving average of the weights (e.g. 0.999; 0: off): validation scores the average and
+    /// the fine-tuned model is the average (timm's ModelEma, as FixMatch evaluates).
+    /// </summary>
+    public double Ema { get; init; }
 
     public TrainerOptions Trainer => new()
     {
@@ -237,6 +242,8 @@ public sealed class FineTuner : IDisposable
         if (options.Mixup > 0 && Head.Output != HeadOutput.Probabilities)
             throw new ArgumentException($"mixup mixes class labels; the {Head.Kind} head predicts {Head.Output.ToString().ToLowerInvariant()}s");
         task.Mixup = options.Mixup;
+        if (options.Ema is < 0 or >= 1 || double.IsNaN(options.Ema)) throw new ArgumentException($"EMA decay {options.Ema} must be in [0, 1) (0: off)");
+        task.Ema = options.Ema;
         var augment = options.Augment;
         using (var first = train.Get(0))
         {
@@ -258,16 +265,20 @@ public sealed class FineTuner : IDisposable
         long? bestStep = null;
         IReadOnlyDictionary<string, double> Check(long step)
         {
-            var scores = Evaluate(validation!);
+            IReadOnlyDictionary<string, double> scores;
+            using (task.AveragedWeights())
+            {
+                scores = Evaluate(validation!);
+                if (options.SelectBest is { } monitored && scores.TryGetValue(monitored, out double v) && sign * v > bestValue)
+                {
+                    Release(best);
+                    best = task.Module.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().clone());
+                }
+            }
             if (options.SelectBest is not { } key) return scores;
             if (!scores.TryGetValue(key, out double value))
                 throw new ArgumentException($"select_best '{key}': the {Head.GetType().Name}'s metric gives {string.Join(", ", scores.Keys)}");
-            if (sign * value > bestValue)
-            {
-                (bestValue, bestStep) = (sign * value, step);
-                Release(best);
-                best = task.Module.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().clone());
-            }
+            if (sign * value > bestValue) (bestValue, bestStep) = (sign * value, step);
             return scores;
         }
         try
@@ -279,6 +290,11 @@ public sealed class FineTuner : IDisposable
             // The trainer leaves the modules in its compute dtype; take back the fp32 weights it saved.
             task.Module.to(ScalarType.Float32);
             LoadWeights(result.ModelDirectory);
+            if (options.Ema > 0)
+            {
+                task.CopyAverages();
+                if (best is null && options.OutputDirectory is not null) Save(result.ModelDirectory);
+            }
             if (best is not null)
             {
                 // The weights of the best check, as they were scored (in the compute dtype), and the model folder with them.

@@ -62,6 +62,7 @@ public static class PaysExperiment
         string fixMatchStart = fixMatchSpec is { Length: > 4 } ? fixMatchSpec[4] : "tuned";
         if (fixMatchStart is not ("tuned" or "pretrained")) throw new ArgumentException($"MEDFORMER_PAYS_FIXMATCH: the fifth field is tuned or pretrained, not '{fixMatchStart}'");
         var fixMatchCpuMinutes = new List<double>();
+        double fixMatchEma = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_EMA") ?? "0");
         if (inits.Length == 0 || inits.Any(i => i is not ("random" or "pretrained"))) throw new ArgumentException("MEDFORMER_PAYS_INITS: a comma-separated list of random and pretrained");
         string? modelDir = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_MODEL");
         string? configPath = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_CONFIG");
@@ -122,7 +123,7 @@ public static class PaysExperiment
                             ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten, labelSmoothing: smoothing, task: Task), strategy)
                             : null;
                         var semi = fresh ?? tuner;
-                        semi.FixMatch(subset, unlabelledImages, fixMatch, Options(long.Parse(fixMatchSpec[0]), lr, seed),
+                        semi.FixMatch(subset, unlabelledImages, fixMatch, Options(long.Parse(fixMatchSpec[0]), lr, seed) with { Ema = fixMatchEma },
                             log: entry => Console.WriteLine($"  fixmatch step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))})"));
                         fixMatchCpuMinutes.Add((Process.GetCurrentProcess().TotalProcessorTime - fixMatchBefore).TotalMinutes);
                         Console.WriteLine($"  seed {seed}: FixMatch {fixMatchCpuMinutes[^1]:F1} CPU-minutes");
@@ -159,7 +160,7 @@ public static class PaysExperiment
         }
         if (fixMatchSpec is not null)
         {
-            report.Extra("fixmatch", $"{fixMatchSpec[0]} steps, threshold {fixMatch.Threshold}, μ {fixMatch.UnlabelledRatio}, λ_u {fixMatch.Weight}, from the {fixMatchStart} model");
+            report.Extra("fixmatch", $"{fixMatchSpec[0]} steps, threshold {fixMatch.Threshold}, μ {fixMatch.UnlabelledRatio}, λ_u {fixMatch.Weight}, from the {fixMatchStart} model, EMA {fixMatchEma}");
             report.Extra("fixmatch_cpu_minutes", Math.Round(fixMatchCpuMinutes.Average(), 1));
         }
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
