@@ -30,6 +30,7 @@ static class FinetuneCommand
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => 1e-3 };
         var size = new Option<int?>("--size") { Description = "MedMNIST image size (28, 64, 128, 224)." };
         var mixup = new Option<double>("--mixup") { Description = "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.", DefaultValueFactory = _ => 0 };
+        var ema = new Option<double>("--ema") { Description = "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; 0 (default) is off.", DefaultValueFactory = _ => 0 };
         var noAugment = new Option<bool>("--no-augment") { Description = "Train without crops and flips." };
         var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/).", DefaultValueFactory = _ => Path.Combine("runs", "finetune") };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
@@ -41,7 +42,7 @@ static class FinetuneCommand
         var fixMatch = FixMatchOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, noAugment, output, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, noAugment, output, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -55,7 +56,7 @@ static class FinetuneCommand
             {
                 MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
                 Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
-                OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
+                OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema), BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
             };
             // A missing model fails before anything is read or logged.
             string folder;
@@ -82,7 +83,7 @@ static class FinetuneCommand
             {
                 ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head) ?? DefaultHead(parse.GetValue(task)!), ["roi"] = parse.GetValue(roiOption), ["strategy"] = chosen.ToString(),
                 ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
-                ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment), ["mixup"] = options.Mixup,
+                ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment), ["mixup"] = options.Mixup, ["ema"] = options.Ema,
                 ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(selfTraining, options.MaxSteps),
                 ["fixmatch"] = FixMatchOption.Describe(fixMatching, options.MaxSteps),
             });

@@ -4,7 +4,7 @@ using Xunit.Abstractions;
 
 namespace Medformer.Tests.Heads;
 
-/// <summary>`medformer finetune --fixmatch`: FixMatch after fine-tuning on the images --fraction leaves out, from the command line, and bad values.</summary>
+/// <summary>`medformer finetune --fixmatch` (and `--ema`): FixMatch after fine-tuning on the images --fraction leaves out, from the command line, and bad values.</summary>
 public sealed class FinetuneFixMatchCliTests(ITestOutputHelper output) : IDisposable
 {
     readonly CliScratch scratch = new(output, "medformer-finetune-fixmatch-");
@@ -36,7 +36,7 @@ public sealed class FinetuneFixMatchCliTests(ITestOutputHelper output) : IDispos
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "loss_pseudo_label_rate")), "the share of confident pseudo-labels is logged (with the loss parts)");
 
         var plain = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size", "2",
-            "--precision", "fp32", "--fixmatch", "--out", Path.Combine(scratch.Root, "plain"));
+            "--precision", "fp32", "--fixmatch", "--ema", "0.99", "--out", Path.Combine(scratch.Root, "plain"));
         Assert.True(plain.ExitCode == 0, plain.Stderr);
         Assert.Contains("fine-tuned: test accuracy", plain.Stdout);
         Assert.Contains(Path.Combine("plain", "fixmatch", "model"), plain.Stdout);
@@ -56,6 +56,7 @@ public sealed class FinetuneFixMatchCliTests(ITestOutputHelper output) : IDispos
             (["--fraction", "0.5", "--head", "segmentation", "--fixmatch"], "--fixmatch: pseudo-labels are classes; the segmentation head has none"),
             (["--fraction", "0.5", "--fixmatch", "--self-train"], "--fixmatch and --self-train both use the unlabelled images after fine-tuning: pick one"),
             (["--fraction", "0.5", "--fixmatch", "--mixup", "0.2"], "--fixmatch and --mixup do not combine: pick one"),
+            (["--ema", "1"], "EMA decay 1 must be in [0, 1) (0: off)"),
         ];
         foreach (var (args, message) in cases)
         {
