@@ -128,9 +128,7 @@ public sealed class FineTuner : IDisposable
     {
         selfTraining ??= new SelfTrainingOptions();
         selfTraining.Validate();
-        if (Head is not ClassificationHead { Type: not TaskType.MultiLabel } head)
-            throw new ArgumentException($"self-training pseudo-labels one class per image: it needs a multi-class, binary or ordinal classification head, not {Head.Kind}"
-                + (Head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));
+        var head = OneClassPerImage("self-training");
         if (InputShape is null) throw new InvalidOperationException("self-training starts from a fine-tuned model (Fit or Load it first): its predictions are the pseudo-labels");
         student ??= this;
         if (student.Head is not ClassificationHead other || other.Classes != head.Classes || other.Type != head.Type)
@@ -206,9 +204,7 @@ public sealed class FineTuner : IDisposable
         fixMatch ??= new FixMatchOptions();
         fixMatch.Validate();
         options ??= new FineTuneOptions();
-        if (Head is not ClassificationHead { Type: not TaskType.MultiLabel })
-            throw new ArgumentException($"FixMatch pseudo-labels one class per image: it needs a multi-class, binary or ordinal classification head, not {Head.Kind}"
-                + (Head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));
+        OneClassPerImage("FixMatch");
         if (options.Mixup > 0) throw new ArgumentException("FixMatch and mixup do not combine here: pick one");
         var hidden = RelabelledCorpus.WithoutLabels(unlabelled);
         int batch = (int)Math.Round(options.BatchSize * (1 + fixMatch.UnlabelledRatio));
@@ -231,6 +227,11 @@ public sealed class FineTuner : IDisposable
     }
 
     static readonly ITransform Identity = new Compose([]);
+
+    /// <summary>The head, where pseudo-labels can be its classes (one per image); else an error naming <paramref name="method"/>.</summary>
+    ClassificationHead OneClassPerImage(string method) => Head as ClassificationHead is { Type: not TaskType.MultiLabel } head ? head
+        : throw new ArgumentException($"{method} pseudo-labels one class per image: it needs a multi-class, binary or ordinal classification head, not {Head.Kind}"
+            + (Head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));
 
     FineTuneResult Fit(ICorpus train, Func<ITransform?, IReadOnlyList<LoaderSource>> sources, FineTuneOptions? options, ICorpus? validation, Action<TrainerLog>? log,
         Action<string>? notice, CancellationToken cancel, int? loaderBatch = null)
