@@ -26,7 +26,7 @@ namespace Medformer.Bench;
 /// other 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="FineTuner.SelfTrain"/>), from
 /// the teacher's weights, or from the pretrained ones with STUDENT "pretrained", with stronger augmentation as a fifth
 /// field "strong", for ROUNDS rounds as a sixth (1; :STEPS:THRESHOLD:SHARE:STUDENT:AUGMENT:ROUNDS); its CPU-minutes reported.
-/// MEDFORMER_PAYS_FIXMATCH=STEPS[:THRESHOLD[:RATIO[:WEIGHT[:START]]]] adds a row: FixMatch (<see cref="FineTuner.FixMatch"/>)
+/// MEDFORMER_PAYS_FIXMATCH=STEPS[:THRESHOLD[:RATIO[:WEIGHT[:START]]]] adds a row per init: FixMatch (<see cref="FineTuner.FixMatch"/>)
 /// over the labelled and the other 59,400 images for STEPS, τ THRESHOLD (0.95), μ RATIO (7), λ_u WEIGHT (1), from the
 /// fine-tuned model (START "tuned", the default) or the pretrained one ("pretrained"), with MEDFORMER_PAYS_EMA's decay
 /// (0: none); its CPU-minutes reported. MEDFORMER_PAYS_PRECISION (bf16) is fine-tuning's precision. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).
@@ -120,7 +120,7 @@ public static class PaysExperiment
                     using var tuner = FineTune(Encoder(config, modelDir, pretrained, seed), subset, steps, lr, seed, smoothing, strategy);
                     Record($"{name}: fine-tuned", seed, Accuracy(tuner, testImages, testLabels, testMetas));
                     var unlabelledImages = new SubsetCorpus(train, [.. Enumerable.Range(0, (int)train.Count).Except(picked).Select(i => (long)i)], "fashion-mnist/unlabelled");
-                    if (fixMatchSpec is not null && pretrained)
+                    if (fixMatchSpec is not null)
                     {
                         var fixMatchBefore = Process.GetCurrentProcess().TotalProcessorTime;
                         using var fresh = fixMatchStart == "pretrained"
