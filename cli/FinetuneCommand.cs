@@ -165,10 +165,14 @@ static class FinetuneCommand
             using var tuner = NewTuner();
             if (!asJson)
                 Console.WriteLine($"fine-tuning {checkpoint} on {train.Name}: {train.Count} samples, head {kind} ({string.Join(", ", settings.Select(p => $"{p.Key}={p.Value}"))}), strategy {strategy}, {options.MaxSteps} steps of {options.BatchSize}");
+            // Self-training rounds and FixMatch count their steps from 1 again; MLflow's step axis goes on after fine-tuning's.
+            long stepOffset = 0, lastStep = 0;
             void Log(TrainerLog log)
             {
+                if (log.Step + stepOffset <= lastStep) stepOffset = lastStep;
+                lastStep = log.Step + stepOffset;
                 progress.Show(log);
-                tracked?.LogMetrics(Tracked.Metrics(log), log.Step);
+                tracked?.LogMetrics(Tracked.Metrics(log), lastStep);
             }
             var result = tuner.Fit(train, options, validation, Log, progress.Notice, interrupt.Token);
             progress.Done();
@@ -177,7 +181,7 @@ static class FinetuneCommand
             {
                 var teacher = tuner.Evaluate(test);
                 if (!asJson) Console.WriteLine($"teacher: test {Describe(teacher)}; self-training on {unlabelled!.Count} images without labels");
-                tracked?.LogMetrics(teacher.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("teacher_test_" + p.Key, p.Value)), result.Training.Steps);
+                tracked?.LogMetrics(teacher.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("teacher_test_" + p.Key, p.Value)), lastStep);
                 // student=pretrained: a new model and head from the checkpoint learn from the teacher's labels.
                 student = selfTraining.FreshStudent ? NewTuner() : null;
                 selfTrained = tuner.SelfTrain(train, unlabelled!, selfTraining.Options, options, validation, Log, progress.Notice, interrupt.Token, student);
@@ -188,7 +192,7 @@ static class FinetuneCommand
             {
                 var before = tuner.Evaluate(test);
                 if (!asJson) Console.WriteLine($"fine-tuned: test {Describe(before)}; FixMatch with {unlabelled!.Count} images without labels");
-                tracked?.LogMetrics(before.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("fine_tuned_test_" + p.Key, p.Value)), result.Training.Steps);
+                tracked?.LogMetrics(before.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("fine_tuned_test_" + p.Key, p.Value)), lastStep);
                 // Its own checkpoints and model beside the fine-tuned one (OUT/fixmatch/model).
                 var semiOptions = options with { OutputDirectory = Path.Combine(options.OutputDirectory!, "fixmatch"), MaxSteps = fixMatching.Steps ?? options.MaxSteps };
                 result = tuner.FixMatch(train, unlabelled!, fixMatching.Options, semiOptions, validation, Log, progress.Notice, interrupt.Token);
@@ -202,7 +206,7 @@ static class FinetuneCommand
                 var scores = testScores.Select(p => KeyValuePair.Create("test_" + p.Key, p.Value))
                     .Concat((result.Validation ?? new Dictionary<string, double>()).Select(p => KeyValuePair.Create("val_" + p.Key, p.Value)))
                     .Where(p => double.IsFinite(p.Value));
-                tracked.LogMetrics(scores, t.Steps);
+                tracked.LogMetrics(scores, Math.Max(lastStep, t.Steps));
                 tracked.SetTag("medformer.model", Path.GetFullPath(result.ModelDirectory!));
                 tracked.LogArtifacts(result.ModelDirectory!, "model");
             }

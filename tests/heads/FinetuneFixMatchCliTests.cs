@@ -34,6 +34,9 @@ public sealed class FinetuneFixMatchCliTests(ITestOutputHelper output) : IDispos
         Assert.Equal("threshold=0.5,ratio=2,weight=1,steps=3", File.ReadAllText(Path.Combine(runFolder, "params", "fixmatch")));
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "fine_tuned_test_accuracy")));
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "loss_pseudo_label_rate")), "the share of confident pseudo-labels is logged (with the loss parts)");
+        // MLflow's step axis goes on after fine-tuning's 4 steps: FixMatch's 3 are steps 5 to 7 (logged at the last).
+        long[] steps = [.. File.ReadAllLines(Path.Combine(runFolder, "metrics", "loss")).Select(l => long.Parse(l.Split(' ')[2]))];
+        Assert.Equal([4L, 7L], steps);
 
         var plain = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size", "2",
             "--precision", "fp32", "--fixmatch", "--ema", "0.99", "--out", Path.Combine(scratch.Root, "plain"));
