@@ -19,7 +19,10 @@ public sealed record RandAdjustContrast(double Probability = 0.1, double MinGamm
         using var scope = NewDisposeScope();
         var (min, max) = sample.Image.aminmax();
         var range = max - min;
-        var image = ((sample.Image - min) / (range + 1e-7)).pow(gamma) * range + min;
+        // An explicit Scalar held to the end: an implicit one can be finalized while libtorch still reads it (a loader
+        // worker died of "Unknown scalar type" here after about a million calls).
+        using var exponent = gamma.ToScalar();
+        var image = ((sample.Image - min) / (range + 1e-7)).pow(exponent) * range + min;
         return Spatial.Keep(scope, Intensity.WithImage(sample, image));
     }
 }
