@@ -1,3 +1,4 @@
+using TorchSharp;
 using static TorchSharp.torch;
 
 namespace Medformer.Datasets.Transforms;
@@ -27,6 +28,7 @@ public sealed record RandCoarseDropout(long Holes, long[] SpatialSize, double Fi
         long[] shape = Spatial.SpatialShape(sample);
         using var scope = NewDisposeScope();
         var image = sample.Image.clone();
+        using var fill = FillValue.ToScalar();  // held explicitly: an implicit Scalar can be finalized while libtorch reads it
         long holes = rng.NextInt64(Holes, maxHoles + 1);
         for (long h = 0; h < holes; h++)
         {
@@ -37,7 +39,7 @@ public sealed record RandCoarseDropout(long Holes, long[] SpatialSize, double Fi
                 long start = rng.NextInt64(0, shape[a] - extent + 1);
                 box = box.narrow(a + 1, start, extent);
             }
-            box.fill_(FillValue);
+            box.fill_(fill);
         }
         return Spatial.Keep(scope, Intensity.WithImage(sample, image));
     }
