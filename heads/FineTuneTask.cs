@@ -123,25 +123,24 @@ internal sealed class FineTuneTask : TrainingTask
         using var scope = NewDisposeScope();
         long[] labelled = [.. Enumerable.Range(0, batch.Count).Where(i => batch.Metas[i].Labels.Length > 0).Select(i => (long)i)];
         long[] unlabelled = [.. Enumerable.Range(0, batch.Count).Where(i => batch.Metas[i].Labels.Length == 0).Select(i => (long)i)];
-        var weak = step.Cast(batch.Views[0].Images.to(Device));
-        var strong = step.Cast(batch.Views[1].Images.to(Device));
+        // Rows picked before they go to the device: labelled images need only their weak view, unlabelled ones both.
+        Tensor Rows(int view, long[] rows) => step.Cast(batch.Views[view].Images.index_select(0, tensor(rows)).to(Device));
         var metas = labelled.Select(i => batch.Metas[(int)i]).ToList();
         var inputs = new List<Tensor>();
-        if (labelled.Length > 0) inputs.Add(weak.index_select(0, tensor(labelled, device: Device)));
+        if (labelled.Length > 0) inputs.Add(Rows(0, labelled));
         Tensor confident = zeros(0, dtype: ScalarType.Bool, device: Device);
         if (unlabelled.Length > 0)
         {
-            var index = tensor(unlabelled, device: Device);
             var unlabelledMetas = unlabelled.Select(i => batch.Metas[(int)i]).ToList();
             Tensor top, classes;
             using (no_grad())
             {
-                using var probabilities = Head.Predict(network.Outputs(weak.index_select(0, index), unlabelledMetas)).to(ScalarType.Float32);
+                using var probabilities = Head.Predict(network.Outputs(Rows(0, unlabelled), unlabelledMetas)).to(ScalarType.Float32);
                 (top, classes) = probabilities.max(1);
             }
             confident = top.ge(fixMatch.Threshold);
             metas.AddRange(unlabelledMetas.Zip(classes.cpu().data<long>().ToArray(), (m, c) => m with { Labels = [c] }));
-            inputs.Add(strong.index_select(0, index));
+            inputs.Add(Rows(1, unlabelled));
         }
         // Labelled weak views and unlabelled strong ones in one forward pass: every layer works per sample.
         var outputs = network.Outputs(cat(inputs), metas);
@@ -153,11 +152,13 @@ internal sealed class FineTuneTask : TrainingTask
             confident.to(ScalarType.Float32) * (unlabelled.Length == 0 ? 0.0 : fixMatch.Weight * batch.Count / unlabelled.Length)]);
         var weighted = losses * weights;
         var ordered = zeros(batch.Count, dtype: ScalarType.Float32, device: Device).index_copy(0, tensor(labelled.Concat(unlabelled).ToArray(), device: Device), weighted);
+        // A batch may draw no labelled or no unlabelled sample: its term is then 0, not the NaN of an empty mean.
+        Tensor Mean(Tensor values) => values.numel() == 0 ? zeros(1, device: Device).sum() : values.mean();
         var parts = new Dictionary<string, Tensor>
         {
-            ["supervised"] = labelled.Length == 0 ? zeros(1, device: Device).sum() : losses.narrow(0, 0, labelled.Length).mean(),
-            ["unsupervised"] = unlabelled.Length == 0 ? zeros(1, device: Device).sum() : (losses.narrow(0, labelled.Length, unlabelled.Length) * confident).mean(),
-            ["pseudo_label_rate"] = unlabelled.Length == 0 ? zeros(1, device: Device).sum() : confident.to(ScalarType.Float32).mean(),
+            ["supervised"] = Mean(losses.narrow(0, 0, labelled.Length)),
+            ["unsupervised"] = Mean(losses.narrow(0, labelled.Length, unlabelled.Length) * confident),
+            ["pseudo_label_rate"] = Mean(confident.to(ScalarType.Float32)),
         };
         return (scope.MoveToOuter(ordered), Keep(scope, parts));
     }

@@ -266,20 +266,18 @@ public sealed class FineTuner : IDisposable
         long? bestStep = null;
         IReadOnlyDictionary<string, double> Check(long step)
         {
-            IReadOnlyDictionary<string, double> scores;
-            using (task.AveragedWeights())
-            {
-                scores = Evaluate(validation!);
-                if (options.SelectBest is { } monitored && scores.TryGetValue(monitored, out double v) && sign * v > bestValue)
-                {
-                    Release(best);
-                    best = task.Module.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().clone());
-                }
-            }
+            // With an EMA, the averaged weights are what is scored and what the best check keeps.
+            using var averaged = task.AveragedWeights();
+            var scores = Evaluate(validation!);
             if (options.SelectBest is not { } key) return scores;
             if (!scores.TryGetValue(key, out double value))
                 throw new ArgumentException($"select_best '{key}': the {Head.GetType().Name}'s metric gives {string.Join(", ", scores.Keys)}");
-            if (sign * value > bestValue) (bestValue, bestStep) = (sign * value, step);
+            if (sign * value > bestValue)
+            {
+                (bestValue, bestStep) = (sign * value, step);
+                Release(best);
+                best = task.Module.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().clone());
+            }
             return scores;
         }
         try
