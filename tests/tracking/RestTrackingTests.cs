@@ -296,15 +296,21 @@ public sealed class RestTrackingTests : IDisposable
     [Fact]
     public void ABatchTheServerRefusesIsKeptAndReported()
     {
+        using var refused = new ManualResetEventSlim();
         using var server = new FakeMlflowServer(fault: r =>
-            r.Endpoint == "runs/log-batch" && r.Json["params"]!.AsArray().Any(p => (string)p!["key"]! == "bad") ? new MlflowFault(400, "INVALID_PARAMETER_VALUE") : null);
+        {
+            if (r.Endpoint != "runs/log-batch" || !r.Json["params"]!.AsArray().Any(p => (string)p!["key"]! == "bad")) return null;
+            refused.Set();
+            return new MlflowFault(400, "INVALID_PARAMETER_VALUE");
+        });
         TrackingOutcome outcome;
         using (var run = Start(server.Url))
         {
+            // Each entry in a batch of its own: wait for the server to hold the first point, then to refuse the param.
             run.LogMetric("loss", 1, 1);
-            Thread.Sleep(300);
+            Assert.True(SpinWait.SpinUntil(() => { lock (server.State.Gate) return server.State.Runs.Values.SingleOrDefault() is { } r && Points(r).Count == 1; }, TimeSpan.FromSeconds(20)), "the first point never arrived");
             run.LogParam("bad", "x");
-            Thread.Sleep(300);
+            Assert.True(refused.Wait(TimeSpan.FromSeconds(20)), "the bad param was never sent");
             run.LogMetric("loss", 2, 2);
             outcome = run.End();
         }
