@@ -71,6 +71,8 @@ public static class MedformerCommand
     static Dictionary<string, object> RuntimeInfo() => new()
     {
         ["torchsharp"] = typeof(torch).Assembly.GetName().Version?.ToString(3) ?? "?",
+        // The build's rewrite of TorchSharp.dll (runtime/build/KeepAlive): without it, implicit Scalars can be freed mid-call.
+        ["torchsharp_keepalive"] = TorchRuntime.KeepAliveMarker ?? "no (stock TorchSharp.dll: rebuild with ./medformer)",
         ["cuda_available"] = torch.cuda.is_available(),
         ["cuda_devices"] = torch.cuda.is_available() ? torch.cuda.device_count() : 0,
         ["threads"] = TorchRuntime.Threads,

@@ -48,6 +48,15 @@ public static class TorchRuntime
         get { EnsureLoaded(); return torch.get_num_threads(); }
     }
 
+    /// <summary>
+    /// What runtime/build/KeepAlive did to the loaded TorchSharp.dll ("1; N native calls in M methods"), or null for a
+    /// stock TorchSharp, whose implicit Scalars can be freed while libtorch reads them.
+    /// </summary>
+    public static string? KeepAliveMarker =>
+        typeof(torch).Assembly.GetCustomAttributes(typeof(System.Reflection.AssemblyMetadataAttribute), false)
+            .Cast<System.Reflection.AssemblyMetadataAttribute>()
+            .FirstOrDefault(a => a.Key == "Medformer.KeepAlive")?.Value;
+
     static string NativeDirectory => Path.GetDirectoryName(typeof(torch).Assembly.Location) ?? AppContext.BaseDirectory;
 
     static string Describe(string library, string reason)
