@@ -18,6 +18,7 @@ public static class BenchmarkRunner
         ["objectives"] = ("issue 13's table on the phantom: linear probe and fine-tuning at 1% and 10% of the labels after each objective and the mix vs random init; an experiment", ObjectivesExperiment.Run),
         ["distributed"] = ("data parallel: Gloo all-reduce bandwidth between 2 processes vs torch.distributed's gloo; small's pretraining on 2 processes vs 1; communication's share of a step", DistributedBenchmark.Run),
         ["heads"] = ("sliding-window segmentation of a 128^3 volume (Medformer tiny, 32^3 windows) vs a PyTorch twin of MONAI's sliding_window_inference; full fine-tuning of a classification head (28x28) and a 3D segmentation head (32^3 crops) vs PyTorch twins", HeadsBenchmark.Run),
+        ["soak"] = ("the default pretraining job on tiny for --minutes N (default 10) under forced garbage collection: steps, faults (must be 0), RSS each minute (growth from minute 2 under 1%), a PNG of RSS over time (--plot FILE)", SoakBenchmark.Run),
         ["data"] = ("load + two-view augmentation of 28x28 images, 96^3 crops from the CT cache, vs torch's DataLoader", DataBenchmark.Run),
     };
 
@@ -26,7 +27,7 @@ public static class BenchmarkRunner
         if (args.Length > 0 && args[0] == "distributed-rank") return DistributedBenchmark.Rank(args[1..]);  // a rank of bench/run distributed
         if (args.Length == 0 || args[0] is "-h" or "--help" || !Benchmarks.TryGetValue(args[0], out var benchmark))
         {
-            Console.Error.WriteLine("usage: bench/run NAME [--threads N]");
+            Console.Error.WriteLine("usage: bench/run NAME [--threads N] [--minutes N] [--plot FILE]");
             foreach (var (name, (description, _)) in Benchmarks) Console.Error.WriteLine($"  {name,-10} {description}");
             return args.Length == 0 || args[0] is "-h" or "--help" ? 0 : 2;
         }
@@ -51,16 +52,23 @@ public static class BenchmarkRunner
     }
 }
 
-public sealed record BenchOptions(int Threads)
+/// <param name="Minutes">How long a timed benchmark runs (soak).</param>
+/// <param name="Plot">Where a benchmark that draws writes its PNG (null: its default).</param>
+public sealed record BenchOptions(int Threads, double Minutes = 10, string? Plot = null)
 {
     public static BenchOptions Parse(string[] args)
     {
-        int threads = Environment.ProcessorCount;
+        var options = new BenchOptions(Environment.ProcessorCount);
         for (int i = 0; i < args.Length; i++)
         {
-            if (args[i] == "--threads" && i + 1 < args.Length && int.TryParse(args[i + 1], out threads) && threads > 0) i++;
-            else throw new ArgumentException($"unknown or malformed option '{args[i]}' (expected --threads N)");
+            string? value = i + 1 < args.Length ? args[i + 1] : null;
+            if (args[i] == "--threads" && int.TryParse(value, out int threads) && threads > 0) options = options with { Threads = threads };
+            else if (args[i] == "--minutes" && double.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, out double minutes) && minutes > 0)
+                options = options with { Minutes = minutes };
+            else if (args[i] == "--plot" && value is { Length: > 0 } && value.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) options = options with { Plot = value };
+            else throw new ArgumentException($"unknown or malformed option '{args[i]}' (expected --threads N, --minutes N or --plot FILE.png)");
+            i++;
         }
-        return new BenchOptions(threads);
+        return options;
     }
 }

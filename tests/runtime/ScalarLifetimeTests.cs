@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Reflection;
+using Medformer.Bench;
 using Medformer.Runtime;
 using TorchSharp;
 using Xunit;
@@ -55,21 +56,11 @@ sealed record ScalarStress(long Checked, long Faults, long Collections, string? 
 
     public static ScalarStress Run(long calls, int workers)
     {
-        long done = 0, faults = 0, collections = 0;
+        long done = 0, faults = 0;
         string? first = null;
         var kinds = new Dictionary<string, int>();
-        using var stop = new CancellationTokenSource();
-        var collector = new Thread(() =>
-        {
-            // Gen-0 collections find the newest Scalars, whose finalizers are what frees them mid-call; every 64th is full.
-            while (!stop.IsCancellationRequested)
-            {
-                GC.Collect(Interlocked.Increment(ref collections) % 64 == 0 ? GC.MaxGeneration : 0);
-                GC.WaitForPendingFinalizers();
-            }
-        }) { IsBackground = true, Name = "forced GC" };
         var clock = Stopwatch.StartNew();
-        collector.Start();
+        using var pressure = new GcPressure();
         var threads = Enumerable.Range(0, workers).Select(w => new Thread(() =>
         {
             using var worker = new Worker(seed: 1000 + w);
@@ -84,9 +75,7 @@ sealed record ScalarStress(long Checked, long Faults, long Collections, string? 
         }) { IsBackground = true, Name = $"stress worker {w}" }).ToList();
         threads.ForEach(t => t.Start());
         threads.ForEach(t => t.Join());
-        stop.Cancel();
-        collector.Join();
-        return new ScalarStress(done, faults, collections, first, clock.Elapsed)
+        return new ScalarStress(done, faults, pressure.Collections, first, clock.Elapsed)
         {
             Kinds = string.Join("; ", kinds.OrderByDescending(k => k.Value).Select(k => $"{k.Value} × {k.Key}")),
         };
