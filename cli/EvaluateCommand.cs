@@ -117,13 +117,7 @@ static class EvaluateCommand
 
     static int Execute(EvaluationOptions options, bool json, MlflowRun? tracked)
     {
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            interrupt.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
+        using var interrupt = new Interruption();  // Ctrl-C or SIGTERM: stop at the next step boundary
         var say = json ? Console.Error : Console.Out;
         var loggedNow = new HashSet<CellKey>();
         try
@@ -157,7 +151,7 @@ static class EvaluateCommand
         {
             Console.Error.WriteLine($"medformer evaluate: interrupted; the finished runs are in {Path.GetFullPath(options.Out)}; the same command continues");
             Tracked.End(tracked, RunStatus.Killed, "evaluate", Console.Error);
-            return 130;
+            return interrupt.ExitCode;
         }
         catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
         {
@@ -169,10 +163,6 @@ static class EvaluateCommand
         {
             Tracked.End(tracked, RunStatus.Failed, "evaluate", Console.Error, e.Message);
             throw;
-        }
-        finally
-        {
-            Console.CancelKeyPress -= onCancel;
         }
     }
 

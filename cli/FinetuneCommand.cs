@@ -96,13 +96,7 @@ static class FinetuneCommand
     static int Execute(string checkpoint, string folder, string taskText, int? size, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment,
         SelfTrainOption.Request? selfTraining, FixMatchOption.Request? fixMatching, bool asJson, MlflowRun? tracked)
     {
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            interrupt.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
+        using var interrupt = new Interruption();  // Ctrl-C or SIGTERM: stop at the next step boundary
         var progress = new ProgressLine(Console.IsOutputRedirected || asJson, "medformer finetune", asJson ? Console.Error : Console.Out);
         var opened = new List<ICorpus>();
         FineTuner? student = null;
@@ -248,7 +242,7 @@ static class FinetuneCommand
             progress.Done();
             Console.Error.WriteLine("medformer finetune: interrupted");
             Tracked.End(tracked, RunStatus.Killed, "finetune", Console.Error);
-            return 130;
+            return interrupt.ExitCode;
         }
         catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
         {
@@ -260,7 +254,6 @@ static class FinetuneCommand
         finally
         {
             student?.Dispose();
-            Console.CancelKeyPress -= onCancel;
             foreach (var corpus in opened) (corpus as IDisposable)?.Dispose();
         }
     }

@@ -57,23 +57,37 @@ static class PretrainCommand
                 parse.GetValue(resume), parse.GetValue(strict) ? true : null);
             string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(output)}{(name is null ? "" : $" --config {name}")}";
             string outDir = parse.GetValue(output)!;
-            PretrainJob.ApplyOverrides(run, overrides);
+            // Everything that can be wrong with the arguments is found here, before an output folder or an MLflow run exists.
+            var plan = PretrainJob.Check(run, outDir, overrides);
             // Rank 0 speaks for a data-parallel job, in MLflow as on the terminal.
             using var tracked = job is { Rank: > 0 } ? null
-                : StartTracking(run, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+                : StartTracking(run, plan, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            if (tracked?.RunId is { } runId) overrides = overrides with { RunId = runId };
             return Execute(run, outDir, overrides, resumeHint, job, tracked);
         });
         return command;
     }
 
-    /// <summary>The MLflow run of this job (null with --tracking-uri none): params from the run config as it runs.</summary>
-    static MlflowRun? StartTracking(RunConfig run, PretrainOverrides overrides, string outDir, string? trackingUri, string? experiment, string? runName)
+    /// <summary>
+    /// The MLflow run of this job (null with --tracking-uri none): params from the run config as it runs, the
+    /// precision being the one that runs on this machine. A resumed job continues the run its checkpoint names.
+    /// </summary>
+    static MlflowRun? StartTracking(RunConfig run, PretrainPlan plan, PretrainOverrides overrides, string outDir, string? trackingUri,
+        string? experiment, string? runName)
     {
         var tracked = Tracked.Start("pretrain", outDir, trackingUri, experiment, runName,
-            new Dictionary<string, string> { ["medformer.resume"] = overrides.Resume ? "True" : "False" });
+            new Dictionary<string, string> { ["medformer.resume"] = overrides.Resume ? "True" : "False" }, plan.ResumeRunId);
         if (tracked is null) return null;
+        if (tracked.Resumed)
+        {
+            // Its params are logged already (MLflow keeps them immutable); the tag says where it went on from.
+            tracked.SetTag("medformer.resumed_from", Path.GetFullPath(plan.ResumeFrom!));
+            return tracked;
+        }
         var parameters = RunParams.Flatten(JsonNode.Parse(PretrainJob.ToJson(run)));
-        parameters["device"] = overrides.Device ?? run.Device ?? "cpu";
+        parameters["device"] = plan.Device.ToString();
+        parameters["precision"] = plan.Precision.Name();
+        parameters["precision_requested"] = plan.RequestedPrecision.Name();
         tracked.LogParams(parameters.Select(p => KeyValuePair.Create(p.Key, (object?)p.Value)));
         return tracked;
     }
@@ -106,14 +120,8 @@ static class PretrainCommand
         }
         string who = job is null ? "medformer pretrain" : $"medformer pretrain (rank {job.Rank})";
         bool quiet = job is { Rank: > 0 };   // only rank 0 shows progress and the result
-        // Ctrl-C stops before the next step; the last checkpoint stays, and --resume continues from it.
-        using var interrupt = new CancellationTokenSource();
-        ConsoleCancelEventHandler onCancel = (_, e) =>
-        {
-            e.Cancel = true;
-            interrupt.Cancel();
-        };
-        Console.CancelKeyPress += onCancel;
+        // Ctrl-C or SIGTERM: the step in progress finishes and is checkpointed, so --resume continues from it.
+        using var interrupt = new Interruption();
         var progress = new ProgressLine(Console.IsOutputRedirected, "medformer pretrain");
         bool clean = false;
         try
@@ -141,13 +149,14 @@ static class PretrainCommand
             Tracked.End(tracked, RunStatus.Finished, "pretrain", Console.Out);
             return 0;
         }
-        catch (OperationCanceledException)
+        catch (OperationCanceledException e)
         {
             progress.Done();
             clean = true;   // every rank stopped after the same step
-            if (!quiet) Console.Error.WriteLine($"medformer pretrain: interrupted; continue with: {resumeHint}");
-            Tracked.End(tracked, RunStatus.Killed, "pretrain", Console.Out);
-            return 130;
+            string where = e is TrainingInterruptedException stopped ? $" after step {stopped.Step}; checkpoint: {Path.GetFullPath(stopped.Checkpoint)}" : "";
+            if (!quiet) Console.Error.WriteLine($"medformer pretrain: interrupted ({interrupt.Signal ?? "cancelled"}){where}; continue with: {resumeHint}");
+            Tracked.End(tracked, RunStatus.Killed, "pretrain", Console.Error);
+            return interrupt.ExitCode;
         }
         catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException or DistributedException)
         {
@@ -158,7 +167,6 @@ static class PretrainCommand
         }
         finally
         {
-            Console.CancelKeyPress -= onCancel;
             // A failing rank leaves without a goodbye, so the others' next collective names it.
             if (clean) group?.Dispose();
             else group?.Abort();

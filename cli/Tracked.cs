@@ -16,8 +16,9 @@ static class Tracked
         new Option<string?>("--run-name") { Description = "MLflow run name (default: the --out folder's name)." });
 
     /// <summary>The command's MLflow run (null with --tracking-uri none); a store it cannot write is an argument error.</summary>
+    /// <param name="resumeRunId">The run a resumed training reported to (its trainer.json): continued, not started anew.</param>
     public static MlflowRun? Start(string command, string outDir, string? trackingUri, string? experiment, string? runName,
-        IReadOnlyDictionary<string, string>? tags = null)
+        IReadOnlyDictionary<string, string>? tags = null, string? resumeRunId = null)
     {
         string output = Path.GetFullPath(outDir);
         var allTags = new Dictionary<string, string> { ["medformer.out"] = output };
@@ -32,6 +33,8 @@ static class Tracked
                 SourceName = "medformer " + command,
                 SpoolDirectory = Path.Combine(output, "mlflow-spool"),
                 Tags = allTags,
+                ResumeRunId = resumeRunId,
+                Warn = message => Console.Error.WriteLine($"medformer {command}: {message}"),
             });
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)

@@ -12,12 +12,23 @@ using static TorchSharp.torch;
 namespace Medformer.Pretrain;
 
 /// <summary>Command-line values that take precedence over the run config (null: keep the config's).</summary>
+/// <param name="RunId">The tracking run the training reports to (kept in trainer.json; a resumed run continues it).</param>
 public sealed record PretrainOverrides(string? Device = null, string? Precision = null, long? Seed = null, long? MaxSteps = null,
-    bool Resume = false, bool? Strict = null);
+    bool Resume = false, bool? Strict = null, string? RunId = null);
 
 /// <summary>What a pretraining job leaves: the trainer's result and the loader's account of skipped samples.</summary>
 public sealed record PretrainResult(TrainerResult Training, IReadOnlyDictionary<string, long> Skipped, IReadOnlyList<string> SkipReasons,
-    string Device, string Precision);
+    string Device)
+{
+    /// <summary>"fp32", or "fp32 (bf16 requested)" when bf16 fell back on a CPU without fast bf16.</summary>
+    public string Precision => PretrainJob.DescribePrecision(Training.Precision, Training.RequestedPrecision);
+}
+
+/// <summary>
+/// A job's settings checked before anything is written: the device, the precision that will run (and the one asked
+/// for), and the checkpoint a resumed run starts from with the tracking run it reported to.
+/// </summary>
+public sealed record PretrainPlan(Device Device, Precision Precision, Precision RequestedPrecision, string? ResumeFrom, string? ResumeRunId);
 
 /// <summary>
 /// The main job, from a run config to a pretrained model: corpora → augmentation → loader (views as the objectives
@@ -52,17 +63,54 @@ public static class PretrainJob
                 Augmentation(config.Augment, corpus, modelConfig), task.Views, task.TrackCoordinates)).ToList();
             var loader = new DataLoader(sources, new LoaderOptions(config.Batch.Size, config.Seed, config.Batch.Workers,
                 Rank: group?.Rank ?? 0, WorldSize: group?.WorldSize ?? 1, Strict: config.Strict));
-            var options = TrainerOptions(config);
+            var options = TrainerOptions(config) with { RunId = overrides.RunId };
             Directory.CreateDirectory(outputDirectory);
             if (group is null or { Rank: 0 }) File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), ToJson(config));
             var result = new Trainer(options, device, notice, group).Fit(task, loader.Batches, outputDirectory, overrides.Resume, log, cancel: cancel);
-            return new PretrainResult(result, loader.Skipped, loader.SkipReasons, device.ToString(), config.Precision);
+            return new PretrainResult(result, loader.Skipped, loader.SkipReasons, device.ToString());
         }
         finally
         {
             foreach (var corpus in corpora) (corpus as IDisposable)?.Dispose();
         }
     }
+
+    /// <summary>
+    /// Everything about a job that can be wrong before it runs, checked without writing anything (no output folder,
+    /// no tracking run): the config with the command line's values, the device, the precision on this machine, the
+    /// model preset, the objectives, the corpora's files, and with <c>--resume</c> a checkpoint to resume from.
+    /// </summary>
+    public static PretrainPlan Check(RunConfig config, string outputDirectory, PretrainOverrides overrides)
+    {
+        ApplyOverrides(config, overrides);
+        var device = DeviceSpec.Parse(overrides.Device ?? config.Device ?? "cpu");
+        var requested = config.ParsePrecision("run config");
+        var (effective, _) = MixedPrecision.Resolve(requested, device);
+        var model = MedformerConfig.Resolve(config.Model);
+        foreach (var (objective, _) in Objectives(config, model)) objective.Dispose();
+        TrainerOptions(config).Validate();
+        for (int i = 0; i < config.Corpora.Count; i++) CheckFiles(config.Corpora[i], $"corpora[{i}]");
+        string? from = null, runId = null;
+        if (overrides.Resume)
+        {
+            from = TrainingCheckpoint.Latest(outputDirectory)
+                ?? throw new ArgumentException($"--resume: no checkpoint in {outputDirectory} to resume from (a run interrupted before its first checkpoint has none: start it again without --resume)");
+            runId = TrainingCheckpoint.RunIdOf(from);
+        }
+        return new PretrainPlan(device, effective, requested, from, runId);
+    }
+
+    static void CheckFiles(CorpusSpec spec, string where)
+    {
+        if (spec.Msd is { } msd && !Directory.Exists(msd)) throw new ArgumentException($"{where}.msd: {msd}: no such folder");
+        if (spec.Mnist is { } mnist && !Directory.Exists(mnist) && !File.Exists(mnist)) throw new ArgumentException($"{where}.mnist: {mnist}: no such folder");
+        if (spec.Medmnist is { } medmnist && !File.Exists(medmnist) && !MedMnistRegistry.Default.TryGet(medmnist, out _))
+            throw new ArgumentException($"{where}.medmnist: {medmnist}: no such file, and not a MedMNIST subset's name");
+    }
+
+    /// <summary>"bf16", or "fp32 (bf16 requested)" where the run fell back.</summary>
+    public static string DescribePrecision(Precision ran, Precision requested) =>
+        ran == requested ? ran.Name() : $"{ran.Name()} ({requested.Name()} requested)";
 
     /// <summary>Sets the command line's values in <paramref name="config"/> and checks it: the config the job runs (and logs).</summary>
     public static RunConfig ApplyOverrides(RunConfig config, PretrainOverrides overrides)

@@ -21,6 +21,18 @@ public sealed record MlflowRunOptions
     public string SpoolDirectory { get; init; } = "mlflow-spool";
 
     public RestOptions Rest { get; init; } = new();
+
+    /// <summary>
+    /// Where a failure of tracking's own writes during the run is reported, once (default: standard error). Such a
+    /// failure never reaches the caller: tracking never stops training.
+    /// </summary>
+    public Action<string>? Warn { get; init; } = message => Console.Error.WriteLine(message);
+
+    /// <summary>
+    /// Continue this run (a resumed training's, from its trainer.json) rather than start one: it is marked RUNNING
+    /// again and logging goes on in it. When the store does not have it, a new run starts and <see cref="Warn"/> says so.
+    /// </summary>
+    public string? ResumeRunId { get; init; }
 }
 
 /// <summary>The entry point, as Python's <c>mlflow.start_run</c>.</summary>
@@ -48,16 +60,40 @@ public static class Mlflow
             TrackingKeys.ValidateValue(key, value, "tag");
         }
         long now = FileStore.Now();
+        var faults = new TrackingFaults(options.Warn);
         if (uri.Folder is { } folder)
         {
             var store = new FileStore(folder);
+            if (Reopen(options, faults, id => store.GetRun(id).Info, id => store.UpdateRun(id, RunStatus.Running, null)) is { } resumed)
+                return new MlflowRun(new FileRunSink(store, resumed), options.Experiment, resumed.RunName, faults, resumed: true);
             var experiment = store.GetOrCreateExperiment(options.Experiment);
             var run = store.CreateRun(experiment.ExperimentId, runName, user, now, tags);
-            return new MlflowRun(new FileRunSink(store, run), options.Experiment, runName);
+            return new MlflowRun(new FileRunSink(store, run), options.Experiment, runName, faults);
         }
-        var start = new RunStart(uri.Server!, options.Experiment, runName, user, now, tags);
+        var rest = new RestStore(uri.Server!, options.Rest);
+        var reopened = Reopen(options, faults, id => rest.GetRun(id).Info, id => rest.UpdateRun(id, RunStatus.Running, null));
+        var start = new RunStart(uri.Server!, options.Experiment, reopened?.RunName ?? runName, user, reopened?.StartTime ?? now, tags);
         var spool = RunSpool.Create(options.SpoolDirectory, start);
-        return new MlflowRun(new RestRunSender(new RestStore(uri.Server!, options.Rest), spool, start), options.Experiment, runName);
+        if (reopened is not null) spool.Created(reopened);
+        return new MlflowRun(new RestRunSender(rest, spool, start, faults, reopened), options.Experiment, start.RunName, faults, reopened is not null);
+    }
+
+    /// <summary>The run <see cref="MlflowRunOptions.ResumeRunId"/> names, marked RUNNING again; null (and a warning) when it cannot be.</summary>
+    static RunInfo? Reopen(MlflowRunOptions options, TrackingFaults faults, Func<string, RunInfo> get, Action<string> markRunning)
+    {
+        if (options.ResumeRunId is not { Length: > 0 } id) return null;
+        try
+        {
+            var info = get(id);
+            if (info.LifecycleStage != "active") throw new InvalidDataException($"run {id} is deleted");
+            markRunning(id);
+            return info with { Status = RunStatus.Running, EndTime = null };
+        }
+        catch (Exception e) when (e is IOException or InvalidDataException or MlflowRestException or UnauthorizedAccessException or ArgumentException or HttpRequestException)
+        {
+            faults.Report($"continue run {id}", e);
+            return null;
+        }
     }
 
     /// <summary>Sends what a spool file left by a run on a server holds and the server has not taken (<c>medformer runs replay</c>).</summary>

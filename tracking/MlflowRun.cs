@@ -18,17 +18,26 @@ namespace Medformer.Tracking;
 public sealed class MlflowRun : IDisposable
 {
     readonly IRunSink sink;
+    readonly TrackingFaults faults;
     readonly Dictionary<string, string> parameters = new(StringComparer.Ordinal);
     TrackingOutcome? outcome;
 
-    internal MlflowRun(IRunSink sink, string experiment, string runName)
+    internal MlflowRun(IRunSink sink, string experiment, string runName, TrackingFaults faults, bool resumed = false)
     {
         this.sink = sink;
+        this.faults = faults;
         Experiment = experiment;
         RunName = runName;
+        Resumed = resumed;
     }
 
     public string Experiment { get; }
+
+    /// <summary>This run continues an earlier one (<see cref="MlflowRunOptions.ResumeRunId"/>) rather than starting anew.</summary>
+    public bool Resumed { get; }
+
+    /// <summary>Tracking's own writes that failed so far (each was kept from the caller; the first was reported).</summary>
+    public int Failures => faults.Count;
 
     public string RunName { get; }
 
@@ -57,7 +66,7 @@ public sealed class MlflowRun : IDisposable
             parameters[key] = value;
             fresh.Add(new(key, value));
         }
-        if (fresh.Count > 0) sink.Log([], fresh, []);
+        if (fresh.Count > 0) faults.Run($"log params to {Location}", () => sink.Log([], fresh, []));
     }
 
     public void LogMetric(string key, double value, long step = 0, long? timestamp = null) =>
@@ -69,7 +78,7 @@ public sealed class MlflowRun : IDisposable
         long time = timestamp ?? FileStore.Now();
         var points = values.Select(v => new Metric(v.Key, v.Value, time, step)).ToList();
         foreach (var p in points) TrackingKeys.Validate(p.Key, "metric");
-        if (points.Count > 0) sink.Log(points, [], []);
+        if (points.Count > 0) faults.Run($"log metrics to {Location}", () => sink.Log(points, [], []));
     }
 
     public void SetTag(string key, string value) => SetTags(new Dictionary<string, string> { [key] = value });
@@ -82,7 +91,7 @@ public sealed class MlflowRun : IDisposable
             TrackingKeys.Validate(key, "tag");
             TrackingKeys.ValidateValue(key, value, "tag");
         }
-        if (list.Count > 0) sink.Log([], [], list);
+        if (list.Count > 0) faults.Run($"set tags in {Location}", () => sink.Log([], [], list));
     }
 
     /// <summary>A file, into the run's artifacts under <paramref name="artifactPath"/> (mlflow.log_artifact).</summary>
@@ -90,7 +99,7 @@ public sealed class MlflowRun : IDisposable
     {
         if (!File.Exists(localFile)) throw new ArgumentException($"artifact {localFile}: no such file");
         if (artifactPath is not null) FileStore.ValidateArtifactPath(artifactPath);
-        sink.LogArtifact(localFile, artifactPath, folder: false);
+        faults.Run($"log artifact {localFile} to {Location}", () => sink.LogArtifact(localFile, artifactPath, folder: false));
     }
 
     /// <summary>A folder's contents (a checkpoint, a report), under <paramref name="artifactPath"/> (mlflow.log_artifacts).</summary>
@@ -98,7 +107,7 @@ public sealed class MlflowRun : IDisposable
     {
         if (!Directory.Exists(localDirectory)) throw new ArgumentException($"artifacts {localDirectory}: no such folder");
         if (artifactPath is not null) FileStore.ValidateArtifactPath(artifactPath);
-        sink.LogArtifact(localDirectory, artifactPath, folder: true);
+        faults.Run($"log artifacts {localDirectory} to {Location}", () => sink.LogArtifact(localDirectory, artifactPath, folder: true));
     }
 
     /// <summary>Sets the status and end time; over REST, waits (up to the flush timeout) for the queue to drain.</summary>
@@ -106,14 +115,17 @@ public sealed class MlflowRun : IDisposable
     {
         if (outcome is not null) return outcome;
         if (status is RunStatus.Running or RunStatus.Scheduled) throw new ArgumentException($"a run ends FINISHED, FAILED or KILLED, not {MlflowTags.StatusName(status)}");
-        outcome = sink.End(status, FileStore.Now());
+        TrackingOutcome? ended = null;
+        faults.Run($"end the run in {Location}", () => ended = sink.End(status, FileStore.Now()));
+        ended ??= new TrackingOutcome(Location, RunId, 0, null, []);
+        outcome = faults.Summary is { } failed ? ended with { Errors = [.. ended.Errors, failed] } : ended;
         return outcome;
     }
 
     public void Dispose()
     {
         if (outcome is null) End(RunStatus.Failed);
-        sink.Dispose();
+        faults.Run($"close the run in {Location}", sink.Dispose);
     }
 
     /// <summary>A param value as Python's str() writes it: floats shortest round-trip, bools True/False, null empty.</summary>

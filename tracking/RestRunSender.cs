@@ -28,9 +28,12 @@ sealed class RestRunSender : IRunSink
     int rejected;
     DateTime deadline = DateTime.MaxValue;
 
-    public RestRunSender(RestStore rest, RunSpool spool, RunStart start, RunInfo? created = null, IEnumerable<SpoolEntry>? unsent = null, long lastSeq = 0)
+    readonly TrackingFaults faults;
+
+    public RestRunSender(RestStore rest, RunSpool spool, RunStart start, TrackingFaults faults, RunInfo? created = null, IEnumerable<SpoolEntry>? unsent = null,
+        long lastSeq = 0)
     {
-        (this.rest, this.spool, this.start, run, seq) = (rest, spool, start, created, lastSeq);
+        (this.rest, this.spool, this.start, this.faults, run, seq) = (rest, spool, start, faults, created, lastSeq);
         queue = [.. unsent ?? []];
         thread = new Thread(Loop) { IsBackground = true, Name = "mlflow-sender" };
         thread.Start();
@@ -63,9 +66,10 @@ sealed class RestRunSender : IRunSink
     void Enqueue(List<SpoolEntry> entries)
     {
         if (ending) throw new InvalidOperationException("the run has ended");
-        spool.Append(entries.Select(e => e.ToJson()));
+        // Queued first: a spool that cannot be written (a full disk) costs the journal, not the entries.
         queue.AddRange(entries);
         Monitor.PulseAll(gate);
+        Journal("write the spool file " + spool.Path, () => spool.Append(entries.Select(e => e.ToJson())));
     }
 
     public TrackingOutcome End(RunStatus status, long endTime)
@@ -122,7 +126,7 @@ sealed class RestRunSender : IRunSink
                 lock (gate)
                 {
                     queue.RemoveRange(0, batch.Count);
-                    spool.Done(batch[^1].Seq);
+                    Journal("write the spool file " + spool.Path, () => spool.Done(batch[^1].Seq));
                 }
                 wait = rest.Options.FirstBackoff;
                 sinceSend.Restart();
@@ -159,7 +163,7 @@ sealed class RestRunSender : IRunSink
                     }
                     queue.RemoveRange(0, batch.Count);
                     rejected += batch.Count;
-                    spool.Rejected(batch[0].Seq, batch[^1].Seq, e.Message);
+                    Journal("write the spool file " + spool.Path, () => spool.Rejected(batch[0].Seq, batch[^1].Seq, e.Message));
                 }
             }
         }
@@ -188,9 +192,12 @@ sealed class RestRunSender : IRunSink
         lock (gate)
         {
             run = created;
-            spool.Created(created);
+            Journal("write the spool file " + spool.Path, () => spool.Created(created));
         }
     }
+
+    /// <summary>A spool write; its failure is reported once through the run's faults and never stops the sender.</summary>
+    void Journal(string what, Action write) => faults.Run(what, write);
 
     void Send(List<SpoolEntry> batch)
     {

@@ -116,7 +116,7 @@ sealed class RunSpool : IDisposable
     {
         var (start, created, unsent, lastSeq) = Load(path);
         var store = new RestStore(server ?? start.Server, options);
-        using var sender = new RestRunSender(store, Open(path), start, created, unsent, lastSeq);
+        using var sender = new RestRunSender(store, Open(path), start, new TrackingFaults(message => Console.Error.WriteLine(message)), created, unsent, lastSeq);
         return sender.Drain();
     }
 }

@@ -21,8 +21,21 @@ public sealed record TrainerLog(long Step, long MaxSteps, double Loss, IReadOnly
     double? BatchSize = null, double? SelectedSize = null, double? Communication = null);
 
 /// <summary>What a finished run leaves: where its model and last checkpoint are, and how it went.</summary>
+/// <param name="Precision">The precision that ran (<see cref="RequestedPrecision"/> may differ: bf16 falls back to fp32 on a CPU without fast bf16).</param>
 public sealed record TrainerResult(string ModelDirectory, string LastCheckpoint, long Steps, double FinalLoss, long SkippedSteps,
-    TimeSpan Elapsed, IReadOnlyList<TrainerLog> History, IReadOnlyList<(long Step, IReadOnlyDictionary<string, double> Metrics)> Evaluations);
+    TimeSpan Elapsed, IReadOnlyList<TrainerLog> History, IReadOnlyList<(long Step, IReadOnlyDictionary<string, double> Metrics)> Evaluations,
+    Precision Precision, Precision RequestedPrecision);
+
+/// <summary>
+/// A run stopped by its cancellation token (Ctrl-C, SIGTERM) at a step boundary, after writing the checkpoint of that
+/// step, so <c>--resume</c> continues from exactly there.
+/// </summary>
+public sealed class TrainingInterruptedException(long step, string checkpoint, CancellationToken token)
+    : OperationCanceledException($"interrupted after step {step}; checkpoint {checkpoint}", token)
+{
+    public long Step { get; } = step;
+    public string Checkpoint { get; } = checkpoint;
+}
 
 /// <summary>A run stopped because its loss or gradients stayed non-finite.</summary>
 public sealed class TrainingDivergedException(string message) : Exception(message);
@@ -98,9 +111,10 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         int world = distributed?.WorldSize ?? 1, rank = distributed?.Rank ?? 0;
         var state = new TrainerState
         {
-            Seed = Options.Seed, Precision = Options.Precision.ToString().ToLowerInvariant(), MaxSteps = Options.MaxSteps, Accumulation = Options.Accumulation,
-            WorldSize = world,
+            Seed = Options.Seed, Precision = policy.Effective.Name(), RequestedPrecision = Options.Precision.Name(), MaxSteps = Options.MaxSteps,
+            Accumulation = Options.Accumulation, WorldSize = world, RunId = Options.RunId,
         };
+        long checkpointed = -1;  // the step whose checkpoint is on disk (written or resumed from)
         if (resume)
         {
             string from = TrainingCheckpoint.Latest(outputDirectory)
@@ -115,6 +129,9 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
             if (state.WorldSize != world)
                 notice?.Invoke($"{from} was trained on {state.WorldSize} process(es), this run has {world}: each rank resumes at batch {state.LoaderPosition} of its shard, which continues the interrupted pass exactly when the global batch (batch size × processes) is unchanged");
             state.WorldSize = world;
+            (state.Precision, state.RequestedPrecision) = (policy.Effective.Name(), Options.Precision.Name());
+            state.RunId = Options.RunId ?? state.RunId;
+            checkpointed = state.Step;
             if (adaptation is not null && state.BatchAdaptation is { } adapted) adaptation.Restore(adapted);
             else if (adaptation is not null) notice?.Invoke($"{from} was trained without batch adaptation: it starts here at batch size {adaptation.CurrentBatch}");
             else if (state.BatchAdaptation is not null) notice?.Invoke($"{from} was trained with batch adaptation; this run takes the loader's whole batches");
@@ -138,9 +155,25 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
 
         using var stream = batches(resume ? state.LoaderPosition : 0).GetEnumerator();
         task.Module.train();
+        string Save()
+        {
+            state.BatchAdaptation = adaptation?.Snapshot();
+            double elapsedBefore = state.ElapsedSeconds;
+            state.ElapsedSeconds += clock.Elapsed.TotalSeconds;
+            string folder = rank == 0
+                ? TrainingCheckpoint.Save(outputDirectory, task, policy, optimizer, ordered, state, Options.KeepCheckpoints)
+                : TrainingCheckpoint.PathOf(outputDirectory, state.Step);
+            state.ElapsedSeconds = elapsedBefore;
+            checkpointed = state.Step;
+            return folder;
+        }
+        // Ctrl-C or SIGTERM: the step in progress finishes, its checkpoint is written (unless it just was), and the run stops.
+        TrainingInterruptedException Interrupted() =>
+            new(state.Step, checkpointed == state.Step ? TrainingCheckpoint.PathOf(outputDirectory, state.Step) : Save(), cancel);
+
         while (state.Step < Options.MaxSteps)
         {
-            if (distributed is null) cancel.ThrowIfCancellationRequested();  // data parallel: the ranks agree on stopping, below
+            if (distributed is null && cancel.IsCancellationRequested) throw Interrupted();  // data parallel: the ranks agree on stopping, below
             long step = state.Step;
             double lr = Options.LearningRateAt(step);
             foreach (var (group, scale) in optimizer.ParamGroups.Zip(scales)) group.LearningRate = lr * scale;
@@ -243,23 +276,15 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                 task.Module.train();
             }
             if ((Options.CheckpointEvery > 0 && state.Step % Options.CheckpointEvery == 0) || last)
-            {
-                state.BatchAdaptation = adaptation?.Snapshot();
-                double elapsedBefore = state.ElapsedSeconds;
-                state.ElapsedSeconds += clock.Elapsed.TotalSeconds;
-                lastCheckpoint = rank == 0
-                    ? TrainingCheckpoint.Save(outputDirectory, task, policy, optimizer, ordered, state, Options.KeepCheckpoints)
-                    : TrainingCheckpoint.PathOf(outputDirectory, state.Step);
-                state.ElapsedSeconds = elapsedBefore;
-            }
-            if (stop) throw new OperationCanceledException("a rank was interrupted", cancel);
+                lastCheckpoint = Save();
+            if (stop) throw Interrupted();  // every rank stops after the same step; rank 0 has written its checkpoint
         }
         lastCheckpoint ??= TrainingCheckpoint.Latest(outputDirectory)!;
         string modelDirectory = Path.Combine(outputDirectory, "model");
         if (rank == 0) TrainingCheckpoint.SaveModel(modelDirectory, task, policy);
         distributed?.Barrier();  // no rank reports the model before rank 0 has written it
         return new TrainerResult(modelDirectory, lastCheckpoint, state.Step, state.LastLoss, state.SkippedSteps,
-            clock.Elapsed + TimeSpan.FromSeconds(state.ElapsedSeconds), history, evaluations);
+            clock.Elapsed + TimeSpan.FromSeconds(state.ElapsedSeconds), history, evaluations, policy.Effective, Options.Precision);
     }
 
     /// <summary>Rank 0's parameters and buffers into every rank's (DDP's start), in place.</summary>

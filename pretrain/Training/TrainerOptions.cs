@@ -33,6 +33,8 @@ public sealed record TrainerOptions
     public long EvaluateEvery { get; init; }
     /// <summary>Dynamic Batch Adaptation (DBA/EDBA); null or strategy none: off. The loader's batches must hold max_batch samples.</summary>
     public BatchAdaptationOptions? BatchAdaptation { get; init; }
+    /// <summary>The tracking run this training reports to (MLflow's run id), kept in trainer.json; null: none.</summary>
+    public string? RunId { get; init; }
 
     public void Validate()
     {

@@ -16,7 +16,12 @@ public sealed class TrainerState
     /// <summary>The run's length and accumulation: the schedule and the loader position depend on them.</summary>
     public long MaxSteps { get; set; }
     public int Accumulation { get; set; } = 1;
+    /// <summary>The precision the run trained in (bf16 on a CPU without fast bf16 trains in fp32).</summary>
     public string Precision { get; set; } = "fp32";
+    /// <summary>The precision that was asked for, beside the one that ran.</summary>
+    public string? RequestedPrecision { get; set; }
+    /// <summary>The tracking run (MLflow's run id) this training reports to, so a resumed run continues it.</summary>
+    public string? RunId { get; set; }
     public double LearningRate { get; set; }
     public double? LossScale { get; set; }
     public int? LossScaleGrowthTracker { get; set; }

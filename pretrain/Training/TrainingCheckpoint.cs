@@ -25,6 +25,20 @@ public static class TrainingCheckpoint
             .OrderBy(d => long.Parse(Path.GetFileName(d)[Prefix.Length..]))
             .LastOrDefault();
 
+    /// <summary>The tracking run a checkpoint's training reported to (trainer.json's run_id), or null.</summary>
+    public static string? RunIdOf(string folder)
+    {
+        string path = Path.Combine(folder, State);
+        try
+        {
+            return JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(path), TrainerState.Json)?.RunId;
+        }
+        catch (JsonException e)
+        {
+            throw new InvalidDataException($"{path}: not a trainer state ({e.Message})", e);
+        }
+    }
+
     /// <summary>Where the checkpoint of <paramref name="step"/> goes.</summary>
     public static string PathOf(string outputDirectory, long step) => Path.Combine(outputDirectory, $"{Prefix}{step:D6}");
 

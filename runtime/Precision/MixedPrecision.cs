@@ -50,21 +50,32 @@ public sealed class MixedPrecision : IDisposable
     }
 
     /// <summary>
-    /// Applies the policy to <paramref name="model"/> (already on <paramref name="device"/>). bf16 on a CPU without
-    /// AVX512-BF16 or AMX falls back to fp32 with a notice; fp16 needs a GPU.
+    /// The precision a run on <paramref name="device"/> actually uses when <paramref name="requested"/> is asked for,
+    /// and the notice that says why when they differ: bf16 on a CPU without AVX512-BF16 or AMX runs in fp32 (emulated
+    /// bf16 is slower than fp32). fp16 needs a GPU. What the CLI records (MLflow params, the final line) comes from
+    /// here, before any training, so the record says what ran.
+    /// </summary>
+    public static (Precision Effective, string? Notice) Resolve(Precision requested, Device device, bool? cpuHasFastBf16 = null)
+    {
+        bool fastBf16 = cpuHasFastBf16 ?? CpuFeatures.HasFastBf16;
+        if (requested == Precision.Fp16 && device.type == DeviceType.CPU)
+            throw new ArgumentException("--precision fp16 needs a CUDA device: libtorch's CPU fp16 matmuls are slower than fp32. On this CPU use "
+                + (fastBf16 ? "bf16 (or fp32)." : "fp32 (it lacks AVX512-BF16 and AMX, so bf16 would run in fp32 too)."));
+        if (requested == Precision.Bf16 && device.type == DeviceType.CPU && !fastBf16)
+            return (Precision.Fp32, "--precision bf16: this CPU has neither AVX512-BF16 nor AMX, where bf16 runs slower than fp32; training in fp32.");
+        return (requested, null);
+    }
+
+    /// <summary>
+    /// Applies the policy to <paramref name="model"/> (already on <paramref name="device"/>), in the precision
+    /// <see cref="Resolve"/> gives (with its notice).
     /// </summary>
     public static MixedPrecision Create(nn.Module model, Precision precision, Device device, Action<string>? notice = null, bool? cpuHasFastBf16 = null)
     {
         if (!model.parameters().Any())
             throw new ArgumentException($"the precision policy was given a {model.GetType().Name} with no registered parameters (a container that did not register its modules?)");
-        Precision effective = precision;
-        if (precision == Precision.Bf16 && device.type == DeviceType.CPU && !(cpuHasFastBf16 ?? CpuFeatures.HasFastBf16))
-        {
-            notice?.Invoke("--precision bf16: this CPU has neither AVX512-BF16 nor AMX, where bf16 runs slower than fp32; training in fp32.");
-            effective = Precision.Fp32;
-        }
-        if (precision == Precision.Fp16 && device.type == DeviceType.CPU)
-            throw new ArgumentException("--precision fp16 needs a CUDA device: libtorch's CPU fp16 matmuls are slower than fp32. On a CPU use bf16 (or fp32).");
+        var (effective, why) = Resolve(precision, device, cpuHasFastBf16);
+        if (why is not null) notice?.Invoke(why);
         var policy = new MixedPrecision(model, precision, effective, effective == Precision.Fp16 ? new GradScaler() : null);
         policy.Apply();
         return policy;

@@ -82,6 +82,65 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void AnInterruptBeforeTheFirstCheckpointWritesOneAndTheResumedRunMatchesAnUninterruptedOne()
+    {
+        using (var task = Task(5))
+            new Trainer(Options(14), CPU).Fit(task, Loader(5), Path.Combine(root, "whole"));
+        using (var task = Task(5))
+        {
+            // Ctrl-C during step 7 (the first scheduled checkpoint is at 10): the step finishes, its checkpoint is written.
+            using var stop = new CancellationTokenSource();
+            var interrupted = Assert.Throws<TrainingInterruptedException>(() => new Trainer(Options(14) with { LogEvery = 1 }, CPU)
+                .Fit(task, Loader(5), Path.Combine(root, "parts"), log: entry => { if (entry.Step == 7) stop.Cancel(); }, cancel: stop.Token));
+            Assert.Equal(7, interrupted.Step);
+            Assert.Equal(Path.Combine(root, "parts", "checkpoint-000007"), interrupted.Checkpoint);
+        }
+        Assert.Equal("checkpoint-000007", Path.GetFileName(TrainingCheckpoint.Latest(Path.Combine(root, "parts"))));
+        using (var task = Task(98))
+            new Trainer(Options(14), CPU).Fit(task, Loader(5), Path.Combine(root, "parts"), resume: true);
+        var whole = Weights(Path.Combine(root, "whole", "model"));
+        foreach (var (name, value) in Weights(Path.Combine(root, "parts", "model")))
+            Assert.True(value.eq(whole[name]).all().item<bool>(), $"{name} differs after an interrupt and a resume");
+    }
+
+    [Fact]
+    public void AnInterruptRightAfterAScheduledCheckpointKeepsItAndAnInterruptBeforeAnyStepLeavesStepZero()
+    {
+        using (var task = Task(6))
+        {
+            using var stop = new CancellationTokenSource();
+            var interrupted = Assert.Throws<TrainingInterruptedException>(() => new Trainer(Options(30), CPU)
+                .Fit(task, Loader(6), Path.Combine(root, "run"), log: entry => { if (entry.Step == 10) stop.Cancel(); }, cancel: stop.Token));
+            Assert.Equal(10, interrupted.Step);
+        }
+        Assert.Equal(["checkpoint-000010"], Directory.GetDirectories(Path.Combine(root, "run"), "checkpoint-*").Select(Path.GetFileName));
+        using (var task = Task(6))
+        {
+            using var stop = new CancellationTokenSource();
+            stop.Cancel();
+            var interrupted = Assert.Throws<TrainingInterruptedException>(() => new Trainer(Options(30), CPU).Fit(task, Loader(6), Path.Combine(root, "fresh"), cancel: stop.Token));
+            Assert.Equal(0, interrupted.Step);
+        }
+        using (var task = Task(6))
+            Assert.Equal(30, new Trainer(Options(30), CPU).Fit(task, Loader(6), Path.Combine(root, "fresh"), resume: true).Steps);
+    }
+
+    [Fact]
+    public void TrainerJsonRecordsThePrecisionThatRanBesideTheRequestedOneAndTheTrackingRun()
+    {
+        using var task = Task(3);
+        var options = Options(5) with { Precision = Precision.Bf16, RunId = "0123abcd" };
+        var result = new Trainer(options, CPU).Fit(task, Loader(3), Path.Combine(root, "run"));
+        var (ran, _) = MixedPrecision.Resolve(Precision.Bf16, CPU);
+        Assert.Equal(ran, result.Precision);
+        Assert.Equal(Precision.Bf16, result.RequestedPrecision);
+        var state = System.Text.Json.JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(result.LastCheckpoint, "trainer.json")), TrainerState.Json)!;
+        Assert.Equal(ran.Name(), state.Precision);
+        Assert.Equal("bf16", state.RequestedPrecision);
+        Assert.Equal("0123abcd", TrainingCheckpoint.RunIdOf(result.LastCheckpoint));
+    }
+
+    [Fact]
     public void ResumeWithoutACheckpointIsAClearError()
     {
         using var task = Task(1);

@@ -142,6 +142,27 @@ public sealed class PrecisionTests
         Assert.Contains("CUDA", e.Message);
     }
 
+    [Theory]
+    [InlineData(true, "use bf16")]
+    [InlineData(false, "use fp32")]
+    public void Fp16OnCpuAdvisesBf16OnlyWhereTheCpuRunsIt(bool fastBf16, string advice)
+    {
+        var e = Assert.Throws<ArgumentException>(() => MixedPrecision.Resolve(Precision.Fp16, Cpu, fastBf16));
+        Assert.Contains(advice, e.Message);
+        if (!fastBf16) Assert.DoesNotContain("use bf16", e.Message);
+    }
+
+    [Theory]
+    [InlineData(Precision.Bf16, true, Precision.Bf16)]
+    [InlineData(Precision.Bf16, false, Precision.Fp32)]
+    [InlineData(Precision.Fp32, true, Precision.Fp32)]
+    public void ResolveSaysWhatRuns(Precision requested, bool fastBf16, Precision effective)
+    {
+        var (actual, notice) = MixedPrecision.Resolve(requested, Cpu, fastBf16);
+        Assert.Equal(effective, actual);
+        Assert.Equal(actual != requested, notice is not null);
+    }
+
     [Fact]
     public void ScalerSkipsOverflowAndGrows()
     {
