@@ -20,7 +20,7 @@ public sealed record PretrainOverrides(string? Device = null, string? Precision 
 public sealed record PretrainResult(TrainerResult Training, IReadOnlyDictionary<string, long> Skipped, IReadOnlyList<string> SkipReasons,
     string Device)
 {
-    /// <summary>"fp32", or "fp32 (bf16 requested)" when bf16 fell back on a CPU without fast bf16.</summary>
+    /// <summary>"bf16", or "fp32, bf16 requested" when bf16 fell back on a CPU without fast bf16.</summary>
     public string Precision => PretrainJob.DescribePrecision(Training.Precision, Training.RequestedPrecision);
 }
 
@@ -108,9 +108,9 @@ public static class PretrainJob
             throw new ArgumentException($"{where}.medmnist: {medmnist}: no such file, and not a MedMNIST subset's name");
     }
 
-    /// <summary>"bf16", or "fp32 (bf16 requested)" where the run fell back.</summary>
+    /// <summary>"bf16", or "fp32, bf16 requested" where the run fell back.</summary>
     public static string DescribePrecision(Precision ran, Precision requested) =>
-        ran == requested ? ran.Name() : $"{ran.Name()} ({requested.Name()} requested)";
+        ran == requested ? ran.Name() : $"{ran.Name()}, {requested.Name()} requested";
 
     /// <summary>Sets the command line's values in <paramref name="config"/> and checks it: the config the job runs (and logs).</summary>
     public static RunConfig ApplyOverrides(RunConfig config, PretrainOverrides overrides)

@@ -8,8 +8,12 @@ public static class CpuFeatures
     public static bool Avx512Bf16 => Flags.Value.Contains("avx512_bf16");
     public static bool AmxBf16 => Flags.Value.Contains("amx_bf16");
 
-    /// <summary>True where bf16 matmuls run in hardware (AVX512-BF16 or AMX), so bf16 beats fp32.</summary>
-    public static bool HasFastBf16 => Avx512Bf16 || AmxBf16;
+    /// <summary>
+    /// True where bf16 matmuls run in hardware (AVX512-BF16 or AMX), so bf16 beats fp32. MEDFORMER_FAST_BF16=0 says
+    /// no even then (a VM whose /proc/cpuinfo shows flags its host does not run fast); nothing can say yes where the
+    /// CPU lacks them, so bf16 is never forced.
+    /// </summary>
+    public static bool HasFastBf16 => (Avx512Bf16 || AmxBf16) && Environment.GetEnvironmentVariable("MEDFORMER_FAST_BF16") != "0";
 
     public static string ModelName { get; } = ReadField("model name") ?? "unknown CPU";
 

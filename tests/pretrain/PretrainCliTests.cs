@@ -157,9 +157,88 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         using (var kill = Process.Start("kill", ["-INT", process.Id.ToString()])) kill.WaitForExit();
         Assert.True(process.WaitForExit(60_000), "the run did not stop after SIGINT");
         Assert.Equal(130, process.ExitCode);
-        Assert.Contains("interrupted; continue with: medformer pretrain --resume --out", await stderr);
+        Assert.Matches("interrupted \\(SIGINT\\) after step [0-9]+; checkpoint: .*; continue with: medformer pretrain --resume --out", await stderr);
         Assert.NotNull(TrainingCheckpoint(outDir));
     }
+
+    [Fact]
+    public async Task SigtermBeforeTheFirstScheduledCheckpointWritesOneAndResumeFinishes()
+    {
+        // Slurm's SIGTERM before the first scheduled checkpoint (step 1000): the step in progress is checkpointed.
+        string config = Config("term.yaml", Resumable.Replace("max_steps: 40", "max_steps: 30").Replace("checkpoint_every: 5", "checkpoint_every: 1000")
+            .Replace("log_every: 5", "log_every: 1"));
+        string outDir = Path.Combine(root, "terminated");
+        var start = new ProcessStartInfo(Repo.Cli) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (string arg in (string[])["pretrain", "--config", config, "--out", outDir, "--threads", "2"]) start.ArgumentList.Add(arg);
+        foreach (var (key, value) in Home) start.Environment[key] = value;
+        using var process = Process.Start(start)!;
+        var stderr = process.StandardError.ReadToEndAsync();
+        string? line;
+        while ((line = process.StandardOutput.ReadLine()) is not null && !line.Contains("step ", StringComparison.Ordinal)) { }
+        Assert.True(line is not null, "the run logged no step");
+        using (var kill = Process.Start("kill", ["-TERM", process.Id.ToString()])) kill.WaitForExit();
+        _ = process.StandardOutput.ReadToEnd();
+        Assert.True(process.WaitForExit(60_000), "the run did not stop after SIGTERM");
+        string said = await stderr;
+        output.WriteLine(said);
+        Assert.Equal(143, process.ExitCode);
+        Assert.Matches("interrupted \\(SIGTERM\\) after step [0-9]+; checkpoint: ", said);
+        long? step = LatestStep(outDir);
+        Assert.True(step is > 0 and < 30, $"the checkpoint is at step {step}");
+        var resumed = Pretrain("--config", config, "--out", outDir, "--threads", "2", "--resume");
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+        Assert.Contains($"resuming from {TrainingCheckpointPath(outDir, step!.Value)} at step {step}", resumed.Stdout + resumed.Stderr);
+        Assert.Contains("pretrained 30 steps", resumed.Stdout);
+    }
+
+    [Fact]
+    public void BadArgumentsCreateNoOutputFolderAndNoRun()
+    {
+        string config = Config("ok.yaml", Resumable);
+        string mlruns = Path.Combine(root, "mlruns");
+        var cases = new (string[] Args, string Message)[]
+        {
+            (["--max-steps", "0"], "max_steps"),
+            (["--precision", "fp8"], "precision"),
+            (["--precision", "fp16"], "fp16 needs a CUDA device"),
+            (["--device", "tpu"], "tpu"),
+            (["--resume"], "--resume: no checkpoint in"),
+        };
+        foreach (var (args, message) in cases)
+        {
+            string outDir = Path.Combine(root, "never");
+            var result = Pretrain(["--config", config, "--out", outDir, "--tracking-uri", mlruns, .. args]);
+            Assert.True(result.ExitCode == 2, $"{string.Join(' ', args)}: exit {result.ExitCode}: {result.Stderr}");
+            Assert.Contains(message, result.Stderr);
+            Assert.Single(result.Stderr.Trim().Split('\n'));
+            Assert.False(Directory.Exists(outDir), $"{string.Join(' ', args)} created {outDir}");
+            Assert.False(Directory.Exists(mlruns), $"{string.Join(' ', args)} created an MLflow store");
+        }
+    }
+
+    [Fact]
+    public void Bf16ThatFallsBackIsRecordedAsFp32BesideTheRequest()
+    {
+        string config = Config("fallback.yaml", Resumable.Replace("max_steps: 40", "max_steps: 2"));
+        string outDir = Path.Combine(root, "fallback");
+        var result = Repo.Run(Repo.Cli, ["pretrain", "--config", config, "--out", outDir, "--precision", "bf16"], timeoutSeconds: 300,
+            environment: new Dictionary<string, string>(Home) { ["MEDFORMER_FAST_BF16"] = "0" });
+        output.WriteLine(result.Stdout + result.Stderr);
+        Assert.True(result.ExitCode == 0, result.Stderr);
+        Assert.Contains("training in fp32", result.Stdout + result.Stderr);
+        Assert.Contains("(fp32, bf16 requested)", result.Stdout);
+        var state = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(Path.Combine(TrainingCheckpoint(outDir)!, "trainer.json")))!;
+        Assert.Equal("fp32", (string)state["precision"]!);
+        Assert.Equal("bf16", (string)state["requested_precision"]!);
+
+        var fp16 = Repo.Run(Repo.Cli, ["pretrain", "--config", config, "--out", Path.Combine(root, "fp16"), "--precision", "fp16"], timeoutSeconds: 300,
+            environment: new Dictionary<string, string>(Home) { ["MEDFORMER_FAST_BF16"] = "0" });
+        Assert.Equal(2, fp16.ExitCode);
+        Assert.DoesNotContain("use bf16", fp16.Stderr);
+        Assert.Contains("use fp32", fp16.Stderr);
+    }
+
+    static string TrainingCheckpointPath(string folder, long step) => global::Medformer.Pretrain.Training.TrainingCheckpoint.PathOf(folder, step);
 
     static string? TrainingCheckpoint(string folder) => global::Medformer.Pretrain.Training.TrainingCheckpoint.Latest(folder);
 
