@@ -15,7 +15,10 @@ sealed class TrackingFaults(Action<string>? warn)
     /// <summary>The first failure, as "what: why".</summary>
     public string? First => Volatile.Read(ref first);
 
-    /// <summary>Runs <paramref name="write"/>; a failure is reported (the first) or counted, never thrown.</summary>
+    /// <summary>
+    /// Runs <paramref name="write"/>; a failure is reported (the first) or counted, never thrown. An ArgumentException
+    /// is the caller's mistake found before anything was written (a key that clashes with another), and is thrown.
+    /// </summary>
     public bool Run(string what, Action write)
     {
         try
@@ -23,7 +26,7 @@ sealed class TrackingFaults(Action<string>? warn)
             write();
             return true;
         }
-        catch (Exception e) when (e is not OutOfMemoryException)
+        catch (Exception e) when (e is not (OutOfMemoryException or ArgumentException))
         {
             Report(what, e);
             return false;

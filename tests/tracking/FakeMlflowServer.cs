@@ -15,7 +15,7 @@ sealed record MlflowRequest(string Method, string Path, string Query, string? Au
 }
 
 /// <summary>What a fault injector answers instead of the server: a status and MLflow's error body, after a delay; or silence.</summary>
-sealed record MlflowFault(int Status, string ErrorCode = "INTERNAL_ERROR", TimeSpan Delay = default, bool Stall = false);
+sealed record MlflowFault(int Status, string ErrorCode = "INTERNAL_ERROR", TimeSpan Delay = default, bool Stall = false, bool Drop = false);
 
 /// <summary>
 /// The tracking server's state, kept apart from the listener so a server can go away and come back on another port
@@ -204,6 +204,11 @@ sealed class FakeMlflowServer : IDisposable
                 if (fault?.Invoke(request) is { } f)
                 {
                     if (f.Delay > TimeSpan.Zero) await Task.Delay(f.Delay, stopping);
+                    if (f.Drop)
+                    {
+                        client.Client.LingerState = new LingerOption(true, 0);  // closed with a reset, no answer
+                        return;
+                    }
                     if (f.Stall)
                     {
                         await Task.Delay(Timeout.Infinite, stopping);

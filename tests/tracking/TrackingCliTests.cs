@@ -131,9 +131,48 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public async Task AResumedPretrainingContinuesItsMlflowRun()
+    {
+        string config = Config("resumed.yaml", 40);
+        File.WriteAllText(config, File.ReadAllText(config).Replace("checkpoint_every: 2", "checkpoint_every: 1000"));
+        string outDir = Path.Combine(root, "resumed");
+        using (var first = StartPretrain(config, outDir))
+        {
+            var stderr = first.StandardError.ReadToEndAsync();
+            string? line;
+            while ((line = first.StandardOutput.ReadLine()) is not null && !line.Contains("step ", StringComparison.Ordinal)) { }
+            using (var kill = Process.Start("kill", ["-TERM", first.Id.ToString(System.Globalization.CultureInfo.InvariantCulture)])) kill.WaitForExit();
+            _ = first.StandardOutput.ReadToEnd();
+            Assert.True(first.WaitForExit(60_000), "the run did not stop after SIGTERM");
+            output.WriteLine(await stderr);
+            Assert.Equal(143, first.ExitCode);
+        }
+        var killed = RunNamed(MlflowReference.ReadClean(Mlruns), "resumed");
+        Assert.Equal(5, (int)killed["status"]!);  // KILLED
+        var resumed = Cli("pretrain", "--config", config, "--out", outDir, "--threads", "2", "--resume", "--run-name", "resumed");
+        Assert.True(resumed.ExitCode == 0, resumed.Stderr);
+
+        var runs = MlflowReference.ReadClean(Mlruns)["experiments"]!.AsArray().SelectMany(e => e!["runs"]!.AsArray()).ToList();
+        var run = (JsonObject)Assert.Single(runs)!;
+        Assert.Equal((string)killed["run_id"]!, (string)run["run_id"]!);
+        Assert.Equal(3, (int)run["status"]!);  // FINISHED
+        var steps = run["metrics"]!["loss"]!.AsArray().Select(p => (long)p![2]!).ToList();  // [timestamp, value, step]
+        Assert.Contains(40L, steps);
+        Assert.True(steps.Min() < 40 && steps.Count == steps.Distinct().Count(), string.Join(",", steps));
+        Assert.NotNull(run["tags"]!["medformer.resumed_from"]);
+    }
+
+    [Fact]
     public void AFailedStartMarksTheRunFailedAndNoneLogsNothing()
     {
-        string bad = Config("bad.yaml", 4, "{ medmnist: /nonexistent/pathmnist.npz }");
+        // A file named in the config that is missing is a bad argument: refused before any run exists.
+        var missing = Cli("pretrain", "--config", Config("missing.yaml", 4, "{ medmnist: /nonexistent/pathmnist.npz }"), "--out", "runs/missing");
+        Assert.Equal(2, missing.ExitCode);
+        Assert.False(Directory.Exists(Mlruns));
+        // One that is there but broken is found when the job opens it: the run exists by then, and is marked FAILED.
+        string broken = Path.Combine(root, "broken.npz");
+        File.WriteAllText(broken, "not a zip archive");
+        string bad = Config("bad.yaml", 4, $"{{ medmnist: {broken} }}");
         var result = Cli("pretrain", "--config", bad, "--out", "runs/bad");
         Assert.NotEqual(0, result.ExitCode);
         Assert.Equal(4, (int)RunNamed(MlflowReference.ReadClean(Mlruns), "bad")["status"]!);  // FAILED
