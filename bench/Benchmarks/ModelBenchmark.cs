@@ -44,15 +44,26 @@ public static class ModelBenchmark
         report.Extra("mfu_bf16_of_bf16_gemm", Math.Round(stepFlops / bf16.Median / 1e9 / bf16Gemm, 3));
         report.Extra("twin_mfu_fp32_of_our_fp32_gemm", Math.Round(stepFlops / twin / 1e9 / fp32Gemm, 3));
         report.Extra("bf16_over_twin_fp32", Math.Round(twin / bf16.Median, 2));
-        report.Extra("steady_rss_growth_mib_fp32", Math.Round(fp32Steady, 1));
-        report.Extra("steady_rss_growth_mib_bf16", Math.Round(bf16Steady, 1));
+        report.Extra("steady_rss_growth_mib_fp32", Math.Round(fp32Steady.RssMiB, 1));
+        report.Extra("steady_rss_growth_mib_bf16", Math.Round(bf16Steady.RssMiB, 1));
+        // Where the growth goes: with live tensors and malloc's bytes in use flat, it is freed memory glibc keeps in its
+        // per-thread arenas (it falls back when malloc trims); a leak would show as tensors or bytes in use.
+        report.Extra("steady_growth_fp32", fp32Steady.ToString());
+        report.Extra("steady_growth_bf16", bf16Steady.ToString());
         report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
         return report;
     }
 
     /// <summary>Step timing, and how much resident memory grew between the first and the second half of the steps.</summary>
-    internal static (Timing Timing, double SteadyGrowthMiB, long Parameters) TimeSteps(MedformerConfig config, Precision precision)
+    /// <summary>How resident memory changed over the steady steps, and what glibc's heap and the live tensors say of it.</summary>
+    internal sealed record Growth(double RssMiB, double InUseMiB, double HeldFreeMiB, long LiveTensors)
+    {
+        public override string ToString() =>
+            $"RSS {RssMiB:+0.0;-0.0} MiB = malloc in use {InUseMiB:+0.0;-0.0} MiB + freed but held by malloc's arenas {HeldFreeMiB:+0.0;-0.0} MiB (+ pages touched outside malloc); live tensors {LiveTensors:+0;-0}";
+    }
+
+    internal static (Timing Timing, Growth Steady, long Parameters) TimeSteps(MedformerConfig config, Precision precision)
     {
         Seeding.SeedEverything(0);
         using var classifier = new Classifier(config, Classes);
@@ -71,8 +82,13 @@ public static class ModelBenchmark
         });
         var timing = Timing.Measure(Step, warmup: 3, repeats: Steps);
         double before = Resident.CurrentMiB;
+        var (inUse, held) = Malloc.Now();
+        long live = TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount;
         for (int i = 0; i < Steps; i++) Step();
-        return (timing, Resident.CurrentMiB - before, classifier.Model.ParameterCount());
+        var (inUseAfter, heldAfter) = Malloc.Now();
+        var growth = new Growth(Resident.CurrentMiB - before, inUseAfter - inUse, heldAfter - held,
+            TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount - live);
+        return (timing, growth, classifier.Model.ParameterCount());
     }
 
     /// <summary>Medformer and a linear head on the mean latent (twin: the head in reference/model.py).</summary>

@@ -17,7 +17,7 @@ public static class SoakBenchmark
     const double MaxGrowthPercent = 1.0;
     static readonly TimeSpan SampleEvery = TimeSpan.FromSeconds(5);
 
-    sealed record Sample(double Minutes, double RssMiB, double ManagedMiB, long Steps);
+    sealed record Sample(double Minutes, double RssMiB, double ManagedMiB, double MallocInUseMiB, double MallocHeldFreeMiB, long Steps);
 
     public static BenchReport Run(BenchOptions options)
     {
@@ -31,7 +31,8 @@ public static class SoakBenchmark
         using var pressure = new GcPressure();
         using var sampler = new Timer(_ =>
         {
-            lock (samples) samples.Add(new Sample(clock.Elapsed.TotalMinutes, Resident.CurrentMiB, GC.GetTotalMemory(false) / 1048576.0, Interlocked.Read(ref steps)));
+            var (inUse, held) = Malloc.Now();
+            lock (samples) samples.Add(new Sample(clock.Elapsed.TotalMinutes, Resident.CurrentMiB, GC.GetTotalMemory(false) / 1048576.0, inUse, held, Interlocked.Read(ref steps)));
         }, null, TimeSpan.Zero, SampleEvery);
         try
         {
@@ -100,6 +101,7 @@ public static class SoakBenchmark
         if (faults.Count > 0) report.Extra("fault_list", string.Join(" | ", faults.Take(10)));
         report.Extra("rss_mib_each_minute", string.Join(" ", minutes.Select(s => $"{s.Minutes:F0}:{s.RssMiB:F0}")));
         report.Extra("managed_heap_mib_each_minute", string.Join(" ", minutes.Select(s => $"{s.Minutes:F0}:{s.ManagedMiB:F1}")));
+        report.Extra("malloc_in_use_and_held_free_mib_each_minute", string.Join(" ", minutes.Select(s => $"{s.Minutes:F0}:{s.MallocInUseMiB:F0}/{s.MallocHeldFreeMiB:F0}")));
         report.Extra("plot", plot);
         report.Extra("run", "the default pretraining job (RunConfig defaults: tiny, inpainting 1 + rotation 0.5 + SimCLR 0.5, phantom 2D, batch 64, 2 loader workers, checkpoints every 200 steps) with max_steps far beyond the deadline, under forced gen-0 collections and finalizers (a full collection every 64th)");
         return report;
