@@ -229,7 +229,7 @@ public sealed class RestTrackingTests : IDisposable
             var run = Start(first.Url, Fast with { FlushTimeout = TimeSpan.FromSeconds(1) });
             for (int step = 1; step <= 100; step++) run.LogMetric("loss", 1.0 / step, step);
             var clock = Stopwatch.StartNew();
-            while ((OnlyRunOrNull(state)?.Metrics.Count ?? 0) < 100 && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(20);
+            while ((OnlyRunOrNull(state)?.Metrics.Count ?? 0) < 100 && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);  // a hang guard: the sender waits on nothing here
             Assert.Equal(100, OnlyRun(state).Metrics.Count);
             first.Dispose();  // the server goes away
             for (int step = 101; step <= 250; step++) run.LogMetric("loss", 1.0 / step, step);
