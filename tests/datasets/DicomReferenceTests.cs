@@ -6,9 +6,11 @@ using static TorchSharp.torch;
 namespace Medformer.Tests.Datasets;
 
 /// <summary>
-/// pydicom's own test files, read here and compared with what pydicom 2.3 and numpy give for them (computed once with
-/// Debian's python3-pydicom: shape, dtype, <c>pixel_array * RescaleSlope + RescaleIntercept</c> statistics, geometry,
-/// the number of elements <c>Dataset.iterall()</c> walks and the deepest sequence nesting).
+/// pydicom's own test files, read here and compared with what pydicom 2.3 and numpy give for them: shape,
+/// <c>pixel_array * RescaleSlope + RescaleIntercept</c> statistics, spacing, the number of elements
+/// <c>Dataset.iterall()</c> walks, the deepest sequence nesting, and the sampled voxels and sums below. All of them are
+/// the output of <c>/usr/bin/python3 tests/reference/dicom_reference.py</c> (Debian's python3-pydicom 2.3), kept here;
+/// the dtypes are ours (pydicom's uint32 dose is our Int64, rescaled CT our Float32), the geometry the files' own tags.
 /// </summary>
 public sealed class DicomReferenceTests
 {

@@ -136,11 +136,10 @@ public sealed class MnistCorpusTests : IDisposable
         Assert.Contains("do not match the 3 images", Assert.Throws<InvalidDataException>(() => MnistCorpus.Open(folder)).Message);
     }
 
-    [Fact]
+    [FashionMnistFact]
     public void FashionMnistFromDebianWhenInstalled()
     {
         // Debian's dataset-fashion-mnist package (./test.sh installs it): the real files' counts and class balance.
-        if (!Directory.Exists(MnistCorpus.FashionMnistFolder)) return;
         using var test = MnistCorpus.Open(MnistCorpus.FashionMnistFolder, "test");
         Assert.Equal(10_000, test.Count);
         var counts = new int[10];

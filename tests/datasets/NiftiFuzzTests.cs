@@ -80,9 +80,11 @@ public sealed class NiftiFuzzTests(ITestOutputHelper output) : IDisposable
             {
                 Assert.Fail($"mutant {i} ({how}) threw {e.GetType().Name}, not InvalidDataException or NotSupportedException: {e.Message}");
             }
-            worstAllocation = Math.Max(worstAllocation, GC.GetAllocatedBytesForCurrentThread() - before);
+            long managed = GC.GetAllocatedBytesForCurrentThread() - before;
+            worstAllocation = Math.Max(worstAllocation, managed);
             slowest.Add(((clock.Elapsed - started).TotalMilliseconds, $"mutant {i} ({how})"));
-            Assert.True((clock.Elapsed - started).TotalSeconds < 5, $"mutant {i} ({how}) took {(clock.Elapsed - started).TotalSeconds:F1} s");
+            // Work bounded by the file, not by what its header claims: managed memory, not time, which load would stretch.
+            Assert.True(managed < 64L * file.Length + (8 << 20), $"mutant {i} ({how}) allocated {managed:N0} bytes for a file of {file.Length:N0}");
         }
         output.WriteLine($"{Mutants} mutants in {clock.Elapsed.TotalSeconds:F1} s: {read} read, {refused} refused as invalid, {unsupported} as unsupported; most managed memory for one: {worstAllocation / 1024} KiB");
         foreach (var (ms, what) in slowest.OrderByDescending(p => p.Item1).Take(5)) output.WriteLine($"  {ms:F1} ms {what}");

@@ -225,17 +225,20 @@ public sealed class PhantomTests(PhantomFixture fixture, ITestOutputHelper outpu
     {
         var spec = new PhantomSpec("2d", 28, 50, 10, 10);
         string path = Phantom.Ensure(spec, folder);
-        var written = File.GetLastWriteTimeUtc(path);
-        Thread.Sleep(20);
+        var bytes = File.ReadAllBytes(path);
+        // An mtime set by hand, long past: a rewrite (whenever it happens) moves it, with no sleep to order the events.
+        var past = new DateTime(2001, 1, 1, 0, 0, 0, DateTimeKind.Utc);
+        File.SetLastWriteTimeUtc(path, past);
         Assert.Equal(path, Phantom.Ensure(spec, folder));
-        Assert.Equal(written, File.GetLastWriteTimeUtc(path));
+        Assert.Equal(past, File.GetLastWriteTimeUtc(path));  // the current file is left alone
 
-        // Another spec under the same name (another seed): rewritten.
+        // Another spec under the same name (another seed): other bytes, which Ensure replaces with the spec's own.
         Phantom.Write(path, spec with { Seed = 99 });
-        Phantom.Ensure(spec, folder);
-        using var corpus = MedMnistCorpus.Open(path, "train");
-        Assert.Equal(Phantom.Subset(spec).Splits, corpus.Subset.Splits);
-        Assert.NotEqual(written, File.GetLastWriteTimeUtc(path));
+        Assert.NotEqual(bytes, File.ReadAllBytes(path));
+        Assert.Equal(path, Phantom.Ensure(spec, folder));
+        Assert.Equal(bytes, File.ReadAllBytes(path));
+        using (var corpus = MedMnistCorpus.Open(path, "train"))
+            Assert.Equal(Phantom.Subset(spec).Splits, corpus.Subset.Splits);
 
         Assert.Throws<ArgumentException>(() => Phantom.Ensure(spec with { Size = 8 }, folder));
         Assert.Throws<ArgumentException>(() => Phantom.Ensure(spec with { Dimensionality = "4d" }, folder));

@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using System.Security.Cryptography;
 using Medformer.Runtime.Net;
 using Xunit;
@@ -167,9 +166,8 @@ public sealed class DownloadTests : IDisposable
         using var server = new TestHttpServer(r => r.RangeFrom == null
             ? new TestResponse(200, content) { SendOnly = 50_000, Stall = true }
             : new TestResponse(206, []) { StallBeforeHeaders = true });
-        var clock = Stopwatch.StartNew();
+        // The server stalls for good: only the timeouts end the fetch, and the messages say which fired (no clock asserted).
         var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast(retries: 1, timeoutSeconds: 0.3)));
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(10), $"took {clock.Elapsed}");
         Assert.Contains("no response within 0.3 s", e.Message);
         Assert.Contains(log, l => l.Contains("no data for 0.3 s at byte 50000"));
         Assert.Contains("50000 bytes kept", e.Message);

@@ -188,23 +188,35 @@ public sealed class RestTrackingTests : IDisposable
     }
 
     [Fact]
-    public void LoggingNeverWaitsOnTheNetworkAndWhatCannotBeSentIsKept()
+    public async Task LoggingNeverWaitsOnTheNetworkAndWhatCannotBeSentIsKept()
     {
         using var server = new FakeMlflowServer(fault: _ => new MlflowFault(0, Stall: true));
         var run = Start(server.Url, Fast with { FlushTimeout = TimeSpan.FromSeconds(1) });
-        var clock = Stopwatch.StartNew();
-        for (int step = 0; step < 5000; step++) run.LogMetrics(new Dictionary<string, double> { ["loss"] = step, ["lr"] = 0.1 }, step);
-        var logging = clock.Elapsed;
-        Assert.True(logging < TimeSpan.FromSeconds(2), $"10,000 points took {logging.TotalMilliseconds:F0} ms to log with the server stalled");
-        clock.Restart();
+        // The server never answers. A LogMetrics that waited on an answer would sit out a 2 s timeout per request, hours
+        // for 5,000 calls; the minute allowed tells that from a pass on any machine, however loaded (no speed is asserted).
+        var logging = Task.Run(() =>
+        {
+            for (int step = 0; step < 5000; step++) run.LogMetrics(new Dictionary<string, double> { ["loss"] = step, ["lr"] = 0.1 }, step);
+        });
+        Assert.True(await Task.WhenAny(logging, Task.Delay(TimeSpan.FromMinutes(1))) == logging, "LogMetrics waited on a server that never answers");
+        await logging;
         var outcome = run.End();
         run.Dispose();
-        Assert.True(clock.Elapsed < TimeSpan.FromSeconds(8), $"End took {clock.Elapsed.TotalSeconds:F1} s");
         Assert.Equal(10_001, outcome.Unsent);  // every point and the end
         Assert.NotNull(outcome.SpoolFile);
         Assert.True(File.Exists(outcome.SpoolFile));
         Assert.Contains($"medformer runs replay {outcome.SpoolFile}", outcome.Warning);
         Assert.Contains("no answer within 2 s", outcome.Warning);
+
+        // What was kept is all of it, in the order it was logged: replayed to a server that answers.
+        var state = new MlflowServerState();
+        using (var healthy = new FakeMlflowServer(state))
+        {
+            var replayed = Mlflow.Replay(outcome.SpoolFile!, new Uri(healthy.Url), Fast);
+            Assert.True(replayed.Complete, replayed.Warning);
+        }
+        Assert.Equal(Enumerable.Range(0, 5000).SelectMany(s => new[] { ("loss", (long)s), ("lr", (long)s) }), Points(OnlyRun(state)));
+        Assert.Equal("FINISHED", (string)OnlyRun(state).Info["status"]!);
     }
 
     [Fact]
@@ -217,7 +229,7 @@ public sealed class RestTrackingTests : IDisposable
             var run = Start(first.Url, Fast with { FlushTimeout = TimeSpan.FromSeconds(1) });
             for (int step = 1; step <= 100; step++) run.LogMetric("loss", 1.0 / step, step);
             var clock = Stopwatch.StartNew();
-            while ((OnlyRunOrNull(state)?.Metrics.Count ?? 0) < 100 && clock.Elapsed < TimeSpan.FromSeconds(10)) Thread.Sleep(20);
+            while ((OnlyRunOrNull(state)?.Metrics.Count ?? 0) < 100 && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);  // a hang guard: the sender waits on nothing here
             Assert.Equal(100, OnlyRun(state).Metrics.Count);
             first.Dispose();  // the server goes away
             for (int step = 101; step <= 250; step++) run.LogMetric("loss", 1.0 / step, step);
