@@ -90,17 +90,21 @@ public static class RunsCommand
     static Command Replay()
     {
         var spool = new Argument<string>("SPOOL") { Description = "A spool file (mlflow-spool-….jsonl) left by a run whose server was out of reach." };
-        var uri = new Option<string?>("--tracking-uri") { Description = "Send to this server instead of the one the spool file names." };
+        var uri = new Option<string?>("--tracking-uri") { Description = "The server to send to (default: $MLFLOW_TRACKING_URI). Never the one the spool file names unless you name it: a spool file can come from anyone." };
         var command = new Command("replay", "Send a run's entries that did not reach the tracking server; the file is removed once all are sent.");
         command.Arguments.Add(spool);
         command.Options.Add(uri);
         command.SetAction(parse =>
         {
-            Uri? server = parse.GetValue(uri) is { } given ? TrackingUri.Parse(given).Server ?? throw new ArgumentException($"--tracking-uri {given}: replay sends to an http(s):// server") : null;
+            string file = parse.GetValue(spool)!;
+            string? given = parse.GetValue(uri) is { Length: > 0 } option ? option
+                : Environment.GetEnvironmentVariable(TrackingUri.Variable) is { Length: > 0 } env ? env : null;
+            if (given is null)
+                throw new ArgumentException($"runs replay: no server given; pass --tracking-uri URL (or set {TrackingUri.Variable}). The spool file names {SpoolServer(file)}, but it is sent only where you say");
             TrackingOutcome outcome;
             try
             {
-                outcome = Mlflow.Replay(parse.GetValue(spool)!, server);
+                outcome = Mlflow.Replay(file, TrackingUri.Parse(given));
             }
             catch (InvalidDataException e)
             {
@@ -116,6 +120,19 @@ public static class RunsCommand
             return 0;
         });
         return command;
+    }
+
+    /// <summary>The server a spool file names, for the message that asks which server to send to.</summary>
+    static string SpoolServer(string file)
+    {
+        try
+        {
+            return Mlflow.SpoolServer(file);
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException or ArgumentException)
+        {
+            return "no server it could read";
+        }
     }
 
     static int Read(string? trackingUri, Action<RunsReport> action)

@@ -70,7 +70,7 @@ public static class Mlflow
             var run = store.CreateRun(experiment.ExperimentId, runName, user, now, tags);
             return new MlflowRun(new FileRunSink(store, run), options.Experiment, runName, faults);
         }
-        var rest = new RestStore(uri.Server!, options.Rest);
+        var rest = new RestStore(uri.Server!, uri.WithCredentials(options.Rest));
         var reopened = Reopen(options, faults, id => rest.GetRun(id).Info, id => rest.UpdateRun(id, RunStatus.Running, null));
         var start = new RunStart(uri.Server!, options.Experiment, reopened?.RunName ?? runName, user, reopened?.StartTime ?? now, tags);
         var spool = RunSpool.Create(options.SpoolDirectory, start);
@@ -96,6 +96,15 @@ public static class Mlflow
         }
     }
 
-    /// <summary>Sends what a spool file left by a run on a server holds and the server has not taken (<c>medformer runs replay</c>).</summary>
-    public static TrackingOutcome Replay(string spoolFile, Uri? server = null, RestOptions? options = null) => RunSpool.Replay(spoolFile, server, options);
+    /// <summary>The server a spool file names (its start line).</summary>
+    public static string SpoolServer(string spoolFile) => RunSpool.Load(spoolFile).Start.Server.ToString();
+
+    /// <summary>
+    /// Sends what a spool file left by a run on a server holds and the server has not taken (<c>medformer runs
+    /// replay</c>), to <paramref name="server"/>: the configured one, never one the file names on its own say (a
+    /// spool file can come from anyone, and the credentials go where it is sent).
+    /// </summary>
+    public static TrackingOutcome Replay(string spoolFile, TrackingUri server, RestOptions? options = null) =>
+        RunSpool.Replay(spoolFile, server.Server ?? throw new ArgumentException($"--tracking-uri {server.Text}: replay sends to an http(s):// server"),
+            server.WithCredentials(options));
 }

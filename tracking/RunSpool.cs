@@ -23,14 +23,18 @@ sealed class RunSpool : IDisposable
     RunSpool(string path)
     {
         Path = path;
-        stream = new FileStream(path, FileMode.Append, FileAccess.Write, FileShare.Read);
+        // The user's alone: it holds the run's params and metrics and the paths of its files.
+        var options = new FileStreamOptions { Mode = FileMode.Append, Access = FileAccess.Write, Share = FileShare.Read };
+        if (!OperatingSystem.IsWindows()) options.UnixCreateMode = UnixFileMode.UserRead | UnixFileMode.UserWrite;
+        stream = new FileStream(path, options);
     }
 
     public string Path { get; }
 
     public static RunSpool Create(string directory, RunStart start)
     {
-        Directory.CreateDirectory(directory);
+        if (OperatingSystem.IsWindows()) Directory.CreateDirectory(directory);
+        else Directory.CreateDirectory(directory, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         string name = $"mlflow-spool-{DateTime.UtcNow:yyyyMMdd-HHmmss}-{Guid.NewGuid().ToString("N")[..8]}.jsonl";
         var spool = new RunSpool(System.IO.Path.Combine(System.IO.Path.GetFullPath(directory), name));
         spool.Append([start.ToJson()]);
@@ -46,6 +50,23 @@ sealed class RunSpool : IDisposable
         foreach (var line in lines) text.Append(line.ToJsonString()).Append('\n');
         stream.Write(Encoding.UTF8.GetBytes(text.ToString()));
         stream.Flush();
+    }
+
+    /// <summary>Whether <paramref name="path"/>, with its links resolved, lies inside <paramref name="folder"/>.</summary>
+    static bool Inside(string path, string folder)
+    {
+        string full = System.IO.Path.GetFullPath(path);
+        try
+        {
+            if (new FileInfo(full).ResolveLinkTarget(returnFinalTarget: true) is { } file) full = file.FullName;
+            else if (new DirectoryInfo(full).ResolveLinkTarget(returnFinalTarget: true) is { } directory) full = directory.FullName;
+        }
+        catch (IOException)
+        {
+            return false;
+        }
+        string root = System.IO.Path.TrimEndingDirectorySeparator(System.IO.Path.GetFullPath(folder)) + System.IO.Path.DirectorySeparatorChar;
+        return full.StartsWith(root, StringComparison.Ordinal);
     }
 
     public void Created(RunInfo run) => Append([new JsonObject
@@ -111,11 +132,18 @@ sealed class RunSpool : IDisposable
         return (start, created, [.. entries.Where(e => e.Seq > done)], entries.Count == 0 ? 0 : entries.Max(e => e.Seq));
     }
 
-    /// <summary>Sends what a spool file holds that the server has not taken, to <paramref name="server"/> or the one it names.</summary>
-    public static TrackingOutcome Replay(string path, Uri? server = null, RestOptions? options = null)
+    /// <summary>
+    /// Sends what a spool file holds that the server has not taken, to <paramref name="server"/>. Artifacts must lie in
+    /// the run's folder (the one holding the spool's folder): a file that names others is refused before anything is sent.
+    /// </summary>
+    public static TrackingOutcome Replay(string path, Uri server, RestOptions? options = null)
     {
         var (start, created, unsent, lastSeq) = Load(path);
-        var store = new RestStore(server ?? start.Server, options);
+        string runFolder = System.IO.Path.GetDirectoryName(System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path))!)!;
+        foreach (var artifact in unsent.Select(e => e.Artifact).OfType<ArtifactUpload>())
+            if (!Inside(artifact.LocalPath, runFolder))
+                throw new InvalidDataException($"{path}: artifact {artifact.LocalPath} is outside the run's folder {runFolder}; refusing to send anything");
+        var store = new RestStore(server, options);
         using var sender = new RestRunSender(store, Open(path), start, new TrackingFaults(message => Console.Error.WriteLine(message)), created, unsent, lastSeq);
         return sender.Drain();
     }

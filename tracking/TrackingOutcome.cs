@@ -11,5 +11,5 @@ public sealed record TrackingOutcome(string Location, string? RunId, int Unsent,
     /// <summary>One line for the user, or null when all went well.</summary>
     public string? Warning => Complete ? null
         : $"{Unsent} logged entr{(Unsent == 1 ? "y" : "ies")} did not reach {Location}{(Errors.Count > 0 ? $" ({Errors[^1]})" : "")}"
-          + (SpoolFile is null ? "" : $"; kept in {SpoolFile}; send them with: medformer runs replay {SpoolFile}");
+          + (SpoolFile is null ? "" : $"; kept in {SpoolFile}; send them with: medformer runs replay {SpoolFile} --tracking-uri {Location}");
 }

@@ -10,10 +10,16 @@ public sealed record TrackingUri
     public const string Variable = "MLFLOW_TRACKING_URI";
     public const string DefaultFolder = "mlruns";
 
-    TrackingUri(string text, string? folder, Uri? server) => (Text, Folder, Server) = (text, folder, server);
+    TrackingUri(string text, string? folder, Uri? server, string? username = null, string? password = null) =>
+        (Text, Folder, Server, Username, Password) = (text, folder, server, username, password);
 
-    /// <summary>What was given, for messages.</summary>
+    /// <summary>What was given, for messages, with any password in it replaced by ***.</summary>
     public string Text { get; }
+
+    /// <summary>Basic-auth credentials written into the URL (<c>http://user:pass@host</c>); never printed or stored.</summary>
+    public string? Username { get; }
+
+    public string? Password { get; }
 
     /// <summary>The local store's folder (absolute), or null.</summary>
     public string? Folder { get; }
@@ -34,8 +40,13 @@ public sealed record TrackingUri
         if (t.StartsWith("http://", StringComparison.OrdinalIgnoreCase) || t.StartsWith("https://", StringComparison.OrdinalIgnoreCase))
         {
             if (!Uri.TryCreate(t.TrimEnd('/') + "/", UriKind.Absolute, out var uri) || uri.Host.Length == 0)
-                throw new ArgumentException($"--tracking-uri '{text}': not a valid URL");
-            return new(t, null, uri);
+                throw new ArgumentException($"--tracking-uri '{Redact(t)}': not a valid URL");
+            if (uri.UserInfo.Length == 0) return new(t, null, uri);
+            // Credentials in the URL are used for basic auth and kept out of the server's URL, which is printed and
+            // written into spool files.
+            string[] parts = uri.UserInfo.Split(':', 2);
+            var bare = new UriBuilder(uri) { UserName = "", Password = "" }.Uri;
+            return new(Redact(t), null, bare, Uri.UnescapeDataString(parts[0]), parts.Length > 1 ? Uri.UnescapeDataString(parts[1]) : null);
         }
         if (t.StartsWith("file:", StringComparison.OrdinalIgnoreCase))
         {
@@ -47,10 +58,33 @@ public sealed record TrackingUri
         return new(t, Path.GetFullPath(t), null);
     }
 
+    /// <summary>"http://user:***@host/…" for "http://user:secret@host/…"; other text as it is.</summary>
+    public static string Redact(string text)
+    {
+        int scheme = text.IndexOf("://", StringComparison.Ordinal);
+        if (scheme < 0) return text;
+        int hostEnd = text.IndexOfAny(['/', '?', '#'], scheme + 3);
+        int at = text.LastIndexOf('@', hostEnd < 0 ? text.Length - 1 : hostEnd - 1);
+        if (at <= scheme) return text;
+        string user = text[(scheme + 3)..at].Split(':', 2)[0];
+        return $"{text[..(scheme + 3)]}{user}:***{text[at..]}";
+    }
+
+    /// <summary>
+    /// <paramref name="options"/> with this URL's credentials for basic auth, unless MLflow's variables
+    /// (MLFLOW_TRACKING_TOKEN, MLFLOW_TRACKING_USERNAME) already give credentials, which win as in MLflow.
+    /// </summary>
+    public RestOptions WithCredentials(RestOptions? options)
+    {
+        options ??= new RestOptions();
+        if (Username is null || options.Token is { Length: > 0 } || options.Username is { Length: > 0 }) return options;
+        return options with { Username = Username, Password = Password };
+    }
+
     /// <summary>A reader of the runs there: the local store (which must exist) or the server.</summary>
     public ITrackingReader OpenReader(RestOptions? options = null)
     {
-        if (Server is not null) return new RestStore(Server, options);
+        if (Server is not null) return new RestStore(Server, WithCredentials(options));
         if (Folder is null) throw new ArgumentException("--tracking-uri none: there are no runs to read");
         if (!Directory.Exists(Folder)) throw new ArgumentException($"no MLflow runs at {Folder} (set --tracking-uri or MLFLOW_TRACKING_URI)");
         return new FileStore(Folder);

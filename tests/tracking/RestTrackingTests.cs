@@ -212,7 +212,7 @@ public sealed class RestTrackingTests : IDisposable
         var state = new MlflowServerState();
         using (var healthy = new FakeMlflowServer(state))
         {
-            var replayed = Mlflow.Replay(outcome.SpoolFile!, new Uri(healthy.Url), Fast);
+            var replayed = Mlflow.Replay(outcome.SpoolFile!, TrackingUri.Parse(healthy.Url), Fast);
             Assert.True(replayed.Complete, replayed.Warning);
         }
         Assert.Equal(Enumerable.Range(0, 5000).SelectMany(s => new[] { ("loss", (long)s), ("lr", (long)s) }), Points(OnlyRun(state)));
@@ -242,7 +242,7 @@ public sealed class RestTrackingTests : IDisposable
         Assert.Equal("RUNNING", (string)OnlyRun(state).Info["status"]!);
 
         using var second = new FakeMlflowServer(state);  // back, on another port, with its runs
-        var replayed = Mlflow.Replay(outcome.SpoolFile!, new Uri(second.Url), Fast);
+        var replayed = Mlflow.Replay(outcome.SpoolFile!, TrackingUri.Parse(second.Url), Fast);
         Assert.True(replayed.Complete, replayed.Warning);
         var points = Points(OnlyRun(state));
         Assert.Equal(Enumerable.Range(1, 250).Select(s => ("loss", (long)s)), points.Order());
@@ -271,7 +271,7 @@ public sealed class RestTrackingTests : IDisposable
         Assert.Equal(22, outcome.Unsent);
 
         using var server = new FakeMlflowServer();
-        var replayed = Mlflow.Replay(outcome.SpoolFile!, new Uri(server.Url), Fast);
+        var replayed = Mlflow.Replay(outcome.SpoolFile!, TrackingUri.Parse(server.Url), Fast);
         Assert.True(replayed.Complete, replayed.Warning);
         var stored = OnlyRun(server.State);
         Assert.Equal(20, stored.Metrics.Count);
@@ -296,7 +296,7 @@ public sealed class RestTrackingTests : IDisposable
             run.Dispose();
         }
         using var server = new FakeMlflowServer();
-        var replayed = Mlflow.Replay(copy, new Uri(server.Url), Fast);
+        var replayed = Mlflow.Replay(copy, TrackingUri.Parse(server.Url), Fast);
         Assert.True(replayed.Complete, replayed.Warning);
         var stored = OnlyRun(server.State);
         Assert.Equal(Enumerable.Range(1, 50).Select(s => ("loss", (long)s)), Points(stored));
