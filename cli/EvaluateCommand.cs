@@ -81,7 +81,8 @@ static class EvaluateCommand
             ["batch_size"] = options.FineTune.BatchSize,
             ["pooling"] = options.FineTune.Pooling.ToString().ToLowerInvariant(),
             ["selection"] = options.FineTune.Selection,
-            ["precision"] = options.FineTune.Precision.Name(),
+            ["precision"] = MixedPrecision.Resolve(options.FineTune.Precision, DeviceSpec.Parse(options.Device)).Effective.Name(),
+            ["precision_requested"] = options.FineTune.Precision.Name(),
             ["config"] = options.Config,
             ["device"] = options.Device,
         });

@@ -78,12 +78,14 @@ static class FinetuneCommand
             if (fixMatching is not null && share == 1)
                 throw new ArgumentException("--fixmatch: its unlabelled images are the training images --fraction leaves out; with --fraction 1 there are none");
             if (fixMatching is not null && options.Mixup > 0) throw new ArgumentException("--fixmatch and --mixup do not combine: pick one");
+            // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
+            var (ranPrecision, _) = MixedPrecision.Resolve(options.Precision, options.Device);
             using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             tracked?.LogParams(new Dictionary<string, object?>
             {
                 ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head) ?? DefaultHead(parse.GetValue(task)!), ["roi"] = parse.GetValue(roiOption), ["strategy"] = chosen.ToString(),
                 ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
-                ["lr"] = options.LearningRate, ["precision"] = parse.GetValue(precision), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment), ["mixup"] = options.Mixup, ["ema"] = options.Ema,
+                ["lr"] = options.LearningRate, ["precision"] = ranPrecision.Name(), ["precision_requested"] = options.Precision.Name(), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment), ["mixup"] = options.Mixup, ["ema"] = options.Ema,
                 ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(selfTraining, options.MaxSteps),
                 ["fixmatch"] = FixMatchOption.Describe(fixMatching, options.MaxSteps),
             });
