@@ -56,13 +56,16 @@ public sealed class OutputFolder
     }
 
     /// <summary>
-    /// Creates the folder if needed and writes the marker, for commands that write files into it; a marker already
-    /// there stays (an earlier run's, or with --force another command's, which keeps that command's claim).
+    /// Creates the folder if needed and writes the marker, for commands that write files into it. A marker already
+    /// there stays (an earlier run's, or with --force another command's, which keeps that command's claim), except
+    /// that another command's folder written into is no longer all its own: it may not replace it whole after this.
     /// </summary>
     public void Mark()
     {
         Directory.CreateDirectory(FullPath);
-        if (!File.Exists(Path.Combine(FullPath, MarkerFile))) WriteMarker(FullPath);
+        var marker = ReadMarker(FullPath);
+        if (marker is null) WriteMarker(FullPath, Command, Exclusive);
+        else if (marker is { Exclusive: true } other && other.Command != Command) WriteMarker(FullPath, other.Command, exclusive: false);
     }
 
     /// <summary>
@@ -77,7 +80,7 @@ public sealed class OutputFolder
             AtomicDirectory.Write(FullPath, staging =>
             {
                 writeContents(staging);
-                WriteMarker(staging);
+                WriteMarker(staging, Command, Exclusive);
             });
             return;
         }
@@ -86,9 +89,9 @@ public sealed class OutputFolder
         Mark();
     }
 
-    void WriteMarker(string folder)
+    static void WriteMarker(string folder, string command, bool exclusive)
     {
-        var json = new JsonObject { ["command"] = Command, ["version"] = Version, ["exclusive"] = Exclusive };
+        var json = new JsonObject { ["command"] = command, ["version"] = Version, ["exclusive"] = exclusive };
         string path = Path.Combine(folder, MarkerFile), temporary = path + ".tmp";
         File.WriteAllText(temporary, json.ToJsonString(new JsonSerializerOptions { WriteIndented = true }) + "\n");
         File.Move(temporary, path, overwrite: true);

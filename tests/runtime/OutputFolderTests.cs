@@ -62,6 +62,20 @@ public sealed class OutputFolderTests : IDisposable
     }
 
     [Fact]
+    public void AnotherCommandsFolderWrittenIntoWithForceIsNoLongerItsAlone()
+    {
+        string folder = Path.Combine(root, "model");
+        OutputFolder.Claim(folder, "import", force: false).Write(WriteA);
+        OutputFolder.Claim(folder, "export", force: true).Write(f => File.WriteAllText(Path.Combine(f, "b.txt"), "b"));
+        Assert.Equal("import", Marker(folder)["command"]!.GetValue<string>());
+        Assert.False(Marker(folder)["exclusive"]!.GetValue<bool>());
+
+        // So import's rerun adds its files and keeps export's.
+        OutputFolder.Claim(folder, "import", force: false).Write(WriteA);
+        Assert.Equal([OutputFolder.MarkerFile, "a.txt", "b.txt"], Entries(folder));
+    }
+
+    [Fact]
     public void ForceAddsTheFilesAndRemovesNothing()
     {
         string folder = Canaried("work");
