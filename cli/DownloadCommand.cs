@@ -119,15 +119,17 @@ public static class DownloadCommand
     {
         var name = new Argument<string?>("name") { Description = "The subset, e.g. pathmnist or organmnist3d (--list shows them).", Arity = ArgumentArity.ZeroOrOne };
         var size = new Option<int>("--size") { Description = "Image size: 28, 64, 128 or 224 for 2D; 28 or 64 for 3D.", DefaultValueFactory = _ => 28 };
-        var output = new Option<string?>("--out") { Description = "Folder to put NAME[_SIZE].npz in (default $MEDFORMER_HOME/medmnist)." };
+        var output = new Option<string?>("--out") { Description = "Folder to put NAME[_SIZE].npz in (default $MEDFORMER_HOME/medmnist). " + OutputOption.Rule };
+        var force = OutputOption.Force();
         var mirror = new Option<string?>("--mirror") { Description = $"Fetch from URL/NAME[_SIZE].npz instead of the published URL (or set {MedMnistRegistry.MirrorVariable})." };
         var (timeout, retries) = NetworkOptions();
         var list = new Option<bool>("--list") { Description = "List the subsets, their sizes and tasks, and exit." };
         var command = new Command("medmnist", "A MedMNIST v2/v3 subset (.npz), verified against its published MD5.");
         command.Arguments.Add(name);
-        foreach (var option in new Option[] { size, output, mirror, timeout, retries, list }) command.Options.Add(option);
+        foreach (var option in new Option[] { size, output, force, mirror, timeout, retries, list }) command.Options.Add(option);
         command.SetAction(async (parse, cancellation) =>
         {
+            if (ClaimOut(parse, output, force) is not (true, var claimed)) return 2;
             MedMnistRegistry registry;
             try
             {
@@ -163,6 +165,7 @@ public static class DownloadCommand
             {
                 return Fail(2, e.Message);
             }
+            claimed?.Mark();
             string folder = parse.GetValue(output) ?? Path.Combine(MedformerHome.Path, "medmnist");
             string destination = Path.Combine(folder, fileName);
             Console.WriteLine($"{fileName}: {url} -> {destination}");
@@ -197,13 +200,16 @@ public static class DownloadCommand
     {
         var dimensionality = new Option<string>("--dimensionality") { Description = "2d or 3d.", DefaultValueFactory = _ => "2d" };
         var size = new Option<int>("--size") { Description = "Image size (28 by default; 2D up to 256, 3D up to 64).", DefaultValueFactory = _ => 28 };
-        var output = new Option<string?>("--out") { Description = "Folder (default $MEDFORMER_HOME/phantom)." };
+        var output = new Option<string?>("--out") { Description = "Folder (default $MEDFORMER_HOME/phantom). " + OutputOption.Rule };
+        var force = OutputOption.Force();
         var command = new Command("phantom", "The embedded phantom corpus in MedMNIST's layout, generated (nothing to fetch).");
         command.Options.Add(dimensionality);
         command.Options.Add(size);
         command.Options.Add(output);
+        command.Options.Add(force);
         command.SetAction(parse =>
         {
+            if (ClaimOut(parse, output, force) is not (true, var claimed)) return 2;
             PhantomSpec spec;
             try
             {
@@ -215,6 +221,7 @@ public static class DownloadCommand
                 return Fail(2, e.Message);
             }
             TorchRuntime.EnsureLoaded();
+            claimed?.Mark();
             string path = Phantom.Ensure(spec, parse.GetValue(output));
             Console.WriteLine($"{path}: {spec.Train}/{spec.Val}/{spec.Test} {spec.Dimensionality} images of {spec.Size}, seed {spec.Seed}");
             return 0;
@@ -263,6 +270,24 @@ public static class DownloadCommand
                 task.Value = task.MaxValue;
                 return result;
             });
+    }
+
+    /// <summary>
+    /// An explicit --out, checked as every command's is (<see cref="OutputFolder"/>); without one the files go to
+    /// $MEDFORMER_HOME, the program's own cache (null). False after saying why it is refused.
+    /// </summary>
+    static (bool Ok, OutputFolder? Folder) ClaimOut(ParseResult parse, Option<string?> output, Option<bool> force)
+    {
+        if (parse.GetValue(output) is not { } path) return (true, null);
+        try
+        {
+            return (true, OutputFolder.Claim(path, "download", parse.GetValue(force)));
+        }
+        catch (ArgumentException e)
+        {
+            Fail(2, e.Message);
+            return (false, null);
+        }
     }
 
     static string Megabytes(long bytes) => (bytes / 1e6).ToString("0.0");

@@ -39,14 +39,16 @@ static class EvaluateCommand
         var config = new Option<string?>("--config") { Description = "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
-        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report.", DefaultValueFactory = _ => Path.Combine("runs", "evaluate") };
+        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "evaluate") };
+        var force = OutputOption.Force();
         var json = new Option<bool>("--json") { Description = "Print one JSON object (the report's tables and files); progress goes to stderr." };
         var (trackingUri, experiment, runName) = Tracked.Options("evaluate");
         var command = new Command("evaluate", "Fine-tune each initialisation on fractions of the labels over several seeds and report mean ± std per cell.");
-        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, json, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, force, json, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
+            var claimed = OutputOption.Claim(parse, output, force, "evaluate");
             TorchRuntime.EnsureLoaded();
             var spec = ProtocolSpec.Parse(parse.GetValue(protocol)!);
             if (parse.GetValue(fractions) is { } list) spec = spec with { Fractions = ParseFractions(list) };
@@ -57,6 +59,7 @@ static class EvaluateCommand
             fineTune.Validate();
             var options = new EvaluationOptions(spec, parse.GetValue(task)!, parse.GetValue(init)!, parse.GetValue(output)!, fineTune, parse.GetValue(config), parse.GetValue(device)!, parse.GetValue(head)!);
             EvaluationJob.Validate(options);
+            claimed.Mark();
             using var tracked = StartTracking(options, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             return Execute(options, parse.GetValue(json), tracked);
         });

@@ -32,7 +32,8 @@ static class FinetuneCommand
         var mixup = new Option<double>("--mixup") { Description = "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.", DefaultValueFactory = _ => 0 };
         var ema = new Option<double>("--ema") { Description = "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; 0 (default) is off.", DefaultValueFactory = _ => 0 };
         var noAugment = new Option<bool>("--no-augment") { Description = "Train without crops and flips." };
-        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/).", DefaultValueFactory = _ => Path.Combine("runs", "finetune") };
+        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "finetune") };
+        var force = OutputOption.Force();
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
@@ -42,10 +43,11 @@ static class FinetuneCommand
         var fixMatch = FixMatchOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, noAugment, output, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, noAugment, output, force, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
+            var claimed = OutputOption.Claim(parse, output, force, "finetune");
             TorchRuntime.EnsureLoaded();
             if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
             bool asJson = parse.GetValue(json);
@@ -80,6 +82,7 @@ static class FinetuneCommand
             if (fixMatching is not null && options.Mixup > 0) throw new ArgumentException("--fixmatch and --mixup do not combine: pick one");
             // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
             var (ranPrecision, _) = MixedPrecision.Resolve(options.Precision, options.Device);
+            claimed.Mark();
             using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             tracked?.LogParams(new Dictionary<string, object?>
             {

@@ -18,14 +18,16 @@ static class ImportCommand
     {
         var file = new Argument<string>("FILE") { Description = "A state_dict saved by torch.save (.pt, .pth, .bin, .ckpt) or a .safetensors file." };
         var config = new Option<string>("--config") { Description = "The model it holds: a preset (tiny, small, base, large) or a config.json.", Required = true };
-        var output = new Option<string>("--out") { Description = "The model folder to write (replaced whole if it exists).", Required = true };
+        var output = new Option<string>("--out") { Description = "The model folder to write; an earlier import there is replaced whole. " + OutputOption.Rule, Required = true };
+        var force = OutputOption.Force();
         var allowMissing = new Option<bool>("--allow-missing") { Description = "Keep the initialisation of weights the file lacks instead of failing." };
         var strict = new Option<bool>("--strict") { Description = "Fail on tensors of the file that the model has no place for (default: skip and list them)." };
         var command = new Command("import", "Turn a PyTorch state_dict (torch.save or safetensors) into a Medformer model folder.");
         command.Arguments.Add(file);
-        foreach (var option in new Option[] { config, output, allowMissing, strict }) command.Options.Add(option);
+        foreach (var option in new Option[] { config, output, force, allowMissing, strict }) command.Options.Add(option);
         command.SetAction(parse =>
         {
+            var claimed = OutputOption.Claim(parse, output, force, "import");
             TorchRuntime.EnsureLoaded();
             MedformerConfig modelConfig;
             try
@@ -59,7 +61,11 @@ static class ImportCommand
                 using (torch.no_grad())
                     foreach (var (name, tensor) in match.Matched) own[name].copy_(tensor);
                 string target = parse.GetValue(output)!;
-                Checkpoint.Save(model, target, new Dictionary<string, string> { ["imported_from"] = Path.GetFullPath(path) });
+                using (var scope = torch.NewDisposeScope())
+                {
+                    var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach());
+                    claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["imported_from"] = Path.GetFullPath(path) }));
+                }
                 Console.WriteLine($"{target}: {match.Matched.Count} of {own.Count} tensors imported"
                                   + (match.Missing.Count > 0 ? $", {match.Missing.Count} left at their initialisation" : ""));
                 return 0;

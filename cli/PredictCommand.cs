@@ -15,21 +15,23 @@ static class PredictCommand
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "A fine-tuned model folder (as medformer finetune writes it: model/) or a hub name.", Required = true };
         var inputs = new Argument<string[]>("INPUT") { Description = "Files to predict: .npz (MedMNIST layout or one array), NIfTI, DICOM (file or series folder), .npy.", Arity = ArgumentArity.OneOrMore };
-        var output = new Option<string>("--out") { Description = "Output folder.", DefaultValueFactory = _ => Path.Combine("runs", "predict") };
+        var output = new Option<string>("--out") { Description = "Output folder. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "predict") };
+        var force = OutputOption.Force();
         var split = new Option<string>("--split") { Description = "The split of a MedMNIST-layout .npz (SPLIT_images).", DefaultValueFactory = _ => "test" };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var command = new Command("predict", "Predict with a fine-tuned model: class probabilities (JSON and CSV), masks (NIfTI) or images (NIfTI and PNG).");
         command.Arguments.Add(inputs);
-        foreach (var option in new Option[] { checkpoint, output, split, device, json }) command.Options.Add(option);
+        foreach (var option in new Option[] { checkpoint, output, force, split, device, json }) command.Options.Add(option);
         command.SetAction(parse =>
         {
+            var claimed = OutputOption.Claim(parse, output, force, "predict");
             TorchRuntime.EnsureLoaded();
             string outDir = parse.GetValue(output)!;
             try
             {
                 using var tuner = FineTuner.Load(parse.GetValue(checkpoint)!, DeviceSpec.Parse(parse.GetValue(device)!));
-                Directory.CreateDirectory(outDir);
+                claimed.Mark();
                 // One branch per kind of head output.
                 var written = tuner.Head.Output switch
                 {

@@ -18,7 +18,8 @@ static class PretrainCommand
         var config = new Option<string?>("--config") { Description = "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." };
         var device = new Option<string?>("--device") { Description = "cpu or cuda[:N] (default: the config's, else cpu)." };
         var precision = new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, bf16)." };
-        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the final model.", DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
+        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
+        var force = OutputOption.Force();
         var seed = new Option<long?>("--seed") { Description = "Seed of every random draw (default: the config's, 0)." };
         var maxSteps = new Option<long?>("--max-steps") { Description = "Optimizer steps (default: the config's)." };
         var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out." };
@@ -33,9 +34,11 @@ static class PretrainCommand
         var masterPort = new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.", DefaultValueFactory = _ => DistributedEnvironment.DefaultPort };
         Option[] launch = [nproc, nnodes, nodeRank, masterAddr, masterPort];
         var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
-        foreach (var option in (Option[])[config, device, precision, output, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment, runName, .. launch]) command.Options.Add(option);
+        foreach (var option in (Option[])[config, device, precision, output, force, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment, runName, .. launch]) command.Options.Add(option);
         command.SetAction(parse =>
         {
+            // Before anything starts, the launcher's ranks included: a refused --out is one line, written nowhere.
+            var claimed = OutputOption.Claim(parse, output, force, "pretrain");
             if (parse.GetValue(nproc) is { } processes)
             {
                 if (DistributedEnvironment.Detect() is not null)
@@ -59,7 +62,8 @@ static class PretrainCommand
             string outDir = parse.GetValue(output)!;
             // Everything that can be wrong with the arguments is found here, before an output folder or an MLflow run exists.
             var plan = PretrainJob.Check(run, outDir, overrides);
-            // Rank 0 speaks for a data-parallel job, in MLflow as on the terminal.
+            // Rank 0 speaks for a data-parallel job, in MLflow as on the terminal, and marks the folder.
+            if (job is not { Rank: > 0 }) claimed.Mark();
             using var tracked = job is { Rank: > 0 } ? null
                 : StartTracking(run, plan, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             if (tracked?.RunId is { } runId) overrides = overrides with { RunId = runId };

@@ -29,15 +29,22 @@ public static class Checkpoint
     public static void Save(MedformerConfig config, IReadOnlyDictionary<string, Tensor> weights, string directory,
         IReadOnlyDictionary<string, string>? metadata = null, IReadOnlyDictionary<string, Action<string>>? extraFiles = null)
     {
-        AtomicDirectory.Write(directory, staging =>
-        {
-            File.WriteAllText(Path.Combine(staging, ConfigFile), config.ToJson());
-            using var scope = NewDisposeScope();
-            var cpu = weights.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu());
-            var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["format"] = "pt" };
-            Safetensors.Save(cpu, Path.Combine(staging, WeightsFile), meta);
-            foreach (var (name, write) in extraFiles ?? new Dictionary<string, Action<string>>()) write(Path.Combine(staging, name));
-        });
+        AtomicDirectory.Write(directory, staging => WriteFiles(config, weights, staging, metadata, extraFiles));
+    }
+
+    /// <summary>
+    /// The files of a checkpoint folder written into <paramref name="folder"/> as they are, for a caller that makes
+    /// the write atomic its own way (a command's --out: <see cref="OutputFolder.Write"/>).
+    /// </summary>
+    public static void WriteFiles(MedformerConfig config, IReadOnlyDictionary<string, Tensor> weights, string folder,
+        IReadOnlyDictionary<string, string>? metadata = null, IReadOnlyDictionary<string, Action<string>>? extraFiles = null)
+    {
+        File.WriteAllText(Path.Combine(folder, ConfigFile), config.ToJson());
+        using var scope = NewDisposeScope();
+        var cpu = weights.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu());
+        var meta = new Dictionary<string, string>(metadata ?? new Dictionary<string, string>()) { ["format"] = "pt" };
+        Safetensors.Save(cpu, Path.Combine(folder, WeightsFile), meta);
+        foreach (var (name, write) in extraFiles ?? new Dictionary<string, Action<string>>()) write(Path.Combine(folder, name));
     }
 
     /// <summary>The config stored in a checkpoint folder.</summary>

@@ -125,9 +125,10 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         string whole = Path.Combine(root, "whole"), parts = Path.Combine(root, "parts");
         Assert.Equal(0, Pretrain([.. common, "--out", whole]).ExitCode);
         // What kill -9 inside the step-10 checkpoint's write leaves: checkpoint-000005 whole, and a staging sibling
-        // with a truncated file where checkpoint-000010 was being written.
+        // with a truncated file where checkpoint-000010 was being written, and the marker of pretrain's output folder.
         string from = Path.Combine(whole, "checkpoint-000005"), to = Path.Combine(parts, "checkpoint-000005");
         Directory.CreateDirectory(to);
+        File.Copy(Path.Combine(whole, OutputFolder.MarkerFile), Path.Combine(parts, OutputFolder.MarkerFile));
         foreach (string file in Directory.GetFiles(from)) File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
         string staging = Path.Combine(parts, ".checkpoint-000010.tmp-0123456789abcdef");
         Directory.CreateDirectory(staging);

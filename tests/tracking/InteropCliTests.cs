@@ -37,7 +37,7 @@ public sealed class InteropCliTests(ITestOutputHelper output) : IDisposable
 
         var result = Cli("export", source, "--out", exported);
         Assert.Equal(0, result.ExitCode);
-        Assert.Equal(["README.md", "config.json", "medformer.py", "model.safetensors"], Directory.EnumerateFiles(exported).Select(Path.GetFileName).Order());
+        Assert.Equal([OutputFolder.MarkerFile, "README.md", "config.json", "medformer.py", "model.safetensors"], Directory.EnumerateFiles(exported).Select(Path.GetFileName).Order());
 
         using var scope = NewDisposeScope();
         model.eval();
