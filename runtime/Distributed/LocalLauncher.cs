@@ -36,12 +36,15 @@ public static class LocalLauncher
         // The ranks prove this to rank 0's store. One node: a fresh random secret (unless the user gave one). Several:
         // every node's launcher must pass the same, so it comes from the user; check it here, before any rank starts.
         string? secret = null;
-        if (!StoreSecret.IsConfigured())
+        try
         {
-            if (options.Nodes > 1) StoreSecret.Resolve(loopback: false);   // throws, saying how to set one
-            secret = StoreSecret.Generate();
+            if (StoreSecret.IsConfigured() || options.Nodes > 1) StoreSecret.Resolve(loopback: false);   // without one, throws saying how to set one
+            else secret = StoreSecret.Generate();
         }
-        else StoreSecret.Resolve(loopback: false);
+        catch (DistributedException e)
+        {
+            throw new ArgumentException(e.Message, e);   // a launch option the user must fix, as a bad flag is
+        }
         var children = new List<(int Rank, Process Process)>();
         int signalled = 0;
         void Forward(PosixSignalContext context)

@@ -285,7 +285,7 @@ public sealed class StoreTests : IDisposable
     public void AMultiNodeLaunchWithoutASecretIsRefusedBeforeAnyRankStarts()
     {
         if (StoreSecret.IsConfigured()) return;   // a secret in the test environment would let the launch go on
-        var e = Assert.Throws<DistributedException>(() => LocalLauncher.Run("/bin/false", [], new LaunchOptions(1, Nodes: 2, MasterAddress: "10.0.0.1"), _ => { }));
+        var e = Assert.Throws<ArgumentException>(() => LocalLauncher.Run("/bin/false", [], new LaunchOptions(1, Nodes: 2, MasterAddress: "10.0.0.1"), _ => { }));
         Assert.Contains(StoreSecret.Variable, e.Message);
     }
 }
