@@ -22,6 +22,9 @@ static class StoreProtocol
     /// <summary>Gloo's keys are a rank number; its values one address per peer (about 100 bytes each).</summary>
     public const int MaxKeyBytes = 512, MaxValueBytes = 16 << 20, MaxKeys = 1 << 16;
 
+    /// <summary>All values together: the store lives in rank 0's memory, beside the training.</summary>
+    public const long MaxStoredBytes = 256L << 20;
+
     /// <summary>The longest wait a Get or Dead may ask for (a day: longer than any sane collective timeout).</summary>
     public static readonly TimeSpan MaxWait = TimeSpan.FromDays(1);
 

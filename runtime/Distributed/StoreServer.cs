@@ -25,6 +25,7 @@ sealed class StoreServer : IDisposable
     readonly HashSet<int> present = [];
     readonly List<TcpClient> connections = [];
     readonly object gate = new();
+    long storedBytes;
     bool closed;
 
     public StoreServer(IPAddress address, int port, byte[] secret, int worldSize, TimeSpan? handshakeTimeout = null)
@@ -144,8 +145,12 @@ sealed class StoreServer : IDisposable
                         lock (gate)
                         {
                             // Write-once: a rendezvous key names one rank's addresses, which nobody may replace.
-                            stored = values.Count < MaxKeys && values.TryAdd(key, value);
-                            if (stored) Monitor.PulseAll(gate);
+                            stored = values.Count < MaxKeys && storedBytes + value.Length <= MaxStoredBytes && values.TryAdd(key, value);
+                            if (stored)
+                            {
+                                storedBytes += value.Length;
+                                Monitor.PulseAll(gate);
+                            }
                         }
                         writer.Write(stored ? Ok : Refused);
                         break;
