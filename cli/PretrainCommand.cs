@@ -49,6 +49,16 @@ static class PretrainCommand
             }
             TorchRuntime.EnsureLoaded();
             var job = DistributedEnvironment.Detect();
+            // A multi-node rank without the store's secret is refused here, before an output folder or an MLflow run exists.
+            if (job is not null)
+                try
+                {
+                    StoreSecret.Resolve(job.IsLoopback);
+                }
+                catch (DistributedException e)
+                {
+                    throw new ArgumentException(e.Message, e);
+                }
             string? name = parse.GetValue(config);
             var run = name is null ? new RunConfig()
                 : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }

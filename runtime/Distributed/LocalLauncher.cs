@@ -20,7 +20,8 @@ public sealed record LaunchOptions(int ProcessesPerNode, int Nodes = 1, int Node
 
 /// <summary>
 /// torchrun's local part: starts this node's ranks as child processes of one program with RANK, WORLD_SIZE,
-/// LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set (their output goes to ours), forwards SIGINT and
+/// LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR and MASTER_PORT set, and the store's secret (<see cref="StoreSecret"/>:
+/// a random one for a one-node job, the user's for several nodes) (their output goes to ours), forwards SIGINT and
 /// SIGTERM to them, and waits. When a rank exits with a failure, the others get a few seconds to report what they
 /// saw, then SIGTERM, then SIGKILL; the launcher exits with the first failure's status.
 /// </summary>
@@ -32,6 +33,18 @@ public static class LocalLauncher
     public static int Run(string program, IReadOnlyList<string> arguments, LaunchOptions options, Action<string> notice)
     {
         options.Validate();
+        // The ranks prove this to rank 0's store. One node: a fresh random secret (unless the user gave one). Several:
+        // every node's launcher must pass the same, so it comes from the user; check it here, before any rank starts.
+        string? secret = null;
+        try
+        {
+            if (StoreSecret.IsConfigured() || options.Nodes > 1) StoreSecret.Resolve(loopback: false);   // without one, throws saying how to set one
+            else secret = StoreSecret.Generate();
+        }
+        catch (DistributedException e)
+        {
+            throw new ArgumentException(e.Message, e);   // a launch option the user must fix, as a bad flag is
+        }
         var children = new List<(int Rank, Process Process)>();
         int signalled = 0;
         void Forward(PosixSignalContext context)
@@ -56,6 +69,7 @@ public static class LocalLauncher
                 start.Environment["LOCAL_WORLD_SIZE"] = options.ProcessesPerNode.ToString();
                 start.Environment["MASTER_ADDR"] = options.MasterAddress;
                 start.Environment["MASTER_PORT"] = options.MasterPort.ToString();
+                if (secret is not null) start.Environment[StoreSecret.Variable] = secret;
                 lock (children) children.Add((rank, Process.Start(start) ?? throw new InvalidOperationException($"could not start {program}")));
             }
             return Wait(children, notice, () => signalled != 0);

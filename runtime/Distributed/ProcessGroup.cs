@@ -39,10 +39,16 @@ public sealed class ProcessGroup : IDisposable
         Environment = environment;
         Timeout = timeout;
         if (GlooNative.LoadError() is { } reason) throw new DistributedException($"data parallel needs Gloo: {reason}");
-        if (environment.Rank == 0) server = new StoreServer(environment.MasterPort);
+        byte[] secret = StoreSecret.Resolve(environment.IsLoopback);
+        if (environment.Rank == 0) server = new StoreServer(StoreServer.BindAddress(environment.MasterAddress), environment.MasterPort, secret, environment.WorldSize);
         try
         {
-            store = new StoreClient(environment.Rank == 0 ? "127.0.0.1" : environment.MasterAddress, environment.MasterPort, environment.Rank, timeout);
+            // Rank 0 reaches its own store where it listens: 0.0.0.0 (MASTER_ADDR=0.0.0.0) is not an address to connect to.
+            string host = server is null ? environment.MasterAddress
+                : server.EndPoint.Address.Equals(IPAddress.Any) ? "127.0.0.1"
+                : server.EndPoint.Address.Equals(IPAddress.IPv6Any) ? "::1"
+                : server.EndPoint.Address.ToString();
+            store = new StoreClient(host, environment.MasterPort, environment.Rank, environment.WorldSize, secret, timeout);
             storeHandle = GCHandle.Alloc(store);
             string iface = System.Environment.GetEnvironmentVariable("GLOO_SOCKET_IFNAME") ?? "";
             string hostname = environment.IsLoopback ? "127.0.0.1" : AddressTowards(environment.MasterAddress, environment.MasterPort);

@@ -1,10 +1,13 @@
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using static Medformer.Runtime.Distributed.StoreProtocol;
 
 namespace Medformer.Runtime.Distributed;
 
 /// <summary>
 /// A connection to rank 0's <see cref="StoreServer"/>: what Gloo's rendezvous exchanges addresses through (via the
-/// shim's callbacks), and what a failed collective asks for the ranks that died.
+/// shim's callbacks), and what a failed collective asks for the ranks that died. It proves the job's secret and
+/// checks that the store knows it too (<see cref="StoreProtocol"/>).
 /// </summary>
 sealed class StoreClient : IDisposable
 {
@@ -13,11 +16,13 @@ sealed class StoreClient : IDisposable
     readonly BinaryWriter writer;
     readonly Lock gate = new();
     readonly string address;
+    readonly int worldSize;
 
     /// <summary>Connects, retrying until <paramref name="timeout"/> (rank 0 may start later than the others).</summary>
-    public StoreClient(string host, int port, int rank, TimeSpan timeout)
+    public StoreClient(string host, int port, int rank, int worldSize, byte[] secret, TimeSpan timeout)
     {
         address = $"{host}:{port}";
+        this.worldSize = worldSize;
         Timeout = timeout;
         var deadline = DateTime.UtcNow + timeout;
         while (true)
@@ -40,7 +45,45 @@ sealed class StoreClient : IDisposable
         var stream = client.GetStream();
         reader = new BinaryReader(stream);
         writer = new BinaryWriter(stream);
-        Request(StoreServer.Op.Hello, w => w.Write(rank), TimeSpan.FromSeconds(30));
+        try
+        {
+            Authenticate(rank, secret);
+        }
+        catch
+        {
+            client.Dispose();
+            throw;
+        }
+        byte hello = 0;
+        Request(Op.Hello, w => w.Write(rank), TimeSpan.FromSeconds(30), r => hello = r.ReadByte());
+        if (hello != Ok)
+        {
+            client.Dispose();
+            throw new DistributedException($"rank {rank}: the rendezvous store at {address} refused RANK={rank}: another process of this job has that rank, or it is not below WORLD_SIZE={worldSize}");
+        }
+    }
+
+    void Authenticate(int rank, byte[] secret)
+    {
+        client.ReceiveTimeout = client.SendTimeout = (int)HandshakeTimeout.TotalMilliseconds;
+        try
+        {
+            if (!ReadExactly(reader, Magic.Length).AsSpan().SequenceEqual(Magic))
+                throw new DistributedException($"rank {rank}: {address} is not a medformer rendezvous store (MASTER_ADDR/MASTER_PORT point at another service)");
+            byte[] serverNonce = ReadExactly(reader, NonceLength);
+            byte[] clientNonce = RandomNumberGenerator.GetBytes(NonceLength);
+            writer.Write(clientNonce);
+            writer.Write(Proof(secret, "client", serverNonce, clientNonce));
+            writer.Flush();
+            if (reader.ReadByte() != Ok)
+                throw new DistributedException($"rank {rank}: the rendezvous store at {address} refused this rank's secret: {StoreSecret.Variable} (or the file {StoreSecret.FileVariable} names) differs from rank 0's");
+            if (!Matches(ReadExactly(reader, ProofLength), Proof(secret, "server", serverNonce, clientNonce)))
+                throw new DistributedException($"rank {rank}: the rendezvous store at {address} does not know this job's secret (another job's store on MASTER_PORT?)");
+        }
+        catch (Exception e) when (e is IOException or EndOfStreamException or SocketException)
+        {
+            throw new DistributedException($"rank {rank}: the rendezvous store at {address} closed the connection during the handshake ({e.Message}); too many connections, or not a medformer store?", e);
+        }
     }
 
     public TimeSpan Timeout { get; }
@@ -54,26 +97,32 @@ sealed class StoreClient : IDisposable
         return 1;
     }
 
-    public void Set(string key, byte[] value) => Request(StoreServer.Op.Set, w =>
+    public void Set(string key, byte[] value)
     {
-        w.Write(key);
-        w.Write(value.Length);
-        w.Write(value);
-    }, Timeout);
+        if (value.Length > MaxValueBytes) throw new ArgumentException($"store value for '{key}' of {value.Length} bytes is over {MaxValueBytes}");
+        byte status = Ok;
+        Request(Op.Set, w =>
+        {
+            WriteKey(w, key);
+            w.Write(value.Length);
+            w.Write(value);
+        }, Timeout, r => status = r.ReadByte());
+        if (status != Ok) throw new DistributedException($"rendezvous store at {address}: '{key}' is set already (keys are write-once), or the store is full");
+    }
 
     /// <summary>The value of <paramref name="key"/>, waiting up to <paramref name="timeout"/> for some rank to set it.</summary>
     public byte[] Get(string key, TimeSpan timeout)
     {
         byte[]? value = null;
-        Request(StoreServer.Op.Get, w =>
+        Request(Op.Get, w =>
         {
-            w.Write(key);
-            w.Write((long)timeout.TotalMilliseconds);
-        }, timeout + TimeSpan.FromSeconds(30), r =>
+            WriteKey(w, key);
+            WriteWait(w, timeout);
+        }, Clamped(timeout) + TimeSpan.FromSeconds(30), r =>
         {
             byte missing = r.ReadByte();
-            byte[] data = r.ReadBytes(r.ReadInt32());
-            if (missing == 0) value = data;
+            byte[] data = ReadValue(r);
+            if (missing == Ok) value = data;
         });
         return value ?? throw new TimeoutException($"rendezvous store at {address}: '{key}' was not set within {timeout.TotalSeconds:F0} s (a rank did not arrive)");
     }
@@ -82,29 +131,34 @@ sealed class StoreClient : IDisposable
     public int[] DeadRanks(TimeSpan wait)
     {
         int[] ranks = [];
-        Request(StoreServer.Op.Dead, w => w.Write((long)wait.TotalMilliseconds), wait + TimeSpan.FromSeconds(10), r =>
+        Request(Op.Dead, w => WriteWait(w, wait), Clamped(wait) + TimeSpan.FromSeconds(10), r =>
         {
             r.ReadByte();
-            ranks = new int[r.ReadInt32()];
+            int count = r.ReadInt32();
+            if (count < 0 || count > worldSize) throw new InvalidDataException($"the store sent {count} dead ranks of {worldSize}");
+            ranks = new int[count];
             for (int i = 0; i < ranks.Length; i++) ranks[i] = r.ReadInt32();
         });
         return ranks;
     }
 
-    void Request(StoreServer.Op op, Action<BinaryWriter> write, TimeSpan timeout, Action<BinaryReader>? read = null)
+    static TimeSpan Clamped(TimeSpan wait) => wait < MaxWait ? wait : MaxWait;
+
+    void Request(Op op, Action<BinaryWriter> write, TimeSpan timeout, Action<BinaryReader>? read = null)
     {
         lock (gate)
         {
             try
             {
                 client.ReceiveTimeout = (int)Math.Min(int.MaxValue, timeout.TotalMilliseconds);
+                client.SendTimeout = 60_000;
                 writer.Write((byte)op);
                 write(writer);
                 writer.Flush();
                 if (read is null) reader.ReadByte();
                 else read(reader);
             }
-            catch (Exception e) when (e is IOException or EndOfStreamException or SocketException or ObjectDisposedException)
+            catch (Exception e) when (e is IOException or EndOfStreamException or SocketException or ObjectDisposedException or InvalidDataException)
             {
                 throw new StoreLostException($"lost the rendezvous store on rank 0 at {address} ({e.Message})", e);
             }
@@ -116,7 +170,7 @@ sealed class StoreClient : IDisposable
     {
         try
         {
-            Request(StoreServer.Op.Bye, _ => { }, TimeSpan.FromSeconds(5));
+            Request(Op.Bye, _ => { }, TimeSpan.FromSeconds(5));
         }
         catch (StoreLostException)
         {

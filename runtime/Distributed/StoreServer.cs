@@ -1,42 +1,84 @@
 using System.Net;
+using System.Net.NetworkInformation;
 using System.Net.Sockets;
+using System.Security.Cryptography;
+using static Medformer.Runtime.Distributed.StoreProtocol;
 
 namespace Medformer.Runtime.Distributed;
 
 /// <summary>
 /// The rendezvous key-value store, hosted by rank 0 at MASTER_ADDR:MASTER_PORT (torch.distributed's TCPStore, in
-/// small): set, blocking get with a timeout, and the ranks whose connection closed without a goodbye, which is how
-/// a failed collective names the rank that died. One thread per connection; values stay in memory.
+/// small): set (write-once), blocking get with a timeout, and the ranks whose connection closed without a goodbye,
+/// which is how a failed collective names the rank that died. It listens on MASTER_ADDR's interface only, serves
+/// only peers that prove the job's secret (<see cref="StoreProtocol"/>), and treats anything malformed as that
+/// connection's fault: the connection closes, the store goes on. One thread per connection, at most
+/// <see cref="MaxConnections"/> of them; values stay in memory.
 /// </summary>
 sealed class StoreServer : IDisposable
 {
-    internal enum Op : byte { Set = 1, Get = 2, Hello = 3, Dead = 4, Bye = 5 }
-
     readonly TcpListener listener;
     readonly Thread acceptor;
+    readonly byte[] secret;
+    readonly int worldSize;
     readonly Dictionary<string, byte[]> values = [];
     readonly SortedSet<int> dead = [];
+    readonly HashSet<int> present = [];
     readonly List<TcpClient> connections = [];
     readonly object gate = new();
+    long storedBytes;
     bool closed;
 
-    public StoreServer(int port)
+    public StoreServer(IPAddress address, int port, byte[] secret, int worldSize, TimeSpan? handshakeTimeout = null)
     {
-        listener = new TcpListener(IPAddress.Any, port);
+        this.secret = secret;
+        this.worldSize = worldSize;
+        HandshakeTimeout = handshakeTimeout ?? StoreProtocol.HandshakeTimeout;
+        // Every rank holds one connection; the slack covers reconnects racing a close and a stray probe or two.
+        MaxConnections = 4 * worldSize + 16;
+        listener = new TcpListener(address, port);
         try
         {
             listener.Start(backlog: 1024);
         }
         catch (SocketException e)
         {
-            throw new DistributedException($"rank 0 cannot host the rendezvous store on port {port}: {e.Message} (another run on this port? set MASTER_PORT or --master-port)", e);
+            throw new DistributedException($"rank 0 cannot host the rendezvous store on {address}:{port}: {e.Message} (another run on this port? set MASTER_PORT or --master-port)", e);
         }
-        Port = ((IPEndPoint)listener.LocalEndpoint).Port;
+        EndPoint = (IPEndPoint)listener.LocalEndpoint;
         acceptor = new Thread(Accept) { IsBackground = true, Name = "medformer store" };
         acceptor.Start();
     }
 
-    public int Port { get; }
+    public IPEndPoint EndPoint { get; }
+    public int Port => EndPoint.Port;
+    public int MaxConnections { get; }
+
+    /// <summary>How long a peer may take to prove the secret (<see cref="StoreProtocol.HandshakeTimeout"/>; tests shorten it).</summary>
+    public TimeSpan HandshakeTimeout { get; }
+
+    /// <summary>
+    /// The address to listen on for MASTER_ADDR: an IP literal as it is, "localhost" as 127.0.0.1, and a host name
+    /// as the first address it resolves to that belongs to this machine (one off loopback before loopback: Debian
+    /// maps the host name to 127.0.1.1 too, which the other nodes cannot reach).
+    /// </summary>
+    public static IPAddress BindAddress(string masterAddress)
+    {
+        if (masterAddress == "localhost") return IPAddress.Loopback;
+        if (IPAddress.TryParse(masterAddress, out var literal)) return literal;
+        IPAddress[] resolved;
+        try
+        {
+            resolved = Dns.GetHostAddresses(masterAddress);
+        }
+        catch (SocketException e)
+        {
+            throw new DistributedException($"MASTER_ADDR {masterAddress} does not resolve ({e.Message})", e);
+        }
+        var local = NetworkInterface.GetAllNetworkInterfaces().SelectMany(i => i.GetIPProperties().UnicastAddresses).Select(u => u.Address).ToHashSet();
+        return resolved.FirstOrDefault(a => local.Contains(a) && !IPAddress.IsLoopback(a))
+            ?? resolved.FirstOrDefault(IPAddress.IsLoopback)
+            ?? throw new DistributedException($"MASTER_ADDR {masterAddress} resolves to {string.Join(", ", resolved.Select(a => a.ToString()))}, none of them this machine's, but rank 0 hosts the store there");
+    }
 
     void Accept()
     {
@@ -49,19 +91,34 @@ sealed class StoreServer : IDisposable
             }
             catch (Exception e) when (e is SocketException or ObjectDisposedException or InvalidOperationException)
             {
-                return;
+                lock (gate) if (closed) return;
+                Thread.Sleep(10);   // a connection reset before it was accepted, or out of descriptors: try again
+                continue;
             }
-            client.NoDelay = true;
-            lock (gate)
+            try
             {
-                if (closed)
+                client.NoDelay = true;
+                lock (gate)
                 {
-                    client.Dispose();
-                    return;
+                    if (closed)
+                    {
+                        client.Dispose();
+                        return;
+                    }
+                    if (connections.Count >= MaxConnections)
+                    {
+                        client.Dispose();
+                        continue;
+                    }
+                    connections.Add(client);
                 }
-                connections.Add(client);
+                new Thread(() => Serve(client)) { IsBackground = true, Name = "medformer store connection" }.Start();
             }
-            new Thread(() => Serve(client)) { IsBackground = true, Name = "medformer store connection" }.Start();
+            catch (Exception)
+            {
+                // This connection only (a thread that could not start, a socket already gone).
+                Forget(client);
+            }
         }
     }
 
@@ -74,6 +131,7 @@ sealed class StoreServer : IDisposable
             using var stream = client.GetStream();
             using var reader = new BinaryReader(stream);
             using var writer = new BinaryWriter(stream);
+            if (!Authenticate(client, reader, writer)) return;
             while (true)
             {
                 var op = (Op)reader.ReadByte();
@@ -81,49 +139,62 @@ sealed class StoreServer : IDisposable
                 {
                     case Op.Set:
                     {
-                        string key = reader.ReadString();
-                        byte[] value = reader.ReadBytes(reader.ReadInt32());
+                        string key = ReadKey(reader);
+                        byte[] value = ReadValue(reader);
+                        bool stored;
                         lock (gate)
                         {
-                            values[key] = value;
-                            Monitor.PulseAll(gate);
+                            // Write-once: a rendezvous key names one rank's addresses, which nobody may replace.
+                            stored = values.Count < MaxKeys && storedBytes + value.Length <= MaxStoredBytes && values.TryAdd(key, value);
+                            if (stored)
+                            {
+                                storedBytes += value.Length;
+                                Monitor.PulseAll(gate);
+                            }
                         }
-                        writer.Write((byte)0);
+                        writer.Write(stored ? Ok : Refused);
                         break;
                     }
                     case Op.Get:
                     {
-                        string key = reader.ReadString();
-                        var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(reader.ReadInt64());
+                        string key = ReadKey(reader);
+                        var deadline = DateTime.UtcNow + ReadWait(reader);
                         byte[]? value;
                         lock (gate)
                             while (!values.TryGetValue(key, out value) && !closed && Wait(deadline)) { }
-                        writer.Write((byte)(value is null ? 1 : 0));
+                        writer.Write(value is null ? Missing : Ok);
                         writer.Write(value?.Length ?? 0);
                         if (value is not null) writer.Write(value);
                         break;
                     }
                     case Op.Hello:
-                        rank = reader.ReadInt32();
-                        writer.Write((byte)0);
+                    {
+                        int claimed = reader.ReadInt32();
+                        bool accepted;
+                        lock (gate)
+                            // One live connection per rank: a second RANK=r is a misconfigured job, and must not mark r dead on leaving.
+                            accepted = rank is null && claimed >= 0 && claimed < worldSize && present.Add(claimed);
+                        if (accepted) rank = claimed;
+                        writer.Write(accepted ? Ok : Refused);
                         break;
+                    }
                     case Op.Dead:
                     {
-                        var deadline = DateTime.UtcNow + TimeSpan.FromMilliseconds(reader.ReadInt64());
+                        var deadline = DateTime.UtcNow + ReadWait(reader);
                         int[] ranks;
                         lock (gate)
                         {
                             while (dead.Count == 0 && !closed && Wait(deadline)) { }
                             ranks = [.. dead];
                         }
-                        writer.Write((byte)0);
+                        writer.Write(Ok);
                         writer.Write(ranks.Length);
                         foreach (int r in ranks) writer.Write(r);
                         break;
                     }
                     case Op.Bye:
                         goodbye = true;
-                        writer.Write((byte)0);
+                        writer.Write(Ok);
                         return;
                     default:
                         return;  // not our protocol: drop the connection
@@ -131,23 +202,62 @@ sealed class StoreServer : IDisposable
                 writer.Flush();
             }
         }
-        catch (Exception e) when (e is IOException or EndOfStreamException or ObjectDisposedException or SocketException)
+        catch (Exception)
         {
-            // The peer went away; below, a rank that never said goodbye counts as dead.
+            // The peer went away or sent something malformed: that connection ends, the store goes on. A rank
+            // that never said goodbye counts as dead (below).
         }
         finally
         {
             lock (gate)
             {
-                if (rank is { } r && !goodbye && !closed)
+                if (rank is { } r)
                 {
-                    dead.Add(r);
-                    Monitor.PulseAll(gate);
+                    present.Remove(r);
+                    if (!goodbye && !closed)
+                    {
+                        dead.Add(r);
+                        Monitor.PulseAll(gate);
+                    }
                 }
-                connections.Remove(client);
             }
-            client.Dispose();
+            Forget(client);
         }
+    }
+
+    /// <summary>The challenge-response; a peer that does not answer in time or proves the wrong secret is closed.</summary>
+    bool Authenticate(TcpClient client, BinaryReader reader, BinaryWriter writer)
+    {
+        client.ReceiveTimeout = client.SendTimeout = (int)HandshakeTimeout.TotalMilliseconds;
+        byte[] serverNonce = RandomNumberGenerator.GetBytes(NonceLength);
+        writer.Write(Magic);
+        writer.Write(serverNonce);
+        writer.Flush();
+        // The deadline covers the whole exchange, not each read: a peer trickling one byte at a time is still cut off.
+        var deadline = DateTime.UtcNow + HandshakeTimeout;
+        using var timer = new Timer(_ => client.Dispose(), null, HandshakeTimeout, Timeout.InfiniteTimeSpan);
+        byte[] clientNonce = ReadExactly(reader, NonceLength);
+        byte[] proof = ReadExactly(reader, ProofLength);
+        if (!Matches(proof, Proof(secret, "client", serverNonce, clientNonce)) || DateTime.UtcNow > deadline)
+        {
+            writer.Write(Refused);
+            writer.Flush();
+            return false;
+        }
+        timer.Change(Timeout.Infinite, Timeout.Infinite);
+        writer.Write(Ok);
+        writer.Write(Proof(secret, "server", serverNonce, clientNonce));
+        writer.Flush();
+        // Ranks may be idle between requests for a whole training run; a peer that stops reading replies is cut off.
+        client.ReceiveTimeout = 0;
+        client.SendTimeout = 60_000;
+        return true;
+    }
+
+    void Forget(TcpClient client)
+    {
+        lock (gate) connections.Remove(client);
+        client.Dispose();
     }
 
     bool Wait(DateTime deadline)

@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Net;
 using System.Net.Sockets;
+using Medformer.Runtime.Distributed;
 
 namespace Medformer.Tests.Distributed;
 
@@ -24,6 +25,7 @@ static class Ranks
     public static Rank[] Start(int? world, string file, string[] args, IReadOnlyDictionary<string, string>? environment = null)
     {
         int port = FreePort();
+        string secret = StoreSecret.Generate();
         return [.. Enumerable.Range(0, world ?? 1).Select(rank =>
         {
             var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Repo.Root };
@@ -37,6 +39,7 @@ static class Ranks
                 start.Environment["MASTER_ADDR"] = "127.0.0.1";
                 start.Environment["MASTER_PORT"] = port.ToString();
                 start.Environment["MEDFORMER_DIST_TIMEOUT"] = "60";
+                start.Environment[StoreSecret.Variable] = secret;   // as the launcher does
             }
             var process = Process.Start(start) ?? throw new InvalidOperationException($"could not start {file}");
             return new Rank(rank, process, process.StandardOutput.ReadToEndAsync(), process.StandardError.ReadToEndAsync());
@@ -61,5 +64,5 @@ static class Ranks
 
     static string Describe(Rank[] ranks) => string.Join("; ", ranks.Select(r => $"rank {r.Index}: {(r.Process.HasExited ? $"exit {r.Process.ExitCode}" : "running")}"));
 
-    static string Dotnet => Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : "dotnet";
+    public static string Dotnet => Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : "dotnet";
 }

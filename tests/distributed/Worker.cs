@@ -21,7 +21,7 @@ static class Worker
     {
         if (args.Length < 2 || args[0] != "worker")
         {
-            Console.Error.WriteLine("usage: dotnet exec Medformer.Tests.dll worker collectives|die RANK|train OUT STEPS");
+            Console.Error.WriteLine("usage: dotnet exec Medformer.Tests.dll worker collectives|die RANK|train OUT STEPS|stranger HOST PORT");
             return 2;
         }
         TorchRuntime.EnsureLoaded();
@@ -32,6 +32,7 @@ static class Worker
                 case "collectives": Collectives(); break;
                 case "die": Die(int.Parse(args[2])); break;
                 case "train": Train(args[2], long.Parse(args[3])); break;
+                case "stranger": Stranger(args[2], int.Parse(args[3])); break;
                 default: throw new ArgumentException($"unknown scenario {args[1]}");
             }
             return 0;
@@ -128,6 +129,17 @@ static class Worker
             Check(e.DeadRanks.Contains(victim) && e.Message.Contains($"rank {victim} died"), $"the error names rank {victim}");
             var again = Assert(() => group.AllReduce(x));
             Check(again is DistributedException, "the group stays failed");
+        }
+    }
+
+    /// <summary>A peer of the job's network without the job's secret: with none and with a wrong one, rank 0's store must refuse it.</summary>
+    static void Stranger(string host, int port)
+    {
+        foreach (var (what, secret) in new[] { ("no secret", Array.Empty<byte>()), ("a wrong secret", System.Text.Encoding.UTF8.GetBytes(StoreSecret.Generate())) })
+        {
+            var error = Assert(() => new StoreClient(host, port, rank: 1, worldSize: 2, secret, TimeSpan.FromSeconds(60)).Dispose());
+            Console.WriteLine($"{what}: {error?.Message}");
+            Check(error is DistributedException && error.Message.Contains("refused this rank's secret"), $"the store refuses a stranger with {what}");
         }
     }
 
