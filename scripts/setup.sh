@@ -44,7 +44,8 @@ if [ "$mode" = test ]; then
   # ratio against the reference would flatter us. nibabel: the NIfTI tests check that it reads what we write.
   # Fashion-MNIST (30 MB): real 28x28 images for the IDX reader's test and the pretraining experiments.
   # PyYAML: the test reader of MLflow's file store reads meta.yaml as MLflow does.
-  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel dataset-fashion-mnist python3-yaml
+  # time: GNU time -f %M, the peak resident memory of `inspect` on hostile files.
+  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel dataset-fashion-mnist python3-yaml time
 fi
 
 # Rebuild only when a source, project or build file changed since the last good build.
