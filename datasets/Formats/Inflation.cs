@@ -15,4 +15,8 @@ static class Inflation
 
     /// <summary>Whether <paramref name="compressed"/> bytes of deflate data can hold <paramref name="claimed"/> bytes.</summary>
     public static bool CanHold(long compressed, long claimed) => claimed >= 0 && compressed >= 0 && claimed / MaxRatio <= compressed;
+
+    /// <summary>The most deflate data <paramref name="size"/> bytes can take (stored blocks: 5 bytes each 16 KiB at
+    /// worst, and slack): a zip entry whose compressed bytes pass it inflates past the size it states.</summary>
+    public static long MaxCompressed(long size) => size + 5 * (size / 16383 + 1) + 1024;
 }

@@ -87,7 +87,8 @@ public sealed class Npz : IDisposable
 
     /// <summary>
     /// Refuses, before anything is allocated, a member whose array needs more bytes than the zip entry states, whose
-    /// entry states more than its array needs, or whose compressed bytes could not inflate to it (deflate: 1032:1 at most; a stored member holds as many as it states).
+    /// entry states more than its array needs, whose compressed bytes hold more than it states (the zip reader would
+    /// silently cut them off), or whose compressed bytes could not inflate to it (deflate: 1032:1 at most; a stored member holds as many as it states).
     /// </summary>
     internal static void CheckDeclared(string source, NpyHeader header, long size, long compressedSize)
     {
@@ -96,6 +97,8 @@ public sealed class Npz : IDisposable
             throw NpyHeader.Bad(source, $"truncated: the header needs {header.DataLength} bytes of {header.Dtype} [{string.Join(", ", header.Shape)}] but the member holds {room} after it");
         if (header.DataLength < room)
             throw NpyHeader.Bad(source, $"the zip entry states {size} bytes but its array needs {header.DataOffset + header.DataLength}");
+        if (compressedSize > Inflation.MaxCompressed(size))
+            throw NpyHeader.Bad(source, $"inflates past the {size} bytes its zip entry states: {compressedSize} compressed bytes hold more");
         if (!Inflation.CanHold(compressedSize, size))
             throw NpyHeader.Bad(source, $"{compressedSize} deflated bytes cannot inflate to the {size} its zip entry states (1032:1 at most)");
     }
