@@ -27,7 +27,7 @@ static class InspectCommand
             {
                 volume = MedicalFile.Read(path);
             }
-            catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException)
+            catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException or UnauthorizedAccessException or OverflowException)
             {
                 Console.Error.WriteLine("medformer inspect: " + e.Message);
                 return 1;
