@@ -13,7 +13,7 @@ static class InspectCommand
 {
     public static Command Create()
     {
-        var file = new Argument<string>("FILE") { Description = "A NIfTI (.nii, .nii.gz, .hdr), DICOM (.dcm or a series folder) or .npy file." };
+        var file = new Argument<string>("FILE") { Description = "A NIfTI (.nii, .nii.gz, .hdr), DICOM (.dcm or a series folder), .npy or .npz file." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var command = new Command("inspect", "Show a medical file's header, shape, spacing, dtype and voxel statistics.");
         command.Arguments.Add(file);
@@ -27,7 +27,7 @@ static class InspectCommand
             {
                 volume = MedicalFile.Read(path);
             }
-            catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException)
+            catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException or UnauthorizedAccessException or OverflowException)
             {
                 Console.Error.WriteLine("medformer inspect: " + e.Message);
                 return 1;
@@ -45,13 +45,16 @@ static class InspectCommand
         return command;
     }
 
-    static readonly JsonSerializerOptions JsonOptions = new() { Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping };
+    static readonly JsonSerializerOptions JsonOptions = new()
+    {
+        // NaN voxels (or none at all) give NaN statistics: written as "NaN", not a serializer's exception.
+        Encoder = System.Text.Encodings.Web.JavaScriptEncoder.UnsafeRelaxedJsonEscaping,
+        NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals,
+    };
 
     static Dictionary<string, object> Report(MedicalVolume volume)
     {
-        using var scope = NewDisposeScope();
-        var values = volume.Voxels.to(ScalarType.Float64);
-        bool any = values.numel() > 0;
+        var stats = VoxelStatistics.Of(volume.Voxels);
         var affine = new double[4][];
         for (int i = 0; i < 4; i++) affine[i] = [.. Enumerable.Range(0, 4).Select(j => volume.Affine[i, j])];
         return new()
@@ -65,12 +68,12 @@ static class InspectCommand
             ["frame"] = volume.Frame,
             ["statistics"] = new Dictionary<string, double>
             {
-                ["min"] = any ? values.min().item<double>() : double.NaN,
-                ["max"] = any ? values.max().item<double>() : double.NaN,
-                ["mean"] = any ? values.mean().item<double>() : double.NaN,
-                ["std"] = any ? values.std().item<double>() : double.NaN,
-                ["sum"] = values.sum().item<double>(),
-                ["nonzero"] = values.count_nonzero().item<long>(),
+                ["min"] = stats.Min,
+                ["max"] = stats.Max,
+                ["mean"] = stats.Mean,
+                ["std"] = stats.Std,
+                ["sum"] = stats.Sum,
+                ["nonzero"] = stats.NonZero,
             },
             ["header"] = volume.Header.Select(p => new[] { p.Key, p.Value }).ToArray(),
         };

@@ -44,7 +44,7 @@ static class PredictCommand
                     foreach (var file in written["files"]!.AsArray()) Console.WriteLine($"wrote {file}");
                 return 0;
             }
-            catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException or KeyNotFoundException)
+            catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException or KeyNotFoundException or UnauthorizedAccessException or OverflowException)
             {
                 Console.Error.WriteLine("medformer predict: " + e.Message);
                 return 1;

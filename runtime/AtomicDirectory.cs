@@ -80,7 +80,8 @@ public static class AtomicDirectory
         }
     }
 
-    static void FsyncDirectory(string path)
+    /// <summary>Makes a rename in <paramref name="path"/> durable; best effort where the folder cannot be opened.</summary>
+    public static void FsyncDirectory(string path)
     {
         // Makes the rename itself durable; .NET has no API for a directory fsync, and Linux allows opening one read-only.
         try

@@ -45,7 +45,8 @@ if [ "$mode" = test ]; then
   # Fashion-MNIST (30 MB): real 28x28 images for the IDX reader's test and the pretraining experiments.
   # PyYAML: the test reader of MLflow's file store reads meta.yaml as MLflow does.
   # iproute2: the two-node data-parallel tests run each rank in its own network namespace (ip netns).
-  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel dataset-fashion-mnist python3-yaml iproute2
+  # time: GNU time -f %M, the peak resident memory of `inspect` on hostile files.
+  apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel dataset-fashion-mnist python3-yaml iproute2 time
 fi
 
 # Rebuild only when a source, project or build file changed since the last good build.

@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Medformer.Runtime;
 using YamlDotNet.Core;
 using YamlDotNet.RepresentationModel;
 

@@ -102,10 +102,12 @@ public sealed class CachedCorpus : ICorpus, IDisposable
             progress?.Invoke(Math.Min(source.Count, (shard + 1L) * samplesPerShard), source.Count);
         }
         var index = new IndexFile(description, shardCount, [.. entries], [.. metas], [.. skipped]);
-        File.WriteAllText(Path.Combine(staging, "index.json"), JsonSerializer.Serialize(index, Json));
+        // index.json marks a finished cache: it must never exist half written, nor a listing beside a torn shard.
+        AtomicFile.WriteAllText(Path.Combine(staging, "index.json"), JsonSerializer.Serialize(index, Json));
         foreach (string listing in Directory.EnumerateFiles(staging, "*.safetensors.json")) File.Delete(listing);
         if (Directory.Exists(folder)) Directory.Delete(folder, recursive: true);
         Directory.Move(staging, folder);
+        AtomicDirectory.FsyncDirectory(Path.GetDirectoryName(Path.GetFullPath(folder))!);
     }
 
     sealed record ShardListing(SampleMeta[] Metas, string[] Skipped);
@@ -134,7 +136,7 @@ public sealed class CachedCorpus : ICorpus, IDisposable
             }
         }
         Safetensors.Save(tensors, path, new Dictionary<string, string> { ["format"] = "medformer-cache", ["corpus"] = source.Name });
-        File.WriteAllText(listing, JsonSerializer.Serialize(new ShardListing([.. metas], [.. skipped])));
+        AtomicFile.WriteAllText(listing, JsonSerializer.Serialize(new ShardListing([.. metas], [.. skipped])));
     }
 
     static CachedCorpus Load(string name, string folder)

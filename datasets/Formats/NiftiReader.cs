@@ -19,9 +19,7 @@ namespace Medformer.Datasets.Formats;
 /// </summary>
 public static class NiftiReader
 {
-    /// <summary>Deflate expands at most 1032:1, so a gzip file of n bytes holds at most this many times n: a header
-    /// claiming more is truncated, and is refused before anything is allocated for it.</summary>
-    const long MaxDeflateRatio = 1032;
+    const long MaxDeflateRatio = Inflation.MaxRatio;
 
     public static MedicalVolume Read(string path)
     {
@@ -159,9 +157,19 @@ public static class NiftiReader
             return scope.MoveToOuter(result.permute([result.dim() - 1, .. Enumerable.Range(0, (int)result.dim() - 1).Select(i => (long)i)]).contiguous());
         if (header.Scaling is { } scaling)
         {
-            // float64 arithmetic where float32 cannot hold the stored values exactly.
+            // float64 arithmetic where float32 cannot hold the stored values exactly; a slab at a time, so the
+            // float64 copy is never of the whole volume.
             var work = type.ItemSize >= 4 && type.Code != 16 ? ScalarType.Float64 : ScalarType.Float32;
-            result = result.to(work).mul_(scaling.Slope).add_(scaling.Inter).to(ScalarType.Float32);
+            var scaled = empty(result.shape, dtype: ScalarType.Float32);
+            using var from = result.view(-1);
+            using var to = scaled.view(-1);
+            for (long start = 0, count = from.shape[0]; start < count; start += VoxelStatistics.SlabLength)
+            {
+                using var slab = NewDisposeScope();
+                long n = Math.Min(VoxelStatistics.SlabLength, count - start);
+                to.narrow(0, start, n).copy_(from.narrow(0, start, n).to(work).mul_(scaling.Slope).add_(scaling.Inter));
+            }
+            result = scaled;
         }
         return scope.MoveToOuter(result);
     }

@@ -33,7 +33,7 @@ public static class Npy
         return ReadData(stream, header, source);
     }
 
-    static Tensor ReadData(Stream stream, NpyHeader header, string source)
+    internal static Tensor ReadData(Stream stream, NpyHeader header, string source)
     {
         var storedType = header.Kind switch
         {

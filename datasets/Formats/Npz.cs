@@ -1,4 +1,5 @@
 using System.IO.Compression;
+using Medformer.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -62,16 +63,44 @@ public sealed class Npz : IDisposable
     public Tensor Read(string name)
     {
         var entry = Entry(name);
+        string source = Source(name);
         try
         {
             using var stream = entry.Open();
-            return Npy.Read(stream, Source(name), entry.Length);
+            var header = NpyHeader.Read(stream, source);
+            CheckDeclared(source, header, entry.Length, entry.CompressedLength);
+            var array = Npy.ReadData(stream, header, source);
+            // The member must end with its array: bytes past it are a lie about its size (or a bomb's tail).
+            if (stream.ReadByte() >= 0)
+            {
+                array.Dispose();
+                throw NpyHeader.Bad(source, $"inflates past the {header.DataLength} bytes its array declares");
+            }
+            return array;
         }
         catch (InvalidDataException e) when (!e.Message.StartsWith(Path, StringComparison.Ordinal))
         {
             // A corrupt deflate stream or CRC: zip's own message, named.
             throw new InvalidDataException($"{Source(name)}: {e.Message}", e);
         }
+    }
+
+    /// <summary>
+    /// Refuses, before anything is allocated, a member whose array needs more bytes than the zip entry states, whose
+    /// entry states more than its array needs, whose compressed bytes hold more than it states (the zip reader would
+    /// silently cut them off), or whose compressed bytes could not inflate to it (deflate: 1032:1 at most; a stored member holds as many as it states).
+    /// </summary>
+    internal static void CheckDeclared(string source, NpyHeader header, long size, long compressedSize)
+    {
+        long room = size - header.DataOffset;
+        if (header.DataLength > room)
+            throw NpyHeader.Bad(source, $"truncated: the header needs {header.DataLength} bytes of {header.Dtype} [{string.Join(", ", header.Shape)}] but the member holds {room} after it");
+        if (header.DataLength < room)
+            throw NpyHeader.Bad(source, $"the zip entry states {size} bytes but its array needs {header.DataOffset + header.DataLength}");
+        if (compressedSize > Inflation.MaxCompressed(size))
+            throw NpyHeader.Bad(source, $"inflates past the {size} bytes its zip entry states: {compressedSize} compressed bytes hold more");
+        if (!Inflation.CanHold(compressedSize, size))
+            throw NpyHeader.Bad(source, $"{compressedSize} deflated bytes cannot inflate to the {size} its zip entry states (1032:1 at most)");
     }
 
     ZipArchiveEntry Entry(string name) => members.TryGetValue(name, out var entry)
@@ -81,26 +110,16 @@ public sealed class Npz : IDisposable
     string Source(string name) => $"{Path}:{name}.npy";
 
     /// <summary>Writes arrays as a .npz: deflated like numpy.savez_compressed, or stored like numpy.savez.</summary>
-    public static void Write(string path, IReadOnlyDictionary<string, Tensor> arrays, bool compressed = true)
+    public static void Write(string path, IReadOnlyDictionary<string, Tensor> arrays, bool compressed = true) => AtomicFile.Write(path, file =>
     {
-        string temp = path + $".tmp-{Guid.NewGuid():N}";
-        try
+        using var zip = new ZipArchive(file, ZipArchiveMode.Create, leaveOpen: true);
+        foreach (var (name, tensor) in arrays)
         {
-            using (var file = new FileStream(temp, FileMode.CreateNew, FileAccess.Write))
-            using (var zip = new ZipArchive(file, ZipArchiveMode.Create))
-                foreach (var (name, tensor) in arrays)
-                {
-                    var entry = zip.CreateEntry(name + ".npy", compressed ? CompressionLevel.Optimal : CompressionLevel.NoCompression);
-                    using var stream = entry.Open();
-                    Npy.Write(stream, tensor);
-                }
-            File.Move(temp, path, overwrite: true);
+            var entry = zip.CreateEntry(name + ".npy", compressed ? CompressionLevel.Optimal : CompressionLevel.NoCompression);
+            using var stream = entry.Open();
+            Npy.Write(stream, tensor);
         }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
+    });
 
     public void Dispose() => archive.Dispose();
 }

@@ -45,6 +45,8 @@ public sealed unsafe class NpzMemberView : IDisposable
         string source = $"{npzPath}:{name}.npy";
         if (member.IsStored) return Mapped(npzPath, member.DataOffset, member.Size, source, "mapped");
         if (member.Method != 8) throw new NotSupportedException($"{source}: zip compression method {member.Method} is not supported (stored and deflated are)");
+        if (!Inflation.CanHold(member.CompressedSize, member.Size))
+            throw new InvalidDataException($"{source}: {member.CompressedSize} deflated bytes cannot inflate to the {member.Size} its zip entry states (1032:1 at most)");
         return member.Size <= Math.Min(inMemoryLimit, Array.MaxLength)
             ? Inflated(npzPath, member, source)
             : Mapped(Unpack(npzPath, member, unpackDirectory, source), 0, null, source, "unpacked");

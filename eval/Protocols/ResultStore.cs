@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Medformer.Runtime;
 
 namespace Medformer.Eval.Protocols;
 
@@ -39,9 +40,8 @@ public sealed class ResultStore
         }
         else
         {
-            string temporary = SettingsPath + ".tmp";
-            File.WriteAllText(temporary, JsonSerializer.Serialize(wanted, new JsonSerializerOptions { WriteIndented = true }));
-            File.Move(temporary, SettingsPath, overwrite: true);
+            // A unique sibling, fsynced, renamed: two runs starting in one folder never write into the same temporary.
+            AtomicFile.WriteAllText(SettingsPath, JsonSerializer.Serialize(wanted, new JsonSerializerOptions { WriteIndented = true }));
         }
         if (!File.Exists(CellsPath)) return;
         // A torn last line (a crash mid-write) is cut off: that cell runs again.

@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using Medformer.Eval.Protocols;
+using Medformer.Runtime;
 
 namespace Medformer.Eval.Reports;
 
@@ -81,11 +82,10 @@ public static class EvaluationReport
 
     static string Csv(string text) => text.IndexOfAny([',', '"', '\n']) >= 0 ? $"\"{text.Replace("\"", "\"\"")}\"" : text;
 
+    // A unique sibling, fsynced, renamed: two reports written into one folder never share a temporary.
     static string Atomic(string path, string text)
     {
-        string temporary = path + ".tmp";
-        File.WriteAllText(temporary, text);
-        File.Move(temporary, path, overwrite: true);
+        AtomicFile.WriteAllText(path, text);
         return path;
     }
 }

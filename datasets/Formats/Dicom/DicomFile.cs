@@ -14,7 +14,7 @@ namespace Medformer.Datasets.Formats;
 public sealed class DicomFile
 {
     /// <summary>A deflated dataset may not inflate beyond this (a small file must not become gigabytes in memory).</summary>
-    public const long MaxInflatedLength = 512L << 20;
+    public const long MaxInflatedLength = Inflation.MaxUndeclared;
 
     const int PreambleLength = 128;
 
@@ -97,28 +97,45 @@ public sealed class DicomFile
     }
 
     // Deflated Explicit VR Little Endian (PS3.5 §A.5): everything after the file meta is raw deflate (RFC 1951).
+    // Nothing declares the inflated length, so a first pass only counts (refusing past the cap while holding one
+    // 64 KiB buffer) and a second fills one array of exactly that length: memory never passes the cap, and no
+    // growing buffer ever holds two copies (a doubling MemoryStream peaked at twice the cap and more).
     static DicomSource Inflate(DicomSource source, long offset, string path)
     {
         var compressed = new byte[source.Length - offset];
         source.Read(offset, compressed);
-        using var inflater = new DeflateStream(new MemoryStream(compressed), CompressionMode.Decompress);
-        using var inflated = new MemoryStream();
         var buffer = new byte[1 << 16];
+        long length = 0;
+        Inflating(path, () =>
+        {
+            using var counter = new DeflateStream(new MemoryStream(compressed), CompressionMode.Decompress);
+            int n;
+            while ((n = counter.Read(buffer)) > 0)
+            {
+                length += n;
+                if (length > MaxInflatedLength)
+                    throw Dicom.Bad(path, $"the deflated dataset inflates beyond {MaxInflatedLength >> 20} MiB");
+            }
+        });
+        var inflated = GC.AllocateUninitializedArray<byte>((int)length);
+        Inflating(path, () =>
+        {
+            using var inflater = new DeflateStream(new MemoryStream(compressed), CompressionMode.Decompress);
+            inflater.ReadExactly(inflated);
+        });
+        return DicomSource.FromBytes(inflated);
+    }
+
+    static void Inflating(string path, Action inflate)
+    {
         try
         {
-            int n;
-            while ((n = inflater.Read(buffer)) > 0)
-            {
-                if (inflated.Length + n > MaxInflatedLength)
-                    throw Dicom.Bad(path, $"the deflated dataset inflates beyond {MaxInflatedLength >> 20} MiB");
-                inflated.Write(buffer, 0, n);
-            }
+            inflate();
         }
         catch (InvalidDataException e) when (!e.Message.StartsWith(path, StringComparison.Ordinal))
         {
             throw Dicom.Bad(path, $"the deflated dataset is not valid deflate data ({e.Message})");
         }
-        return DicomSource.FromBytes(inflated.GetBuffer().AsMemory(0, (int)inflated.Length));
     }
 
     /// <summary>The top-level element with <paramref name="tag"/>, or null.</summary>

@@ -1,9 +1,12 @@
 using System.Text;
 
-namespace Medformer.Tracking;
+namespace Medformer.Runtime;
 
-/// <summary>A file written whole or not at all: a hidden sibling, flushed to disk, then renamed over the target.</summary>
-static class AtomicFile
+/// <summary>
+/// A file written whole or not at all: a hidden sibling with a unique name (so two writers never share one),
+/// flushed to disk, renamed over the target, and the folder fsynced so the rename itself survives a crash.
+/// </summary>
+public static class AtomicFile
 {
     public static void WriteAllText(string path, string text) => Write(path, stream => stream.Write(Encoding.UTF8.GetBytes(text)));
 
@@ -13,13 +16,14 @@ static class AtomicFile
         input.CopyTo(stream);
     });
 
-    static void Write(string path, Action<FileStream> write)
+    /// <summary>Writes <paramref name="path"/> through <paramref name="write"/>; on failure the target is untouched and the sibling removed.</summary>
+    public static void Write(string path, Action<FileStream> write)
     {
         string directory = Path.GetDirectoryName(Path.GetFullPath(path))!;
         string temporary = Path.Combine(directory, $".{Path.GetFileName(path)}.tmp-{Guid.NewGuid():N}");
         try
         {
-            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
+            using (var stream = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16))
             {
                 write(stream);
                 stream.Flush(flushToDisk: true);
@@ -31,5 +35,6 @@ static class AtomicFile
             File.Delete(temporary);
             throw;
         }
+        AtomicDirectory.FsyncDirectory(directory);
     }
 }
