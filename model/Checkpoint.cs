@@ -74,17 +74,19 @@ public static class Checkpoint
     {
         string path = Path.Combine(RequireDirectory(directory), WeightsFile);
         if (!File.Exists(path)) throw new InvalidDataException($"{directory}: not a Medformer checkpoint (no {WeightsFile})");
+        var own = model.state_dict();
+        // The header first: a file of another config is refused by name and shapes before any weight is read.
+        using (var file = SafetensorsFile.Open(path))
+            foreach (var info in file.Tensors)
+            {
+                if (!own.TryGetValue(info.Name, out var target))
+                    throw new InvalidDataException($"{path}: key '{info.Name}' is not in this model: a checkpoint of another model or config");
+                if (!target.shape.SequenceEqual(info.Shape))
+                    throw new InvalidDataException($"{path}: '{info.Name}' is [{string.Join(", ", info.Shape)}] in the checkpoint but [{string.Join(", ", target.shape)}] in the model its config.json describes");
+            }
         var stored = Safetensors.Load(path);
         try
         {
-            var own = model.state_dict();
-            foreach (var (key, tensor) in stored)
-            {
-                if (!own.TryGetValue(key, out var target))
-                    throw new InvalidDataException($"{path}: key '{key}' is not in this model: a checkpoint of another model or config");
-                if (!target.shape.SequenceEqual(tensor.shape))
-                    throw new InvalidDataException($"{path}: '{key}' is [{string.Join(", ", tensor.shape)}] in the checkpoint but [{string.Join(", ", target.shape)}] in the model");
-            }
             var missing = own.Keys.Where(k => !stored.ContainsKey(k)).ToList();
             var notBanks = missing.Where(k => !IsBank(k)).ToList();
             if (notBanks.Count > 0)
