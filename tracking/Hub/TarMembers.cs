@@ -3,7 +3,7 @@ using System.Text;
 namespace Medformer.Tracking.Hub;
 
 /// <summary>A regular file of a tar archive: its path (after PAX or GNU long names) and length.</summary>
-sealed record TarMember(string Name, long Size);
+public sealed record TarMember(string Name, long Size);
 
 /// <summary>
 /// A tar reader for model archives, strict where System.Formats.Tar is trusting: ustar, GNU and PAX headers with
@@ -12,7 +12,7 @@ sealed record TarMember(string Name, long Size);
 /// refused with a line naming the member, so nothing a hostile archive holds becomes an exception of the library,
 /// a huge allocation or a file outside the folder.
 /// </summary>
-sealed class TarMembers(Stream stream, string source)
+public sealed class TarMembers(Stream stream, string source)
 {
     public const int MaxRecord = 64 * 1024;
     const int Block = 512;
