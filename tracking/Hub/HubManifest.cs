@@ -39,6 +39,9 @@ public sealed partial class HubManifest
 
     /// <summary>The manifest's own SHA-256, pinning it (the default of <c>--manifest-sha256</c>).</summary>
     public const string PinVariable = "MEDFORMER_HUB_SHA256";
+
+    /// <summary>A manifest is a list of names and URLs: one larger than this is refused before it is read into memory.</summary>
+    public const long MaxBytes = 16 << 20;
     const string ResourceName = "Medformer.Tracking.Hub.hub.json";
 
     /// <summary>Where it came from (the built-in resource, a file or a URL), for messages.</summary>
@@ -97,6 +100,7 @@ public sealed partial class HubManifest
             try
             {
                 await Download.FetchAsync(url, temporary, pin, options: (options ?? DownloadOptions.Default) with { Progress = null }, cancellation: cancellation);
+                CheckSize(temporary, where);
                 return Parse(await File.ReadAllTextAsync(temporary, cancellation), source);
             }
             finally
@@ -105,11 +109,18 @@ public sealed partial class HubManifest
             }
         }
         if (!File.Exists(source)) throw new FileNotFoundException($"{where}: no such hub manifest (a file, or an http(s) URL)", source);
+        CheckSize(source, where);
         byte[] bytes = await File.ReadAllBytesAsync(source, cancellation);
         string actual = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
         if (pin != null && actual != pin.Hex)
             throw new DownloadException($"{where}: SHA-256 mismatch: expected {pin.Hex}, got {actual}; the manifest was not used");
         return Parse(System.Text.Encoding.UTF8.GetString(bytes), source);
+    }
+
+    static void CheckSize(string path, string where)
+    {
+        if (new FileInfo(path).Length is var length && length > MaxBytes)
+            throw new InvalidDataException($"{where}: a hub manifest of {length} bytes, over the limit of {MaxBytes}; refused");
     }
 
     public static HubManifest Parse(string json, string source)
