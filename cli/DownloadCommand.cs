@@ -111,8 +111,11 @@ public static class DownloadCommand
             : HubEntry.ForUrl(url, sha256);
 
     // A manifest's config: a preset name or an inline config object, checked as config.json would be.
+    // A string is a preset name only: a manifest comes from elsewhere and must not make us read a local file.
     static string ConfigJson(System.Text.Json.JsonElement config) =>
-        (config.ValueKind == System.Text.Json.JsonValueKind.String ? MedformerConfig.Resolve(config.GetString()!) : MedformerConfig.FromJson(config.GetRawText(), "the manifest's config")).ToJson();
+        (config.ValueKind != System.Text.Json.JsonValueKind.String ? MedformerConfig.FromJson(config.GetRawText(), "the manifest's config")
+         : config.GetString() is "tiny" or "small" or "base" or "large" ? MedformerConfig.Resolve(config.GetString()!)
+         : throw new InvalidDataException($"the manifest's config '{config.GetString()}' is not a preset (tiny, small, base, large) or a config object")).ToJson();
 
     static (Option<double> Timeout, Option<int> Retries) NetworkOptions() =>
         (new Option<double>("--timeout") { Description = "Seconds to wait for a response or for more data before retrying.", DefaultValueFactory = _ => 30 },

@@ -179,6 +179,27 @@ public sealed class HostileHubTests(ITestOutputHelper output) : IDisposable
     }
 
     [Fact]
+    public void AManifestsConfigMayNameAPresetButNotALocalFile()
+    {
+        byte[] weights = files.Weights;
+        string manifest = HubFiles.Manifest(HubFiles.Entry("bare", new Uri("http://placeholder/bare.safetensors"), weights, config: "/etc/hostname"));
+        TestHttpServer? server = null;
+        server = new TestHttpServer(r => r.Path switch
+        {
+            "/hub.json" => new TestResponse(200, Encoding.UTF8.GetBytes(manifest.Replace("http://placeholder", server!.BaseUrl))),
+            "/bare.safetensors" => TestResponse.File(weights, r),
+            _ => new TestResponse(404, []),
+        });
+        using (server)
+        {
+            string pin = HubFiles.Sha256(Encoding.UTF8.GetBytes(manifest.Replace("http://placeholder", server.BaseUrl)));
+            var result = Run("download", "bare", "--manifest", server.BaseUrl + "/hub.json", "--manifest-sha256", pin);
+            Assert.Equal(1, result.ExitCode);
+            Assert.Equal("medformer download: the manifest's config '/etc/hostname' is not a preset (tiny, small, base, large) or a config object", result.Stderr.Trim());
+        }
+    }
+
+    [Fact]
     public void AManifestOverPlainHttpMustBePinned()
     {
         string archive = Path.Combine(files.Folder, "tiny.tar.gz");

@@ -60,6 +60,15 @@ public sealed class HostileTorchFileTests(TorchStateDicts files, ITestOutputHelp
     }
 
     [Fact]
+    public void ImportWithAConfigThatIsNeitherAPresetNorAFileIsABadArgument()
+    {
+        var result = Repo.Run(Repo.Cli, ["import", files["mixed.pt"], "--config", "nosuch", "--out", Path.Combine(files.Folder, "nosuch-out")], files.Folder, 120,
+            new Dictionary<string, string> { ["MEDFORMER_HOME"] = Path.Combine(files.Folder, "home") });
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal("medformer import: --config 'nosuch': neither a preset (tiny, small, base, large) nor a file.", result.Stderr.Trim());
+    }
+
+    [Fact]
     public void ACompressedStorageIsRefused()
     {
         string path = Path.Combine(files.Folder, "deflated.pt");
