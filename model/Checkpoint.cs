@@ -51,7 +51,9 @@ public static class Checkpoint
     /// <summary>A model built from the checkpoint's config with its weights.</summary>
     public static Medformer Load(string directory, Device? device = null)
     {
-        var model = new Medformer(ReadConfig(directory));
+        var config = ReadConfig(directory);
+        CheckSize(config, directory);
+        var model = new Medformer(config);
         try
         {
             LoadWeights(model, directory);
@@ -99,6 +101,18 @@ public static class Checkpoint
         {
             foreach (var tensor in stored.Values) tensor.Dispose();
         }
+    }
+
+    // Before the model is built: a config.json that describes a model far larger than the weights beside it (a
+    // hostile or mismatched one) is refused without allocating it. The block parameters are a lower bound.
+    static void CheckSize(MedformerConfig config, string directory)
+    {
+        string path = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(path)) return;
+        using var file = SafetensorsFile.Open(path);
+        long stored = file.Tensors.Sum(t => t.ElementCount);
+        if (config.BlockParameters > stored + (1 << 20))
+            throw new InvalidDataException($"{Path.Combine(directory, ConfigFile)}: describes a model of at least {config.BlockParameters:0} parameters, but {path} holds {stored}; not built");
     }
 
     // A bank that a newer vocabulary added: latents.<kind>.<name> (not the general latents).

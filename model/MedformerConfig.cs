@@ -48,6 +48,13 @@ public sealed record MedformerConfig
     [JsonIgnore]
     public int LatentCount => GeneralLatents + 4 * LatentsPerBank;
 
+    /// <summary>
+    /// A lower bound of the parameters: the self-attention blocks (4 d² of attention, 2 widening d² of MLP each)
+    /// dominate; the decoder and banks come on top.
+    /// </summary>
+    [JsonIgnore]
+    public double BlockParameters => (double)Depth * (4 + 2 * Widening) * Dim * Dim;
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -133,8 +140,7 @@ public sealed record MedformerConfig
         Require(QueryChunk <= 1 << 24, $"query_chunk {QueryChunk} is over the limit of {1 << 24}");
         foreach (var (name, vocabulary) in new[] { ("organs", Organs), ("modalities", Modalities), ("tasks", Tasks) })
             Require(vocabulary.Count <= 1024 && vocabulary.All(v => v.Length <= 64), $"{name}: at most 1024 names of at most 64 characters");
-        // The blocks dominate: 4 d² of attention and 2 widening d² of MLP each; the decoder and banks are small beside them.
-        double parameters = (double)Depth * (4 + 2 * Widening) * Dim * Dim;
+        double parameters = BlockParameters;
         Require(parameters <= 8e9, $"dim {Dim}, depth {Depth} and widening {Widening} make about {parameters:0.#e0} parameters, over the limit of 8e9");
         foreach (var (name, vocabulary) in new[] { ("organs", Organs), ("modalities", Modalities), ("dimensionalities", Dimensionalities), ("tasks", Tasks) })
         {

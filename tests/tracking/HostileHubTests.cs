@@ -297,6 +297,10 @@ public sealed class HostileHubTests(ITestOutputHelper output) : IDisposable
             Assert.StartsWith(config + ": ", e.Message);
             Assert.Contains(fault, e.Message);
         }
+        // Within the bounds but far larger than the weights: refused before the model is built.
+        File.WriteAllText(config, (MedformerConfig.Tiny with { Dim = 2048, Depth = 32 }).ToJson());
+        var large = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(folder));
+        Assert.True(large.Message.StartsWith(config + ": describes a model of at least ", StringComparison.Ordinal) && large.Message.EndsWith("; not built", StringComparison.Ordinal), large.Message);
         // A config of another size: the first tensor whose shape differs is named with both shapes.
         File.WriteAllText(config, (MedformerConfig.Tiny with { Dim = 32 }).ToJson());
         var mismatch = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(folder));
