@@ -274,6 +274,13 @@ public sealed class HostileHubTests(ITestOutputHelper output) : IDisposable
             Assert.Contains("already in the cache, every file verified, nothing to do", touched.Stdout);
             Assert.Equal(0, Run(download).ExitCode);
             Assert.Equal(2, server.Requests.Count(r => r.Path == "/tiny.tar.gz"));
+
+            // A folder of an older medformer, with no record: fetched again rather than trusted.
+            File.Delete(Path.Combine(entry, "model", CacheDigests.FileName));
+            var unrecorded = Run(download);
+            Assert.Equal(0, unrecorded.ExitCode);
+            Assert.Contains("has no record of its files (.digests.json); fetching 'tiny' again", unrecorded.Stdout);
+            Assert.Equal(3, server.Requests.Count(r => r.Path == "/tiny.tar.gz"));
         }
     }
 

@@ -114,6 +114,13 @@ public sealed class CheckpointHub(string home)
     // verify hashes it: the same digests refresh the record (a touched file), others send it to be fetched again.
     static bool Intact(HubEntry entry, string model, bool verify, DownloadOptions options)
     {
+        if (!File.Exists(Path.Combine(model, CacheDigests.FileName)))
+        {
+            // Unpacked by a medformer before the record existed: nothing to check it against, so it is fetched again.
+            options.Log?.Invoke($"{model}: has no record of its files ({CacheDigests.FileName}); fetching '{entry.Name}' again");
+            Directory.Delete(model, recursive: true);
+            return false;
+        }
         string? changed = CacheDigests.Check(model, full: false);
         if (changed == null && !verify) return true;
         if (!verify)
