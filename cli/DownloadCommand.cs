@@ -19,12 +19,14 @@ public static class DownloadCommand
     {
         var name = new Argument<string?>("name") { Description = "A checkpoint of the hub manifest (--list shows them), or an http(s) URL of one.", Arity = ArgumentArity.ZeroOrOne };
         var manifest = new Option<string?>("--manifest") { Description = $"The hub manifest: a JSON file or URL (default ${HubManifest.Variable}, else the built-in one)." };
-        var sha256 = new Option<string?>("--sha256") { Description = "For a URL the manifest does not list: the SHA-256 to verify it against." };
+        var manifestSha256 = new Option<string?>("--manifest-sha256") { Description = $"The manifest's own SHA-256, pinning it (default ${HubManifest.PinVariable}); required for a manifest over plain http." };
+        var sha256 = new Option<string?>("--sha256") { Description = "For a URL the manifest does not list: the SHA-256 to verify it against (required for plain http)." };
+        var verify = new Option<bool>("--verify") { Description = "Hash the cached model folder's files against the digests recorded when it was verified; fetch it again if they differ." };
         var (timeout, retries) = NetworkOptions();
         var list = new Option<bool>("--list") { Description = "List the manifest's checkpoints and exit." };
         var command = new Command("download", "Fetch a checkpoint from the hub, or a dataset (medmnist, phantom), into $MEDFORMER_HOME (default ~/.cache/medformer).");
         command.Arguments.Add(name);
-        foreach (var option in new Option[] { manifest, sha256, timeout, retries, list }) command.Options.Add(option);
+        foreach (var option in new Option[] { manifest, manifestSha256, sha256, verify, timeout, retries, list }) command.Options.Add(option);
         command.Subcommands.Add(MedMnist());
         command.Subcommands.Add(PhantomCorpus());
         command.SetAction(async (parse, cancellation) =>
@@ -33,7 +35,7 @@ public static class DownloadCommand
             HubManifest hub;
             try
             {
-                hub = await HubManifest.LoadAsync(parse.GetValue(manifest), options, cancellation);
+                hub = await HubManifest.LoadAsync(parse.GetValue(manifest), parse.GetValue(manifestSha256), options, cancellation);
             }
             catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DownloadException)
             {
@@ -53,7 +55,7 @@ public static class DownloadCommand
             try
             {
                 chosen = Uri.TryCreate(wanted, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
-                    ? hub.ForUrl(url) ?? HubEntry.ForUrl(url, parse.GetValue(sha256))
+                    ? hub.ForUrl(url) ?? Direct(url, parse.GetValue(sha256))
                     : hub.TryGet(wanted, out var entry) ? entry
                     : throw new ArgumentException($"no checkpoint '{wanted}' in {hub.Source}" +
                         (hub.Checkpoints.Count == 0 ? " (it lists none)" : $": it lists {string.Join(", ", hub.Checkpoints.Select(e => e.Name))}"));
@@ -65,13 +67,14 @@ public static class DownloadCommand
             Console.WriteLine($"{chosen.Name}: {chosen.Url} -> {CheckpointHub.Default.Root}");
             try
             {
-                Func<DownloadOptions, Task<HubFetch>> run = o => CheckpointHub.Default.FetchAsync(chosen, o, ConfigJson, cancellation);
+                bool check = parse.GetValue(verify);
+                Func<DownloadOptions, Task<HubFetch>> run = o => CheckpointHub.Default.FetchAsync(chosen, o, ConfigJson, cancellation, check);
                 var fetched = Console.IsOutputRedirected
                     ? await run(WithPlainProgress(options, chosen.FileName))
                     : await WithProgressBar(chosen.FileName, options, run, f => f.Download?.Bytes ?? 0);
                 var config = Checkpoint.ReadConfig(fetched.ModelFolder);
                 Console.WriteLine(fetched.Outcome == DownloadOutcome.AlreadyPresent
-                    ? $"{chosen.Name}: already in the cache, nothing to do"
+                    ? $"{chosen.Name}: already in the cache{(check ? ", every file verified" : "")}, nothing to do"
                     : $"{chosen.Name}: done, {Megabytes(fetched.Download!.Bytes)} MB, SHA-256 {fetched.Sha256}{(chosen.Sha256 == null ? " (not verified: no checksum given)" : " verified")}");
                 Console.WriteLine($"{chosen.Name}: model folder {fetched.ModelFolder} (d={config.Dim}, depth {config.Depth})");
                 return 0;
@@ -86,13 +89,14 @@ public static class DownloadCommand
 
     /// <summary>
     /// A hub name as a local model folder (downloaded, verified and unpacked on first use), for commands that take
-    /// "a folder or a hub name" (finetune, predict): the manifest is $MEDFORMER_HUB's, else the built-in one.
+    /// "a folder or a hub name" (finetune, predict): the manifest is $MEDFORMER_HUB's (pinned by
+    /// $MEDFORMER_HUB_SHA256 when over plain http), else the built-in one.
     /// </summary>
     public static string ResolveHubName(string name)
     {
         // On stderr: a --json command's stdout holds one JSON object.
         var options = DownloadOptions.Default with { Log = line => Console.Error.WriteLine("medformer: " + line) };
-        var hub = HubManifest.LoadAsync(null, options).GetAwaiter().GetResult();
+        var hub = HubManifest.LoadAsync(null, null, options).GetAwaiter().GetResult();
         if (!hub.TryGet(name, out var entry))
             throw new ArgumentException($"'{name}' is neither a checkpoint folder nor a checkpoint in {hub.Source}" +
                 (hub.Checkpoints.Count == 0 ? " (it lists none)" : $" (it lists {string.Join(", ", hub.Checkpoints.Select(e => e.Name))})"));
@@ -100,9 +104,18 @@ public static class DownloadCommand
         return CheckpointHub.Default.FetchAsync(entry, options, ConfigJson).GetAwaiter().GetResult().ModelFolder;
     }
 
+    // A URL no manifest lists: over plain http only with a SHA-256 to check, as anyone on the path could replace it.
+    static HubEntry Direct(Uri url, string? sha256) =>
+        url.Scheme == "http" && sha256 == null
+            ? throw new ArgumentException($"{url}: a checkpoint over plain http with nothing to verify it against; use https, or give --sha256 HEX")
+            : HubEntry.ForUrl(url, sha256);
+
     // A manifest's config: a preset name or an inline config object, checked as config.json would be.
+    // A string is a preset name only: a manifest comes from elsewhere and must not make us read a local file.
     static string ConfigJson(System.Text.Json.JsonElement config) =>
-        (config.ValueKind == System.Text.Json.JsonValueKind.String ? MedformerConfig.Resolve(config.GetString()!) : MedformerConfig.FromJson(config.GetRawText(), "the manifest's config")).ToJson();
+        (config.ValueKind != System.Text.Json.JsonValueKind.String ? MedformerConfig.FromJson(config.GetRawText(), "the manifest's config")
+         : config.GetString() is "tiny" or "small" or "base" or "large" ? MedformerConfig.Resolve(config.GetString()!)
+         : throw new InvalidDataException($"the manifest's config '{config.GetString()}' is not a preset (tiny, small, base, large) or a config object")).ToJson();
 
     static (Option<double> Timeout, Option<int> Retries) NetworkOptions() =>
         (new Option<double>("--timeout") { Description = "Seconds to wait for a response or for more data before retrying.", DefaultValueFactory = _ => 30 },

@@ -34,7 +34,7 @@ static class ImportCommand
             {
                 modelConfig = MedformerConfig.Resolve(parse.GetValue(config)!);
             }
-            catch (InvalidDataException e)
+            catch (Exception e) when (e is InvalidDataException or ArgumentException or IOException)
             {
                 return Fail(2, e.Message);
             }

@@ -58,7 +58,9 @@ public static class Checkpoint
     /// <summary>A model built from the checkpoint's config with its weights.</summary>
     public static Medformer Load(string directory, Device? device = null)
     {
-        var model = new Medformer(ReadConfig(directory));
+        var config = ReadConfig(directory);
+        CheckSize(config, directory);
+        var model = new Medformer(config);
         try
         {
             LoadWeights(model, directory);
@@ -81,17 +83,19 @@ public static class Checkpoint
     {
         string path = Path.Combine(RequireDirectory(directory), WeightsFile);
         if (!File.Exists(path)) throw new InvalidDataException($"{directory}: not a Medformer checkpoint (no {WeightsFile})");
+        var own = model.state_dict();
+        // The header first: a file of another config is refused by name and shapes before any weight is read.
+        using (var file = SafetensorsFile.Open(path))
+            foreach (var info in file.Tensors)
+            {
+                if (!own.TryGetValue(info.Name, out var target))
+                    throw new InvalidDataException($"{path}: key '{info.Name}' is not in this model: a checkpoint of another model or config");
+                if (!target.shape.SequenceEqual(info.Shape))
+                    throw new InvalidDataException($"{path}: '{info.Name}' is [{string.Join(", ", info.Shape)}] in the checkpoint but [{string.Join(", ", target.shape)}] in the model its config.json describes");
+            }
         var stored = Safetensors.Load(path);
         try
         {
-            var own = model.state_dict();
-            foreach (var (key, tensor) in stored)
-            {
-                if (!own.TryGetValue(key, out var target))
-                    throw new InvalidDataException($"{path}: key '{key}' is not in this model: a checkpoint of another model or config");
-                if (!target.shape.SequenceEqual(tensor.shape))
-                    throw new InvalidDataException($"{path}: '{key}' is [{string.Join(", ", tensor.shape)}] in the checkpoint but [{string.Join(", ", target.shape)}] in the model");
-            }
             var missing = own.Keys.Where(k => !stored.ContainsKey(k)).ToList();
             var notBanks = missing.Where(k => !IsBank(k)).ToList();
             if (notBanks.Count > 0)
@@ -104,6 +108,18 @@ public static class Checkpoint
         {
             foreach (var tensor in stored.Values) tensor.Dispose();
         }
+    }
+
+    // Before the model is built: a config.json that describes a model far larger than the weights beside it (a
+    // hostile or mismatched one) is refused without allocating it. The block parameters are a lower bound.
+    static void CheckSize(MedformerConfig config, string directory)
+    {
+        string path = Path.Combine(directory, WeightsFile);
+        if (!File.Exists(path)) return;
+        using var file = SafetensorsFile.Open(path);
+        long stored = file.Tensors.Sum(t => t.ElementCount);
+        if (config.BlockParameters > stored + (1 << 20))
+            throw new InvalidDataException($"{Path.Combine(directory, ConfigFile)}: describes a model of at least {config.BlockParameters:0} parameters, but {path} holds {stored}; not built");
     }
 
     // A bank that a newer vocabulary added: latents.<kind>.<name> (not the general latents).

@@ -48,6 +48,13 @@ public sealed record MedformerConfig
     [JsonIgnore]
     public int LatentCount => GeneralLatents + 4 * LatentsPerBank;
 
+    /// <summary>
+    /// A lower bound of the parameters: the self-attention blocks (4 d² of attention, 2 widening d² of MLP each)
+    /// dominate; the decoder and banks come on top.
+    /// </summary>
+    [JsonIgnore]
+    public double BlockParameters => (double)Depth * (4 + 2 * Widening) * Dim * Dim;
+
     public static readonly JsonSerializerOptions Json = new()
     {
         PropertyNamingPolicy = JsonNamingPolicy.SnakeCaseLower,
@@ -111,6 +118,7 @@ public sealed record MedformerConfig
             if (!ok) throw new InvalidDataException($"{source}: {what}");
         }
         Require(Dim > 0, $"dim must be positive, not {Dim}");
+        Require(SelfAttentionHeads > 0 && CrossAttentionHeads > 0 && DecoderHeads > 0, "attention heads must be positive");
         Require(Dim % SelfAttentionHeads == 0, $"dim {Dim} is not divisible by self_attention_heads {SelfAttentionHeads}");
         Require(Dim % CrossAttentionHeads == 0, $"dim {Dim} is not divisible by cross_attention_heads {CrossAttentionHeads}");
         Require(Dim % DecoderHeads == 0, $"dim {Dim} is not divisible by decoder_heads {DecoderHeads}");
@@ -121,6 +129,19 @@ public sealed record MedformerConfig
         Require(Depth > 0 && Repeats > 0 && Widening > 0, "depth, repeats and widening must be positive");
         Require(Dropout is >= 0 and < 1 && DropPath is >= 0 and < 1, "dropout and drop_path must be in [0, 1)");
         Require(QueryChunk > 0, "query_chunk must be positive");
+        // Upper bounds: a config.json comes with downloaded checkpoints, and the model is built from it before any
+        // weight is read, so a hostile one must not ask for terabytes. Each is far above the large preset.
+        Require(Dim <= 16384, $"dim {Dim} is over the limit of 16384");
+        Require(SelfAttentionHeads is > 0 and <= 256 && CrossAttentionHeads is > 0 and <= 256 && DecoderHeads is > 0 and <= 256, "attention heads must be 1 to 256");
+        Require(LatentsPerBank <= 4096 && GeneralLatents <= 16384, $"latents_per_bank {LatentsPerBank} (at most 4096) or general_latents {GeneralLatents} (at most 16384) is too large");
+        Require(PatchSize2d <= 64 && PatchSize3d <= 64, "patch sizes must be at most 64");
+        Require(FourierBands <= 1024, $"fourier_bands {FourierBands} is over the limit of 1024");
+        Require(Depth <= 256 && Repeats <= 64 && Widening <= 64, $"depth {Depth} (at most 256), repeats {Repeats} (at most 64) or widening {Widening} (at most 64) is too large");
+        Require(QueryChunk <= 1 << 24, $"query_chunk {QueryChunk} is over the limit of {1 << 24}");
+        foreach (var (name, vocabulary) in new[] { ("organs", Organs), ("modalities", Modalities), ("tasks", Tasks) })
+            Require(vocabulary.Count <= 1024 && vocabulary.All(v => v.Length <= 64), $"{name}: at most 1024 names of at most 64 characters");
+        double parameters = BlockParameters;
+        Require(parameters <= 8e9, $"dim {Dim}, depth {Depth} and widening {Widening} make about {parameters:0.#e0} parameters, over the limit of 8e9");
         foreach (var (name, vocabulary) in new[] { ("organs", Organs), ("modalities", Modalities), ("dimensionalities", Dimensionalities), ("tasks", Tasks) })
         {
             Require(vocabulary.Contains("other") || name == "dimensionalities", $"{name} must contain 'other', the fallback for unknown values");

@@ -20,6 +20,7 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
         foreach (string arg in args) start.ArgumentList.Add(arg);
         start.Environment["MEDFORMER_HOME"] = files.Home;
         start.Environment.Remove("MEDFORMER_HUB");
+        start.Environment.Remove("MEDFORMER_HUB_SHA256");
         return start;
     }
 
@@ -42,7 +43,8 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
         return Finish(process, "medformer " + string.Join(' ', args));
     }
 
-    (TestHttpServer Server, byte[] Packed) Serve(TimeSpan? trickle = null)
+    // The manifest is served over plain http on loopback, so it is pinned by its SHA-256 as any http manifest must be.
+    (TestHttpServer Server, byte[] Packed, string Pin) Serve(TimeSpan? trickle = null)
     {
         byte[] packed = files.Packed("tar");
         string manifest = HubFiles.Manifest(HubFiles.Entry("tiny", new Uri("http://placeholder/tiny.tar"), packed));
@@ -53,16 +55,16 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
             "/tiny.tar" => TestResponse.File(packed, r) with { Trickle = trickle },
             _ => new TestResponse(404, []),
         });
-        return (server, packed);
+        return (server, packed, HubFiles.Sha256(System.Text.Encoding.UTF8.GetBytes(manifest.Replace("http://placeholder", server.BaseUrl))));
     }
 
     [Fact]
     public void DownloadsANamedCheckpointIntoTheCacheThenHasNothingToDo()
     {
-        var (server, packed) = Serve();
+        var (server, packed, pin) = Serve();
         using (server)
         {
-            var first = Run("download", "tiny", "--manifest", server.BaseUrl + "/hub.json");
+            var first = Run("download", "tiny", "--manifest", server.BaseUrl + "/hub.json", "--manifest-sha256", pin);
             Assert.True(first.Code == 0, first.Stderr);
             Assert.Contains("100%", first.Stdout);
             string model = Path.Combine(files.Home, "hub", "tiny", HubFiles.Sha256(packed), "model");
@@ -70,12 +72,12 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
             Assert.Contains($"model folder {model} (d=64, depth 2)", first.Stdout);
             Assert.Equal(files.Weights, File.ReadAllBytes(Path.Combine(model, "model.safetensors")));
 
-            var again = Run("download", "tiny", "--manifest", server.BaseUrl + "/hub.json");
+            var again = Run("download", "tiny", "--manifest", server.BaseUrl + "/hub.json", "--manifest-sha256", pin);
             Assert.Equal(0, again.Code);
             Assert.Contains("already in the cache, nothing to do", again.Stdout);
             Assert.Single(server.Requests, r => r.Path == "/tiny.tar");
 
-            var list = Run("download", "--list", "--manifest", server.BaseUrl + "/hub.json");
+            var list = Run("download", "--list", "--manifest", server.BaseUrl + "/hub.json", "--manifest-sha256", pin);
             Assert.Equal(0, list.Code);
             Assert.Contains("tiny", list.Stdout);
             Assert.Contains("a test model", list.Stdout);
@@ -85,10 +87,10 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void TwoProcessesDownloadingTheSameCheckpointBothSucceedWithOneCopy()
     {
-        var (server, packed) = Serve(trickle: TimeSpan.FromMilliseconds(20));
+        var (server, packed, pin) = Serve(trickle: TimeSpan.FromMilliseconds(20));
         using (server)
         {
-            string[] args = ["download", "tiny", "--manifest", server.BaseUrl + "/hub.json"];
+            string[] args = ["download", "tiny", "--manifest", server.BaseUrl + "/hub.json", "--manifest-sha256", pin];
             using var a = Process.Start(Start(args))!;
             using var b = Process.Start(Start(args))!;
             var (ra, rb) = (Finish(a, "first"), Finish(b, "second"));
@@ -105,10 +107,10 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void BadNamesAndChecksumsAreRefusedAndLeaveNothing()
     {
-        var (server, packed) = Serve();
+        var (server, packed, pin) = Serve();
         using (server)
         {
-            var unknown = Run("download", "huge", "--manifest", server.BaseUrl + "/hub.json");
+            var unknown = Run("download", "huge", "--manifest", server.BaseUrl + "/hub.json", "--manifest-sha256", pin);
             Assert.Equal(2, unknown.Code);
             Assert.Contains("no checkpoint 'huge' in", unknown.Stderr);
             Assert.Contains("it lists tiny", unknown.Stderr);
@@ -128,11 +130,12 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void CommandsThatTakeACheckpointResolveAHubName()
     {
-        var (server, packed) = Serve();
+        var (server, packed, pin) = Serve();
         using (server)
         {
             var start = Start("predict", "--checkpoint", "tiny", "--out", Path.Combine(files.Folder, "predicted"), "any.npz");
             start.Environment["MEDFORMER_HUB"] = server.BaseUrl + "/hub.json";
+            start.Environment["MEDFORMER_HUB_SHA256"] = pin;
             using var process = Process.Start(start)!;
             var result = Finish(process, "medformer predict --checkpoint tiny");
             // The name resolved to the cached model folder, which is pretrained, not fine-tuned: predict says so.
@@ -144,6 +147,7 @@ public sealed class HubCliTests(ITestOutputHelper output) : IDisposable
 
             var unknown = Start("predict", "--checkpoint", "nosuch", "any.npz");
             unknown.Environment["MEDFORMER_HUB"] = server.BaseUrl + "/hub.json";
+            unknown.Environment["MEDFORMER_HUB_SHA256"] = pin;
             using var second = Process.Start(unknown)!;
             var refused = Finish(second, "medformer predict --checkpoint nosuch");
             Assert.NotEqual(0, refused.Code);

@@ -16,7 +16,8 @@ public sealed record HubFetch(string ModelFolder, string Sha256, DownloadOutcome
 /// kernel drops when its process dies), so a second process asking for the same checkpoint waits, then finds it in
 /// place. The model folder appears by one rename after the archive is verified and unpacked (
 /// <see cref="AtomicDirectory"/>), so it is whole or absent; a cut download or a wrong checksum leaves only the
-/// .part (or nothing).
+/// .part (or nothing). The folders are the user's alone (mode 0700); each model folder records its files' sizes,
+/// times and SHA-256 (<see cref="CacheDigests"/>), checked before it is used.
 /// </summary>
 public sealed class CheckpointHub(string home)
 {
@@ -35,16 +36,19 @@ public sealed class CheckpointHub(string home)
     /// <paramref name="configJson"/> turns a manifest's config (a preset name or an object) into config.json text,
     /// for a bare .safetensors download or an archive without config.json.
     /// </summary>
+    /// <param name="verify">Hash a cached model folder's files against the digests recorded when it was unpacked
+    /// (and fetch it again if they differ); otherwise only their sizes and times are compared, and a folder changed
+    /// since is an error.</param>
     public async Task<HubFetch> FetchAsync(HubEntry entry, DownloadOptions options, Func<JsonElement, string>? configJson = null,
-        CancellationToken cancellation = default)
+        CancellationToken cancellation = default, bool verify = false)
     {
         if (entry.Sha256 is not { } sha256) return await FetchUnverifiedAsync(entry, options, configJson, cancellation);
         string folder = EntryFolder(entry, sha256);
         using var hold = await LockAsync(folder, entry.Name, options, cancellation);
         string model = Path.Combine(folder, ModelFolderName);
-        if (IsWhole(model))
+        if (IsWhole(model) && Intact(entry, model, verify, options))
         {
-            options.Log?.Invoke($"{entry.Name}: in the cache at {model} (SHA-256 {sha256})");
+            options.Log?.Invoke($"{entry.Name}: in the cache at {model} (SHA-256 {sha256}{(verify ? ", every file verified" : "")})");
             return new HubFetch(model, sha256, DownloadOutcome.AlreadyPresent, null);
         }
         string archive = Path.Combine(folder, entry.FileName);
@@ -65,7 +69,7 @@ public sealed class CheckpointHub(string home)
             result = await Download.FetchAsync(entry.Url, archive, checksum: null, options: options, cancellation: cancellation);
             // Moved out while the lock is held: the next process's download would replace it.
             string folder = EntryFolder(entry, result.Digest);
-            Directory.CreateDirectory(folder);
+            CreatePrivate(folder);
             mine = Path.Combine(folder, $"{entry.FileName}.{Guid.NewGuid():N}");
             File.Move(archive, mine);
         }
@@ -73,7 +77,7 @@ public sealed class CheckpointHub(string home)
         string model = Path.Combine(Path.GetDirectoryName(mine)!, ModelFolderName);
         using (await LockAsync(Path.GetDirectoryName(mine)!, entry.Name, options, cancellation))
         {
-            if (!IsWhole(model)) Install(entry, mine, model, configJson);
+            if (!IsWhole(model) || CacheDigests.Check(model, full: false) != null) Install(entry, mine, model, configJson);
             else File.Delete(mine);
         }
         return new HubFetch(model, result.Digest, DownloadOutcome.Downloaded, result);
@@ -93,6 +97,7 @@ public sealed class CheckpointHub(string home)
                         throw new InvalidDataException($"{entry.Url}: holds no {PackedModel.ConfigFile} and the manifest gives no config for '{entry.Name}'");
                     File.WriteAllText(config, configJson(given));
                 }
+                CacheDigests.Record(staging);
             });
         }
         finally
@@ -105,10 +110,46 @@ public sealed class CheckpointHub(string home)
     static bool IsWhole(string model) =>
         File.Exists(Path.Combine(model, PackedModel.WeightsFile)) && File.Exists(Path.Combine(model, PackedModel.ConfigFile));
 
-    // Waits as long as the holder runs: its own download is bounded by timeouts and retries.
-    static async Task<IDisposable> LockAsync(string folder, string name, DownloadOptions options, CancellationToken cancellation)
+    // A cached folder as it was verified. Changed, it is an error (nothing says which bytes are right) unless
+    // verify hashes it: the same digests refresh the record (a touched file), others send it to be fetched again.
+    static bool Intact(HubEntry entry, string model, bool verify, DownloadOptions options)
     {
-        Directory.CreateDirectory(folder);
+        if (!File.Exists(Path.Combine(model, CacheDigests.FileName)))
+        {
+            // Unpacked by a medformer before the record existed: nothing to check it against, so it is fetched again.
+            options.Log?.Invoke($"{model}: has no record of its files ({CacheDigests.FileName}); fetching '{entry.Name}' again");
+            Directory.Delete(model, recursive: true);
+            return false;
+        }
+        string? changed = CacheDigests.Check(model, full: false);
+        if (changed == null && !verify) return true;
+        if (!verify)
+            throw new InvalidDataException($"{changed}; the cached '{entry.Name}' changed since it was verified: `medformer download {entry.Name} --verify` checks it (and fetches it again if it differs)");
+        if (CacheDigests.Check(model, full: true) is not { } differs)
+        {
+            if (changed != null) CacheDigests.Record(model);
+            return true;
+        }
+        options.Log?.Invoke($"{differs}: fetching '{entry.Name}' again");
+        Directory.Delete(model, recursive: true);
+        return false;
+    }
+
+    // Only the user may read or change the cache: it holds what was verified, and the lock files.
+    static void CreatePrivate(string folder)
+    {
+        if (Directory.Exists(folder)) return;
+        string? parent = Path.GetDirectoryName(folder);
+        if (parent != null && !Directory.Exists(parent)) CreatePrivate(parent);
+        if (OperatingSystem.IsWindows()) Directory.CreateDirectory(folder);
+        else Directory.CreateDirectory(folder, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+    }
+
+    // Waits as long as the holder runs: its own download is bounded by timeouts and retries.
+    async Task<IDisposable> LockAsync(string folder, string name, DownloadOptions options, CancellationToken cancellation)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(Root)!);
+        CreatePrivate(folder);
         string path = Path.Combine(folder, ".lock");
         bool said = false;
         while (true)

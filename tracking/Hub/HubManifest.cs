@@ -31,11 +31,17 @@ public sealed record HubEntry(string Name, Uri Url, long? Size, string? Sha256, 
 /// <summary>
 /// The list of checkpoints <c>medformer download NAME</c> knows: JSON, <c>{"format": 1, "checkpoints": [{"name",
 /// "url", "size", "sha256", "config", "description"}]}</c>. The built-in one is embedded; <c>--manifest FILE|URL</c>
-/// or <c>MEDFORMER_HUB</c> names another.
+/// or <c>MEDFORMER_HUB</c> names another, fetched over https or pinned by its SHA-256 (see LoadAsync).
 /// </summary>
 public sealed partial class HubManifest
 {
     public const string Variable = "MEDFORMER_HUB";
+
+    /// <summary>The manifest's own SHA-256, pinning it (the default of <c>--manifest-sha256</c>).</summary>
+    public const string PinVariable = "MEDFORMER_HUB_SHA256";
+
+    /// <summary>A manifest is a list of names and URLs: one larger than this is refused before it is read into memory.</summary>
+    public const long MaxBytes = 16 << 20;
     const string ResourceName = "Medformer.Tracking.Hub.hub.json";
 
     /// <summary>Where it came from (the built-in resource, a file or a URL), for messages.</summary>
@@ -63,18 +69,38 @@ public sealed partial class HubManifest
 
     /// <summary>
     /// <paramref name="source"/> (a file or an http(s) URL), else the one <c>MEDFORMER_HUB</c> names, else the built-in
-    /// one. A manifest at a URL is fetched afresh each time (it is small and may change).
+    /// one. A manifest at a URL is fetched afresh each time (it is small and may change). Its SHA-256 values are what
+    /// every checkpoint is verified against, so it must come over https, or be pinned by its own SHA-256
+    /// (<paramref name="sha256"/>, else <c>MEDFORMER_HUB_SHA256</c>): plain http, loopback included, is refused
+    /// without a pin, since anyone on the path could swap both the manifest and the checkpoints. A pin given for a
+    /// file or an https URL is checked too.
     /// </summary>
-    public static async Task<HubManifest> LoadAsync(string? source, DownloadOptions? options = null, CancellationToken cancellation = default)
+    public static async Task<HubManifest> LoadAsync(string? source, string? sha256 = null, DownloadOptions? options = null, CancellationToken cancellation = default)
     {
+        bool fromVariable = source == null;
         source ??= Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } variable ? variable : null;
+        bool pinFromVariable = sha256 == null;
+        sha256 ??= Environment.GetEnvironmentVariable(PinVariable) is { Length: > 0 } pinned ? pinned : null;
         if (source == null) return Embedded;
+        string where = fromVariable ? $"{source} (${Variable})" : source;
+        Checksum? pin;
+        try
+        {
+            pin = sha256 == null ? null : Checksum.Sha256(sha256);
+        }
+        catch (ArgumentException e)
+        {
+            throw new InvalidDataException($"{where}: the manifest's pin ({(pinFromVariable ? "$" + PinVariable : "--manifest-sha256")}): {e.Message}", e);
+        }
         if (Uri.TryCreate(source, UriKind.Absolute, out var url) && url.Scheme is "http" or "https")
         {
+            if (url.Scheme == "http" && pin == null)
+                throw new InvalidDataException($"{where}: a hub manifest over plain http is not trusted (its SHA-256 values could be forged on the way); use https, or pin it with --manifest-sha256 HEX or ${PinVariable}");
             string temporary = Path.Combine(Path.GetTempPath(), $"medformer-hub-{Guid.NewGuid():N}.json");
             try
             {
-                await Download.FetchAsync(url, temporary, checksum: null, options: (options ?? DownloadOptions.Default) with { Progress = null }, cancellation: cancellation);
+                await Download.FetchAsync(url, temporary, pin, options: (options ?? DownloadOptions.Default) with { Progress = null }, cancellation: cancellation);
+                CheckSize(temporary, where);
                 return Parse(await File.ReadAllTextAsync(temporary, cancellation), source);
             }
             finally
@@ -82,8 +108,19 @@ public sealed partial class HubManifest
                 File.Delete(temporary);
             }
         }
-        if (!File.Exists(source)) throw new FileNotFoundException($"{source}: no such hub manifest (a file, or an http(s) URL)", source);
-        return Parse(await File.ReadAllTextAsync(source, cancellation), source);
+        if (!File.Exists(source)) throw new FileNotFoundException($"{where}: no such hub manifest (a file, or an http(s) URL)", source);
+        CheckSize(source, where);
+        byte[] bytes = await File.ReadAllBytesAsync(source, cancellation);
+        string actual = Convert.ToHexStringLower(System.Security.Cryptography.SHA256.HashData(bytes));
+        if (pin != null && actual != pin.Hex)
+            throw new DownloadException($"{where}: SHA-256 mismatch: expected {pin.Hex}, got {actual}; the manifest was not used");
+        return Parse(System.Text.Encoding.UTF8.GetString(bytes), source);
+    }
+
+    static void CheckSize(string path, string where)
+    {
+        if (new FileInfo(path).Length is var length && length > MaxBytes)
+            throw new InvalidDataException($"{where}: a hub manifest of {length} bytes, over the limit of {MaxBytes}; refused");
     }
 
     public static HubManifest Parse(string json, string source)

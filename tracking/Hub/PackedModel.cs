@@ -1,4 +1,3 @@
-using System.Formats.Tar;
 using System.IO.Compression;
 
 namespace Medformer.Tracking.Hub;
@@ -6,8 +5,9 @@ namespace Medformer.Tracking.Hub;
 /// <summary>
 /// Unpacks a downloaded checkpoint into a folder: a .tar (plain or gzipped) or .zip of the model folder's files, or a
 /// bare .safetensors file (which becomes model.safetensors). Only regular files, flat or under one top-level folder,
-/// with plain names; nothing is written outside the folder, and the bytes written are bounded (64 times the archive
-/// for compressed members), so a hostile archive cannot fill the disk.
+/// with plain names (<see cref="TarMembers"/> refuses links, devices and sparse files, and bounds PAX and GNU
+/// long-name records); nothing is written outside the folder, and the bytes unpacked are bounded (64 times the
+/// archive, counted as gzip produces them), so a hostile archive can neither fill the disk nor the memory.
 /// </summary>
 public static class PackedModel
 {
@@ -27,12 +27,13 @@ public static class PackedModel
                 UnpackZip(stream, archive, folder, budget);
             else if (read >= 2 && head[0] == 0x1f && head[1] == 0x8b)
             {
-                using var gzip = new GZipStream(stream, CompressionMode.Decompress);
+                // Counted where gzip produces it: headers and padding too, not only the members' data.
+                using var gzip = new LimitedReadStream(new GZipStream(stream, CompressionMode.Decompress), budget, archive);
                 UnpackTar(gzip, archive, folder, budget);
             }
             else if (read >= 262 && head[257..262].SequenceEqual("ustar"u8))
                 UnpackTar(stream, archive, folder, budget);
-            else if (read >= 9 && head[8] == (byte)'{')
+            else if (Interop.StateDictImport.LooksLikeSafetensors(stream))
             {
                 using var output = File.Create(Path.Combine(folder, WeightsFile));
                 stream.CopyTo(output);
@@ -50,16 +51,15 @@ public static class PackedModel
 
     static void UnpackTar(Stream stream, string archive, string folder, long budget)
     {
-        using var reader = new TarReader(stream);
+        var reader = new TarMembers(stream, archive);
         string? top = null;
-        while (reader.GetNextEntry() is { } entry)
+        while (reader.Next() is { } member)
         {
-            if (entry.EntryType is TarEntryType.Directory) continue;
-            if (entry.EntryType is not (TarEntryType.RegularFile or TarEntryType.V7RegularFile))
-                throw new InvalidDataException($"{archive}: '{entry.Name}' is a {entry.EntryType}; a model archive holds only files");
-            string target = Target(archive, folder, entry.Name, ref top);
+            string target = Target(archive, folder, member.Name, ref top);
+            budget -= member.Size;
+            if (budget < 0) throw new InvalidDataException($"{archive}: unpacks to more than 64 times its size; refused");
             using var output = File.Create(target);
-            if (entry.DataStream is { } data) budget = CopyBounded(data, output, budget, archive);
+            reader.CopyData(output);
         }
     }
 

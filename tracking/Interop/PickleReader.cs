@@ -251,15 +251,19 @@ public sealed class PickleReader
     {
         if (bytes.Length == 0) return 0L;
         var value = new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
-        return value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+        return Narrow(value);
     }
 
     object Integer(string text)
     {
         if (text.Length > MaxTextNumber) throw Bad($"an integer of {text.Length} digits");
         if (!BigInteger.TryParse(text, NumberStyles.AllowLeadingSign, CultureInfo.InvariantCulture, out var value)) throw Bad($"'{text}' is not an integer");
-        return value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+        return Narrow(value);
     }
+
+    // A long when it fits, as Python's int is one type. The casts to object matter: a plain ternary of long and
+    // BigInteger converts both arms to BigInteger, and every LONG1 integer would then fail the "is long" checks.
+    static object Narrow(BigInteger value) => value >= long.MinValue && value <= long.MaxValue ? (object)(long)value : value;
 
     double Float(string text)
     {

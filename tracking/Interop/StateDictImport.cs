@@ -101,9 +101,23 @@ public static class StateDictImport
     {
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         using var stream = File.OpenRead(path);
+        return LooksLikeSafetensors(stream);
+    }
+
+    /// <summary>
+    /// safetensors: a u64 little-endian header length that fits the file, then a JSON object. Judged by that length,
+    /// not by the first byte: a valid header of 128 + 256k bytes starts with 0x80, as a pickle does. A zip ("PK…")
+    /// or a pickle read as a length is far longer than the file. The stream is left at its start.
+    /// </summary>
+    public static bool LooksLikeSafetensors(Stream stream)
+    {
         Span<byte> head = stackalloc byte[9];
-        // safetensors: a u64 header length, then the JSON header; torch files start with "PK" (zip) or 0x80 (pickle).
-        return stream.ReadAtLeast(head, 9, throwOnEndOfStream: false) == 9 && head[8] == (byte)'{' && head[0] != 0x80 && !head.StartsWith("PK"u8);
+        long start = stream.Position;
+        int read = stream.ReadAtLeast(head, 9, throwOnEndOfStream: false);
+        stream.Position = start;
+        if (read < 9 || head[8] != (byte)'{') return false;
+        ulong length = System.Buffers.Binary.BinaryPrimitives.ReadUInt64LittleEndian(head);
+        return length >= 2 && length <= (ulong)Math.Max(stream.Length - start - 8, 0);
     }
 
     const int MaxDepth = 64;

@@ -12,7 +12,8 @@ namespace Medformer.Tracking.Interop;
 /// object tree is read with <see cref="PickleReader"/>, so only a state_dict's kinds of object are accepted;
 /// tensors stay <see cref="TorchTensorRef"/>s until <see cref="GetTensor"/> reads their storage, so a checkpoint's
 /// optimizer state costs nothing unless asked for. Every storage's length is checked against the archive before
-/// anything is allocated.
+/// anything is allocated, compressed members are refused, and the bytes materialised (storages and the tensors
+/// handed out) stay within <see cref="Budget"/> of the file's length.
 /// </summary>
 public sealed class TorchFile : IDisposable
 {
@@ -25,8 +26,19 @@ public sealed class TorchFile : IDisposable
     readonly Dictionary<string, TorchStorage> storages = [];
     readonly Dictionary<string, long> legacyOffsets = [];
     readonly Dictionary<string, Tensor> loaded = [];
+    readonly long budget;
+    long materialised;
 
     public string Path { get; }
+
+    /// <summary>
+    /// Bytes the reader may hold at once for storages and the tensors it hands out: a small multiple of the file's
+    /// length. Views may share a storage, but a 1 MB file of many wide views must not cost gigabytes.
+    /// </summary>
+    public static long Budget(long fileLength) => 4 * fileLength + (16L << 20);
+
+    /// <summary>Bytes of storages read and tensors handed out so far (never more than the budget).</summary>
+    public long Materialised => materialised;
 
     /// <summary>The unpickled object: for a state_dict a <see cref="PickleDict"/> of names to <see cref="TorchTensorRef"/>.</summary>
     public object? Root { get; }
@@ -34,9 +46,10 @@ public sealed class TorchFile : IDisposable
     /// <summary>"zip" or "legacy".</summary>
     public string Format => zip != null ? "zip" : "legacy";
 
-    TorchFile(string path, ZipArchive? zip, byte[]? legacy)
+    TorchFile(string path, ZipArchive? zip, byte[]? legacy, long fileLength)
     {
         Path = path;
+        budget = Budget(fileLength);
         this.zip = zip;
         this.legacy = legacy;
         if (zip != null)
@@ -81,7 +94,7 @@ public sealed class TorchFile : IDisposable
                 }
                 try
                 {
-                    return new TorchFile(path, zip, null);
+                    return new TorchFile(path, zip, null, stream.Length);
                 }
                 catch
                 {
@@ -95,7 +108,7 @@ public sealed class TorchFile : IDisposable
                 var bytes = new byte[stream.Length];
                 stream.ReadExactly(bytes);
                 stream.Dispose();
-                return new TorchFile(path, null, bytes);
+                return new TorchFile(path, null, bytes, bytes.Length);
             }
             throw new InvalidDataException($"{path}: not a torch.save file (neither a zip archive nor a pickle)");
         }
@@ -114,12 +127,20 @@ public sealed class TorchFile : IDisposable
         _ => new InvalidDataException($"{path}: a damaged file: {e.Message}", e),
     };
 
-    // torch stores members uncompressed; a deflated one may not claim more than deflate can give (1032:1), so a
-    // small archive cannot make us allocate a huge storage.
+    // torch.save stores every member uncompressed; a compressed one is not its work, and would let a small file
+    // inflate into a huge storage or pickle. Stored, a member's length is its bytes in the file, bounded by the file.
     void CheckInflation(ZipArchiveEntry entry)
     {
-        if (entry.Length > 1100 * Math.Max(entry.CompressedLength, 1))
-            throw new InvalidDataException($"{Path}: {entry.FullName} claims {entry.Length} bytes from {entry.CompressedLength} compressed; refused");
+        if (entry.Length != entry.CompressedLength)
+            throw new InvalidDataException($"{Path}: {entry.FullName} is compressed ({entry.CompressedLength} bytes for {entry.Length}); torch.save never compresses, refused");
+    }
+
+    // Counts bytes against the budget before they are allocated.
+    void Spend(long bytes, string what)
+    {
+        if (bytes > budget - materialised)
+            throw new InvalidDataException($"{Path}: {what} would bring the tensors read to {materialised + bytes} bytes, over the limit of {budget} for a file of its size; refused");
+        materialised += bytes;
     }
 
     static string ReadText(ZipArchiveEntry entry)
@@ -227,14 +248,18 @@ public sealed class TorchFile : IDisposable
             throw new InvalidDataException($"{what}: its size [{string.Join(", ", size)}] overflows");
         }
         if (numel == 0) return zeros(size, dtype: storage.Dtype);
+        if (!loaded.ContainsKey(storage.Key)) Spend(storage.ByteLength, $"storage '{storage.Key}'");
         // Bounded memory: a view may repeat elements (stride 0), but not blow a small storage up without end.
         if (numel > 16 * storage.Numel + 1024)
             throw new InvalidDataException($"{what}: size [{string.Join(", ", size)}] has {numel} elements, far more than its storage's {storage.Numel}");
         if (last >= storage.Numel)
             throw new InvalidDataException($"{what}: size [{string.Join(", ", size)}], stride [{string.Join(", ", stride)}] and offset {offset} reach element {last} of a storage of {storage.Numel}");
+        Spend(numel * TorchStorage.ElementSize(storage.Dtype), $"the tensor {StateDictImport.ShapeText(size)} of storage '{storage.Key}'");
         var typed = Storage(storage);
         using var view = typed.as_strided(size, stride, offset);
-        return view.contiguous().clone();
+        // contiguous() of a strided view is a copy of its own: freed here, only the clone goes to the caller.
+        using var contiguous = view.contiguous();
+        return contiguous.clone();
     }
 
     Tensor Storage(TorchStorage storage)
