@@ -2,6 +2,7 @@ using System.Buffers.Binary;
 using System.IO.Compression;
 using System.Text;
 using Medformer.Datasets.Formats;
+using Medformer.Runtime;
 using Xunit;
 using Xunit.Abstractions;
 
@@ -24,9 +25,9 @@ public sealed class HostileFileCliTests(ITestOutputHelper output) : IDisposable
     static readonly Lazy<long> Baseline = new(() => Measure(["inspect", Path.Combine(Repo.Root, "tests", "datasets", "data", "nibabel", "anatomical.nii")]).Peak);
 
     /// <summary>The command's result (GNU time's line taken off stderr) and its peak resident bytes.</summary>
-    static (Repo.Result Result, long Peak) Measure(string[] args)
+    static (Repo.Result Result, long Peak) Measure(string[] args, IReadOnlyDictionary<string, string>? environment = null)
     {
-        var run = Repo.Run("/usr/bin/time", ["-f", "medformer-peak-kib %M", Repo.Cli, .. args], timeoutSeconds: 120);
+        var run = Repo.Run("/usr/bin/time", ["-f", "medformer-peak-kib %M", Repo.Cli, .. args], timeoutSeconds: 300, environment: environment);
         // GNU time adds "Command exited with non-zero status N" (kept out: the exit code says it) and its own line.
         var lines = run.Stderr.TrimEnd().Split('\n').Where(l => !l.StartsWith("Command exited with non-zero status", StringComparison.Ordinal)).ToArray();
         var last = lines[^1];
@@ -130,6 +131,46 @@ public sealed class HostileFileCliTests(ITestOutputHelper output) : IDisposable
             Assert.Contains(path, Assert.Single(result.Stderr.Trim().Split('\n')));
             Assert.Contains(fault, result.Stderr);
             Assert.InRange(above, long.MinValue, Budget);
+        }
+    }
+
+    [Fact]
+    public void PredictRefusesTheHostileNpzFilesInBoundedMemory()
+    {
+        // A fine-tuned model to predict with: tiny, 2 classification steps on the phantom.
+        string pretrained = Path.Combine(root, "pretrained"), tuned = Path.Combine(root, "tuned");
+        using (var untrained = new Medformer(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 }))
+            Checkpoint.Save(untrained, pretrained);
+        var home = new Dictionary<string, string> { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "none" };
+        var finetune = Repo.Run(Repo.Cli, ["finetune", "--checkpoint", pretrained, "--task", "phantom", "--max-steps", "2", "--batch-size", "4",
+            "--precision", "fp32", "--no-augment", "--out", tuned], timeoutSeconds: 600, environment: home);
+        Assert.True(finetune.ExitCode == 0, finetune.Stderr);
+        string model = Path.Combine(tuned, "model");
+
+        // The baseline: predict on one valid 28×28 image.
+        string valid = Path.Combine(root, "valid.npz");
+        var image = new byte[28 * 28];
+        using (var file = File.Create(valid))
+        using (var zip = new ZipArchive(file, ZipArchiveMode.Create))
+        using (var stream = zip.CreateEntry("images.npy", CompressionLevel.Optimal).Open())
+        {
+            stream.Write(NpyHeader("(1, 28, 28)"));
+            stream.Write(image);
+        }
+        var (ok, baseline) = Measure(["predict", "--checkpoint", model, valid, "--out", Path.Combine(root, "ok")], home);
+        Assert.True(ok.ExitCode == 0, ok.Stderr);
+
+        string claims = Path.Combine(root, "claims.npz"), honest = Path.Combine(root, "honest.npz"), lying = Path.Combine(root, "lying.npz");
+        WriteNpz(claims, NpyHeader("(1073741824,)"), 1000, claimedData: 1L << 30);
+        WriteNpz(honest, NpyHeader("(16,)"), 16 + 600 * MiB, claimedData: null);
+        WriteNpz(lying, NpyHeader("(16,)"), 16 + 600 * MiB, claimedData: 16);
+        foreach (string path in new[] { claims, honest, lying })
+        {
+            var (result, peak) = Measure(["predict", "--checkpoint", model, path, "--out", Path.Combine(root, "p-" + Path.GetFileNameWithoutExtension(path))], home);
+            output.WriteLine($"predict {Path.GetFileName(path)}: exit {result.ExitCode}, peak {peak / MiB} MiB, baseline {baseline / MiB} MiB: {result.Stderr}");
+            Assert.Equal(1, result.ExitCode);
+            Assert.Contains(path, Assert.Single(result.Stderr.Trim().Split('\n')));
+            Assert.InRange(peak - baseline, long.MinValue, Budget);
         }
     }
 
