@@ -26,8 +26,15 @@ public static class MedformerCommand
         root.Subcommands.Add(EvaluateCommand.Create());
         try
         {
+            var parsed = root.Parse(args);
+            if (parsed.Errors.Count > 0)
+            {
+                // System.CommandLine would print every error and the whole help and exit 1: one line, exit 2.
+                Console.Error.WriteLine("medformer: " + OneLine(parsed));
+                return 2;
+            }
             // Our handlers below say what went wrong in one line; the default handler would print a stack trace.
-            return root.Parse(args).Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
         }
         catch (TorchLoadException e)
         {
@@ -40,6 +47,49 @@ public static class MedformerCommand
             Console.Error.WriteLine("medformer: " + (Environment.GetEnvironmentVariable("MEDFORMER_DEBUG") == "1" ? e.ToString() : e.Message));
             return 2;
         }
+    }
+
+    /// <summary>
+    /// The parse error in one line, with the nearest known name for a typo: "unknown option '--max-step'; did you
+    /// mean --max-steps? (medformer pretrain --help)". Later errors are usually its consequences (the stray value).
+    /// </summary>
+    static string OneLine(ParseResult parsed)
+    {
+        var command = parsed.CommandResult.Command;
+        var path = new List<string>();
+        for (var result = parsed.CommandResult; result is not null; result = result.Parent as System.CommandLine.Parsing.CommandResult)
+            path.Insert(0, result.Command is RootCommand ? "medformer" : result.Command.Name);
+        string help = $"({string.Join(' ', path)} --help)";
+        if (parsed.UnmatchedTokens.FirstOrDefault() is { } token)
+        {
+            bool option = token.StartsWith('-');
+            var names = option
+                ? command.Options.SelectMany(o => o.Aliases.Append(o.Name)).Where(n => n.StartsWith("--", StringComparison.Ordinal))
+                : command.Subcommands.Select(c => c.Name);
+            var nearest = names.Distinct().Select(n => (Name: n, Distance: Distance(token, n))).Where(c => c.Distance <= Math.Max(2, token.Length / 3))
+                .OrderBy(c => c.Distance).ThenBy(c => c.Name, StringComparer.Ordinal).Take(3).Select(c => c.Name).ToList();
+            string what = option ? "option" : command.Subcommands.Count > 0 ? "command" : "argument";
+            return $"unknown {what} '{token}'{(nearest.Count > 0 ? $"; did you mean {string.Join(" or ", nearest)}?" : "")} {help}";
+        }
+        return $"{parsed.Errors[0].Message.Split('\n')[0].Trim()} {help}";
+    }
+
+    /// <summary>Levenshtein distance, for suggestions.</summary>
+    static int Distance(string a, string b)
+    {
+        var row = Enumerable.Range(0, b.Length + 1).ToArray();
+        for (int i = 1; i <= a.Length; i++)
+        {
+            int diagonal = row[0];
+            row[0] = i;
+            for (int j = 1; j <= b.Length; j++)
+            {
+                int above = row[j];
+                row[j] = Math.Min(Math.Min(row[j] + 1, row[j - 1] + 1), diagonal + (a[i - 1] == b[j - 1] ? 0 : 1));
+                diagonal = above;
+            }
+        }
+        return row[b.Length];
     }
 
     static Command Info()

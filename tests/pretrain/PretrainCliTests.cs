@@ -63,6 +63,19 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         Assert.Single(result.Stderr.Trim().Split('\n'));
     }
 
+    [Theory]
+    [InlineData(new[] { "pretrain", "--max-step", "20" }, "unknown option '--max-step'; did you mean --max-steps? (medformer pretrain --help)")]
+    [InlineData(new[] { "pretrin" }, "unknown command 'pretrin'; did you mean pretrain? (medformer --help)")]
+    [InlineData(new[] { "runs", "lst" }, "unknown command 'lst'; did you mean list? (medformer runs --help)")]
+    [InlineData(new[] { "pretrain", "--zzz" }, "unknown option '--zzz' (medformer pretrain --help)")]
+    public void AMisspeltFlagOrCommandIsOneLineWithTheSuggestion(string[] args, string message)
+    {
+        var result = Repo.Run(Repo.Cli, args, environment: Home);
+        Assert.Equal(2, result.ExitCode);
+        Assert.Equal("medformer: " + message, Assert.Single(result.Stderr.Trim().Split('\n')));
+        Assert.Equal("", result.Stdout);
+    }
+
     const string Resumable = """
         model: tiny
         corpora: [{ phantom: 2d }]
