@@ -69,18 +69,18 @@ public static class HeadsBenchmark
         double theirs = reference.GetProperty("seconds").GetDouble();
         int windows = SlidingWindow.Origins([Size, Size, Size], [Roi, Roi, Roi], window.Overlap).Count;
 
-        var imageBf16 = FineTune(config, Precision.Bf16, crops: false);
+        var imageBf16 = Bf16.Timed ? FineTune(config, Precision.Bf16, crops: false) : null;
         var imageFp32 = FineTune(config, Precision.Fp32, crops: false);
-        var cropBf16 = FineTune(config, Precision.Bf16, crops: true);
+        var cropBf16 = Bf16.Timed ? FineTune(config, Precision.Bf16, crops: true) : null;
         var cropFp32 = FineTune(config, Precision.Fp32, crops: true);
         double twinImageStep = twinImages.GetProperty("step_s").GetDouble(), twinCropStep = twinCrops.GetProperty("step_s").GetDouble();
 
         var report = new BenchReport("heads");
         var headline = report.Add(new BenchRow("sliding window 128^3 (tiny, fp32)", timing.Median, theirs, "s", HigherIsBetter: false));
         report.Add(new BenchRow("voxels per second", Math.Pow(Size, 3) / timing.Median, Math.Pow(Size, 3) / theirs, "voxels/s"));
-        report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, bf16", ImageBatch / imageBf16.Median, ImageBatch / twinImageStep, "samples/s"));
+        if (imageBf16 is not null) report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, bf16", ImageBatch / imageBf16.Median, ImageBatch / twinImageStep, "samples/s"));
         report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, fp32", ImageBatch / imageFp32.Median, ImageBatch / twinImageStep, "samples/s"));
-        report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, bf16", CropBatch / cropBf16.Median, CropBatch / twinCropStep, "samples/s"));
+        if (cropBf16 is not null) report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, bf16", CropBatch / cropBf16.Median, CropBatch / twinCropStep, "samples/s"));
         report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, fp32", CropBatch / cropFp32.Median, CropBatch / twinCropStep, "samples/s"));
         report.Headline(headline);
         report.Extra("windows", windows);
@@ -90,10 +90,11 @@ public static class HeadsBenchmark
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
         report.Extra("finetune_twin_precision", "fp32 (PyTorch 1.13's CPU autocast to bf16 fails on this model); the pytorch column of the bf16 rows is that fp32 twin");
         report.Extra("finetune_timing", $"median of {ImageSteps} (classification) and {CropSteps} (segmentation) steps after {ImageWarmup} and {CropWarmup} warm-up ones: ours between the trainer's per-step log callbacks of FineTuner.Fit (full strategy, AdamW, clipping, precision policy; the loader's worker collates random tensors from memory), the twin around its step over {Distinct} batches made before timing");
-        report.Extra("finetune_mean_samples_per_s", $"classification bf16 {ImageBatch / imageBf16.Mean:F1}, fp32 {ImageBatch / imageFp32.Mean:F1}, twin {ImageBatch / twinImages.GetProperty("mean_step_s").GetDouble():F1}; segmentation bf16 {CropBatch / cropBf16.Mean:F2}, fp32 {CropBatch / cropFp32.Mean:F2}, twin {CropBatch / twinCrops.GetProperty("mean_step_s").GetDouble():F2}");
-        report.Extra("finetune_trainable_parameters", $"classification {imageBf16.Parameters} (twin {twinImages.GetProperty("parameters").GetInt64()}), segmentation {cropBf16.Parameters} (twin {twinCrops.GetProperty("parameters").GetInt64()}; ours also holds the 2D neighbourhood projection, which 3D crops never use); the heads are tested equal in loss and gradients (HeadsBenchTwinTests)");
-        var notices = new[] { imageBf16, imageFp32, cropBf16, cropFp32 }.SelectMany(r => r.Notices).Distinct().ToList();
+        report.Extra("finetune_mean_samples_per_s", $"classification {(imageBf16 is null ? "" : $"bf16 {ImageBatch / imageBf16.Mean:F1}, ")}fp32 {ImageBatch / imageFp32.Mean:F1}, twin {ImageBatch / twinImages.GetProperty("mean_step_s").GetDouble():F1}; segmentation {(cropBf16 is null ? "" : $"bf16 {CropBatch / cropBf16.Mean:F2}, ")}fp32 {CropBatch / cropFp32.Mean:F2}, twin {CropBatch / twinCrops.GetProperty("mean_step_s").GetDouble():F2}");
+        report.Extra("finetune_trainable_parameters", $"classification {imageFp32.Parameters} (twin {twinImages.GetProperty("parameters").GetInt64()}), segmentation {cropFp32.Parameters} (twin {twinCrops.GetProperty("parameters").GetInt64()}; ours also holds the 2D neighbourhood projection, which 3D crops never use); the heads are tested equal in loss and gradients (HeadsBenchTwinTests)");
+        var notices = new[] { imageBf16, imageFp32, cropBf16, cropFp32 }.OfType<StepTimes>().SelectMany(r => r.Notices).Distinct().ToList();
         if (notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", notices));
+        Bf16.Note(report);
         report.Extra("finetune_peak_rss_mib", Math.Round(Resident.PeakMiB));
         report.Extra("twin_finetune_peak_rss_mib", $"classification {Math.Round(twinImages.GetProperty("peak_rss_mib").GetDouble())}, segmentation {Math.Round(twinCrops.GetProperty("peak_rss_mib").GetDouble())}");
         return report;

@@ -46,36 +46,42 @@ public static class PretrainBenchmark
 
         // Memory first, while this process's allocator holds nothing freed that a leak could hide in.
         var memory = Memory(MedformerConfig.Tiny);
-        double fp32Gemm = RuntimeBenchmark.GemmRate(ScalarType.Float32), bf16Gemm = RuntimeBenchmark.GemmRate(ScalarType.BFloat16);
+        double fp32Gemm = RuntimeBenchmark.GemmRate(ScalarType.Float32);
         var fp32 = Throughput(config, Precision.Fp32);
-        var bf16 = Throughput(config, Precision.Bf16);
-        var flops = StepFlops.Of(config, bf16.MaskRatio);
+        var bf16 = Bf16.Timed ? Throughput(config, Precision.Bf16) : null;
+        var flops = StepFlops.Of(config, fp32.MaskRatio);
         double twinStep = reference.GetProperty("step_s").GetDouble();
 
         var report = new BenchReport("pretrain");
-        var headline = report.Add(new BenchRow("small pretrain step bf16", Batch / bf16.MedianStep, Batch / twinStep, "samples/s"));
-        report.Add(new BenchRow("small pretrain step fp32", Batch / fp32.MedianStep, Batch / twinStep, "samples/s"));
+        var fp32Row = report.Add(new BenchRow("small pretrain step fp32", Batch / fp32.MedianStep, Batch / twinStep, "samples/s"));
+        report.Headline(fp32Row);
+        if (bf16 is not null) report.Headline(report.Add(new BenchRow("small pretrain step bf16", Batch / bf16.MedianStep, Batch / twinStep, "samples/s")));
         report.Add(new BenchRow($"tiny RSS growth, step {MemoryFirst}->{MemorySteps}", memory.Growth, null, "MiB", HigherIsBetter: false));
-        report.Headline(headline);
-        report.Extra("mix", string.Join(", ", bf16.Mix));
-        report.Extra("parameters", bf16.Parameters);
+        report.Extra("mix", string.Join(", ", fp32.Mix));
+        report.Extra("parameters", fp32.Parameters);
         report.Extra("twin_parameters", reference.GetProperty("parameters").GetInt64());
         report.Extra("forward_gflop_per_sample", $"inpainting {flops.Inpainting / 1e9:F3} (encoder reads {flops.Visible} of {flops.Tokens} tokens, decoder {flops.Hidden} queries), rotation {flops.Rotation / 1e9:F3}, simclr {flops.SimClr / 1e9:F3} (2 views)");
         report.Extra("step_gflop", Math.Round(flops.Step(Batch) / 1e9, 1));
         report.Extra("flops_counted", "ModelFlops (matmuls, convolution, attention products) of each objective's forward, times 3 for forward + backward; the heads (pixel, rotation, projector: < 0.1%), norms, softmax and the optimizer are left out");
         report.Extra("fp32_gemm_gflops", Math.Round(fp32Gemm));
-        report.Extra("bf16_gemm_gflops", Math.Round(bf16Gemm));
         report.Extra("mfu_fp32_of_fp32_gemm", Math.Round(flops.Step(Batch) / fp32.MedianStep / 1e9 / fp32Gemm, 3));
-        report.Extra("mfu_bf16_of_bf16_gemm", Math.Round(flops.Step(Batch) / bf16.MedianStep / 1e9 / bf16Gemm, 3));
         report.Extra("twin_mfu_fp32_of_our_fp32_gemm", Math.Round(flops.Step(Batch) / twinStep / 1e9 / fp32Gemm, 3));
-        report.Extra("bf16_over_our_fp32", Math.Round(fp32.MedianStep / bf16.MedianStep, 2));
-        report.Extra("mean_samples_per_s", $"bf16 {Batch / bf16.MeanStep:F1}, fp32 {Batch / fp32.MeanStep:F1}, twin {Batch / reference.GetProperty("mean_step_s").GetDouble():F1}");
+        if (bf16 is not null)
+        {
+            double bf16Gemm = RuntimeBenchmark.GemmRate(ScalarType.BFloat16);
+            report.Extra("bf16_gemm_gflops", Math.Round(bf16Gemm));
+            report.Extra("mfu_bf16_of_bf16_gemm", Math.Round(flops.Step(Batch) / bf16.MedianStep / 1e9 / bf16Gemm, 3));
+            report.Extra("bf16_over_our_fp32", Math.Round(fp32.MedianStep / bf16.MedianStep, 2));
+        }
+        Bf16.Note(report);
+        report.Extra("mean_samples_per_s", $"{(bf16 is null ? "" : $"bf16 {Batch / bf16.MeanStep:F1}, ")}fp32 {Batch / fp32.MeanStep:F1}, twin {Batch / reference.GetProperty("mean_step_s").GetDouble():F1}");
         report.Extra("timing", $"median of {Timed} trainer steps after {Warmup} warm-up, between the trainer's per-step log callbacks (the end-of-run checkpoint is written after the last one); {Distinct} two-view batches made before timing by the DataLoader with the job's augmentation, a copy per step; the twin: same batches' shapes, same warm-up and steps");
-        report.Extra("memory", $"Medformer tiny, bf16, batch {MemoryBatch}, same mix and trainer, {MemorySteps} steps at {memory.StepsPerSecond:F1} steps/s: RSS {memory.AtFirst:F0} MiB after step {MemoryFirst}, {memory.AtLast:F0} MiB after step {MemorySteps}, highest of the logs every {MemoryFirst} steps {memory.Highest:F0} MiB");
+        report.Extra("memory", $"Medformer tiny, {MemoryPrecision.Name()}, batch {MemoryBatch}, same mix and trainer, {MemorySteps} steps at {memory.StepsPerSecond:F1} steps/s: RSS {memory.AtFirst:F0} MiB after step {MemoryFirst}, {memory.AtLast:F0} MiB after step {MemorySteps}, highest of the logs every {MemoryFirst} steps {memory.Highest:F0} MiB");
         report.Extra($"rss_after_step_{MemoryFirst}_mib", Math.Round(memory.AtFirst, 1));
         report.Extra($"rss_after_step_{MemorySteps}_mib", Math.Round(memory.AtLast, 1));
         report.Extra($"rss_every_{MemoryFirst}_steps_mib", string.Join(" ", memory.Series));
-        if (bf16.Notices.Count > 0 || fp32.Notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", bf16.Notices.Concat(fp32.Notices).Distinct()));
+        var notices = fp32.Notices.Concat(bf16?.Notices ?? []).Distinct().ToList();
+        if (notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", notices));
         report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
         return report;
@@ -98,12 +104,15 @@ public static class PretrainBenchmark
         public double Growth => AtLast - AtFirst;
     }
 
-    /// <summary>Resident memory after step <see cref="MemoryFirst"/> and after step <see cref="MemorySteps"/> of a bf16 run.</summary>
+    /// <summary>The memory run's precision: bf16 where the CPU has it (the job's default), else fp32.</summary>
+    static Precision MemoryPrecision => Bf16.Timed ? Precision.Bf16 : Precision.Fp32;
+
+    /// <summary>Resident memory after step <see cref="MemoryFirst"/> and after step <see cref="MemorySteps"/> of a run in <see cref="MemoryPrecision"/>.</summary>
     static MemoryProfile Memory(MedformerConfig config)
     {
         var rss = new Dictionary<long, double>();
         var clock = Stopwatch.StartNew();
-        Train(config, Precision.Bf16, MemoryBatch, MemorySteps, logEvery: MemoryFirst, log => rss[log.Step] = Resident.CurrentMiB);
+        Train(config, MemoryPrecision, MemoryBatch, MemorySteps, logEvery: MemoryFirst, log => rss[log.Step] = Resident.CurrentMiB);
         return new MemoryProfile(rss[MemoryFirst], rss[MemorySteps], rss.Values.Max(), MemorySteps / clock.Elapsed.TotalSeconds,
             [.. rss.OrderBy(r => r.Key).Select(r => Math.Round(r.Value, 1))]);
     }

@@ -48,7 +48,7 @@ public sealed class TransformerBlock : nn.Module<Tensor, Tensor>
     {
         Seeding.SeedEverything(0);
         using var block = new TransformerBlock(dim, 4);
-        using var policy = MixedPrecision.Create(block, precision, CPU, cpuHasFastBf16: true);
+        using var policy = MixedPrecision.Create(block, precision, CPU);
         using var optimizer = optim.AdamW(policy.MasterParameters, lr: 1e-4);
         using var x = randn(batch, tokens, dim);
         using var target = randn(batch, tokens, dim);

@@ -48,13 +48,14 @@ def main():
     parser.add_argument("--threads", type=int, required=True)
     parser.add_argument("--gemm", type=int, default=2048)
     parser.add_argument("--calls", type=int, default=100_000)
+    parser.add_argument("--no-bf16", action="store_true", help="skip the bf16 GEMM (a CPU without fast bf16 emulates it, for minutes)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     result = {}
 
     n = args.gemm
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
+    for name, dtype in (("fp32", torch.float32),) + ((() if args.no_bf16 else (("bf16", torch.bfloat16),))):
         a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
         seconds = median_seconds(lambda: a.mm(b), 2, 7)
         result[f"gemm_{name}_gflops"] = 2.0 * n ** 3 / seconds / 1e9
