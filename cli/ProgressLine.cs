@@ -17,7 +17,7 @@ sealed class ProgressLine(bool plain, string command, TextWriter? output = null)
             + (log.BatchSize is { } batch ? $"  batch {batch.ToString("F1", inv)} selected {log.SelectedSize!.Value.ToString("F1", inv)}" : "");
         if (plain)
         {
-            writer.WriteLine($"{text}  elapsed {log.Elapsed:hh\\:mm\\:ss}");
+            writer.WriteLine($"{text}  elapsed {log.Elapsed:hh\\:mm\\:ss}  eta {log.Remaining:hh\\:mm\\:ss}");
             return;
         }
         const int width = 24;

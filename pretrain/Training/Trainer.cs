@@ -142,6 +142,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
         var evaluations = new List<(long, IReadOnlyDictionary<string, double>)>();
         var clock = Stopwatch.StartNew();
         var window = Stopwatch.StartNew();
+        var eta = new EtaEstimate();
         long windowSamples = 0, windowStart = state.Step;
         var masters = named.Select(p => p.Master).ToArray();
         var reducer = distributed is null ? null : new GradientReducer(distributed, masters);
@@ -257,7 +258,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
                 var entry = new TrainerLog(state.Step, Options.MaxSteps, lossCount > 0 ? lossSum / lossCount : double.NaN,
                     partSums.ToDictionary(p => p.Key, p => p.Value / Math.Max(1, lossCount)), lr,
                     lossCount > 0 ? normSum / lossCount : double.NaN, rate, clock.Elapsed + TimeSpan.FromSeconds(state.ElapsedSeconds),
-                    stepsPerSecond > 0 ? TimeSpan.FromSeconds((Options.MaxSteps - state.Step) / stepsPerSecond) : TimeSpan.Zero, state.SkippedSteps,
+                    eta.Remaining(state.Step, Options.MaxSteps, clock.Elapsed, stepsPerSecond > 0 ? 1 / stepsPerSecond : double.NaN), state.SkippedSteps,
                     adaptedSteps > 0 ? batchSum / adaptedSteps : null, adaptedSteps > 0 ? selectedSum / adaptedSteps : null,
                     distributed is null || seconds <= 0 ? null : (distributed.CommunicationTime - communicationStart).TotalSeconds / seconds);
                 communicationStart = distributed?.CommunicationTime ?? TimeSpan.Zero;

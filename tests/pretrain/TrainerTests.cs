@@ -141,6 +141,25 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void TheEtaAveragesSinceTheFirstWindowSoOneSlowWindowBarelyMovesIt()
+    {
+        var eta = new EtaEstimate();
+        // 1,000 steps, logged every 10: the first window (warm-up) takes 30 s, then 1 s a step, and window 50 takes 60 s.
+        var elapsed = TimeSpan.FromSeconds(30);
+        Assert.Equal(TimeSpan.FromSeconds(990 * 3.0), eta.Remaining(10, 1000, elapsed, 3.0));
+        TimeSpan last = default;
+        for (long step = 20; step <= 600; step += 10)
+        {
+            double window = step == 500 ? 6.0 : 1.0;
+            elapsed += TimeSpan.FromSeconds(10 * window);
+            last = eta.Remaining(step, 1000, elapsed, window);
+            if (step == 500) Assert.InRange(last.TotalSeconds, 500 * 1.0, 500 * 1.15);  // the last window alone would say 3,000 s
+        }
+        Assert.InRange(last.TotalSeconds, 400 * 1.0, 400 * 1.1);
+        Assert.Equal(TimeSpan.Zero, eta.Remaining(1000, 1000, elapsed + TimeSpan.FromSeconds(400), 1.0));
+    }
+
+    [Fact]
     public void ResumeWithoutACheckpointIsAClearError()
     {
         using var task = Task(1);
