@@ -112,10 +112,22 @@ public static class MedformerCommand
             if (parse.GetValue(json))
                 Console.WriteLine(JsonSerializer.Serialize(info));
             else
-                foreach (var (key, value) in info) Console.WriteLine($"{key,-24} {value}");
+            {
+                int width = info.Keys.Max(k => k.Length) + 2;
+                foreach (var (key, value) in info) Console.WriteLine($"{key.PadRight(width)}{Humanise(key, value)}");
+            }
             return 0;
         });
         return command;
+    }
+
+    /// <summary>Counts as a person reads them: 6.55 M parameters, 0.548 GFLOP; --json keeps the exact numbers.</summary>
+    static string Humanise(string key, object value)
+    {
+        if (value is not (long or int or double)) return Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "";
+        double n = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
+        if (key.Contains("flops", StringComparison.Ordinal)) return n == 0 ? "0" : $"{(n / 1e9).ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} GFLOP";
+        return n >= 1e6 ? $"{(n / 1e6).ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)} M" : n >= 1e4 ? $"{(n / 1e3).ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)} k" : n.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
     static Dictionary<string, object> RuntimeInfo() => new()

@@ -17,10 +17,13 @@ public sealed record MeanStd(double Mean, double Std, int Count)
         return new MeanStd(mean, std, kept.Count);
     }
 
-    /// <summary>"80.6 ± 0.7" (scaled, one decimal place by default).</summary>
-    public string Format(double scale = 100, int decimals = 1) => Count == 0
-        ? "–"
-        : $"{(Mean * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)} ± {(Std * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)}";
+    /// <summary>"80.6 ± 0.7" (scaled, one decimal place by default); "80.6 (n=1)" for one run, which has no spread to show.</summary>
+    public string Format(double scale = 100, int decimals = 1) => Count switch
+    {
+        0 => "–",
+        1 => $"{(Mean * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)} (n=1)",
+        _ => $"{(Mean * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)} ± {(Std * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)}",
+    };
 }
 
 /// <summary>
