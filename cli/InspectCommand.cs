@@ -75,8 +75,21 @@ static class InspectCommand
                 ["sum"] = stats.Sum,
                 ["nonzero"] = stats.NonZero,
             },
-            ["header"] = volume.Header.Select(p => new[] { p.Key, p.Value }).ToArray(),
+            ["header"] = HeaderObject(volume.Header),
         };
+    }
+
+    /// <summary>The header as a JSON object in file order, as nib-ls shows it; a key met again (a DICOM sequence's items) holds an array of its values.</summary>
+    static System.Text.Json.Nodes.JsonObject HeaderObject(IEnumerable<KeyValuePair<string, string>> header)
+    {
+        var json = new System.Text.Json.Nodes.JsonObject();
+        foreach (var (key, value) in header)
+        {
+            if (!json.TryGetPropertyValue(key, out var seen)) json[key] = value;
+            else if (seen is System.Text.Json.Nodes.JsonArray values) values.Add(value);
+            else json[key] = new System.Text.Json.Nodes.JsonArray(seen!.DeepClone(), value);
+        }
+        return json;
     }
 
     static void Print(Dictionary<string, object> report, MedicalVolume volume)

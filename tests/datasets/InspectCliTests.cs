@@ -27,7 +27,8 @@ public sealed class InspectCliTests
         Assert.Equal(-1950906, stats.GetProperty("sum").GetDouble());
         Assert.Equal(0.661468, report.GetProperty("spacing")[0].GetDouble(), 5);
         Assert.Equal("LPS", report.GetProperty("frame").GetString());
-        Assert.Contains(report.GetProperty("header").EnumerateArray(), p => p[1].GetString()!.Contains("CT"));
+        Assert.Equal(System.Text.Json.JsonValueKind.Object, report.GetProperty("header").ValueKind);
+        Assert.Contains(report.GetProperty("header").EnumerateObject(), p => p.Value.ToString().Contains("CT"));
     }
 
     [Fact]
