@@ -130,7 +130,7 @@ sealed record ScalarStress(long Checked, long Faults, long Collections, string? 
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 Checked++;
-                return $"{e.GetType().Name}: {e.Message.Split('\n')[0]} at {e.StackTrace?.Split('\n').FirstOrDefault(l => l.Contains("Medformer"))?.Trim()}";
+                return $"{e.GetType().Name}: {e.Message.Split('\n')[0]} {e.StackTrace?.Split('\n').FirstOrDefault(l => l.Contains("Medformer"))?.Trim()}";
             }
         }
 
