@@ -73,8 +73,34 @@ public sealed class CachedCorpus : ICorpus, IDisposable
         string key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(description)))[..16];
         string folder = Path.Combine(cacheRoot, $"{Sanitize(source.Name)}-{key}");
         if (!File.Exists(Path.Combine(folder, "index.json")))
-            Build(source, preprocess, folder, description, samplesPerShard, strict, progress);
+        {
+            // Several jobs on a shared cache may ask for the same corpus at once: one builds, the others wait and
+            // then read what it built. The lock is an advisory flock, released by the kernel if its holder dies.
+            using var buildLock = LockForBuilding(folder + ".lock");
+            if (!File.Exists(Path.Combine(folder, "index.json")))
+                Build(source, preprocess, folder, description, samplesPerShard, strict, progress);
+        }
         return Load(source.Name, folder);
+    }
+
+    static FileStream LockForBuilding(string path)
+    {
+        Directory.CreateDirectory(Path.GetDirectoryName(path)!);
+        bool told = false;
+        while (true)
+        {
+            try
+            {
+                // .NET takes FileShare.None on Unix as flock(LOCK_EX | LOCK_NB) on the open file.
+                return new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException) when (File.Exists(path))
+            {
+                if (!told) Console.Error.WriteLine($"medformer: waiting for another process building the cache {Path.GetFileNameWithoutExtension(path)}");
+                told = true;
+                Thread.Sleep(200);
+            }
+        }
     }
 
     sealed record IndexFile(string Description, int Shards, int[][] Entries, SampleMeta[] Metas, string[] Skipped);

@@ -101,6 +101,40 @@ public sealed class CachedCorpusTests : IDisposable
     }
 
     [Fact]
+    public void ConcurrentOpensOfOneCacheBuildItOnce()
+    {
+        // Four jobs sharing a cache folder ask for the same corpus at once: one builds, the others wait and read it.
+        var source = new Counting(volumes, _ => { Thread.Sleep(20); return null; });
+        var opened = new CachedCorpus[4];
+        var faults = new Exception?[opened.Length];
+        using var start = new Barrier(opened.Length);
+        var threads = Enumerable.Range(0, opened.Length).Select(i => new Thread(() =>
+        {
+            start.SignalAndWait();
+            try { opened[i] = CachedCorpus.Open(source, new Scale(2), root, samplesPerShard: 2); }
+            catch (Exception e) { faults[i] = e; }
+        })).ToArray();
+        foreach (var thread in threads) thread.Start();
+        foreach (var thread in threads) thread.Join();
+        try
+        {
+            Assert.All(faults, Assert.Null);
+            Assert.Equal(10, source.Reads);
+            Assert.Single(opened.Select(c => c.Folder).Distinct());
+            foreach (var cached in opened)
+            {
+                using var sample = cached.Get(9);
+                Assert.Equal(2 * (9 * 64 + 63f), sample.Image.max().item<float>());
+            }
+            Assert.DoesNotContain(Directory.GetDirectories(root), d => d.EndsWith(".building", StringComparison.Ordinal));
+        }
+        finally
+        {
+            foreach (var cached in opened) cached?.Dispose();
+        }
+    }
+
+    [Fact]
     public void AnInterruptedBuildResumesFromItsFinishedShards()
     {
         var crashing = new Counting(volumes, i => i == 7 ? new OutOfMemoryException("simulated crash") : null);
