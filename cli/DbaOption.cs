@@ -1,6 +1,6 @@
 using System.CommandLine;
 using System.Globalization;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 
 namespace Medformer.Cli;
 

@@ -5,7 +5,7 @@ using Medformer.Eval;
 using Medformer.Eval.Protocols;
 using Medformer.Eval.Reports;
 using Medformer.Heads;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Tracking;
 

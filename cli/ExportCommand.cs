@@ -1,5 +1,5 @@
 using System.CommandLine;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Tracking.Interop;
 using static TorchSharp.torch;

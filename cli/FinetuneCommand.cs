@@ -7,7 +7,7 @@ using Medformer.Datasets.Layouts;
 using Medformer.Datasets.Transforms;
 using Medformer.Heads;
 using Medformer.Pretrain;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Tracking;
 
@@ -54,6 +54,7 @@ static class FinetuneCommand
             double share = parse.GetValue(fraction);
             if (!(share > 0 && share <= 1)) throw new ArgumentException($"--fraction {share.ToString(CultureInfo.InvariantCulture)}: must be in (0, 1]");
             var chosen = Strategy.Parse(parse.GetValue(strategy)!);
+            var data = DataSource.Parse(parse.GetValue(task)!, parse.GetValue(size));
             var options = new FineTuneOptions
             {
                 MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
@@ -86,29 +87,30 @@ static class FinetuneCommand
             using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             tracked?.LogParams(new Dictionary<string, object?>
             {
-                ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head) ?? DefaultHead(parse.GetValue(task)!), ["roi"] = parse.GetValue(roiOption), ["strategy"] = chosen.ToString(),
+                ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head) ?? DefaultHead(data), ["roi"] = parse.GetValue(roiOption), ["strategy"] = chosen.ToString(),
                 ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
                 ["lr"] = options.LearningRate, ["precision"] = ranPrecision.Name(), ["precision_requested"] = options.Precision.Name(), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment), ["mixup"] = options.Mixup, ["ema"] = options.Ema,
                 ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(selfTraining, options.MaxSteps),
                 ["fixmatch"] = FixMatchOption.Describe(fixMatching, options.MaxSteps),
             });
-            return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, parse.GetValue(size), parse.GetValue(head), roi, chosen, share, options, !parse.GetValue(noAugment),
+            return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, data, parse.GetValue(head), roi, chosen, share, options, !parse.GetValue(noAugment),
                 selfTraining, fixMatching, asJson, tracked);
         });
         return command;
     }
 
-    static int Execute(string checkpoint, string folder, string taskText, int? size, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment,
+    static int Execute(string checkpoint, string folder, string taskText, DataSource data, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment,
         SelfTrainOption.Request? selfTraining, FixMatchOption.Request? fixMatching, bool asJson, MlflowRun? tracked)
     {
         using var interrupt = new Interruption();  // Ctrl-C or SIGTERM: stop at the next step boundary
         var progress = new ProgressLine(Console.IsOutputRedirected || asJson, "medformer finetune", asJson ? Console.Error : Console.Out);
-        var opened = new List<ICorpus>();
+        DataSplits? splits = null;
         FineTuner? student = null;
         try
         {
-            var (trainSplit, validation, test) = OpenTask(taskText, size, opened);
-            headText ??= DefaultHead(taskText);
+            splits = data.OpenSplits();
+            var (trainSplit, validation, test) = (splits.Train, splits.Validation, splits.Test);
+            headText ??= DefaultHead(data);
             var (kind, bank, settings) = HeadRegistry.ParseSpec(headText);
             var (classes, type, names) = Labels(trainSplit);
             if (kind == ClassificationHead.KindName)
@@ -126,11 +128,11 @@ static class FinetuneCommand
             if (kind != ClassificationHead.KindName)
             {
                 // Dense heads: the corpus's dimensionality; an MSD task's classes from its dataset.json; the phantom's masks are one shape on background.
-                settings.TryAdd("dimensionality", sample.Meta.Dimensionality);
-                if (kind == SegmentationHead.KindName && opened[0] switch { MsdCorpus m => m.Labels.Count, MedMnistCorpus { HasMasks: true } => 2, _ => 0 } is > 0 and var k)
+                settings.TryAdd("dimensionality", sample.Meta.Dimensionality.Name);
+                if (kind == SegmentationHead.KindName && splits.Source switch { MsdCorpus m => m.Labels.Count, MedMnistCorpus { HasMasks: true } => 2, _ => 0 } is > 0 and var k)
                     settings.TryAdd("classes", k);
             }
-            if (roi is null && opened[0] is MsdCorpus or PetCtCorpus) roi = DefaultVolumeRoi;
+            if (roi is null && splits.Source is MsdCorpus or PetCtCorpus) roi = DefaultVolumeRoi;
             if (roi is { Length: 1 }) roi = [.. Enumerable.Repeat(roi[0], sample.SpatialShape.Length)];
             if (roi is not null)
             {
@@ -259,43 +261,8 @@ static class FinetuneCommand
         finally
         {
             student?.Dispose();
-            foreach (var corpus in opened) (corpus as IDisposable)?.Dispose();
+            splits?.Dispose();
         }
-    }
-
-    const string ExpectedTask = "expected phantom[:2d|:3d], a MedMNIST subset name or .npz file, mnist:FOLDER, msd:FOLDER (a Decathlon task) or petct:FOLDER[:IN:OUT] (studies with pet_INs and pet_OUTs, default 60 and 90)";
-
-    /// <summary>
-    /// --task → its training, validation (none for MNIST) and test corpora. Phantom and MedMNIST files have their
-    /// own splits; an MSD task's labelled cases and a folder of PET-CT studies are split by <see cref="HoldOut"/>.
-    /// </summary>
-    static (ICorpus Train, ICorpus? Validation, ICorpus Test) OpenTask(string text, int? size, List<ICorpus> opened)
-    {
-        var parts = text.Split(':');
-        T Keep<T>(T corpus) where T : ICorpus
-        {
-            opened.Add(corpus);
-            return corpus;
-        }
-        (ICorpus, ICorpus?, ICorpus) Splits(ICorpus whole)
-        {
-            var split = HoldOut.Split(Keep(whole));
-            return (split.Train, split.Validation, split.Test);
-        }
-        (ICorpus, ICorpus?, ICorpus) Named(CorpusSpec spec) =>
-            (Keep(PretrainJob.Open(spec)), spec.Mnist is null ? Keep(PretrainJob.Open(Copy(spec, "val"))) : null, Keep(PretrainJob.Open(Copy(spec, "test"))));
-        static CorpusSpec Copy(CorpusSpec spec, string split) => new() { Phantom = spec.Phantom, Medmnist = spec.Medmnist, Mnist = spec.Mnist, Size = spec.Size, Split = split };
-        return parts[0] switch
-        {
-            "phantom" when parts.Length == 1 || parts is [_, "2d" or "3d"] => Named(new CorpusSpec { Phantom = parts.Length == 1 ? "2d" : parts[1], Size = size }),
-            "phantom" => throw new ArgumentException($"--task '{text}': the phantom is phantom:2d or phantom:3d"),
-            "mnist" when parts.Length == 2 => Named(new CorpusSpec { Mnist = parts[1] }),
-            "medmnist" when parts.Length == 2 => Named(new CorpusSpec { Medmnist = parts[1], Size = size }),
-            "msd" when parts.Length == 2 => Splits(new MsdCorpus(parts[1])),
-            "petct" when parts.Length is 2 or 4 => Splits(parts.Length == 2 ? new PetCtCorpus(parts[1]) : new PetCtCorpus(parts[1], Seconds(parts[2], text), Seconds(parts[3], text))),
-            _ when parts.Length == 1 && (text.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) || MedMnistRegistry.Default.TryGet(text, out _)) => Named(new CorpusSpec { Medmnist = text, Size = size }),
-            _ => throw new ArgumentException($"--task '{text}': {ExpectedTask}"),
-        };
     }
 
     static readonly long[] DefaultVolumeRoi = [32, 32, 32];
@@ -309,15 +276,11 @@ static class FinetuneCommand
         return sizes.Length is 1 or 2 or 3 ? sizes : throw new ArgumentException($"--roi '{text}': one size, or one per spatial axis (2 or 3)");
     }
 
-    static int Seconds(string text, string task) => int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int seconds) && seconds > 0
-        ? seconds
-        : throw new ArgumentException($"--task '{task}': '{text}' is not an exposure in whole seconds (petct:FOLDER:60:90)");
-
     /// <summary>The head a task implies when --head is not given: masks are segmented, PET studies restored.</summary>
-    static string DefaultHead(string task) => task.Split(':')[0] switch
+    static string DefaultHead(DataSource data) => data.Kind switch
     {
-        "msd" => SegmentationHead.KindName,
-        "petct" => ImageToImageHead.Restoration,
+        DataKind.Msd => SegmentationHead.KindName,
+        DataKind.PetCt => ImageToImageHead.Restoration,
         _ => ClassificationHead.KindName,
     };
 

@@ -1,5 +1,5 @@
 using System.Globalization;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 
 namespace Medformer.Cli;
 

@@ -1,3 +1,5 @@
+using Medformer.Runtime;
+
 namespace Medformer.Datasets;
 
 /// <summary>
@@ -10,7 +12,7 @@ namespace Medformer.Datasets;
 /// <param name="Index">The sample's index in its corpus.</param>
 /// <param name="Organ">e.g. "chest", "brain", "abdomen"; "other" when unknown.</param>
 /// <param name="Modality">e.g. "ct", "mri", "xray", "pathology"; "other" when unknown.</param>
-/// <param name="Dimensionality">"2d" for an image [C,H,W], "3d" for a volume [C,D,H,W].</param>
+/// <param name="Dimensionality">An image [C,H,W] or a volume [C,D,H,W].</param>
 /// <param name="Spacing">Millimetres per pixel or voxel along each spatial axis, slowest first (H,W or D,H,W).</param>
 /// <param name="Labels">Class indices: one entry (multi-class, binary, ordinal) or one 0/1 entry per class
 /// (multi-label); empty when unlabelled.</param>
@@ -20,11 +22,11 @@ public sealed record SampleMeta(
     long Index,
     string Organ,
     string Modality,
-    string Dimensionality,
+    Dimensionality Dimensionality,
     double[] Spacing,
     long[] Labels)
 {
-    public int SpatialAxes => Dimensionality == "3d" ? 3 : 2;
+    public int SpatialAxes => Dimensionality.SpatialAxes;
 
     public override string ToString() => $"{Corpus}[{Index}] ({Source})";
 }

@@ -2,7 +2,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Eval.Protocols;
 using Medformer.Eval.Reports;
 using Medformer.Heads;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 
 namespace Medformer.Eval;
@@ -69,34 +69,17 @@ public static class EvaluationJob
         if (kind != ImageToImageHead.Restoration && options.Inits.Contains("gaussian"))
             throw new ArgumentException($"--init gaussian: the Gaussian filter baseline is a restoration row, and --head is {kind}");
         if (options.Config is { } config) MedformerConfig.Resolve(config);
-        var task = options.Task;
-        bool known = task.Count switch
-        {
-            1 => task[0] == "phantom",
-            2 => task[0] is "phantom" or "medmnist" or "npz" or "mnist" or "msd" or "petct",
-            _ => false,
-        };
-        if (!known) throw new ArgumentException($"--task '{string.Join(" ", task)}': {ExpectedTask}");
+        Source(options.Task);
     }
 
-    const string ExpectedTask = "expected phantom [2d|3d], medmnist NAME, npz FILE, mnist FOLDER, msd FOLDER (a Decathlon task) or petct FOLDER (PET studies, 60 s to 90 s)";
+    /// <summary>
+    /// --task as one argument (phantom:2d, msd:FOLDER, as finetune takes it) or as words (phantom 2d, msd FOLDER,
+    /// npz FILE): the same <see cref="DataSource"/> either way.
+    /// </summary>
+    public static DataSource Source(IReadOnlyList<string> task) =>
+        task.Count is 1 or 2 ? DataSource.Parse(string.Join(':', task))
+        : throw new ArgumentException($"--task '{string.Join(" ", task)}': expected {DataSource.Grammar}");
 
     /// <summary>The data a task names; an <see cref="ArgumentException"/> says what --task takes.</summary>
-    public static EvaluationData OpenData(IReadOnlyList<string> task)
-    {
-        const string Expected = ExpectedTask;
-        if (task.Count == 0) throw new ArgumentException($"--task: {Expected}");
-        string? argument = task.Count > 1 ? task[1] : null;
-        if (task.Count > 2) throw new ArgumentException($"--task '{string.Join(" ", task)}': {Expected}");
-        return task[0] switch
-        {
-            "phantom" => EvaluationData.Phantom(PhantomSpec.Default(argument ?? "2d")),
-            "medmnist" when argument is not null => EvaluationData.MedMnist(argument),
-            "npz" when argument is not null => EvaluationData.Npz(argument),
-            "mnist" when argument is not null => EvaluationData.Mnist(argument),
-            "msd" when argument is not null => EvaluationData.Msd(argument),
-            "petct" when argument is not null => EvaluationData.PetCt(argument),
-            _ => throw new ArgumentException($"--task '{string.Join(" ", task)}': {Expected}"),
-        };
-    }
+    public static EvaluationData OpenData(IReadOnlyList<string> task) => EvaluationData.Open(Source(task));
 }

@@ -1,7 +1,6 @@
 using System.Globalization;
 using System.Text.Json.Nodes;
 using Medformer.Datasets.Loading;
-using Medformer.Pretrain.Objectives;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -69,15 +68,12 @@ public sealed class ClassificationHead : Head
         LabelSmoothing = labelSmoothing;
         int d = config.Dim;
         int width = pooling == Pooling.Flatten ? d * config.LatentCount : d;
-        if (pooling == Pooling.Query) queries = Objective.Query(1, d);
+        if (pooling == Pooling.Query) queries = Runtime.Init.TruncatedNormalParameter([1, 1, d]);  // as the model's latents
         if (pooling == Pooling.ClassQueries)
         {
             // Unit-scale class queries: at the latents' 0.02 they decode to nearly the same vector, and with the
             // zero-initialised output layer the classes never separate (the loss stays at ln K).
-            using var noGrad = torch.no_grad();
-            var values = empty(1, Outputs, d);
-            Runtime.Init.trunc_normal_(values, std: 1.0);
-            queries = new Parameter(values);
+            queries = Runtime.Init.TruncatedNormalParameter([1, Outputs, d], std: 1.0);
         }
         norm = nn.LayerNorm(width);
         fc = nn.Linear(width, pooling == Pooling.ClassQueries ? 1 : Outputs);

@@ -2,6 +2,7 @@ using Medformer.Datasets;
 using Medformer.Datasets.Formats;
 using TorchSharp;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Heads;
 
@@ -23,21 +24,20 @@ public static class DenseFiles
     /// A file as a head input. A single-slice volume [1,H,W] is a 2D image; a 4D file's leading axis is channels.
     /// A file of the other dimensionality is an <see cref="ArgumentException"/> naming it.
     /// </summary>
-    public static DenseInput Read(string path, string dimensionality, string organ = "other", string modality = "other")
+    public static DenseInput Read(string path, Dimensionality dimensionality, string organ = "other", string modality = "other")
     {
-        DensePrediction.CheckDimensionality(dimensionality);
         using var volume = MedicalFile.Read(path);
         using var scope = NewDisposeScope();
         int axes = volume.Spacing.Length;
         var voxels = volume.Voxels;
         var spacing = volume.Spacing;
-        if (dimensionality == "2d" && axes == 3 && voxels.shape[^3] == 1)
+        if (!dimensionality.IsVolume && axes == 3 && voxels.shape[^3] == 1)
         {
             voxels = voxels.select(-3, 0);
             spacing = spacing[1..];
             axes = 2;
         }
-        int wanted = dimensionality == "3d" ? 3 : 2;
+        int wanted = dimensionality.SpatialAxes;
         if (axes != wanted)
             throw new ArgumentException($"{path}: a {axes}D {(axes == 3 ? "volume" : "image")} [{string.Join(",", volume.Voxels.shape)}], and the head takes {DensePrediction.Describe(dimensionality)}");
         int leading = (int)voxels.dim() - axes;

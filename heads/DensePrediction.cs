@@ -1,21 +1,18 @@
 using Medformer.Datasets.Loading;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Heads;
 
 /// <summary>What the dense heads (segmentation, image-to-image) share: their dimensionality and input checks.</summary>
 static class DensePrediction
 {
-    public static string CheckDimensionality(string dimensionality) => dimensionality is "2d" or "3d"
-        ? dimensionality
-        : throw new ArgumentException($"dimensionality '{dimensionality}': expected 2d or 3d");
-
-    public static string Describe(string dimensionality) => dimensionality == "3d" ? "3D volumes [C,D,H,W]" : "2D images [C,H,W]";
+    public static string Describe(Dimensionality dimensionality) => dimensionality.IsVolume ? "3D volumes [C,D,H,W]" : "2D images [C,H,W]";
 
     /// <summary>The images the head reads, of its dimensionality, or a clear error naming the first sample.</summary>
-    public static Tensor Images(HeadInput input, string dimensionality, string what)
+    public static Tensor Images(HeadInput input, Dimensionality dimensionality, string what)
     {
-        int axes = dimensionality == "3d" ? 3 : 2;
+        int axes = dimensionality.SpatialAxes;
         if (input.ImageShape.Length != axes + 2)
             throw new ArgumentException($"{input.Metas[0]}: the {what} head takes {Describe(dimensionality)}; this input is {(input.ImageShape.Length == 5 ? "3D" : "2D")} [{string.Join(",", input.ImageShape[1..])}]");
         return input.Images ?? throw new ArgumentException($"the {what} head reads the input's pixels: HeadInput.Images must be set");

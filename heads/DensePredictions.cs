@@ -1,6 +1,7 @@
 using Medformer.Datasets;
 using TorchSharp;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Heads;
 
@@ -20,7 +21,7 @@ public static class DensePredictions
         {
             SegmentationHead s => (s.Dimensionality, 1),
             ImageToImageHead i => (i.Dimensionality, i.Scale),
-            _ when tuner.Head.Output != HeadOutput.Probabilities => (tuner.InputShape?.Length == 4 ? "3d" : "2d", 1),
+            _ when tuner.Head.Output != HeadOutput.Probabilities => (tuner.InputShape?.Length == 4 ? Dimensionality.Volume : Dimensionality.Image, 1),
             _ => throw new ArgumentException($"the {tuner.Head.Kind} head gives class probabilities, not masks or images"),
         };
         Directory.CreateDirectory(outDir);

@@ -41,11 +41,7 @@ public sealed class DenseReadout : nn.Module
         using (torch.no_grad())
         {
             foreach (var linear in new[] { pixels_2d, pixels_3d, fc })
-            {
-                if (linear is null) continue;
-                Runtime.Init.trunc_normal_(linear.weight!, std: 0.02);
-                nn.init.zeros_(linear.bias!);
-            }
+                if (linear is not null) Runtime.Init.TruncatedNormalLinear(linear);
             nn.init.zeros_(fc.weight!);  // starts at zero logits (the uniform prediction) or a zero correction
         }
         RegisterComponents();

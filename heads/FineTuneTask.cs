@@ -1,8 +1,7 @@
 using System.Text.Json.Nodes;
 using Medformer.Datasets;
 using Medformer.Datasets.Loading;
-using Medformer.Pretrain.Objectives;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;

@@ -4,7 +4,7 @@ using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
 using Medformer.Datasets.Transforms;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -336,7 +336,7 @@ public sealed class FineTuner : IDisposable
     {
         if (Head.Output == HeadOutput.Probabilities)
             throw new ArgumentException($"sliding windows blend dense outputs; the {Head.Kind} head gives one prediction per image (use Predict)");
-        CheckRoi(roi, Medformer.Dimensionality(images));
+        CheckRoi(roi, Medformer.DimensionalityOf(images));
         return InPieces(images, metas, 1, (x, meta) =>
             SlidingWindow.Infer(x, roi, windows => task.Outputs(windows, [.. Enumerable.Repeat(meta[0], (int)windows.shape[0])]), options));
     }
@@ -348,7 +348,7 @@ public sealed class FineTuner : IDisposable
     /// </summary>
     Tensor InPieces(Tensor images, IReadOnlyList<SampleMeta>? metas, long piece, Func<Tensor, IReadOnlyList<SampleMeta>, Tensor> outputs)
     {
-        string dims = Medformer.Dimensionality(images);
+        var dims = Medformer.DimensionalityOf(images);
         metas ??= [.. Enumerable.Range(0, (int)images.shape[0]).Select(i => new SampleMeta("input", $"input[{i}]", i, "other", "other", dims, [], []))];
         if (metas.Count != images.shape[0]) throw new ArgumentException($"{metas.Count} metas for {images.shape[0]} images");
         bool training = task.Module.training;
@@ -376,9 +376,9 @@ public sealed class FineTuner : IDisposable
     }
 
     /// <summary>A window (or training crop) of <paramref name="dims"/> images: one extent per axis, each a multiple of the patch size.</summary>
-    void CheckRoi(long[] roi, string dims)
+    void CheckRoi(long[] roi, Dimensionality dims)
     {
-        int axes = dims == "3d" ? 3 : 2, patch = dims == "3d" ? Model.Config.PatchSize3d : Model.Config.PatchSize2d;
+        int axes = dims.SpatialAxes, patch = dims.IsVolume ? Model.Config.PatchSize3d : Model.Config.PatchSize2d;
         if (roi.Length != axes || roi.Any(r => r < patch || r % patch != 0))
             throw new ArgumentException($"window [{string.Join(",", roi)}]: needs {axes} extents for {dims} images, each a positive multiple of the patch size {patch}");
     }

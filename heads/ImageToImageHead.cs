@@ -4,6 +4,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Medformer.Runtime;
 
 namespace Medformer.Heads;
 
@@ -25,7 +26,7 @@ public sealed class ImageToImageHead : Head
     private readonly DenseReadout readout;
     private readonly string kind;
 
-    public ImageToImageHead(MedformerConfig config, string kind = Restoration, string dimensionality = "2d", int outChannels = 1, int scale = 1,
+    public ImageToImageHead(MedformerConfig config, string kind = Restoration, Dimensionality? dimensionality = null, int outChannels = 1, int scale = 1,
         bool? residual = null, ImageLoss? loss = null, int pixelContext = 3, string task = "image_to_image") : base("ImageToImageHead", task)
     {
         if (kind is not (Restoration or SuperResolution or Translation))
@@ -34,7 +35,7 @@ public sealed class ImageToImageHead : Head
             throw new ArgumentException($"{kind}: scale {scale} must be {(kind == SuperResolution ? "2 or 4" : "1 (super-resolution changes the grid)")}");
         if (outChannels < 1) throw new ArgumentException($"out channels {outChannels} must be at least 1");
         this.kind = kind;
-        Dimensionality = DensePrediction.CheckDimensionality(dimensionality);
+        Dimensionality = dimensionality ?? Dimensionality.Image;
         OutChannels = outChannels;
         Scale = scale;
         Residual = residual ?? kind != Translation;
@@ -48,7 +49,7 @@ public sealed class ImageToImageHead : Head
 
     public override HeadOutput Output => HeadOutput.Image;
 
-    public string Dimensionality { get; }
+    public Dimensionality Dimensionality { get; }
 
     public int OutChannels { get; }
 
@@ -61,7 +62,7 @@ public sealed class ImageToImageHead : Head
 
     public override JsonObject Settings() => new()
     {
-        ["dimensionality"] = Dimensionality,
+        ["dimensionality"] = Dimensionality.Name,
         ["out_channels"] = OutChannels,
         ["scale"] = Scale,
         ["residual"] = Residual,
@@ -78,7 +79,7 @@ public sealed class ImageToImageHead : Head
         HeadRegistry.RequireKnown(settings, kind, "dimensionality", "out_channels", "scale", "residual", "pixel_context", "l1", "mse", "ssim", "data_range");
         var loss = new ImageLoss(HeadSettings.Number(settings, kind, "l1", 1), HeadSettings.Number(settings, kind, "mse", 0),
             HeadSettings.Number(settings, kind, "ssim", 0), HeadSettings.OptionalNumber(settings, kind, "data_range"));
-        return new ImageToImageHead(config, kind, HeadRegistry.Text(settings, "dimensionality") ?? "2d",
+        return new ImageToImageHead(config, kind, Dimensionality.Parse(HeadRegistry.Text(settings, "dimensionality") ?? "2d", $"{kind} head: dimensionality"),
             HeadSettings.Integer(settings, kind, "out_channels", 1), HeadSettings.Integer(settings, kind, "scale", kind == SuperResolution ? 2 : 1),
             HeadSettings.Flag(settings, kind, "residual", kind != Translation), loss, HeadSettings.Integer(settings, kind, "pixel_context", 3), task);
     };

@@ -3,6 +3,7 @@ using Medformer.Datasets.Formats;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Medformer.Runtime;
 
 namespace Medformer.Heads;
 
@@ -49,7 +50,7 @@ public static class PredictionInputs
         }
         if (inputShape is not null && !images.shape[2..].SequenceEqual(inputShape[1..]))
             images = F.interpolate(images, size: inputShape[1..], mode: axes == 2 ? InterpolationMode.Bilinear : InterpolationMode.Trilinear, align_corners: false);
-        string dims = images.dim() == 5 ? "3d" : "2d";
+        var dims = Dimensionality.OfBatchRank(images.dim());
         var metas = Enumerable.Range(0, (int)images.shape[0])
             .Select(i => new SampleMeta("predict", npz ? $"{path}[{i}]" : path, i, "other", "other", dims, [], [])).ToList();
         return new PredictionBatch(path, scope.MoveToOuter(images.contiguous()), metas);

@@ -4,6 +4,7 @@ using Medformer.Datasets.Loading;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Heads;
 
@@ -22,14 +23,14 @@ public sealed class SegmentationHead : Head
 
     /// <param name="config">The model's config.</param>
     /// <param name="classes">Classes, background included (2 for one structure).</param>
-    /// <param name="dimensionality">"2d" (images [C,H,W]) or "3d" (volumes [C,D,H,W]).</param>
+    /// <param name="dimensionality">Images [C,H,W] (the default) or volumes [C,D,H,W].</param>
     /// <param name="pixelContext">The neighbourhood width the queries see (<see cref="DenseReadout"/>); 0: position queries only.</param>
-    public SegmentationHead(MedformerConfig config, int classes, string dimensionality = "2d", int pixelContext = 3, DiceCELoss? loss = null,
+    public SegmentationHead(MedformerConfig config, int classes, Dimensionality? dimensionality = null, int pixelContext = 3, DiceCELoss? loss = null,
         string task = "segmentation") : base("SegmentationHead", task)
     {
         if (classes < 2) throw new ArgumentException($"classes {classes} must be at least 2 (background and one structure)");
         Classes = classes;
-        Dimensionality = DensePrediction.CheckDimensionality(dimensionality);
+        Dimensionality = dimensionality ?? Dimensionality.Image;
         Criterion = loss ?? new DiceCELoss();
         readout = new DenseReadout(config, classes, pixelContext);
         RegisterComponents();
@@ -41,15 +42,14 @@ public sealed class SegmentationHead : Head
 
     public int Classes { get; }
 
-    /// <summary>"2d" or "3d".</summary>
-    public string Dimensionality { get; }
+    public Dimensionality Dimensionality { get; }
 
     public DiceCELoss Criterion { get; }
 
     public override JsonObject Settings() => new()
     {
         ["classes"] = Classes,
-        ["dimensionality"] = Dimensionality,
+        ["dimensionality"] = Dimensionality.Name,
         ["pixel_context"] = readout.PixelContext,
         ["lambda_dice"] = Criterion.LambdaDice,
         ["lambda_ce"] = Criterion.LambdaCe,
@@ -61,7 +61,7 @@ public sealed class SegmentationHead : Head
         HeadRegistry.RequireKnown(settings, KindName, "classes", "dimensionality", "pixel_context", "lambda_dice", "lambda_ce");
         int classes = HeadSettings.Integer(settings, KindName, "classes", null);
         var loss = new DiceCELoss(HeadSettings.Number(settings, KindName, "lambda_dice", 1), HeadSettings.Number(settings, KindName, "lambda_ce", 1));
-        return new SegmentationHead(config, classes, HeadRegistry.Text(settings, "dimensionality") ?? "2d",
+        return new SegmentationHead(config, classes, Dimensionality.Parse(HeadRegistry.Text(settings, "dimensionality") ?? "2d", $"{KindName} head: dimensionality"),
             HeadSettings.Integer(settings, KindName, "pixel_context", 3), loss, task);
     }
 

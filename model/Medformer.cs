@@ -19,7 +19,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Medformer;
 
-public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tensor>
+public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tensor>, INoWeightDecay
 {
     public MedformerConfig Config { get; }
 
@@ -63,17 +63,17 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
     {
         using var scope = NewDisposeScope();
         var tokens = Tokenize(images);
-        return scope.MoveToOuter(Encode(tokens, keys, Dimensionality(images)));
+        return scope.MoveToOuter(Encode(tokens, keys, DimensionalityOf(images)));
     }
 
     /// <summary>[B,C,H,W] or [B,C,D,H,W] → tokens [B,T,d] (patch embedding + Fourier features of patch centres).</summary>
-    public Tensor Tokenize(Tensor images) => Dimensionality(images) == "2d" ? tokenizer_2d.call(images) : tokenizer_3d.call(images);
+    public Tensor Tokenize(Tensor images) => DimensionalityOf(images).IsVolume ? tokenizer_3d.call(images) : tokenizer_2d.call(images);
 
     /// <summary>Token grid of an input shape ([H/p, W/p] or [D/p, H/p, W/p]).</summary>
     public long[] TokenGrid(long[] imageShape) => (imageShape.Length == 4 ? tokenizer_2d : tokenizer_3d).Grid(imageShape);
 
     /// <summary>tokens [B,T,d] (any subset of a grid's tokens, e.g. the visible ones under masking) → latents [B,N,d].</summary>
-    public Tensor Encode(Tensor tokens, IReadOnlyList<LatentKey> keys, string dimensionality)
+    public Tensor Encode(Tensor tokens, IReadOnlyList<LatentKey> keys, Dimensionality dimensionality)
     {
         using var scope = NewDisposeScope();
         if (tokens.shape[0] != keys.Count)
@@ -126,27 +126,20 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
         return scope.MoveToOuter(queries.unsqueeze(0));
     }
 
-    public static string Dimensionality(Tensor images) => images.dim() switch
+    /// <summary>Images [B,C,H,W] or volumes [B,C,D,H,W], by the batch's rank.</summary>
+    public static Dimensionality DimensionalityOf(Tensor images) => images.dim() switch
     {
-        4 => "2d",
-        5 => "3d",
+        4 => Dimensionality.Image,
+        5 => Dimensionality.Volume,
         _ => throw new ArgumentException($"images must be [B,C,H,W] (2D) or [B,C,D,H,W] (3D), not [{string.Join(", ", images.shape)}]"),
     };
 
     public long ParameterCount() => parameters().Sum(p => p.numel());
 
-    private void InitWeights()
-    {
-        using var noGrad = torch.no_grad();
-        foreach (var (name, module) in named_modules())
-        {
-            if (module is Linear linear)
-            {
-                Init.trunc_normal_(linear.weight!, std: 0.02);
-                if (linear.bias is not null) nn.init.zeros_(linear.bias);
-            }
-        }
-    }
+    /// <summary>The latent banks are learned inputs, not weights: no decay (as Perceiver IO).</summary>
+    public IEnumerable<string> NoWeightDecay() => latents.named_parameters().Select(p => $"latents.{p.name}");
+
+    private void InitWeights() => Init.TruncatedNormalLinears(this);
 }
 
 /// <summary>Patch embedding plus a projection of the patch centres' Fourier features: [B,C,…] → [B,T,d].</summary>
@@ -227,16 +220,10 @@ internal sealed class LatentBanks : nn.Module
         }
     }
 
-    private Parameter Latents(int count)
-    {
-        using var noGrad = torch.no_grad();
-        var values = empty(count, config.Dim);
-        Init.trunc_normal_(values, std: 0.02);
-        return new Parameter(values);
-    }
+    private Parameter Latents(int count) => Init.TruncatedNormalParameter([count, config.Dim]);
 
-    /// <summary>keys (one per sample), "2d"/"3d" → [B, N, d] with N = general + 4·L.</summary>
-    public Tensor Select(IReadOnlyList<LatentKey> keys, string dims)
+    /// <summary>keys (one per sample), images or volumes → [B, N, d] with N = general + 4·L.</summary>
+    public Tensor Select(IReadOnlyList<LatentKey> keys, Dimensionality dims)
     {
         using var scope = NewDisposeScope();
         long batch = keys.Count;
@@ -244,7 +231,7 @@ internal sealed class LatentBanks : nn.Module
         if (general.shape[0] > 0) parts.Add(general.unsqueeze(0).expand(batch, -1, -1));
         parts.Add(Pick(organ, keys.Select(k => k.Organ)));
         parts.Add(Pick(modality, keys.Select(k => k.Modality)));
-        parts.Add(dimensionality[dims].unsqueeze(0).expand(batch, -1, -1));
+        parts.Add(dimensionality[dims.Name].unsqueeze(0).expand(batch, -1, -1));
         parts.Add(Pick(task, keys.Select(k => k.Task)));
         return scope.MoveToOuter(cat(parts, dim: 1));
     }

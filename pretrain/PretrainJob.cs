@@ -4,7 +4,7 @@ using Medformer.Datasets.Layouts;
 using Medformer.Datasets.Loading;
 using Medformer.Datasets.Transforms;
 using Medformer.Pretrain.Objectives;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Runtime.Distributed;
 using static TorchSharp.torch;
@@ -100,7 +100,7 @@ public static class PretrainJob
         return new PretrainPlan(device, effective, requested, from, runId);
     }
 
-    static void CheckFiles(CorpusSpec spec, string where)
+    static void CheckFiles(CorpusEntry spec, string where)
     {
         if (spec.Msd is { } msd && !Directory.Exists(msd)) throw new ArgumentException($"{where}.msd: {msd}: no such folder");
         if (spec.Mnist is { } mnist && !Directory.Exists(mnist) && !File.Exists(mnist)) throw new ArgumentException($"{where}.mnist: {mnist}: no such folder");
@@ -164,21 +164,7 @@ public static class PretrainJob
     };
 
     /// <summary>Opens one corpus of a run config (phantom, MedMNIST file or subset name, MSD folder, MNIST folder), its split.</summary>
-    public static ICorpus Open(CorpusSpec spec)
-    {
-        if (spec.Phantom is { } dims) return Phantom.Open(PhantomSpec.Default(dims, spec.Size ?? 28), spec.Split);
-        if (spec.Msd is { } folder) return new MsdCorpus(folder, spec.Split == "test" ? "test" : "training");
-        if (spec.Mnist is { } idx) return MnistCorpus.Open(idx, spec.Split);
-        string path = spec.Medmnist!;
-        if (!File.Exists(path) && MedMnistRegistry.Default.TryGet(path, out var subset))
-        {
-            int size = spec.Size ?? 28;
-            path = Path.Combine(MedformerHome.Path, "medmnist", subset.FileName(size));
-            if (!File.Exists(path))
-                throw new ArgumentException($"corpora: {spec.Medmnist} ({size}) is not downloaded; run: medformer download medmnist {spec.Medmnist} --size {size}");
-        }
-        return MedMnistCorpus.Open(path, spec.Split);
-    }
+    public static ICorpus Open(CorpusEntry entry) => entry.Source.Open(entry.Split);
 
     /// <summary>
     /// The views' augmentation: a random resized crop to the model's input size, flips, intensity scale and shift,
@@ -188,7 +174,7 @@ public static class PretrainJob
     public static ITransform Augmentation(AugmentSpec spec, ICorpus corpus, MedformerConfig model)
     {
         using var probe = corpus.Get(0);
-        bool volume = probe.Meta.Dimensionality == "3d";
+        bool volume = probe.Meta.Dimensionality.IsVolume;
         int axes = volume ? 3 : 2;
         long size = volume ? spec.VolumeSize : spec.ImageSize;
         int patch = volume ? model.PatchSize3d : model.PatchSize2d;

@@ -1,6 +1,6 @@
 using Medformer.Datasets.Loading;
 using Medformer.Pretrain.Objectives;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -35,16 +35,7 @@ public sealed class Pretraining : TrainingTask
     public override nn.Module Module => network;
 
     /// <summary>Heads start as the model's layers do (truncated normal, std 0.02, zero bias), so classifiers start at chance.</summary>
-    static void InitHeads(Objective objective)
-    {
-        using var noGrad = torch.no_grad();
-        foreach (var (_, module) in objective.named_modules())
-            if (module is Linear linear)
-            {
-                Runtime.Init.trunc_normal_(linear.weight!, std: 0.02);
-                if (linear.bias is not null) nn.init.zeros_(linear.bias);
-            }
-    }
+    static void InitHeads(Objective objective) => Runtime.Init.TruncatedNormalLinears(objective);
 
     public override Medformer Model => network.Model;
 
@@ -55,7 +46,8 @@ public sealed class Pretraining : TrainingTask
 
     public bool TrackCoordinates => mix.Any(o => o.Objective.TrackCoordinates);
 
-    public override MomentumTarget? Target => target;
+    /// <summary>The momentum target network, while prepared and when an objective reads it.</summary>
+    public MomentumTarget? Target => target;
 
     public override void Prepare(ScalarType computeType, Device device)
     {
@@ -63,8 +55,9 @@ public sealed class Pretraining : TrainingTask
         target = mix.Any(o => o.Objective.UsesMomentumTarget) ? new MomentumTarget(Model, Objectives, computeType, device) : null;
     }
 
-    public override (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext step)
+    public override (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext context)
     {
+        var step = Step(context);
         using var scope = NewDisposeScope();
         var parts = new Dictionary<string, Tensor>();
         Tensor? total = null;
@@ -79,9 +72,10 @@ public sealed class Pretraining : TrainingTask
         return (total!, parts);
     }
 
-    public override (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts)? PerSampleLoss(Batch batch, StepContext step)
+    public override (Tensor Losses, IReadOnlyDictionary<string, Tensor> Parts)? PerSampleLoss(Batch batch, StepContext context)
     {
         if (NoPerSampleLoss is { } why) throw new NotSupportedException(why);
+        var step = Step(context);
         using var scope = NewDisposeScope();
         var parts = new Dictionary<string, Tensor>();
         Tensor? total = null;
@@ -95,6 +89,23 @@ public sealed class Pretraining : TrainingTask
         foreach (var part in parts.Values) scope.MoveToOuter(part);
         return (total!, parts);
     }
+
+    /// <summary>
+    /// The objectives' view of the step: the trainer's context and the momentum target. The projectors' BatchNorm
+    /// spans every rank with the context's sum over ranks (SyncBatchNorm), the target's projectors too.
+    /// </summary>
+    PretrainStep Step(StepContext context)
+    {
+        if (context.AllReduceSum is { } reduce && !ReferenceEquals(reduce, projectorsReduce))
+        {
+            foreach (var module in Module.modules().Concat(target?.Modules.SelectMany(m => m.modules()) ?? []))
+                if (module is Projector projector) projector.AllReduceSum = reduce;
+            projectorsReduce = reduce;
+        }
+        return context as PretrainStep ?? new PretrainStep(context, target);
+    }
+
+    Func<Tensor, Tensor>? projectorsReduce;
 
     public override string? NoPerSampleLoss
     {

@@ -1,3 +1,4 @@
+using Medformer.Datasets.Corpora;
 using Medformer.Runtime;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
@@ -27,7 +28,7 @@ namespace Medformer.Pretrain;
 public sealed class RunConfig
 {
     public string Model { get; set; } = "tiny";
-    public List<CorpusSpec> Corpora { get; set; } = [new() { Phantom = "2d" }];
+    public List<CorpusEntry> Corpora { get; set; } = [new() { Phantom = "2d" }];
     public Dictionary<string, ObjectiveSpec> Objectives { get; set; } = new()
     {
         ["inpainting"] = new() { Weight = 1.0 },
@@ -88,7 +89,7 @@ public sealed class RunConfig
             nameof(BatchSpec) => "batch",
             nameof(AugmentSpec) => "augment",
             nameof(BatchAdaptationSpec) => "batch_adaptation",
-            nameof(CorpusSpec) => "a corpus entry",
+            nameof(CorpusEntry) => "a corpus entry",
             nameof(ObjectiveSpec) => "an objective",
             _ => type,
         };
@@ -175,8 +176,8 @@ public sealed class BatchAdaptationSpec
     };
 }
 
-/// <summary>One corpus of the mix: exactly one of phantom, medmnist (an .npz), msd (a task folder), mnist (an IDX folder), with its weight.</summary>
-public sealed class CorpusSpec
+/// <summary>One corpus of the mix: exactly one of phantom, medmnist (an .npz), msd (a task folder), mnist (an IDX folder), with its split and weight.</summary>
+public sealed class CorpusEntry
 {
     /// <summary>"2d" or "3d": the embedded phantom corpus.</summary>
     public string? Phantom { get; set; }
@@ -189,6 +190,13 @@ public sealed class CorpusSpec
     public string Split { get; set; } = "train";
     public int? Size { get; set; }
     public double Weight { get; set; } = 1.0;
+
+    /// <summary>The data it names (validated entries only).</summary>
+    public DataSource Source =>
+        Phantom is { } dims ? new(DataKind.Phantom, dims, Size)
+        : Medmnist is { } medmnist ? new(DataKind.MedMnist, medmnist, Size)
+        : Msd is { } msd ? new(DataKind.Msd, msd)
+        : new(DataKind.Mnist, Mnist ?? throw new InvalidOperationException("a corpus entry names no data"));
 
     internal void Validate(string where)
     {

@@ -24,6 +24,34 @@ public static class Init
         return tensor;
     }
 
+    /// <summary>
+    /// The transformer initialisation of every Linear in <paramref name="module"/> (ViT, MAE, Perceiver): weights from
+    /// a normal of std 0.02 truncated at ±2, zero biases, in <c>named_modules()</c> order (the draws are reproducible).
+    /// </summary>
+    public static void TruncatedNormalLinears(nn.Module module, double std = 0.02)
+    {
+        using var noGrad = torch.no_grad();
+        foreach (var (_, child) in module.named_modules())
+            if (child is TorchSharp.Modules.Linear linear) TruncatedNormalLinear(linear, std);
+    }
+
+    /// <summary>One Linear: truncated-normal weight, zero bias.</summary>
+    public static void TruncatedNormalLinear(TorchSharp.Modules.Linear linear, double std = 0.02)
+    {
+        using var noGrad = torch.no_grad();
+        trunc_normal_(linear.weight!, std: std);
+        if (linear.bias is not null) nn.init.zeros_(linear.bias);
+    }
+
+    /// <summary>A learned array (latents, queries) drawn as the weights are: truncated normal, std 0.02 unless given.</summary>
+    public static TorchSharp.Modules.Parameter TruncatedNormalParameter(long[] shape, double std = 0.02)
+    {
+        using var noGrad = torch.no_grad();
+        var values = empty(shape);
+        trunc_normal_(values, std: std);
+        return new TorchSharp.Modules.Parameter(values);
+    }
+
     static double NormalCdf(double x) => (1.0 + Erf(x / Math.Sqrt(2.0))) / 2.0;
 
     static double Erf(double x)

@@ -55,10 +55,10 @@ public static class HeadsBenchmark
         var window = new SlidingWindowOptions(BatchSize: WindowBatch);
         long[] shape = [];
         Timing timing;
-        using (var tuner = new FineTuner(new global::Medformer.Medformer(config), new SegmentationHead(config, Classes, "3d")))
+        using (var tuner = new FineTuner(new global::Medformer.Medformer(config), new SegmentationHead(config, Classes, Dimensionality.Volume)))
         using (var volume = randn([1, 1, Size, Size, Size]))
         {
-            SampleMeta[] metas = [new("bench", "randn", 0, "abdomen", "ct", "3d", [1, 1, 1], [])];
+            SampleMeta[] metas = [new("bench", "randn", 0, "abdomen", "ct", Dimensionality.Volume, [1, 1, 1], [])];
             timing = Timing.Measure(() =>
             {
                 using var mask = tuner.PredictSlidingWindow(volume, [Roi, Roi, Roi], metas, window);
@@ -108,7 +108,7 @@ public static class HeadsBenchmark
         Seeding.SeedEverything(0);
         int batch = crops ? CropBatch : ImageBatch, warmup = crops ? CropWarmup : ImageWarmup, timed = crops ? CropSteps : ImageSteps;
         using var corpus = Corpus(crops, Distinct * batch);
-        Head head = crops ? new SegmentationHead(config, Classes, "3d") : new ClassificationHead(config, ImageClasses);
+        Head head = crops ? new SegmentationHead(config, Classes, Dimensionality.Volume) : new ClassificationHead(config, ImageClasses);
         using var tuner = new FineTuner(new global::Medformer.Medformer(config), head);
         var stamps = new long[warmup + timed + 1];
         var notices = new List<string>();

@@ -4,7 +4,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
 using Medformer.Pretrain;
 using Medformer.Pretrain.Objectives;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using static TorchSharp.torch;
 

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using Medformer.Pretrain;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 
 namespace Medformer.Bench;
 

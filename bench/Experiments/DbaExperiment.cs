@@ -4,7 +4,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
 using Medformer.Eval;
 using Medformer.Heads;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -171,7 +171,7 @@ public static class DbaExperiment
             MaxSteps = steps, BatchSize = arm.Batch, LearningRate = 2e-3, MinLearningRate = 1e-5, WarmupSteps = steps / 10, WeightDecay = 0.05,
             Precision = Precision.Fp32, Seed = seed, LogEvery = (int)Math.Max(1, steps / 10), BatchAdaptation = arm.Adaptation,
         }, log: entry => lastBatch = entry.BatchSize);
-        var metas = testLabels.Select((label, i) => new SampleMeta("fashion-mnist/test", $"test[{i}]", i, "other", "other", "2d", [1.0, 1.0], [label])).ToList();
+        var metas = testLabels.Select((label, i) => new SampleMeta("fashion-mnist/test", $"test[{i}]", i, "other", "other", Dimensionality.Image, [1.0, 1.0], [label])).ToList();
         using var probabilities = tuner.Predict(testImages, metas);
         using var predicted = probabilities.argmax(1);
         return new Outcome(predicted.data<long>().ToArray().Zip(testLabels).Average(p => p.First == p.Second ? 1.0 : 0.0), null, lastBatch, null);

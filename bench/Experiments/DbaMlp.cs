@@ -1,4 +1,4 @@
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;

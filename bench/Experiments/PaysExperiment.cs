@@ -6,7 +6,7 @@ using Medformer.Datasets.Transforms;
 using Medformer.Eval;
 using Medformer.Heads;
 using Medformer.Pretrain;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using static TorchSharp.torch;
 

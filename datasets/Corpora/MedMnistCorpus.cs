@@ -181,7 +181,7 @@ public sealed class MedMnistCorpus : ICorpus, IDisposable
         if (!IsBytes(header))
             throw new NotSupportedException($"{images.Source}: images of {header.Dtype}{(header.FortranOrder ? " in Fortran order" : "")} are not supported (MedMNIST's are uint8, C order)");
         long[] shape = header.Shape;
-        (long[] Shape, bool ChannelsLast)? layout = (subset.Dimensionality, shape.Length) switch
+        (long[] Shape, bool ChannelsLast)? layout = (subset.Dimensionality.Name, shape.Length) switch
         {
             ("2d", 3) => ([1, shape[1], shape[2]], false),
             ("2d", 4) when shape[3] is 1 or 3 or 4 => ([shape[3], shape[1], shape[2]], true),
@@ -190,7 +190,7 @@ public sealed class MedMnistCorpus : ICorpus, IDisposable
             _ => null,
         };
         if (layout is not { } found)
-            throw new InvalidDataException($"{images.Source}: shape [{string.Join(", ", shape)}] is not a {subset.Dimensionality} MedMNIST image array ({(subset.Dimensionality == "2d" ? "[N,H,W] or [N,H,W,C]" : "[N,D,H,W]")})");
+            throw new InvalidDataException($"{images.Source}: shape [{string.Join(", ", shape)}] is not a {subset.Dimensionality} MedMNIST image array ({(subset.Dimensionality.IsVolume ? "[N,D,H,W]" : "[N,H,W] or [N,H,W,C]")})");
         if (found.Shape[0] != subset.Channels)
             throw new InvalidDataException($"{images.Source}: images have {found.Shape[0]} channel(s) but {subset.Name} has {subset.Channels}");
         if (found.Shape.Skip(1).Any(n => n == 0)) throw new InvalidDataException($"{images.Source}: shape [{string.Join(", ", shape)}] has an empty axis");

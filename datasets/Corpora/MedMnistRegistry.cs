@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Medformer.Runtime;
 
 namespace Medformer.Datasets.Corpora;
 
@@ -117,12 +118,12 @@ public sealed partial class MedMnistRegistry
         string name = Text(item, "name", where);
         if (!NamePattern().IsMatch(name)) throw new InvalidDataException($"{where}: name '{name}' must be lower-case letters and digits");
         where = $"{source}: subset '{name}'";
-        string dimensionality = OneOf(item, "dimensionality", ["2d", "3d"], where);
+        var dimensionality = Dimensionality.Parse(OneOf(item, "dimensionality", ["2d", "3d"], where));
         string organ = OneOf(item, "organ", Vocabulary.Organs, where);
         string modality = OneOf(item, "modality", Vocabulary.Modalities, where);
         string task = OneOf(item, "task", Vocabulary.Tasks, where);
         int channels = (int)Integer(item, "channels", where, 1, 4);
-        if (dimensionality == "3d" && channels != 1) throw new InvalidDataException($"{where}: a 3D subset has 1 channel, not {channels}");
+        if (dimensionality.IsVolume && channels != 1) throw new InvalidDataException($"{where}: a 3D subset has 1 channel, not {channels}");
         var labels = Property(item, "labels", JsonValueKind.Array, where).EnumerateArray()
             .Select(l => l.ValueKind == JsonValueKind.String ? l.GetString()! : throw new InvalidDataException($"{where}: 'labels' must hold strings"))
             .ToList();

@@ -1,4 +1,5 @@
 using Medformer.Runtime.Net;
+using Medformer.Runtime;
 
 namespace Medformer.Datasets.Corpora;
 
@@ -15,7 +16,7 @@ public sealed record MedMnistFile(int Size, string Url, string Md5, long? Bytes 
 /// and the organ and modality in <see cref="Vocabulary"/>'s words.
 /// </summary>
 /// <param name="Name">e.g. "pathmnist"; the files are NAME.npz (size 28) and NAME_SIZE.npz.</param>
-/// <param name="Dimensionality">"2d" (images [N,H,W] or [N,H,W,3]) or "3d" (volumes [N,D,H,W]).</param>
+/// <param name="Dimensionality">Images ([N,H,W] or [N,H,W,3]) or volumes ([N,D,H,W]).</param>
 /// <param name="Content">What the images show, in a few words.</param>
 /// <param name="Task">One of <see cref="Vocabulary.Tasks"/>.</param>
 /// <param name="Labels">Class names by index; for a multi-label task, one per label column.</param>
@@ -23,7 +24,7 @@ public sealed record MedMnistFile(int Size, string Url, string Md5, long? Bytes 
 /// <param name="Files">The published files by image size (28, 64, 128, 224 for 2D; 28, 64 for 3D).</param>
 public sealed record MedMnistSubset(
     string Name,
-    string Dimensionality,
+    Dimensionality Dimensionality,
     string Organ,
     string Modality,
     string Content,

@@ -6,15 +6,15 @@ using static TorchSharp.torch;
 namespace Medformer.Datasets.Corpora;
 
 /// <summary>What a phantom file holds: dimensionality, image size, samples per split and the seed.</summary>
-public sealed record PhantomSpec(string Dimensionality, int Size, int Train, int Val, int Test, long Seed = PhantomSpec.DefaultSeed)
+public sealed record PhantomSpec(Dimensionality Dimensionality, int Size, int Train, int Val, int Test, long Seed = PhantomSpec.DefaultSeed)
 {
     public const long DefaultSeed = 1_729;
 
     /// <summary>4,000 / 500 / 1,000 images of 28×28.</summary>
-    public static PhantomSpec Default2d { get; } = new("2d", 28, 4_000, 500, 1_000);
+    public static PhantomSpec Default2d { get; } = new(Dimensionality.Image, 28, 4_000, 500, 1_000);
 
     /// <summary>1,000 / 200 / 400 volumes of 28³.</summary>
-    public static PhantomSpec Default3d { get; } = new("3d", 28, 1_000, 200, 400);
+    public static PhantomSpec Default3d { get; } = new(Dimensionality.Volume, 28, 1_000, 200, 400);
 
     public static PhantomSpec Default(string dimensionality, int size = 28) => dimensionality switch
     {
@@ -23,7 +23,7 @@ public sealed record PhantomSpec(string Dimensionality, int Size, int Train, int
         _ => throw new ArgumentException($"phantom dimensionality '{dimensionality}': expected 2d or 3d"),
     };
 
-    public int Axes => Dimensionality == "3d" ? 3 : 2;
+    public int Axes => Dimensionality.SpatialAxes;
 
     /// <summary>phantom2d_28.npz, named as MedMNIST names its files by size.</summary>
     public string FileName => $"phantom{Dimensionality}_{Size}.npz";
@@ -38,7 +38,6 @@ public sealed record PhantomSpec(string Dimensionality, int Size, int Train, int
 
     internal void Validate()
     {
-        if (Dimensionality is not ("2d" or "3d")) throw new ArgumentException($"phantom dimensionality '{Dimensionality}': expected 2d or 3d");
         int max = Axes == 2 ? 256 : 64;
         if (Size < 16 || Size > max) throw new ArgumentException($"phantom size {Size}: expected 16 to {max} for {Dimensionality}");
         if (Train < 0 || Val < 0 || Test < 0) throw new ArgumentException($"phantom split sizes {Train}/{Val}/{Test}: must not be negative");
@@ -166,7 +165,7 @@ public static class Phantom
             if (values.dtype != ScalarType.Int64 || values.shape.Length != 1 || values.shape[0] != 7) return null;
             var v = values.data<long>().ToArray();
             if (v[0] != Version || v[1] is not (2 or 3)) return null;
-            return new PhantomSpec(v[1] == 3 ? "3d" : "2d", checked((int)v[2]), checked((int)v[3]), checked((int)v[4]), checked((int)v[5]), v[6]);
+            return new PhantomSpec(Dimensionality.OfSpatialAxes((int)v[1]), checked((int)v[2]), checked((int)v[3]), checked((int)v[4]), checked((int)v[5]), v[6]);
         }
         catch (Exception e) when (e is InvalidDataException or OverflowException or KeyNotFoundException)
         {

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Datasets.Corpora;
 
@@ -48,7 +49,7 @@ public sealed class TensorCorpus : ICorpus, IDisposable
         if (index < 0 || index >= Count) throw new ArgumentOutOfRangeException(nameof(index), index, $"corpus '{Name}' has {Count} samples");
         long[] label = labels is null ? [] : labels.dim() == 1 ? [labels[index].item<long>()] : labels[index].data<long>().ToArray();
         bool volume = images.dim() == 5;
-        var meta = new SampleMeta(Name, $"{Name}[{index}]", index, organ, modality, volume ? "3d" : "2d",
+        var meta = new SampleMeta(Name, $"{Name}[{index}]", index, organ, modality, volume ? Dimensionality.Volume : Dimensionality.Image,
             volume ? [1.0, 1.0, 1.0] : [1.0, 1.0], label);
         return new Sample(images[index].clone(), meta, targets?[index].clone());
     }

@@ -3,6 +3,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Formats;
 using TorchSharp;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Datasets.Layouts;
 
@@ -82,7 +83,7 @@ public sealed class MsdCorpus : ICorpus
             if (!target.shape[1..].SequenceEqual(voxels.shape[1..]))
                 throw new InvalidDataException($"{labelPath}: label grid [{string.Join(",", target.shape[1..])}] differs from its image's [{string.Join(",", voxels.shape[1..])}] ({imagePath})");
         }
-        var meta = new SampleMeta(Name, imagePath, index, Organ, Modality, "3d", image.Spacing[^3..], []);
+        var meta = new SampleMeta(Name, imagePath, index, Organ, Modality, Dimensionality.Volume, image.Spacing[^3..], []);
         scope.MoveToOuter(voxels);
         if (target is not null) scope.MoveToOuter(target);
         return new Sample(voxels, meta, target);

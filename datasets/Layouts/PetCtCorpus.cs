@@ -3,6 +3,7 @@ using Medformer.Datasets.Formats;
 using TorchSharp;
 using static TorchSharp.torch;
 using F = TorchSharp.torch.nn.functional;
+using Medformer.Runtime;
 
 namespace Medformer.Datasets.Layouts;
 
@@ -80,7 +81,7 @@ public sealed class PetCtCorpus : ICorpus
             using var ct = read(ctPath);
             x = cat([x, OntoGrid(Volume(ct), ct.Spacing, x.shape[1..], input.Spacing, ctPath, inputPath)], dim: 0);
         }
-        var meta = new SampleMeta(Name, inputPath, index, Organ, "pet", "3d", Spatial(input.Spacing), []);
+        var meta = new SampleMeta(Name, inputPath, index, Organ, "pet", Dimensionality.Volume, Spatial(input.Spacing), []);
         scope.MoveToOuter(x, y);
         return new Sample(x, meta, y);
     }

@@ -1,4 +1,5 @@
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Datasets.Loading;
 
@@ -14,7 +15,7 @@ public sealed record Batch(long Index, IReadOnlyList<BatchView> Views, IReadOnly
 
     public int Count => Metas.Count;
 
-    public string Dimensionality => Metas[0].Dimensionality;
+    public Dimensionality Dimensionality => Metas[0].Dimensionality;
 
     public void Dispose()
     {

@@ -3,7 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Medformer.Datasets.Corpora;
 using Medformer.Heads;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using static TorchSharp.torch;
 

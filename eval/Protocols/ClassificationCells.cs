@@ -2,7 +2,7 @@ using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Eval.Metrics;
 using Medformer.Heads;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using static TorchSharp.torch;
 
 namespace Medformer.Eval.Protocols;

@@ -4,7 +4,7 @@ using Medformer.Datasets;
 using Medformer.Eval.Metrics;
 using Medformer.Eval.Reports;
 using Medformer.Heads;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using static TorchSharp.torch;
 
 namespace Medformer.Eval.Protocols;
@@ -44,7 +44,7 @@ public sealed class DenseCells : ICellTrainer
             throw new ArgumentException($"{data.Name}: its samples have no label maps to segment");
         if (kind != SegmentationHead.KindName && !data.ImageTargets)
             throw new ArgumentException($"{data.Name}: its samples have no target images for a {kind} head (a folder of PET studies: --task petct FOLDER)");
-        using (var first = data.Train.Get(0)) headSettings.TryAdd("dimensionality", first.Meta.Dimensionality);
+        using (var first = data.Train.Get(0)) headSettings.TryAdd("dimensionality", first.Meta.Dimensionality.Name);
         if (kind == SegmentationHead.KindName) headSettings.TryAdd("classes", data.MaskClasses);
         this.data = data;
         this.settings = settings;

@@ -51,14 +51,16 @@ public sealed class EvaluationData : IDisposable
     public static EvaluationData Phantom(PhantomSpec spec, string? folder = null) =>
         Npz(Datasets.Corpora.Phantom.Ensure(spec, folder), Datasets.Corpora.Phantom.Subset(spec));
 
-    /// <summary>A MedMNIST subset by name from $MEDFORMER_HOME/medmnist (medformer download medmnist NAME puts it there).</summary>
-    public static EvaluationData MedMnist(string name, int size = 28)
+    /// <summary>The labelled data a <see cref="DataSource"/> names, with the class and target information its kind gives.</summary>
+    public static EvaluationData Open(DataSource source) => source.Kind switch
     {
-        var subset = MedMnistRegistry.Default.Get(name);
-        string path = Path.Combine(MedformerHome.Path, "medmnist", subset.FileName(size));
-        if (!File.Exists(path)) throw new ArgumentException($"{path}: missing; fetch it with: medformer download medmnist {subset.Name}{(size == 28 ? "" : $" --size {size}")}");
-        return Npz(path, subset);
-    }
+        DataKind.Phantom => Phantom(source.Phantom),
+        DataKind.MedMnist => Npz(source.MedMnistFile("--task"), MedMnistRegistry.Default.TryGet(source.Source, out var subset) ? subset : null),
+        DataKind.Mnist => Mnist(source.Source),
+        DataKind.Msd => Msd(source.Source),
+        DataKind.PetCt => PetCt(source.Source, source.InputSeconds, source.TargetSeconds),
+        _ => throw new ArgumentException($"--task: {source} cannot be evaluated"),
+    };
 
     /// <summary>A file in MedMNIST's .npz layout (train/val/test splits); its subset from its name unless given.</summary>
     public static EvaluationData Npz(string path, MedMnistSubset? subset = null)

@@ -1,5 +1,5 @@
 using Medformer.Heads;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 
 namespace Medformer.Eval.Protocols;

@@ -30,7 +30,7 @@ public sealed class Byol : Objective
 
     public override nn.Module? CreateTargetHead() => new Embedding(dim, projectionDim);
 
-    public override Tensor Loss(Medformer model, Batch batch, StepContext step)
+    public override Tensor Loss(Medformer model, Batch batch, PretrainStep step)
     {
         if (batch.Views.Count < 2) throw new ArgumentException("byol needs two views of each sample from the loader");
         var target = step.Target ?? throw new InvalidOperationException("byol needs the momentum target network");

@@ -46,21 +46,22 @@ public sealed class Inpainting : Objective
 
     public override IReadOnlyList<Linear> LastLayers => [pixels_2d, pixels_3d];
 
-    public override Tensor Loss(Medformer model, Batch batch, StepContext step) => Loss(model, batch, step, perSample: false);
+    public override Tensor Loss(Medformer model, Batch batch, PretrainStep step) => Loss(model, batch, step, perSample: false);
 
-    public override Tensor PerSampleLoss(Medformer model, Batch batch, StepContext step) => Loss(model, batch, step, perSample: true);
+    public override Tensor PerSampleLoss(Medformer model, Batch batch, PretrainStep step) => Loss(model, batch, step, perSample: true);
 
-    Tensor Loss(Medformer model, Batch batch, StepContext step, bool perSample)
+    Tensor Loss(Medformer model, Batch batch, PretrainStep step, bool perSample)
     {
         using var scope = NewDisposeScope();
         var x = batch.Images;
-        bool volume = x.dim() == 5;
+        var dimensionality = Medformer.DimensionalityOf(x);
+        bool volume = dimensionality.IsVolume;
         if (x.shape[1] == 1 && channels > 1) x = x.expand([x.shape[0], channels, .. x.shape[2..]]);  // as the tokenizer sees it
         var tokens = model.Tokenize(step.Cast(x));                                                    // [B,T,d]
         long b = tokens.shape[0], t = tokens.shape[1];
         var masked = Losses.RandomMask(b, t, maskRatio, step.Generator).to(x.device);                 // [B,T] true = hidden
         var (visible, _) = Losses.KeepVisible(tokens, masked.logical_not());                          // [B,T_keep,d]
-        var latents = model.Encode(visible, Keys(batch), volume ? "3d" : "2d");
+        var latents = model.Encode(visible, Keys(batch), dimensionality);
 
         var queries = model.PositionQueries(model.TokenGrid(x.shape)) + mask_token.to(tokens.dtype); // [1,T,d]
         var (hidden, hiddenIndex) = Losses.KeepVisible(queries.expand(b, -1, -1), masked);            // [B,T_mask,d]

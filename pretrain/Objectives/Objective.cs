@@ -32,7 +32,7 @@ public abstract class Objective : nn.Module
     public virtual nn.Module? CreateTargetHead() => null;
 
     /// <summary>The objective's fp32 scalar loss on a batch. Randomness comes from <paramref name="step"/>'s generator only.</summary>
-    public abstract Tensor Loss(Medformer model, Batch batch, StepContext step);
+    public abstract Tensor Loss(Medformer model, Batch batch, PretrainStep step);
 
     /// <summary>
     /// Whether the loss is a mean of per-sample losses, each reading its own sample only (what batch adaptation's
@@ -41,7 +41,7 @@ public abstract class Objective : nn.Module
     public virtual bool PerSample => false;
 
     /// <summary>The per-sample fp32 losses [B], whose mean is <see cref="Loss"/> (same draws from the step's generator).</summary>
-    public virtual Tensor PerSampleLoss(Medformer model, Batch batch, StepContext step) =>
+    public virtual Tensor PerSampleLoss(Medformer model, Batch batch, PretrainStep step) =>
         throw new NotSupportedException($"objective '{Task}' couples the samples of a batch: it has no per-sample loss");
 
     /// <summary>The Linear layers whose outputs the loss reads (EDBA's last layer); those that did not run on a batch are skipped.</summary>
@@ -51,11 +51,5 @@ public abstract class Objective : nn.Module
     protected IReadOnlyList<LatentKey> Keys(Batch batch) => [.. batch.Metas.Select(m => new LatentKey(m.Organ, m.Modality, Task))];
 
     /// <summary>A learned query [1,n,d], initialised as the model's latents are.</summary>
-    public static Parameter Query(int count, int dim)
-    {
-        using var noGrad = torch.no_grad();
-        var values = empty(1, count, dim);
-        Runtime.Init.trunc_normal_(values, std: 0.02);
-        return new Parameter(values);
-    }
+    public static Parameter Query(int count, int dim) => Runtime.Init.TruncatedNormalParameter([1, count, dim]);
 }

@@ -46,7 +46,7 @@ public sealed class PixPro : Objective
 
     public override nn.Module? CreateTargetHead() => new Dense(dim, projectionDim);
 
-    public override Tensor Loss(Medformer model, Batch batch, StepContext step)
+    public override Tensor Loss(Medformer model, Batch batch, PretrainStep step)
     {
         if (batch.Views.Count < 2 || batch.Views.Any(v => v.Coordinates is null))
             throw new ArgumentException("pixpro needs two views carrying their pixels' original coordinates from the loader");

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Medformer.Pretrain.Objectives;
 
 /// <summary>A learned query reads the latents (Perceiver IO's classification read-out) and LayerNorm settles it: [B,N,d] → [B,d].</summary>
-public sealed class Pooler : nn.Module<Medformer, Tensor, Tensor>
+public sealed class Pooler : nn.Module<Medformer, Tensor, Tensor>, Runtime.INoWeightDecay
 {
     private readonly Parameter query;
     private readonly LayerNorm norm;
@@ -16,6 +16,8 @@ public sealed class Pooler : nn.Module<Medformer, Tensor, Tensor>
         norm = nn.LayerNorm(dim);
         RegisterComponents();
     }
+
+    public IEnumerable<string> NoWeightDecay() => ["query"];
 
     public override Tensor forward(Medformer model, Tensor latents)
     {

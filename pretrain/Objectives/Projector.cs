@@ -34,7 +34,7 @@ public sealed class Projector : nn.Module<Tensor, Tensor>
         RegisterComponents();
     }
 
-    /// <summary>A sum over ranks with gradient (<see cref="StepContext.AllReduceSum"/>); null: statistics over this process's rows.</summary>
+    /// <summary>A sum over ranks with gradient (<see cref="Training.StepContext.AllReduceSum"/>); null: statistics over this process's rows.</summary>
     public Func<Tensor, Tensor>? AllReduceSum { get; set; }
 
     public override Tensor forward(Tensor x)

@@ -142,7 +142,7 @@ public sealed class OutputFolderCliTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void EvaluateKeepsTheCanary()
     {
-        string file = Phantom.Ensure(new PhantomSpec("2d", 16, 40, 16, 16), Path.Combine(root, "data"));
+        string file = Phantom.Ensure(new PhantomSpec(Dimensionality.Image, 16, 40, 16, 16), Path.Combine(root, "data"));
         string config = Path.Combine(root, "config.json");
         File.WriteAllText(config, JsonSerializer.Serialize(ClassificationHeadTests.Config, MedformerConfig.Json));
         NeverRemovesWhatItDidNotWrite("evaluate", o => ["evaluate", "--task", "npz", file, "--init", "random", "--fractions", "100%", "--seeds", "1",

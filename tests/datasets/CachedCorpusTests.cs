@@ -3,6 +3,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Transforms;
 using Xunit;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Datasets;
 
@@ -62,7 +63,7 @@ public sealed class CachedCorpusTests : IDisposable
             using var expected = volumes.Get(7);
             Assert.True(sample.Image.eq(expected.Image * 2).all().item<bool>());
             Assert.True(sample.Target!.eq(expected.Target!).all().item<bool>());
-            Assert.Equal((expected.Meta.Source, expected.Meta.Organ, expected.Meta.Modality, "3d"), (sample.Meta.Source, sample.Meta.Organ, sample.Meta.Modality, sample.Meta.Dimensionality));
+            Assert.Equal((expected.Meta.Source, expected.Meta.Organ, expected.Meta.Modality, "3d"), (sample.Meta.Source, sample.Meta.Organ, sample.Meta.Modality, sample.Meta.Dimensionality.Name));
             Assert.Equal(expected.Meta.Spacing, sample.Meta.Spacing);
             Assert.Equal([7L], sample.Meta.Labels);
             Assert.Equal(4, Directory.GetFiles(cached.Folder, "shard-*.safetensors").Length);

@@ -5,6 +5,7 @@ using Medformer.Datasets.Transforms;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Datasets;
 
@@ -89,7 +90,7 @@ public sealed class DataLoaderTests : IDisposable
             using (batch)
             {
                 Assert.All(batch.Metas, m => Assert.Equal(batch.Dimensionality, m.Dimensionality));
-                if (batch.Dimensionality == "3d")
+                if (batch.Dimensionality.IsVolume)
                 {
                     batches3d++;
                     Assert.Equal([16L, 1, 3, 4, 4], batch.Images.shape);

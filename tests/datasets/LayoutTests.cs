@@ -2,6 +2,7 @@ using Medformer.Datasets.Formats;
 using Medformer.Datasets.Layouts;
 using Xunit;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Datasets;
 
@@ -111,7 +112,7 @@ public sealed class LayoutTests : IDisposable
         Assert.Equal(62f, sample.Image[0].mean().item<float>());
         Assert.Equal(-500f, sample.Image[1].mean().item<float>(), 3);
         Assert.Equal(92f, sample.Target!.mean().item<float>());
-        Assert.Equal(("pet", "3d"), (sample.Meta.Modality, sample.Meta.Dimensionality));
+        Assert.Equal(("pet", "3d"), (sample.Meta.Modality, sample.Meta.Dimensionality.Name));
 
         var without = new PetCtCorpus(studies, inputSeconds: 60, targetSeconds: 90);
         Assert.Equal(3, without.Count);

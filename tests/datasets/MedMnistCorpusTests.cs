@@ -6,6 +6,7 @@ using TorchSharp;
 using Xunit;
 using Xunit.Abstractions;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Datasets;
 
@@ -69,7 +70,7 @@ public sealed class MedMnistCorpusTests(ITestOutputHelper output) : IDisposable
             Assert.Null(sample.Target);
             var meta = sample.Meta;
             Assert.Equal(("pneumoniamnist", $"{path}:val_images[{i}]", i), (meta.Corpus, meta.Source, meta.Index));
-            Assert.Equal(("chest", "xray", "2d"), (meta.Organ, meta.Modality, meta.Dimensionality));
+            Assert.Equal(("chest", "xray", "2d"), (meta.Organ, meta.Modality, meta.Dimensionality.Name));
             Assert.Equal([1.0, 1.0], meta.Spacing);
             Assert.Equal([i % 2], meta.Labels);
         }
@@ -104,7 +105,7 @@ public sealed class MedMnistCorpusTests(ITestOutputHelper output) : IDisposable
         using var sample = corpus.Get(1);
         using var want = raw[1].unsqueeze(0).to(ScalarType.Float32) / 255f;
         Assert.True(TensorEquality.Same(sample.Image, want));
-        Assert.Equal(("abdomen", "ct", "3d"), (sample.Meta.Organ, sample.Meta.Modality, sample.Meta.Dimensionality));
+        Assert.Equal(("abdomen", "ct", "3d"), (sample.Meta.Organ, sample.Meta.Modality, sample.Meta.Dimensionality.Name));
         Assert.Equal([1.0, 1.0, 1.0], sample.Meta.Spacing);
         Assert.Equal([1L], sample.Meta.Labels);
         Assert.Equal([28L, 28, 28], sample.SpatialShape);

@@ -1,5 +1,6 @@
 using Medformer.Datasets.Corpora;
 using Xunit;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Datasets;
 
@@ -18,14 +19,14 @@ public sealed class MedMnistRegistryTests
             registry.Names);
         foreach (var subset in registry.Subsets)
         {
-            Assert.Equal(subset.Dimensionality == "2d" ? [28, 64, 128, 224] : new[] { 28, 64 }, subset.Sizes);
+            Assert.Equal(subset.Dimensionality == Dimensionality.Image ? [28, 64, 128, 224] : new[] { 28, 64 }, subset.Sizes);
             Assert.Contains(subset.Organ, Vocabulary.Organs);
             Assert.Contains(subset.Modality, Vocabulary.Modalities);
             Assert.Contains(subset.Task, Vocabulary.Tasks);
             Assert.All(subset.Files.Values, f => Assert.Matches("^https://zenodo.org/records/10519652/files/" + subset.Name + @"(_\d+)?\.npz\?download=1$", f.Url));
             Assert.All(subset.Files.Values, f => Assert.Contains($"/{subset.FileName(f.Size)}?", f.Url));
         }
-        Assert.Equal(12, registry.Subsets.Count(s => s.Dimensionality == "2d"));
+        Assert.Equal(12, registry.Subsets.Count(s => s.Dimensionality == Dimensionality.Image));
         Assert.Equal(60, registry.Subsets.SelectMany(s => s.Files.Values).Select(f => f.Md5).Distinct().Count());
     }
 
@@ -61,7 +62,7 @@ public sealed class MedMnistRegistryTests
         Assert.Equal("CC BY-NC 4.0", registry.Get("dermamnist").License);
 
         var synapse = registry.Get("synapsemnist3d");
-        Assert.Equal(("3d", "brain", "microscopy", 1), (synapse.Dimensionality, synapse.Organ, synapse.Modality, synapse.Channels));
+        Assert.Equal(("3d", "brain", "microscopy", 1), (synapse.Dimensionality.Name, synapse.Organ, synapse.Modality, synapse.Channels));
         Assert.Equal((1_230L, 177L, 352L), (synapse.Splits["train"], synapse.Splits["val"], synapse.Splits["test"]));
         Assert.Equal(("vessel", "mri"), (registry.Get("vesselmnist3d").Organ, registry.Get("vesselmnist3d").Modality));
         Assert.Equal((13_932L, 2_452L, 8_827L), (registry.Get("organsmnist").Splits["train"], registry.Get("organsmnist").Splits["val"], registry.Get("organsmnist").Splits["test"]));

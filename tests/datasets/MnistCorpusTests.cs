@@ -3,6 +3,7 @@ using System.IO.Compression;
 using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Formats;
 using Xunit;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Datasets;
 
@@ -70,7 +71,7 @@ public sealed class MnistCorpusTests : IDisposable
         using var sample = train.Get(7);
         Assert.Equal([1L, 28, 28], sample.Image.shape);
         Assert.Equal([7L], sample.Meta.Labels);
-        Assert.Equal("2d", sample.Meta.Dimensionality);
+        Assert.Equal(Dimensionality.Image, sample.Meta.Dimensionality);
         // Pixel k of sample 7 held (7·784 + k) mod 256; the corpus scales by 1/255 as torchvision's ToTensor does.
         float[] values = sample.Image.data<float>().ToArray();
         Assert.Equal((7 * 784 + 5) % 256 / 255f, values[5], 6);

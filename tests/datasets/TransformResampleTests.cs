@@ -3,6 +3,7 @@ using Medformer.Datasets.Transforms;
 using Xunit;
 using static Medformer.Tests.Datasets.TransformSamples;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Datasets;
 
@@ -83,7 +84,7 @@ public sealed class TransformResampleTests
         Assert.Equal([1L, 6, 13], kept.Image.shape);
         Assert.Equal(1.0, kept.Meta.Spacing[0]);
         Assert.Equal(8 * 0.5 / 13, kept.Meta.Spacing[1], 12);
-        var noSpacing = new Sample(zeros(1, 4, 4), new SampleMeta("test", "nospacing.npy", 0, "other", "ct", "2d", [], []));
+        var noSpacing = new Sample(zeros(1, 4, 4), new SampleMeta("test", "nospacing.npy", 0, "other", "ct", Dimensionality.Image, [], []));
         Assert.Contains("nospacing.npy", Assert.Throws<ArgumentException>(() => new Spacing([1.0]).Apply(noSpacing, Rng)).Message);
     }
 

@@ -2,6 +2,7 @@ using Medformer.Datasets;
 using Medformer.Datasets.Transforms;
 using Xunit;
 using static TorchSharp.torch;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Datasets;
 
@@ -11,7 +12,7 @@ static class TransformSamples
     public static long[] Shape(int axes) => axes == 2 ? [6, 7] : [4, 5, 6];
 
     public static SampleMeta Meta(int axes, double[]? spacing = null, long[]? labels = null, string source = "positions.npy") =>
-        new("test", source, 0, "other", "ct", axes == 2 ? "2d" : "3d", spacing ?? Enumerable.Repeat(1.0, axes).ToArray(), labels ?? []);
+        new("test", source, 0, "other", "ct", Dimensionality.OfSpatialAxes(axes), spacing ?? Enumerable.Repeat(1.0, axes).ToArray(), labels ?? []);
 
     /// <summary>
     /// An image whose value is its pixel's row-major index (so a value names a position), a mask of the index mod 3

@@ -1,5 +1,5 @@
 using System.Diagnostics;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Xunit;
 using Xunit.Abstractions;
 

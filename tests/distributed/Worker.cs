@@ -3,7 +3,7 @@ using Medformer.Datasets;
 using Medformer.Datasets.Loading;
 using Medformer.Pretrain;
 using Medformer.Pretrain.Objectives;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Runtime.Distributed;
 using static TorchSharp.torch;
@@ -186,7 +186,7 @@ static class Worker
             var view1 = base_ + 0.1 * randn([2 * PerRank, 1, 16, 16], generator: generator);
             var view2 = base_.flip(3) + 0.1 * randn([2 * PerRank, 1, 16, 16], generator: generator);
             var metas = Enumerable.Range(rank * size, size)
-                .Select(i => new SampleMeta("noise", $"noise[{index}:{i}]", i, i % 2 == 0 ? "chest" : "brain", "xray", "2d", [1, 1], [])).ToList();
+                .Select(i => new SampleMeta("noise", $"noise[{index}:{i}]", i, i % 2 == 0 ? "chest" : "brain", "xray", Dimensionality.Image, [1, 1], [])).ToList();
             var views = new List<BatchView>
             {
                 new(scope.MoveToOuter(view1.narrow(0, rank * size, size).contiguous()), null, null),

@@ -72,7 +72,7 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void SegmentationOnThePhantomMasksReportsDiceIouAndHd95()
     {
-        using var data = EvaluationData.Phantom(new PhantomSpec("2d", 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
+        using var data = EvaluationData.Phantom(new PhantomSpec(Dimensionality.Image, 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
         Assert.Equal(2, data.MaskClasses);
         var spec = new ProtocolSpec(ProtocolKind.Fractions, [0.5], Seeds: 1);
         var settings = new FineTuneSettings(MaxSteps: 8, LearningRate: 3e-3, BatchSize: 16, Evaluations: 2, Precision: Precision.Fp32, Workers: 0);
@@ -93,7 +93,7 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("no class labels", Assert.Throws<ArgumentException>(() => new ClassificationCells(pet, settings, Config)).Message);
         Assert.Contains("dice", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration", settings with { Selection = "dice" }, Config)).Message);
         Assert.Contains("unknown setting 'sigma'", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration:sigma=2", settings, Config)).Message);
-        using var phantom = EvaluationData.Phantom(new PhantomSpec("2d", 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
+        using var phantom = EvaluationData.Phantom(new PhantomSpec(Dimensionality.Image, 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
         Assert.Contains("no target images", Assert.Throws<ArgumentException>(() => new DenseCells(phantom, "restoration", settings, Config)).Message);
         var options = new EvaluationOptions(ProtocolSpec.MedMnistFractions, ["phantom"], ["gaussian"], root, settings, Head: "segmentation");
         Assert.Contains("--init gaussian", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options)).Message);

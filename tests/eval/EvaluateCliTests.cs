@@ -2,6 +2,7 @@ using System.Text.Json;
 using Medformer.Datasets.Corpora;
 using Xunit;
 using Xunit.Abstractions;
+using Medformer.Runtime;
 
 namespace Medformer.Tests.Eval;
 
@@ -23,7 +24,7 @@ public sealed class EvaluateCliTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void WritesTheReportAndResumes()
     {
-        string file = Phantom.Ensure(new PhantomSpec("2d", 16, 100, 40, 40), Path.Combine(root, "data"));
+        string file = Phantom.Ensure(new PhantomSpec(Dimensionality.Image, 16, 100, 40, 40), Path.Combine(root, "data"));
         string config = Path.Combine(root, "config.json");
         File.WriteAllText(config, JsonSerializer.Serialize(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 }, MedformerConfig.Json));
         string outDir = Path.Combine(root, "out");

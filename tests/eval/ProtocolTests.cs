@@ -22,7 +22,7 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
 
     static MedformerConfig Config => MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
 
-    static readonly PhantomSpec Spec = new("2d", 16, 200, 60, 80);
+    static readonly PhantomSpec Spec = new(Dimensionality.Image, 16, 200, 60, 80);
 
     /// <summary>Counts the cells it really trains.</summary>
     sealed class Counting(ICellTrainer inner) : ICellTrainer

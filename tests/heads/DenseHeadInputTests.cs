@@ -60,7 +60,7 @@ public sealed class DenseHeadInputTests : IDisposable
     public void AVolumeSmallerThanThePatchOrOfTheOtherDimensionalityIsNamed()
     {
         using var scope = NewDisposeScope();
-        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2, dimensionality: "3d"));
+        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2, dimensionality: Dimensionality.Volume));
         var small = Assert.Throws<ArgumentException>(() => tuner.Predict(zeros([1, 1, 2, 8, 8])));
         Assert.Contains("multiple of the patch size 4", small.Message);
         // By sliding windows the small volume is padded to the window, as MONAI does.
@@ -81,15 +81,15 @@ public sealed class DenseHeadInputTests : IDisposable
         NiftiWriter.Write(slice, rand(12, 16), [0.8, 0.7]);
         NiftiWriter.Write(volume, rand(8, 12, 16), [2.0, 0.8, 0.7]);
 
-        var e = Assert.Throws<ArgumentException>(() => DenseFiles.Read(slice, "3d"));
+        var e = Assert.Throws<ArgumentException>(() => DenseFiles.Read(slice, Dimensionality.Volume));
         Assert.Contains(slice, e.Message);
         Assert.Contains("a 2D image [12,16], and the head takes 3D volumes", e.Message);
-        Assert.Contains("a 3D volume [8,12,16], and the head takes 2D images", Assert.Throws<ArgumentException>(() => DenseFiles.Read(volume, "2d")).Message);
+        Assert.Contains("a 3D volume [8,12,16], and the head takes 2D images", Assert.Throws<ArgumentException>(() => DenseFiles.Read(volume, Dimensionality.Image)).Message);
 
-        using var input = DenseFiles.Read(volume, "3d", organ: "abdomen", modality: "pet");
+        using var input = DenseFiles.Read(volume, Dimensionality.Volume, organ: "abdomen", modality: "pet");
         Assert.Equal([1L, 8, 12, 16], input.Image.shape);
         Assert.Equal("abdomen", input.Meta.Organ);
-        using var image2d = DenseFiles.Read(slice, "2d");
+        using var image2d = DenseFiles.Read(slice, Dimensionality.Image);
         Assert.Equal([1L, 12, 16], image2d.Image.shape);
 
         string mask = Path.Combine(root, "mask.nii.gz");

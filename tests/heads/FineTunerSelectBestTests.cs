@@ -13,7 +13,7 @@ public sealed class FineTunerSelectBestTests
     [Fact]
     public void KeepsTheBestChecksWeights()
     {
-        var spec = new PhantomSpec("2d", 16, 120, 60, 0);
+        var spec = new PhantomSpec(Dimensionality.Image, 16, 120, 60, 0);
         using var train = Phantom.Open(spec, "train", Path.Combine(Repo.TestHome, "phantom"));
         using var validation = Phantom.Open(spec, "val", Path.Combine(Repo.TestHome, "phantom"));
         Seeding.SeedEverything(5);

@@ -5,7 +5,7 @@ using Medformer.Datasets.Loading;
 using Medformer.Datasets.Transforms;
 using Medformer.Heads;
 using Medformer.Pretrain.Objectives;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using TorchSharp;
 using Xunit;
@@ -24,7 +24,7 @@ public sealed class FixMatchTests
     static FineTuneOptions Quick(long steps) =>
         new() { MaxSteps = steps, BatchSize = 8, LearningRate = 2e-3, WarmupSteps = 5, Precision = Precision.Fp32, LogEvery = 5 };
 
-    static SampleMeta Meta(int index, long[] labels) => new("squares", $"squares[{index}]", index, "other", "other", "2d", [1, 1], labels);
+    static SampleMeta Meta(int index, long[] labels) => new("squares", $"squares[{index}]", index, "other", "other", Dimensionality.Image, [1, 1], labels);
 
     [Fact]
     public void TheLossIsTheLabelledMeanPlusTheWeightedMeanOverConfidentPseudoLabels()

@@ -29,7 +29,7 @@ public sealed class HeadsBenchTwinTests(ITestOutputHelper output)
                 Write(Path.Combine(dir, "classification"), config, new ClassificationHead(config, 5), images, labels, "chest", "xray");
             using (var crops = rand([2, 1, 8, 8, 16]))
             using (var maps = randint(0, 3, [2, 8, 8, 16]))
-                Write(Path.Combine(dir, "segmentation"), config, new SegmentationHead(config, 3, "3d"), crops, maps, "abdomen", "ct");
+                Write(Path.Combine(dir, "segmentation"), config, new SegmentationHead(config, 3, Dimensionality.Volume), crops, maps, "abdomen", "ct");
 
             var result = Repo.Run("/usr/bin/python3", [Path.Combine(Repo.Root, "tests", "reference", "heads_parity.py"), dir]);
             output.WriteLine(result.Stdout + result.Stderr);
@@ -63,7 +63,7 @@ public sealed class HeadsBenchTwinTests(ITestOutputHelper output)
         using (torch.no_grad())
             foreach (var layer in head.OutputLayers) layer.weight!.normal_(0, 0.05);
         bool dense = images.dim() == 5;
-        string dims = dense ? "3d" : "2d";
+        var dims = dense ? Dimensionality.Volume : Dimensionality.Image;
         var metas = Enumerable.Range(0, (int)images.shape[0])
             .Select(i => new SampleMeta("parity", $"sample {i}", i, organ, modality, dims, [1, 1, 1], dense ? [] : [labels[i].item<long>()])).ToList();
         using var batch = new Batch(0, [new BatchView(images.alias(), dense ? labels.unsqueeze(1) : null, null)], metas);

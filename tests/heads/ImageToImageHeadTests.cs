@@ -33,7 +33,7 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         var test = new PetCtCorpus(SyntheticPet.Write(Path.Combine(root, "test"), 6, 16, seed: 2));
         Assert.Equal("petct-60s-to-90s", train.Name);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new Medformer(Config), new ImageToImageHead(Config, ImageToImageHead.Restoration, "3d", loss: new ImageLoss(L1: 0, Mse: 1)));
+        using var tuner = new FineTuner(new Medformer(Config), new ImageToImageHead(Config, ImageToImageHead.Restoration, Dimensionality.Volume, loss: new ImageLoss(L1: 0, Mse: 1)));
         var options = new FineTuneOptions { MaxSteps = 60, BatchSize = 4, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
         var result = tuner.Fit(train, options).Training;
         output.WriteLine($"loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F4")))}");
@@ -82,7 +82,7 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public void SsimLossTrainsAndHeadsRebuildFromTheirSettings()
     {
-        var head = new ImageToImageHead(Config, ImageToImageHead.Translation, "2d", outChannels: 2, loss: new ImageLoss(L1: 1, Ssim: 0.5, DataRange: 1));
+        var head = new ImageToImageHead(Config, ImageToImageHead.Translation, Dimensionality.Image, outChannels: 2, loss: new ImageLoss(L1: 1, Ssim: 0.5, DataRange: 1));
         Assert.False(head.Residual);
         using var rebuilt = HeadRegistry.Create(ImageToImageHead.Translation, Config, "image_to_image", head.Settings());
         Assert.Equal(head.Settings().ToJsonString(), rebuilt.Settings().ToJsonString());

@@ -2,7 +2,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
 using Medformer.Heads;
 using Medformer.Pretrain.Objectives;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using Xunit;
 using Xunit.Abstractions;
@@ -33,7 +33,7 @@ public sealed class SegmentationHeadTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public void LearnsThePhantomMasksIn2d()
     {
-        var spec = new PhantomSpec("2d", 28, 600, 20, 100);
+        var spec = new PhantomSpec(Dimensionality.Image, 28, 600, 20, 100);
         using var train = Phantom.Open(spec, "train", PhantomFolder);
         using var test = Phantom.Open(spec, "test", PhantomFolder);
         Seeding.SeedEverything(0);
@@ -64,10 +64,10 @@ public sealed class SegmentationHeadTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public void LearnsThePhantomMasksIn3dAndPredictsALargerVolumeBySlidingWindows()
     {
-        var spec = new PhantomSpec("3d", 16, 64, 4, 4);
+        var spec = new PhantomSpec(Dimensionality.Volume, 16, 64, 4, 4);
         using var train = Phantom.Open(spec, "train", PhantomFolder);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2, dimensionality: "3d"));
+        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2, dimensionality: Dimensionality.Volume));
         var options = new FineTuneOptions { MaxSteps = 40, BatchSize = 4, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
         var result = tuner.Fit(train, options).Training;
         output.WriteLine($"loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F3")))}");
@@ -129,7 +129,7 @@ public sealed class SegmentationHeadTests(ITestOutputHelper output) : IDisposabl
     [Fact]
     public void StartsAtZeroLogitsAndItsPerSampleLossesAverageToTheLoss()
     {
-        var spec = new PhantomSpec("2d", 28, 600, 20, 100);
+        var spec = new PhantomSpec(Dimensionality.Image, 28, 600, 20, 100);
         using var train = Phantom.Open(spec, "train", PhantomFolder);
         using var scope = NewDisposeScope();
         Seeding.SeedEverything(0);

@@ -252,12 +252,12 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("use fp32", fp16.Stderr);
     }
 
-    static string TrainingCheckpointPath(string folder, long step) => global::Medformer.Pretrain.Training.TrainingCheckpoint.PathOf(folder, step);
+    static string TrainingCheckpointPath(string folder, long step) => global::Medformer.Training.TrainingCheckpoint.PathOf(folder, step);
 
-    static string? TrainingCheckpoint(string folder) => global::Medformer.Pretrain.Training.TrainingCheckpoint.Latest(folder);
+    static string? TrainingCheckpoint(string folder) => global::Medformer.Training.TrainingCheckpoint.Latest(folder);
 
     static long? LatestStep(string folder) =>
-        global::Medformer.Pretrain.Training.TrainingCheckpoint.Latest(folder) is { } latest ? long.Parse(Path.GetFileName(latest)["checkpoint-".Length..]) : null;
+        global::Medformer.Training.TrainingCheckpoint.Latest(folder) is { } latest ? long.Parse(Path.GetFileName(latest)["checkpoint-".Length..]) : null;
 
     /// <summary>Whether this process ignores SIGINT (bit 1 of SigIgn in /proc/self/status), as background jobs of a shell do.</summary>
     internal static bool SigIntIgnored()

@@ -1,11 +1,10 @@
 using Medformer.Datasets.Loading;
-using Medformer.Pretrain.Objectives;
 using Medformer.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Medformer.Pretrain.Training;
+namespace Medformer.Training;
 
 /// <summary>What one adaptive step did: the batch's mean loss and parts, its size, and the selected size per layer.</summary>
 internal sealed record AdaptiveStepResult(double Loss, IReadOnlyDictionary<string, double> Parts, int Count, IReadOnlyList<int> Selected);

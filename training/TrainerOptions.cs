@@ -1,6 +1,6 @@
 using Medformer.Runtime;
 
-namespace Medformer.Pretrain.Training;
+namespace Medformer.Training;
 
 /// <summary>
 /// How the trainer optimises, as plain data: AdamW (β1, β2, weight decay on matrices only), linear warmup then

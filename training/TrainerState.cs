@@ -1,7 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Serialization;
 
-namespace Medformer.Pretrain.Training;
+namespace Medformer.Training;
 
 /// <summary>
 /// trainer.json: where a run stands, enough to resume it exactly. The loader's position is the step times the

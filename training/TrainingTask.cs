@@ -1,9 +1,8 @@
 using Medformer.Datasets.Loading;
-using Medformer.Pretrain.Objectives;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Medformer.Pretrain.Training;
+namespace Medformer.Training;
 
 /// <summary>
 /// What the trainer trains: a module holding every trainable parameter (the Medformer under the name "model", so a
@@ -57,8 +56,6 @@ public abstract class TrainingTask : IDisposable
         new Dictionary<string, Action<string>>();
 
     public virtual void LoadExtraState(string file, IReadOnlyDictionary<string, Tensor> tensors, string source) { }
-
-    public virtual MomentumTarget? Target => null;
 
     public abstract void Dispose();
 }

@@ -1,4 +1,4 @@
-namespace Medformer.Pretrain.Training;
+namespace Medformer.Training;
 
 /// <summary>
 /// The time left, from the mean step time since the first log line of this process rather than the last window: one

@@ -1,6 +1,6 @@
 using static TorchSharp.torch;
 
-namespace Medformer.Pretrain.Training;
+namespace Medformer.Training;
 
 /// <summary>How a subset of the per-sample gradients is scored (higher-is-better is handled by the selector).</summary>
 public enum AdaptationStrategy

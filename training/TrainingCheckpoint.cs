@@ -4,7 +4,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Medformer.Pretrain.Training;
+namespace Medformer.Training;
 
 /// <summary>
 /// A training checkpoint folder, <c>checkpoint-NNNNNN/</c>: what a model checkpoint holds (config.json,

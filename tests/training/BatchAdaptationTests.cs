@@ -3,13 +3,13 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
 using Medformer.Pretrain;
 using Medformer.Pretrain.Objectives;
-using Medformer.Pretrain.Training;
+using Medformer.Training;
 using Medformer.Runtime;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
 
-namespace Medformer.Tests.Pretrain;
+namespace Medformer.Tests.Training;
 
 public sealed class BatchAdaptationTests : IDisposable
 {
