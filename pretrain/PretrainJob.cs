@@ -130,7 +130,7 @@ public static class PretrainJob
 
     /// <summary>The run's objectives, built for <paramref name="model"/>, with their weights.</summary>
     public static List<(Objective Objective, double Weight)> Objectives(RunConfig config, MedformerConfig model) =>
-        [.. config.Objectives.Select(o => (Build(o.Key, o.Value ?? new ObjectiveSpec(), model), (o.Value ?? new ObjectiveSpec()).Weight))];
+        [.. config.Objectives.Select(o => (ObjectiveRegistry.Create(o.Key, o.Value ?? new ObjectiveSpec(), model), (o.Value ?? new ObjectiveSpec()).Weight))];
 
     /// <summary>The trainer's options as the run config sets them.</summary>
     public static TrainerOptions TrainerOptions(RunConfig config) => new()
@@ -149,18 +149,6 @@ public static class PretrainJob
         LogEvery = config.LogEvery,
         CheckpointEvery = config.CheckpointEvery,
         BatchAdaptation = config.BatchAdaptation?.ToOptions(config.Batch.Size, "run config"),
-    };
-
-    static Objective Build(string name, ObjectiveSpec spec, MedformerConfig model) => name switch
-    {
-        "inpainting" => new Inpainting(model, spec.MaskRatio ?? 0.75, spec.NormalizePixels ?? false),
-        "rotation" => new Rotation(model.Dim),
-        "jigsaw" => new Objectives.Jigsaw(model.Dim, spec.Grid ?? 2, spec.Permutations ?? 24),
-        "simclr" => new SimClr(model.Dim, spec.Temperature ?? 0.2, spec.ProjectionDim ?? 128),
-        "byol" => new Byol(model.Dim, spec.ProjectionDim ?? 128),
-        "barlow" => new BarlowTwins(model.Dim, spec.Lambda ?? 0.005, spec.ProjectionDim ?? 256),
-        "pixpro" => new PixPro(model.Dim, spec.Threshold ?? 0.7, spec.Gamma ?? 2, spec.ProjectionDim ?? 128, spec.InstanceWeight ?? 1.0),
-        _ => throw new ArgumentException($"objectives.{name}: unknown objective"),
     };
 
     /// <summary>Opens one corpus of a run config (phantom, MedMNIST file or subset name, MSD folder, MNIST folder), its split.</summary>

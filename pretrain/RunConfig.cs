@@ -1,3 +1,4 @@
+using Medformer.Pretrain.Objectives;
 using Medformer.Datasets.Corpora;
 using Medformer.Runtime;
 using YamlDotNet.Core;
@@ -48,7 +49,7 @@ public sealed class RunConfig
     public bool Strict { get; set; }
     public string? Device { get; set; }
 
-    public static readonly string[] ObjectiveNames = ["inpainting", "rotation", "jigsaw", "simclr", "pixpro", "byol", "barlow"];
+    public static IReadOnlyList<string> ObjectiveNames => ObjectiveRegistry.Names;
 
     public static RunConfig Load(string path)
     {
@@ -96,13 +97,7 @@ public sealed class RunConfig
         return reason[..at].Replace("Property", "unknown key").TrimEnd() + $" in {section}";
     }
 
-    public Precision ParsePrecision(string source) => Precision switch
-    {
-        "fp32" => Runtime.Precision.Fp32,
-        "bf16" => Runtime.Precision.Bf16,
-        "fp16" => Runtime.Precision.Fp16,
-        _ => throw new ArgumentException($"{source}: precision '{Precision}' must be fp32, bf16 or fp16"),
-    };
+    public Precision ParsePrecision(string source) => PrecisionNames.Parse(Precision, $"{source}: precision");
 
     public void Validate(string source)
     {
@@ -226,19 +221,10 @@ public sealed class ObjectiveSpec
     internal void Validate(string objective, string where)
     {
         if (!(Weight > 0) || !double.IsFinite(Weight)) throw new ArgumentException($"{where}.weight: {Weight} must be positive");
-        var allowed = objective switch
-        {
-            "inpainting" => new[] { "mask_ratio", "normalize_pixels" },
-            "jigsaw" => ["grid", "permutations"],
-            "simclr" => ["temperature", "projection_dim"],
-            "byol" => ["projection_dim"],
-            "barlow" => ["lambda", "projection_dim"],
-            "pixpro" => ["threshold", "gamma", "projection_dim", "instance_weight"],
-            _ => [],
-        };
+        var allowed = ObjectiveRegistry.SettingsOf(objective) ?? [];
         foreach (var (key, value) in Settings())
             if (value is not null && !allowed.Contains(key))
-                throw new ArgumentException($"{where}.{key}: {objective} has no such setting{(allowed.Length > 0 ? $" (it has {string.Join(", ", allowed)})" : "")}");
+                throw new ArgumentException($"{where}.{key}: {objective} has no such setting{(allowed.Count > 0 ? $" (it has {string.Join(", ", allowed)})" : "")}");
         if (MaskRatio is { } r && r is <= 0 or >= 1) throw new ArgumentException($"{where}.mask_ratio: {r} must be in (0, 1)");
         if (Grid is { } g && g < 2) throw new ArgumentException($"{where}.grid: {g} must be at least 2");
         if (Permutations is { } p && p < 2) throw new ArgumentException($"{where}.permutations: {p} must be at least 2");

@@ -224,6 +224,7 @@ internal sealed class TrainingLoop : IDisposable
             : TrainingCheckpoint.PathOf(outputDirectory, state.Step);
         state.ElapsedSeconds = elapsedBefore;
         checkpointed = state.Step;
+        NativeHeap.ReleaseFreed();  // the checkpoint's buffers are freed: give the pages back, or RSS keeps their high-water mark for days
         return folder;
     }
 
