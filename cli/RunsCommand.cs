@@ -137,10 +137,10 @@ public static class RunsCommand
             var target = TrackingUri.Parse(parse.GetValue(to)!);
             if (source.Server is not null || target.Server is not null || source.IsNone || target.IsNone)
                 throw new ArgumentException("runs migrate: FROM and TO are local stores (a folder, file:PATH or sqlite:///FILE.db); a server's runs are read with `runs list --tracking-uri URL`");
-            var reader = (ITrackingStore)source.OpenReader();
             if (source.ToString() == target.ToString()) throw new ArgumentException($"runs migrate: FROM and TO are the same store ({source})");
             try
             {
+                var reader = (ITrackingStore)source.OpenReader();
                 var outcome = RunMigration.Copy(reader, target.OpenStore()!, line => Console.WriteLine("copied " + line));
                 Console.WriteLine($"{outcome.Runs} run(s) of {outcome.Experiments} experiment(s), {outcome.MetricPoints} metric point(s) and {outcome.ArtifactFiles} artifact file(s) copied from {source} to {target}");
                 return 0;
@@ -169,7 +169,17 @@ public static class RunsCommand
 
     static int Read(string? trackingUri, Action<RunsReport> action)
     {
-        var reader = TrackingUri.Resolve(trackingUri).OpenReader();
+        ITrackingReader reader;
+        try
+        {
+            reader = TrackingUri.Resolve(trackingUri).OpenReader();
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            // A database that is not one, or cannot be opened: a bad file, named.
+            Console.Error.WriteLine("medformer runs: " + e.Message.Split('\n')[0]);
+            return 1;
+        }
         try
         {
             action(new RunsReport(reader));
