@@ -4,26 +4,28 @@ using Medformer.Tracking;
 namespace Medformer.Cli;
 
 /// <summary>
-/// <c>medformer runs list | show RUN | compare RUN RUN… | replay SPOOL</c>: the MLflow runs in ./mlruns (or
-/// <c>--tracking-uri</c>, <c>MLFLOW_TRACKING_URI</c>). A RUN is an id, a unique prefix of one, or a run name. Exit
-/// status 0, 1 when a server could not be reached or a spool file not wholly sent, 2 for bad arguments.
+/// <c>medformer runs list | show RUN | compare RUN RUN… | replay SPOOL | migrate FROM TO</c>: the MLflow runs in
+/// ./mlflow.db (or <c>--tracking-uri</c>, <c>MLFLOW_TRACKING_URI</c>: a database, a file store or a server). A RUN is
+/// an id, a unique prefix of one, or a run name. Exit status 0, 1 when a server could not be reached, a spool file not
+/// wholly sent or a store could not be read or written, 2 for bad arguments.
 /// </summary>
 public static class RunsCommand
 {
     public static Command Create()
     {
-        var command = new Command("runs", "MLflow runs: list them, show one, compare several (with a plot), replay a spool file.");
+        var command = new Command("runs", "MLflow runs: list them, show one, compare several (with a plot), replay a spool file, copy them to another store.");
         command.Subcommands.Add(List());
         command.Subcommands.Add(Show());
         command.Subcommands.Add(Compare());
         command.Subcommands.Add(Replay());
+        command.Subcommands.Add(Migrate());
         return command;
     }
 
     /// <summary>The --tracking-uri option shared with the commands that log runs.</summary>
     public static Option<string?> TrackingUriOption(string logs) => new("--tracking-uri")
     {
-        Description = $"{logs}: a folder (default ./mlruns), file:PATH, http(s)://HOST:PORT of an MLflow server, or none (default: ${TrackingUri.Variable}, else ./mlruns).",
+        Description = $"{logs}: sqlite:///FILE.db (MLflow's database), a folder or file:PATH (MLflow's file store), http(s)://HOST:PORT of an MLflow server, or none (default: ${TrackingUri.Variable}, else {TrackingUri.Default}).",
     };
 
     static Option<bool> Json() => new("--json") { Description = "Print one JSON object." };
@@ -122,6 +124,36 @@ public static class RunsCommand
         return command;
     }
 
+    static Command Migrate()
+    {
+        var from = new Argument<string>("FROM") { Description = "The store to copy from: a folder or file:PATH (MLflow's file store), or sqlite:///FILE.db." };
+        var to = new Argument<string>("TO") { Description = "The store to copy into (made if missing), e.g. sqlite:///mlflow.db; runs it already holds are never overwritten." };
+        var command = new Command("migrate", "Copy every run (params, tags, all metric points, artifacts, status) from one local store to another, e.g. ./mlruns to sqlite:///mlflow.db.");
+        command.Arguments.Add(from);
+        command.Arguments.Add(to);
+        command.SetAction(parse =>
+        {
+            var source = TrackingUri.Parse(parse.GetValue(from)!);
+            var target = TrackingUri.Parse(parse.GetValue(to)!);
+            if (source.Server is not null || target.Server is not null || source.IsNone || target.IsNone)
+                throw new ArgumentException("runs migrate: FROM and TO are local stores (a folder, file:PATH or sqlite:///FILE.db); a server's runs are read with `runs list --tracking-uri URL`");
+            if (source.ToString() == target.ToString()) throw new ArgumentException($"runs migrate: FROM and TO are the same store ({source})");
+            try
+            {
+                var reader = (ITrackingStore)source.OpenReader();
+                var outcome = RunMigration.Copy(reader, target.OpenStore()!, line => Console.WriteLine("copied " + line));
+                Console.WriteLine($"{outcome.Runs} run(s) of {outcome.Experiments} experiment(s), {outcome.MetricPoints} metric point(s) and {outcome.ArtifactFiles} artifact file(s) copied from {source} to {target}");
+                return 0;
+            }
+            catch (Exception e) when (e is InvalidOperationException or InvalidDataException or IOException or UnauthorizedAccessException)
+            {
+                Console.Error.WriteLine("medformer runs migrate: " + e.Message.Split('\n')[0]);
+                return 1;
+            }
+        });
+        return command;
+    }
+
     /// <summary>The server a spool file names, for the message that asks which server to send to.</summary>
     static string SpoolServer(string file)
     {
@@ -137,7 +169,17 @@ public static class RunsCommand
 
     static int Read(string? trackingUri, Action<RunsReport> action)
     {
-        var reader = TrackingUri.Resolve(trackingUri).OpenReader();
+        ITrackingReader reader;
+        try
+        {
+            reader = TrackingUri.Resolve(trackingUri).OpenReader();
+        }
+        catch (Exception e) when (e is InvalidDataException or IOException)
+        {
+            // A database that is not one, or cannot be opened: a bad file, named.
+            Console.Error.WriteLine("medformer runs: " + e.Message.Split('\n')[0]);
+            return 1;
+        }
         try
         {
             action(new RunsReport(reader));
@@ -148,9 +190,9 @@ public static class RunsCommand
             Console.Error.WriteLine("medformer runs: " + e.Message);
             return 1;
         }
-        catch (InvalidDataException e)
+        catch (Exception e) when (e is InvalidDataException or IOException)
         {
-            Console.Error.WriteLine("medformer runs: " + e.Message);
+            Console.Error.WriteLine("medformer runs: " + e.Message.Split('\n')[0]);
             return 1;
         }
         finally

@@ -47,6 +47,11 @@ if [ "$mode" = test ]; then
   # iproute2: the two-node data-parallel tests run each rank in its own network namespace (ip netns).
   # time: GNU time -f %M, the peak resident memory of `inspect` on hostile files.
   apt_install python3-torch python3-numpy libopenblas0-pthread python3-nibabel dataset-fashion-mnist python3-yaml iproute2 time
+  # MLflow's own SqlAlchemyStore and MlflowClient, run from its source tree (tests/tracking/MlflowSource.cs), read what
+  # Medformer's tracking wrote; these are the Debian packages its store needs (tests/reference/mlflow_shim.py stubs
+  # the rest, which reading never calls).
+  apt_install python3-sqlalchemy python3-alembic python3-protobuf python3-pydantic python3-cachetools python3-sqlparse \
+    python3-importlib-metadata python3-requests python3-packaging python3-click python3-cloudpickle
 fi
 
 # Rebuild only when a source, project or build file changed since the last good build.

@@ -21,7 +21,7 @@ namespace Medformer.Tracking;
 /// becomes nested folders, as in MLflow. Crash safety: meta.yaml is replaced atomically; a metric point is appended
 /// as one whole line in one write; a run whose process died stays RUNNING with everything logged before readable.
 /// </summary>
-public sealed class FileStore : ITrackingReader
+public sealed class FileStore : ITrackingStore
 {
     public const string DefaultExperimentId = "0";
     public const string DefaultExperimentName = "Default";
@@ -112,10 +112,11 @@ public sealed class FileStore : ITrackingReader
     // ---- runs ----
 
     /// <summary>Creates a RUNNING run with MLflow's tags for its name, user and source.</summary>
-    public RunInfo CreateRun(string experimentId, string runName, string userId, long startTime, IReadOnlyDictionary<string, string>? tags = null)
+    public RunInfo CreateRun(string experimentId, string runName, string userId, long startTime, IReadOnlyDictionary<string, string>? tags = null, string? runId = null)
     {
         string experimentDir = ExperimentDir(experimentId);
-        string runId = Guid.NewGuid().ToString("N");
+        if (runId is not null && HasRun(runId)) throw new ArgumentException($"run {runId}: already in {Root}");
+        runId ??= Guid.NewGuid().ToString("N");
         string runDir = Path.Combine(experimentDir, runId);
         var info = new RunInfo(runId, experimentId, runName, userId, RunStatus.Running, startTime, null,
             FileUri(Path.Combine(runDir, "artifacts")), "active");
@@ -126,6 +127,21 @@ public sealed class FileStore : ITrackingReader
         LogBatch(runId, [], new Dictionary<string, string>(), all);
         return info;
     }
+
+    public bool HasRun(string runId)
+    {
+        try
+        {
+            RunDir(runId);
+            return true;
+        }
+        catch (ArgumentException)
+        {
+            return false;
+        }
+    }
+
+    public string ArtifactDirectory(string runId) => Path.Combine(RunDir(runId), "artifacts");
 
     /// <summary>Sets a run's status and end time (MLflow's update_run_info); the rest of meta.yaml stays.</summary>
     public void UpdateRun(string runId, RunStatus status, long? endTime)

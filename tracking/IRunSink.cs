@@ -15,10 +15,10 @@ interface IRunSink : IDisposable
     TrackingOutcome End(RunStatus status, long endTime);
 }
 
-/// <summary>The local store: each call writes before it returns (a few small appends; nothing waits on a network).</summary>
-sealed class FileRunSink(FileStore store, RunInfo run) : IRunSink
+/// <summary>A local store (SQLite or files): each call writes before it returns (nothing waits on a network).</summary>
+sealed class LocalRunSink(ITrackingStore store, RunInfo run) : IRunSink
 {
-    public string Location => store.Root;
+    public string Location => store.Location;
 
     public string? RunId => run.RunId;
 
@@ -34,7 +34,7 @@ sealed class FileRunSink(FileStore store, RunInfo run) : IRunSink
     public TrackingOutcome End(RunStatus status, long endTime)
     {
         store.UpdateRun(run.RunId, status, endTime);
-        return new TrackingOutcome(store.Root, run.RunId, 0, null, []);
+        return new TrackingOutcome(store.Location, run.RunId, 0, null, []);
     }
 
     public void Dispose()

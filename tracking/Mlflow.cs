@@ -9,7 +9,7 @@ public sealed record MlflowRunOptions
     /// <summary>The run's name (a timestamped one when null).</summary>
     public string? RunName { get; init; }
 
-    /// <summary>A folder, http(s):// URL or "none"; null: MLFLOW_TRACKING_URI, else ./mlruns.</summary>
+    /// <summary>sqlite:///FILE, a folder or file: URI, an http(s):// URL, or "none"; null: MLFLOW_TRACKING_URI, else sqlite:///mlflow.db.</summary>
     public string? TrackingUri { get; init; }
 
     public IReadOnlyDictionary<string, string> Tags { get; init; } = new Dictionary<string, string>();
@@ -61,14 +61,13 @@ public static class Mlflow
         }
         long now = FileStore.Now();
         var faults = new TrackingFaults(options.Warn);
-        if (uri.Folder is { } folder)
+        if (uri.OpenStore() is { } store)
         {
-            var store = new FileStore(folder);
             if (Reopen(options, faults, id => store.GetRun(id).Info, id => store.UpdateRun(id, RunStatus.Running, null)) is { } resumed)
-                return new MlflowRun(new FileRunSink(store, resumed), options.Experiment, resumed.RunName, faults, resumed: true);
+                return new MlflowRun(new LocalRunSink(store, resumed), options.Experiment, resumed.RunName, faults, resumed: true);
             var experiment = store.GetOrCreateExperiment(options.Experiment);
             var run = store.CreateRun(experiment.ExperimentId, runName, user, now, tags);
-            return new MlflowRun(new FileRunSink(store, run), options.Experiment, runName, faults);
+            return new MlflowRun(new LocalRunSink(store, run), options.Experiment, runName, faults);
         }
         var rest = new RestStore(uri.Server!, uri.WithCredentials(options.Rest));
         var reopened = Reopen(options, faults, id => rest.GetRun(id).Info, id => rest.UpdateRun(id, RunStatus.Running, null));

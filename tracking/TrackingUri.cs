@@ -1,17 +1,19 @@
 namespace Medformer.Tracking;
 
 /// <summary>
-/// Where runs go, as MLflow names it: a folder (<c>./mlruns</c>, <c>file:///abs/mlruns</c>, <c>file:rel</c>), a
-/// tracking server (<c>http(s)://host:port</c>), or <c>none</c> (no tracking). Resolved from the command's
-/// <c>--tracking-uri</c>, else <c>MLFLOW_TRACKING_URI</c>, else <c>./mlruns</c>, as MLflow does.
+/// Where runs go, as MLflow names it: an SQLite database (<c>sqlite:///mlflow.db</c> relative to the working folder,
+/// <c>sqlite:////abs/mlflow.db</c>), a folder of MLflow's file store (<c>./mlruns</c>, <c>file:///abs/mlruns</c>,
+/// <c>file:rel</c>), a tracking server (<c>http(s)://host:port</c>), or <c>none</c> (no tracking). Resolved from the
+/// command's <c>--tracking-uri</c>, else <c>MLFLOW_TRACKING_URI</c>, else <c>sqlite:///mlflow.db</c>, MLflow's own
+/// default since 3.7.
 /// </summary>
 public sealed record TrackingUri
 {
     public const string Variable = "MLFLOW_TRACKING_URI";
-    public const string DefaultFolder = "mlruns";
+    public const string Default = "sqlite:///mlflow.db";
 
-    TrackingUri(string text, string? folder, Uri? server, string? username = null, string? password = null) =>
-        (Text, Folder, Server, Username, Password) = (text, folder, server, username, password);
+    TrackingUri(string text, string? folder, Uri? server, string? username = null, string? password = null, string? database = null) =>
+        (Text, Folder, Server, Username, Password, Database) = (text, folder, server, username, password, database);
 
     /// <summary>What was given, for messages, with any password in it replaced by ***.</summary>
     public string Text { get; }
@@ -27,11 +29,14 @@ public sealed record TrackingUri
     /// <summary>The tracking server's base URL, or null.</summary>
     public Uri? Server { get; }
 
-    public bool IsNone => Folder is null && Server is null;
+    /// <summary>The SQLite database file (absolute), or null.</summary>
+    public string? Database { get; }
 
-    /// <summary>The option's value, else the environment's, else ./mlruns.</summary>
+    public bool IsNone => Folder is null && Server is null && Database is null;
+
+    /// <summary>The option's value, else the environment's, else sqlite:///mlflow.db.</summary>
     public static TrackingUri Resolve(string? option) =>
-        Parse(option is { Length: > 0 } ? option : Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } env ? env : DefaultFolder);
+        Parse(option is { Length: > 0 } ? option : Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } env ? env : Default);
 
     public static TrackingUri Parse(string text)
     {
@@ -53,8 +58,16 @@ public sealed record TrackingUri
             string path = t.StartsWith("file://", StringComparison.OrdinalIgnoreCase) ? new Uri(t).LocalPath : t["file:".Length..];
             return new(t, Path.GetFullPath(path), null);
         }
+        if (t.StartsWith("sqlite:", StringComparison.OrdinalIgnoreCase))
+        {
+            // SQLAlchemy's form, as MLflow takes it: sqlite:///relative.db, sqlite:////absolute.db.
+            string rest = t["sqlite:".Length..];
+            if (!rest.StartsWith("///", StringComparison.Ordinal) || rest.Length == 3 || rest.Contains('?'))
+                throw new ArgumentException($"--tracking-uri '{text}': an SQLite URI names a file, as sqlite:///mlflow.db (relative) or sqlite:////abs/mlflow.db");
+            return new(t, null, null, database: Path.GetFullPath(rest[3..]));
+        }
         if (t.Contains("://", StringComparison.Ordinal) || t.StartsWith("databricks", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentException($"--tracking-uri '{text}': Medformer writes to a folder (file:…), a tracking server (http(s)://…) or none; start `mlflow server --backend-store-uri {t}` and point it there");
+            throw new ArgumentException($"--tracking-uri '{Redact(t)}': Medformer writes to an SQLite database (sqlite:///…), a folder (file:…), a tracking server (http(s)://…) or none; start `mlflow server --backend-store-uri {Redact(t)}` and point it there");
         return new(t, Path.GetFullPath(t), null);
     }
 
@@ -85,10 +98,15 @@ public sealed record TrackingUri
     public ITrackingReader OpenReader(RestOptions? options = null)
     {
         if (Server is not null) return new RestStore(Server, WithCredentials(options));
-        if (Folder is null) throw new ArgumentException("--tracking-uri none: there are no runs to read");
-        if (!Directory.Exists(Folder)) throw new ArgumentException($"no MLflow runs at {Folder} (set --tracking-uri or MLFLOW_TRACKING_URI)");
-        return new FileStore(Folder);
+        if (Folder is null && Database is null) throw new ArgumentException("--tracking-uri none: there are no runs to read");
+        string where = Database ?? Folder!;
+        if (Database is not null ? !File.Exists(Database) : !Directory.Exists(Folder))
+            throw new ArgumentException($"no MLflow runs at {where} (set --tracking-uri or MLFLOW_TRACKING_URI)");
+        return OpenStore()!;
     }
 
-    public override string ToString() => Folder ?? Server?.ToString() ?? "none";
+    /// <summary>The local store (created if missing), or null for a server or none.</summary>
+    public ITrackingStore? OpenStore() => Database is not null ? new SqliteStore(Database) : Folder is not null ? new FileStore(Folder) : null;
+
+    public override string ToString() => Database ?? Folder ?? Server?.ToString() ?? "none";
 }

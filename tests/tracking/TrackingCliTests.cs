@@ -19,8 +19,9 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
 
     string Mlruns => Path.Combine(root, "mlruns");
 
-    // An empty MLFLOW_TRACKING_URI counts as unset: the default, ./mlruns in the working folder.
-    static readonly Dictionary<string, string> Environment = new() { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "", ["MLFLOW_EXPERIMENT_NAME"] = "" };
+    // These runs go to MLflow's file store, ./mlruns in the working folder, by MLFLOW_TRACKING_URI (the default,
+    // sqlite:///mlflow.db, is SqliteTrackingTests'), so the file layout stays tested through the whole CLI.
+    static readonly Dictionary<string, string> Environment = new() { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "mlruns", ["MLFLOW_EXPERIMENT_NAME"] = "" };
 
     string Config(string name, long steps, string corpus = "{ phantom: 2d }")
     {
@@ -64,7 +65,7 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
         store["experiments"]!.AsArray().SelectMany(e => e!["runs"]!.AsArray()).Cast<JsonObject>().Single(r => (string)r["run_name"]! == name);
 
     [Fact]
-    public void PretrainLogsItsRunToMlrunsByDefault()
+    public void PretrainLogsItsRunToTheFileStoreMlflowTrackingUriNames()
     {
         var result = Cli("pretrain", "--config", Config("run.yaml", 4), "--out", "runs/first", "--threads", "2");
         Assert.True(result.ExitCode == 0, result.Stderr);
@@ -179,9 +180,9 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
 
         Assert.NotEqual(0, Cli("pretrain", "--config", bad, "--out", "runs/untracked", "--tracking-uri", "none").ExitCode);
         Assert.Single(MlflowReference.ReadClean(Mlruns)["experiments"]!.AsArray().SelectMany(e => e!["runs"]!.AsArray()));
-        var wrong = Cli("pretrain", "--tracking-uri", "sqlite:///mlflow.db", "--out", "runs/x");
+        var wrong = Cli("pretrain", "--tracking-uri", "postgresql://db/mlflow", "--out", "runs/x");
         Assert.Equal(2, wrong.ExitCode);
-        Assert.Contains("--tracking-uri 'sqlite:///mlflow.db'", wrong.Stderr);
+        Assert.Contains("--tracking-uri 'postgresql://db/mlflow'", wrong.Stderr);
     }
 
     [Fact]
