@@ -7,7 +7,8 @@ namespace Medformer.Tests.Tracking;
 /// MLflow's own source tree, run on Debian's python3-sqlalchemy, python3-alembic and friends (scripts/setup.sh), to
 /// read what Medformer wrote with MLflow's SqlAlchemyStore and MlflowClient. MLflow is not installable here (no
 /// Debian package, no PyPI) and its code is not vendored, so the tree comes from MEDFORMER_MLFLOW_SOURCE or
-/// tests/reference/mlflow-src (git-ignored): a checkout of github.com/mlflow/mlflow, of which the mlflow/ folder is read.
+/// tests/reference/mlflow-src (git-ignored), or .build/mlflow-src, which test.sh unpacks from a local mirror of the
+/// repository when there is one: a checkout of github.com/mlflow/mlflow, of which the mlflow/ folder is read.
 /// </summary>
 static class MlflowSource
 {
@@ -20,7 +21,7 @@ static class MlflowSource
 
     static string? Find()
     {
-        foreach (string? candidate in new[] { Environment.GetEnvironmentVariable(Variable), System.IO.Path.Combine(Repo.Root, "tests", "reference", "mlflow-src") })
+        foreach (string? candidate in new[] { Environment.GetEnvironmentVariable(Variable), System.IO.Path.Combine(Repo.Root, "tests", "reference", "mlflow-src"), System.IO.Path.Combine(Repo.Root, ".build", "mlflow-src") })
             if (candidate is { Length: > 0 } && File.Exists(System.IO.Path.Combine(candidate, "mlflow", "store", "tracking", "sqlalchemy_store.py")))
                 return System.IO.Path.GetFullPath(candidate);
         return null;
