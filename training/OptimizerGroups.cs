@@ -17,13 +17,6 @@ internal sealed class OptimizerGroups : IDisposable
     public OptimizerGroups(TrainingTask task, IReadOnlyList<(string Name, Parameter Master)> named, TrainerOptions options)
     {
         var undecayed = Undecayed(task.Module);
-        foreach (var (name, p) in named)  // TEMPORARY equivalence check with the old substring rule
-        {
-            bool old = p.dim() >= 2 && !name.Contains("latents.", StringComparison.Ordinal) && !name.EndsWith("query", StringComparison.Ordinal)
-                && !name.Contains("norm", StringComparison.Ordinal) && !name.Contains(".ln", StringComparison.Ordinal);
-            bool now = p.dim() >= 2 && !undecayed.Contains(name);
-            if (old != now) throw new InvalidOperationException($"DECAY RULE DIFFERS for {name}: old {old}, new {now}");
-        }
         var groups = named.Where(p => p.Master.requires_grad)
             .GroupBy(p => (Decays: p.Master.dim() >= 2 && !undecayed.Contains(p.Name), Scale: task.LearningRateScale(p.Name)))
             .OrderBy(g => g.Key.Decays ? 0 : 1).ThenByDescending(g => g.Key.Scale).ToList();
