@@ -92,9 +92,12 @@ static class EvaluateCommand
         return tracked;
     }
 
-    /// <summary>MLflow's name for a cell's metric: METRIC.INIT.fFRACTION (a series over seeds: the seed is the step).</summary>
+    /// <summary>
+    /// MLflow's name for a cell's metric: METRIC.INIT.fFRACTION (a series over seeds: the seed is the step), with no
+    /// spaces (<c>acc.random_init.f0.1</c>; the report's tables keep the row names, "random init").
+    /// </summary>
     static string MetricKey(string metric, string init, double fraction) =>
-        $"{metric}.{new string([.. init.Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' or ' ' ? c : '_')])}.f{fraction.ToString("R", CultureInfo.InvariantCulture)}";
+        $"{metric}.{new string([.. init.Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_')])}.f{fraction.ToString("R", CultureInfo.InvariantCulture)}";
 
     static void LogCell(MlflowRun? tracked, CellResult cell)
     {

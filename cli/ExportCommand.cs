@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Medformer.Heads;
 using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Tracking.Interop;
@@ -8,8 +9,9 @@ namespace Medformer.Cli;
 
 /// <summary>
 /// <c>medformer export CHECKPOINT --out DIR</c>: a model folder or training checkpoint (or a run folder: its latest
-/// checkpoint) as a folder PyTorch users load with safetensors: config.json, model.safetensors (float32, contiguous),
-/// medformer.py and a README. --out is checked first (<see cref="OutputFolder"/>). Exit status 0 done, 1 a bad checkpoint, 2 bad arguments.
+/// checkpoint) as a folder PyTorch users load: config.json, model.safetensors (float32, contiguous), medformer.py,
+/// safetensors_load.py and a README; a fine-tuned model's head (head.json, head.safetensors); with <c>--format pt</c>
+/// also model.pt, as torch.save writes a state_dict. --out is checked first (<see cref="OutputFolder"/>). Exit status 0 done, 1 a bad checkpoint, 2 bad arguments.
 /// </summary>
 static class ExportCommand
 {
@@ -18,10 +20,17 @@ static class ExportCommand
         var source = new Argument<string>("CHECKPOINT") { Description = "A model folder or training checkpoint (config.json + model.safetensors), or a run folder." };
         var output = new Option<string>("--out") { Description = "The folder to write; an earlier export there is replaced whole. " + OutputOption.Rule, Required = true };
         var force = OutputOption.Force();
-        var command = new Command("export", "Write a checkpoint as a folder PyTorch loads: config.json, model.safetensors (fp32), medformer.py, README.md.");
+        var format = new Option<string>("--format")
+        {
+            Description = "safetensors (default): the folder; pt: the folder and model.pt, a torch.save state_dict that torch.load reads.",
+            DefaultValueFactory = _ => "safetensors",
+        };
+        format.AcceptOnlyFromAmong("safetensors", "pt");
+        var command = new Command("export", "Write a checkpoint as a folder PyTorch loads: config.json, model.safetensors (fp32), medformer.py, README.md (and model.pt with --format pt).");
         command.Arguments.Add(source);
         command.Options.Add(output);
         command.Options.Add(force);
+        command.Options.Add(format);
         command.SetAction(parse =>
         {
             var claimed = OutputOption.Claim(parse, output, force, "export");
@@ -35,20 +44,36 @@ static class ExportCommand
             }
             try
             {
+                bool torchSave = parse.GetValue(format) == "pt";
                 using var model = Checkpoint.Load(folder);
                 using var scope = NewDisposeScope();
                 var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).contiguous());
+                var head = Head(folder);
                 claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["exported_from"] = Path.GetFullPath(folder) },
-                    PyTorchExport.Extras(Path.GetFullPath(folder), model.ParameterCount())));
-                Console.WriteLine($"{target}: {weights.Count} tensors, {model.ParameterCount():N0} parameters, float32; load with safetensors + medformer.py (see its README.md)");
+                    PyTorchExport.Extras(Path.GetFullPath(folder), model.ParameterCount(), weights, head, torchSave)));
+                Console.WriteLine($"{target}: {weights.Count} tensors, {model.ParameterCount():N0} parameters, float32"
+                                  + (head is null ? "" : $", with its {head.Kind} head ({head.Weights.Count} tensors)")
+                                  + (torchSave ? $"; {PyTorchExport.TorchFile} for torch.load" : "") + "; load with medformer.py (see its README.md)");
+                if (head is { HasTwin: false })
+                    Console.WriteLine($"note: medformer.py has no class for the {head.Kind} head yet; its weights and head.json are exported for your own code");
                 return 0;
             }
-            catch (Exception e) when (e is InvalidDataException or IOException or Runtime.SafetensorsException)
+            catch (Exception e) when (e is InvalidDataException or IOException or Runtime.SafetensorsException or ArgumentException)
             {
                 Console.Error.WriteLine("medformer export: " + e.Message);
                 return 1;
             }
         });
         return command;
+    }
+
+    /// <summary>A fine-tuned model's head (head.json beside the weights), loaded as predict loads it; null for a pretrained model.</summary>
+    static ExportedHead? Head(string folder)
+    {
+        string description = Path.Combine(folder, "head.json");
+        if (!File.Exists(description)) return null;
+        using var tuner = FineTuner.Load(folder);
+        var weights = tuner.Head.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).contiguous());
+        return new ExportedHead(tuner.Head.Kind, File.ReadAllBytes(description), weights);
     }
 }

@@ -31,12 +31,15 @@ public sealed class RunsReport(ITrackingReader reader)
         return result;
     }
 
-    /// <summary>A run by its id, its name (the newest run of that name), or a unique prefix of its id, in that order.</summary>
+    /// <summary>A run by its id, its name (when one run has it), or a unique prefix of its id, in that order; a name two runs share is an error listing them.</summary>
     public RunRecord Resolve(string reference)
     {
         var all = Reader.ListExperiments().SelectMany(e => Reader.ListRuns(e.ExperimentId)).ToList();
-        var match = all.FirstOrDefault(r => r.RunId == reference) ?? all.Where(r => r.RunName == reference).MaxBy(r => r.StartTime);
-        if (match is not null) return Reader.GetRun(match.RunId);
+        if (all.FirstOrDefault(r => r.RunId == reference) is { } byId) return Reader.GetRun(byId.RunId);
+        var named = all.Where(r => r.RunName == reference).OrderByDescending(r => r.StartTime).ToList();
+        if (named.Count == 1) return Reader.GetRun(named[0].RunId);
+        if (named.Count > 1)
+            throw new ArgumentException($"run '{reference}': {named.Count} runs have that name ({string.Join(", ", named.Take(5).Select(r => $"{Short(r.RunId)} started {Time(r.StartTime)}"))}); give an id or a unique prefix of one");
         var byPrefix = all.Where(r => r.RunId.StartsWith(reference, StringComparison.OrdinalIgnoreCase)).ToList();
         if (byPrefix.Count == 1) return Reader.GetRun(byPrefix[0].RunId);
         if (byPrefix.Count > 1) throw new ArgumentException($"run '{reference}': {byPrefix.Count} runs' ids start so ({string.Join(", ", byPrefix.Take(5).Select(r => r.RunId))}); give more of the id");
@@ -61,16 +64,31 @@ public sealed class RunsReport(ITrackingReader reader)
 
     // ---- text ----
 
+    const int ListedMetrics = 6;
+
+    /// <summary>Metric names, headline first: test metrics, then validation, then the loss, then the rest (each by name).</summary>
+    public static IEnumerable<string> Headline(IEnumerable<string> keys) => keys.OrderBy(k =>
+        k.StartsWith("test_", StringComparison.Ordinal) || k.StartsWith("test/", StringComparison.Ordinal) ? 0
+        : k.StartsWith("val_", StringComparison.Ordinal) || k.StartsWith("val/", StringComparison.Ordinal) || k.StartsWith("validation", StringComparison.Ordinal) ? 1
+        : k == "loss" ? 2 : k.StartsWith("loss", StringComparison.Ordinal) ? 3 : 4).ThenBy(k => k, StringComparer.Ordinal);
+
     public string FormatList(List<(Experiment Experiment, List<RunRecord> Runs)> experiments)
     {
         var text = new StringBuilder();
         foreach (var (experiment, runs) in experiments)
         {
             text.Append($"experiment {experiment.Name} (id {experiment.ExperimentId}): {runs.Count} run{(runs.Count == 1 ? "" : "s")}\n");
-            var rows = runs.Select(r => new[]
+            var rows = runs.Select(r =>
             {
-                Short(r.Info.RunId), r.Info.RunName, MlflowTags.StatusName(r.Info.Status), Time(r.Info.StartTime), Duration(r.Info),
-                string.Join("  ", r.Metrics.Values.OrderBy(m => m.Key, StringComparer.Ordinal).Take(6).Select(m => $"{m.Key} {Number(m.Value)}")),
+                var headline = Headline(r.Metrics.Keys).ToList();
+                int shared = runs.Count(o => o.Info.RunName == r.Info.RunName);
+                return new[]
+                {
+                    Short(r.Info.RunId), shared > 1 ? $"{r.Info.RunName} (1 of {shared} so named)" : r.Info.RunName, MlflowTags.StatusName(r.Info.Status),
+                    Time(r.Info.StartTime), Duration(r.Info),
+                    string.Join("  ", headline.Take(ListedMetrics).Select(k => $"{k} {Number(r.Metrics[k].Value)}"))
+                        + (headline.Count > ListedMetrics ? $"  … {headline.Count - ListedMetrics} more (runs show {Short(r.Info.RunId)})" : ""),
+                };
             }).ToList();
             text.Append(Table(["run", "name", "status", "start", "duration", "final metrics"], rows, indent: "  "));
         }
@@ -134,17 +152,23 @@ public sealed class RunsReport(ITrackingReader reader)
         return Table(header, rows) + $"{differing} param{(differing == 1 ? "" : "s")} differ (marked *)\n";
     }
 
-    /// <summary>Plots <paramref name="metrics"/> over steps for each run, one line per run and metric.</summary>
+    /// <summary>Plots <paramref name="metrics"/> over steps, one panel per metric and one line per run in each.</summary>
     public void Plot(IReadOnlyList<RunRecord> runs, IReadOnlyList<string> metrics, string path)
     {
-        var series = new List<(string, IReadOnlyList<Metric>)>();
-        foreach (var run in runs)
-            foreach (string key in metrics)
-                if (run.Metrics.ContainsKey(key))
-                    series.Add(($"{run.Info.RunName} ({Short(run.Info.RunId)}){(metrics.Count > 1 ? " " + key : "")}", Reader.GetMetricHistory(run.Info.RunId, key)));
-        if (series.Count == 0) throw new ArgumentException($"--metric {string.Join(", ", metrics)}: none of the runs logged it");
-        MetricPlot.Save(path, series, string.Join(", ", metrics));
+        var panels = new List<(string, IReadOnlyList<(string, IReadOnlyList<Metric>)>)>();
+        foreach (string key in metrics)
+        {
+            var series = runs.Where(r => r.Metrics.ContainsKey(key))
+                .Select(r => (Label(r, runs), (IReadOnlyList<Metric>)Reader.GetMetricHistory(r.Info.RunId, key))).ToList();
+            if (series.Count > 0) panels.Add((key, series));
+        }
+        if (panels.Count == 0) throw new ArgumentException($"--metric {string.Join(", ", metrics)}: none of the runs logged it");
+        MetricPlot.Save(path, panels);
     }
+
+    /// <summary>A run's name, with its short id where another of the runs shown has the same name.</summary>
+    static string Label(RunRecord run, IReadOnlyList<RunRecord> runs) =>
+        runs.Count(r => r.Info.RunName == run.Info.RunName) > 1 ? $"{run.Info.RunName} ({Short(run.Info.RunId)})" : run.Info.RunName;
 
     /// <summary>The metrics to compare and plot by default: those every run has, else all.</summary>
     public static List<string> MetricKeys(IReadOnlyList<RunRecord> runs)

@@ -191,3 +191,75 @@ class Medformer(nn.Module):
         if queries.shape[0] == 1 and latents.shape[0] > 1:
             queries = queries.expand(latents.shape[0], -1, -1)
         return self.decoder(queries, latents)
+
+
+class ClassificationHead(nn.Module):
+    """The twin of heads/ClassificationHead.cs (same names: queries, norm, fc, thresholds): the latents pooled
+    (flatten, mean, a learned query, or one query per class), LayerNorm, Linear. forward gives the raw outputs,
+    predict the probabilities `medformer predict` writes."""
+
+    def __init__(self, config, classes, type="multi-class", pooling="flatten", label_smoothing=0.0):
+        super().__init__()
+        c = snake_config(config)
+        d = c["dim"]
+        self.classes, self.type, self.pooling = int(classes), type, pooling
+        types = ("multi-class", "multi-label", "binary-class", "ordinal-regression")
+        if type not in types or pooling not in ("flatten", "mean", "query", "class_queries"):
+            raise ValueError(f"classification head: type {type!r} or pooling {pooling!r} is unknown")
+        outputs = 1 if type in ("binary-class", "ordinal-regression") else self.classes
+        width = d * (c["general_latents"] + 4 * c["latents_per_bank"]) if pooling == "flatten" else d
+        if pooling in ("query", "class_queries"):
+            self.queries = nn.Parameter(torch.zeros(1, 1 if pooling == "query" else outputs, d))
+        self.norm = nn.LayerNorm(width)
+        self.fc = nn.Linear(width, 1 if pooling == "class_queries" else outputs)
+        if type == "ordinal-regression":
+            self.thresholds = nn.Parameter(torch.zeros(self.classes - 1))
+
+    def forward(self, model, latents):
+        if self.pooling == "flatten":
+            pooled = latents.flatten(1)                                                 # [B,N*d]
+        elif self.pooling == "mean":
+            pooled = latents.mean(1)                                                    # [B,d]
+        elif self.pooling == "query":
+            pooled = model.decode(latents, self.queries).squeeze(1)                     # [B,d]
+        else:
+            pooled = model.decode(latents, self.queries)                                # [B,K,d]
+        outputs = self.fc(self.norm(pooled))
+        return outputs.squeeze(-1) if self.pooling == "class_queries" else outputs     # [B,K] or [B,1]
+
+    def predict(self, outputs):
+        if self.type == "multi-class":
+            return outputs.softmax(1)
+        if self.type == "multi-label":
+            return outputs.sigmoid()
+        if self.type == "binary-class":
+            return torch.cat([1 - outputs.sigmoid(), outputs.sigmoid()], 1)
+        theta = torch.cat([self.thresholds[:1], F.softplus(self.thresholds[1:])]).cumsum(0)   # ordered [K-1]
+        below = (theta[None] - outputs).sigmoid()                                       # P(y <= k) [B,K-1]
+        zeros, ones = torch.zeros(outputs.shape[0], 1), torch.ones(outputs.shape[0], 1)
+        cumulative = torch.cat([zeros, below, ones], 1)
+        return cumulative[:, 1:] - cumulative[:, :-1]
+
+
+HEADS = {"classification": ClassificationHead}
+
+
+class FineTuned(nn.Module):
+    """A fine-tuned Medformer as `medformer finetune` saves it: the model ("model.*") and its head ("head.*"), described
+    by head.json (kind, task bank, settings, class names). forward(images, keys) returns what `medformer predict`
+    returns: keys are one (organ, modality) per sample; the head's task bank is added."""
+
+    def __init__(self, config, head):
+        super().__init__()
+        description = snake_config(head)
+        kind = description["kind"]
+        if kind not in HEADS:
+            raise ValueError(f"a {kind} head: this medformer.py has twins of {', '.join(HEADS)} heads only")
+        self.model = Medformer(config)
+        self.task = description["task"]
+        self.class_names = description.get("class_names")
+        self.head = HEADS[kind](self.model.config, **description["settings"])
+
+    def forward(self, images, keys):
+        latents = self.model(images, [(organ, modality, self.task) for organ, modality in keys])
+        return self.head.predict(self.head(self.model, latents))

@@ -43,8 +43,8 @@ public sealed class EvaluateCliTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("| random init |", File.ReadAllText(Path.Combine(outDir, "report.md")));
         // The MLflow run (file store): each cell's metrics with the seed as step, the table's means, the report as artifacts.
         var mlruns = Path.Combine(root, "mlruns");
-        Assert.Single(Directory.GetFiles(mlruns, "acc.random init.f0.2", SearchOption.AllDirectories));
-        Assert.Single(Directory.GetFiles(mlruns, "auc_mean.random init.f1", SearchOption.AllDirectories));
+        Assert.Single(Directory.GetFiles(mlruns, "acc.random_init.f0.2", SearchOption.AllDirectories));
+        Assert.Single(Directory.GetFiles(mlruns, "auc_mean.random_init.f1", SearchOption.AllDirectories));
         Assert.Single(Directory.GetFiles(mlruns, "report.md", SearchOption.AllDirectories), f => f.Contains(Path.Combine("artifacts", "report")));
 
         var again = Evaluate(args);

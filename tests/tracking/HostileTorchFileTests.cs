@@ -69,8 +69,9 @@ public sealed class HostileTorchFileTests(TorchStateDicts files, ITestOutputHelp
     }
 
     [Fact]
-    public void ACompressedStorageIsRefused()
+    public void ADeflatedStorageReadsAsStoredAndADeflateBombIsRefused()
     {
+        // TorchSharp.PyBridge's save_py deflates every member: such a storage reads bit for bit as the stored one.
         string path = Path.Combine(files.Folder, "deflated.pt");
         File.Copy(files["mixed.pt"], path, overwrite: true);
         using (var zip = ZipFile.Open(path, ZipArchiveMode.Update))
@@ -87,9 +88,36 @@ public sealed class HostileTorchFileTests(TorchStateDicts files, ITestOutputHelp
             using var stream = zip.CreateEntry("mixed/data/0", CompressionLevel.SmallestSize).Open();
             stream.Write(bytes);
         }
-        var e = Assert.Throws<InvalidDataException>(() => StateDictImport.Read(path));
-        Assert.StartsWith(path + ": mixed/data/0 is compressed", e.Message);
-        Assert.Contains("torch.save never compresses, refused", e.Message);
+        using (var stored = StateDictImport.Read(files["mixed.pt"]))
+        using (var deflated = StateDictImport.Read(path))
+            foreach (var (name, tensor) in stored.Tensors)
+                Assert.True(tensor.bytes.SequenceEqual(deflated.Tensors[name].bytes), name);
+
+        // 256 MiB of zeros deflate to about 256 KB: declared, the storage is far past the budget of so small a file.
+        string bomb = Path.Combine(files.Folder, "bomb.pt");
+        using (var zip = ZipFile.Open(bomb, ZipArchiveMode.Create))
+        {
+            using (var version = zip.CreateEntry("bomb/version", CompressionLevel.NoCompression).Open()) version.Write("3\n"u8);
+            using (var pickle = zip.CreateEntry("bomb/data.pkl", CompressionLevel.NoCompression).Open()) pickle.Write(OneTensorPickle(64L << 20));
+            using var data = zip.CreateEntry("bomb/data/0", CompressionLevel.SmallestSize).Open();
+            var zeros = new byte[1 << 20];
+            for (int i = 0; i < 256; i++) data.Write(zeros);
+        }
+        output.WriteLine($"bomb: {new FileInfo(bomb).Length} bytes");
+        var e = Assert.Throws<InvalidDataException>(() => StateDictImport.Read(bomb));
+        Assert.StartsWith(bomb + ": bomb/data/0 is compressed", e.Message);
+        Assert.Contains($"over the limit of {TorchFile.Budget(new FileInfo(bomb).Length)} bytes", e.Message);
+    }
+
+    /// <summary>{'w': a float32 tensor of <paramref name="numel"/> elements in storage '0'}, as torch.save pickles it.</summary>
+    static byte[] OneTensorPickle(long numel)
+    {
+        var pickle = new List<byte> { 0x80, 2, (byte)'}', (byte)'X', 1, 0, 0, 0, (byte)'w', (byte)'c' };
+        pickle.AddRange(Encoding.ASCII.GetBytes("torch._utils\n_rebuild_tensor_v2\n"));
+        pickle.AddRange([(byte)'(', (byte)'(', (byte)'X', 7, 0, 0, 0, .. "storage"u8, (byte)'c', .. Encoding.ASCII.GetBytes("torch\nFloatStorage\n"),
+            (byte)'X', 1, 0, 0, 0, (byte)'0', (byte)'X', 3, 0, 0, 0, .. "cpu"u8, (byte)'J', .. BitConverter.GetBytes((int)numel), (byte)'t', (byte)'Q',
+            (byte)'K', 0, (byte)'J', .. BitConverter.GetBytes((int)numel), 0x85, (byte)'K', 1, 0x85, 0x89, (byte)'}', (byte)'t', (byte)'R', (byte)'s', (byte)'.']);
+        return [.. pickle];
     }
 
     [Fact]

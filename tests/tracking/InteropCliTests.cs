@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Medformer.Datasets;
+using Medformer.Heads;
 using Medformer.Runtime;
 using Xunit;
 using Xunit.Abstractions;
@@ -24,6 +26,16 @@ public sealed class InteropCliTests(ITestOutputHelper output) : IDisposable
         return result;
     }
 
+    /// <summary>Runs tests/reference/export_check.py on an export holding io.safetensors (x, our output y); its JSON report.</summary>
+    JsonElement Check(string exported, Tensor x, Tensor y)
+    {
+        Safetensors.Save(new Dictionary<string, Tensor> { ["x"] = x, ["y"] = y.detach() }, Path.Combine(exported, "io.safetensors"));
+        var check = Repo.Run("/usr/bin/python3", [Path.Combine(Repo.Root, "tests", "reference", "export_check.py"), exported]);
+        output.WriteLine(check.Stdout + check.Stderr);
+        Assert.True(check.ExitCode == 0, check.Stderr);
+        return JsonDocument.Parse(check.Stdout).RootElement.Clone();
+    }
+
     [Fact]
     public void AnExportedFolderLoadsInPyTorchAndGivesOurOutputs()
     {
@@ -35,27 +47,72 @@ public sealed class InteropCliTests(ITestOutputHelper output) : IDisposable
             foreach (var parameter in model.parameters()) parameter.normal_();   // banks start at zero: make every weight count
         Checkpoint.Save(model, source);
 
-        var result = Cli("export", source, "--out", exported);
+        var result = Cli("export", source, "--out", exported, "--format", "pt");
         Assert.Equal(0, result.ExitCode);
-        Assert.Equal([OutputFolder.MarkerFile, "README.md", "config.json", "medformer.py", "model.safetensors"], Directory.EnumerateFiles(exported).Select(Path.GetFileName).Order());
+        Assert.Equal([OutputFolder.MarkerFile, "README.md", "config.json", "medformer.py", "model.pt", "model.safetensors", "safetensors_load.py"],
+            Directory.EnumerateFiles(exported).Select(Path.GetFileName).Order());
+        Assert.Contains("model.pt for torch.load", result.Stdout);
+        Assert.DoesNotContain("from safetensors", File.ReadAllText(Path.Combine(exported, "README.md")).Replace("from safetensors_load", ""));
 
         using var scope = NewDisposeScope();
         model.eval();
-        LatentKey[] keys = [new("chest", "xray", "classification"), new("unknown", "ct", "simclr")];
         var x = randn(2, 1, 16, 12);
-        var z = model.forward(x, keys);
-        Safetensors.Save(new Dictionary<string, Tensor> { ["x"] = x, ["z"] = z.detach() }, Path.Combine(exported, "io.safetensors"),
-            new Dictionary<string, string> { ["keys"] = JsonSerializer.Serialize(keys.Select(k => new[] { k.Organ, k.Modality, k.Task })) });
-        var check = Repo.Run("/usr/bin/python3", [Path.Combine(Repo.Root, "tests", "reference", "export_check.py"), exported]);
-        output.WriteLine(check.Stdout + check.Stderr);
-        Assert.Equal(0, check.ExitCode);
-        using var report = JsonDocument.Parse(check.Stdout);
-        var root = report.RootElement;
-        Assert.Equal(["F32"], root.GetProperty("dtypes").EnumerateArray().Select(e => e.GetString()));
+        LatentKey[] keys = [new("chest", "xray", "classification"), new("chest", "xray", "classification")];   // the README's keys
+        var root = Check(exported, x, model.forward(x, keys));
+        Assert.Equal("latents", root.GetProperty("variable").GetString());
+        Assert.Equal(["torch.float32"], root.GetProperty("dtypes").EnumerateArray().Select(e => e.GetString()));
         Assert.Equal(model.state_dict().Count, root.GetProperty("tensors").GetInt32());
-        Assert.Empty(root.GetProperty("missing").EnumerateArray());
-        Assert.Empty(root.GetProperty("unexpected").EnumerateArray());
-        Assert.True(root.GetProperty("max_error").GetDouble() < 1e-4, check.Stdout);
+        Assert.True(root.GetProperty("readme_error").GetDouble() < 1e-4, root.ToString());
+        Assert.Equal("OrderedDict", root.GetProperty("pt_type").GetString());
+        Assert.Equal(model.state_dict().Count, root.GetProperty("pt_tensors").GetInt32());
+        Assert.Empty(root.GetProperty("pt_missing").EnumerateArray());
+        Assert.Empty(root.GetProperty("pt_unexpected").EnumerateArray());
+        Assert.True(root.GetProperty("pt_error").GetDouble() < 1e-4, root.ToString());
+
+        // The .pt comes back through our reader as the same weights.
+        var again = Cli("import", Path.Combine(exported, "model.pt"), "--config", Path.Combine(exported, "config.json"), "--out", Path.Combine(folder, "again"));
+        Assert.Equal(0, again.ExitCode);
+        using var back = Checkpoint.Load(Path.Combine(folder, "again"));
+        var own = back.state_dict();
+        foreach (var (name, tensor) in model.state_dict()) Assert.True(tensor.bytes.SequenceEqual(own[name].bytes), name);
+    }
+
+    [Theory]
+    [InlineData(TaskType.MultiClass, Pooling.Flatten)]
+    [InlineData(TaskType.Ordinal, Pooling.Query)]
+    [InlineData(TaskType.Binary, Pooling.ClassQueries)]
+    [InlineData(TaskType.MultiLabel, Pooling.Mean)]
+    public void AFineTunedModelExportsWithItsHeadAndPredictsAsWeDo(TaskType type, Pooling pooling)
+    {
+        Seeding.SeedEverything(9);
+        string source = Path.Combine(folder, "tuned");
+        string exported = Path.Combine(folder, "exported");
+        var config = MedformerConfig.Tiny;
+        using var tuner = new FineTuner(new Medformer(config), new ClassificationHead(config, type == TaskType.Binary ? 2 : 4, type, pooling));
+        using (no_grad())
+        {
+            foreach (var parameter in tuner.Model.parameters()) parameter.normal_();
+            foreach (var parameter in tuner.Head.parameters()) parameter.normal_(std: 0.05);   // the output layer starts at zero
+        }
+        tuner.Save(source);
+
+        var result = Cli("export", source, "--out", exported, "--format", "pt");
+        Assert.Equal(0, result.ExitCode);
+        Assert.Contains("with its classification head", result.Stdout);
+        Assert.True(File.Exists(Path.Combine(exported, "head.safetensors")) && File.Exists(Path.Combine(exported, "head.json")));
+
+        using var scope = NewDisposeScope();
+        var x = randn(3, 1, 16, 12);
+        var metas = Enumerable.Range(0, 3).Select(i => new SampleMeta("input", $"input[{i}]", i, "chest", "xray", "2d", [], [])).ToList();
+        var expected = tuner.Predict(x, metas);                                      // what medformer predict writes
+        var root = Check(exported, x, expected);
+        Assert.Equal("probabilities", root.GetProperty("variable").GetString());
+        Assert.Equal(expected.shape, root.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()));
+        Assert.True(root.GetProperty("readme_error").GetDouble() < 1e-4, root.ToString());
+        Assert.Equal(tuner.Model.state_dict().Count + tuner.Head.state_dict().Count, root.GetProperty("pt_tensors").GetInt32());
+        Assert.Empty(root.GetProperty("pt_missing").EnumerateArray());
+        Assert.Empty(root.GetProperty("pt_unexpected").EnumerateArray());
+        Assert.True(root.GetProperty("pt_error").GetDouble() < 1e-4, root.ToString());
     }
 
     [Fact]

@@ -135,7 +135,7 @@ public sealed class TorchImportTests(TorchStateDicts files) : IClassFixture<Torc
         using (var zip = ZipFile.Open(evil, ZipArchiveMode.Update))
         {
             zip.GetEntry("mixed/data.pkl")!.Delete();
-            // Stored, as torch.save writes it: a compressed member is refused before its pickle is read.
+            // Stored, as torch.save writes it.
             using var stream = zip.CreateEntry("mixed/data.pkl", CompressionLevel.NoCompression).Open();
             stream.Write(Calling("os", "system"));
         }

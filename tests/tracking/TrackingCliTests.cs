@@ -276,6 +276,9 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
         Assert.Equal(MetricPlot.Width.ToString(System.Globalization.CultureInfo.InvariantCulture), (string?)document.Root.Attribute("width"));
         Assert.Contains(document.Descendants(), e => e.Name.LocalName is "path" or "polyline" or "line");
         Assert.Contains(document.Descendants(), e => e.Name.LocalName == "text" && e.Value.Contains("alpha", StringComparison.Ordinal));
+        // One panel per metric, each titled: loss and acc on axes of their own.
+        Assert.Contains(document.Descendants(), e => e.Name.LocalName == "text" && e.Value.Trim() == "loss");
+        Assert.Contains(document.Descendants(), e => e.Name.LocalName == "text" && e.Value.Trim() == "acc");
 
         var json = Cli("runs", "compare", "alpha", "beta", "--json", "--tracking-uri", Mlruns);
         Assert.Equal(0, json.ExitCode);
@@ -297,5 +300,32 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
         var empty = Cli("runs", "list", "--tracking-uri", Path.Combine(root, "nothing"));
         Assert.Equal(2, empty.ExitCode);
         Assert.Contains("no MLflow runs at", empty.Stderr);
+    }
+
+    [Fact]
+    public void RunsListPutsHeadlineMetricsFirstSaysWhatItElidesAndNamesRunsUnambiguously()
+    {
+        for (int i = 0; i < 2; i++)
+        {
+            using var run = Mlflow.StartRun(new MlflowRunOptions { Experiment = "tune", RunName = "same", TrackingUri = Mlruns })!;
+            run.LogMetrics(new Dictionary<string, double>
+            {
+                ["a_first"] = 1, ["b"] = 2, ["c"] = 3, ["d"] = 4, ["e"] = 5, ["lr"] = 1e-3, ["loss"] = 0.5, ["val_acc"] = 0.7, ["test_acc"] = 0.8 + i / 100.0,
+            }, 10);
+            run.End();
+        }
+        var list = Cli("runs", "list", "--tracking-uri", Mlruns);
+        Assert.Equal(0, list.ExitCode);
+        string row = list.Stdout.Split('\n').First(l => l.Contains("test_acc 0.81", StringComparison.Ordinal));
+        Assert.True(row.IndexOf("test_acc", StringComparison.Ordinal) < row.IndexOf("val_acc", StringComparison.Ordinal)
+                    && row.IndexOf("val_acc", StringComparison.Ordinal) < row.IndexOf("loss", StringComparison.Ordinal)
+                    && row.IndexOf("loss", StringComparison.Ordinal) < row.IndexOf("a_first", StringComparison.Ordinal), row);
+        Assert.Contains("… 3 more (runs show ", row);
+        Assert.Contains("same (1 of 2 so named)", row);
+
+        var show = Cli("runs", "show", "same", "--tracking-uri", Mlruns);
+        Assert.Equal(2, show.ExitCode);
+        Assert.Contains("run 'same': 2 runs have that name (", show.Stderr);
+        Assert.Contains("give an id or a unique prefix of one", show.Stderr);
     }
 }

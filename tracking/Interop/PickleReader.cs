@@ -384,7 +384,8 @@ public sealed class PickleReader
         {
             case ("collections", "OrderedDict"):
                 var dict = new PickleDict();
-                if (tuple.Count == 1 && tuple[0] is List<object?> pairs)
+                // OrderedDict(pairs): a list, or a tuple as TorchSharp.PyBridge writes its empty backward hooks.
+                if (tuple.Count == 1 && (tuple[0] as IReadOnlyList<object?> ?? (tuple[0] as PickleTuple)?.Items) is { } pairs)
                     foreach (var pair in pairs)
                         if (pair is PickleTuple { Count: 2 } kv) dict[Key(kv[0])] = kv[1];
                         else throw Bad("OrderedDict of something other than pairs");

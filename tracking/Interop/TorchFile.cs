@@ -12,8 +12,8 @@ namespace Medformer.Tracking.Interop;
 /// object tree is read with <see cref="PickleReader"/>, so only a state_dict's kinds of object are accepted;
 /// tensors stay <see cref="TorchTensorRef"/>s until <see cref="GetTensor"/> reads their storage, so a checkpoint's
 /// optimizer state costs nothing unless asked for. Every storage's length is checked against the archive before
-/// anything is allocated, compressed members are refused, and the bytes materialised (storages and the tensors
-/// handed out) stay within <see cref="Budget"/> of the file's length.
+/// anything is allocated, a deflated member (TorchSharp.PyBridge writes them) is bounded like a storage, and the
+/// bytes materialised (storages and the tensors handed out) stay within <see cref="Budget"/> of the file's length.
 /// </summary>
 public sealed class TorchFile : IDisposable
 {
@@ -127,12 +127,14 @@ public sealed class TorchFile : IDisposable
         _ => new InvalidDataException($"{path}: a damaged file: {e.Message}", e),
     };
 
-    // torch.save stores every member uncompressed; a compressed one is not its work, and would let a small file
-    // inflate into a huge storage or pickle. Stored, a member's length is its bytes in the file, bounded by the file.
+    // torch.save stores every member; TorchSharp.PyBridge's save_py deflates them. A deflated member is read, but a
+    // small file must not inflate into a huge storage or pickle: its declared length counts against the budget like
+    // any storage (checked against the tensors that use it, then spent before allocation), and the inflated bytes
+    // are read up to that length only, a shorter stream being an error.
     void CheckInflation(ZipArchiveEntry entry)
     {
-        if (entry.Length != entry.CompressedLength)
-            throw new InvalidDataException($"{Path}: {entry.FullName} is compressed ({entry.CompressedLength} bytes for {entry.Length}); torch.save never compresses, refused");
+        if (entry.Length != entry.CompressedLength && entry.Length > budget - materialised)
+            throw new InvalidDataException($"{Path}: {entry.FullName} is compressed ({entry.CompressedLength} bytes for {entry.Length}), over the limit of {budget} bytes for a file of its size; refused");
     }
 
     // Counts bytes against the budget before they are allocated.
