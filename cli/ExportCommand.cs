@@ -33,21 +33,13 @@ static class ExportCommand
                 Console.WriteLine($"{folder}: a run folder; exporting its latest checkpoint {latest}");
                 folder = latest;
             }
-            try
-            {
-                using var model = Checkpoint.Load(folder);
-                using var scope = NewDisposeScope();
-                var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).contiguous());
-                claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["exported_from"] = Path.GetFullPath(folder) },
-                    PyTorchExport.Extras(Path.GetFullPath(folder), model.ParameterCount())));
-                Console.WriteLine($"{target}: {weights.Count} tensors, {model.ParameterCount():N0} parameters, float32; load with safetensors + medformer.py (see its README.md)");
-                return 0;
-            }
-            catch (Exception e) when (e is InvalidDataException or IOException or Runtime.SafetensorsException)
-            {
-                Console.Error.WriteLine("medformer export: " + e.Message);
-                return 1;
-            }
+            using var model = Checkpoint.Load(folder);
+            using var scope = NewDisposeScope();
+            var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).contiguous());
+            claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["exported_from"] = Path.GetFullPath(folder) },
+                PyTorchExport.Extras(Path.GetFullPath(folder), model.ParameterCount())));
+            Console.WriteLine($"{target}: {weights.Count} tensors, {model.ParameterCount():N0} parameters, float32; load with safetensors + medformer.py (see its README.md)");
+            return ExitCodes.Done;
         });
         return command;
     }

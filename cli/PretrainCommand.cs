@@ -129,8 +129,8 @@ static class PretrainCommand
         }
         catch (DistributedException e)
         {
-            Console.Error.WriteLine($"medformer pretrain (rank {job!.Rank}): {e.Message}");
-            return 1;
+            // The rank that could not join names itself: the others' lines name it too.
+            return ExitCodes.Report($"medformer pretrain (rank {job!.Rank})", e);
         }
         string who = job is null ? "medformer pretrain" : $"medformer pretrain (rank {job.Rank})";
         bool quiet = job is { Rank: > 0 };   // only rank 0 shows progress and the result
@@ -147,7 +147,7 @@ static class PretrainCommand
             }, quiet ? null : progress.Notice, interrupt.Token, group);
             progress.Done();
             clean = true;
-            if (quiet) return 0;
+            if (quiet) return ExitCodes.Done;
             foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
             var t = result.Training;
             string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
@@ -161,7 +161,7 @@ static class PretrainCommand
                 tracked.LogArtifacts(t.ModelDirectory, "model");
             }
             Tracked.End(tracked, RunStatus.Finished, "pretrain", Console.Out);
-            return 0;
+            return ExitCodes.Done;
         }
         catch (OperationCanceledException e)
         {
@@ -172,12 +172,10 @@ static class PretrainCommand
             Tracked.End(tracked, RunStatus.Killed, "pretrain", Console.Error);
             return interrupt.ExitCode;
         }
-        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException or DistributedException)
+        catch (Exception e) when (ExitCodes.IsFailure(e))
         {
             progress.Done();
-            Console.Error.WriteLine($"{who}: {e.Message}");
-            Tracked.End(tracked, RunStatus.Failed, "pretrain", Console.Out, e.Message);
-            return 1;
+            return Tracked.Fail(tracked, "pretrain", e, Console.Out, who);
         }
         finally
         {

@@ -100,7 +100,7 @@ public static class RunsCommand
             string? given = parse.GetValue(uri) is { Length: > 0 } option ? option
                 : Environment.GetEnvironmentVariable(TrackingUri.Variable) is { Length: > 0 } env ? env : null;
             if (given is null)
-                throw new ArgumentException($"runs replay: no server given; pass --tracking-uri URL (or set {TrackingUri.Variable}). The spool file names {SpoolServer(file)}, but it is sent only where you say");
+                throw new ArgumentException($"no server given; pass --tracking-uri URL (or set {TrackingUri.Variable}). The spool file names {SpoolServer(file)}, but it is sent only where you say");
             TrackingOutcome outcome;
             try
             {
@@ -108,16 +108,16 @@ public static class RunsCommand
             }
             catch (InvalidDataException e)
             {
-                Console.Error.WriteLine("medformer runs replay: " + e.Message);
-                return 2;
+                // The spool file named is an argument: one that is not a spool file is a bad argument.
+                throw new ArgumentException(e.Message, e);
             }
             if (outcome.Warning is { } warning)
             {
                 Console.Error.WriteLine("medformer runs replay: " + warning);
-                return 1;
+                return ExitCodes.Failed;
             }
             Console.WriteLine($"sent to {outcome.Location}: run {outcome.RunId}");
-            return 0;
+            return ExitCodes.Done;
         });
         return command;
     }
@@ -141,17 +141,7 @@ public static class RunsCommand
         try
         {
             action(new RunsReport(reader));
-            return 0;
-        }
-        catch (MlflowRestException e)
-        {
-            Console.Error.WriteLine("medformer runs: " + e.Message);
-            return 1;
-        }
-        catch (InvalidDataException e)
-        {
-            Console.Error.WriteLine("medformer runs: " + e.Message);
-            return 1;
+            return ExitCodes.Done;
         }
         finally
         {
