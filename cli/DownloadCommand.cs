@@ -46,8 +46,8 @@ public static class DownloadCommand
             if (parse.GetValue(list))
             {
                 if (hub.Checkpoints.Count == 0) Console.WriteLine($"{hub.Source} lists no checkpoints");
-                foreach (var entry in hub.Checkpoints)
-                    Console.WriteLine($"{entry.Name,-28} {(entry.Size is { } n ? Megabytes(n) + " MB" : ""),10}  {entry.Description}");
+                foreach (var listed in hub.Checkpoints)
+                    Console.WriteLine($"{listed.Name,-28} {(listed.Size is { } n ? Megabytes(n) + " MB" : ""),10}  {listed.Description}");
                 return ExitCodes.Done;
             }
             if (string.IsNullOrEmpty(wanted))

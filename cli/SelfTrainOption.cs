@@ -1,6 +1,7 @@
 using System.CommandLine;
 using System.Globalization;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 
 namespace Medformer.Cli;
 

@@ -5,6 +5,7 @@ using Medformer.Datasets.Loading;
 using Medformer.Datasets.Transforms;
 using Medformer.Eval;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Pretrain;
 using Medformer.Training;
 using Medformer.Runtime;
