@@ -32,16 +32,8 @@ public static class DownloadCommand
         command.SetAction(async (parse, cancellation) =>
         {
             var options = Options(parse, timeout, retries);
-            HubManifest hub;
-            try
-            {
-                hub = await HubManifest.LoadAsync(parse.GetValue(manifest), parse.GetValue(manifestSha256), options, cancellation);
-            }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException)
-            {
-                // The manifest named (or pinned) is an argument: one that is missing, malformed or not trusted is a bad argument.
-                throw new ArgumentException(e.Message, e);
-            }
+            // The manifest named (or pinned) is an argument: one that is missing, malformed or not trusted is a bad argument.
+            var hub = await ExitCodes.NamedByArgument(() => HubManifest.LoadAsync(parse.GetValue(manifest), parse.GetValue(manifestSha256), options, cancellation));
             string? wanted = parse.GetValue(name);
             if (parse.GetValue(list))
             {
@@ -130,16 +122,8 @@ public static class DownloadCommand
         command.SetAction(async (parse, cancellation) =>
         {
             var claimed = ClaimOut(parse, output, force);
-            MedMnistRegistry registry;
-            try
-            {
-                registry = MedMnistRegistry.Default;
-            }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException)
-            {
-                // A registry file set by the environment: a setting like an argument.
-                throw new ArgumentException(e.Message, e);
-            }
+            // A registry file set by the environment: a setting, like an argument.
+            var registry = ExitCodes.NamedByArgument(() => MedMnistRegistry.Default);
             if (parse.GetValue(list))
             {
                 foreach (var subset in registry.Subsets)

@@ -34,6 +34,37 @@ static class ExitCodes
     /// <summary>An error that ends a run as failed (status 1), for commands that end their tracking run on it.</summary>
     public static bool IsFailure(Exception e) => Of(e) == Failed;
 
+    /// <summary>
+    /// Reads a file the command line names (a config, a manifest, a spool file): one that is missing or malformed is
+    /// a bad argument (2), not a failed run. A download that fails on the way stays a failure (1).
+    /// </summary>
+    public static T NamedByArgument<T>(Func<T> read)
+    {
+        try
+        {
+            return read();
+        }
+        catch (Exception e) when (IsMissingOrMalformed(e))
+        {
+            throw new ArgumentException(e.Message, e);
+        }
+    }
+
+    /// <inheritdoc cref="NamedByArgument{T}(Func{T})"/>
+    public static async Task<T> NamedByArgument<T>(Func<Task<T>> read)
+    {
+        try
+        {
+            return await read();
+        }
+        catch (Exception e) when (IsMissingOrMalformed(e))
+        {
+            throw new ArgumentException(e.Message, e);
+        }
+    }
+
+    static bool IsMissingOrMalformed(Exception e) => e is InvalidDataException or FileNotFoundException or DirectoryNotFoundException;
+
     /// <summary>Runs a command's action; an error <see cref="Of"/> knows becomes its one line and status.</summary>
     /// <param name="who">"medformer pretrain", "medformer runs list": what the line starts with.</param>
     public static int Run(string who, Func<int> action)

@@ -29,16 +29,7 @@ static class ImportCommand
         {
             var claimed = OutputOption.Claim(parse, output, force, "import");
             TorchRuntime.EnsureLoaded();
-            MedformerConfig modelConfig;
-            try
-            {
-                modelConfig = MedformerConfig.Resolve(parse.GetValue(config)!);
-            }
-            catch (Exception e) when (e is InvalidDataException or IOException)
-            {
-                // The --config named is an argument: a file it names that is missing or malformed is a bad argument.
-                throw new ArgumentException(e.Message, e);
-            }
+            var modelConfig = ExitCodes.NamedByArgument(() => MedformerConfig.Resolve(parse.GetValue(config)!));
             string path = parse.GetValue(file)!;
             using var read = StateDictImport.Read(path);
             Console.WriteLine($"{path}: {read.Format}, {read.Tensors.Count} tensors" + (read.Wrapper != null ? $" in its \"{read.Wrapper}\"" : "")

@@ -101,16 +101,8 @@ public static class RunsCommand
                 : Environment.GetEnvironmentVariable(TrackingUri.Variable) is { Length: > 0 } env ? env : null;
             if (given is null)
                 throw new ArgumentException($"no server given; pass --tracking-uri URL (or set {TrackingUri.Variable}). The spool file names {SpoolServer(file)}, but it is sent only where you say");
-            TrackingOutcome outcome;
-            try
-            {
-                outcome = Mlflow.Replay(file, TrackingUri.Parse(given));
-            }
-            catch (InvalidDataException e)
-            {
-                // The spool file named is an argument: one that is not a spool file is a bad argument.
-                throw new ArgumentException(e.Message, e);
-            }
+            // The spool file named is an argument: one that is not a spool file is a bad argument.
+            var outcome = ExitCodes.NamedByArgument(() => Mlflow.Replay(file, TrackingUri.Parse(given)));
             if (outcome.Warning is { } warning)
             {
                 Console.Error.WriteLine("medformer runs replay: " + warning);

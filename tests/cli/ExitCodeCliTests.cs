@@ -40,7 +40,7 @@ public sealed class ExitCodeCliTests(ITestOutputHelper output) : IDisposable
     /// <summary>Each command's bad case: the command line, the status and what the one line says.</summary>
     (string[] Args, int Status, string Says) BadCase(string command) => command switch
     {
-        "pretrain" => (["pretrain", "--config", Config(), "--out", Out("pretrain")], 1, "corpus.npz"),
+        "pretrain" => (["pretrain", "--config", Config(), "--out", Out("pretrain")], 1, "pathmnist.npz"),
         "finetune" => (["finetune", "--checkpoint", Missing, "--out", Out("finetune")], 1, "no such checkpoint folder"),
         "predict" => (["predict", "--checkpoint", Missing, Garbage("image.npy"), "--out", Out("predict")], 1, "no such checkpoint folder"),
         "info" => (["info", "--config", "tiny", "--input", "0x28"], 2, "--input '0x28'"),
@@ -57,7 +57,7 @@ public sealed class ExitCodeCliTests(ITestOutputHelper output) : IDisposable
     string Config()
     {
         string config = Path.Combine(root, "run.yaml");
-        File.WriteAllText(config, $"model: tiny\ncorpora: [{{ medmnist: {Garbage("corpus.npz")} }}]\nschedule: {{ max_steps: 2 }}\n");
+        File.WriteAllText(config, $"model: tiny\ncorpora: [{{ medmnist: {Garbage("pathmnist.npz")} }}]\nschedule: {{ max_steps: 2 }}\n");
         return config;
     }
 
