@@ -1,13 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Medformer.Datasets.Corpora;
-using Medformer.Datasets.Layouts;
-using Medformer.Datasets.Transforms;
-using Medformer.Heads;
 using Medformer.Heads.FineTuning;
-using Medformer.Pretrain;
 using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Tracking;

@@ -15,7 +15,7 @@ using static TorchSharp.torch;
 namespace Medformer.Tests.Heads;
 
 /// <summary>
-/// <see cref="FineTuner.FixMatch"/>: its loss is FixMatch's two means computed by hand, it learns from unlabelled
+/// <see cref="SemiSupervised.FixMatch"/>: its loss is FixMatch's two means computed by hand, it learns from unlabelled
 /// images where labels alone do not suffice, and what it cannot do is refused.
 /// </summary>
 public sealed class FixMatchTests
