@@ -31,58 +31,36 @@ public static class DownloadCommand
         command.Subcommands.Add(PhantomCorpus());
         command.SetAction(async (parse, cancellation) =>
         {
-            if (Options(parse, timeout, retries) is not { } options) return Fail(2, "--timeout must be positive and --retries at least 0");
-            HubManifest hub;
-            try
-            {
-                hub = await HubManifest.LoadAsync(parse.GetValue(manifest), parse.GetValue(manifestSha256), options, cancellation);
-            }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException or DownloadException)
-            {
-                return Fail(e is DownloadException ? 1 : 2, e.Message);
-            }
+            var options = Options(parse, timeout, retries);
+            // The manifest named (or pinned) is an argument: one that is missing, malformed or not trusted is a bad argument.
+            var hub = await ExitCodes.NamedByArgument(() => HubManifest.LoadAsync(parse.GetValue(manifest), parse.GetValue(manifestSha256), options, cancellation));
             string? wanted = parse.GetValue(name);
             if (parse.GetValue(list))
             {
                 if (hub.Checkpoints.Count == 0) Console.WriteLine($"{hub.Source} lists no checkpoints");
-                foreach (var entry in hub.Checkpoints)
-                    Console.WriteLine($"{entry.Name,-28} {(entry.Size is { } n ? Megabytes(n) + " MB" : ""),10}  {entry.Description}");
-                return 0;
+                foreach (var listed in hub.Checkpoints)
+                    Console.WriteLine($"{listed.Name,-28} {(listed.Size is { } n ? Megabytes(n) + " MB" : ""),10}  {listed.Description}");
+                return ExitCodes.Done;
             }
             if (string.IsNullOrEmpty(wanted))
-                return Fail(2, $"name a checkpoint ({(hub.Checkpoints.Count == 0 ? hub.Source + " lists none" : string.Join(", ", hub.Checkpoints.Select(e => e.Name)))}), give a URL, or name a dataset: medmnist, phantom");
-            HubEntry chosen;
-            try
-            {
-                chosen = Uri.TryCreate(wanted, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
-                    ? hub.ForUrl(url) ?? Direct(url, parse.GetValue(sha256))
-                    : hub.TryGet(wanted, out var entry) ? entry
-                    : throw new ArgumentException($"no checkpoint '{wanted}' in {hub.Source}" +
-                        (hub.Checkpoints.Count == 0 ? " (it lists none)" : $": it lists {string.Join(", ", hub.Checkpoints.Select(e => e.Name))}"));
-            }
-            catch (ArgumentException e)
-            {
-                return Fail(2, e.Message);
-            }
+                throw new ArgumentException($"name a checkpoint ({(hub.Checkpoints.Count == 0 ? hub.Source + " lists none" : string.Join(", ", hub.Checkpoints.Select(e => e.Name)))}), give a URL, or name a dataset: medmnist, phantom");
+            var chosen = Uri.TryCreate(wanted, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
+                ? hub.ForUrl(url) ?? Direct(url, parse.GetValue(sha256))
+                : hub.TryGet(wanted, out var entry) ? entry
+                : throw new ArgumentException($"no checkpoint '{wanted}' in {hub.Source}" +
+                    (hub.Checkpoints.Count == 0 ? " (it lists none)" : $": it lists {string.Join(", ", hub.Checkpoints.Select(e => e.Name))}"));
             Console.WriteLine($"{chosen.Name}: {chosen.Url} -> {CheckpointHub.Default.Root}");
-            try
-            {
-                bool check = parse.GetValue(verify);
-                Func<DownloadOptions, Task<HubFetch>> run = o => CheckpointHub.Default.FetchAsync(chosen, o, ConfigJson, cancellation, check);
-                var fetched = Console.IsOutputRedirected
-                    ? await run(WithPlainProgress(options, chosen.FileName))
-                    : await WithProgressBar(chosen.FileName, options, run, f => f.Download?.Bytes ?? 0);
-                var config = Checkpoint.ReadConfig(fetched.ModelFolder);
-                Console.WriteLine(fetched.Outcome == DownloadOutcome.AlreadyPresent
-                    ? $"{chosen.Name}: already in the cache{(check ? ", every file verified" : "")}, nothing to do"
-                    : $"{chosen.Name}: done, {Megabytes(fetched.Download!.Bytes)} MB, SHA-256 {fetched.Sha256}{(chosen.Sha256 == null ? " (not verified: no checksum given)" : " verified")}");
-                Console.WriteLine($"{chosen.Name}: model folder {fetched.ModelFolder} (d={config.Dim}, depth {config.Depth})");
-                return 0;
-            }
-            catch (Exception e) when (e is DownloadException or InvalidDataException or IOException or UnauthorizedAccessException)
-            {
-                return Fail(1, e.Message);
-            }
+            bool check = parse.GetValue(verify);
+            Func<DownloadOptions, Task<HubFetch>> run = o => CheckpointHub.Default.FetchAsync(chosen, o, ConfigJson, cancellation, check);
+            var fetched = Console.IsOutputRedirected
+                ? await run(WithPlainProgress(options, chosen.FileName))
+                : await WithProgressBar(chosen.FileName, options, run, f => f.Download?.Bytes ?? 0);
+            var config = Checkpoint.ReadConfig(fetched.ModelFolder);
+            Console.WriteLine(fetched.Outcome == DownloadOutcome.AlreadyPresent
+                ? $"{chosen.Name}: already in the cache{(check ? ", every file verified" : "")}, nothing to do"
+                : $"{chosen.Name}: done, {Megabytes(fetched.Download!.Bytes)} MB, SHA-256 {fetched.Sha256}{(chosen.Sha256 == null ? " (not verified: no checksum given)" : " verified")}");
+            Console.WriteLine($"{chosen.Name}: model folder {fetched.ModelFolder} (d={config.Dim}, depth {config.Depth})");
+            return ExitCodes.Done;
         });
         return command;
     }
@@ -121,11 +99,12 @@ public static class DownloadCommand
         (new Option<double>("--timeout") { Description = "Seconds to wait for a response or for more data before retrying.", DefaultValueFactory = _ => 30 },
          new Option<int>("--retries") { Description = "Retries after a failure that may pass (each resumes).", DefaultValueFactory = _ => 5 });
 
-    static DownloadOptions? Options(ParseResult parse, Option<double> timeout, Option<int> retries)
+    static DownloadOptions Options(ParseResult parse, Option<double> timeout, Option<int> retries)
     {
         double seconds = parse.GetValue(timeout);
         int retryCount = parse.GetValue(retries);
-        return seconds > 0 && retryCount >= 0 ? new DownloadOptions(TimeSpan.FromSeconds(seconds), retryCount, TimeSpan.FromSeconds(1)) : null;
+        return seconds > 0 && retryCount >= 0 ? new DownloadOptions(TimeSpan.FromSeconds(seconds), retryCount, TimeSpan.FromSeconds(1))
+            : throw new ArgumentException("--timeout must be positive and --retries at least 0");
     }
 
     static Command MedMnist()
@@ -142,42 +121,27 @@ public static class DownloadCommand
         foreach (var option in new Option[] { size, output, force, mirror, timeout, retries, list }) command.Options.Add(option);
         command.SetAction(async (parse, cancellation) =>
         {
-            if (ClaimOut(parse, output, force) is not (true, var claimed)) return 2;
-            MedMnistRegistry registry;
-            try
-            {
-                registry = MedMnistRegistry.Default;
-            }
-            catch (Exception e) when (e is InvalidDataException or FileNotFoundException)
-            {
-                return Fail(2, e.Message);
-            }
+            var claimed = ClaimOut(parse, output, force);
+            // A registry file set by the environment: a setting, like an argument.
+            var registry = ExitCodes.NamedByArgument(() => MedMnistRegistry.Default);
             if (parse.GetValue(list))
             {
                 foreach (var subset in registry.Subsets)
                     Console.WriteLine($"{subset.Name,-16} {subset.Dimensionality}  {subset.Organ + "/" + subset.Modality,-20} {subset.Task,-19} sizes {string.Join(",", subset.Sizes)}");
-                return 0;
+                return ExitCodes.Done;
             }
             string? subsetName = parse.GetValue(name);
             if (string.IsNullOrEmpty(subsetName))
-                return Fail(2, $"name a subset: {string.Join(", ", registry.Names)}");
+                throw new ArgumentException($"name a subset: {string.Join(", ", registry.Names)}");
             if (!registry.TryGet(subsetName, out var chosen))
-                return Fail(2, $"no MedMNIST subset '{subsetName}': the subsets are {string.Join(", ", registry.Names)}");
+                throw new ArgumentException($"no MedMNIST subset '{subsetName}': the subsets are {string.Join(", ", registry.Names)}");
             int imageSize = parse.GetValue(size);
             if (!chosen.Files.TryGetValue(imageSize, out var file))
-                return Fail(2, $"{chosen.Name} has no size {imageSize}: its sizes are {string.Join(", ", chosen.Sizes)}");
-            if (Options(parse, timeout, retries) is not { } options) return Fail(2, "--timeout must be positive and --retries at least 0");
+                throw new ArgumentException($"{chosen.Name} has no size {imageSize}: its sizes are {string.Join(", ", chosen.Sizes)}");
+            var options = Options(parse, timeout, retries);
 
             string fileName = chosen.FileName(imageSize);
-            Uri url;
-            try
-            {
-                url = chosen.DownloadUrl(imageSize, parse.GetValue(mirror) ?? Environment.GetEnvironmentVariable(MedMnistRegistry.MirrorVariable));
-            }
-            catch (ArgumentException e)
-            {
-                return Fail(2, e.Message);
-            }
+            var url = chosen.DownloadUrl(imageSize, parse.GetValue(mirror) ?? Environment.GetEnvironmentVariable(MedMnistRegistry.MirrorVariable));
             claimed?.Mark();
             string folder = parse.GetValue(output) ?? Path.Combine(MedformerHome.Path, "medmnist");
             string destination = Path.Combine(folder, fileName);
@@ -191,19 +155,12 @@ public static class DownloadCommand
                 Console.WriteLine(result.Outcome == DownloadOutcome.AlreadyPresent
                     ? $"{fileName}: already present and verified (MD5 {file.Md5}); nothing to do"
                     : $"{fileName}: done, {Megabytes(result.Bytes)} MB, MD5 verified{(result.ResumedFrom > 0 ? $", resumed from byte {result.ResumedFrom}" : "")}");
-                return 0;
+                return ExitCodes.Done;
             }
-            catch (DownloadException e)
+            catch (Exception e) when (e is IOException and not DownloadException or UnauthorizedAccessException)
             {
-                return Fail(1, e.Message);
-            }
-            catch (IOException e)
-            {
-                return Fail(1, $"{destination}: {e.Message}");
-            }
-            catch (UnauthorizedAccessException e)
-            {
-                return Fail(1, $"{destination}: {e.Message}");
+                // A failed write names the file; a failed download says what failed itself.
+                throw new IOException($"{destination}: {e.Message}", e);
             }
         });
         return command;
@@ -222,22 +179,14 @@ public static class DownloadCommand
         command.Options.Add(force);
         command.SetAction(parse =>
         {
-            if (ClaimOut(parse, output, force) is not (true, var claimed)) return 2;
-            PhantomSpec spec;
-            try
-            {
-                spec = PhantomSpec.Default(parse.GetValue(dimensionality)!, parse.GetValue(size));
-                _ = Phantom.Subset(spec);
-            }
-            catch (ArgumentException e)
-            {
-                return Fail(2, e.Message);
-            }
+            var claimed = ClaimOut(parse, output, force);
+            var spec = PhantomSpec.Default(parse.GetValue(dimensionality)!, parse.GetValue(size));
+            _ = Phantom.Subset(spec);
             TorchRuntime.EnsureLoaded();
             claimed?.Mark();
             string path = Phantom.Ensure(spec, parse.GetValue(output));
             Console.WriteLine($"{path}: {spec.Train}/{spec.Val}/{spec.Test} {spec.Dimensionality} images of {spec.Size}, seed {spec.Seed}");
-            return 0;
+            return ExitCodes.Done;
         });
         return command;
     }
@@ -287,27 +236,10 @@ public static class DownloadCommand
 
     /// <summary>
     /// An explicit --out, checked as every command's is (<see cref="OutputFolder"/>); without one the files go to
-    /// $MEDFORMER_HOME, the program's own cache (null). False after saying why it is refused.
+    /// $MEDFORMER_HOME, the program's own cache (null).
     /// </summary>
-    static (bool Ok, OutputFolder? Folder) ClaimOut(ParseResult parse, Option<string?> output, Option<bool> force)
-    {
-        if (parse.GetValue(output) is not { } path) return (true, null);
-        try
-        {
-            return (true, OutputFolder.Claim(path, "download", parse.GetValue(force)));
-        }
-        catch (ArgumentException e)
-        {
-            Fail(2, e.Message);
-            return (false, null);
-        }
-    }
+    static OutputFolder? ClaimOut(ParseResult parse, Option<string?> output, Option<bool> force) =>
+        parse.GetValue(output) is { } path ? OutputFolder.Claim(path, "download", parse.GetValue(force)) : null;
 
     static string Megabytes(long bytes) => (bytes / 1e6).ToString("0.0");
-
-    static int Fail(int status, string message)
-    {
-        Console.Error.WriteLine("medformer download: " + message);
-        return status;
-    }
 }

@@ -160,14 +160,13 @@ static class EvaluateCommand
             Tracked.End(tracked, RunStatus.Killed, "evaluate", Console.Error);
             return interrupt.ExitCode;
         }
-        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
+        catch (Exception e) when (ExitCodes.IsFailure(e))
         {
-            Console.Error.WriteLine("medformer evaluate: " + e.Message);
-            Tracked.End(tracked, RunStatus.Failed, "evaluate", Console.Error, e.Message);
-            return 1;
+            return Tracked.Fail(tracked, "evaluate", e, Console.Error);
         }
         catch (ArgumentException e)
         {
+            // A cell's settings can be wrong only once it runs: the run ends as failed, the line and status are ExitCodes'.
             Tracked.End(tracked, RunStatus.Failed, "evaluate", Console.Error, e.Message);
             throw;
         }

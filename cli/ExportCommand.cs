@@ -42,27 +42,19 @@ static class ExportCommand
                 Console.WriteLine($"{folder}: a run folder; exporting its latest checkpoint {latest}");
                 folder = latest;
             }
-            try
-            {
-                bool torchSave = parse.GetValue(format) == "pt";
-                using var model = Checkpoint.Load(folder);
-                using var scope = NewDisposeScope();
-                var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).contiguous());
-                var head = Head(folder);
-                claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["exported_from"] = Path.GetFullPath(folder) },
-                    PyTorchExport.Extras(Path.GetFullPath(folder), model.ParameterCount(), weights, head, torchSave)));
-                Console.WriteLine($"{target}: {weights.Count} tensors, {model.ParameterCount():N0} parameters, float32"
-                                  + (head is null ? "" : $", with its {head.Kind} head ({head.Weights.Count} tensors)")
-                                  + (torchSave ? $"; {PyTorchExport.TorchFile} for torch.load" : "") + "; load with medformer.py (see its README.md)");
-                if (head is { HasTwin: false })
-                    Console.WriteLine($"note: medformer.py has no class for the {head.Kind} head yet; its weights and head.json are exported for your own code");
-                return 0;
-            }
-            catch (Exception e) when (e is InvalidDataException or IOException or Runtime.SafetensorsException or ArgumentException)
-            {
-                Console.Error.WriteLine("medformer export: " + e.Message);
-                return 1;
-            }
+            bool torchSave = parse.GetValue(format) == "pt";
+            using var model = Checkpoint.Load(folder);
+            using var scope = NewDisposeScope();
+            var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).contiguous());
+            var head = Head(folder);
+            claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["exported_from"] = Path.GetFullPath(folder) },
+                PyTorchExport.Extras(Path.GetFullPath(folder), model.ParameterCount(), weights, head, torchSave)));
+            Console.WriteLine($"{target}: {weights.Count} tensors, {model.ParameterCount():N0} parameters, float32"
+                              + (head is null ? "" : $", with its {head.Kind} head ({head.Weights.Count} tensors)")
+                              + (torchSave ? $"; {PyTorchExport.TorchFile} for torch.load" : "") + "; load with medformer.py (see its README.md)");
+            if (head is { HasTwin: false })
+                Console.WriteLine($"note: medformer.py has no class for the {head.Kind} head yet; its weights and head.json are exported for your own code");
+            return ExitCodes.Done;
         });
         return command;
     }

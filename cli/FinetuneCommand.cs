@@ -1,12 +1,8 @@
 using System.CommandLine;
 using System.Globalization;
-using System.Text.Json;
 using System.Text.Json.Nodes;
 using Medformer.Datasets.Corpora;
-using Medformer.Datasets.Layouts;
-using Medformer.Datasets.Transforms;
-using Medformer.Heads;
-using Medformer.Pretrain;
+using Medformer.Heads.FineTuning;
 using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Tracking;
@@ -50,199 +46,85 @@ static class FinetuneCommand
             var claimed = OutputOption.Claim(parse, output, force, "finetune");
             TorchRuntime.EnsureLoaded();
             if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
-            bool asJson = parse.GetValue(json);
-            double share = parse.GetValue(fraction);
-            if (!(share > 0 && share <= 1)) throw new ArgumentException($"--fraction {share.ToString(CultureInfo.InvariantCulture)}: must be in (0, 1]");
-            var chosen = Strategy.Parse(parse.GetValue(strategy)!);
-            var data = DataSource.Parse(parse.GetValue(task)!, parse.GetValue(size));
-            var options = new FineTuneOptions
-            {
-                MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
-                Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
-                OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema), BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
-            };
-            // A missing model fails before anything is read or logged.
-            string folder;
-            try
-            {
-                folder = Pretrained.Resolve(parse.GetValue(checkpoint)!);
-            }
-            catch (IOException e)
-            {
-                Console.Error.WriteLine("medformer finetune: " + e.Message);
-                return 1;
-            }
-            var roi = ParseRoi(parse.GetValue(roiOption));
             var selfTraining = SelfTrainOption.Parse(parse, selfTrain);
-            if (selfTraining is not null && share == 1)
-                throw new ArgumentException("--self-train: pseudo-labels go to the training images --fraction leaves out; with --fraction 1 there are none");
             var fixMatching = FixMatchOption.Parse(parse, fixMatch);
-            if (fixMatching is not null && selfTraining is not null) throw new ArgumentException("--fixmatch and --self-train both use the unlabelled images after fine-tuning: pick one");
-            if (fixMatching is not null && share == 1)
-                throw new ArgumentException("--fixmatch: its unlabelled images are the training images --fraction leaves out; with --fraction 1 there are none");
-            if (fixMatching is not null && options.Mixup > 0) throw new ArgumentException("--fixmatch and --mixup do not combine: pick one");
-            // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
-            var (ranPrecision, _) = MixedPrecision.Resolve(options.Precision, options.Device);
-            claimed.Mark();
-            using var tracked = Tracked.Start("finetune", options.OutputDirectory, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
-            tracked?.LogParams(new Dictionary<string, object?>
+            var job = new FinetuneJobOptions
             {
-                ["checkpoint"] = parse.GetValue(checkpoint), ["task"] = parse.GetValue(task), ["head"] = parse.GetValue(head) ?? DefaultHead(data), ["roi"] = parse.GetValue(roiOption), ["strategy"] = chosen.ToString(),
-                ["fraction"] = share, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
-                ["lr"] = options.LearningRate, ["precision"] = ranPrecision.Name(), ["precision_requested"] = options.Precision.Name(), ["device"] = parse.GetValue(device), ["augment"] = !parse.GetValue(noAugment), ["mixup"] = options.Mixup, ["ema"] = options.Ema,
-                ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(selfTraining, options.MaxSteps),
-                ["fixmatch"] = FixMatchOption.Describe(fixMatching, options.MaxSteps),
-            });
-            return Execute(parse.GetValue(checkpoint)!, folder, parse.GetValue(task)!, data, parse.GetValue(head), roi, chosen, share, options, !parse.GetValue(noAugment),
-                selfTraining, fixMatching, asJson, tracked);
+                Checkpoint = parse.GetValue(checkpoint)!, Task = DataSource.Parse(parse.GetValue(task)!, parse.GetValue(size)), Head = parse.GetValue(head),
+                Roi = ParseRoi(parse.GetValue(roiOption)), Strategy = Strategy.Parse(parse.GetValue(strategy)!), Fraction = parse.GetValue(fraction),
+                Augment = !parse.GetValue(noAugment), SelfTraining = selfTraining?.Options, FreshStudent = selfTraining?.FreshStudent ?? false,
+                FixMatch = fixMatching?.Options, FixMatchSteps = fixMatching?.Steps,
+                FineTune = new FineTuneOptions
+                {
+                    MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
+                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
+                    OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema),
+                    BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
+                },
+            };
+            // Everything that can be wrong with the arguments is found here, before the output folder or an MLflow run exists.
+            var plan = FinetuneJob.Check(job);
+            claimed.Mark();
+            using var tracked = Tracked.Start("finetune", job.FineTune.OutputDirectory!, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            var given = new Given(parse.GetValue(task)!, parse.GetValue(roiOption), parse.GetValue(device)!, selfTraining, fixMatching, parse.GetValue(json));
+            tracked?.LogParams(Params(plan, given));
+            return Execute(plan, given, tracked);
         });
         return command;
     }
 
-    static int Execute(string checkpoint, string folder, string taskText, DataSource data, string? headText, long[]? roi, Strategy strategy, double fraction, FineTuneOptions options, bool augment,
-        SelfTrainOption.Request? selfTraining, FixMatchOption.Request? fixMatching, bool asJson, MlflowRun? tracked)
+    /// <summary>What the command line said, as the MLflow params and the report spell it.</summary>
+    sealed record Given(string Task, string? Roi, string Device, SelfTrainOption.Request? SelfTraining, FixMatchOption.Request? FixMatch, bool Json);
+
+    /// <summary>The run's MLflow params: the arguments as given, the head and precision as they run.</summary>
+    static Dictionary<string, object?> Params(FinetunePlan plan, Given given)
     {
+        var (job, options) = (plan.Options, plan.Options.FineTune);
+        return new()
+        {
+            ["checkpoint"] = job.Checkpoint, ["task"] = given.Task, ["head"] = plan.Head, ["roi"] = given.Roi,
+            ["strategy"] = job.Strategy.ToString(), ["fraction"] = job.Fraction, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
+            ["lr"] = options.LearningRate, ["precision"] = plan.Precision.Name(), ["precision_requested"] = options.Precision.Name(), ["device"] = given.Device,
+            ["augment"] = job.Augment, ["mixup"] = options.Mixup, ["ema"] = options.Ema,
+            ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(given.SelfTraining, options.MaxSteps),
+            ["fixmatch"] = FixMatchOption.Describe(given.FixMatch, options.MaxSteps),
+        };
+    }
+
+    static int Execute(FinetunePlan plan, Given given, MlflowRun? tracked)
+    {
+        bool asJson = given.Json;
         using var interrupt = new Interruption();  // Ctrl-C or SIGTERM: stop at the next step boundary
         var progress = new ProgressLine(Console.IsOutputRedirected || asJson, "medformer finetune", asJson ? Console.Error : Console.Out);
-        DataSplits? splits = null;
-        FineTuner? student = null;
+        // Self-training rounds and FixMatch count their steps from 1 again; MLflow's step axis goes on after fine-tuning's.
+        long stepOffset = 0, lastStep = 0;
+        void Log(TrainerLog log)
+        {
+            if (log.Step + stepOffset <= lastStep) stepOffset = lastStep;
+            lastStep = log.Step + stepOffset;
+            progress.Show(log);
+            tracked?.LogMetrics(Tracked.Metrics(log), lastStep);
+        }
+        void SemiSupervised(SemiSupervisedStart start)
+        {
+            progress.Done();
+            bool self = start.Method == "self-training";
+            if (!asJson)
+                Console.WriteLine(self ? $"teacher: test {Describe(start.Test)}; self-training on {start.Unlabelled} images without labels"
+                    : $"fine-tuned: test {Describe(start.Test)}; FixMatch with {start.Unlabelled} images without labels");
+            string prefix = self ? "teacher_test_" : "fine_tuned_test_";
+            tracked?.LogMetrics(start.Test.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create(prefix + p.Key, p.Value)), lastStep);
+        }
         try
         {
-            splits = data.OpenSplits();
-            var (trainSplit, validation, test) = (splits.Train, splits.Validation, splits.Test);
-            headText ??= DefaultHead(data);
-            var (kind, bank, settings) = HeadRegistry.ParseSpec(headText);
-            var (classes, type, names) = Labels(trainSplit);
-            if (kind == ClassificationHead.KindName)
+            var result = FinetuneJob.Run(plan, new FinetuneProgress
             {
-                settings.TryAdd("classes", classes);
-                settings.TryAdd("type", TaskTypes.Name(type));
-            }
-            var train = LabelFraction.Draw(trainSplit, fraction, options.Seed);
-            string? semi = selfTraining is not null ? "--self-train" : fixMatching is not null ? "--fixmatch" : null;
-            var unlabelled = semi is null ? null
-                : LabelFraction.Rest(trainSplit, train) ?? throw new ArgumentException($"{semi}: --fraction {fraction} leaves no training image of {trainSplit.Name} without its label");
-            if (semi is not null && kind != ClassificationHead.KindName)
-                throw new ArgumentException($"{semi}: pseudo-labels are classes; the {kind} head has none");
-            using var sample = train.Get(0);
-            if (kind != ClassificationHead.KindName)
-            {
-                // Dense heads: the corpus's dimensionality; an MSD task's classes from its dataset.json; the phantom's masks are one shape on background.
-                settings.TryAdd("dimensionality", sample.Meta.Dimensionality.Name);
-                if (kind == SegmentationHead.KindName && splits.Source switch { MsdCorpus m => m.Labels.Count, MedMnistCorpus { HasMasks: true } => 2, _ => 0 } is > 0 and var k)
-                    settings.TryAdd("classes", k);
-            }
-            if (roi is null && splits.Source is MsdCorpus or PetCtCorpus) roi = DefaultVolumeRoi;
-            if (roi is { Length: 1 }) roi = [.. Enumerable.Repeat(roi[0], sample.SpatialShape.Length)];
-            if (roi is not null)
-            {
-                if (kind == ClassificationHead.KindName) throw new ArgumentException($"--roi: crops and sliding windows are for dense heads; the {kind} head reads whole images");
-                options = options with { Roi = roi };
-            }
-            if (augment)
-            {
-                var spatial = sample.SpatialShape;
-                options = options with
-                {
-                    Augment = spatial.Length == 2 && roi is null
-                        ? new Compose([new RandResizedCrop(spatial, MinScale: 0.7), new RandFlip(0.5, [1])])
-                        : new RandFlip(0.5, [spatial.Length - 1]),
-                };
-            }
-            bank ??= HeadRegistry.DefaultTask(kind);
-            FineTuner NewTuner()
-            {
-                var model = Pretrained.Load(folder, [bank]);
-                try
-                {
-                    return new FineTuner(model, HeadRegistry.Create(kind, model.Config, bank, (JsonObject)settings.DeepClone()), strategy) { ClassNames = names };
-                }
-                catch
-                {
-                    model.Dispose();
-                    throw;
-                }
-            }
-            using var tuner = NewTuner();
-            if (!asJson)
-                Console.WriteLine($"fine-tuning {checkpoint} on {train.Name}: {train.Count} samples, head {kind} ({string.Join(", ", settings.Select(p => $"{p.Key}={p.Value}"))}), strategy {strategy}, {options.MaxSteps} steps of {options.BatchSize}");
-            // Self-training rounds and FixMatch count their steps from 1 again; MLflow's step axis goes on after fine-tuning's.
-            long stepOffset = 0, lastStep = 0;
-            void Log(TrainerLog log)
-            {
-                if (log.Step + stepOffset <= lastStep) stepOffset = lastStep;
-                lastStep = log.Step + stepOffset;
-                progress.Show(log);
-                tracked?.LogMetrics(Tracked.Metrics(log), lastStep);
-            }
-            var result = tuner.Fit(train, options, validation, Log, progress.Notice, interrupt.Token);
+                Started = start => { if (!asJson) Console.WriteLine(Describe(plan.Options.Checkpoint, start)); },
+                Log = Log, Notice = progress.Notice, SemiSupervised = SemiSupervised,
+            }, interrupt.Token);
             progress.Done();
-            SelfTrainingResult? selfTrained = null;
-            if (selfTraining is not null)
-            {
-                var teacher = tuner.Evaluate(test);
-                if (!asJson) Console.WriteLine($"teacher: test {Describe(teacher)}; self-training on {unlabelled!.Count} images without labels");
-                tracked?.LogMetrics(teacher.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("teacher_test_" + p.Key, p.Value)), lastStep);
-                // student=pretrained: a new model and head from the checkpoint learn from the teacher's labels.
-                student = selfTraining.FreshStudent ? NewTuner() : null;
-                selfTrained = tuner.SelfTrain(train, unlabelled!, selfTraining.Options, options, validation, Log, progress.Notice, interrupt.Token, student);
-                progress.Done();
-                result = selfTrained.FineTuning;
-            }
-            if (fixMatching is not null)
-            {
-                var before = tuner.Evaluate(test);
-                if (!asJson) Console.WriteLine($"fine-tuned: test {Describe(before)}; FixMatch with {unlabelled!.Count} images without labels");
-                tracked?.LogMetrics(before.Where(p => double.IsFinite(p.Value)).Select(p => KeyValuePair.Create("fine_tuned_test_" + p.Key, p.Value)), lastStep);
-                // Its own checkpoints and model beside the fine-tuned one (OUT/fixmatch/model).
-                var semiOptions = options with { OutputDirectory = Path.Combine(options.OutputDirectory!, "fixmatch"), MaxSteps = fixMatching.Steps ?? options.MaxSteps };
-                result = tuner.FixMatch(train, unlabelled!, fixMatching.Options, semiOptions, validation, Log, progress.Notice, interrupt.Token);
-                progress.Done();
-            }
-            var testScores = (student ?? tuner).Evaluate(test);
-            var t = result.Training;
-            var say = asJson ? Console.Error : Console.Out;
-            if (tracked is not null)
-            {
-                var scores = testScores.Select(p => KeyValuePair.Create("test_" + p.Key, p.Value))
-                    .Concat((result.Validation ?? new Dictionary<string, double>()).Select(p => KeyValuePair.Create("val_" + p.Key, p.Value)))
-                    .Where(p => double.IsFinite(p.Value));
-                tracked.LogMetrics(scores, Math.Max(lastStep, t.Steps));
-                tracked.SetTag("medformer.model", Path.GetFullPath(result.ModelDirectory!));
-                tracked.LogArtifacts(result.ModelDirectory!, "model");
-            }
-            if (asJson)
-            {
-                var report = new JsonObject
-                {
-                    ["checkpoint"] = checkpoint, ["task"] = taskText, ["head"] = headText, ["strategy"] = strategy.ToString(), ["fraction"] = fraction,
-                    ["seed"] = options.Seed, ["train_samples"] = train.Count, ["steps"] = t.Steps, ["final_loss"] = Finite(t.FinalLoss),
-                    ["elapsed_seconds"] = Math.Round(t.Elapsed.TotalSeconds, 1),
-                    ["validation"] = result.Validation is null ? null : Scores(result.Validation), ["test"] = Scores(testScores),
-                    ["model"] = Path.GetFullPath(result.ModelDirectory!),
-                };
-                if (selfTrained is not null)
-                    report["self_training"] = new JsonObject
-                    {
-                        ["settings"] = SelfTrainOption.Describe(selfTraining, options.MaxSteps),
-                        ["pseudo_labelled"] = new JsonArray([.. selfTrained.Rounds.Select(r => (JsonNode)r.PseudoLabelled)]),
-                        ["unlabelled"] = unlabelled!.Count,
-                    };
-                if (fixMatching is not null)
-                    report["fixmatch"] = new JsonObject { ["settings"] = FixMatchOption.Describe(fixMatching, options.MaxSteps), ["unlabelled"] = unlabelled!.Count };
-                if (options.BatchAdaptation is not null && t.History.LastOrDefault(l => l.BatchSize is not null) is { } adapted)
-                    report["batch_adaptation"] = new JsonObject { ["settings"] = DbaOption.Describe(options.BatchAdaptation), ["batch_size"] = adapted.BatchSize, ["selected_size"] = adapted.SelectedSize };
-                Console.WriteLine(report.ToJsonString());
-            }
-            else
-            {
-                Console.WriteLine($"fine-tuned {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss}; final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}");
-                if (result.Validation is { } v) Console.WriteLine($"validation: {Describe(v)}");
-                Console.WriteLine($"test: {Describe(testScores)}");
-                Console.WriteLine($"model: {Path.GetFullPath(result.ModelDirectory!)}");
-            }
-            Tracked.End(tracked, RunStatus.Finished, "finetune", say);
-            return 0;
+            Report(plan, result, given, tracked, lastStep);
+            return ExitCodes.Done;
         }
         catch (OperationCanceledException)
         {
@@ -251,23 +133,70 @@ static class FinetuneCommand
             Tracked.End(tracked, RunStatus.Killed, "finetune", Console.Error);
             return interrupt.ExitCode;
         }
-        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException)
+        catch (Exception e) when (ExitCodes.IsFailure(e))
         {
             progress.Done();
-            Console.Error.WriteLine("medformer finetune: " + e.Message);
-            Tracked.End(tracked, RunStatus.Failed, "finetune", Console.Error, e.Message);
-            return 1;
-        }
-        finally
-        {
-            student?.Dispose();
-            splits?.Dispose();
+            return Tracked.Fail(tracked, "finetune", e, Console.Error);
         }
     }
 
-    static readonly long[] DefaultVolumeRoi = [32, 32, 32];
+    /// <summary>The final scores and model: logged to MLflow, and printed (one JSON object with --json), and the run ended.</summary>
+    static void Report(FinetunePlan plan, FinetuneJobResult result, Given given, MlflowRun? tracked, long lastStep)
+    {
+        var (tuned, t) = (result.FineTuning, result.FineTuning.Training);
+        string model = Path.GetFullPath(tuned.ModelDirectory!);
+        if (tracked is not null)
+        {
+            var scores = result.Test.Select(p => KeyValuePair.Create("test_" + p.Key, p.Value))
+                .Concat((tuned.Validation ?? new Dictionary<string, double>()).Select(p => KeyValuePair.Create("val_" + p.Key, p.Value)))
+                .Where(p => double.IsFinite(p.Value));
+            tracked.LogMetrics(scores, Math.Max(lastStep, t.Steps));
+            tracked.SetTag("medformer.model", model);
+            tracked.LogArtifacts(tuned.ModelDirectory!, "model");
+        }
+        if (given.Json)
+            Console.WriteLine(Json(plan, result, given).ToJsonString());
+        else
+        {
+            Console.WriteLine($"fine-tuned {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss}; final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}");
+            if (tuned.Validation is { } v) Console.WriteLine($"validation: {Describe(v)}");
+            Console.WriteLine($"test: {Describe(result.Test)}");
+            Console.WriteLine($"model: {model}");
+        }
+        Tracked.End(tracked, RunStatus.Finished, "finetune", given.Json ? Console.Error : Console.Out);
+    }
 
-    /// <summary>--roi "32,32,32" (or one size for every axis, "32", expanded by the head's dimensionality later).</summary>
+    /// <summary>The --json report: the run's arguments, steps, loss, validation and test scores, the model folder, and what self-training, FixMatch and DBA did.</summary>
+    static JsonObject Json(FinetunePlan plan, FinetuneJobResult result, Given given)
+    {
+        var (job, options, tuned, t) = (plan.Options, plan.Options.FineTune, result.FineTuning, result.FineTuning.Training);
+        var report = new JsonObject
+        {
+            ["checkpoint"] = job.Checkpoint, ["task"] = given.Task, ["head"] = plan.Head, ["strategy"] = job.Strategy.ToString(), ["fraction"] = job.Fraction,
+            ["seed"] = options.Seed, ["train_samples"] = result.TrainSamples, ["steps"] = t.Steps, ["final_loss"] = Finite(t.FinalLoss),
+            ["elapsed_seconds"] = Math.Round(t.Elapsed.TotalSeconds, 1),
+            ["validation"] = tuned.Validation is null ? null : Scores(tuned.Validation), ["test"] = Scores(result.Test),
+            ["model"] = Path.GetFullPath(tuned.ModelDirectory!),
+        };
+        if (result.Rounds is { } rounds)
+            report["self_training"] = new JsonObject
+            {
+                ["settings"] = SelfTrainOption.Describe(given.SelfTraining, options.MaxSteps),
+                ["pseudo_labelled"] = new JsonArray([.. rounds.Select(r => (JsonNode)r.PseudoLabelled)]),
+                ["unlabelled"] = result.Unlabelled,
+            };
+        if (given.FixMatch is not null)
+            report["fixmatch"] = new JsonObject { ["settings"] = FixMatchOption.Describe(given.FixMatch, options.MaxSteps), ["unlabelled"] = result.Unlabelled };
+        if (options.BatchAdaptation is not null && t.History.LastOrDefault(l => l.BatchSize is not null) is { } adapted)
+            report["batch_adaptation"] = new JsonObject { ["settings"] = DbaOption.Describe(options.BatchAdaptation), ["batch_size"] = adapted.BatchSize, ["selected_size"] = adapted.SelectedSize };
+        return report;
+    }
+
+    /// <summary>"fine-tuning CHECKPOINT on CORPUS: N samples, head KIND (SETTINGS), strategy S, STEPS steps of BATCH".</summary>
+    static string Describe(string checkpoint, FinetuneStart start) =>
+        $"fine-tuning {checkpoint} on {start.TrainName}: {start.TrainSamples} samples, head {start.HeadKind} ({string.Join(", ", start.HeadSettings.Select(p => $"{p.Key}={p.Value}"))}), strategy {start.Strategy}, {start.MaxSteps} steps of {start.BatchSize}";
+
+    /// <summary>--roi "32,32,32" (or one size for every axis, "32", expanded by the job to the corpus's dimensionality).</summary>
     static long[]? ParseRoi(string? text)
     {
         if (text is null) return null;
@@ -275,21 +204,6 @@ static class FinetuneCommand
             : throw new ArgumentException($"--roi '{text}': expected positive sizes such as 32,32,32 (or 32 for every axis)")).ToArray();
         return sizes.Length is 1 or 2 or 3 ? sizes : throw new ArgumentException($"--roi '{text}': one size, or one per spatial axis (2 or 3)");
     }
-
-    /// <summary>The head a task implies when --head is not given: masks are segmented, PET studies restored.</summary>
-    static string DefaultHead(DataSource data) => data.Kind switch
-    {
-        DataKind.Msd => SegmentationHead.KindName,
-        DataKind.PetCt => ImageToImageHead.Restoration,
-        _ => ClassificationHead.KindName,
-    };
-
-    /// <summary>Classes, task type and class names of a MedMNIST-layout corpus (the phantom too) or an MNIST folder.</summary>
-    static (int Classes, TaskType Type, IReadOnlyList<string> Names) Labels(ICorpus corpus) => corpus switch
-    {
-        MedMnistCorpus m => (m.Subset.Labels.Count, TaskTypes.Parse(m.Subset.Task), m.Subset.Labels),
-        _ => (10, TaskType.MultiClass, [.. Enumerable.Range(0, 10).Select(i => i.ToString(CultureInfo.InvariantCulture))]),
-    };
 
     static JsonObject Scores(IReadOnlyDictionary<string, double> scores) => new([.. scores.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)Finite(p.Value)))]);
 

@@ -1,12 +1,13 @@
 using System.CommandLine;
 using System.Globalization;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 
 namespace Medformer.Cli;
 
 /// <summary>
 /// <c>--fixmatch [key=value,…]</c>: after fine-tuning, FixMatch goes on over the labelled images and those --fraction
-/// leaves out (<see cref="FineTuner.FixMatch"/>); keys threshold (τ), ratio (μ), weight (λ_u) and steps (default
+/// leaves out (<see cref="SemiSupervised.FixMatch"/>); keys threshold (τ), ratio (μ), weight (λ_u) and steps (default
 /// --max-steps).
 /// </summary>
 static class FixMatchOption

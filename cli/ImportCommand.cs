@@ -29,61 +29,40 @@ static class ImportCommand
         {
             var claimed = OutputOption.Claim(parse, output, force, "import");
             TorchRuntime.EnsureLoaded();
-            MedformerConfig modelConfig;
-            try
-            {
-                modelConfig = MedformerConfig.Resolve(parse.GetValue(config)!);
-            }
-            catch (Exception e) when (e is InvalidDataException or ArgumentException or IOException)
-            {
-                return Fail(2, e.Message);
-            }
+            var modelConfig = ExitCodes.NamedByArgument(() => MedformerConfig.Resolve(parse.GetValue(config)!));
             string path = parse.GetValue(file)!;
-            try
-            {
-                using var read = StateDictImport.Read(path);
-                Console.WriteLine($"{path}: {read.Format}, {read.Tensors.Count} tensors" + (read.Wrapper != null ? $" in its \"{read.Wrapper}\"" : "")
-                                  + (read.Skipped.Count > 0 ? $"; {read.Skipped.Count} entries that are not tensors skipped" : ""));
-                using var model = new Medformer(modelConfig);
-                var own = model.state_dict();
-                var match = StateDictImport.Match(read.Tensors, own.ToDictionary(kv => kv.Key, kv => kv.Value.shape));
-                foreach (var prefix in match.Renamed.Select(kv => kv.Key[..^kv.Value.Length]).Distinct())
-                    Console.WriteLine($"stripped the prefix '{prefix}' ({match.Renamed.Count(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))} names)");
-                if (match.Unmatched.Count > 0)
-                    Console.WriteLine($"{match.Unmatched.Count} tensor(s) of the file have no place in the model{(parse.GetValue(strict) ? "" : ", skipped")}: {List(match.Unmatched)}");
-                var problems = new List<string>();
-                if (match.ShapeMismatches.Count > 0) problems.Add($"{match.ShapeMismatches.Count} shape(s) differ: {List(match.ShapeMismatches)}");
-                if (match.Missing.Count > 0 && !parse.GetValue(allowMissing))
-                    problems.Add($"the file lacks {match.Missing.Count} of the model's {own.Count} tensors (--allow-missing keeps their initialisation): {List(match.Missing)}");
-                if (match.Unmatched.Count > 0 && parse.GetValue(strict)) problems.Add("--strict: the file has tensors the model does not");
-                if (problems.Count > 0) return Fail(1, $"{path} does not fit the config: " + string.Join("; ", problems));
+            using var read = StateDictImport.Read(path);
+            Console.WriteLine($"{path}: {read.Format}, {read.Tensors.Count} tensors" + (read.Wrapper != null ? $" in its \"{read.Wrapper}\"" : "")
+                              + (read.Skipped.Count > 0 ? $"; {read.Skipped.Count} entries that are not tensors skipped" : ""));
+            using var model = new Medformer(modelConfig);
+            var own = model.state_dict();
+            var match = StateDictImport.Match(read.Tensors, own.ToDictionary(kv => kv.Key, kv => kv.Value.shape));
+            foreach (var prefix in match.Renamed.Select(kv => kv.Key[..^kv.Value.Length]).Distinct())
+                Console.WriteLine($"stripped the prefix '{prefix}' ({match.Renamed.Count(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))} names)");
+            if (match.Unmatched.Count > 0)
+                Console.WriteLine($"{match.Unmatched.Count} tensor(s) of the file have no place in the model{(parse.GetValue(strict) ? "" : ", skipped")}: {List(match.Unmatched)}");
+            var problems = new List<string>();
+            if (match.ShapeMismatches.Count > 0) problems.Add($"{match.ShapeMismatches.Count} shape(s) differ: {List(match.ShapeMismatches)}");
+            if (match.Missing.Count > 0 && !parse.GetValue(allowMissing))
+                problems.Add($"the file lacks {match.Missing.Count} of the model's {own.Count} tensors (--allow-missing keeps their initialisation): {List(match.Missing)}");
+            if (match.Unmatched.Count > 0 && parse.GetValue(strict)) problems.Add("--strict: the file has tensors the model does not");
+            if (problems.Count > 0) throw new InvalidDataException($"{path} does not fit the config: " + string.Join("; ", problems));
 
-                using (torch.no_grad())
-                    foreach (var (name, tensor) in match.Matched) own[name].copy_(tensor);
-                string target = parse.GetValue(output)!;
-                using (var scope = torch.NewDisposeScope())
-                {
-                    var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach());
-                    claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["imported_from"] = Path.GetFullPath(path) }));
-                }
-                Console.WriteLine($"{target}: {match.Matched.Count} of {own.Count} tensors imported"
-                                  + (match.Missing.Count > 0 ? $", {match.Missing.Count} left at their initialisation" : ""));
-                return 0;
-            }
-            catch (Exception e) when (e is InvalidDataException or IOException or SafetensorsException)
+            using (torch.no_grad())
+                foreach (var (name, tensor) in match.Matched) own[name].copy_(tensor);
+            string target = parse.GetValue(output)!;
+            using (var scope = torch.NewDisposeScope())
             {
-                return Fail(1, e.Message);
+                var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach());
+                claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["imported_from"] = Path.GetFullPath(path) }));
             }
+            Console.WriteLine($"{target}: {match.Matched.Count} of {own.Count} tensors imported"
+                              + (match.Missing.Count > 0 ? $", {match.Missing.Count} left at their initialisation" : ""));
+            return ExitCodes.Done;
         });
         return command;
     }
 
     static string List(IReadOnlyList<string> names) =>
         string.Join(", ", names.Take(Listed)) + (names.Count > Listed ? $", … ({names.Count - Listed} more)" : "");
-
-    static int Fail(int status, string message)
-    {
-        Console.Error.WriteLine("medformer import: " + message);
-        return status;
-    }
 }

@@ -22,25 +22,13 @@ static class InspectCommand
         {
             TorchRuntime.EnsureLoaded();
             string path = parse.GetValue(file)!;
-            MedicalVolume volume;
-            try
-            {
-                volume = MedicalFile.Read(path);
-            }
-            catch (Exception e) when (e is InvalidDataException or NotSupportedException or IOException or UnauthorizedAccessException or OverflowException)
-            {
-                Console.Error.WriteLine("medformer inspect: " + e.Message);
-                return 1;
-            }
-            using (volume)
-            {
-                var report = Report(volume);
-                if (parse.GetValue(json))
-                    Console.WriteLine(JsonSerializer.Serialize(report, JsonOptions));
-                else
-                    Print(report, volume);
-            }
-            return 0;
+            using var volume = MedicalFile.Read(path);
+            var report = Report(volume);
+            if (parse.GetValue(json))
+                Console.WriteLine(JsonSerializer.Serialize(report, JsonOptions));
+            else
+                Print(report, volume);
+            return ExitCodes.Done;
         });
         return command;
     }

@@ -24,29 +24,24 @@ public static class MedformerCommand
         root.Subcommands.Add(ImportCommand.Create());
         root.Subcommands.Add(RunsCommand.Create());
         root.Subcommands.Add(EvaluateCommand.Create());
-        try
+        var parsed = root.Parse(args);
+        if (parsed.Errors.Count > 0)
         {
-            var parsed = root.Parse(args);
-            if (parsed.Errors.Count > 0)
-            {
-                // System.CommandLine would print every error and the whole help and exit 1: one line, exit 2.
-                Console.Error.WriteLine("medformer: " + OneLine(parsed));
-                return 2;
-            }
-            // Our handlers below say what went wrong in one line; the default handler would print a stack trace.
-            return parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            // System.CommandLine would print every error and the whole help and exit 1: one line, exit 2.
+            Console.Error.WriteLine("medformer: " + OneLine(parsed));
+            return ExitCodes.BadArguments;
         }
-        catch (TorchLoadException e)
-        {
-            Console.Error.WriteLine("medformer: " + e.Message);
-            return 3;
-        }
-        catch (ArgumentException e)
-        {
-            // MEDFORMER_DEBUG=1 shows where an error came from, for bug reports.
-            Console.Error.WriteLine("medformer: " + (Environment.GetEnvironmentVariable("MEDFORMER_DEBUG") == "1" ? e.ToString() : e.Message));
-            return 2;
-        }
+        // Every command's errors end here as one line and an exit status (ExitCodes); the default handler would print a stack trace.
+        return ExitCodes.Run(Who(parsed), () => parsed.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false }));
+    }
+
+    /// <summary>"medformer pretrain", "medformer runs list": the command an error line names.</summary>
+    static string Who(ParseResult parsed)
+    {
+        var path = new List<string>();
+        for (var result = parsed.CommandResult; result is not null; result = result.Parent as System.CommandLine.Parsing.CommandResult)
+            path.Insert(0, result.Command is RootCommand ? "medformer" : result.Command.Name);
+        return string.Join(' ', path);
     }
 
     /// <summary>
@@ -56,10 +51,7 @@ public static class MedformerCommand
     static string OneLine(ParseResult parsed)
     {
         var command = parsed.CommandResult.Command;
-        var path = new List<string>();
-        for (var result = parsed.CommandResult; result is not null; result = result.Parent as System.CommandLine.Parsing.CommandResult)
-            path.Insert(0, result.Command is RootCommand ? "medformer" : result.Command.Name);
-        string help = $"({string.Join(' ', path)} --help)";
+        string help = $"({Who(parsed)} --help)";
         if (parsed.UnmatchedTokens.FirstOrDefault() is { } token)
         {
             bool option = token.StartsWith('-');

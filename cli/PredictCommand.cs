@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json.Nodes;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using static TorchSharp.torch;
 
@@ -28,27 +29,19 @@ static class PredictCommand
             var claimed = OutputOption.Claim(parse, output, force, "predict");
             TorchRuntime.EnsureLoaded();
             string outDir = parse.GetValue(output)!;
-            try
+            using var tuner = FineTuner.Load(parse.GetValue(checkpoint)!, DeviceSpec.Parse(parse.GetValue(device)!));
+            claimed.Mark();
+            // One branch per kind of head output.
+            var written = tuner.Head.Output switch
             {
-                using var tuner = FineTuner.Load(parse.GetValue(checkpoint)!, DeviceSpec.Parse(parse.GetValue(device)!));
-                claimed.Mark();
-                // One branch per kind of head output.
-                var written = tuner.Head.Output switch
-                {
-                    HeadOutput.Probabilities => WriteProbabilities(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
-                    _ => WriteDense(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
-                };
-                if (parse.GetValue(json))
-                    Console.WriteLine(written.ToJsonString());
-                else
-                    foreach (var file in written["files"]!.AsArray()) Console.WriteLine($"wrote {file}");
-                return 0;
-            }
-            catch (Exception e) when (e is InvalidDataException or IOException or NotSupportedException or KeyNotFoundException or UnauthorizedAccessException or OverflowException)
-            {
-                Console.Error.WriteLine("medformer predict: " + e.Message);
-                return 1;
-            }
+                HeadOutput.Probabilities => WriteProbabilities(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
+                _ => WriteDense(tuner, parse.GetValue(inputs)!, parse.GetValue(split)!, outDir),
+            };
+            if (parse.GetValue(json))
+                Console.WriteLine(written.ToJsonString());
+            else
+                foreach (var file in written["files"]!.AsArray()) Console.WriteLine($"wrote {file}");
+            return ExitCodes.Done;
         });
         return command;
     }

@@ -48,17 +48,7 @@ static class PretrainCommand
                     message => Console.Error.WriteLine("medformer pretrain: " + message));
             }
             TorchRuntime.EnsureLoaded();
-            var job = DistributedEnvironment.Detect();
-            // A multi-node rank without the store's secret is refused here, before an output folder or an MLflow run exists.
-            if (job is not null)
-                try
-                {
-                    StoreSecret.Resolve(job.IsLoopback);
-                }
-                catch (DistributedException e)
-                {
-                    throw new ArgumentException(e.Message, e);
-                }
+            var job = Rank();
             string? name = parse.GetValue(config);
             var run = name is null ? new RunConfig()
                 : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }
@@ -80,6 +70,25 @@ static class PretrainCommand
             return Execute(run, outDir, overrides, resumeHint, job, tracked);
         });
         return command;
+    }
+
+    /// <summary>
+    /// This process's rank in a data-parallel job (null when alone). A multi-node rank without the store's secret is
+    /// refused here, as a bad argument, before an output folder or an MLflow run exists.
+    /// </summary>
+    static DistributedEnvironment? Rank()
+    {
+        var job = DistributedEnvironment.Detect();
+        if (job is null) return null;
+        try
+        {
+            StoreSecret.Resolve(job.IsLoopback);
+        }
+        catch (DistributedException e)
+        {
+            throw new ArgumentException(e.Message, e);
+        }
+        return job;
     }
 
     /// <summary>
@@ -129,8 +138,8 @@ static class PretrainCommand
         }
         catch (DistributedException e)
         {
-            Console.Error.WriteLine($"medformer pretrain (rank {job!.Rank}): {e.Message}");
-            return 1;
+            // The rank that could not join names itself: the others' lines name it too.
+            return ExitCodes.Report($"medformer pretrain (rank {job!.Rank})", e);
         }
         string who = job is null ? "medformer pretrain" : $"medformer pretrain (rank {job.Rank})";
         bool quiet = job is { Rank: > 0 };   // only rank 0 shows progress and the result
@@ -147,21 +156,8 @@ static class PretrainCommand
             }, quiet ? null : progress.Notice, interrupt.Token, group);
             progress.Done();
             clean = true;
-            if (quiet) return 0;
-            foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
-            var t = result.Training;
-            string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
-            string processes = group is null ? "" : $" × {group.WorldSize} processes";
-            Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
-            Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
-            Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
-            if (tracked is not null)
-            {
-                tracked.SetTags(new Dictionary<string, string> { ["medformer.checkpoint"] = Path.GetFullPath(t.LastCheckpoint), ["medformer.model"] = Path.GetFullPath(t.ModelDirectory) });
-                tracked.LogArtifacts(t.ModelDirectory, "model");
-            }
-            Tracked.End(tracked, RunStatus.Finished, "pretrain", Console.Out);
-            return 0;
+            if (!quiet) Report(result, group, tracked);
+            return ExitCodes.Done;
         }
         catch (OperationCanceledException e)
         {
@@ -172,12 +168,10 @@ static class PretrainCommand
             Tracked.End(tracked, RunStatus.Killed, "pretrain", Console.Error);
             return interrupt.ExitCode;
         }
-        catch (Exception e) when (e is TrainingDivergedException or InvalidDataException or IOException or DistributedException)
+        catch (Exception e) when (ExitCodes.IsFailure(e))
         {
             progress.Done();
-            Console.Error.WriteLine($"{who}: {e.Message}");
-            Tracked.End(tracked, RunStatus.Failed, "pretrain", Console.Out, e.Message);
-            return 1;
+            return Tracked.Fail(tracked, "pretrain", e, Console.Out, who);
         }
         finally
         {
@@ -185,5 +179,23 @@ static class PretrainCommand
             if (clean) group?.Dispose();
             else group?.Abort();
         }
+    }
+
+    /// <summary>What rank 0 says of a finished job, and its MLflow run's tags, model and end.</summary>
+    static void Report(PretrainResult result, ProcessGroup? group, MlflowRun? tracked)
+    {
+        foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
+        var t = result.Training;
+        string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
+        string processes = group is null ? "" : $" × {group.WorldSize} processes";
+        Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
+        Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
+        Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
+        if (tracked is not null)
+        {
+            tracked.SetTags(new Dictionary<string, string> { ["medformer.checkpoint"] = Path.GetFullPath(t.LastCheckpoint), ["medformer.model"] = Path.GetFullPath(t.ModelDirectory) });
+            tracked.LogArtifacts(t.ModelDirectory, "model");
+        }
+        Tracked.End(tracked, RunStatus.Finished, "pretrain", Console.Out);
     }
 }

@@ -102,24 +102,16 @@ public static class RunsCommand
             string? given = parse.GetValue(uri) is { Length: > 0 } option ? option
                 : Environment.GetEnvironmentVariable(TrackingUri.Variable) is { Length: > 0 } env ? env : null;
             if (given is null)
-                throw new ArgumentException($"runs replay: no server given; pass --tracking-uri URL (or set {TrackingUri.Variable}). The spool file names {SpoolServer(file)}, but it is sent only where you say");
-            TrackingOutcome outcome;
-            try
-            {
-                outcome = Mlflow.Replay(file, TrackingUri.Parse(given));
-            }
-            catch (InvalidDataException e)
-            {
-                Console.Error.WriteLine("medformer runs replay: " + e.Message);
-                return 2;
-            }
+                throw new ArgumentException($"no server given; pass --tracking-uri URL (or set {TrackingUri.Variable}). The spool file names {SpoolServer(file)}, but it is sent only where you say");
+            // The spool file named is an argument: one that is not a spool file is a bad argument.
+            var outcome = ExitCodes.NamedByArgument(() => Mlflow.Replay(file, TrackingUri.Parse(given)));
             if (outcome.Warning is { } warning)
             {
                 Console.Error.WriteLine("medformer runs replay: " + warning);
-                return 1;
+                return ExitCodes.Failed;
             }
             Console.WriteLine($"sent to {outcome.Location}: run {outcome.RunId}");
-            return 0;
+            return ExitCodes.Done;
         });
         return command;
     }
@@ -183,17 +175,7 @@ public static class RunsCommand
         try
         {
             action(new RunsReport(reader));
-            return 0;
-        }
-        catch (MlflowRestException e)
-        {
-            Console.Error.WriteLine("medformer runs: " + e.Message);
-            return 1;
-        }
-        catch (Exception e) when (e is InvalidDataException or IOException)
-        {
-            Console.Error.WriteLine("medformer runs: " + e.Message.Split('\n')[0]);
-            return 1;
+            return ExitCodes.Done;
         }
         finally
         {

@@ -1,12 +1,13 @@
 using System.CommandLine;
 using System.Globalization;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 
 namespace Medformer.Cli;
 
 /// <summary>
 /// <c>--self-train [key=value,…]</c>: after fine-tuning, the model pseudo-labels the training images left out by
-/// --fraction and fine-tuning goes on over both (<see cref="FineTuner.SelfTrain"/>); keys threshold, share, rounds,
+/// --fraction and fine-tuning goes on over both (<see cref="SemiSupervised.SelfTrain"/>); keys threshold, share, rounds,
 /// steps (default --max-steps) and student (teacher: go on from the teacher's weights; pretrained: a new model and head
 /// from the pretrained checkpoint).
 /// </summary>

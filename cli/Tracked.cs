@@ -69,4 +69,16 @@ static class Tracked
         if (outcome.Warning is { } warning) Console.Error.WriteLine($"medformer {command}: mlflow: {warning}");
         else say.WriteLine($"mlflow: run {outcome.RunId} ({MlflowTags.StatusName(status)}) in {outcome.Location}");
     }
+
+    /// <summary>
+    /// A failed run (<see cref="ExitCodes.IsFailure"/>): the error's one line, then the run ended as FAILED with the
+    /// error as a tag; returns the exit status.
+    /// </summary>
+    /// <param name="who">What the line starts with; default "medformer COMMAND" (a data-parallel rank names itself).</param>
+    public static int Fail(MlflowRun? tracked, string command, Exception e, TextWriter say, string? who = null)
+    {
+        int status = ExitCodes.Report(who ?? "medformer " + command, e);
+        End(tracked, RunStatus.Failed, command, say, e.Message);
+        return status;
+    }
 }

@@ -2,6 +2,7 @@ using Medformer.Datasets;
 using TorchSharp;
 using static TorchSharp.torch;
 using Medformer.Runtime;
+using Medformer.Heads.FineTuning;
 
 namespace Medformer.Heads;
 

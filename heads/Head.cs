@@ -28,7 +28,7 @@ public enum HeadOutput
 
 /// <summary>
 /// A task head on a Medformer, designed for extension: subclass it, build your layers in the constructor (they
-/// train with the model under the <see cref="FineTuner"/>'s strategy), and implement
+/// train with the model under the <see cref="FineTuning.FineTuner"/>'s strategy), and implement
 /// <see cref="nn.Module{T,TResult}.forward"/> (latents → raw outputs, e.g. logits), <see cref="Losses"/> (raw
 /// outputs + batch → one fp32 loss per sample) and <see cref="Predict"/> (raw outputs → what a user gets, e.g.
 /// probabilities). Samples select the task bank <see cref="Task"/>: a name the model's config lists

@@ -13,7 +13,7 @@ namespace Medformer.Heads;
 /// <see cref="Classes"/> classes (background is class 0) at every pixel or voxel of the input, trained with
 /// Dice + cross-entropy (<see cref="DiceCELoss"/>, MONAI's DiceCELoss) against the batch's label maps [B,1,…].
 /// <see cref="Predict"/> gives the label map [B,1,…] (the argmax). Volumes larger than the training crop are
-/// predicted by sliding windows (<see cref="FineTuner.PredictSlidingWindow"/>), which blend the logits.
+/// predicted by sliding windows (<see cref="FineTuning.FineTuner.PredictSlidingWindow"/>), which blend the logits.
 /// </summary>
 public sealed class SegmentationHead : Head
 {

@@ -56,14 +56,7 @@ public static class SlidingWindow
         var roi = roiSize.Select((r, a) => r > 0 ? r : original[a]).ToArray();
 
         using var scope = NewDisposeScope();
-        // Pad each axis the window is longer than, half before and half after (PyTorch's pad lists the last axis first).
-        var padding = new long[2 * axes];
-        for (int a = 0; a < axes; a++)
-        {
-            long diff = Math.Max(roi[a] - original[a], 0);
-            padding[2 * (axes - 1 - a)] = diff / 2;
-            padding[2 * (axes - 1 - a) + 1] = diff - diff / 2;
-        }
+        var padding = Padding(roi, original);
         if (padding.Any(p => p > 0))
             inputs = options.Padding == PaddingModes.Constant
                 ? F.pad(inputs, padding, PaddingModes.Constant, options.PadValue)
@@ -108,15 +101,37 @@ public static class SlidingWindow
                 Region(output[samples[i]], origin, map.shape, leading: 1).add_(weighted[i]);
             }
         }
-        var result = output!.div_(weights!);
-        // Crop the padding, scaled to the output's grid.
+        return scope.MoveToOuter(Unpad(output!.div_(weights!), padding, original, zoom).contiguous());
+    }
+
+    /// <summary>The blended output [B,K,…] without the padding, scaled to the output's grid.</summary>
+    static Tensor Unpad(Tensor result, long[] padding, long[] original, double[] zoom)
+    {
+        int axes = original.Length;
         for (int a = 0; a < axes; a++)
         {
             long before = (long)(padding[2 * (axes - 1 - a)] * zoom[a]);
             long length = (long)(original[a] * zoom[a]);
             if (before != 0 || length != result.shape[2 + a]) result = result.narrow(2 + a, before, length);
         }
-        return scope.MoveToOuter(result.contiguous());
+        return result;
+    }
+
+    /// <summary>
+    /// The padding of each axis the window is longer than, half before and half after, as PyTorch's pad takes it
+    /// (the last axis first).
+    /// </summary>
+    static long[] Padding(long[] roi, long[] original)
+    {
+        int axes = roi.Length;
+        var padding = new long[2 * axes];
+        for (int a = 0; a < axes; a++)
+        {
+            long diff = Math.Max(roi[a] - original[a], 0);
+            padding[2 * (axes - 1 - a)] = diff / 2;
+            padding[2 * (axes - 1 - a) + 1] = diff - diff / 2;
+        }
+        return padding;
     }
 
     /// <summary>Window origins over an image (each axis' starts, first axis slowest), as MONAI's dense_patch_slices.</summary>

@@ -186,7 +186,9 @@ public sealed class CorpusEntry
     public int? Size { get; set; }
     public double Weight { get; set; } = 1.0;
 
-    /// <summary>The data it names (validated entries only).</summary>
+    /// <summary>The data it names (validated entries only). Not part of the config as written (run_config.json, MLflow
+    /// params): it repeats the keys above, and its phantom spec exists only for the phantom.</summary>
+    [System.Text.Json.Serialization.JsonIgnore]
     public DataSource Source =>
         Phantom is { } dims ? new(DataKind.Phantom, dims, Size)
         : Medmnist is { } medmnist ? new(DataKind.MedMnist, medmnist, Size)

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using static TorchSharp.torch;
 

@@ -4,6 +4,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
 using Medformer.Eval;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Training;
 using Medformer.Runtime;
 using TorchSharp;

@@ -5,6 +5,7 @@ using Medformer.Datasets.Loading;
 using Medformer.Datasets.Transforms;
 using Medformer.Eval;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Pretrain;
 using Medformer.Training;
 using Medformer.Runtime;
@@ -23,10 +24,10 @@ namespace Medformer.Bench;
 /// MEDFORMER_PAYS_LR (1e-3), MEDFORMER_PAYS_SMOOTHING (label smoothing, 0), MEDFORMER_PAYS_MIXUP (mixup's α, 0), MEDFORMER_PAYS_STRATEGY (full, llrd:D, …)
 /// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol.
 /// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE[:STUDENT]]] adds a row: the fine-tuned model pseudo-labels the
-/// other 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="FineTuner.SelfTrain"/>), from
+/// other 59,400 training images and fine-tuning goes on STEPS more over both (<see cref="SemiSupervised.SelfTrain"/>), from
 /// the teacher's weights, or from the pretrained ones with STUDENT "pretrained", with stronger augmentation as a fifth
 /// field "strong", for ROUNDS rounds as a sixth (1; :STEPS:THRESHOLD:SHARE:STUDENT:AUGMENT:ROUNDS); its CPU-minutes reported.
-/// MEDFORMER_PAYS_FIXMATCH=STEPS[:THRESHOLD[:RATIO[:WEIGHT[:START]]]] adds a row per init: FixMatch (<see cref="FineTuner.FixMatch"/>)
+/// MEDFORMER_PAYS_FIXMATCH=STEPS[:THRESHOLD[:RATIO[:WEIGHT[:START]]]] adds a row per init: FixMatch (<see cref="SemiSupervised.FixMatch"/>)
 /// over the labelled and the other 59,400 images for STEPS, τ THRESHOLD (0.95), μ RATIO (7), λ_u WEIGHT (1), from the
 /// fine-tuned model (START "tuned", the default) or the pretrained one ("pretrained"), with MEDFORMER_PAYS_EMA's decay
 /// (0: none); its CPU-minutes reported. MEDFORMER_PAYS_PRECISION (bf16) is fine-tuning's precision. An experiment: no PyTorch reference in the run (the PyTorch rows are quoted in the report).

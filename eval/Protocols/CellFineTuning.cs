@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json;
 using Medformer.Datasets.Corpora;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Training;
 using Medformer.Runtime;
 using static TorchSharp.torch;

@@ -2,6 +2,7 @@ using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Eval.Metrics;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Training;
 using static TorchSharp.torch;
 

@@ -4,6 +4,7 @@ using Medformer.Datasets;
 using Medformer.Eval.Metrics;
 using Medformer.Eval.Reports;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Training;
 using static TorchSharp.torch;
 

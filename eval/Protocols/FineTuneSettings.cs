@@ -1,4 +1,5 @@
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Training;
 using Medformer.Runtime;
 

@@ -2,6 +2,7 @@ using System.Text.Json;
 using Medformer.Datasets;
 using Medformer.Datasets.Loading;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using TorchSharp;
 using Xunit;

@@ -2,6 +2,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Layouts;
 using Medformer.Datasets.Loading;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using Xunit;
 using Xunit.Abstractions;

@@ -1,6 +1,7 @@
 using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Pretrain.Objectives;
 using Medformer.Training;
 using Medformer.Runtime;

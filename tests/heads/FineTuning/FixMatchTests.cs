@@ -4,6 +4,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Loading;
 using Medformer.Datasets.Transforms;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Pretrain.Objectives;
 using Medformer.Training;
 using Medformer.Runtime;
@@ -14,7 +15,7 @@ using static TorchSharp.torch;
 namespace Medformer.Tests.Heads;
 
 /// <summary>
-/// <see cref="FineTuner.FixMatch"/>: its loss is FixMatch's two means computed by hand, it learns from unlabelled
+/// <see cref="SemiSupervised.FixMatch"/>: its loss is FixMatch's two means computed by hand, it learns from unlabelled
 /// images where labels alone do not suffice, and what it cannot do is refused.
 /// </summary>
 public sealed class FixMatchTests

@@ -9,70 +9,7 @@ using Medformer.Runtime;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Medformer.Heads;
-
-/// <summary>
-/// How to fine-tune, as plain data; the defaults are the recipe that pays on Fashion-MNIST at 1% of the labels
-/// (batch 64, AdamW 1e-3 with weight decay 0.05, 20 warmup steps then cosine to lr/100, bf16 where the CPU has it).
-/// </summary>
-public sealed record FineTuneOptions
-{
-    public long MaxSteps { get; init; } = 1000;
-    public int BatchSize { get; init; } = 64;
-    public double LearningRate { get; init; } = 1e-3;
-    /// <summary>The cosine's floor; default lr/100.</summary>
-    public double? MinLearningRate { get; init; }
-    public long WarmupSteps { get; init; } = 20;
-    public double WeightDecay { get; init; } = 0.05;
-    public double GradClip { get; init; } = 1.0;
-    public Precision Precision { get; init; } = Precision.Bf16;
-    public long Seed { get; init; }
-    public int LogEvery { get; init; } = 50;
-    /// <summary>Steps between validation scores (with a validation corpus); 0: only at the end.</summary>
-    public long EvaluateEvery { get; init; }
-    /// <summary>
-    /// With a validation corpus: the head's validation metric (e.g. "auc", "dice", "mse") whose best check's weights
-    /// the tuner keeps and saves (Lightning's ModelCheckpoint(monitor, mode)); null keeps the last step's.
-    /// </summary>
-    public string? SelectBest { get; init; }
-    /// <summary>"max" (the default: higher is better, as for accuracy or Dice) or "min" (lower is better, as for MSE).</summary>
-    public string SelectMode { get; init; } = "max";
-    /// <summary>
-    /// Dense heads on images or volumes of any size: train on random crops of this spatial size (padded with zeros
-    /// where an image is smaller; MONAI's SpatialPad + RandSpatialCrop, before <see cref="Augment"/>), and score
-    /// validation and test images of another size by sliding windows of it. Null: the samples are already one shape.
-    /// </summary>
-    public long[]? Roi { get; init; }
-    public int Workers { get; init; } = 1;
-    /// <summary>Training augmentation (e.g. crops and flips); none by default.</summary>
-    public ITransform? Augment { get; init; }
-    /// <summary>Where checkpoints and the fine-tuned model (<c>model/</c>) go; null: a temporary folder, removed after.</summary>
-    public string? OutputDirectory { get; init; }
-    public Device? Device { get; init; }
-    /// <summary>Dynamic Batch Adaptation (DBA/EDBA), as in pretraining; off by default.</summary>
-    public BatchAdaptationOptions? BatchAdaptation { get; init; }
-    /// <summary>Mixup's α: batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike (0: off; classification heads).</summary>
-    public double Mixup { get; init; }
-    /// <summary>
-    /// Decay of an exponential moving average of the weights (e.g. 0.999; 0: off): validation scores the average and
-    /// the fine-tuned model is the average (timm's ModelEma, as FixMatch evaluates).
-    /// </summary>
-    public double Ema { get; init; }
-
-    public TrainerOptions Trainer => new()
-    {
-        MaxSteps = MaxSteps, LearningRate = LearningRate, MinLearningRate = MinLearningRate ?? LearningRate / 100,
-        WarmupSteps = Math.Min(WarmupSteps, MaxSteps / 2), WeightDecay = WeightDecay, GradClip = GradClip, Precision = Precision, Seed = Seed,
-        LogEvery = (int)Math.Min(LogEvery, MaxSteps), EvaluateEvery = EvaluateEvery, BatchAdaptation = BatchAdaptation,
-    };
-}
-
-/// <summary>
-/// What fine-tuning left: the model folder (null when no output folder was given), the trainer's record (its
-/// Evaluations: the validation scores at each check), the validation scores of the weights kept, and with
-/// <see cref="FineTuneOptions.SelectBest"/> the step whose weights were kept.
-/// </summary>
-public sealed record FineTuneResult(string? ModelDirectory, TrainerResult Training, IReadOnlyDictionary<string, double>? Validation, long? SelectedStep = null);
+namespace Medformer.Heads.FineTuning;
 
 /// <summary>
 /// Fine-tunes a pretrained Medformer with a head, through the shared <see cref="Trainer"/>:
@@ -113,130 +50,43 @@ public sealed class FineTuner : IDisposable
         Action<string>? notice = null, CancellationToken cancel = default) =>
         Fit(train, augment => [new LoaderSource(train, Transform: augment)], options, validation, log, notice, cancel);
 
-    /// <summary>
-    /// Self-training (see <see cref="SelfTrainingOptions"/>): this tuner, fine-tuned already (<see cref="Fit"/> or
-    /// <see cref="Load"/>), labels <paramref name="unlabelled"/>; then the student fine-tunes over <paramref name="train"/>
-    /// and the confident pseudo-labels, mixed in each batch, for as many rounds as asked (each round's student labels
-    /// the images for the next). The student is this tuner (training goes on from the teacher's weights) unless
-    /// <paramref name="student"/> gives another (a fresh model and head from the pretrained weights, as Noisy Student
-    /// and SimCLRv2 distil into a new network; the caller owns it). Classification heads with one label per image
-    /// (multi-class, binary, ordinal). With an output folder, round N writes its checkpoints and model to
-    /// <c>self-training-N/</c> in it; the result names the last round's model.
-    /// </summary>
-    public SelfTrainingResult SelfTrain(ICorpus train, ICorpus unlabelled, SelfTrainingOptions? selfTraining = null, FineTuneOptions? options = null,
-        ICorpus? validation = null, Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default, FineTuner? student = null)
-    {
-        selfTraining ??= new SelfTrainingOptions();
-        selfTraining.Validate();
-        var head = OneClassPerImage("self-training");
-        if (InputShape is null) throw new InvalidOperationException("self-training starts from a fine-tuned model (Fit or Load it first): its predictions are the pseudo-labels");
-        student ??= this;
-        if (student.Head is not ClassificationHead other || other.Classes != head.Classes || other.Type != head.Type)
-            throw new ArgumentException($"the student's head must be a {TaskTypes.Name(head.Type)} classification head of {head.Classes} classes, as the teacher's");
-        options ??= new FineTuneOptions();
-        if (selfTraining.Steps is { } steps) options = options with { MaxSteps = steps };
-        if (selfTraining.Augment is { } noise) options = options with { Augment = noise };
-        var rounds = new List<PseudoLabelRound>();
-        FineTuneResult? result = null;
-        var teacher = this;
-        for (int round = 1; round <= selfTraining.Rounds; round++, teacher = student)
-        {
-            var pseudo = teacher.PseudoLabel(unlabelled, selfTraining.Threshold);
-            if (pseudo is null)
-                throw new InvalidOperationException($"corpus '{unlabelled.Name}': no prediction reaches the threshold {selfTraining.Threshold}; lower it");
-            rounds.Add(new PseudoLabelRound(round, pseudo.Count, unlabelled.Count));
-            notice?.Invoke($"self-training round {round}/{selfTraining.Rounds}: {pseudo.Count} of {unlabelled.Count} images of '{unlabelled.Name}' pseudo-labelled");
-            // Each round keeps its own checkpoints and model beside the teacher's (OUT/self-training-N/model).
-            var roundOptions = options.OutputDirectory is null ? options : options with { OutputDirectory = Path.Combine(options.OutputDirectory, $"self-training-{round}") };
-            student.ClassNames ??= ClassNames;
-            result = student.Fit(train, augment => [new LoaderSource(train, 1 - selfTraining.UnlabelledShare, augment), new LoaderSource(pseudo, selfTraining.UnlabelledShare, augment)],
-                roundOptions, validation, log, notice, cancel);
-        }
-        return new SelfTrainingResult(result!, rounds);
-    }
+    /// <summary>The model and head as the trainer's task (semi-supervised methods set its FixMatch options).</summary>
+    internal FineTuneTask FineTuneTask => task;
 
     /// <summary>
-    /// The head's classes for the images of <paramref name="unlabelled"/> whose top probability reaches
-    /// <paramref name="threshold"/>, as a corpus of those images under those labels (null when none does).
+    /// Fine-tuning on the loader sources <paramref name="sources"/> makes of the training augmentation (the labelled
+    /// corpus alone, or mixed with pseudo-labelled or unlabelled images); <paramref name="loaderBatch"/> overrides the
+    /// batch size of the loader (FixMatch's labelled plus unlabelled images).
     /// </summary>
-    public RelabelledCorpus? PseudoLabel(ICorpus unlabelled, double threshold = 0, int batchSize = 256)
+    internal FineTuneResult Fit(ICorpus train, Func<ITransform?, IReadOnlyList<LoaderSource>> sources, FineTuneOptions? options, ICorpus? validation,
+        Action<TrainerLog>? log, Action<string>? notice, CancellationToken cancel, int? loaderBatch = null)
     {
-        if (Head.Output != HeadOutput.Probabilities) throw new ArgumentException($"the {Head.Kind} head gives no class probabilities to pseudo-label with");
-        var indices = new List<long>();
-        var labels = new List<long[]>();
-        long index = 0;
-        // Strict: a dropped sample would shift every later index off its pseudo-label.
-        foreach (var batch in new DataLoader([new LoaderSource(unlabelled)], new LoaderOptions(batchSize, Workers: 1, Strict: true)).Pass())
-            using (batch)
-            {
-                if (InputShape is { } shape && !batch.Images.shape[1..].SequenceEqual(shape))
-                    throw new ArgumentException($"corpus '{unlabelled.Name}': images [{string.Join(",", batch.Images.shape[1..])}], but the model was fine-tuned on [{string.Join(",", shape)}]");
-                using var probabilities = Predict(batch.Images, batch.Metas, batchSize);
-                var (top, classes) = probabilities.max(1);
-                using (top)
-                using (classes)
-                {
-                    var confidence = top.data<float>().ToArray();
-                    var predicted = classes.data<long>().ToArray();
-                    for (int i = 0; i < confidence.Length; i++, index++)
-                        if (confidence[i] >= threshold)
-                        {
-                            indices.Add(index);
-                            labels.Add([predicted[i]]);
-                        }
-                }
-            }
-        return indices.Count == 0 ? null : new RelabelledCorpus(unlabelled, indices, labels, $"{unlabelled.Name}/pseudo-labelled");
-    }
-
-    /// <summary>
-    /// FixMatch (Sohn et al., 2020; see <see cref="FixMatchOptions"/>): fine-tunes on <paramref name="train"/>'s labels
-    /// and, at once, on <paramref name="unlabelled"/>'s images (whatever labels they carry are hidden): each batch
-    /// holds BatchSize labelled images under the fine-tuning augmentation (the weak view) and about μ·BatchSize
-    /// unlabelled ones, each seen twice: the model's prediction on the weak view, where its top probability reaches
-    /// the threshold, is the label the strong view (weak, then <see cref="FixMatchOptions.StrongAugment"/>) learns.
-    /// Classification heads with one label per image (multi-class, binary, ordinal). The log's parts:
-    /// <c>supervised</c>, <c>unsupervised</c> and <c>pseudo_label_rate</c> (the share of confident unlabelled images).
-    /// </summary>
-    public FineTuneResult FixMatch(ICorpus train, ICorpus unlabelled, FixMatchOptions? fixMatch = null, FineTuneOptions? options = null,
-        ICorpus? validation = null, Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default)
-    {
-        fixMatch ??= new FixMatchOptions();
-        fixMatch.Validate();
         options ??= new FineTuneOptions();
-        OneClassPerImage("FixMatch");
-        if (options.Mixup > 0) throw new ArgumentException("FixMatch and mixup do not combine here: pick one");
-        var hidden = RelabelledCorpus.WithoutLabels(unlabelled);
-        int batch = (int)Math.Round(options.BatchSize * (1 + fixMatch.UnlabelledRatio));
-        task.FixMatch = fixMatch;
+        var loaderSources = sources(Prepare(train, options, validation));
+        var device = options.Device ?? task.Device;
+        string output = options.OutputDirectory ?? Directory.CreateTempSubdirectory("medformer-finetune-").FullName;
+        using var best = new BestWeights(options.SelectBest, options.SelectMode);
         try
         {
-            return Fit(train, weak =>
-            {
-                ITransform strong = fixMatch.StrongAugment ?? FixMatchOptions.DefaultStrongAugment(InputShape![1..]);
-                strong = weak is null ? strong : new Compose([weak, strong]);
-                // Labelled images carry two views as well (a batch's samples agree in their views); the second is unused.
-                var labelledViews = new[] { weak ?? Identity, weak ?? Identity };
-                return [new LoaderSource(train, 1, ViewTransforms: labelledViews), new LoaderSource(hidden, fixMatch.UnlabelledRatio, ViewTransforms: [weak ?? Identity, strong])];
-            }, options, validation, log, notice, cancel, batch);
+            var trainer = new Trainer(options.Trainer, device, notice);
+            var result = trainer.Fit(task,
+                start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
+                output, log: log, evaluate: validation is null ? null : step => Check(validation, step, best), cancel: cancel);
+            KeepWeights(result.ModelDirectory, options, best);
+            return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation), best.Step);
         }
         finally
         {
-            task.FixMatch = null;
+            if (options.OutputDirectory is null) Directory.Delete(output, recursive: true);
         }
     }
 
-    static readonly ITransform Identity = new Compose([]);
-
-    /// <summary>The head, where pseudo-labels can be its classes (one per image); else an error naming <paramref name="method"/>.</summary>
-    ClassificationHead OneClassPerImage(string method) => Head as ClassificationHead is { Type: not TaskType.MultiLabel } head ? head
-        : throw new ArgumentException($"{method} pseudo-labels one class per image: it needs a multi-class, binary or ordinal classification head, not {Head.Kind}"
-            + (Head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));
-
-    FineTuneResult Fit(ICorpus train, Func<ITransform?, IReadOnlyList<LoaderSource>> sources, FineTuneOptions? options, ICorpus? validation, Action<TrainerLog>? log,
-        Action<string>? notice, CancellationToken cancel, int? loaderBatch = null)
+    /// <summary>
+    /// Checks <paramref name="options"/> against the head, sets the task's mixup and EMA, records the input shape
+    /// (the training crop's with a ROI) and returns the training augmentation (the crop first, then the options').
+    /// </summary>
+    ITransform? Prepare(ICorpus train, FineTuneOptions options, ICorpus? validation)
     {
-        options ??= new FineTuneOptions();
         if (validation is not null && Head.CreateMetric() is null) throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
         if (options.SelectMode is not ("max" or "min")) throw new ArgumentException($"select_mode '{options.SelectMode}': expected max or min");
         if (options.Mixup < 0 || double.IsNaN(options.Mixup) || double.IsInfinity(options.Mixup)) throw new ArgumentException($"mixup α {options.Mixup} must be 0 (off) or positive");
@@ -257,66 +107,36 @@ public sealed class FineTuner : IDisposable
                 augment = augment is null ? crop : new Compose([crop, augment]);
             }
         }
-        var loaderSources = sources(augment);
-        var device = options.Device ?? task.Device;
-        string output = options.OutputDirectory ?? Directory.CreateTempSubdirectory("medformer-finetune-").FullName;
         if (options.SelectBest is not null && validation is null) throw new ArgumentException($"select_best '{options.SelectBest}' needs a validation corpus");
-        Dictionary<string, Tensor>? best = null;
-        double sign = options.SelectMode == "min" ? -1 : 1, bestValue = double.NegativeInfinity;
-        long? bestStep = null;
-        IReadOnlyDictionary<string, double> Check(long step)
-        {
-            // With an EMA, the averaged weights are what is scored and what the best check keeps.
-            using var averaged = task.AveragedWeights();
-            var scores = Evaluate(validation!);
-            if (options.SelectBest is not { } key) return scores;
-            if (!scores.TryGetValue(key, out double value))
-                throw new ArgumentException($"select_best '{key}': the {Head.GetType().Name}'s metric gives {string.Join(", ", scores.Keys)}");
-            if (sign * value > bestValue)
-            {
-                (bestValue, bestStep) = (sign * value, step);
-                Release(best);
-                best = task.Module.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().cpu().clone());
-            }
-            return scores;
-        }
-        try
-        {
-            var trainer = new Trainer(options.Trainer, device, notice);
-            var result = trainer.Fit(task,
-                start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
-                output, log: log, evaluate: validation is null ? null : Check, cancel: cancel);
-            // The trainer leaves the modules in its compute dtype; take back the fp32 weights it saved.
-            task.Module.to(ScalarType.Float32);
-            LoadWeights(result.ModelDirectory);
-            if (options.Ema > 0)
-            {
-                task.CopyAverages();
-                if (best is null && options.OutputDirectory is not null) Save(result.ModelDirectory);
-            }
-            if (best is not null)
-            {
-                // The weights of the best check, as they were scored (in the compute dtype), and the model folder with them.
-                using (torch.no_grad())
-                {
-                    var state = task.Module.state_dict();
-                    foreach (var (name, value) in best) state[name].copy_(value);
-                }
-                if (options.OutputDirectory is not null) Save(result.ModelDirectory);
-            }
-            return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation), bestStep);
-        }
-        finally
-        {
-            Release(best);
-            if (options.OutputDirectory is null) Directory.Delete(output, recursive: true);
-        }
+        return augment;
     }
 
-    static void Release(Dictionary<string, Tensor>? state)
+    /// <summary>A validation check: the scores, and the weights kept where they are the best so far.</summary>
+    IReadOnlyDictionary<string, double> Check(ICorpus validation, long step, BestWeights best)
     {
-        if (state is null) return;
-        foreach (var t in state.Values) t.Dispose();
+        // With an EMA, the averaged weights are what is scored and what the best check keeps.
+        using var averaged = task.AveragedWeights();
+        var scores = Evaluate(validation);
+        best.Offer(step, scores, task.Module, Head.GetType().Name);
+        return scores;
+    }
+
+    /// <summary>
+    /// After training: the fp32 weights the run saved, then the EMA's averages or the best check's weights where
+    /// they apply, and the model folder rewritten with them.
+    /// </summary>
+    void KeepWeights(string modelDirectory, FineTuneOptions options, BestWeights best)
+    {
+        // The trainer leaves the modules in its compute dtype; take back the fp32 weights it saved.
+        task.Module.to(ScalarType.Float32);
+        LoadWeights(modelDirectory);
+        if (options.Ema > 0)
+        {
+            task.CopyAverages();
+            if (!best.HasWeights && options.OutputDirectory is not null) Save(modelDirectory);
+        }
+        // The weights of the best check, as they were scored (in the compute dtype), and the model folder with them.
+        if (best.CopyTo(task.Module) && options.OutputDirectory is not null) Save(modelDirectory);
     }
 
     /// <summary>

@@ -1,4 +1,4 @@
-namespace Medformer.Heads;
+namespace Medformer.Heads.FineTuning;
 
 /// <summary>
 /// Self-training on unlabelled images, the third step of SimCLRv2's "pretrain, fine-tune, distil" (Chen et al.,

@@ -1,5 +1,6 @@
 using Medformer.Datasets.Corpora;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using TorchSharp;
 using Xunit;
@@ -8,7 +9,7 @@ using static TorchSharp.torch;
 namespace Medformer.Tests.Heads;
 
 /// <summary>
-/// <see cref="FineTuner.SelfTrain"/> and <see cref="FineTuner.PseudoLabel"/>: the pseudo-labels are the tuned
+/// <see cref="SemiSupervised.SelfTrain"/> and <see cref="SemiSupervised.PseudoLabel"/>: the pseudo-labels are the tuned
 /// model's confident predictions, the student learns from them, rounds write their own folders, and what cannot be
 /// self-trained is refused.
 /// </summary>

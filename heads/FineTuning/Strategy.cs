@@ -1,6 +1,6 @@
 using System.Globalization;
 
-namespace Medformer.Heads;
+namespace Medformer.Heads.FineTuning;
 
 /// <summary>What trains when fine-tuning.</summary>
 public enum StrategyKind

@@ -7,7 +7,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Medformer.Heads;
+namespace Medformer.Heads.FineTuning;
 
 /// <summary>
 /// A Medformer and a head as one <see cref="TrainingTask"/> for the shared <see cref="Trainer"/>: samples select the

@@ -1,6 +1,6 @@
 using Medformer.Datasets.Corpora;
 
-namespace Medformer.Heads;
+namespace Medformer.Heads.FineTuning;
 
 /// <summary>
 /// The few-label protocol on a corpus: <see cref="FewLabels.Fraction"/>'s seeded, stratified draw (round(fraction ·

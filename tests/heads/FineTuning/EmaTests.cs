@@ -1,5 +1,6 @@
 using System.Text.Json.Nodes;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using TorchSharp;
 using Xunit;

@@ -3,6 +3,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Formats;
 using Medformer.Datasets.Loading;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using TorchSharp;
 using Xunit;

@@ -1,7 +1,7 @@
 using Medformer.Datasets.Transforms;
 using static TorchSharp.torch;
 
-namespace Medformer.Heads;
+namespace Medformer.Heads.FineTuning;
 
 /// <summary>
 /// FixMatch (Sohn et al., 2020), semi-supervised fine-tuning: beside the labelled images' loss, each unlabelled

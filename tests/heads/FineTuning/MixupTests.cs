@@ -1,5 +1,6 @@
 using Medformer.Datasets.Corpora;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using TorchSharp;
 using Xunit;
