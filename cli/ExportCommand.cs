@@ -1,5 +1,6 @@
 using System.CommandLine;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Training;
 using Medformer.Runtime;
 using Medformer.Tracking.Interop;

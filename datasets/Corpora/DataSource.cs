@@ -44,7 +44,7 @@ public sealed record DataSource(DataKind Kind, string Source, int? Size = null, 
     }
 
     /// <summary>The phantom's generation settings (phantom sources only).</summary>
-    public PhantomSpec Phantom => Kind == DataKind.Phantom ? PhantomSpec.Default(Source, Size ?? 28) : throw new InvalidOperationException($"{this} is not the phantom");
+    public PhantomSpec PhantomSpec() => Kind == DataKind.Phantom ? Corpora.PhantomSpec.Default(Source, Size ?? 28) : throw new InvalidOperationException($"{this} is not the phantom");
 
     /// <summary>
     /// The .npz file of a MedMNIST source: the file itself, or a subset name's download in $MEDFORMER_HOME/medmnist
@@ -66,7 +66,7 @@ public sealed record DataSource(DataKind Kind, string Source, int? Size = null, 
     /// </summary>
     public ICorpus Open(string split = "train", string where = "corpora") => Kind switch
     {
-        DataKind.Phantom => Corpora.Phantom.Open(Phantom, split),
+        DataKind.Phantom => Corpora.Phantom.Open(PhantomSpec(), split),
         DataKind.MedMnist => MedMnistCorpus.Open(MedMnistFile(where), split),
         DataKind.Mnist => MnistCorpus.Open(Source, split),
         DataKind.Msd => new MsdCorpus(Source, split == "test" ? "test" : "training"),

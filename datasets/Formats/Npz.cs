@@ -109,6 +109,8 @@ public sealed class Npz : IDisposable
 
     string Source(string name) => $"{Path}:{name}.npy";
 
+    static readonly DateTimeOffset ZipEpoch = new(1980, 1, 1, 0, 0, 0, TimeSpan.Zero);
+
     /// <summary>Writes arrays as a .npz: deflated like numpy.savez_compressed, or stored like numpy.savez.</summary>
     public static void Write(string path, IReadOnlyDictionary<string, Tensor> arrays, bool compressed = true) => AtomicFile.Write(path, file =>
     {
@@ -116,6 +118,9 @@ public sealed class Npz : IDisposable
         foreach (var (name, tensor) in arrays)
         {
             var entry = zip.CreateEntry(name + ".npy", compressed ? CompressionLevel.Optimal : CompressionLevel.NoCompression);
+            // A fixed member time (zip's epoch): the same arrays give the same bytes whenever they are written, so
+            // processes that write one file at once agree, and digests of generated files are stable.
+            entry.LastWriteTime = ZipEpoch;
             using var stream = entry.Open();
             Npy.Write(stream, tensor);
         }

@@ -54,7 +54,7 @@ public sealed class EvaluationData : IDisposable
     /// <summary>The labelled data a <see cref="DataSource"/> names, with the class and target information its kind gives.</summary>
     public static EvaluationData Open(DataSource source) => source.Kind switch
     {
-        DataKind.Phantom => Phantom(source.Phantom),
+        DataKind.Phantom => Phantom(source.PhantomSpec()),
         DataKind.MedMnist => Npz(source.MedMnistFile("--task"), MedMnistRegistry.Default.TryGet(source.Source, out var subset) ? subset : null),
         DataKind.Mnist => Mnist(source.Source),
         DataKind.Msd => Msd(source.Source),

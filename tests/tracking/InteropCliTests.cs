@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Medformer.Datasets;
 using Medformer.Heads;
+using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
 using Xunit;
 using Xunit.Abstractions;
@@ -103,7 +104,7 @@ public sealed class InteropCliTests(ITestOutputHelper output) : IDisposable
 
         using var scope = NewDisposeScope();
         var x = randn(3, 1, 16, 12);
-        var metas = Enumerable.Range(0, 3).Select(i => new SampleMeta("input", $"input[{i}]", i, "chest", "xray", "2d", [], [])).ToList();
+        var metas = Enumerable.Range(0, 3).Select(i => new SampleMeta("input", $"input[{i}]", i, "chest", "xray", Dimensionality.Image, [], [])).ToList();
         var expected = tuner.Predict(x, metas);                                      // what medformer predict writes
         var root = Check(exported, x, expected);
         Assert.Equal("probabilities", root.GetProperty("variable").GetString());
