@@ -34,7 +34,7 @@ static class ImportCommand
             using var read = StateDictImport.Read(path);
             Console.WriteLine($"{path}: {read.Format}, {read.Tensors.Count} tensors" + (read.Wrapper != null ? $" in its \"{read.Wrapper}\"" : "")
                               + (read.Skipped.Count > 0 ? $"; {read.Skipped.Count} entries that are not tensors skipped" : ""));
-            using var model = new Medformer(modelConfig);
+            using var model = new MedformerModel(modelConfig);
             var own = model.state_dict();
             var match = StateDictImport.Match(read.Tensors, own.ToDictionary(kv => kv.Key, kv => kv.Value.shape));
             foreach (var prefix in match.Renamed.Select(kv => kv.Key[..^kv.Value.Length]).Distinct())

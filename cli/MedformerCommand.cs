@@ -137,7 +137,7 @@ public static class MedformerCommand
     static Dictionary<string, object> ModelInfo(string name, long[] size, long queries)
     {
         var config = MedformerConfig.Resolve(name);
-        using var model = new global::Medformer.Medformer(config);
+        using var model = new MedformerModel(config);
         var flops = ModelFlops.Forward(config, size, queries);
         return new()
         {

@@ -20,7 +20,7 @@ public static class LinearProbe
     /// side [N,L·d] (<paramref name="flatten"/>: each latent is a learned slot, so the flat array keeps what the mean
     /// averages away), fp32 on the CPU, and the labels [N].
     /// </summary>
-    public static (Tensor Features, Tensor Labels) Features(Medformer model, IEnumerable<Batch> batches, string task = "classification",
+    public static (Tensor Features, Tensor Labels) Features(MedformerModel model, IEnumerable<Batch> batches, string task = "classification",
         Func<Tensor, Tensor>? cast = null, bool flatten = false)
     {
         var features = new List<Tensor>();

@@ -50,7 +50,7 @@ public sealed class DenseReadout : nn.Module
     public int PixelContext => context;
 
     /// <summary>latents [B,N,d] and the images they came from [B,C,…] → [B,outputs,…outputSize] in the model's dtype.</summary>
-    public Tensor Forward(Medformer model, Tensor latents, Tensor images, long[] outputSize, int? chunk = null)
+    public Tensor Forward(MedformerModel model, Tensor latents, Tensor images, long[] outputSize, int? chunk = null)
     {
         int axes = (int)images.dim() - 2;
         if (outputSize.Length != axes)

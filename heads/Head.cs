@@ -9,7 +9,7 @@ namespace Medformer.Heads;
 /// <summary>What a head reads: the model (to decode its own queries), the encoder's latents [B,N,d] of a batch, the
 /// batch's image shape [B,C,H,W] or [B,C,D,H,W] and its metas, and the images themselves as the model saw them
 /// (on its device, in its dtype), which dense heads read pixel by pixel.</summary>
-public sealed record HeadInput(Medformer Model, Tensor Latents, long[] ImageShape, IReadOnlyList<SampleMeta> Metas, Tensor? Images = null)
+public sealed record HeadInput(MedformerModel Model, Tensor Latents, long[] ImageShape, IReadOnlyList<SampleMeta> Metas, Tensor? Images = null)
 {
     /// <summary>The images' spatial extent ([H,W] or [D,H,W]).</summary>
     public long[] SpatialShape => ImageShape[2..];

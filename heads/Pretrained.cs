@@ -27,11 +27,11 @@ public static class Pretrained
     }
 
     /// <summary>The model of a checkpoint, with task banks <paramref name="tasks"/> added where its config lacks them.</summary>
-    public static Medformer Load(string folderOrName, IEnumerable<string>? tasks = null, Device? device = null)
+    public static MedformerModel Load(string folderOrName, IEnumerable<string>? tasks = null, Device? device = null)
     {
         string folder = Resolve(folderOrName);
         var config = WithTasks(Checkpoint.ReadConfig(folder), tasks ?? []);
-        var model = new Medformer(config);
+        var model = new MedformerModel(config);
         try
         {
             Checkpoint.LoadWeights(model, folder);

@@ -15,7 +15,7 @@ public static class Checkpoint
     public const string WeightsFile = "model.safetensors";
 
     /// <summary>Writes the model's config and weights to <paramref name="directory"/>, replacing what was there.</summary>
-    public static void Save(Medformer model, string directory, IReadOnlyDictionary<string, string>? metadata = null)
+    public static void Save(MedformerModel model, string directory, IReadOnlyDictionary<string, string>? metadata = null)
     {
         using var scope = NewDisposeScope();
         Save(model.Config, model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach()), directory, metadata);
@@ -56,11 +56,11 @@ public static class Checkpoint
     }
 
     /// <summary>A model built from the checkpoint's config with its weights.</summary>
-    public static Medformer Load(string directory, Device? device = null)
+    public static MedformerModel Load(string directory, Device? device = null)
     {
         var config = ReadConfig(directory);
         CheckSize(config, directory);
-        var model = new Medformer(config);
+        var model = new MedformerModel(config);
         try
         {
             LoadWeights(model, directory);
@@ -79,7 +79,7 @@ public static class Checkpoint
     /// checkpoint's: banks the checkpoint lacks keep their initialisation and are returned. Anything else missing,
     /// an unknown key or a shape that differs is an error naming the key.
     /// </summary>
-    public static IReadOnlyList<string> LoadWeights(Medformer model, string directory)
+    public static IReadOnlyList<string> LoadWeights(MedformerModel model, string directory)
     {
         string path = Path.Combine(RequireDirectory(directory), WeightsFile);
         if (!File.Exists(path)) throw new InvalidDataException($"{directory}: not a Medformer checkpoint (no {WeightsFile})");

@@ -50,7 +50,7 @@ public static class PretrainJob
 
         var modelConfig = MedformerConfig.Resolve(config.Model);
         var objectives = Objectives(config, modelConfig);
-        var model = new Medformer(modelConfig);
+        var model = new MedformerModel(modelConfig);
         using var task = new Pretraining(model, objectives, config.Momentum);
 
         // Rank 0 opens the corpora first: the phantom corpus is generated on first use, once.

@@ -19,7 +19,7 @@ public sealed class Pretraining : TrainingTask
     private readonly double momentum;
     private MomentumTarget? target;
 
-    public Pretraining(Medformer model, IReadOnlyList<(Objective Objective, double Weight)> objectives, double momentum = 0.99)
+    public Pretraining(MedformerModel model, IReadOnlyList<(Objective Objective, double Weight)> objectives, double momentum = 0.99)
     {
         if (objectives.Count == 0) throw new ArgumentException("pretraining needs at least one objective");
         foreach (var (objective, weight) in objectives)
@@ -37,7 +37,7 @@ public sealed class Pretraining : TrainingTask
     /// <summary>Heads start as the model's layers do (truncated normal, std 0.02, zero bias), so classifiers start at chance.</summary>
     static void InitHeads(Objective objective) => Runtime.Init.TruncatedNormalLinears(objective);
 
-    public override Medformer Model => network.Model;
+    public override MedformerModel Model => network.Model;
 
     public IReadOnlyList<Objective> Objectives => [.. mix.Select(o => o.Objective)];
 
@@ -145,17 +145,17 @@ public sealed class Pretraining : TrainingTask
     /// <summary>The trainable parameters: "model.*" (the Medformer) and "objectives.&lt;task&gt;.*" (each objective's heads).</summary>
     private sealed class Network : nn.Module
     {
-        private readonly Medformer model;
+        private readonly MedformerModel model;
         private readonly ObjectiveSet objectives;
 
-        public Network(Medformer model, IEnumerable<Objective> objectives) : base("Pretraining")
+        public Network(MedformerModel model, IEnumerable<Objective> objectives) : base("Pretraining")
         {
             this.model = model;
             this.objectives = new ObjectiveSet(objectives);
             RegisterComponents();
         }
 
-        public Medformer Model => model;
+        public MedformerModel Model => model;
     }
 
     /// <summary>The objectives under their task names. (TorchSharp 0.107's ModuleDict breaks Module.to(dtype): two indexers both named "Item".)</summary>

@@ -14,7 +14,7 @@ public abstract class TrainingTask : IDisposable
     /// <summary>The trainable module; its submodule "model" is the Medformer.</summary>
     public abstract nn.Module Module { get; }
 
-    public abstract Medformer Model { get; }
+    public abstract MedformerModel Model { get; }
 
     /// <summary>Called once the precision policy has converted <see cref="Module"/> (build what depends on its dtype).</summary>
     public virtual void Prepare(ScalarType computeType, Device device) { }

@@ -100,7 +100,7 @@ public static class DistributedBenchmark
         string output = Directory.CreateTempSubdirectory("medformer-bench-distributed-").FullName;
         try
         {
-            using var task = new Pretraining(new global::Medformer.Medformer(config), PretrainJob.Objectives(job, config), job.Momentum);
+            using var task = new Pretraining(new MedformerModel(config), PretrainJob.Objectives(job, config), job.Momentum);
             var options = PretrainJob.TrainerOptions(job) with { MaxSteps = Warmup + Timed, LogEvery = 1, CheckpointEvery = 0 };
             var stamps = new long[Warmup + Timed + 1];
             var communication = new List<double>();

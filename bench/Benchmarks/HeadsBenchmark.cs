@@ -56,7 +56,7 @@ public static class HeadsBenchmark
         var window = new SlidingWindowOptions(BatchSize: WindowBatch);
         long[] shape = [];
         Timing timing;
-        using (var tuner = new FineTuner(new global::Medformer.Medformer(config), new SegmentationHead(config, Classes, Dimensionality.Volume)))
+        using (var tuner = new FineTuner(new MedformerModel(config), new SegmentationHead(config, Classes, Dimensionality.Volume)))
         using (var volume = randn([1, 1, Size, Size, Size]))
         {
             SampleMeta[] metas = [new("bench", "randn", 0, "abdomen", "ct", Dimensionality.Volume, [1, 1, 1], [])];
@@ -110,7 +110,7 @@ public static class HeadsBenchmark
         int batch = crops ? CropBatch : ImageBatch, warmup = crops ? CropWarmup : ImageWarmup, timed = crops ? CropSteps : ImageSteps;
         using var corpus = Corpus(crops, Distinct * batch);
         Head head = crops ? new SegmentationHead(config, Classes, Dimensionality.Volume) : new ClassificationHead(config, ImageClasses);
-        using var tuner = new FineTuner(new global::Medformer.Medformer(config), head);
+        using var tuner = new FineTuner(new MedformerModel(config), head);
         var stamps = new long[warmup + timed + 1];
         var notices = new List<string>();
         tuner.Fit(corpus, new FineTuneOptions { MaxSteps = warmup + timed, BatchSize = batch, Precision = precision, LogEvery = 1 },

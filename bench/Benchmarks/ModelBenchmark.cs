@@ -99,17 +99,17 @@ public static class ModelBenchmark
     /// <summary>Medformer and a linear head on the mean latent (twin: the head in reference/model.py).</summary>
     sealed class Classifier : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tensor>
     {
-        private readonly global::Medformer.Medformer model;
+        private readonly MedformerModel model;
         private readonly Linear head;
 
         public Classifier(MedformerConfig config, int classes) : base(nameof(Classifier))
         {
-            model = new global::Medformer.Medformer(config);
+            model = new MedformerModel(config);
             head = nn.Linear(config.Dim, classes);
             RegisterComponents();
         }
 
-        public global::Medformer.Medformer Model => model;
+        public MedformerModel Model => model;
 
         public override Tensor forward(Tensor images, IReadOnlyList<LatentKey> keys)
         {

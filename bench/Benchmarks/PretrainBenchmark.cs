@@ -131,7 +131,7 @@ public static class PretrainBenchmark
             var unknown = job.Objectives.Keys.FirstOrDefault(k => k is not ("inpainting" or "rotation" or "simclr"));
             if (unknown is not null) throw new InvalidOperationException($"the pretraining job's default mix has '{unknown}', which bench/reference/pretrain.py has no twin of");
             var objectives = PretrainJob.Objectives(job, config);
-            using var task = new Pretraining(new global::Medformer.Medformer(config), objectives, job.Momentum);
+            using var task = new Pretraining(new MedformerModel(config), objectives, job.Momentum);
             var options = PretrainJob.TrainerOptions(job) with
             {
                 MaxSteps = steps,

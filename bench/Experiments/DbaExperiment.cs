@@ -165,7 +165,7 @@ public static class DbaExperiment
         using var labels = tensor(picked.Select(i => trainLabels[i]).ToArray());
         using var corpus = new TensorCorpus("fashion-mnist", images, labels);
         var config = MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
-        using var tuner = new FineTuner(new Medformer(config), new ClassificationHead(config, 10, pooling: Pooling.Query));
+        using var tuner = new FineTuner(new MedformerModel(config), new ClassificationHead(config, 10, pooling: Pooling.Query));
         double? lastBatch = null;
         tuner.Fit(corpus, new FineTuneOptions
         {

@@ -132,7 +132,7 @@ public static class ObjectivesExperiment
         return result.Training.ModelDirectory;
     }
 
-    static double FineTunedAccuracy(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, int seed)
+    static double FineTunedAccuracy(MedformerModel model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, int seed)
     {
         using var tuner = PaysExperiment.FineTune(model, subset, steps, 1e-3, seed);
         return PaysExperiment.Accuracy(tuner, testImages, testLabels, testMetas);

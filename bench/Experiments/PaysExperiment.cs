@@ -181,14 +181,14 @@ public static class PaysExperiment
     /// </summary>
     static string Task => Environment.GetEnvironmentVariable("MEDFORMER_PAYS_TASK") is { Length: > 0 } task ? task : "classification";
 
-    internal static Medformer Encoder(MedformerConfig config, string modelDir, bool pretrained, int seed)
+    internal static MedformerModel Encoder(MedformerConfig config, string modelDir, bool pretrained, int seed)
     {
         if (pretrained) return Checkpoint.Load(modelDir);
         Seeding.SeedEverything(1000 + seed);
-        return new Medformer(config);
+        return new MedformerModel(config);
     }
 
-    internal static double Probe(Medformer model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas)
+    internal static double Probe(MedformerModel model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas)
     {
         using (model)
         {
@@ -204,7 +204,7 @@ public static class PaysExperiment
     }
 
     /// <summary>A fine-tuned classifier with a flattened-latent head; the caller owns it.</summary>
-    internal static FineTuner FineTune(Medformer model, ICorpus subset, long steps, double lr, int seed, double labelSmoothing = 0, Strategy? strategy = null)
+    internal static FineTuner FineTune(MedformerModel model, ICorpus subset, long steps, double lr, int seed, double labelSmoothing = 0, Strategy? strategy = null)
     {
         var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten, labelSmoothing: labelSmoothing, task: Task), strategy);
         try

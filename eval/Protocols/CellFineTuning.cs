@@ -47,7 +47,7 @@ static class CellFineTuning
     public static FineTuner Tuner(CellPlan plan, string bank, MedformerConfig randomConfig, Func<MedformerConfig, Head> head)
     {
         Seeding.SeedEverything(1000 + plan.Key.Seed);
-        var model = plan.Init.Checkpoint is { } folder ? Pretrained.Load(folder, [bank]) : new Medformer(randomConfig);
+        var model = plan.Init.Checkpoint is { } folder ? Pretrained.Load(folder, [bank]) : new MedformerModel(randomConfig);
         try
         {
             return new FineTuner(model, head(model.Config), Strategy.Full);

@@ -24,7 +24,7 @@ internal sealed class FineTuneTask : TrainingTask
     private readonly Strategy strategy;
     private readonly Func<JsonObject> describe;
 
-    public FineTuneTask(Medformer model, Head head, Strategy strategy, Func<JsonObject> describe)
+    public FineTuneTask(MedformerModel model, Head head, Strategy strategy, Func<JsonObject> describe)
     {
         strategy.Validate(model.Config);
         if (!model.Config.Tasks.Contains(head.Task))
@@ -37,7 +37,7 @@ internal sealed class FineTuneTask : TrainingTask
 
     public override nn.Module Module => network;
 
-    public override Medformer Model => network.Model;
+    public override MedformerModel Model => network.Model;
 
     public Head Head => network.Head;
 
@@ -298,17 +298,17 @@ internal sealed class FineTuneTask : TrainingTask
     /// <summary>The trainable module: "model" (the Medformer, as checkpoints expect) and "head".</summary>
     sealed class Network : nn.Module
     {
-        private readonly Medformer model;
+        private readonly MedformerModel model;
         private readonly Head head;
 
-        public Network(Medformer model, Head head) : base("FineTune")
+        public Network(MedformerModel model, Head head) : base("FineTune")
         {
             this.model = model;
             this.head = head;
             RegisterComponents();
         }
 
-        public Medformer Model => model;
+        public MedformerModel Model => model;
 
         public Head Head => head;
 

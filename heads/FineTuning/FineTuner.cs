@@ -27,13 +27,13 @@ public sealed class FineTuner : IDisposable
 {
     private readonly FineTuneTask task;
 
-    public FineTuner(Medformer model, Head head, Strategy? strategy = null)
+    public FineTuner(MedformerModel model, Head head, Strategy? strategy = null)
     {
         Strategy = strategy ?? Strategy.Full;
         task = new FineTuneTask(model, head, Strategy, Describe);
     }
 
-    public Medformer Model => task.Model;
+    public MedformerModel Model => task.Model;
 
     public Head Head => task.Head;
 
@@ -156,7 +156,7 @@ public sealed class FineTuner : IDisposable
     {
         if (Head.Output == HeadOutput.Probabilities)
             throw new ArgumentException($"sliding windows blend dense outputs; the {Head.Kind} head gives one prediction per image (use Predict)");
-        CheckRoi(roi, Medformer.DimensionalityOf(images));
+        CheckRoi(roi, MedformerModel.DimensionalityOf(images));
         return InPieces(images, metas, 1, (x, meta) =>
             SlidingWindow.Infer(x, roi, windows => task.Outputs(windows, [.. Enumerable.Repeat(meta[0], (int)windows.shape[0])]), options));
     }
@@ -168,7 +168,7 @@ public sealed class FineTuner : IDisposable
     /// </summary>
     Tensor InPieces(Tensor images, IReadOnlyList<SampleMeta>? metas, long piece, Func<Tensor, IReadOnlyList<SampleMeta>, Tensor> outputs)
     {
-        var dims = Medformer.DimensionalityOf(images);
+        var dims = MedformerModel.DimensionalityOf(images);
         metas ??= [.. Enumerable.Range(0, (int)images.shape[0]).Select(i => new SampleMeta("input", $"input[{i}]", i, "other", "other", dims, [], []))];
         if (metas.Count != images.shape[0]) throw new ArgumentException($"{metas.Count} metas for {images.shape[0]} images");
         bool training = task.Module.training;

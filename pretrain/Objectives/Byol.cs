@@ -30,7 +30,7 @@ public sealed class Byol : Objective
 
     public override nn.Module? CreateTargetHead() => new Embedding(dim, projectionDim);
 
-    public override Tensor Loss(Medformer model, Batch batch, PretrainStep step)
+    public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step)
     {
         if (batch.Views.Count < 2) throw new ArgumentException("byol needs two views of each sample from the loader");
         var target = step.Target ?? throw new InvalidOperationException("byol needs the momentum target network");
@@ -49,7 +49,7 @@ public sealed class Byol : Objective
     }
 
     /// <summary>Pooler and projector: what the target network mirrors.</summary>
-    internal sealed class Embedding : nn.Module<Medformer, Tensor, Tensor>
+    internal sealed class Embedding : nn.Module<MedformerModel, Tensor, Tensor>
     {
         private readonly Pooler pool;
         private readonly Projector projector;
@@ -61,7 +61,7 @@ public sealed class Byol : Objective
             RegisterComponents();
         }
 
-        public override Tensor forward(Medformer model, Tensor latents)
+        public override Tensor forward(MedformerModel model, Tensor latents)
         {
             using var scope = NewDisposeScope();
             return scope.MoveToOuter(projector.call(pool.call(model, latents)));

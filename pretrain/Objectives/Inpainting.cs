@@ -46,15 +46,15 @@ public sealed class Inpainting : Objective
 
     public override IReadOnlyList<Linear> LastLayers => [pixels_2d, pixels_3d];
 
-    public override Tensor Loss(Medformer model, Batch batch, PretrainStep step) => Loss(model, batch, step, perSample: false);
+    public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step) => Loss(model, batch, step, perSample: false);
 
-    public override Tensor PerSampleLoss(Medformer model, Batch batch, PretrainStep step) => Loss(model, batch, step, perSample: true);
+    public override Tensor PerSampleLoss(MedformerModel model, Batch batch, PretrainStep step) => Loss(model, batch, step, perSample: true);
 
-    Tensor Loss(Medformer model, Batch batch, PretrainStep step, bool perSample)
+    Tensor Loss(MedformerModel model, Batch batch, PretrainStep step, bool perSample)
     {
         using var scope = NewDisposeScope();
         var x = batch.Images;
-        var dimensionality = Medformer.DimensionalityOf(x);
+        var dimensionality = MedformerModel.DimensionalityOf(x);
         bool volume = dimensionality.IsVolume;
         if (x.shape[1] == 1 && channels > 1) x = x.expand([x.shape[0], channels, .. x.shape[2..]]);  // as the tokenizer sees it
         var tokens = model.Tokenize(step.Cast(x));                                                    // [B,T,d]

@@ -14,9 +14,9 @@ public sealed class MomentumTarget : IDisposable
     readonly List<(string Name, Tensor Online, Tensor Target, Tensor Shadow)> pairs = [];
     readonly Dictionary<string, nn.Module> heads = [];
 
-    public MomentumTarget(Medformer online, IEnumerable<Objective> objectives, ScalarType computeType, Device device)
+    public MomentumTarget(MedformerModel online, IEnumerable<Objective> objectives, ScalarType computeType, Device device)
     {
-        Model = new Medformer(online.Config);
+        Model = new MedformerModel(online.Config);
         Pair("model", online, Model);
         foreach (var objective in objectives)
         {
@@ -50,7 +50,7 @@ public sealed class MomentumTarget : IDisposable
     }
 
     /// <summary>The target encoder.</summary>
-    public Medformer Model { get; }
+    public MedformerModel Model { get; }
 
     /// <summary>The target encoder and heads.</summary>
     public IEnumerable<nn.Module> Modules => [Model, .. heads.Values];

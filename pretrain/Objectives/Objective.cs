@@ -32,7 +32,7 @@ public abstract class Objective : nn.Module
     public virtual nn.Module? CreateTargetHead() => null;
 
     /// <summary>The objective's fp32 scalar loss on a batch. Randomness comes from <paramref name="step"/>'s generator only.</summary>
-    public abstract Tensor Loss(Medformer model, Batch batch, PretrainStep step);
+    public abstract Tensor Loss(MedformerModel model, Batch batch, PretrainStep step);
 
     /// <summary>
     /// Whether the loss is a mean of per-sample losses, each reading its own sample only (what batch adaptation's
@@ -41,7 +41,7 @@ public abstract class Objective : nn.Module
     public virtual bool PerSample => false;
 
     /// <summary>The per-sample fp32 losses [B], whose mean is <see cref="Loss"/> (same draws from the step's generator).</summary>
-    public virtual Tensor PerSampleLoss(Medformer model, Batch batch, PretrainStep step) =>
+    public virtual Tensor PerSampleLoss(MedformerModel model, Batch batch, PretrainStep step) =>
         throw new NotSupportedException($"objective '{Task}' couples the samples of a batch: it has no per-sample loss");
 
     /// <summary>The Linear layers whose outputs the loss reads (EDBA's last layer); those that did not run on a batch are skipped.</summary>

@@ -46,7 +46,7 @@ public sealed class PixPro : Objective
 
     public override nn.Module? CreateTargetHead() => new Dense(dim, projectionDim);
 
-    public override Tensor Loss(Medformer model, Batch batch, PretrainStep step)
+    public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step)
     {
         if (batch.Views.Count < 2 || batch.Views.Any(v => v.Coordinates is null))
             throw new ArgumentException("pixpro needs two views carrying their pixels' original coordinates from the loader");
@@ -103,7 +103,7 @@ public sealed class PixPro : Objective
     }
 
     /// <summary>Dense features: position queries at the token grid read the latents; a per-pixel MLP projects them: [B,N,d] → [B,Q,D].</summary>
-    internal sealed class Dense : nn.Module<Medformer, Tensor, long[], Tensor>
+    internal sealed class Dense : nn.Module<MedformerModel, Tensor, long[], Tensor>
     {
         private readonly Projector projector;
 
@@ -113,7 +113,7 @@ public sealed class PixPro : Objective
             RegisterComponents();
         }
 
-        public override Tensor forward(Medformer model, Tensor latents, long[] grid)
+        public override Tensor forward(MedformerModel model, Tensor latents, long[] grid)
         {
             using var scope = NewDisposeScope();
             var queries = model.PositionQueries(grid).to(latents.dtype);

@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Medformer.Pretrain.Objectives;
 
 /// <summary>A learned query reads the latents (Perceiver IO's classification read-out) and LayerNorm settles it: [B,N,d] → [B,d].</summary>
-public sealed class Pooler : nn.Module<Medformer, Tensor, Tensor>, Runtime.INoWeightDecay
+public sealed class Pooler : nn.Module<MedformerModel, Tensor, Tensor>, Runtime.INoWeightDecay
 {
     private readonly Parameter query;
     private readonly LayerNorm norm;
@@ -19,7 +19,7 @@ public sealed class Pooler : nn.Module<Medformer, Tensor, Tensor>, Runtime.INoWe
 
     public IEnumerable<string> NoWeightDecay() => ["query"];
 
-    public override Tensor forward(Medformer model, Tensor latents)
+    public override Tensor forward(MedformerModel model, Tensor latents)
     {
         using var scope = NewDisposeScope();
         var pooled = model.Decode(latents, query.to(latents.dtype)).squeeze(1);

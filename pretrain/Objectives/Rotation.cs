@@ -24,11 +24,11 @@ public sealed class Rotation : Objective
 
     public override IReadOnlyList<Linear> LastLayers => [head.Output];
 
-    public override Tensor Loss(Medformer model, Batch batch, PretrainStep step) => Loss(model, batch, step, reduction: nn.Reduction.Mean);
+    public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step) => Loss(model, batch, step, reduction: nn.Reduction.Mean);
 
-    public override Tensor PerSampleLoss(Medformer model, Batch batch, PretrainStep step) => Loss(model, batch, step, reduction: nn.Reduction.None);
+    public override Tensor PerSampleLoss(MedformerModel model, Batch batch, PretrainStep step) => Loss(model, batch, step, reduction: nn.Reduction.None);
 
-    Tensor Loss(Medformer model, Batch batch, PretrainStep step, nn.Reduction reduction)
+    Tensor Loss(MedformerModel model, Batch batch, PretrainStep step, nn.Reduction reduction)
     {
         using var scope = NewDisposeScope();
         var x = batch.Images;

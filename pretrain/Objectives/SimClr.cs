@@ -25,7 +25,7 @@ public sealed class SimClr : Objective
 
     public override int Views => 2;
 
-    public override Tensor Loss(Medformer model, Batch batch, PretrainStep step)
+    public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step)
     {
         if (batch.Views.Count < 2) throw new ArgumentException("simclr needs two views of each sample from the loader");
         using var scope = NewDisposeScope();

@@ -79,7 +79,7 @@ public sealed class OutputFolderCliTests(ITestOutputHelper output) : IDisposable
     {
         string folder = Path.Combine(root, name);
         Seeding.SeedEverything(0);
-        using var model = new Medformer(ClassificationHeadTests.Config);
+        using var model = new MedformerModel(ClassificationHeadTests.Config);
         Checkpoint.Save(model, folder);
         return folder;
     }
@@ -98,7 +98,7 @@ public sealed class OutputFolderCliTests(ITestOutputHelper output) : IDisposable
     public void ImportKeepsTheCanary()
     {
         string file = Path.Combine(root, "weights.safetensors");
-        using (var model = new Medformer(ClassificationHeadTests.Config))
+        using (var model = new MedformerModel(ClassificationHeadTests.Config))
             Safetensors.Save(model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach()), file);
         string config = Path.Combine(root, "config.json");
         File.WriteAllText(config, ClassificationHeadTests.Config.ToJson());

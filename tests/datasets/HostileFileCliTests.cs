@@ -139,7 +139,7 @@ public sealed class HostileFileCliTests(ITestOutputHelper output) : IDisposable
     {
         // A fine-tuned model to predict with: tiny, 2 classification steps on the phantom.
         string pretrained = Path.Combine(root, "pretrained"), tuned = Path.Combine(root, "tuned");
-        using (var untrained = new Medformer(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 }))
+        using (var untrained = new MedformerModel(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 }))
             Checkpoint.Save(untrained, pretrained);
         var home = new Dictionary<string, string> { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "none" };
         var finetune = Repo.Run(Repo.Cli, ["finetune", "--checkpoint", pretrained, "--task", "phantom", "--max-steps", "2", "--batch-size", "4",

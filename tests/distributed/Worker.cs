@@ -167,7 +167,7 @@ static class Worker
         int world = group?.WorldSize ?? 1, rank = group?.Rank ?? 0;
         Seeding.SeedEverything(5);
         var config = MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
-        using var task = new Pretraining(new Medformer(config), [(new SimClr(config.Dim), 1.0), (new Byol(config.Dim), 0.5), (new BarlowTwins(config.Dim, projectionDim: 16), 0.1)], momentum: 0.9);
+        using var task = new Pretraining(new MedformerModel(config), [(new SimClr(config.Dim), 1.0), (new Byol(config.Dim), 0.5), (new BarlowTwins(config.Dim, projectionDim: 16), 0.1)], momentum: 0.9);
         var options = new TrainerOptions { MaxSteps = steps, LearningRate = 1e-3, WarmupSteps = 2, LogEvery = 1, CheckpointEvery = steps, Seed = 5, Precision = Precision.Fp32 };
         var result = new Trainer(options, CPU, group: group).Fit(task, start => Batches(start, rank, 2 * PerRank / world), outputDirectory,
             log: entry => Console.WriteLine($"step {entry.Step} loss {entry.Loss:R}"));

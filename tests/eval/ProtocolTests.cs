@@ -44,7 +44,7 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         using var data = EvaluationData.Phantom(Spec, Path.Combine(Repo.TestHome, "phantom"));
         Seeding.SeedEverything(77);
         string pretrained = Path.Combine(root, "other-init");
-        using (var model = new Medformer(Config)) Checkpoint.Save(model, pretrained);
+        using (var model = new MedformerModel(Config)) Checkpoint.Save(model, pretrained);
         Initialisation[] inits = [Initialisation.Random, Initialisation.Parse($"other={pretrained}")];
         var spec = new ProtocolSpec(ProtocolKind.Fractions, [0.1, 1.0], Seeds: 2);
         var settings = new FineTuneSettings(MaxSteps: 8, LearningRate: 2e-3, BatchSize: 16, Evaluations: 2, Precision: Precision.Fp32, Pooling: Pooling.Mean, Workers: 0);

@@ -67,7 +67,7 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
         using var train = Squares(96, 1, type);
         using var test = Squares(48, 2, type);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, classes, type, pooling));
+        using var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, classes, type, pooling));
         var clock = System.Diagnostics.Stopwatch.StartNew();
         // Class queries read the latents through the decoder and learn more slowly (150 steps: loss 1.10 → 0.56, accuracy 67%;
         // 400 steps: 79%).

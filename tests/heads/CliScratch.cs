@@ -25,7 +25,7 @@ sealed class CliScratch(ITestOutputHelper output, string prefix) : IDisposable
     {
         string folder = Path.Combine(Root, "pretrained");
         Seeding.SeedEverything(0);
-        using var model = new Medformer(ClassificationHeadTests.Config);
+        using var model = new MedformerModel(ClassificationHeadTests.Config);
         Checkpoint.Save(model, folder);
         return folder;
     }

@@ -37,7 +37,7 @@ public sealed class DenseHeadInputTests : IDisposable
         var masks = zeros([2, 1, 8, 8], ScalarType.Int64);
         masks[1, 0, 2, 3] = tensor(2L);
         using var corpus = new TensorCorpus("masks", zeros(2, 1, 8, 8), targets: masks);
-        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2));
+        using var tuner = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2));
         var message = Losses(tuner, corpus);
         Assert.Contains("masks[1]", message);
         Assert.Contains("label 2 is outside the head's 2 classes", message);
@@ -48,12 +48,12 @@ public sealed class DenseHeadInputTests : IDisposable
     {
         using var scope = NewDisposeScope();
         using var corpus = new TensorCorpus("pairs", zeros(2, 1, 8, 8), targets: zeros(2, 1, 8, 8));
-        using var tuner = new FineTuner(new Medformer(Config), new ImageToImageHead(Config, ImageToImageHead.SuperResolution, scale: 2));
+        using var tuner = new FineTuner(new MedformerModel(Config), new ImageToImageHead(Config, ImageToImageHead.SuperResolution, scale: 2));
         var message = Losses(tuner, corpus);
         Assert.Contains("target [1,8,8] does not match the input [1,8,8]", message);
         Assert.Contains("expects [1,16,16]", message);
         using var labels = new TensorCorpus("labels", zeros(2, 1, 8, 8), targets: zeros([2, 1, 8, 8], ScalarType.Int64));
-        using var restoration = new FineTuner(new Medformer(Config), new ImageToImageHead(Config));
+        using var restoration = new FineTuner(new MedformerModel(Config), new ImageToImageHead(Config));
         Assert.Contains("needs float target images", Losses(restoration, labels));
     }
 
@@ -61,7 +61,7 @@ public sealed class DenseHeadInputTests : IDisposable
     public void AVolumeSmallerThanThePatchOrOfTheOtherDimensionalityIsNamed()
     {
         using var scope = NewDisposeScope();
-        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2, dimensionality: Dimensionality.Volume));
+        using var tuner = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2, dimensionality: Dimensionality.Volume));
         var small = Assert.Throws<ArgumentException>(() => tuner.Predict(zeros([1, 1, 2, 8, 8])));
         Assert.Contains("multiple of the patch size 4", small.Message);
         // By sliding windows the small volume is padded to the window, as MONAI does.
@@ -69,7 +69,7 @@ public sealed class DenseHeadInputTests : IDisposable
         Assert.Contains("multiple of the patch size 4", Assert.Throws<ArgumentException>(() => tuner.PredictSlidingWindow(zeros([1, 1, 8, 8, 8]), [2, 8, 8])).Message);
         var flat = Assert.Throws<ArgumentException>(() => tuner.Predict(zeros(1, 1, 8, 8)));
         Assert.Contains("takes 3D volumes [C,D,H,W]; this input is 2D", flat.Message);
-        using var classifier = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3));
+        using var classifier = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3));
         Assert.Contains("use Predict", Assert.Throws<ArgumentException>(() => classifier.PredictSlidingWindow(zeros(1, 1, 8, 8), [8, 8])).Message);
     }
 

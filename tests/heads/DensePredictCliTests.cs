@@ -20,7 +20,7 @@ public sealed class DensePredictCliTests : IDisposable
     {
         string pretrained = Path.Combine(root, "pretrained");
         Seeding.SeedEverything(0);
-        using (var model = new Medformer(SegmentationHeadTests.Config)) Checkpoint.Save(model, pretrained);
+        using (var model = new MedformerModel(SegmentationHeadTests.Config)) Checkpoint.Save(model, pretrained);
         string tuned = Path.Combine(root, "tuned");
         var finetune = Repo.Run(Repo.Cli, ["finetune", "--checkpoint", pretrained, "--task", "phantom", "--head", "segmentation", "--max-steps", "3",
             "--batch-size", "4", "--precision", "fp32", "--no-augment", "--out", tuned, "--json"], timeoutSeconds: 600, environment: Home);

@@ -17,7 +17,7 @@ public sealed class DenseReadoutTests
         var whole = Fourier.GridFeatures(grid, 4);
         Assert.True(whole.narrow(0, start, count).eq(Fourier.GridFeatures(grid, 4, start, count)).all().item<bool>());
         Seeding.SeedEverything(0);
-        using var model = new Medformer(SegmentationHeadTests.Config);
+        using var model = new MedformerModel(SegmentationHeadTests.Config);
         Assert.True(model.PositionQueries(grid).narrow(1, start, count).eq(model.PositionQueries(grid, start, count)).all().item<bool>());
         Assert.Throws<ArgumentException>(() => Fourier.GridFeatures(grid, 4, start + 1, grid.Aggregate(1L, (a, n) => a * n)));
     }
@@ -30,7 +30,7 @@ public sealed class DenseReadoutTests
         using var scope = NewDisposeScope();
         Seeding.SeedEverything(1);
         var config = SegmentationHeadTests.Config;
-        using var model = new Medformer(config);
+        using var model = new MedformerModel(config);
         using var readout = new DenseReadout(config, outputs: 3, pixelContext);
         using (no_grad())
             foreach (var p in readout.parameters()) p.normal_();   // not the zero-initialised output layer

@@ -58,7 +58,7 @@ public sealed class HeadsBenchTwinTests(ITestOutputHelper output)
     /// </summary>
     static void Write(string folder, MedformerConfig config, Head head, Tensor images, Tensor labels, string organ, string modality)
     {
-        using var model = new Medformer(config);
+        using var model = new MedformerModel(config);
         using var owned = head;
         using var scope = NewDisposeScope();
         using (torch.no_grad())

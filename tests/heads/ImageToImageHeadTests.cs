@@ -34,7 +34,7 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         var test = new PetCtCorpus(SyntheticPet.Write(Path.Combine(root, "test"), 6, 16, seed: 2));
         Assert.Equal("petct-60s-to-90s", train.Name);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new Medformer(Config), new ImageToImageHead(Config, ImageToImageHead.Restoration, Dimensionality.Volume, loss: new ImageLoss(L1: 0, Mse: 1)));
+        using var tuner = new FineTuner(new MedformerModel(Config), new ImageToImageHead(Config, ImageToImageHead.Restoration, Dimensionality.Volume, loss: new ImageLoss(L1: 0, Mse: 1)));
         var options = new FineTuneOptions { MaxSteps = 60, BatchSize = 4, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
         var result = tuner.Fit(train, options).Training;
         output.WriteLine($"loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F4")))}");
@@ -67,7 +67,7 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal([1L, 32, 32], pair.Target!.shape);
         Assert.Equal(2.0, pair.Meta.Spacing[0]);
 
-        using var tuner = new FineTuner(new Medformer(Config), new ImageToImageHead(Config, ImageToImageHead.SuperResolution, scale: 2));
+        using var tuner = new FineTuner(new MedformerModel(Config), new ImageToImageHead(Config, ImageToImageHead.SuperResolution, scale: 2));
         var input = pair.Image.unsqueeze(0);
         var upsampled = F.interpolate(input, [32, 32], mode: InterpolationMode.Bilinear, align_corners: false);
         var predicted = tuner.Predict(input, [pair.Meta]);
@@ -99,7 +99,7 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         var inputs = rand(8, 1, 16, 16);
         var targets = cat([inputs.flip(3), 1 - inputs], dim: 1);              // two channels of another "modality"
         using var corpus = new TensorCorpus("pairs", inputs, targets: targets);
-        using var tuner = new FineTuner(new Medformer(Config), head);
+        using var tuner = new FineTuner(new MedformerModel(Config), head);
         var result = tuner.Fit(corpus, new FineTuneOptions { MaxSteps = 20, BatchSize = 4, WarmupSteps = 2, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 5 }).Training;
         Assert.True(result.History[^1].Loss < result.History[0].Loss, $"loss {result.History[0].Loss} → {result.History[^1].Loss}");
     }

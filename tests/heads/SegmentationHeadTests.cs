@@ -38,7 +38,7 @@ public sealed class SegmentationHeadTests(ITestOutputHelper output) : IDisposabl
         using var train = Phantom.Open(spec, "train", PhantomFolder);
         using var test = Phantom.Open(spec, "test", PhantomFolder);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2));
+        using var tuner = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2));
         var options = new FineTuneOptions { MaxSteps = 120, BatchSize = 16, WarmupSteps = 10, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10, OutputDirectory = root };
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var result = tuner.Fit(train, options).Training;
@@ -68,7 +68,7 @@ public sealed class SegmentationHeadTests(ITestOutputHelper output) : IDisposabl
         var spec = new PhantomSpec(Dimensionality.Volume, 16, 64, 4, 4);
         using var train = Phantom.Open(spec, "train", PhantomFolder);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2, dimensionality: Dimensionality.Volume));
+        using var tuner = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2, dimensionality: Dimensionality.Volume));
         var options = new FineTuneOptions { MaxSteps = 40, BatchSize = 4, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
         var result = tuner.Fit(train, options).Training;
         output.WriteLine($"loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F3")))}");
@@ -135,7 +135,7 @@ public sealed class SegmentationHeadTests(ITestOutputHelper output) : IDisposabl
         using var scope = NewDisposeScope();
         Seeding.SeedEverything(0);
         var head = new SegmentationHead(Config, classes: 2);
-        using var tuner = new FineTuner(new Medformer(Config), head);
+        using var tuner = new FineTuner(new MedformerModel(Config), head);
         using var batch = new DataLoader([new LoaderSource(train)], new LoaderOptions(4, Workers: 1)).Batches().First();
         var outputs = tuner.Predict(batch.Images, batch.Metas);
         Assert.Equal(0, outputs.sum().item<float>());   // zero logits: every pixel's argmax is class 0

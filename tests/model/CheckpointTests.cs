@@ -16,7 +16,7 @@ public sealed class CheckpointTests : IDisposable
     [Fact]
     public void SaveLoadGivesTheSameOutputs()
     {
-        using var model = new Medformer(MedformerConfig.Tiny);
+        using var model = new MedformerModel(MedformerConfig.Tiny);
         model.eval();
         string dir = Path.Combine(root, "tiny");
         Checkpoint.Save(model, dir);
@@ -34,12 +34,12 @@ public sealed class CheckpointTests : IDisposable
     public void CheckpointWithFewerBanksLoadsIntoALargerVocabulary()
     {
         var small = MedformerConfig.Tiny with { Organs = ["chest", "brain", "other"] };
-        using var model = new Medformer(small);
+        using var model = new MedformerModel(small);
         string dir = Path.Combine(root, "subset");
         Checkpoint.Save(model, dir);
 
         var larger = small with { Organs = ["chest", "brain", "liver", "other"], Tasks = [.. small.Tasks, "detection"] };
-        using var bigger = new Medformer(larger);
+        using var bigger = new MedformerModel(larger);
         var added = Checkpoint.LoadWeights(bigger, dir);
         Assert.Equal(["latents.organ.liver", "latents.task.detection"], added.Order());
         using var scope = NewDisposeScope();
@@ -52,15 +52,15 @@ public sealed class CheckpointTests : IDisposable
     [Fact]
     public void ACheckpointOfAnotherModelIsRefused()
     {
-        using var model = new Medformer(MedformerConfig.Tiny);
+        using var model = new MedformerModel(MedformerConfig.Tiny);
         string dir = Path.Combine(root, "tiny");
         Checkpoint.Save(model, dir);
-        using var wider = new Medformer(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 4, DecoderHeads = 4 });
+        using var wider = new MedformerModel(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 4, DecoderHeads = 4 });
         var e = Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(wider, dir));
         Assert.Contains("in the checkpoint but", e.Message);
         Assert.Contains(dir, e.Message);
 
-        using var deeper = new Medformer(MedformerConfig.Tiny with { Depth = 3 });
+        using var deeper = new MedformerModel(MedformerConfig.Tiny with { Depth = 3 });
         e = Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(deeper, dir));
         Assert.Contains("blocks.2.", e.Message);
 
@@ -72,9 +72,9 @@ public sealed class CheckpointTests : IDisposable
     public void OverwritingReplacesTheWholeFolderAndLeavesNoStaging()
     {
         string dir = Path.Combine(root, "ckpt");
-        using (var first = new Medformer(MedformerConfig.Tiny)) Checkpoint.Save(first, dir);
+        using (var first = new MedformerModel(MedformerConfig.Tiny)) Checkpoint.Save(first, dir);
         File.WriteAllText(Path.Combine(dir, "stale.txt"), "from the old checkpoint");
-        using var second = new Medformer(MedformerConfig.Tiny with { Depth = 1 });
+        using var second = new MedformerModel(MedformerConfig.Tiny with { Depth = 1 });
         Checkpoint.Save(second, dir);
         Assert.False(File.Exists(Path.Combine(dir, "stale.txt")));
         Assert.Equal(1, Checkpoint.ReadConfig(dir).Depth);
@@ -85,7 +85,7 @@ public sealed class CheckpointTests : IDisposable
     public void AFailedSaveLeavesTheOldCheckpoint()
     {
         string dir = Path.Combine(root, "ckpt");
-        using (var first = new Medformer(MedformerConfig.Tiny)) Checkpoint.Save(first, dir);
+        using (var first = new MedformerModel(MedformerConfig.Tiny)) Checkpoint.Save(first, dir);
         Assert.Throws<IOException>(() => AtomicDirectory.Write(dir, staging =>
         {
             File.WriteAllText(Path.Combine(staging, "config.json"), "{}");

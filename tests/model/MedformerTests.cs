@@ -18,7 +18,7 @@ public sealed class MedformerTests
     public void Shapes2d(int channels, int height, int width)
     {
         Seeding.SeedEverything(0);
-        using var model = new Medformer(Tiny);
+        using var model = new MedformerModel(Tiny);
         using var scope = NewDisposeScope();
         var images = randn(2, channels, height, width);
         var z = model.forward(images, Keys("chest", "brain"));
@@ -31,7 +31,7 @@ public sealed class MedformerTests
     [InlineData(8, 12, 28)]
     public void Shapes3d(int depth, int height, int width)
     {
-        using var model = new Medformer(Tiny);
+        using var model = new MedformerModel(Tiny);
         using var scope = NewDisposeScope();
         var volumes = randn([3, 1, depth, height, width]);
         var z = model.forward(volumes, Keys("lung", "kidney", "lung"));
@@ -41,7 +41,7 @@ public sealed class MedformerTests
     [Fact]
     public void DenseOutputsAtAnotherResolutionAndInChunks()
     {
-        using var model = new Medformer(Tiny with { QueryChunk = 100 });
+        using var model = new MedformerModel(Tiny with { QueryChunk = 100 });
         using var scope = NewDisposeScope();
         var z = model.forward(randn(2, 1, 28, 28), Keys("chest", "other"));
         var queries = model.PositionQueries([56, 40]);
@@ -49,7 +49,7 @@ public sealed class MedformerTests
         var chunked = model.Decode(z, queries);
         Assert.Equal(new long[] { 2, 56 * 40, Tiny.Dim }, chunked.shape);
 
-        using var whole = new Medformer(Tiny with { QueryChunk = 1_000_000 });
+        using var whole = new MedformerModel(Tiny with { QueryChunk = 1_000_000 });
         whole.load_state_dict(model.state_dict());
         Assert.True(chunked.allclose(whole.Decode(z, queries), rtol: 1e-5, atol: 1e-6));
 
@@ -60,7 +60,7 @@ public sealed class MedformerTests
     [Fact]
     public void GradientReachesSelectedBanksOnly()
     {
-        using var model = new Medformer(Tiny);
+        using var model = new MedformerModel(Tiny);
         using var scope = NewDisposeScope();
         var keys = new[] { new LatentKey("chest", "xray", "rotation"), new LatentKey("brain", "mri", "rotation"), new LatentKey("unknown-organ", "xray", "rotation") };
         var z = model.forward(randn(3, 1, 16, 16), keys);
@@ -82,7 +82,7 @@ public sealed class MedformerTests
     [Fact]
     public void StateDictKeysReadAsPyTorch()
     {
-        using var model = new Medformer(Tiny);
+        using var model = new MedformerModel(Tiny);
         var keys = model.state_dict().Keys.ToHashSet();
         string[] expected = ["tokenizer_2d.proj.weight", "tokenizer_2d.pos_proj.bias", "tokenizer_3d.proj.weight", "latents.general",
             "latents.organ.brain", "latents.modality.pathology", "latents.dimensionality.3d", "latents.task.barlow",
@@ -95,7 +95,7 @@ public sealed class MedformerTests
     [Fact]
     public void BadInputsAreClearErrors()
     {
-        using var model = new Medformer(Tiny);
+        using var model = new MedformerModel(Tiny);
         var e = Assert.Throws<ArgumentException>(() => model.forward(zeros(1, 1, 30, 28), Keys("chest")));
         Assert.Contains("multiple of the patch size 4", e.Message);
         e = Assert.Throws<ArgumentException>(() => model.forward(zeros(1, 2, 28, 28), Keys("chest")));

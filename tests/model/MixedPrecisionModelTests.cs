@@ -12,8 +12,8 @@ public sealed class MixedPrecisionModelTests
     public void TheWholeModelTrainsInBf16()
     {
         Seeding.SeedEverything(9);
-        using var reference = new Medformer(MedformerConfig.Tiny);
-        using var model = new Medformer(MedformerConfig.Tiny);
+        using var reference = new MedformerModel(MedformerConfig.Tiny);
+        using var model = new MedformerModel(MedformerConfig.Tiny);
         model.load_state_dict(reference.state_dict());
         using var policy = MixedPrecision.Create(model, Precision.Bf16, CPU, cpuHasFastBf16: true);
         Assert.Equal(ScalarType.BFloat16, model.named_parameters().First(p => p.name == "latents.organ.chest").parameter.dtype);

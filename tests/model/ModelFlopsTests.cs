@@ -14,7 +14,7 @@ public sealed class ModelFlopsTests
     public void AnalyticCountMatchesTheLayersThatRan(long[] size, long queries)
     {
         var config = MedformerConfig.Tiny with { Repeats = 2 };
-        using var model = new Medformer(config);
+        using var model = new MedformerModel(config);
         double measured = 0;
         // Every Linear and convolution that runs, counted from its real input; attention products from the real shapes.
         foreach (var (_, module) in model.named_modules())

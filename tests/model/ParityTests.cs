@@ -15,7 +15,7 @@ public sealed class ParityTests(ITestOutputHelper output)
     {
         Seeding.SeedEverything(11);
         var config = MedformerConfig.Tiny with { Repeats = 2, CrossAttentionHeads = 2 };
-        using var model = new Medformer(config);
+        using var model = new MedformerModel(config);
         string dir = Directory.CreateTempSubdirectory("medformer-parity-").FullName;
         try
         {

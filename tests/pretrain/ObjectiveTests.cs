@@ -45,7 +45,7 @@ public sealed class ObjectiveTests
     {
         Seeding.SeedEverything(5);
         var objective = Create(name);
-        var task = new Pretraining(new Medformer(Config), [(objective, 1.0)]);
+        var task = new Pretraining(new MedformerModel(Config), [(objective, 1.0)]);
         task.Prepare(ScalarType.Float32, CPU);
         return (task, objective);
     }

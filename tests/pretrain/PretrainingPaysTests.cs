@@ -22,7 +22,7 @@ public sealed class PretrainingPaysTests(PretrainedPhantom pretrained, ITestOutp
         foreach (string line in pretrained.Log) output.WriteLine(line);
         using var train = Phantom.Open(PhantomSpec.Default2d, "train");
         using var test = Phantom.Open(PhantomSpec.Default2d, "test");
-        double Probe(Medformer model, bool flatten)
+        double Probe(MedformerModel model, bool flatten)
         {
             var (trainX, trainY) = LinearProbe.Features(model, Pass(train), flatten: flatten);
             var (testX, testY) = LinearProbe.Features(model, Pass(test), flatten: flatten);
@@ -31,7 +31,7 @@ public sealed class PretrainingPaysTests(PretrainedPhantom pretrained, ITestOutp
         }
         using var model = Checkpoint.Load(pretrained.ModelDirectory);
         Seeding.SeedEverything(pretrained.Config.Seed);
-        using var random = new Medformer(MedformerConfig.Resolve(pretrained.Config.Model));
+        using var random = new MedformerModel(MedformerConfig.Resolve(pretrained.Config.Model));
         foreach (bool flatten in new[] { false, true })
             output.WriteLine($"probe ({(flatten ? "flattened" : "mean")} latents): pretrained {Probe(model, flatten):P1}, random {Probe(random, flatten):P1}");
         double gain = Probe(model, true) - Probe(random, true);

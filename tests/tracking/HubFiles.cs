@@ -20,7 +20,7 @@ sealed class HubFiles : IDisposable
     public HubFiles()
     {
         Seeding.SeedEverything(4);
-        using var model = new Medformer(MedformerConfig.Tiny);
+        using var model = new MedformerModel(MedformerConfig.Tiny);
         Checkpoint.Save(model, ModelFolder);
     }
 

@@ -43,7 +43,7 @@ public sealed class InteropCliTests(ITestOutputHelper output) : IDisposable
         Seeding.SeedEverything(8);
         string source = Path.Combine(folder, "trained");
         string exported = Path.Combine(folder, "exported");
-        using var model = new Medformer(MedformerConfig.Tiny with { Repeats = 2 });
+        using var model = new MedformerModel(MedformerConfig.Tiny with { Repeats = 2 });
         using (no_grad())
             foreach (var parameter in model.parameters()) parameter.normal_();   // banks start at zero: make every weight count
         Checkpoint.Save(model, source);
@@ -89,7 +89,7 @@ public sealed class InteropCliTests(ITestOutputHelper output) : IDisposable
         string source = Path.Combine(folder, "tuned");
         string exported = Path.Combine(folder, "exported");
         var config = MedformerConfig.Tiny;
-        using var tuner = new FineTuner(new Medformer(config), new ClassificationHead(config, type == TaskType.Binary ? 2 : 4, type, pooling));
+        using var tuner = new FineTuner(new MedformerModel(config), new ClassificationHead(config, type == TaskType.Binary ? 2 : 4, type, pooling));
         using (no_grad())
         {
             foreach (var parameter in tuner.Model.parameters()) parameter.normal_();

@@ -73,7 +73,7 @@ public sealed class PyBridgeInteropTests(ITestOutputHelper output) : IDisposable
     {
         Seeding.SeedEverything(3);
         string path = Path.Combine(folder, "model.pth");
-        using var model = new Medformer(MedformerConfig.Tiny);
+        using var model = new MedformerModel(MedformerConfig.Tiny);
         using (no_grad())
             foreach (var parameter in model.parameters()) parameter.normal_();
         model.save_py(path);
@@ -100,12 +100,12 @@ public sealed class PyBridgeInteropTests(ITestOutputHelper output) : IDisposable
 
         // And a whole model through load_py, PyBridge's own entry point.
         Seeding.SeedEverything(4);
-        using var model = new Medformer(MedformerConfig.Tiny);
+        using var model = new MedformerModel(MedformerConfig.Tiny);
         using (no_grad())
             foreach (var parameter in model.parameters()) parameter.normal_();
         string modelPath = Path.Combine(folder, "model.pt");
         TorchSave.Write(modelPath, model.state_dict());
-        using var other = new Medformer(MedformerConfig.Tiny);
+        using var other = new MedformerModel(MedformerConfig.Tiny);
         other.load_py(modelPath);
         var own = other.state_dict();
         AssertSame(model.state_dict(), name => own.GetValueOrDefault(name));

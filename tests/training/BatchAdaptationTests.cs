@@ -187,7 +187,7 @@ public sealed class BatchAdaptationTests : IDisposable
     static Pretraining Rotation(long seed, bool simclr = false)
     {
         Seeding.SeedEverything(seed);
-        var model = new Medformer(Config);
+        var model = new MedformerModel(Config);
         return simclr
             ? new Pretraining(model, [(new Rotation(Config.Dim), 1.0), (new SimClr(Config.Dim), 0.5)])
             : new Pretraining(model, [(new Rotation(Config.Dim), 1.0)]);

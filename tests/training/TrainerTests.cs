@@ -26,7 +26,7 @@ public sealed class TrainerTests : IDisposable
     Pretraining Task(long seed)
     {
         Seeding.SeedEverything(seed);
-        var model = new Medformer(Config);
+        var model = new MedformerModel(Config);
         return new Pretraining(model, [(new Rotation(Config.Dim), 1.0), (new Jigsaw(Config.Dim), 0.5)]);
     }
 

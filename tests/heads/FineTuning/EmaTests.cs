@@ -24,7 +24,7 @@ public sealed class EmaTests : IDisposable
     public void TheAverageFollowsTheWeightsWithAWarmedUpDecay()
     {
         Seeding.SeedEverything(0);
-        using var task = new FineTuneTask(new Medformer(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
+        using var task = new FineTuneTask(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
         task.Prepare(ScalarType.Float32, CPU);
         var (name, weight) = task.Module.named_parameters().First(p => p.name.StartsWith("model.", StringComparison.Ordinal));
         using var start = weight.detach().clone();
@@ -42,7 +42,7 @@ public sealed class EmaTests : IDisposable
         Assert.True(state[name].allclose(start + second, rtol: 0, atol: 1e-5));
         Assert.Equal(task.Module.parameters().Count(p => p.requires_grad), state.Count);
         Seeding.SeedEverything(1);
-        using var resumed = new FineTuneTask(new Medformer(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
+        using var resumed = new FineTuneTask(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
         resumed.Prepare(ScalarType.Float32, CPU);
         resumed.LoadExtraState(FineTuneTask.EmaFile, state, "ema.safetensors");
         resumed.CopyAverages();
@@ -61,7 +61,7 @@ public sealed class EmaTests : IDisposable
         FineTuner Tune(double ema, string? output)
         {
             Seeding.SeedEverything(0);
-            var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
+            var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
             tuner.Fit(train, options with { Ema = ema, OutputDirectory = output }, validation);
             return tuner;
         }
@@ -75,7 +75,7 @@ public sealed class EmaTests : IDisposable
         using (var again = reloaded.Predict(images))
             Assert.True(again.allclose(fromAverage, rtol: 0, atol: 1e-6), "the model folder holds the average");
 
-        using var bad = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3));
+        using var bad = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3));
         Assert.Contains("EMA decay 1 must be in [0, 1)", Assert.Throws<ArgumentException>(() => bad.Fit(train, options with { Ema = 1 })).Message);
     }
 }

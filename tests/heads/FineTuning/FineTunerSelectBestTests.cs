@@ -18,7 +18,7 @@ public sealed class FineTunerSelectBestTests
         using var train = Phantom.Open(spec, "train", Path.Combine(Repo.TestHome, "phantom"));
         using var validation = Phantom.Open(spec, "val", Path.Combine(Repo.TestHome, "phantom"));
         Seeding.SeedEverything(5);
-        var model = new Medformer(Config);
+        var model = new MedformerModel(Config);
         using var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Mean));
         var options = new FineTuneOptions
         {
@@ -31,7 +31,7 @@ public sealed class FineTunerSelectBestTests
         Assert.Equal(checks.First(c => c.Metrics["accuracy"] == best).Step, result.SelectedStep);
         Assert.Equal(best, result.Validation!["accuracy"]);
 
-        using var other = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 10, pooling: Pooling.Mean));
+        using var other = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 10, pooling: Pooling.Mean));
         Assert.Contains("gives accuracy, auc", Assert.Throws<ArgumentException>(() => other.Fit(train, options with { SelectBest = "dice" }, validation)).Message);
         Assert.Contains("needs a validation corpus", Assert.Throws<ArgumentException>(() => other.Fit(train, options)).Message);
     }

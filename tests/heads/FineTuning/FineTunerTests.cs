@@ -65,7 +65,7 @@ public sealed class FineTunerTests : IDisposable
         using var train = Squares(96, 1);
         using var test = Squares(48, 2);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new Medformer(Config), new MeanLinearHead(Config, 3));
+        using var tuner = new FineTuner(new MedformerModel(Config), new MeanLinearHead(Config, 3));
         var result = tuner.Fit(train, Quick(120, Path.Combine(root, "custom")), test);
         Assert.True(result.Validation!["accuracy"] > 0.8, $"accuracy {result.Validation["accuracy"]}");
 
@@ -84,11 +84,11 @@ public sealed class FineTunerTests : IDisposable
     public void StrategiesTrainWhatTheySay()
     {
         using var train = Squares(32, 1);
-        Dictionary<string, Tensor> Weights(Medformer model) => model.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().clone());
+        Dictionary<string, Tensor> Weights(MedformerModel model) => model.state_dict().ToDictionary(p => p.Key, p => p.Value.detach().clone());
         (Dictionary<string, Tensor> Before, Dictionary<string, Tensor> After, Tensor HeadBefore, Tensor HeadAfter) Run(Strategy strategy)
         {
             Seeding.SeedEverything(0);
-            var model = new Medformer(Config);
+            var model = new MedformerModel(Config);
             var head = new ClassificationHead(Config, 3, pooling: Pooling.Mean);
             using var tuner = new FineTuner(model, head, strategy);
             var before = Weights(model);
@@ -118,7 +118,7 @@ public sealed class FineTunerTests : IDisposable
         Assert.True(Changed(Run(llrd), "tokenizer_2d.proj.weight"));
         Assert.Equal(Strategy.LastBlocks(2), Strategy.Parse("last:2"));
         Assert.Equal(llrd, Strategy.Parse("llrd:0.5"));
-        Assert.Throws<ArgumentException>(() => new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3), Strategy.LastBlocks(3)));
+        Assert.Throws<ArgumentException>(() => new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.LastBlocks(3)));
     }
 
     [Fact]
@@ -126,7 +126,7 @@ public sealed class FineTunerTests : IDisposable
     {
         Seeding.SeedEverything(0);
         string folder = Path.Combine(root, "pretrained");
-        using (var pretrained = new Medformer(Config)) Checkpoint.Save(pretrained, folder);
+        using (var pretrained = new MedformerModel(Config)) Checkpoint.Save(pretrained, folder);
         var head = new ClassificationHead(Config, 3, task: "squares");
         var e = Assert.Throws<ArgumentException>(() => new FineTuner(Checkpoint.Load(folder), head));
         Assert.Contains("no task bank 'squares'", e.Message);
@@ -147,15 +147,15 @@ public sealed class FineTunerTests : IDisposable
         Seeding.SeedEverything(0);
         // A label count that does not match the head.
         using (var corpus = new TensorCorpus("bad", randn(8, 1, 16, 16), tensor(new long[] { 0, 1, 5, 2, 0, 1, 2, 0 })))
-        using (var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3)))
+        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3)))
             Assert.Contains("label 5 is outside the head's 3 classes", Assert.Throws<ArgumentException>(() => tuner.Fit(corpus, Quick(2))).Message);
         using (var corpus = new TensorCorpus("one-label", randn(8, 1, 16, 16), tensor(new long[] { 0, 1, 1, 0, 0, 1, 1, 0 })))
-        using (var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 6, TaskType.MultiLabel)))
+        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 6, TaskType.MultiLabel)))
             Assert.Contains("the multi-label head has 6 labels, the sample 1", Assert.Throws<ArgumentException>(() => tuner.Fit(corpus, Quick(2))).Message);
 
         // A checkpoint of another model; a missing folder; a folder that is no fine-tuned model.
         string other = Path.Combine(root, "other");
-        using (var wide = new Medformer(Config with { Dim = 48, SelfAttentionHeads = 4, DecoderHeads = 4 })) Checkpoint.Save(wide, other);
+        using (var wide = new MedformerModel(Config with { Dim = 48, SelfAttentionHeads = 4, DecoderHeads = 4 })) Checkpoint.Save(wide, other);
         File.WriteAllText(Path.Combine(other, Checkpoint.ConfigFile), Config.ToJson());  // the config says one model, the weights are another's
         Assert.Contains("in the checkpoint but", Assert.Throws<InvalidDataException>(() => Pretrained.Load(other)).Message);
         Assert.Contains("no such checkpoint folder", Assert.Throws<DirectoryNotFoundException>(() => Pretrained.Load(Path.Combine(root, "missing"))).Message);
@@ -170,7 +170,7 @@ public sealed class FineTunerTests : IDisposable
         Assert.Equal(6, tenth.Count);
 
         // An image smaller than the patch; a volume for a model tuned on images.
-        using (var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3)) { InputShape = [1, 16, 16] })
+        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3)) { InputShape = [1, 16, 16] })
         {
             using var tiny = randn(1, 1, 2, 2);
             Assert.Contains("multiple of the patch size 4", Assert.Throws<ArgumentException>(() => tuner.Predict(tiny)).Message);
@@ -190,7 +190,7 @@ public sealed class FineTunerTests : IDisposable
         {
             Seeding.SeedEverything(0);
             using var head = new ClassificationHead(Config, classes, type);
-            using var model = new Medformer(Config);
+            using var model = new MedformerModel(Config);
             using var outputs = head.call(new HeadInput(model, model.forward(batch.Images, [.. batch.Metas.Select(_ => LatentKey.Other)]), batch.Images.shape, batch.Metas));
             using var probabilities = head.Predict(outputs);
             Assert.True(probabilities.sub(1.0 / classes).abs().max().item<float>() < 1e-5, $"{type} starts uniform");

@@ -24,7 +24,7 @@ public sealed class FineTuningPaysTests(PretrainedPhantom pretrained, ITestOutpu
         double FineTune(bool fromPretrained)
         {
             Seeding.SeedEverything(0);
-            var model = fromPretrained ? Pretrained.Load(pretrained.ModelDirectory) : new Medformer(MedformerConfig.Resolve(pretrained.Config.Model));
+            var model = fromPretrained ? Pretrained.Load(pretrained.ModelDirectory) : new MedformerModel(MedformerConfig.Resolve(pretrained.Config.Model));
             using var tuner = new FineTuner(model, new ClassificationHead(model.Config, PhantomGenerator.Classes));
             var result = tuner.Fit(tenth, new FineTuneOptions { MaxSteps = Steps, BatchSize = 32, LearningRate = 1e-3, Seed = 0, LogEvery = 50 });
             double accuracy = tuner.Evaluate(test)["accuracy"];

@@ -32,7 +32,7 @@ public sealed class FixMatchTests
     {
         Seeding.SeedEverything(3);
         var head = new ClassificationHead(Config, 3, pooling: Pooling.Flatten);
-        using var task = new FineTuneTask(new Medformer(Config), head, Strategy.Full, () => new JsonObject());
+        using var task = new FineTuneTask(new MedformerModel(Config), head, Strategy.Full, () => new JsonObject());
         task.Module.train();
         // The output layer starts at zero (uniform predictions); give it weights so confidences differ.
         using (no_grad())
@@ -101,7 +101,7 @@ public sealed class FixMatchTests
         (double Agreement, double Accuracy, IReadOnlyList<TrainerLog> Logs) Run(bool fixMatch)
         {
             Seeding.SeedEverything(0);
-            using var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
+            using var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
             tuner.Fit(labelled, Quick(30));
             var logs = new List<TrainerLog>();
             if (fixMatch) tuner.FixMatch(labelled, rest, new FixMatchOptions { Threshold = 0.5, UnlabelledRatio = 2, StrongAugment = strongAugment }, Quick(30), log: logs.Add);
@@ -124,12 +124,12 @@ public sealed class FixMatchTests
         using var train = ClassificationHeadTests.Squares(12, 1, TaskType.MultiClass);
         using var unlabelled = ClassificationHeadTests.Squares(12, 2, TaskType.MultiClass);
         Seeding.SeedEverything(0);
-        using (var multiLabel = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3, TaskType.MultiLabel)))
+        using (var multiLabel = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, TaskType.MultiLabel)))
             Assert.Contains("it needs a multi-class, binary or ordinal classification head, not classification (multi-label)",
                 Assert.Throws<ArgumentException>(() => multiLabel.FixMatch(train, unlabelled, options: Quick(2))).Message);
-        using (var segmenter = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2)))
+        using (var segmenter = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2)))
             Assert.Contains("not segmentation", Assert.Throws<ArgumentException>(() => segmenter.FixMatch(train, unlabelled, options: Quick(2))).Message);
-        using var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3));
+        using var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3));
         Assert.Contains("FixMatch and mixup do not combine", Assert.Throws<ArgumentException>(() => tuner.FixMatch(train, unlabelled, options: Quick(2) with { Mixup = 0.2 })).Message);
         (FixMatchOptions Options, string Message)[] cases =
         [

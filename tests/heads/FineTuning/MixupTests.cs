@@ -19,7 +19,7 @@ public sealed class MixupTests
     static (FineTuner Tuner, FineTuneResult Result) Tune(double mixup, long steps, ICorpus train, ICorpus? validation = null)
     {
         Seeding.SeedEverything(0);
-        var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
+        var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
         return (tuner, tuner.Fit(train, Quick(steps, mixup), validation));
     }
 
@@ -55,9 +55,9 @@ public sealed class MixupTests
     {
         using var train = ClassificationHeadTests.Squares(16, 1, TaskType.MultiClass);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3));
+        using var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3));
         Assert.Contains("mixup α -1 must be 0 (off) or positive", Assert.Throws<ArgumentException>(() => tuner.Fit(train, Quick(2, -1))).Message);
-        using var segmenter = new FineTuner(new Medformer(Config), new SegmentationHead(Config, classes: 2));
+        using var segmenter = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2));
         Assert.Contains("mixup mixes class labels; the segmentation head predicts masks",
             Assert.Throws<ArgumentException>(() => segmenter.Fit(train, Quick(2, 0.4))).Message);
     }

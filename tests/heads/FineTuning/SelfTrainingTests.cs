@@ -36,7 +36,7 @@ public sealed class SelfTrainingTests : IDisposable
     static FineTuner Teacher(ICorpus train, long steps)
     {
         Seeding.SeedEverything(0);
-        var tuner = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
+        var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
         tuner.Fit(train, Quick(steps));
         return tuner;
     }
@@ -110,7 +110,7 @@ public sealed class SelfTrainingTests : IDisposable
         using var before = teacher.Predict(images);
 
         Seeding.SeedEverything(7);
-        using var student = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
+        using var student = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
         double untrained = student.Evaluate(test)["accuracy"];
         var result = teacher.SelfTrain(train, unlabelled, new SelfTrainingOptions { Steps = 60, UnlabelledShare = 0.8 }, Quick(60), student: student);
         Assert.Equal(60, result.FineTuning.Training.Steps);
@@ -119,7 +119,7 @@ public sealed class SelfTrainingTests : IDisposable
         using var after = teacher.Predict(images);
         Assert.True(before.eq(after).all().item<bool>(), "the teacher's weights did not move");
 
-        using var wrong = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 4));
+        using var wrong = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 4));
         Assert.Contains("the student's head must be a multi-class classification head of 3 classes",
             Assert.Throws<ArgumentException>(() => teacher.SelfTrain(train, unlabelled, student: wrong)).Message);
     }
@@ -130,9 +130,9 @@ public sealed class SelfTrainingTests : IDisposable
         using var train = ClassificationHeadTests.Squares(24, 1, TaskType.MultiClass);
         using var unlabelled = Unlabelled(8, 3);
         Seeding.SeedEverything(0);
-        using (var fresh = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3)))
+        using (var fresh = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3)))
             Assert.Contains("starts from a fine-tuned model", Assert.Throws<InvalidOperationException>(() => fresh.SelfTrain(train, unlabelled)).Message);
-        using (var multiLabel = new FineTuner(new Medformer(Config), new ClassificationHead(Config, 3, TaskType.MultiLabel)))
+        using (var multiLabel = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, TaskType.MultiLabel)))
             Assert.Contains("ordinal classification head, not classification (multi-label)", Assert.Throws<ArgumentException>(() => multiLabel.SelfTrain(train, unlabelled)).Message);
         using var tuner = Teacher(train, 2);
         (SelfTrainingOptions Options, string Message)[] cases =

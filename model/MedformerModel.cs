@@ -19,7 +19,7 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Medformer;
 
-public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tensor>, INoWeightDecay
+public sealed class MedformerModel : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tensor>, INoWeightDecay
 {
     public MedformerConfig Config { get; }
 
@@ -33,7 +33,7 @@ public sealed class Medformer : nn.Module<Tensor, IReadOnlyList<LatentKey>, Tens
     private readonly Linear query_pos_2d;
     private readonly Linear query_pos_3d;
 
-    public Medformer(MedformerConfig config) : base(nameof(Medformer))
+    public MedformerModel(MedformerConfig config) : base(nameof(MedformerModel))
     {
         config.Validate();
         Config = config;
