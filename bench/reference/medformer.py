@@ -1,4 +1,4 @@
-"""The PyTorch twin of model/Medformer.cs, for parity tests and speed baselines (Debian's PyTorch 1.13).
+"""The PyTorch twin of model/MedformerModel.cs, for parity tests and speed baselines (Debian's PyTorch 1.13).
 
 Same modules, same state_dict keys, same maths; PyTorch 1.13 has no scaled_dot_product_attention, so attention is
 written out as softmax(q k^T / sqrt(d_h)) v.

@@ -1,4 +1,4 @@
-"""Parity of model/Medformer.cs with its PyTorch twin (bench/reference/medformer.py).
+"""Parity of model/MedformerModel.cs with its PyTorch twin (bench/reference/medformer.py).
 
 Usage: medformer_parity.py DIR, where DIR holds a checkpoint (config.json, model.safetensors) and io.safetensors
 (inputs, output weights w*, our outputs and gradients grad.<key>) written by the C# test. Prints one JSON object:
