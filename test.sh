@@ -28,7 +28,9 @@ if [ -z "${MEDFORMER_MLFLOW_SOURCE:-}" ] && [ ! -f .build/mlflow-src/mlflow/__in
 fi
 
 log=.build/test.log
-dotnet test tests/Medformer.Tests.csproj -c Release --no-build -nologo "${filter[@]}" 2>&1 | tee "$log"
+# --blame: if the test host dies in native code, the log names the test that was running (a crash under load was
+# seen twice this session, in libLibTorchSharp.so, and not yet explained).
+dotnet test tests/Medformer.Tests.csproj -c Release --no-build -nologo --blame "${filter[@]}" 2>&1 | tee "$log"
 status=${PIPESTATUS[0]}
 summary=$(grep -E '^(Passed|Failed)!' "$log" | tail -1)
 passed=$(sed -nE 's/.*Passed: *([0-9]+).*/\1/p' <<<"$summary")
