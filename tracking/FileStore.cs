@@ -217,33 +217,12 @@ public sealed class FileStore : ITrackingStore
         $"{m.Timestamp.ToString(CultureInfo.InvariantCulture)} {PythonFloat.Format(m.Value)} {m.Step.ToString(CultureInfo.InvariantCulture)}";
 
     /// <summary>Copies a file into the run's artifacts, under <paramref name="artifactPath"/> (mlflow.log_artifact).</summary>
-    public void LogArtifact(string runId, string localFile, string? artifactPath = null)
-    {
-        if (!File.Exists(localFile)) throw new ArgumentException($"artifact {localFile}: no such file");
-        string target = ArtifactDir(runId, artifactPath);
-        AtomicFile.Copy(localFile, Path.Combine(target, Path.GetFileName(localFile)));
-    }
+    public void LogArtifact(string runId, string localFile, string? artifactPath = null) =>
+        ArtifactFiles.LogFile(Path.Combine(RunDir(runId), "artifacts"), localFile, artifactPath);
 
     /// <summary>Copies a folder's contents into the run's artifacts, under <paramref name="artifactPath"/> (mlflow.log_artifacts).</summary>
-    public void LogArtifacts(string runId, string localDirectory, string? artifactPath = null)
-    {
-        if (!Directory.Exists(localDirectory)) throw new ArgumentException($"artifacts {localDirectory}: no such folder");
-        string target = ArtifactDir(runId, artifactPath);
-        foreach (string file in Directory.EnumerateFiles(localDirectory, "*", SearchOption.AllDirectories))
-        {
-            string destination = Path.Combine(target, Path.GetRelativePath(localDirectory, file));
-            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-            AtomicFile.Copy(file, destination);
-        }
-    }
-
-    string ArtifactDir(string runId, string? artifactPath)
-    {
-        string root = Path.Combine(RunDir(runId), "artifacts");
-        if (string.IsNullOrEmpty(artifactPath)) return Directory.CreateDirectory(root).FullName;
-        ValidateArtifactPath(artifactPath);
-        return Directory.CreateDirectory(Path.Combine(root, artifactPath)).FullName;
-    }
+    public void LogArtifacts(string runId, string localDirectory, string? artifactPath = null) =>
+        ArtifactFiles.LogFolder(Path.Combine(RunDir(runId), "artifacts"), localDirectory, artifactPath);
 
     /// <summary>A relative path with no '..' part: artifacts stay inside the run.</summary>
     public static void ValidateArtifactPath(string artifactPath)

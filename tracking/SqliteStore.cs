@@ -269,33 +269,12 @@ public sealed class SqliteStore : ITrackingStore
     }
 
     /// <summary>Copies a file into the run's artifacts, under <paramref name="artifactPath"/> (mlflow.log_artifact).</summary>
-    public void LogArtifact(string runId, string localFile, string? artifactPath = null)
-    {
-        if (!File.Exists(localFile)) throw new ArgumentException($"artifact {localFile}: no such file");
-        string target = ArtifactTarget(runId, artifactPath);
-        AtomicFile.Copy(localFile, Path.Combine(target, Path.GetFileName(localFile)));
-    }
+    public void LogArtifact(string runId, string localFile, string? artifactPath = null) =>
+        ArtifactFiles.LogFile(ArtifactDirectory(runId), localFile, artifactPath);
 
     /// <summary>Copies a folder's contents into the run's artifacts, under <paramref name="artifactPath"/> (mlflow.log_artifacts).</summary>
-    public void LogArtifacts(string runId, string localDirectory, string? artifactPath = null)
-    {
-        if (!Directory.Exists(localDirectory)) throw new ArgumentException($"artifacts {localDirectory}: no such folder");
-        string target = ArtifactTarget(runId, artifactPath);
-        foreach (string file in Directory.EnumerateFiles(localDirectory, "*", SearchOption.AllDirectories))
-        {
-            string destination = Path.Combine(target, Path.GetRelativePath(localDirectory, file));
-            Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
-            AtomicFile.Copy(file, destination);
-        }
-    }
-
-    string ArtifactTarget(string runId, string? artifactPath)
-    {
-        string root = ArtifactDirectory(runId);
-        if (string.IsNullOrEmpty(artifactPath)) return Directory.CreateDirectory(root).FullName;
-        FileStore.ValidateArtifactPath(artifactPath);
-        return Directory.CreateDirectory(Path.Combine(root, artifactPath)).FullName;
-    }
+    public void LogArtifacts(string runId, string localDirectory, string? artifactPath = null) =>
+        ArtifactFiles.LogFolder(ArtifactDirectory(runId), localDirectory, artifactPath);
 
     /// <summary>The run's artifact folder: its artifact_uri, a local path or file: URI (a remote one cannot be written here).</summary>
     public string ArtifactDirectory(string runId)
