@@ -29,7 +29,7 @@ public sealed class ScalarLifetimeTests(ITestOutputHelper output)
         var marker = typeof(torch).Assembly.GetCustomAttributes<AssemblyMetadataAttribute>()
             .FirstOrDefault(a => a.Key == "Medformer.KeepAlive");
         Assert.True(marker is not null, $"{typeof(torch).Assembly.Location} is stock TorchSharp, not the copy runtime/build/KeepAlive rewrites");
-        Assert.StartsWith("1;", marker!.Value);
+        Assert.StartsWith("2;", marker!.Value);
         Assert.Equal(marker.Value, TorchRuntime.KeepAliveMarker);
     }
 
@@ -42,6 +42,37 @@ public sealed class ScalarLifetimeTests(ITestOutputHelper output)
         Assert.True(report.Checked >= Calls, $"only {report.Checked} calls were checked");
         Assert.True(report.Collections > 100, $"only {report.Collections} forced collections ran beside the workers");
         Assert.True(report.Faults == 0, $"{report.Faults} faults in {report.Checked} checked calls; first: {report.FirstFault}");
+    }
+
+    /// <summary>
+    /// torch.stack of a lazy sequence outside any DisposeScope: nothing but TorchSharp's enumeration refers to the
+    /// tensors the sequence makes, so their finalizers may run before libtorch retains them. Before the rewrite held
+    /// such sequences as arrays (KeepAlive marker 2), this killed the test host with a segfault within seconds; the
+    /// tensors are left to the finalizer on purpose.
+    /// </summary>
+    [Fact]
+    public void LazyTensorSequencesOutliveTheNativeCallThatReadsThem()
+    {
+        TorchRuntime.EnsureLoaded();
+        long stacks = Calls / 10, done = 0, wrong = 0;
+        using var pressure = new GcPressure();
+        var threads = Enumerable.Range(0, 3).Select(w => new Thread(() =>
+        {
+            var random = new Random(2000 + w);
+            for (long i = 0; i < stacks / 3; i++)
+            {
+                var values = Enumerable.Range(0, 64).Select(_ => (float)random.NextDouble()).ToArray();
+                using var stacked = torch.stack(values.Select(v => torch.full(3, v)));
+                using var expected = torch.tensor(values).unsqueeze(1).expand(64, 3);
+                using var same = stacked.eq(expected).all();
+                if (!same.item<bool>()) Interlocked.Increment(ref wrong);
+                Interlocked.Increment(ref done);
+            }
+        }) { IsBackground = true, Name = $"lazy stack worker {w}" }).ToList();
+        threads.ForEach(t => t.Start());
+        threads.ForEach(t => t.Join());
+        output.WriteLine($"{done:N0} stacks of 64 lazily made tensors, {wrong} wrong, {pressure.Collections:N0} forced collections");
+        Assert.Equal(0, wrong);
     }
 }
 

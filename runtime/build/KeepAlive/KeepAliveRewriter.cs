@@ -15,15 +15,19 @@ namespace Medformer.KeepAlive;
 /// The fix is the one the .NET guidelines give for handles passed as IntPtr: <c>GC.KeepAlive</c> after the call. In
 /// every method that calls a P/Invoke, this rewriter
 ///   1. stores each object whose <c>Handle</c> the method reads into a new local, so temporaries such as
-///      <c>x.ToScalar().Handle</c> are named, and
-///   2. after each P/Invoke call, passes <c>this</c>, every reference-typed argument and every reference-typed local
+///      <c>x.ToScalar().Handle</c> are named,
+///   2. turns each sequence of tensors that TorchSharp reads handles from (<c>ToHandleArray(IEnumerable&lt;Tensor&gt;)</c>,
+///      behind <c>stack</c>, <c>cat</c>, <c>einsum</c> and about forty more) into an array held by a new local: a lazy
+///      sequence such as <c>xs.Select(x =&gt; x * 2)</c> makes tensors that nothing else refers to once their handles are
+///      read, and libtorch then retains freed tensors (a segfault, not an exception), and
+///   3. after each P/Invoke call, passes <c>this</c>, every reference-typed argument and every reference-typed local
 ///      to <c>GC.KeepAlive</c>, which keeps them reachable until the native call has returned.
 /// KeepAlive is a JIT intrinsic that emits no code: the rewrite changes lifetimes only, never results or speed.
 /// </summary>
 public sealed class KeepAliveRewriter
 {
     public const string MarkerKey = "Medformer.KeepAlive";
-    public const string MarkerVersion = "1";
+    public const string MarkerVersion = "2";
 
     readonly ModuleDefinition module;
     readonly MethodReference keepAlive;
@@ -31,6 +35,8 @@ public sealed class KeepAliveRewriter
     public int Methods { get; private set; }
     public int NativeCalls { get; private set; }
     public int HandleReads { get; private set; }
+    public int Sequences { get; private set; }
+    public int Forwarders { get; private set; }
 
     public KeepAliveRewriter(ModuleDefinition module)
     {
@@ -54,7 +60,11 @@ public sealed class KeepAliveRewriter
     {
         foreach (var type in AllTypes(module.Types))
             foreach (var method in type.Methods)
-                if (method.HasBody && CallsNative(method)) Rewrite(method);
+            {
+                if (!method.HasBody) continue;
+                if (CallsNative(method)) Rewrite(method);
+                else if (method.Body.Instructions.Any(IsToHandles)) RewriteForwarder(method);
+            }
         Mark();
     }
 
@@ -85,6 +95,7 @@ public sealed class KeepAliveRewriter
         body.SimplifyMacros();  // long branch forms: the inserted instructions may push a target out of a short one's reach
         var il = body.GetILProcessor();
         NameHandleOwners(body, il);
+        MaterialiseSequences(body, il);
         var keep = KeptValues(method);
         foreach (var call in body.Instructions.Where(IsNativeCall).ToList())
         {
@@ -104,6 +115,35 @@ public sealed class KeepAliveRewriter
         Methods++;
     }
 
+    // `hstack(IList<Tensor> tensors) => hstack(tensors.ToHandleArray())`: the native call is in the method it forwards
+    // the handles to, so the tensors are kept alive until this one returns.
+    void RewriteForwarder(MethodDefinition method)
+    {
+        var body = method.Body;
+        body.SimplifyMacros();
+        var il = body.GetILProcessor();
+        MaterialiseSequences(body, il);
+        var keep = KeptValues(method);
+        foreach (var ret in body.Instructions.Where(i => i.OpCode == OpCodes.Ret).ToList())
+        {
+            Instruction? first = null;
+            foreach (var load in keep)
+            {
+                var loadInstruction = load();
+                il.InsertBefore(ret, loadInstruction);
+                il.InsertBefore(ret, il.Create(OpCodes.Call, keepAlive));
+                first ??= loadInstruction;
+            }
+            if (first is not null) Retarget(body, ret, first);
+        }
+        body.InitLocals = true;
+        body.OptimizeMacros();
+        Forwarders++;
+    }
+
+    static bool IsToHandles(Instruction instruction) =>
+        instruction.OpCode == OpCodes.Call && instruction.Operand is MethodReference { Name: "ToHandleArray", HasThis: false };
+
     // Before each `callvirt/call get_Handle` on a class: `dup; stloc tmp`, so the object outlives the read.
     void NameHandleOwners(MethodBody body, ILProcessor il)
     {
@@ -118,6 +158,49 @@ public sealed class KeepAliveRewriter
             Retarget(body, read, dup);
             HandleReads++;
         }
+    }
+
+    // Before each `call ToHandleArray(IEnumerable<Tensor>)`: `call Enumerable.ToArray<Tensor>; dup; stloc array`, so the
+    // tensors the sequence makes stay referenced by a local that step 3 keeps alive across the native calls.
+    void MaterialiseSequences(MethodBody body, ILProcessor il)
+    {
+        foreach (var call in body.Instructions.Where(IsSequenceToHandles).ToList())
+        {
+            var sequence = ((MethodReference)call.Operand).Parameters[0].ParameterType;
+            var element = ((GenericInstanceType)sequence).GenericArguments[0];
+            var array = new VariableDefinition(new ArrayType(element));
+            body.Variables.Add(array);
+            var toArray = il.Create(OpCodes.Call, ToArray(element));
+            il.InsertBefore(call, toArray);
+            var dup = il.Create(OpCodes.Dup);
+            il.InsertAfter(toArray, dup);
+            il.InsertAfter(dup, il.Create(OpCodes.Stloc, array));
+            Retarget(body, call, toArray);
+            Sequences++;
+        }
+    }
+
+    static bool IsSequenceToHandles(Instruction instruction) =>
+        instruction.OpCode == OpCodes.Call
+        && instruction.Operand is MethodReference { Name: "ToHandleArray", HasThis: false, Parameters.Count: 1 } callee
+        && callee.Parameters[0].ParameterType is GenericInstanceType { ElementType.FullName: "System.Collections.Generic.IEnumerable`1" };
+
+    MethodReference ToArray(TypeReference element)
+    {
+        var linq = module.AssemblyReferences.FirstOrDefault(a => a.Name == "System.Linq")
+            ?? throw new InvalidOperationException($"{module.FileName} calls ToHandleArray on a sequence but does not reference System.Linq.");
+        var enumerable = new TypeReference("System.Linq", "Enumerable", module, linq);
+        var method = new MethodReference("ToArray", module.TypeSystem.Void, enumerable) { HasThis = false };
+        var t = new GenericParameter("TSource", method);
+        method.GenericParameters.Add(t);
+        method.ReturnType = new ArrayType(t);
+        var ienumerable = new TypeReference("System.Collections.Generic", "IEnumerable`1", module, module.TypeSystem.CoreLibrary);
+        var sequenceOfT = new GenericInstanceType(ienumerable);
+        sequenceOfT.GenericArguments.Add(t);
+        method.Parameters.Add(new ParameterDefinition(sequenceOfT));
+        var instance = new GenericInstanceMethod(method);
+        instance.GenericArguments.Add(element);
+        return instance;
     }
 
     static bool IsHandleRead(Instruction instruction) =>
@@ -186,7 +269,7 @@ public sealed class KeepAliveRewriter
         var mark = new CustomAttribute(ctor);
         mark.ConstructorArguments.Add(new CustomAttributeArgument(module.TypeSystem.String, MarkerKey));
         mark.ConstructorArguments.Add(new CustomAttributeArgument(module.TypeSystem.String,
-            $"{MarkerVersion}; {NativeCalls} native calls in {Methods} methods"));
+            $"{MarkerVersion}; {NativeCalls} native calls in {Methods} methods, {Sequences} tensor sequences held, {Forwarders} handle forwarders"));
         module.Assembly.CustomAttributes.Add(mark);
     }
 }
