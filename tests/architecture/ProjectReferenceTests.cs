@@ -4,7 +4,7 @@ using Xunit;
 namespace Medformer.Tests.Architecture;
 
 /// <summary>
-/// The layers of the house, as the README's Layout draws them: each project references exactly the projects
+/// The layers of the house, as docs/architecture.md draws them: each project references exactly the projects
 /// below it that it uses, and nothing above. A new reference is a design change: change this table with it.
 /// </summary>
 public sealed class ProjectReferenceTests
