@@ -27,6 +27,7 @@ static class FinetuneCommand
         var size = new Option<int?>("--size") { Description = "MedMNIST image size (28, 64, 128, 224)." };
         var mixup = new Option<double>("--mixup") { Description = "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.", DefaultValueFactory = _ => 0 };
         var ema = new Option<double>("--ema") { Description = "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; 0 (default) is off.", DefaultValueFactory = _ => 0 };
+        var brainFuse = new Option<string?>("--brainfuse") { Description = "BrainFuse (off by default): a share of each batch replaced by mixes of K training subjects with combined targets (classification and segmentation heads), optionally with a consistency term: parts=K (2),alpha=A (Dirichlet concentration, 1),weights=dirichlet|smooth (one weight per part, or smooth spatial maps; smooth),share=S (0.5),consistency=λ (0: off),grid=G (control points per axis of the smooth maps, 4)." };
         var noAugment = new Option<bool>("--no-augment") { Description = "Train without crops and flips." };
         var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "finetune") };
         var force = OutputOption.Force();
@@ -39,7 +40,7 @@ static class FinetuneCommand
         var fixMatch = FixMatchOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, noAugment, output, force, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, brainFuse, noAugment, output, force, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -60,6 +61,7 @@ static class FinetuneCommand
                     Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
                     OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema),
                     BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
+                    BrainFuse = parse.GetValue(brainFuse) is { } fuse ? BrainFuseOptions.Parse(fuse) : null,
                 },
             };
             // Everything that can be wrong with the arguments is found here, before the output folder or an MLflow run exists.
@@ -85,7 +87,7 @@ static class FinetuneCommand
             ["checkpoint"] = job.Checkpoint, ["task"] = given.Task, ["head"] = plan.Head, ["roi"] = given.Roi,
             ["strategy"] = job.Strategy.ToString(), ["fraction"] = job.Fraction, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
             ["lr"] = options.LearningRate, ["precision"] = plan.Precision.Name(), ["precision_requested"] = options.Precision.Name(), ["device"] = given.Device,
-            ["augment"] = job.Augment, ["mixup"] = options.Mixup, ["ema"] = options.Ema,
+            ["augment"] = job.Augment, ["mixup"] = options.Mixup, ["ema"] = options.Ema, ["brainfuse"] = options.BrainFuse?.ToString() ?? "none",
             ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(given.SelfTraining, options.MaxSteps),
             ["fixmatch"] = FixMatchOption.Describe(given.FixMatch, options.MaxSteps),
         };
@@ -187,6 +189,13 @@ static class FinetuneCommand
             };
         if (given.FixMatch is not null)
             report["fixmatch"] = new JsonObject { ["settings"] = FixMatchOption.Describe(given.FixMatch, options.MaxSteps), ["unlabelled"] = result.Unlabelled };
+        if (options.BrainFuse is { } fuse)
+            report["brainfuse"] = new JsonObject
+            {
+                ["settings"] = fuse.ToString(),
+                ["loss_brainfuse"] = t.History.LastOrDefault(l => l.Parts.ContainsKey("brainfuse")) is { } mixed ? Finite(mixed.Parts["brainfuse"]) : null,
+                ["loss_consistency"] = t.History.LastOrDefault(l => l.Parts.ContainsKey("consistency")) is { } consistent ? Finite(consistent.Parts["consistency"]) : null,
+            };
         if (options.BatchAdaptation is not null && t.History.LastOrDefault(l => l.BatchSize is not null) is { } adapted)
             report["batch_adaptation"] = new JsonObject { ["settings"] = DbaOption.Describe(options.BatchAdaptation), ["batch_size"] = adapted.BatchSize, ["selected_size"] = adapted.SelectedSize };
         return report;

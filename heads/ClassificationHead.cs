@@ -172,6 +172,43 @@ public sealed class ClassificationHead : Head
         return scope.MoveToOuter(losses);
     }
 
+    /// <summary>Every task type combines targets: class distributions (multi-label: a probability per label).</summary>
+    public override bool CombinesTargets => true;
+
+    /// <summary>[B,classes]: the one-hot class (multi-class, binary, ordinal) or the 0/1 labels (multi-label), fp32.</summary>
+    public override Tensor SoftTargets(Batch batch, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var targets = Type == TaskType.MultiLabel ? MultiLabels(batch, device) : F.one_hot(ClassLabels(batch, device), Classes).to(ScalarType.Float32);
+        return scope.MoveToOuter(targets);
+    }
+
+    /// <summary>
+    /// Soft-target losses [B] against distributions t [B,classes]: multi-class −Σ t'·log softmax with t' = (1−ε)·t + ε/K
+    /// for labels (PyTorch's cross_entropy with probabilities and label_smoothing ε); multi-label the mean binary
+    /// cross-entropy per label; binary the binary cross-entropy against t[:,1]; ordinal −Σ t·log P(y = k).
+    /// With one-hot t each equals <see cref="Losses"/>.
+    /// </summary>
+    public override Tensor SoftLosses(Tensor outputs, Tensor targets, bool labels = true)
+    {
+        using var scope = NewDisposeScope();
+        outputs = outputs.to(ScalarType.Float32);
+        targets = targets.to(ScalarType.Float32).to(outputs.device);
+        if (targets.dim() != 2 || targets.shape[0] != outputs.shape[0] || targets.shape[1] != Classes)
+            throw new ArgumentException($"soft targets [{string.Join(",", targets.shape)}] must be [{outputs.shape[0]},{Classes}]");
+        var losses = Type switch
+        {
+            TaskType.MultiClass => -((labels && LabelSmoothing > 0 ? targets * (1 - LabelSmoothing) + LabelSmoothing / Classes : targets) * outputs.log_softmax(1)).sum([1]),
+            TaskType.MultiLabel => F.binary_cross_entropy_with_logits(outputs, targets, reduction: nn.Reduction.None).mean([1]),
+            TaskType.Binary => F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets[.., 1], reduction: nn.Reduction.None),
+            _ => -(targets * OrdinalProbabilities(outputs).clamp_min(1e-12).log()).sum([1]),
+        };
+        return scope.MoveToOuter(losses);
+    }
+
+    /// <summary>The class probabilities of <see cref="Predict"/>: the distributions soft targets are.</summary>
+    public override Tensor SoftPredictions(Tensor outputs) => Predict(outputs);
+
     /// <summary>Class probabilities [B,classes] (multi-label: each label's own probability).</summary>
     public override Tensor Predict(Tensor outputs)
     {

@@ -41,6 +41,32 @@ public sealed record DiceCELoss(double LambdaDice = 1.0, double LambdaCe = 1.0, 
         return scope.MoveToOuter(LambdaDice * dice.mean([1]) + LambdaCe * ce);
     }
 
+    /// <summary>
+    /// The loss of each sample [B] against soft maps [B,K,…] (class probabilities per pixel, e.g. BrainFuse's mixed
+    /// one-hot maps): the Dice term with the soft maps in place of the one-hot labels, the cross-entropy −Σ_k t_k·log p_k
+    /// averaged over pixels. With one-hot maps it equals <see cref="PerSample"/>.
+    /// </summary>
+    public Tensor PerSampleSoft(Tensor logits, Tensor targets)
+    {
+        using var scope = NewDisposeScope();
+        if (logits.dim() is not (4 or 5) || !targets.shape.SequenceEqual(logits.shape))
+            throw new ArgumentException($"soft segmentation targets [{string.Join(",", targets.shape)}] must match the logits [{string.Join(",", logits.shape)}]");
+        int classes = (int)logits.shape[1];
+        var reduce = Enumerable.Range(2, (int)logits.dim() - 2).Select(a => (long)a).ToArray();
+        var soft = targets.to(logits.dtype).to(logits.device);
+        var probabilities = logits.softmax(1);
+        var ce = -(soft * logits.log_softmax(1)).sum([1]).flatten(1).mean([1]);
+        if (!IncludeBackground)
+        {
+            probabilities = probabilities.narrow(1L, 1L, classes - 1L);
+            soft = soft.narrow(1L, 1L, classes - 1L);
+        }
+        var intersection = (probabilities * soft).sum(reduce);
+        var denominator = probabilities.sum(reduce) + soft.sum(reduce);
+        var dice = 1.0 - (2.0 * intersection + SmoothNr) / (denominator + SmoothDr);
+        return scope.MoveToOuter(LambdaDice * dice.mean([1]) + LambdaCe * ce);
+    }
+
     static Tensor Squeeze(Tensor logits, Tensor labels)
     {
         if (logits.dim() is not (4 or 5))

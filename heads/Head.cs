@@ -66,6 +66,31 @@ public abstract class Head : nn.Module<HeadInput, Tensor>
     /// <summary>Raw outputs → predictions (fp32): probabilities [B,K], masks or images.</summary>
     public abstract Tensor Predict(Tensor outputs);
 
+    /// <summary>
+    /// Whether the head can learn from combined targets (BrainFuse's mixes, <c>--brainfuse</c>): it then gives
+    /// <see cref="SoftTargets"/>, <see cref="SoftLosses"/> and <see cref="SoftPredictions"/>. Heads that cannot are refused.
+    /// </summary>
+    public virtual bool CombinesTargets => false;
+
+    /// <summary>
+    /// The batch's targets as per-sample tensors that combine linearly, on <paramref name="device"/>: class
+    /// distributions [B,K] (one-hot, or 0/1 per label), one-hot maps [B,K,…]. What <see cref="SoftLosses"/> reads.
+    /// </summary>
+    public virtual Tensor SoftTargets(Batch batch, Device device) =>
+        throw new NotSupportedException($"the {Kind} head cannot combine targets");
+
+    /// <summary>
+    /// Per-sample fp32 losses [B] of raw outputs against soft targets shaped as <see cref="SoftTargets"/> gives them
+    /// (combined targets, or the combination of predictions for a consistency term); <paramref name="labels"/> says
+    /// they are labels, so the head's label smoothing applies (not to predictions).
+    /// </summary>
+    public virtual Tensor SoftLosses(Tensor outputs, Tensor targets, bool labels = true) =>
+        throw new NotSupportedException($"the {Kind} head cannot combine targets");
+
+    /// <summary>Raw outputs → fp32 predictions in the space of <see cref="SoftTargets"/> (probabilities [B,K], [B,K,…]).</summary>
+    public virtual Tensor SoftPredictions(Tensor outputs) =>
+        throw new NotSupportedException($"the {Kind} head cannot combine targets");
+
     /// <summary>A fresh metric accumulator for evaluation, or null when the head has none.</summary>
     public virtual HeadMetric? CreateMetric() => null;
 

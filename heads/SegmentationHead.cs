@@ -77,6 +77,22 @@ public sealed class SegmentationHead : Head
 
     public override Tensor Losses(Tensor outputs, Batch batch) => Criterion.PerSample(outputs, Labels(batch, outputs.device));
 
+    public override bool CombinesTargets => true;
+
+    /// <summary>The label maps as one-hot maps [B,K,…] (fp32).</summary>
+    public override Tensor SoftTargets(Batch batch, Device device)
+    {
+        using var scope = NewDisposeScope();
+        var labels = Labels(batch, device).to(ScalarType.Int64).squeeze(1);
+        return scope.MoveToOuter(nn.functional.one_hot(labels, Classes).movedim([-1L], [1L]).to(ScalarType.Float32));
+    }
+
+    /// <summary>Dice + cross-entropy against soft maps [B,K,…] (<see cref="DiceCELoss.PerSampleSoft"/>); with one-hot maps, <see cref="Losses"/>.</summary>
+    public override Tensor SoftLosses(Tensor outputs, Tensor targets, bool labels = true) => Criterion.PerSampleSoft(outputs, targets);
+
+    /// <summary>The softmax over classes [B,K,…].</summary>
+    public override Tensor SoftPredictions(Tensor outputs) => outputs.to(ScalarType.Float32).softmax(1);
+
     /// <summary>Logits [B,K,…] → the label map [B,1,…] (int64).</summary>
     public override Tensor Predict(Tensor outputs) => outputs.argmax(1, keepdim: true);
 

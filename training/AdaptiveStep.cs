@@ -54,7 +54,8 @@ internal sealed class AdaptiveStep : IDisposable
 
     Tensor Capture(Linear linear, Tensor input, Tensor output)
     {
-        if (!capturing) return output;
+        // A forward without gradient (a stop-gradient target, as BrainFuse's consistency computes) has no per-sample gradient to read.
+        if (!capturing || !output.requires_grad) return output;
         // The hook's tensors outlive the objectives' dispose scopes; this class disposes them after the step.
         var x = input.detach().DetachFromDisposeScope();
         var y = output.alias().DetachFromDisposeScope();  // returned, so the loss is computed from it and its gradient is the output's

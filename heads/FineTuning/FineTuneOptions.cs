@@ -52,6 +52,8 @@ public sealed record FineTuneOptions
     /// the fine-tuned model is the average (timm's ModelEma, as FixMatch evaluates).
     /// </summary>
     public double Ema { get; init; }
+    /// <summary>BrainFuse: a share of each batch replaced by mixes of K subjects with combined targets, optionally a consistency term (null: off).</summary>
+    public BrainFuseOptions? BrainFuse { get; init; }
 
     public TrainerOptions Trainer => new()
     {

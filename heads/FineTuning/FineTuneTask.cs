@@ -72,6 +72,9 @@ internal sealed class FineTuneTask : TrainingTask
     /// </summary>
     public double Mixup { get; set; }
 
+    /// <summary>BrainFuse's mixes and consistency term while set (training only); see <see cref="BrainFuseMixing"/>.</summary>
+    public BrainFuseOptions? BrainFuse { get; set; }
+
     /// <summary>
     /// FixMatch (Sohn et al., 2020) while set: batches carry two views (weak, strong) and mix labelled samples with
     /// unlabelled ones (no labels in their metas); see <see cref="FixMatchOptions"/>.
@@ -85,6 +88,12 @@ internal sealed class FineTuneTask : TrainingTask
         {
             var (fixMatchLosses, parts) = FixMatchLosses(batch, step, fixMatch);
             return (scope.MoveToOuter(fixMatchLosses), Keep(scope, parts));
+        }
+        if (BrainFuse is { } brainFuse && network.training)
+        {
+            var (mixedLosses, mixedParts) = BrainFuseMixing.Losses(brainFuse, Head, batch, step, network.Outputs, Device);
+            CheckLosses(mixedLosses, batch.Count);
+            return (scope.MoveToOuter(mixedLosses), Keep(scope, mixedParts));
         }
         var images = step.Cast(batch.Images.to(Device));
         Tensor losses;

@@ -93,6 +93,13 @@ public sealed class FineTuner : IDisposable
         if (options.Mixup > 0 && Head.Output != HeadOutput.Probabilities)
             throw new ArgumentException($"mixup mixes class labels; the {Head.Kind} head predicts {Head.Output.ToString().ToLowerInvariant()}s");
         task.Mixup = options.Mixup;
+        if (options.BrainFuse is { } brainFuse)
+        {
+            if (options.Mixup > 0) throw new ArgumentException($"{BrainFuseOptions.Flag} and --mixup both mix the batch: pick one");
+            if (task.FixMatch is not null) throw new ArgumentException($"{BrainFuseOptions.Flag} and --fixmatch do not combine: pick one");
+            BrainFuseMixing.Check(brainFuse, Head, options.BatchSize, options.BatchAdaptation);
+        }
+        task.BrainFuse = options.BrainFuse;
         if (options.Ema is < 0 or >= 1 || double.IsNaN(options.Ema)) throw new ArgumentException($"EMA decay {options.Ema} must be in [0, 1) (0: off)");
         task.Ema = options.Ema;
         var augment = options.Augment;

@@ -41,6 +41,14 @@ public static class FinetuneJob
         if (options.FixMatch is not null && share == 1)
             throw new ArgumentException("--fixmatch: its unlabelled images are the training images --fraction leaves out; with --fraction 1 there are none");
         if (options.FixMatch is not null && options.FineTune.Mixup > 0) throw new ArgumentException("--fixmatch and --mixup do not combine: pick one");
+        if (options.FineTune.BrainFuse is { } brainFuse)
+        {
+            brainFuse.Validate();
+            if (options.FixMatch is not null) throw new ArgumentException($"{BrainFuseOptions.Flag} and --fixmatch do not combine: pick one");
+            if (options.FineTune.Mixup > 0) throw new ArgumentException($"{BrainFuseOptions.Flag} and --mixup both mix the batch: pick one");
+            if (options.FineTune.BatchSize < brainFuse.Parts)
+                throw new ArgumentException($"{BrainFuseOptions.Flag}: parts={brainFuse.Parts} needs batches of at least {brainFuse.Parts} samples, not --batch-size {options.FineTune.BatchSize}");
+        }
         // A missing model fails before anything is read or logged.
         string folder = Pretrained.Resolve(options.Checkpoint);
         // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
