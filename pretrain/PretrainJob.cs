@@ -51,7 +51,7 @@ public static class PretrainJob
         var modelConfig = MedformerConfig.Resolve(config.Model);
         var objectives = Objectives(config, modelConfig);
         var model = new MedformerModel(modelConfig);
-        using var task = new Pretraining(model, objectives, config.Momentum);
+        using var task = new Pretraining(model, objectives, config.Momentum, config.Brainfuse?.ToViews("run config"));
 
         // Rank 0 opens the corpora first: the phantom corpus is generated on first use, once.
         if (group is { Rank: > 0 }) group.Barrier();

@@ -19,8 +19,11 @@ public sealed class Pretraining : TrainingTask
     private readonly double momentum;
     private MomentumTarget? target;
 
-    public Pretraining(MedformerModel model, IReadOnlyList<(Objective Objective, double Weight)> objectives, double momentum = 0.99)
+    public Pretraining(MedformerModel model, IReadOnlyList<(Objective Objective, double Weight)> objectives, double momentum = 0.99, BrainFuseViews? brainFuse = null)
     {
+        if (brainFuse is not null && !objectives.Any(o => o.Objective.MixesViews))
+            throw new ArgumentException($"brainfuse: mixes the views of instance objectives (barlow, simclr); objectives {string.Join(", ", objectives.Select(o => o.Objective.Task))} have none");
+        BrainFuse = brainFuse;
         if (objectives.Count == 0) throw new ArgumentException("pretraining needs at least one objective");
         foreach (var (objective, weight) in objectives)
             if (!(weight > 0) || !double.IsFinite(weight)) throw new ArgumentException($"objective '{objective.Task}': weight {weight} must be positive");
@@ -55,15 +58,34 @@ public sealed class Pretraining : TrainingTask
         target = mix.Any(o => o.Objective.UsesMomentumTarget) ? new MomentumTarget(Model, Objectives, computeType, device) : null;
     }
 
+    /// <summary>BrainFuse mixes as the instance objectives' views (null: off).</summary>
+    public BrainFuseViews? BrainFuse { get; }
+
     public override (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext context)
     {
         var step = Step(context);
         using var scope = NewDisposeScope();
         var parts = new Dictionary<string, Tensor>();
         Tensor? total = null;
+        // One draw of mixes per step, from the step's generator, shared by every objective that mixes views.
+        var (mixes, mixed) = BrainFuse is { } fuse && network.training ? fuse.Mix(batch, step.Generator) : (null, null);
+        using var _ = mixes;
         foreach (var (objective, weight) in mix)
         {
-            var loss = objective.Loss(Model, batch, step);
+            Tensor loss;
+            if (mixes is not null && objective.MixesViews)
+            {
+                var (pairLoss, first, second) = objective.LossAndProjections(Model, mixed!, step);
+                loss = pairLoss;
+                if (BrainFuse!.ConsistencyWeight > 0)
+                {
+                    var consistency = BrainFuse.Consistency(objective, Model, batch, mixes, first, second, step);
+                    parts[$"{objective.Task}_consistency"] = consistency.detach();
+                    loss = loss + consistency * BrainFuse.ConsistencyWeight;
+                }
+            }
+            else
+                loss = objective.Loss(Model, batch, step);
             parts[objective.Task] = loss.detach();
             total = total is null ? loss * weight : total + loss * weight;
         }

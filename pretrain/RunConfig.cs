@@ -24,6 +24,7 @@ namespace Medformer.Pretrain;
 /// batch: { size: 64, workers: 2 }
 /// precision: bf16
 /// batch_adaptation: { strategy: gradient_norm, scope: last_layer, min_batch: 16 }   # DBA/EDBA; off by default
+/// brainfuse: { parts: 2, weights: smooth, share: 0.5, consistency: 0.1 }   # mixes as the views of barlow/simclr; off by default
 /// </code>
 /// </summary>
 public sealed class RunConfig
@@ -41,6 +42,8 @@ public sealed class RunConfig
     public BatchSpec Batch { get; set; } = new();
     public AugmentSpec Augment { get; set; } = new();
     public BatchAdaptationSpec? BatchAdaptation { get; set; }
+    /// <summary>BrainFuse mixes as the views of the instance objectives (<see cref="BrainFuseSpec"/>); off by default.</summary>
+    public BrainFuseSpec? Brainfuse { get; set; }
     public string Precision { get; set; } = "bf16";
     public long Seed { get; set; }
     public double Momentum { get; set; } = 0.99;
@@ -90,6 +93,7 @@ public sealed class RunConfig
             nameof(BatchSpec) => "batch",
             nameof(AugmentSpec) => "augment",
             nameof(BatchAdaptationSpec) => "batch_adaptation",
+            nameof(BrainFuseSpec) => "brainfuse",
             nameof(CorpusEntry) => "a corpus entry",
             nameof(ObjectiveSpec) => "an objective",
             _ => type,
@@ -130,6 +134,7 @@ public sealed class RunConfig
         Require(Momentum is >= 0 and < 1, "momentum", "must be in [0, 1)");
         Require(LogEvery > 0, "log_every", "must be positive");
         Require(CheckpointEvery >= 0, "checkpoint_every", "must not be negative");
+        Brainfuse?.Validate(source, Batch.Size, Objectives.Keys);
         if (BatchAdaptation is { } adaptation)
         {
             var options = adaptation.ToOptions(Batch.Size, source);

@@ -1,3 +1,4 @@
+using Medformer.Datasets;
 using Medformer.Datasets.Loading;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -25,7 +26,17 @@ public sealed class BarlowTwins : Objective
 
     public override int Views => 2;
 
+    public override bool MixesViews => true;
+
     public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step)
+    {
+        var (loss, first, second) = LossAndProjections(model, batch, step);
+        first.Dispose();
+        second.Dispose();
+        return loss;
+    }
+
+    public override (Tensor Loss, Tensor First, Tensor Second) LossAndProjections(MedformerModel model, Batch batch, PretrainStep step)
     {
         if (batch.Views.Count < 2) throw new ArgumentException("barlow needs two views of each sample from the loader");
         using var scope = NewDisposeScope();
@@ -35,6 +46,14 @@ public sealed class BarlowTwins : Objective
         var h = pool.call(model, model.forward(both, [.. keys, .. keys]));                            // [2N,d]
         // The projector's BatchNorm sees each view's batch on its own, as in the paper's two branches.
         var (z1, z2) = (projector.call(h[..n]), projector.call(h[n..]));                             // [N,D] each
-        return scope.MoveToOuter(Losses.BarlowTwins(z1, z2, lambda, step.AllReduceSum));
+        var loss = Losses.BarlowTwins(z1, z2, lambda, step.AllReduceSum);
+        return (scope.MoveToOuter(loss), scope.MoveToOuter(z1), scope.MoveToOuter(z2));
+    }
+
+    public override Tensor Project(MedformerModel model, Tensor images, IReadOnlyList<SampleMeta> metas, PretrainStep step)
+    {
+        using var scope = NewDisposeScope();
+        var keys = metas.Select(m => new LatentKey(m.Organ, m.Modality, Task)).ToList();
+        return scope.MoveToOuter(projector.call(pool.call(model, model.forward(step.Cast(images), keys))));
     }
 }

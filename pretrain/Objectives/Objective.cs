@@ -1,3 +1,4 @@
+using Medformer.Datasets;
 using Medformer.Datasets.Loading;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -43,6 +44,20 @@ public abstract class Objective : nn.Module
     /// <summary>The per-sample fp32 losses [B], whose mean is <see cref="Loss"/> (same draws from the step's generator).</summary>
     public virtual Tensor PerSampleLoss(MedformerModel model, Batch batch, PretrainStep step) =>
         throw new NotSupportedException($"objective '{Task}' couples the samples of a batch: it has no per-sample loss");
+
+    /// <summary>
+    /// Whether the objective is an instance objective over two views whose views BrainFuse can mix (the run config's
+    /// <c>brainfuse</c>): it then gives <see cref="LossAndProjections"/> and <see cref="Project"/>.
+    /// </summary>
+    public virtual bool MixesViews => false;
+
+    /// <summary>The loss (as <see cref="Loss"/>) and the projections [N,D] of the two views it was computed from.</summary>
+    public virtual (Tensor Loss, Tensor First, Tensor Second) LossAndProjections(MedformerModel model, Batch batch, PretrainStep step) =>
+        throw new NotSupportedException($"objective '{Task}' does not mix views");
+
+    /// <summary>The projections [n,D] of images of one view (BrainFuse's stop-gradient consistency targets; the caller disables gradients).</summary>
+    public virtual Tensor Project(MedformerModel model, Tensor images, IReadOnlyList<SampleMeta> metas, PretrainStep step) =>
+        throw new NotSupportedException($"objective '{Task}' does not mix views");
 
     /// <summary>The Linear layers whose outputs the loss reads (EDBA's last layer); those that did not run on a batch are skipped.</summary>
     public virtual IReadOnlyList<Linear> LastLayers => [];

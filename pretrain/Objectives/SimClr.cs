@@ -1,3 +1,4 @@
+using Medformer.Datasets;
 using Medformer.Datasets.Loading;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -25,7 +26,17 @@ public sealed class SimClr : Objective
 
     public override int Views => 2;
 
+    public override bool MixesViews => true;
+
     public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step)
+    {
+        var (loss, first, second) = LossAndProjections(model, batch, step);
+        first.Dispose();
+        second.Dispose();
+        return loss;
+    }
+
+    public override (Tensor Loss, Tensor First, Tensor Second) LossAndProjections(MedformerModel model, Batch batch, PretrainStep step)
     {
         if (batch.Views.Count < 2) throw new ArgumentException("simclr needs two views of each sample from the loader");
         using var scope = NewDisposeScope();
@@ -33,6 +44,15 @@ public sealed class SimClr : Objective
         var both = cat([batch.Views[0].Images, batch.Views[1].Images]);                              // [2N,C,…]
         var keys = Keys(batch);
         var z = projector.call(pool.call(model, model.forward(step.Cast(both), [.. keys, .. keys]))); // [2N,D]
-        return scope.MoveToOuter(Losses.NtXent(z[..(int)n], z[(int)n..], temperature, step.Gather, step.Rank));
+        var (z1, z2) = (z[..(int)n], z[(int)n..]);
+        var loss = Losses.NtXent(z1, z2, temperature, step.Gather, step.Rank);
+        return (scope.MoveToOuter(loss), scope.MoveToOuter(z1), scope.MoveToOuter(z2));
+    }
+
+    public override Tensor Project(MedformerModel model, Tensor images, IReadOnlyList<SampleMeta> metas, PretrainStep step)
+    {
+        using var scope = NewDisposeScope();
+        var keys = metas.Select(m => new LatentKey(m.Organ, m.Modality, Task)).ToList();
+        return scope.MoveToOuter(projector.call(pool.call(model, model.forward(step.Cast(images), keys))));
     }
 }
