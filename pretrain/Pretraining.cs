@@ -77,16 +77,20 @@ public sealed class Pretraining : TrainingTask
             {
                 var (pairLoss, first, second) = objective.LossAndProjections(Model, mixed!, step);
                 loss = pairLoss;
+                parts[objective.Task] = pairLoss.detach();
                 if (BrainFuse!.ConsistencyWeight > 0)
                 {
+                    // The objective's own loss is its part; the consistency term (before λ) is a part of its own.
                     var consistency = BrainFuse.Consistency(objective, Model, batch, mixes, first, second, step);
                     parts[$"{objective.Task}_consistency"] = consistency.detach();
                     loss = loss + consistency * BrainFuse.ConsistencyWeight;
                 }
             }
             else
+            {
                 loss = objective.Loss(Model, batch, step);
-            parts[objective.Task] = loss.detach();
+                parts[objective.Task] = loss.detach();
+            }
             total = total is null ? loss * weight : total + loss * weight;
         }
         scope.MoveToOuter(total!);

@@ -45,7 +45,7 @@ public sealed class BrainFuseViewsTests
                     var expected = batch.Views[v].Images[a] * mixes.Weights[m][0] + batch.Views[v].Images[b] * mixes.Weights[m][1];
                     Assert.True(expected.allclose(mixed.Views[v].Images[mixes.Rows[m]], 1e-5, 1e-6), $"view {v}, mix {m}");
                 }
-            Assert.True(batch.Images[3..].equal(mixed.Images[3..]).item<bool>());
+            Assert.True(batch.Images[3..].eq(mixed.Images[3..]).all().item<bool>());
         }
     }
 
