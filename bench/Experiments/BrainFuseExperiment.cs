@@ -76,7 +76,7 @@ public static class BrainFuseExperiment
         foreach (var (arm, minutes) in pretrainMinutes) report.Extra($"pretrain_cpu_minutes_{arm}", Math.Round(minutes, 1));
         report.Extra("settings", settings.Tag + (settings.PretrainMixes ? " (BrainFuse rows pretrain with mixes too)" : " (BrainFuse in fine-tuning)"));
         report.Extra("fine_tune_cpu_minutes", Math.Round(cells.Sum(c => c.CpuSeconds) / 60, 1));
-        report.Extra("reference", "normal 32.1/53.8/64.2; +BT 40.1/62.8/73.0; +BrainFuse 50.1/71.2/82.9; +raw 45.1/67.5/80.0; +BrainFuse+consistency 51.4/72.1/83.8; +raw+consistency 46.6/68.8/81.1");
+        report.Extra("reference_table", "normal 32.1/53.8/64.2; +BT 40.1/62.8/73.0; +BrainFuse 50.1/71.2/82.9; +raw 45.1/67.5/80.0; +BrainFuse+consistency 51.4/72.1/83.8; +raw+consistency 46.6/68.8/81.1");
         return report;
     }
 
