@@ -86,6 +86,34 @@ public sealed class BrainFuseViewsTests
     }
 
     [Fact]
+    public void APretrainingJobMixesTheViewsItsRunConfigAsksFor()
+    {
+        string root = Directory.CreateTempSubdirectory("medformer-brainfuse-pretrain-").FullName;
+        try
+        {
+            var config = RunConfig.Parse("""
+                objectives:
+                  barlow: { projection_dim: 16 }
+                  rotation: { weight: 0.5 }
+                schedule: { max_steps: 3, warmup_steps: 1 }
+                batch: { size: 8, workers: 1 }
+                precision: fp32
+                log_every: 1
+                checkpoint_every: 0
+                brainfuse: { parts: 3, weights: dirichlet, consistency: 0.5 }
+                """, "run.yaml");
+            var result = PretrainJob.Run(config, root);
+            Assert.Equal(3, result.Training.Steps);
+            Assert.All(result.Training.History, h => Assert.True(h.Parts.ContainsKey("barlow_consistency") && h.Parts.ContainsKey("rotation") && double.IsFinite(h.Loss)));
+            Assert.DoesNotContain(result.Training.History[^1].Parts.Keys, k => k == "rotation_consistency");
+        }
+        finally
+        {
+            Directory.Delete(root, recursive: true);
+        }
+    }
+
+    [Fact]
     public void ARunConfigReadsBrainFuseAndMistakesNameTheKey()
     {
         var config = RunConfig.Parse("objectives:\n  barlow: {}\n  rotation: {}\nbrainfuse: { parts: 3, weights: dirichlet, share: 0.25, consistency: 0.1 }", "run.yaml");
