@@ -12,7 +12,7 @@ public static class BenchmarkRunner
     {
         ["runtime"] = ("GEMM rates, per-op overhead, and a transformer block's training step (fp32, bf16)", RuntimeBenchmark.Run),
         ["model"] = ("Medformer small: training-step throughput (fp32, bf16), model-FLOP utilisation, memory", ModelBenchmark.Run),
-        ["pretrain"] = ("the pretraining job's default mix (inpainting, rotation, SimCLR) on Medformer small: trainer throughput (bf16, fp32), MFU, memory", PretrainBenchmark.Run),
+        ["pretrain"] = ("the pretraining job's default mix (inpainting, SimCLR) on Medformer small: trainer throughput (bf16, fp32), MFU, memory", PretrainBenchmark.Run),
         ["dba"] = ("Dynamic Batch Adaptation on 1% of Fashion-MNIST vs plain training on 1% and 100% (test accuracy; an experiment, no PyTorch reference)", DbaExperiment.Run),
         ["pays"] = ("does pretraining pay? Fashion-MNIST, 1% of the labels: linear model on pixels, random vs pretrained Medformer (probe, fine-tuned); an experiment", PaysExperiment.Run),
         ["objectives"] = ("issue 13's table on the phantom: linear probe and fine-tuning at 1% and 10% of the labels after each objective and the mix vs random init; an experiment", ObjectivesExperiment.Run),

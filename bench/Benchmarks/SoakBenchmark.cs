@@ -108,7 +108,7 @@ public static class SoakBenchmark
         report.Extra("managed_heap_mib_each_minute", string.Join(" ", minutes.Select(s => $"{s.Minutes:F0}:{s.ManagedMiB:F1}")));
         report.Extra("malloc_in_use_and_held_free_mib_each_minute", string.Join(" ", minutes.Select(s => $"{s.Minutes:F0}:{s.MallocInUseMiB:F0}/{s.MallocHeldFreeMiB:F0}")));
         report.Extra("plot", plot);
-        report.Extra("run", "the default pretraining job (RunConfig defaults: tiny, inpainting 1 + rotation 0.5 + SimCLR 0.5, phantom 2D, batch 64, 2 loader workers, checkpoints every 200 steps) with max_steps far beyond the deadline, under forced gen-0 collections and finalizers (a full collection every 64th)");
+        report.Extra("run", "the default pretraining job (RunConfig defaults: tiny, inpainting 1 + SimCLR 0.5, phantom 2D, batch 64, 2 loader workers, checkpoints every 200 steps) with max_steps far beyond the deadline, under forced gen-0 collections and finalizers (a full collection every 64th)");
         return report;
     }
 
