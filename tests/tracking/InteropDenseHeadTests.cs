@@ -233,7 +233,7 @@ public sealed class InteropDenseHeadTests(ITestOutputHelper output) : IDisposabl
         Seeding.SeedEverything(14);
         var head = kind == ImageToImageHead.SuperResolution
             ? new ImageToImageHead(Config, kind, Dimensionality.Image, scale: 2)
-            : new ImageToImageHead(Config, kind, Dimensionality.Image, outChannels: 2);
+            : new ImageToImageHead(Config, kind, Dimensionality.Image, outChannels: 2, pixelContext: 0);           // position queries alone
         using var tuner = new FineTuner(new MedformerModel(Config), head) { InputShape = [1, 8, 8] };   // as Fit with --roi 8,8 records it
         using (no_grad())
         {

@@ -74,6 +74,7 @@ public static class PyTorchExport
     static string ReadmeText(string source, long parameters, ExportedHead? head, bool torchSave)
     {
         bool fineTuned = head is { HasTwin: true };
+        bool dense = fineTuned && DenseHeads.Contains(head!.Kind);
         string files = $"""
             * `config.json`: the model's hyper-parameters (snake_case keys).
             * `model.safetensors`: the model's weights, float32, contiguous, PyTorch-style names (`blocks.0.attn.qkv.weight`).
@@ -121,10 +122,10 @@ public static class PyTorchExport
             {{load}}
             ```
             {{pt}}{{headNote}}
-            Images are `[B, C, H, W]` or `[B, C, D, H, W]` float32, sizes a multiple of the patch size; each sample's
+            Images are `[B, C, H, W]` or `[B, C, D, H, W]` float32, {{(dense ? "of any size (below)" : "sizes a multiple of the patch size")}}; each sample's
             (organ, modality{{(fineTuned ? "" : ", task")}}) picks its latent banks (unknown names fall back to `other`). `decode(latents,
             position_queries([H, W]))` of the Medformer decodes at any resolution.
-            {{(head is { HasTwin: true } && DenseHeads.Contains(head.Kind) ? DenseNote : "")}}
+            {{(dense ? DenseNote : "")}}
 
             """;
     }
