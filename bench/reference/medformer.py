@@ -29,6 +29,23 @@ def fourier_grid_features(grid, bands, device=None):
     axes = [torch.linspace(-1.0 + 1.0 / n, 1.0 - 1.0 / n, n, device=device) for n in grid]
     mesh = torch.meshgrid(*axes, indexing="ij")
     positions = torch.stack([m.flatten() for m in mesh], dim=-1)                       # [P, axes]
+    return fourier_features(positions, grid, bands)
+
+
+def fourier_grid_rows(grid, bands, start, count, device=None):
+    """Rows [start, start + count) of fourier_grid_features (row-major, first axis slowest), without the whole grid:
+    model/Fourier.cs's GridFeatures(grid, bands, start, count)."""
+    flat = torch.arange(start, start + count, device=device)
+    stride, columns = math.prod(grid), []
+    for n in grid:
+        stride //= n
+        axis = torch.linspace(-1.0 + 1.0 / n, 1.0 - 1.0 / n, n, device=device)
+        columns.append(axis[torch.div(flat, stride, rounding_mode="floor") % n])
+    return fourier_features(torch.stack(columns, dim=-1), grid, bands)
+
+
+def fourier_features(positions, grid, bands):
+    device = positions.device
     nyquist = torch.tensor([max(n / 2.0, 1.0) for n in grid], device=device)
     steps = torch.linspace(0.0, 1.0, bands, device=device)
     frequencies = 1.0 + steps[None, :] * (nyquist[:, None] - 1.0)                     # [axes, bands]
@@ -345,13 +362,14 @@ class DenseReadout(nn.Module):
     def forward(self, model, latents, images, size):
         axes = images.dim() - 2
         features = self.neighbourhoods(images, size) if self.context > 0 else None
-        positions = fourier_grid_features(list(size), model.config["fourier_bands"], latents.device).to(latents.dtype)
         position_proj = model.query_pos_2d if axes == 2 else model.query_pos_3d
-        outputs = []
-        for start in range(0, positions.shape[0], self.chunk):
-            queries = position_proj(positions[start:start + self.chunk])[None]
+        cells, outputs = math.prod(size), []
+        for start in range(0, cells, self.chunk):
+            count = min(self.chunk, cells - start)
+            positions = fourier_grid_rows(list(size), model.config["fourier_bands"], start, count, latents.device).to(latents.dtype)
+            queries = position_proj(positions)[None]
             if features is not None:
-                queries = queries + (self.pixels_2d if axes == 2 else self.pixels_3d)(features[:, :, start:start + self.chunk].transpose(1, 2))
+                queries = queries + (self.pixels_2d if axes == 2 else self.pixels_3d)(features[:, :, start:start + count].transpose(1, 2))
             outputs.append(self.fc(self.norm(model.decode(latents, queries))))
         return torch.cat(outputs, dim=1).transpose(1, 2).reshape(latents.shape[0], -1, *size)
 

@@ -231,10 +231,11 @@ public sealed class InteropDenseHeadTests(ITestOutputHelper output) : IDisposabl
     public void SuperResolutionAndTranslationHeadsExportAndPredictAsWeDo(string kind)
     {
         Seeding.SeedEverything(14);
+        var config = Config with { QueryChunk = 50 };                                   // a window's 64 or 256 queries decoded in chunks, the last one short
         var head = kind == ImageToImageHead.SuperResolution
-            ? new ImageToImageHead(Config, kind, Dimensionality.Image, scale: 2)
-            : new ImageToImageHead(Config, kind, Dimensionality.Image, outChannels: 2, pixelContext: 0);           // position queries alone
-        using var tuner = new FineTuner(new MedformerModel(Config), head) { InputShape = [1, 8, 8] };   // as Fit with --roi 8,8 records it
+            ? new ImageToImageHead(config, kind, Dimensionality.Image, scale: 2)
+            : new ImageToImageHead(config, kind, Dimensionality.Image, outChannels: 2, pixelContext: 0);           // position queries alone
+        using var tuner = new FineTuner(new MedformerModel(config), head) { InputShape = [1, 8, 8] };   // as Fit with --roi 8,8 records it
         using (no_grad())
         {
             foreach (var parameter in tuner.Model.parameters()) parameter.normal_(std: 0.5);
