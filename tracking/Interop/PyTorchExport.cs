@@ -12,9 +12,9 @@ public sealed record ExportedHead(string Kind, byte[] Description, IReadOnlyDict
 
 /// <summary>
 /// What <c>medformer export</c> adds to a model folder for PyTorch users: medformer.py (the PyTorch twin of the model
-/// and of the heads, same modules and state_dict keys, with FineTuned: a model and its head as predict runs them), safetensors_load.py (a from-spec reader, so a
-/// PyTorch without the safetensors package loads the folder), a fine-tuned model's head (head.safetensors and
-/// head.json), model.pt with <c>--format pt</c> (torch.save's format, <see cref="TorchSave"/>) and a README.md whose
+/// and of the built-in heads, same modules and state_dict keys, with FineTuned: a model and its head as predict runs
+/// them), safetensors_load.py (a from-spec reader, so a PyTorch without the safetensors package loads the folder), a
+/// fine-tuned model's head (head.safetensors and head.json), model.pt with <c>--format pt</c> (torch.save's format, <see cref="TorchSave"/>) and a README.md whose
 /// loading lines run on a bare PyTorch.
 /// </summary>
 public static class PyTorchExport
@@ -81,19 +81,8 @@ public static class PyTorchExport
             {(head is null ? "" : $"* `head.json`, `head.safetensors`: the fine-tuned {head.Kind} head (kind, task bank, settings, class names) and its weights.\n")}{(torchSave ? $"* `model.pt`: the same weights as `torch.save` writes a state_dict{(head is null ? "" : " (`model.*` and `head.*`, FineTuned's names)")}; `torch.load` reads it.\n" : "")}* `medformer.py`: the model in PyTorch (same modules, same names, same maths as the C# model){(head is null ? "" : ", the heads and `FineTuned`, the model with its head")}.
             * `safetensors_load.py`: a safetensors reader in plain PyTorch, for a PyTorch without the `safetensors` package.
             """;
-        string load = !fineTuned
-            ? """
-              import torch
-              from safetensors_load import load_file
-              from medformer import Medformer
-
-              model = Medformer("config.json").eval()                   # builds the modules from the config
-              model.load_state_dict(load_file("model.safetensors"), strict=True)
-              with torch.no_grad():
-                  latents = model(images, [("chest", "xray", "classification")] * images.shape[0])   # [B, latents, dim]
-              """
-            : $$"""
-              import json
+        string load = fineTuned
+            ? $$"""
               import torch
               from safetensors_load import load_file
               from medformer import FineTuned
@@ -103,6 +92,16 @@ public static class PyTorchExport
               model.head.load_state_dict(load_file("head.safetensors"), strict=True)
               with torch.no_grad():
               {{Predicts(head!.Kind)}}
+              """
+            : """
+              import torch
+              from safetensors_load import load_file
+              from medformer import Medformer
+
+              model = Medformer("config.json").eval()                   # builds the modules from the config
+              model.load_state_dict(load_file("model.safetensors"), strict=True)
+              with torch.no_grad():
+                  latents = model(images, [("chest", "xray", "classification")] * images.shape[0])   # [B, latents, dim]
               """;
         string pt = !torchSave ? "" : fineTuned
             ? "\nOr from `model.pt`: `model.load_state_dict(torch.load(\"model.pt\"), strict=True)` after `model = FineTuned(\"config.json\", \"head.json\")`.\n"
