@@ -30,33 +30,29 @@ public static class PretrainBenchmark
     public static BenchReport Run(BenchOptions options)
     {
         var config = MedformerConfig.Small;
-        var mix = new RunConfig().Objectives;
-        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
-        File.WriteAllText(configFile, config.ToJson());
-        JsonElement reference;
-        try
-        {
-            reference = PythonReference.Run("pretrain.py", "--threads", options.Threads.ToString(), "--config", configFile,
-                "--batch", Batch.ToString(), "--size", Size.ToString(), "--warmup", Warmup.ToString(), "--steps", Timed.ToString(),
-                "--batches", Distinct.ToString(), "--mix", string.Join(",", mix.Select(o => FormattableString.Invariant($"{o.Key}={o.Value.Weight}"))));
-        }
-        finally
-        {
-            File.Delete(configFile);
-        }
+        var reference = Twin(config, options.Threads);
+        var tinyReference = Twin(MedformerConfig.Tiny, threads: 1);
 
         // Memory first, while this process's allocator holds nothing freed that a leak could hide in.
         var memory = Memory(MedformerConfig.Tiny);
         double fp32Gemm = RuntimeBenchmark.GemmRate(ScalarType.Float32);
         var fp32 = Throughput(config, Precision.Fp32);
         var bf16 = Bf16.Timed ? Throughput(config, Precision.Bf16) : null;
-        var flops = StepFlops.Of(config, fp32.MaskRatio, mix.Keys);
+        // tiny on one thread: a step of many small ops, where the cost of each call through TorchSharp shows.
+        TorchRuntime.SetThreads(1);
+        var tinyFp32 = Throughput(MedformerConfig.Tiny, Precision.Fp32);
+        var tinyBf16 = Bf16.Timed ? Throughput(MedformerConfig.Tiny, Precision.Bf16) : null;
+        TorchRuntime.SetThreads(options.Threads);
+        var flops = StepFlops.Of(config, fp32.MaskRatio, new RunConfig().Objectives.Keys);
         double twinStep = reference.GetProperty("step_s").GetDouble();
 
         var report = new BenchReport("pretrain");
         var fp32Row = report.Add(new BenchRow("small pretrain step fp32", Batch / fp32.MedianStep, Batch / twinStep, "samples/s"));
         report.Headline(fp32Row);
         if (bf16 is not null) report.Headline(report.Add(new BenchRow("small pretrain step bf16", Batch / bf16.MedianStep, Batch / twinStep, "samples/s")));
+        double tinyTwinStep = tinyReference.GetProperty("step_s").GetDouble();
+        report.Add(new BenchRow("tiny pretrain step fp32, 1 thread", Batch / tinyFp32.MedianStep, Batch / tinyTwinStep, "samples/s"));
+        if (tinyBf16 is not null) report.Add(new BenchRow("tiny pretrain step bf16, 1 thread", Batch / tinyBf16.MedianStep, Batch / tinyTwinStep, "samples/s"));
         report.Add(new BenchRow($"tiny RSS growth, step {MemoryFirst}->{MemorySteps}", memory.Growth, null, "MiB", HigherIsBetter: false));
         report.Extra("mix", string.Join(", ", fp32.Mix));
         report.Extra("parameters", fp32.Parameters);
@@ -87,6 +83,23 @@ public static class PretrainBenchmark
         report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
         return report;
+    }
+
+    /// <summary>The PyTorch twin's steps of the default mix (reference/pretrain.py) in fp32 on <paramref name="threads"/> threads.</summary>
+    static JsonElement Twin(MedformerConfig config, int threads)
+    {
+        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
+        File.WriteAllText(configFile, config.ToJson());
+        try
+        {
+            return PythonReference.Run("pretrain.py", "--threads", threads.ToString(), "--config", configFile,
+                "--batch", Batch.ToString(), "--size", Size.ToString(), "--warmup", Warmup.ToString(), "--steps", Timed.ToString(),
+                "--batches", Distinct.ToString(), "--mix", string.Join(",", new RunConfig().Objectives.Select(o => FormattableString.Invariant($"{o.Key}={o.Value.Weight}"))));
+        }
+        finally
+        {
+            File.Delete(configFile);
+        }
     }
 
     sealed record StepTimes(double MedianStep, double MeanStep, long Parameters, double MaskRatio, IReadOnlyList<string> Mix, IReadOnlyList<string> Notices);
