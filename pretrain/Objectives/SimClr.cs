@@ -28,6 +28,19 @@ public sealed class SimClr : Objective
 
     public override bool MixesViews => true;
 
+    /// <summary>Uniform similarities: each view picks its twin among the other 2N − 1 views of every rank.</summary>
+    public override double? ChanceLoss(Batch batch, PretrainStep step)
+    {
+        long views = 2 * batch.Count;
+        if (step.Gather is { } gather)
+        {
+            using var count = torch.ones(batch.Count, device: batch.Images.device);
+            using var all = gather(count);
+            views = 2 * all.shape[0];
+        }
+        return Math.Log(views - 1);
+    }
+
     public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step)
     {
         var (loss, first, second) = LossAndProjections(model, batch, step);
