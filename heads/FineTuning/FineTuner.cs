@@ -311,29 +311,11 @@ public sealed class FineTuner : IDisposable
         LoadHeadWeights(Head, Path.Combine(folder, FineTuneTask.HeadWeightsFile));
     }
 
-    /// <summary>head.safetensors into a head: every key present, of the head's shapes, or an error naming the file and key.</summary>
+    /// <summary>head.safetensors into a head: every key present, of the head's shapes (<see cref="StrictLoad"/>).</summary>
     static void LoadHeadWeights(Head head, string path)
     {
         if (!File.Exists(path)) throw new InvalidDataException($"{path}: missing (the head's weights)");
-        var stored = Safetensors.Load(path);
-        try
-        {
-            var own = head.state_dict();
-            foreach (var (key, value) in stored)
-            {
-                if (!own.TryGetValue(key, out var target))
-                    throw new InvalidDataException($"{path}: '{key}' is not a weight of this {head.GetType().Name} (a head of another kind or settings)");
-                if (!target.shape.SequenceEqual(value.shape))
-                    throw new InvalidDataException($"{path}: '{key}' is [{string.Join(", ", value.shape)}] in the file but [{string.Join(", ", target.shape)}] in the head");
-            }
-            if (own.Keys.FirstOrDefault(k => !stored.ContainsKey(k)) is { } missing) throw new InvalidDataException($"{path}: lacks the head's '{missing}'");
-            using (torch.no_grad())
-                foreach (var (key, value) in stored) own[key].copy_(value);
-        }
-        finally
-        {
-            foreach (var value in stored.Values) value.Dispose();
-        }
+        StrictLoad.Load(path, head.state_dict(), $"this {head.GetType().Name}");
     }
 
     /// <summary>head.json: the head's kind, task bank and settings, the strategy it was tuned with, class names and input shape.</summary>

@@ -81,6 +81,18 @@ public sealed class FineTunerTests : IDisposable
     }
 
     [Fact]
+    public void HeadWeightsOfAnotherHeadAreRefusedNamingTheFileAndTheKey()
+    {
+        string three = Path.Combine(root, "three"), four = Path.Combine(root, "four");
+        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Mean))) tuner.Save(three);
+        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 4, pooling: Pooling.Mean))) tuner.Save(four);
+        File.Copy(Path.Combine(four, FineTuneTask.HeadFile), Path.Combine(three, FineTuneTask.HeadFile), overwrite: true);
+        var e = Assert.Throws<InvalidDataException>(() => FineTuner.Load(three));
+        Assert.StartsWith(Path.Combine(three, FineTuneTask.HeadWeightsFile) + ": cannot load into this ClassificationHead: size mismatch for 'fc.weight': [3, 32] in the checkpoint but [4, 32] in this ClassificationHead; size mismatch for 'fc.bias'",
+            e.Message);
+    }
+
+    [Fact]
     public void StrategiesTrainWhatTheySay()
     {
         using var train = Squares(32, 1);
