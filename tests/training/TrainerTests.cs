@@ -184,6 +184,42 @@ public sealed class TrainerTests : IDisposable
     }
 
     [Fact]
+    public void ResumingWithOtherObjectivesOrAnotherModelNamesTheFileAndTheKeys()
+    {
+        using (var task = Task(5))
+            new Trainer(Options(10), CPU).Fit(task, Loader(5), Path.Combine(root, "run"));
+        string checkpoint = TrainingCheckpoint.Latest(Path.Combine(root, "run"))!;
+        // The checkpoint keeps the Medformer under its own names and the objectives' weights under theirs.
+        using (var stored = new DisposingDictionary(Safetensors.Load(Path.Combine(checkpoint, "model.safetensors"))))
+            Assert.Contains("latents.general", stored.Keys);
+        using (var stored = new DisposingDictionary(Safetensors.Load(Path.Combine(checkpoint, "heads.safetensors"))))
+            Assert.All(stored.Keys, k => Assert.StartsWith("objectives.", k));
+
+        Seeding.SeedEverything(5);
+        using (var other = new Pretraining(new MedformerModel(Config), [(new Rotation(Config.Dim), 1.0)]))
+        {
+            var e = Assert.Throws<InvalidDataException>(() => new Trainer(Options(20), CPU).Fit(other, Loader(5), Path.Combine(root, "run"), resume: true));
+            Assert.StartsWith(Path.Combine(checkpoint, "heads.safetensors") + ": cannot load into this run's objectives or head: unexpected key(s) 'objectives.jigsaw.",
+                e.Message);
+        }
+        using (var deeper = new Pretraining(new MedformerModel(Config with { Depth = 2 }), [(new Rotation(Config.Dim), 1.0), (new Jigsaw(Config.Dim), 0.5)]))
+        {
+            var e = Assert.Throws<InvalidDataException>(() => new Trainer(Options(20), CPU).Fit(deeper, Loader(5), Path.Combine(root, "run"), resume: true));
+            Assert.StartsWith(Path.Combine(checkpoint, "model.safetensors") + ": cannot load into this run's model: missing key(s) 'blocks.1.", e.Message);
+        }
+    }
+
+    sealed class DisposingDictionary(Dictionary<string, Tensor> tensors) : IDisposable
+    {
+        public IEnumerable<string> Keys => tensors.Keys;
+
+        public void Dispose()
+        {
+            foreach (var tensor in tensors.Values) tensor.Dispose();
+        }
+    }
+
+    [Fact]
     public void BadOptionsAreNamed()
     {
         using var task = Task(1);
