@@ -37,7 +37,7 @@ static class EvaluateCommand
         var pooling = new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.", DefaultValueFactory = _ => "flatten" };
         var select = new Option<string?>("--select") { Description = "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or ssim (image-to-image, default mse)." };
         var config = new Option<string?>("--config") { Description = "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." };
-        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "evaluate") };
         var force = OutputOption.Force();
@@ -84,7 +84,7 @@ static class EvaluateCommand
             ["batch_size"] = options.FineTune.BatchSize,
             ["pooling"] = options.FineTune.Pooling.ToString().ToLowerInvariant(),
             ["selection"] = options.FineTune.Selection,
-            ["precision"] = MixedPrecision.Resolve(options.FineTune.Precision, DeviceSpec.Parse(options.Device)).Effective.Name(),
+            ["precision"] = MixedPrecision.Resolve(options.FineTune.Precision, DeviceSpec.Resolve(options.Device)).Effective.Name(),
             ["precision_requested"] = options.FineTune.Precision.Name(),
             ["config"] = options.Config,
             ["device"] = options.Device,

@@ -30,7 +30,7 @@ static class FinetuneCommand
         var noAugment = new Option<bool>("--no-augment") { Description = "Train without crops and flips." };
         var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "finetune") };
         var force = OutputOption.Force();
-        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
@@ -57,7 +57,7 @@ static class FinetuneCommand
                 FineTune = new FineTuneOptions
                 {
                     MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
-                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
+                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Resolve(parse.GetValue(device)),
                     OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema),
                     BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
                 },

@@ -19,7 +19,7 @@ public sealed record EvaluationOptions(
     string Out,
     FineTuneSettings FineTune,
     string? Config = null,
-    string Device = "cpu",
+    string? Device = null,
     string Head = "classification");
 
 /// <summary>What a run left: every requested cell's result, the settings they were made with, and the report's files.</summary>
@@ -39,7 +39,7 @@ public static class EvaluationJob
         var randomConfig = options.Config is { } name ? MedformerConfig.Resolve(name)
             : inits.FirstOrDefault(i => i.Checkpoint is not null) is { Checkpoint: { } folder } ? Checkpoint.ReadConfig(folder)
             : MedformerConfig.Tiny;
-        var device = DeviceSpec.Parse(options.Device);
+        var device = DeviceSpec.Resolve(options.Device);
         using var data = OpenData(options.Task);
         ICellTrainer cells = HeadRegistry.ParseSpec(options.Head).Kind == ClassificationHead.KindName
             ? new ClassificationCells(data, options.FineTune, randomConfig, device, progress)

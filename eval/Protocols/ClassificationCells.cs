@@ -1,3 +1,4 @@
+using Medformer.Runtime;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Eval.Metrics;
@@ -35,7 +36,7 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
         this.data = data;
         this.settings = settings;
         this.randomConfig = Pretrained.WithTasks(randomConfig, [TaskBank]);
-        this.device = device ?? CPU;
+        this.device = device ?? DeviceSpec.Resolve(null);
         this.progress = progress;
     }
 

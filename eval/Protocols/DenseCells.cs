@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Medformer.Runtime;
 using Medformer.Datasets;
 using Medformer.Eval.Metrics;
 using Medformer.Eval.Reports;
@@ -53,7 +54,7 @@ public sealed class DenseCells : ICellTrainer
         this.bank = bank ?? HeadRegistry.DefaultTask(kind);
         this.headSettings = headSettings;
         this.randomConfig = Pretrained.WithTasks(randomConfig, [this.bank]);
-        this.device = device ?? CPU;
+        this.device = device ?? DeviceSpec.Resolve(null);
         this.progress = progress;
         Selection = settings.Selection ?? (kind == SegmentationHead.KindName ? "dice" : "mse");
         bool fits = kind == SegmentationHead.KindName ? Selection == "dice" : Selection is "mse" or "l1" or "ssim";

@@ -44,7 +44,7 @@ public static class FinetuneJob
         // A missing model fails before anything is read or logged.
         string folder = Pretrained.Resolve(options.Checkpoint);
         // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
-        var (precision, _) = MixedPrecision.Resolve(options.FineTune.Precision, options.FineTune.Device ?? TorchSharp.torch.CPU);
+        var (precision, _) = MixedPrecision.Resolve(options.FineTune.Precision, options.FineTune.Device ?? DeviceSpec.Resolve(null));
         return new FinetunePlan(options, folder, options.Head ?? DefaultHead(options.Task), precision);
     }
 
