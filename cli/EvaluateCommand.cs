@@ -54,8 +54,15 @@ static class EvaluateCommand
             if (parse.GetValue(fractions) is { } list) spec = spec with { Fractions = ParseFractions(list) };
             if (parse.GetValue(seeds) is { } n) spec = spec with { Seeds = n };
             spec.Validate();
-            var fineTune = new FineTuneSettings(parse.GetValue(maxSteps), parse.GetValue(lr), parse.GetValue(batch),
-                Precision: PrecisionNames.Parse(parse.GetValue(precision)!), Pooling: ParsePooling(parse.GetValue(pooling)!), Selection: parse.GetValue(select), Roi: ParseRoi(parse.GetValue(roi)));
+            var fineTune = new FineTuneSettings
+            {
+                FineTune = FineTuneSettings.Recipe with
+                {
+                    MaxSteps = parse.GetValue(maxSteps), LearningRate = parse.GetValue(lr), BatchSize = parse.GetValue(batch),
+                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Roi = ParseRoi(parse.GetValue(roi)),
+                },
+                Pooling = ParsePooling(parse.GetValue(pooling)!), Selection = parse.GetValue(select),
+            };
             fineTune.Validate();
             var options = new EvaluationOptions(spec, parse.GetValue(task)!, parse.GetValue(init)!, parse.GetValue(output)!, fineTune, parse.GetValue(config), parse.GetValue(device)!, parse.GetValue(head)!);
             EvaluationJob.Validate(options);
@@ -74,18 +81,18 @@ static class EvaluateCommand
         {
             ["protocol"] = options.Protocol.Name,
             ["head"] = options.Head,
-            ["roi"] = options.FineTune.Roi is { } roi ? string.Join(",", roi) : null,
+            ["roi"] = options.FineTune.FineTune.Roi is { } roi ? string.Join(",", roi) : null,
             ["task"] = string.Join(" ", options.Task),
             ["inits"] = string.Join(" ", options.Inits),
             ["fractions"] = string.Join(",", options.Protocol.Fractions.Select(f => f.ToString("R", CultureInfo.InvariantCulture))),
             ["seeds"] = options.Protocol.Seeds,
-            ["max_steps"] = options.FineTune.MaxSteps,
-            ["lr"] = options.FineTune.LearningRate,
-            ["batch_size"] = options.FineTune.BatchSize,
+            ["max_steps"] = options.FineTune.FineTune.MaxSteps,
+            ["lr"] = options.FineTune.FineTune.LearningRate,
+            ["batch_size"] = options.FineTune.FineTune.BatchSize,
             ["pooling"] = options.FineTune.Pooling.ToString().ToLowerInvariant(),
             ["selection"] = options.FineTune.Selection,
-            ["precision"] = MixedPrecision.Resolve(options.FineTune.Precision, DeviceSpec.Resolve(options.Device)).Effective.Name(),
-            ["precision_requested"] = options.FineTune.Precision.Name(),
+            ["precision"] = MixedPrecision.Resolve(options.FineTune.FineTune.Precision, DeviceSpec.Resolve(options.Device)).Effective.Name(),
+            ["precision_requested"] = options.FineTune.FineTune.Precision.Name(),
             ["config"] = options.Config,
             ["device"] = options.Device,
         });

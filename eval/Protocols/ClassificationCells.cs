@@ -32,7 +32,7 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
         settings.Validate();
         if (data.Task is null) throw new ArgumentException($"{data.Name}: its samples have no class labels to classify (a segmentation or restoration data set: --head segmentation or restoration)");
         if (settings.Selection is not (null or "auc" or "acc")) throw new ArgumentException($"--select '{settings.Selection}': a classification run is chosen by auc or acc");
-        if (settings.Roi is not null) throw new ArgumentException("--roi: crops and sliding windows are for dense heads; a classification head reads whole images");
+        if (settings.FineTune.Roi is not null) throw new ArgumentException("--roi: crops and sliding windows are for dense heads; a classification head reads whole images");
         this.data = data;
         this.settings = settings;
         this.randomConfig = Pretrained.WithTasks(randomConfig, [TaskBank]);

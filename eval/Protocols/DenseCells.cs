@@ -73,7 +73,7 @@ public sealed class DenseCells : ICellTrainer
             new("mse", "MSE", Scale: 1, HigherIsBetter: false, Decimals: 5), new("ssim", "SSIM", Scale: 1, Decimals: 4), new("psnr", "PSNR (dB)", Scale: 1, Decimals: 2)];
 
     public IReadOnlyDictionary<string, string> Settings => CellFineTuning.Settings(data.Name, settings, Selection, randomConfig,
-        ("head", $"{kind}:{headSettings.ToJsonString()}, full fine-tuning"), ("roi", settings.Roi is { } roi ? string.Join(",", roi) : "whole"));
+        ("head", $"{kind}:{headSettings.ToJsonString()}, full fine-tuning"), ("roi", settings.FineTune.Roi is { } roi ? string.Join(",", roi) : "whole"));
 
     public CellResult Train(CellPlan plan, CancellationToken cancel = default)
     {

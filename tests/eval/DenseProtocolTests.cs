@@ -32,7 +32,11 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
         using var data = EvaluationData.PetCt(SyntheticPet.Write(Path.Combine(root, "pet"), 12, 20, seed: 11));
         Assert.Equal((9L, 2L), (data.Train.Count, data.Test.Count));
         var spec = new ProtocolSpec(ProtocolKind.Halves, [1.0], Seeds: 1);
-        var settings = new FineTuneSettings(MaxSteps: 24, LearningRate: 3e-3, BatchSize: 4, Evaluations: 2, Precision: Precision.Fp32, Workers: 0, Roi: [16, 16, 16]);
+        var settings = new FineTuneSettings
+        {
+            FineTune = FineTuneSettings.Recipe with { MaxSteps = 24, LearningRate = 3e-3, BatchSize = 4, Precision = Precision.Fp32, Workers = 0, Roi = [16, 16, 16] },
+            Evaluations = 2,
+        };
         var cells = new DenseCells(data, "restoration:l1=0,mse=1", settings, Config);
         Assert.Equal(["score_mse", "score_ssim", "mse", "ssim", "psnr"], cells.Metrics.Select(m => m.Name));
         Initialisation[] inits = [Initialisation.GaussianFilter, Initialisation.Random];
@@ -75,7 +79,11 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
         using var data = EvaluationData.Phantom(new PhantomSpec(Dimensionality.Image, 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
         Assert.Equal(2, data.MaskClasses);
         var spec = new ProtocolSpec(ProtocolKind.Fractions, [0.5], Seeds: 1);
-        var settings = new FineTuneSettings(MaxSteps: 8, LearningRate: 3e-3, BatchSize: 16, Evaluations: 2, Precision: Precision.Fp32, Workers: 0);
+        var settings = new FineTuneSettings
+        {
+            FineTune = FineTuneSettings.Recipe with { MaxSteps = 8, LearningRate = 3e-3, BatchSize = 16, Precision = Precision.Fp32, Workers = 0 },
+            Evaluations = 2,
+        };
         var cells = new DenseCells(data, "segmentation", settings, Config);
         var result = ProtocolRunner.Run(spec, data, [Initialisation.Random], cells, new ResultStore(Path.Combine(root, "seg"), ProtocolRunner.Settings(spec, cells)), output.WriteLine).Single();
         Assert.Equal("dice", result.SelectionMetric);
@@ -88,7 +96,7 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
     public void DataAndHeadsThatDoNotFitAreRefused()
     {
         using var pet = EvaluationData.PetCt(SyntheticPet.Write(Path.Combine(root, "pet"), 4, 12, seed: 1));
-        var settings = new FineTuneSettings(MaxSteps: 2);
+        var settings = new FineTuneSettings { FineTune = FineTuneSettings.Recipe with { MaxSteps = 2 } };
         Assert.Contains("no label maps", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "segmentation", settings, Config)).Message);
         Assert.Contains("no class labels", Assert.Throws<ArgumentException>(() => new ClassificationCells(pet, settings, Config)).Message);
         Assert.Contains("dice", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration", settings with { Selection = "dice" }, Config)).Message);

@@ -47,7 +47,11 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         using (var model = new MedformerModel(Config)) Checkpoint.Save(model, pretrained);
         Initialisation[] inits = [Initialisation.Random, Initialisation.Parse($"other={pretrained}")];
         var spec = new ProtocolSpec(ProtocolKind.Fractions, [0.1, 1.0], Seeds: 2);
-        var settings = new FineTuneSettings(MaxSteps: 8, LearningRate: 2e-3, BatchSize: 16, Evaluations: 2, Precision: Precision.Fp32, Pooling: Pooling.Mean, Workers: 0);
+        var settings = new FineTuneSettings
+        {
+            FineTune = FineTuneSettings.Recipe with { MaxSteps = 8, LearningRate = 2e-3, BatchSize = 16, Precision = Precision.Fp32, Workers = 0 },
+            Evaluations = 2, Pooling = Pooling.Mean,
+        };
         string store = Path.Combine(root, "results");
 
         using var cells = new ClassificationCells(data, settings, Config);
@@ -77,7 +81,7 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         }
 
         // Other settings are refused for the same results.
-        var other = new ClassificationCells(data, settings with { MaxSteps = 9 }, Config);
+        var other = new ClassificationCells(data, settings with { FineTune = settings.FineTune with { MaxSteps = 9 } }, Config);
         Assert.Contains("max_steps", Assert.Throws<ArgumentException>(() => new ResultStore(store, ProtocolRunner.Settings(spec, other))).Message);
 
         string reportDir = Path.Combine(root, "report");
