@@ -61,13 +61,13 @@ static class PretrainCommand
             string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(output)}{(name is null ? "" : $" --config {name}")}";
             string outDir = parse.GetValue(output)!;
             // Everything that can be wrong with the arguments is found here, before an output folder or an MLflow run exists.
-            var plan = PretrainJob.Check(run, outDir, overrides);
+            var plan = PretrainJob.Check(run, outDir, overrides, job?.LocalRank);
             // Rank 0 speaks for a data-parallel job, in MLflow as on the terminal, and marks the folder.
             if (job is not { Rank: > 0 }) claimed.Mark();
             using var tracked = job is { Rank: > 0 } ? null
-                : StartTracking(run, plan, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+                : StartTracking(plan.Config, plan, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             if (tracked?.RunId is { } runId) overrides = overrides with { RunId = runId };
-            return Execute(run, outDir, overrides, resumeHint, job, tracked);
+            return Execute(plan, outDir, overrides, resumeHint, job, tracked);
         });
         return command;
     }
@@ -129,7 +129,7 @@ static class PretrainCommand
         return kept;
     }
 
-    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint, DistributedEnvironment? job, MlflowRun? tracked)
+    static int Execute(PretrainPlan plan, string outDir, PretrainOverrides overrides, string resumeHint, DistributedEnvironment? job, MlflowRun? tracked)
     {
         ProcessGroup? group;
         try
@@ -149,7 +149,7 @@ static class PretrainCommand
         bool clean = false;
         try
         {
-            var result = PretrainJob.Run(run, outDir, overrides, quiet ? null : log =>
+            var result = PretrainJob.Run(plan, outDir, overrides, quiet ? null : log =>
             {
                 progress.Show(log);
                 tracked?.LogMetrics(Tracked.Metrics(log), log.Step);

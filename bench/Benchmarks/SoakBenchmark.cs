@@ -41,8 +41,8 @@ public static class SoakBenchmark
             {
                 try
                 {
-                    var config = new RunConfig { Model = "tiny" };
-                    config.Schedule.MaxSteps = 100_000_000;  // the deadline ends the run, not the schedule
+                    // The deadline ends the run, not the schedule.
+                    var config = new RunConfig { Model = "tiny", Schedule = new ScheduleSpec { MaxSteps = 100_000_000 } };
                     var result = PretrainJob.Run(config, output, new PretrainOverrides(Resume: resume), log =>
                     {
                         Interlocked.Exchange(ref steps, log.Step);

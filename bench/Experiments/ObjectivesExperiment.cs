@@ -119,12 +119,19 @@ public static class ObjectivesExperiment
     {
         string modelDir = Path.Combine(output, "model");
         if (File.Exists(Path.Combine(modelDir, Checkpoint.WeightsFile))) return modelDir;
-        var config = new RunConfig { LogEvery = (int)Math.Max(1, steps / 5), CheckpointEvery = 0 };
+        var defaults = new RunConfig();
+        var config = defaults with
+        {
+            LogEvery = (int)Math.Max(1, steps / 5), CheckpointEvery = 0,
+            Schedule = new ScheduleSpec { MaxSteps = steps, WarmupSteps = Math.Min(defaults.Schedule.WarmupSteps, steps / 10) },
+            Batch = defaults.Batch with { Workers = 1 },
+        };
         // "a+b+c": the first objective at weight 1, the others at 0.5, as the default mix weighs its own.
-        if (arm != Mix) config.Objectives = arm.Split('+').Select((name, i) => (name, i)).ToDictionary(p => p.name, p => new ObjectiveSpec { Weight = p.i == 0 ? 1.0 : 0.5 });
-        config.Schedule.MaxSteps = steps;
-        config.Schedule.WarmupSteps = Math.Min(config.Schedule.WarmupSteps, steps / 10);
-        config.Batch.Workers = 1;
+        if (arm != Mix)
+            config = config with
+            {
+                Objectives = arm.Split('+').Select((name, i) => (name, i)).ToDictionary(p => p.name, p => new ObjectiveSpec { Weight = p.i == 0 ? 1.0 : 0.5 }),
+            };
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var result = PretrainJob.Run(config, output,
             log: entry => Console.WriteLine($"  {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}) {entry.SamplesPerSecond:F0} samples/s"));

@@ -15,9 +15,10 @@ public sealed class PretrainedPhantom : IDisposable
     public PretrainedPhantom()
     {
         Steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_TEST_STEPS") ?? "400");
-        Config = new RunConfig { LogEvery = 100, CheckpointEvery = 0 };
-        Config.Schedule.MaxSteps = Steps;
-        Config.Batch.Workers = 2;
+        Config = new RunConfig
+        {
+            LogEvery = 100, CheckpointEvery = 0, Schedule = new ScheduleSpec { MaxSteps = Steps }, Batch = new BatchSpec { Workers = 2 },
+        };
         var result = PretrainJob.Run(Config, root, log: entry => Log.Add($"step {entry.Step}: {entry.Loss:F4} {string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}"));
         ModelDirectory = result.Training.ModelDirectory;
     }
