@@ -20,14 +20,21 @@ static class EvaluateCommand
 {
     public static Command Create()
     {
-        var protocol = new Option<string>("--protocol") { Description = "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training split, choose on the other half, 6 seeds).", DefaultValueFactory = _ => "fractions" };
+        var protocol = new Option<string>("--protocol") { Description =
+            "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training split, choose on the other half, 6 seeds).",
+                DefaultValueFactory = _ => "fractions" };
         var task = new Option<string[]>("--task")
         {
-            Description = "The labelled data: phantom [2d|3d] (embedded), medmnist NAME (from $MEDFORMER_HOME/medmnist), npz FILE (MedMNIST layout), mnist FOLDER, msd FOLDER (a Decathlon task) or petct FOLDER (PET studies, pet_60s to pet_90s); msd and petct cases are split 70/10/20% into training, validation and test.",
+            Description =
+                "The labelled data: phantom [2d|3d] (embedded), medmnist NAME (from $MEDFORMER_HOME/medmnist), npz FILE (MedMNIST layout), mnist FOLDER, msd FOLDER (a Decathlon task) or petct " +
+                    "FOLDER (PET studies, pet_60s to pet_90s); msd and petct cases are split 70/10/20% into training, validation and test.",
             Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["phantom"],
         };
-        var init = new Option<string[]>("--init") { Description = "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).", DefaultValueFactory = _ => ["random"] };
-        var head = new Option<string>("--head") { Description = "The head: classification, segmentation[:…], restoration[:…], super-resolution[:scale=2|4] or translation[:…] (settings as finetune's --head).", DefaultValueFactory = _ => "classification" };
+        var init = new Option<string[]>("--init") { Description =
+            "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).", DefaultValueFactory = _ => ["random"] };
+        var head = new Option<string>("--head") { Description =
+            "The head: classification, segmentation[:…], restoration[:…], super-resolution[:scale=2|4] or translation[:…] (settings as finetune's --head).",
+                DefaultValueFactory = _ => "classification" };
         var roi = new Option<string?>("--roi") { Description = "Dense heads: the training crop and sliding window, e.g. 32,32,32 (default: whole images, which must then share one shape)." };
         var fractions = new Option<string?>("--fractions") { Description = "Fractions of the training labels, comma-separated (default: the protocol's)." };
         var seeds = new Option<int?>("--seeds") { Description = "Runs per cell (default: the protocol's)." };
@@ -35,16 +42,19 @@ static class EvaluateCommand
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => 1e-3 };
         var batch = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => 32 };
         var pooling = new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.", DefaultValueFactory = _ => "flatten" };
-        var select = new Option<string?>("--select") { Description = "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or ssim (image-to-image, default mse)." };
+        var select = new Option<string?>("--select") { Description =
+            "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or ssim (image-to-image, default mse)." };
         var config = new Option<string?>("--config") { Description = "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
-        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "evaluate") };
+        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs",
+            "evaluate") };
         var force = OutputOption.Force();
         var json = new Option<bool>("--json") { Description = "Print one JSON object (the report's tables and files); progress goes to stderr." };
         var (trackingUri, experiment, runName) = Tracked.Options("evaluate");
         var command = new Command("evaluate", "Fine-tune each initialisation on fractions of the labels over several seeds and report mean ± std per cell.");
-        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, force, json, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, force, json, trackingUri,
+            experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -64,7 +74,8 @@ static class EvaluateCommand
                 Pooling = ParsePooling(parse.GetValue(pooling)!), Selection = parse.GetValue(select),
             };
             fineTune.Validate();
-            var options = new EvaluationOptions(spec, parse.GetValue(task)!, parse.GetValue(init)!, parse.GetValue(output)!, fineTune, parse.GetValue(config), parse.GetValue(device)!, parse.GetValue(head)!);
+            var options = new EvaluationOptions(spec, parse.GetValue(task)!, parse.GetValue(init)!, parse.GetValue(output)!, fineTune, parse.GetValue(config), parse.GetValue(device)!,
+                parse.GetValue(head)!);
             EvaluationJob.Validate(options);
             claimed.Mark();
             using var tracked = StartTracking(options, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));

@@ -18,7 +18,8 @@ static class PretrainCommand
         var config = new Option<string?>("--config") { Description = "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." };
         var device = new Option<string?>("--device") { Description = "cpu or cuda[:N] (default: the config's, else cpu)." };
         var precision = new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, bf16)." };
-        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
+        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule,
+            DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
         var force = OutputOption.Force();
         var seed = new Option<long?>("--seed") { Description = "Seed of every random draw (default: the config's, 0)." };
         var maxSteps = new Option<long?>("--max-steps") { Description = "Optimizer steps (default: the config's)." };
@@ -34,7 +35,8 @@ static class PretrainCommand
         var masterPort = new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.", DefaultValueFactory = _ => DistributedEnvironment.DefaultPort };
         Option[] launch = [nproc, nnodes, nodeRank, masterAddr, masterPort];
         var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
-        foreach (var option in (Option[])[config, device, precision, output, force, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment, runName, .. launch]) command.Options.Add(option);
+        foreach (var option in (Option[])[config, device, precision, output, force, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment,
+            runName, .. launch]) command.Options.Add(option);
         command.SetAction(parse =>
         {
             // Before anything starts, the launcher's ranks included: a refused --out is one line, written nowhere.
@@ -188,7 +190,8 @@ static class PretrainCommand
         var t = result.Training;
         string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
         string processes = group is null ? "" : $" × {group.WorldSize} processes";
-        Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
+        Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss " +
+            $"{t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
         Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
         Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
         if (tracked is not null)

@@ -95,7 +95,8 @@ public static class Checkpoint
         using var file = SafetensorsFile.Open(path);
         long stored = file.Tensors.Sum(t => t.ElementCount);
         if (config.BlockParameters > stored + (1 << 20))
-            throw new InvalidDataException($"{Path.Combine(directory, ConfigFile)}: describes a model of at least {config.BlockParameters:0} parameters, but {path} holds {stored}; not built");
+            throw new InvalidDataException($"{Path.Combine(directory, ConfigFile)}: describes a model of at least {config.BlockParameters:0} parameters, " +
+                $"but {path} holds {stored}; not built");
     }
 
     // A bank that a newer vocabulary added: latents.<kind>.<name> (not the general latents).

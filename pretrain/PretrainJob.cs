@@ -103,7 +103,9 @@ public static class PretrainJob
         if (overrides.Resume)
         {
             from = TrainingCheckpoint.Latest(outputDirectory)
-                ?? throw new ArgumentException($"--resume: no checkpoint in {outputDirectory} to resume from (a run interrupted before its first checkpoint has none: start it again without --resume)");
+                ?? throw new
+                    ArgumentException($"--resume: no checkpoint in {outputDirectory} to resume from (a run interrupted before its first checkpoint has " +
+                        "none: start it again without --resume)");
             runId = TrainingCheckpoint.RunIdOf(from);
         }
         return new PretrainPlan(device, effective, requested, from, runId, config);
@@ -185,7 +187,8 @@ public static class PretrainJob
         var steps = new List<ITransform>
         {
             volume
-                ? new Compose([new ResizeWithPadOrCrop([.. probe.SpatialShape.Select(n => Math.Max(n, size))]), new RandSpatialCrop([.. Enumerable.Repeat(size, axes)])])
+                ? new Compose([new ResizeWithPadOrCrop([.. probe.SpatialShape.Select(n => Math.Max(n, size))]), new RandSpatialCrop([.. Enumerable.Repeat(size,
+                    axes)])])
                 : new RandResizedCrop([.. Enumerable.Repeat(size, axes)], MinScale: spec.MinScale),
         };
         // Left-right flips only: a vertical flip of an image whose anatomy is left-right symmetric equals its 180° turn,

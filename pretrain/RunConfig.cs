@@ -136,7 +136,8 @@ public sealed record RunConfig
         {
             var options = adaptation.ToOptions(Batch.Size, source);
             options.Validate($"{source}: batch_adaptation");
-            Require(options.MaxBatch <= Batch.Size, "batch_adaptation.max_batch", $"{options.MaxBatch} must not exceed batch.size {Batch.Size} (the loader's batches)");
+            Require(options.MaxBatch <= Batch.Size, "batch_adaptation.max_batch",
+                $"{options.MaxBatch} must not exceed batch.size {Batch.Size} (the loader's batches)");
             Require(!options.Enabled || Batch.Accumulation == 1, "batch_adaptation", $"needs batch.accumulation 1, not {Batch.Accumulation}");
         }
     }
@@ -228,7 +229,8 @@ public sealed record ObjectiveSpec
         var allowed = ObjectiveRegistry.SettingsOf(objective) ?? [];
         foreach (var (key, value) in Settings())
             if (value is not null && !allowed.Contains(key))
-                throw new ArgumentException($"{where}.{key}: {objective} has no such setting{(allowed.Count > 0 ? $" (it has {string.Join(", ", allowed)})" : "")}");
+                throw new ArgumentException($"{where}.{key}: {objective} has no such " +
+                    $"setting{(allowed.Count > 0 ? $" (it has {string.Join(", ", allowed)})" : "")}");
         if (MaskRatio is { } r && r is <= 0 or >= 1) throw new ArgumentException($"{where}.mask_ratio: {r} must be in (0, 1)");
         if (Grid is { } g && g < 2) throw new ArgumentException($"{where}.grid: {g} must be at least 2");
         if (Permutations is { } p && p < 2) throw new ArgumentException($"{where}.permutations: {p} must be at least 2");

@@ -18,7 +18,8 @@ public static class DeviceSpec
             if (s.Length > 4 && (!int.TryParse(s.AsSpan(5), out index) || index < 0))
                 throw new ArgumentException($"--device '{spec}': the CUDA index must be a non-negative integer, as in cuda:0.");
             if (!torch.cuda.is_available())
-                throw new ArgumentException($"--device '{spec}': CUDA is not available in this build or on this machine (build with -p:TorchBackend=cuda on a machine with an NVIDIA driver; see README, CUDA).");
+                throw new ArgumentException($"--device '{spec}': CUDA is not available in this build or on this machine (build with -p:TorchBackend=cuda on " +
+                    "a machine with an NVIDIA driver; see README, CUDA).");
             int count = torch.cuda.device_count();
             if (index >= count)
                 throw new ArgumentException($"--device '{spec}': this machine has {count} CUDA device(s), numbered 0 to {count - 1}.");

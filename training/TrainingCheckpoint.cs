@@ -64,7 +64,8 @@ public static class TrainingCheckpoint
         return folder;
     }
 
-    /// <summary>The final model folder (config.json + model.safetensors, fp32, and the task's <see cref="TrainingTask.ModelFiles"/>), what fine-tuning starts from.</summary>
+    /// <summary>The final model folder (config.json + model.safetensors, fp32, and the task's <see cref="TrainingTask.ModelFiles"/>), what fine-tuning starts
+    /// from.</summary>
     internal static void SaveModel(string folder, TrainingTask task, MixedPrecision policy)
     {
         var parts = CheckpointParts.Of(task, policy);

@@ -35,7 +35,8 @@ public static class ObjectivesExperiment
         string root = Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_OUT") ?? Path.Combine(Path.GetTempPath(), "medformer-objectives");
         foreach (string arm in arms)
             if (arm != Scratch && arm != Mix && !arm.Split('+').All(RunConfig.ObjectiveNames.Contains))
-                throw new ArgumentException($"MEDFORMER_OBJECTIVES_ARMS: unknown arm '{arm}' (known: {Scratch}, {string.Join(", ", RunConfig.ObjectiveNames)}, {Mix}, or objectives joined by '+')");
+                throw new ArgumentException($"MEDFORMER_OBJECTIVES_ARMS: unknown arm '{arm}' (known: {Scratch}, " +
+                    $"{string.Join(", ", RunConfig.ObjectiveNames)}, {Mix}, or objectives joined by '+')");
         Directory.CreateDirectory(root);
         Console.WriteLine($"  results and models in {root}");
 
@@ -80,14 +81,16 @@ public static class ObjectivesExperiment
                                 PaysExperiment.Probe(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas)));
                         if (!Done(arm, fraction, seed, "fine-tuned"))
                             Record(new Cell(arm, fraction, seed, "fine-tuned",
-                                FineTunedAccuracy(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, fineTuneSteps, seed)));
+                                FineTunedAccuracy(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas,
+                                    fineTuneSteps, seed)));
                     }
                 }
         }
 
         var report = new BenchReport("objectives");
         Console.WriteLine();
-        Console.WriteLine($"| tiny, {steps} pretraining steps | " + string.Join(" | ", fractions.SelectMany(f => new[] { $"probe {f:P0}", $"fine-tuned {f:P0}" })) + " |");
+        Console.WriteLine($"| tiny, {steps} pretraining steps | " + string.Join(" | ", fractions.SelectMany(f => new[] { $"probe {f:P0}",
+            $"fine-tuned {f:P0}" })) + " |");
         Console.WriteLine("| --- |" + string.Concat(Enumerable.Repeat(" --- |", 2 * fractions.Length)));
         foreach (string arm in arms)
         {
@@ -134,12 +137,15 @@ public static class ObjectivesExperiment
             };
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var result = PretrainJob.Run(config, output,
-            log: entry => Console.WriteLine($"  {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}) {entry.SamplesPerSecond:F0} samples/s"));
+            log: entry =>
+                Console.WriteLine($"  {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} " +
+                    $"({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}) {entry.SamplesPerSecond:F0} samples/s"));
         cpuMinutes[arm] = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes;
         return result.Training.ModelDirectory;
     }
 
-    static double FineTunedAccuracy(MedformerModel model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, int seed)
+    static double FineTunedAccuracy(MedformerModel model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps,
+        int seed)
     {
         using var tuner = PaysExperiment.FineTune(model, subset, steps, 1e-3, seed);
         return PaysExperiment.Accuracy(tuner, testImages, testLabels, testMetas);

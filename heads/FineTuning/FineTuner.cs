@@ -70,10 +70,12 @@ public sealed class FineTuner : IDisposable
         {
             var trainer = new Trainer(options.Trainer, device, notice);
             var result = trainer.Fit(task,
-                start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
+                start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed,
+                    Workers: options.Workers)).Batches(start),
                 output, log: log, evaluate: validation is null ? null : step => Check(validation, step, best), cancel: cancel);
             KeepWeights(result.ModelDirectory, options, best);
-            return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation), best.Step);
+            return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation),
+                best.Step);
         }
         finally
         {
@@ -87,9 +89,11 @@ public sealed class FineTuner : IDisposable
     /// </summary>
     ITransform? Prepare(ICorpus train, FineTuneOptions options, ICorpus? validation)
     {
-        if (validation is not null && Head.CreateMetric() is null) throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
+        if (validation is not null && Head.CreateMetric() is null)
+            throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
         if (options.SelectMode is not ("max" or "min")) throw new ArgumentException($"select_mode '{options.SelectMode}': expected max or min");
-        if (options.Mixup < 0 || double.IsNaN(options.Mixup) || double.IsInfinity(options.Mixup)) throw new ArgumentException($"mixup α {options.Mixup} must be 0 (off) or positive");
+        if (options.Mixup < 0 || double.IsNaN(options.Mixup) || double.IsInfinity(options.Mixup))
+            throw new ArgumentException($"mixup α {options.Mixup} must be 0 (off) or positive");
         if (options.Mixup > 0 && Head.Output != HeadOutput.Probabilities)
             throw new ArgumentException($"mixup mixes class labels; the {Head.Kind} head predicts {Head.Output.ToString().ToLowerInvariant()}s");
         task.Mixup = options.Mixup;
@@ -200,7 +204,8 @@ public sealed class FineTuner : IDisposable
     {
         int axes = dims.SpatialAxes, patch = dims.IsVolume ? Model.Config.PatchSize3d : Model.Config.PatchSize2d;
         if (roi.Length != axes || roi.Any(r => r < patch || r % patch != 0))
-            throw new ArgumentException($"window [{string.Join(",", roi)}]: needs {axes} extents for {dims} images, each a positive multiple of the patch size {patch}");
+            throw new ArgumentException($"window [{string.Join(",", roi)}]: needs {axes} extents for {dims} images, each a " +
+                $"positive multiple of the patch size {patch}");
     }
 
     /// <summary>
@@ -218,7 +223,8 @@ public sealed class FineTuner : IDisposable
             void Flush()
             {
                 if (pending.Count == 0) return;
-                using (var batch = new Batch(0, [new BatchView(stack(pending.Select(p => p.Image)), pending[0].Target is null ? null : stack(pending.Select(p => p.Target!)), null)],
+                using (var batch = new Batch(0, [new BatchView(stack(pending.Select(p => p.Image)),
+                    pending[0].Target is null ? null : stack(pending.Select(p => p.Target!)), null)],
                     [.. pending.Select(p => p.Meta)]))
                 using (var predictions = PredictWhole(batch.Images, batch.Metas))
                     metric.Update(predictions, batch);
@@ -271,7 +277,8 @@ public sealed class FineTuner : IDisposable
         string folder = Pretrained.Resolve(folderOrName);
         string headPath = Path.Combine(folder, FineTuneTask.HeadFile);
         if (!File.Exists(headPath))
-            throw new InvalidDataException($"{folder}: no {FineTuneTask.HeadFile}: a pretrained model, not a fine-tuned one (fine-tune it first: medformer finetune)");
+            throw new InvalidDataException($"{folder}: no {FineTuneTask.HeadFile}: a pretrained model, not a fine-tuned one " +
+                "(fine-tune it first: medformer finetune)");
         JsonObject description;
         try
         {

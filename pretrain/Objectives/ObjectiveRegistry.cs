@@ -27,6 +27,7 @@ public static class ObjectiveRegistry
     public static IReadOnlyList<string>? SettingsOf(string name) => Entries.FirstOrDefault(e => e.Name == name)?.Settings;
 
     public static Objective Create(string name, ObjectiveSpec spec, MedformerConfig model) =>
-        (Entries.FirstOrDefault(e => e.Name == name) ?? throw new ArgumentException($"objectives.{name}: unknown objective (known: {string.Join(", ", Names)})"))
+        (Entries.FirstOrDefault(e => e.Name == name) ??
+            throw new ArgumentException($"objectives.{name}: unknown objective (known: {string.Join(", ", Names)})"))
         .Create(spec, model);
 }

@@ -34,13 +34,15 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
         var spec = new ProtocolSpec(ProtocolKind.Halves, [1.0], Seeds: 1);
         var settings = new FineTuneSettings
         {
-            FineTune = FineTuneSettings.Recipe with { MaxSteps = 24, LearningRate = 3e-3, BatchSize = 4, Precision = Precision.Fp32, Workers = 0, Roi = [16, 16, 16] },
+            FineTune = FineTuneSettings.Recipe with { MaxSteps = 24, LearningRate = 3e-3, BatchSize = 4, Precision = Precision.Fp32, Workers = 0, Roi = [16, 16,
+                16] },
             Evaluations = 2,
         };
         var cells = new DenseCells(data, "restoration:l1=0,mse=1", settings, Config);
         Assert.Equal(["score_mse", "score_ssim", "mse", "ssim", "psnr"], cells.Metrics.Select(m => m.Name));
         Initialisation[] inits = [Initialisation.GaussianFilter, Initialisation.Random];
-        var results = ProtocolRunner.Run(spec, data, inits, cells, new ResultStore(Path.Combine(root, "results"), ProtocolRunner.Settings(spec, cells)), output.WriteLine);
+        var results = ProtocolRunner.Run(spec, data, inits, cells, new ResultStore(Path.Combine(root, "results"), ProtocolRunner.Settings(spec, cells)),
+            output.WriteLine);
 
         var gaussian = results.Single(r => r.Init == "Gaussian filter");
         var tuned = results.Single(r => r.Init == "random init");
@@ -66,7 +68,8 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
             Assert.True(double.IsFinite(tuned.Metrics[metric]), $"{metric} {tuned.Metrics[metric]}");
         output.WriteLine($"Gaussian σ {fit.Best.Sigma}: score {gaussian.Metrics["score_mse"]:F1}; fine-tuned 24 steps: {tuned.Metrics["score_mse"]:F1}");
 
-        var report = EvaluationReport.Write(Path.Combine(root, "report"), "pet", results, cells.Metrics, [.. inits.Select(i => i.Name)], spec.Fractions, ProtocolRunner.Settings(spec, cells));
+        var report = EvaluationReport.Write(Path.Combine(root, "report"), "pet", results, cells.Metrics, [.. inits.Select(i => i.Name)], spec.Fractions,
+            ProtocolRunner.Settings(spec, cells));
         string markdown = File.ReadAllText(report.Markdown);
         output.WriteLine(markdown);
         Assert.Contains("| Gaussian filter | ", markdown);
@@ -85,7 +88,8 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
             Evaluations = 2,
         };
         var cells = new DenseCells(data, "segmentation", settings, Config);
-        var result = ProtocolRunner.Run(spec, data, [Initialisation.Random], cells, new ResultStore(Path.Combine(root, "seg"), ProtocolRunner.Settings(spec, cells)), output.WriteLine).Single();
+        var result = ProtocolRunner.Run(spec, data, [Initialisation.Random], cells, new ResultStore(Path.Combine(root, "seg"), ProtocolRunner.Settings(spec,
+            cells)), output.WriteLine).Single();
         Assert.Equal("dice", result.SelectionMetric);
         Assert.InRange(result.Metrics["dice"], 0, 1);
         Assert.InRange(result.Metrics["iou"], 0, result.Metrics["dice"] + 1e-9);   // IoU ≤ Dice case by case
@@ -99,12 +103,15 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
         var settings = new FineTuneSettings { FineTune = FineTuneSettings.Recipe with { MaxSteps = 2 } };
         Assert.Contains("no label maps", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "segmentation", settings, Config)).Message);
         Assert.Contains("no class labels", Assert.Throws<ArgumentException>(() => new ClassificationCells(pet, settings, Config)).Message);
-        Assert.Contains("dice", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration", settings with { Selection = "dice" }, Config)).Message);
-        Assert.Contains("unknown setting 'sigma'", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration:sigma=2", settings, Config)).Message);
+        Assert.Contains("dice", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration", settings with { Selection = "dice" },
+            Config)).Message);
+        Assert.Contains("unknown setting 'sigma'", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration:sigma=2", settings,
+            Config)).Message);
         using var phantom = EvaluationData.Phantom(new PhantomSpec(Dimensionality.Image, 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
         Assert.Contains("no target images", Assert.Throws<ArgumentException>(() => new DenseCells(phantom, "restoration", settings, Config)).Message);
         var options = new EvaluationOptions(ProtocolSpec.MedMnistFractions, ["phantom"], ["gaussian"], root, settings, Head: "segmentation");
         Assert.Contains("--init gaussian", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options)).Message);
-        Assert.Contains("--task", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options with { Task = ["petct"], Inits = ["random"] })).Message);
+        Assert.Contains("--task", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options with { Task = ["petct"],
+            Inits = ["random"] })).Message);
     }
 }

@@ -59,7 +59,8 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         using (var interrupt = new CancellationTokenSource())
         {
             int finished = 0;
-            Assert.Throws<OperationCanceledException>(() => ProtocolRunner.Run(spec, data, inits, first, new ResultStore(store, ProtocolRunner.Settings(spec, first)),
+            Assert.Throws<OperationCanceledException>(() => ProtocolRunner.Run(spec, data, inits, first, new ResultStore(store, ProtocolRunner.Settings(spec,
+                first)),
                 output.WriteLine, _ => { if (++finished == 3) interrupt.Cancel(); }, interrupt.Token));
         }
         Assert.Equal(3, first.Trained);
@@ -132,7 +133,8 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         Assert.Empty(full.TrainIndices.Intersect(full.ValidationIndices));
         Assert.Equal(20, plan.TrainIndices.Length);
         Assert.Subset(full.TrainIndices.ToHashSet(), plan.TrainIndices.ToHashSet());
-        Assert.Equal(4 * 3 * 6, spec.Cells([Initialisation.Random, new Initialisation("b", "/x"), new Initialisation("c", "/y"), new Initialisation("d", "/z")]).Count());
+        Assert.Equal(4 * 3 * 6, spec.Cells([Initialisation.Random, new Initialisation("b", "/x"), new Initialisation("c", "/y"), new Initialisation("d",
+            "/z")]).Count());
         var fractions = ProtocolSpec.MedMnistFractions.Plan(data, Initialisation.Random, new CellKey("random init", 0.1, 0));
         Assert.Same(data.Validation, fractions.Validation);
         Assert.Equal(60, fractions.ValidationIndices.Length);

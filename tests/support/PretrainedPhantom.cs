@@ -19,7 +19,8 @@ public sealed class PretrainedPhantom : IDisposable
         {
             LogEvery = 100, CheckpointEvery = 0, Schedule = new ScheduleSpec { MaxSteps = Steps }, Batch = new BatchSpec { Workers = 2 },
         };
-        var result = PretrainJob.Run(Config, root, log: entry => Log.Add($"step {entry.Step}: {entry.Loss:F4} {string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}"));
+        var result = PretrainJob.Run(Config, root, log: entry =>
+            Log.Add($"step {entry.Step}: {entry.Loss:F4} {string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}"));
         ModelDirectory = result.Training.ModelDirectory;
     }
 
