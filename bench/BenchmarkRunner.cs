@@ -12,14 +12,24 @@ public static class BenchmarkRunner
     {
         ["runtime"] = ("GEMM rates, per-op overhead, and a transformer block's training step (fp32, bf16)", RuntimeBenchmark.Run),
         ["model"] = ("Medformer small: training-step throughput (fp32, bf16), model-FLOP utilisation, memory", ModelBenchmark.Run),
-        ["pretrain"] = ("the pretraining job's default mix (inpainting, SimCLR) on Medformer small: trainer throughput (bf16, fp32), MFU, memory", PretrainBenchmark.Run),
-        ["dba"] = ("Dynamic Batch Adaptation on 1% of Fashion-MNIST vs plain training on 1% and 100% (test accuracy; an experiment, no PyTorch reference)", DbaExperiment.Run),
-        ["pays"] = ("does pretraining pay? Fashion-MNIST, 1% of the labels: linear model on pixels, random vs pretrained Medformer (probe, fine-tuned); an experiment", PaysExperiment.Run),
-        ["objectives"] = ("issue 13's table on the phantom: linear probe and fine-tuning at 1% and 10% of the labels after each objective and the mix vs random init; an experiment", ObjectivesExperiment.Run),
-        ["brainfuse"] = ("issue 31's table: top-1/3/5 after fine-tuning with few labels, normal, + Barlow Twins, + BrainFuse (smooth, raw) with and without consistency, on the 3D phantom and Fashion-MNIST; an experiment", BrainFuseExperiment.Run),
-        ["distributed"] = ("data parallel: Gloo all-reduce bandwidth between 2 processes vs torch.distributed's gloo; small's pretraining on 2 processes vs 1; communication's share of a step", DistributedBenchmark.Run),
-        ["heads"] = ("sliding-window segmentation of a 128^3 volume (Medformer tiny, 32^3 windows) vs a PyTorch twin of MONAI's sliding_window_inference; full fine-tuning of a classification head (28x28) and a 3D segmentation head (32^3 crops) vs PyTorch twins", HeadsBenchmark.Run),
-        ["soak"] = ("the default pretraining job on tiny for --minutes N (default 9) under forced garbage collection: steps, faults (must be 0), RSS each minute (growth from minute 2 under 1%), a PNG of RSS over time (--plot FILE)", SoakBenchmark.Run),
+        ["pretrain"] = ("the pretraining job's default mix (inpainting, SimCLR) on Medformer small: trainer throughput (bf16, fp32), MFU, memory",
+            PretrainBenchmark.Run),
+        ["dba"] = ("Dynamic Batch Adaptation on 1% of Fashion-MNIST vs plain training on 1% and 100% (test accuracy; an experiment, no PyTorch reference)",
+            DbaExperiment.Run),
+        ["pays"] = ("does pretraining pay? Fashion-MNIST, 1% of the labels: linear model on pixels, random vs pretrained Medformer (probe, " +
+            "fine-tuned); an experiment", PaysExperiment.Run),
+        ["objectives"]
+            = ("issue 13's table on the phantom: linear probe and fine-tuning at 1% and 10% of the labels after each objective and the mix vs random init; " +
+                "an experiment", ObjectivesExperiment.Run),
+        ["brainfuse"] = ("issue 31's table: top-1/3/5 after fine-tuning with few labels, normal, + Barlow Twins, + BrainFuse (smooth, raw) " +
+            "with and without consistency, on the 3D phantom and Fashion-MNIST; an experiment", BrainFuseExperiment.Run),
+        ["distributed"]
+            = ("data parallel: Gloo all-reduce bandwidth between 2 processes vs torch.distributed's gloo; small's pretraining on 2 processes vs 1; " +
+                "communication's share of a step", DistributedBenchmark.Run),
+        ["heads"] = ("sliding-window segmentation of a 128^3 volume (Medformer tiny, 32^3 windows) vs a PyTorch twin of MONAI's sliding_window_inference; " +
+            "full fine-tuning of a classification head (28x28) and a 3D segmentation head (32^3 crops) vs PyTorch twins", HeadsBenchmark.Run),
+        ["soak"] = ("the default pretraining job on tiny for --minutes N (default 9) under forced garbage collection: steps, faults (must be 0), RSS each " +
+            "minute (growth from minute 2 under 1%), a PNG of RSS over time (--plot FILE)", SoakBenchmark.Run),
         ["data"] = ("load + two-view augmentation of 28x28 images, 96^3 crops from the CT cache, vs torch's DataLoader", DataBenchmark.Run),
     };
 
@@ -76,7 +86,8 @@ public sealed record BenchOptions(int Threads, double Minutes = 9, string? Plot 
             if (args[i] == "--threads" && int.TryParse(value, out int threads) && threads > 0) options = options with { Threads = threads };
             else if (args[i] == "--minutes" && double.TryParse(value, System.Globalization.CultureInfo.InvariantCulture, out double minutes) && minutes > 0)
                 options = options with { Minutes = minutes };
-            else if (args[i] == "--plot" && value is { Length: > 0 } && value.EndsWith(".png", StringComparison.OrdinalIgnoreCase)) options = options with { Plot = value };
+            else if (args[i] == "--plot" && value is { Length: > 0 } && value.EndsWith(".png",
+                StringComparison.OrdinalIgnoreCase)) options = options with { Plot = value };
             else throw new ArgumentException($"unknown or malformed option '{args[i]}' (expected --threads N, --minutes N or --plot FILE.png)");
             i++;
         }

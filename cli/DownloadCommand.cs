@@ -19,7 +19,8 @@ public static class DownloadCommand
     {
         var name = new Argument<string?>("name") { Description = "A checkpoint of the hub manifest (--list shows them), or an http(s) URL of one.", Arity = ArgumentArity.ZeroOrOne };
         var manifest = new Option<string?>("--manifest") { Description = $"The hub manifest: a JSON file or URL (default ${HubManifest.Variable}, else the built-in one)." };
-        var manifestSha256 = new Option<string?>("--manifest-sha256") { Description = $"The manifest's own SHA-256, pinning it (default ${HubManifest.PinVariable}); required for a manifest over plain http." };
+        var manifestSha256 = new Option<string?>("--manifest-sha256") { Description =
+            $"The manifest's own SHA-256, pinning it (default ${HubManifest.PinVariable}); required for a manifest over plain http." };
         var sha256 = new Option<string?>("--sha256") { Description = "For a URL the manifest does not list: the SHA-256 to verify it against (required for plain http)." };
         var verify = new Option<bool>("--verify") { Description = "Hash the cached model folder's files against the digests recorded when it was verified; fetch it again if they differ." };
         var (timeout, retries) = NetworkOptions();
@@ -43,7 +44,8 @@ public static class DownloadCommand
                 return ExitCodes.Done;
             }
             if (string.IsNullOrEmpty(wanted))
-                throw new ArgumentException($"name a checkpoint ({(hub.Checkpoints.Count == 0 ? hub.Source + " lists none" : string.Join(", ", hub.Checkpoints.Select(e => e.Name)))}), give a URL, or name a dataset: medmnist, phantom");
+                throw new ArgumentException($"name a checkpoint ({(hub.Checkpoints.Count == 0 ? hub.Source + " lists none" : string.Join(", ", hub.Checkpoints.Select(e => e.Name)))}), give a URL, " +
+                    "or name a dataset: medmnist, phantom");
             var chosen = Uri.TryCreate(wanted, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
                 ? hub.ForUrl(url) ?? Direct(url, parse.GetValue(sha256))
                 : hub.TryGet(wanted, out var entry) ? entry

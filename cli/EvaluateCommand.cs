@@ -20,14 +20,21 @@ static class EvaluateCommand
 {
     public static Command Create()
     {
-        var protocol = new Option<string>("--protocol") { Description = "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training split, choose on the other half, 6 seeds).", DefaultValueFactory = _ => "fractions" };
+        var protocol = new Option<string>("--protocol") { Description =
+            "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training split, choose on the other half, 6 seeds).",
+                DefaultValueFactory = _ => "fractions" };
         var task = new Option<string[]>("--task")
         {
-            Description = "The labelled data: phantom [2d|3d] (embedded), medmnist NAME (from $MEDFORMER_HOME/medmnist), npz FILE (MedMNIST layout), mnist FOLDER, msd FOLDER (a Decathlon task) or petct FOLDER (PET studies, pet_60s to pet_90s); msd and petct cases are split 70/10/20% into training, validation and test.",
+            Description =
+                "The labelled data: phantom [2d|3d] (embedded), medmnist NAME (from $MEDFORMER_HOME/medmnist), npz FILE (MedMNIST layout), mnist FOLDER, msd FOLDER (a Decathlon task) or petct " +
+                    "FOLDER (PET studies, pet_60s to pet_90s); msd and petct cases are split 70/10/20% into training, validation and test.",
             Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["phantom"],
         };
-        var init = new Option<string[]>("--init") { Description = "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).", DefaultValueFactory = _ => ["random"] };
-        var head = new Option<string>("--head") { Description = "The head: classification, segmentation[:…], restoration[:…], super-resolution[:scale=2|4] or translation[:…] (settings as finetune's --head).", DefaultValueFactory = _ => "classification" };
+        var init = new Option<string[]>("--init") { Description =
+            "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).", DefaultValueFactory = _ => ["random"] };
+        var head = new Option<string>("--head") { Description =
+            "The head: classification, segmentation[:…], restoration[:…], super-resolution[:scale=2|4] or translation[:…] (settings as finetune's --head).",
+                DefaultValueFactory = _ => "classification" };
         var roi = new Option<string?>("--roi") { Description = "Dense heads: the training crop and sliding window, e.g. 32,32,32 (default: whole images, which must then share one shape)." };
         var fractions = new Option<string?>("--fractions") { Description = "Fractions of the training labels, comma-separated (default: the protocol's)." };
         var seeds = new Option<int?>("--seeds") { Description = "Runs per cell (default: the protocol's)." };
@@ -35,16 +42,19 @@ static class EvaluateCommand
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => 1e-3 };
         var batch = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => 32 };
         var pooling = new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.", DefaultValueFactory = _ => "flatten" };
-        var select = new Option<string?>("--select") { Description = "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or ssim (image-to-image, default mse)." };
+        var select = new Option<string?>("--select") { Description =
+            "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or ssim (image-to-image, default mse)." };
         var config = new Option<string?>("--config") { Description = "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." };
-        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
-        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "evaluate") };
+        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs",
+            "evaluate") };
         var force = OutputOption.Force();
         var json = new Option<bool>("--json") { Description = "Print one JSON object (the report's tables and files); progress goes to stderr." };
         var (trackingUri, experiment, runName) = Tracked.Options("evaluate");
         var command = new Command("evaluate", "Fine-tune each initialisation on fractions of the labels over several seeds and report mean ± std per cell.");
-        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, force, json, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, force, json, trackingUri,
+            experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -54,10 +64,18 @@ static class EvaluateCommand
             if (parse.GetValue(fractions) is { } list) spec = spec with { Fractions = ParseFractions(list) };
             if (parse.GetValue(seeds) is { } n) spec = spec with { Seeds = n };
             spec.Validate();
-            var fineTune = new FineTuneSettings(parse.GetValue(maxSteps), parse.GetValue(lr), parse.GetValue(batch),
-                Precision: PrecisionNames.Parse(parse.GetValue(precision)!), Pooling: ParsePooling(parse.GetValue(pooling)!), Selection: parse.GetValue(select), Roi: ParseRoi(parse.GetValue(roi)));
+            var fineTune = new FineTuneSettings
+            {
+                FineTune = FineTuneSettings.Recipe with
+                {
+                    MaxSteps = parse.GetValue(maxSteps), LearningRate = parse.GetValue(lr), BatchSize = parse.GetValue(batch),
+                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Roi = ParseRoi(parse.GetValue(roi)),
+                },
+                Pooling = ParsePooling(parse.GetValue(pooling)!), Selection = parse.GetValue(select),
+            };
             fineTune.Validate();
-            var options = new EvaluationOptions(spec, parse.GetValue(task)!, parse.GetValue(init)!, parse.GetValue(output)!, fineTune, parse.GetValue(config), parse.GetValue(device)!, parse.GetValue(head)!);
+            var options = new EvaluationOptions(spec, parse.GetValue(task)!, parse.GetValue(init)!, parse.GetValue(output)!, fineTune, parse.GetValue(config), parse.GetValue(device)!,
+                parse.GetValue(head)!);
             EvaluationJob.Validate(options);
             claimed.Mark();
             using var tracked = StartTracking(options, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
@@ -74,18 +92,18 @@ static class EvaluateCommand
         {
             ["protocol"] = options.Protocol.Name,
             ["head"] = options.Head,
-            ["roi"] = options.FineTune.Roi is { } roi ? string.Join(",", roi) : null,
+            ["roi"] = options.FineTune.FineTune.Roi is { } roi ? string.Join(",", roi) : null,
             ["task"] = string.Join(" ", options.Task),
             ["inits"] = string.Join(" ", options.Inits),
             ["fractions"] = string.Join(",", options.Protocol.Fractions.Select(f => f.ToString("R", CultureInfo.InvariantCulture))),
             ["seeds"] = options.Protocol.Seeds,
-            ["max_steps"] = options.FineTune.MaxSteps,
-            ["lr"] = options.FineTune.LearningRate,
-            ["batch_size"] = options.FineTune.BatchSize,
+            ["max_steps"] = options.FineTune.FineTune.MaxSteps,
+            ["lr"] = options.FineTune.FineTune.LearningRate,
+            ["batch_size"] = options.FineTune.FineTune.BatchSize,
             ["pooling"] = options.FineTune.Pooling.ToString().ToLowerInvariant(),
             ["selection"] = options.FineTune.Selection,
-            ["precision"] = MixedPrecision.Resolve(options.FineTune.Precision, DeviceSpec.Parse(options.Device)).Effective.Name(),
-            ["precision_requested"] = options.FineTune.Precision.Name(),
+            ["precision"] = MixedPrecision.Resolve(options.FineTune.FineTune.Precision, DeviceSpec.Resolve(options.Device)).Effective.Name(),
+            ["precision_requested"] = options.FineTune.FineTune.Precision.Name(),
             ["config"] = options.Config,
             ["device"] = options.Device,
         });

@@ -15,23 +15,32 @@ static class FinetuneCommand
     public static Command Create()
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.", Required = true };
-        var task = new Option<string>("--task") { Description = "The labelled corpus: phantom[:2d|:3d], a MedMNIST subset name (pathmnist, …) or .npz file, mnist:FOLDER, msd:FOLDER (a Decathlon task: 70/10/20% of its labelled cases for training, validation, test) or petct:FOLDER[:IN:OUT] (PET studies, exposures IN s to OUT s, default 60 to 90; split likewise).", DefaultValueFactory = _ => "phantom" };
-        var head = new Option<string?>("--head") { Description = "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." };
-        var roiOption = new Option<string?>("--roi") { Description = "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of it (default 32³ for msd and petct)." };
-        var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).", DefaultValueFactory = _ => "full" };
+        var task = new Option<string>("--task") { Description =
+            "The labelled corpus: phantom[:2d|:3d], a MedMNIST subset name (pathmnist, …) or .npz file, mnist:FOLDER, msd:FOLDER (a Decathlon task: 70/10/20% of its labelled cases for training, " +
+                "validation, test) or petct:FOLDER[:IN:OUT] (PET studies, exposures IN s to OUT s, default 60 to 90; split likewise).", DefaultValueFactory = _ => "phantom" };
+        var head = new Option<string?>("--head") { Description =
+            "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], segmentation[:classes=K,pixel_context=3], restoration, " +
+                "super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." };
+        var roiOption = new Option<string?>("--roi") { Description =
+            "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of it (default 32³ for msd and petct)." };
+        var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).",
+            DefaultValueFactory = _ => "full" };
         var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 };
         var maxSteps = new Option<long>("--max-steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 1000 };
         var batchSize = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => 64 };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => 1e-3 };
         var size = new Option<int?>("--size") { Description = "MedMNIST image size (28, 64, 128, 224)." };
-        var mixup = new Option<double>("--mixup") { Description = "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.", DefaultValueFactory = _ => 0 };
-        var ema = new Option<double>("--ema") { Description = "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; 0 (default) is off.", DefaultValueFactory = _ => 0 };
+        var mixup = new Option<double>("--mixup") { Description = "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.",
+            DefaultValueFactory = _ => 0 };
+        var ema = new Option<double>("--ema") { Description =
+            "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; 0 (default) is off.", DefaultValueFactory = _ => 0 };
         var brainFuse = new Option<string?>("--brainfuse") { Description = "BrainFuse (off by default): a share of each batch replaced by mixes of K training subjects with combined targets (classification and segmentation heads), optionally with a consistency term: parts=K (2),alpha=A (Dirichlet concentration, 1),weights=dirichlet|smooth (one weight per part, or smooth spatial maps; smooth),share=S (0.5),consistency=λ (0: off),grid=G (control points per axis of the smooth maps, 4)." };
         var noAugment = new Option<bool>("--no-augment") { Description = "Train without crops and flips." };
-        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "finetune") };
+        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs",
+            "finetune") };
         var force = OutputOption.Force();
-        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
@@ -40,7 +49,8 @@ static class FinetuneCommand
         var fixMatch = FixMatchOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, brainFuse, noAugment, output, force, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, brainFuse, noAugment, output, force, device, precision,
+            threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -58,7 +68,7 @@ static class FinetuneCommand
                 FineTune = new FineTuneOptions
                 {
                     MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
-                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
+                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Resolve(parse.GetValue(device)),
                     OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema),
                     BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
                     BrainFuse = parse.GetValue(brainFuse) is { } fuse ? BrainFuseOptions.Parse(fuse) : null,
@@ -203,7 +213,8 @@ static class FinetuneCommand
 
     /// <summary>"fine-tuning CHECKPOINT on CORPUS: N samples, head KIND (SETTINGS), strategy S, STEPS steps of BATCH".</summary>
     static string Describe(string checkpoint, FinetuneStart start) =>
-        $"fine-tuning {checkpoint} on {start.TrainName}: {start.TrainSamples} samples, head {start.HeadKind} ({string.Join(", ", start.HeadSettings.Select(p => $"{p.Key}={p.Value}"))}), strategy {start.Strategy}, {start.MaxSteps} steps of {start.BatchSize}";
+        $"fine-tuning {checkpoint} on {start.TrainName}: {start.TrainSamples} samples, head {start.HeadKind} ({string.Join(", ", start.HeadSettings.Select(p => $"{p.Key}={p.Value}"))}), strategy " +
+            $"{start.Strategy}, {start.MaxSteps} steps of {start.BatchSize}";
 
     /// <summary>--roi "32,32,32" (or one size for every axis, "32", expanded by the job to the corpus's dimensionality).</summary>
     static long[]? ParseRoi(string? text)

@@ -87,7 +87,8 @@ static class InspectCommand
         Console.WriteLine($"{volume.SourceFile}");
         Console.WriteLine($"  shape    [{string.Join(", ", volume.Voxels.shape)}]  ({volume.StoredType} → {report["tensor_dtype"]})");
         Console.WriteLine($"  spacing  {string.Join(" × ", volume.Spacing.Select(s => s.ToString("G6", inv)))} mm");
-        Console.WriteLine($"  values   min {stats["min"].ToString("G6", inv)}  max {stats["max"].ToString("G6", inv)}  mean {stats["mean"].ToString("G6", inv)}  std {stats["std"].ToString("G6", inv)}  nonzero {stats["nonzero"]}");
+        Console.WriteLine($"  values   min {stats["min"].ToString("G6", inv)}  max {stats["max"].ToString("G6", inv)}  mean {stats["mean"].ToString("G6", inv)}  std " +
+            $"{stats["std"].ToString("G6", inv)}  nonzero {stats["nonzero"]}");
         Console.WriteLine($"  affine   ({volume.Frame})");
         for (int i = 0; i < 4; i++)
             Console.WriteLine("           " + string.Join("  ", Enumerable.Range(0, 4).Select(j => volume.Affine[i, j].ToString("F4", inv).PadLeft(11))));

@@ -15,11 +15,12 @@ static class PredictCommand
     public static Command Create()
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "A fine-tuned model folder (as medformer finetune writes it: model/) or a hub name.", Required = true };
-        var inputs = new Argument<string[]>("INPUT") { Description = "Files to predict: .npz (MedMNIST layout or one array), NIfTI, DICOM (file or series folder), .npy.", Arity = ArgumentArity.OneOrMore };
+        var inputs = new Argument<string[]>("INPUT") { Description = "Files to predict: .npz (MedMNIST layout or one array), NIfTI, DICOM (file or series folder), .npy.",
+            Arity = ArgumentArity.OneOrMore };
         var output = new Option<string>("--out") { Description = "Output folder. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "predict") };
         var force = OutputOption.Force();
         var split = new Option<string>("--split") { Description = "The split of a MedMNIST-layout .npz (SPLIT_images).", DefaultValueFactory = _ => "test" };
-        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => "cpu" };
+        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
         var command = new Command("predict", "Predict with a fine-tuned model: class probabilities (JSON and CSV), masks (NIfTI) or images (NIfTI and PNG).");
         command.Arguments.Add(inputs);
@@ -29,7 +30,7 @@ static class PredictCommand
             var claimed = OutputOption.Claim(parse, output, force, "predict");
             TorchRuntime.EnsureLoaded();
             string outDir = parse.GetValue(output)!;
-            using var tuner = FineTuner.Load(parse.GetValue(checkpoint)!, DeviceSpec.Parse(parse.GetValue(device)!));
+            using var tuner = FineTuner.Load(parse.GetValue(checkpoint)!, DeviceSpec.Resolve(parse.GetValue(device)));
             claimed.Mark();
             // One branch per kind of head output.
             var written = tuner.Head.Output switch

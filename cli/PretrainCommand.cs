@@ -18,7 +18,8 @@ static class PretrainCommand
         var config = new Option<string?>("--config") { Description = "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." };
         var device = new Option<string?>("--device") { Description = "cpu or cuda[:N] (default: the config's, else cpu)." };
         var precision = new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, bf16)." };
-        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
+        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule,
+            DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
         var force = OutputOption.Force();
         var seed = new Option<long?>("--seed") { Description = "Seed of every random draw (default: the config's, 0)." };
         var maxSteps = new Option<long?>("--max-steps") { Description = "Optimizer steps (default: the config's)." };
@@ -34,7 +35,8 @@ static class PretrainCommand
         var masterPort = new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.", DefaultValueFactory = _ => DistributedEnvironment.DefaultPort };
         Option[] launch = [nproc, nnodes, nodeRank, masterAddr, masterPort];
         var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
-        foreach (var option in (Option[])[config, device, precision, output, force, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment, runName, .. launch]) command.Options.Add(option);
+        foreach (var option in (Option[])[config, device, precision, output, force, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment,
+            runName, .. launch]) command.Options.Add(option);
         command.SetAction(parse =>
         {
             // Before anything starts, the launcher's ranks included: a refused --out is one line, written nowhere.
@@ -61,13 +63,13 @@ static class PretrainCommand
             string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(output)}{(name is null ? "" : $" --config {name}")}";
             string outDir = parse.GetValue(output)!;
             // Everything that can be wrong with the arguments is found here, before an output folder or an MLflow run exists.
-            var plan = PretrainJob.Check(run, outDir, overrides);
+            var plan = PretrainJob.Check(run, outDir, overrides, job?.LocalRank);
             // Rank 0 speaks for a data-parallel job, in MLflow as on the terminal, and marks the folder.
             if (job is not { Rank: > 0 }) claimed.Mark();
             using var tracked = job is { Rank: > 0 } ? null
-                : StartTracking(run, plan, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+                : StartTracking(plan.Config, plan, overrides, outDir, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             if (tracked?.RunId is { } runId) overrides = overrides with { RunId = runId };
-            return Execute(run, outDir, overrides, resumeHint, job, tracked);
+            return Execute(plan, outDir, overrides, resumeHint, job, tracked);
         });
         return command;
     }
@@ -129,7 +131,7 @@ static class PretrainCommand
         return kept;
     }
 
-    static int Execute(RunConfig run, string outDir, PretrainOverrides overrides, string resumeHint, DistributedEnvironment? job, MlflowRun? tracked)
+    static int Execute(PretrainPlan plan, string outDir, PretrainOverrides overrides, string resumeHint, DistributedEnvironment? job, MlflowRun? tracked)
     {
         ProcessGroup? group;
         try
@@ -149,7 +151,7 @@ static class PretrainCommand
         bool clean = false;
         try
         {
-            var result = PretrainJob.Run(run, outDir, overrides, quiet ? null : log =>
+            var result = PretrainJob.Run(plan, outDir, overrides, quiet ? null : log =>
             {
                 progress.Show(log);
                 tracked?.LogMetrics(Tracked.Metrics(log), log.Step);
@@ -181,6 +183,8 @@ static class PretrainCommand
         }
     }
 
+    static string F4(double value) => value.ToString("F4", CultureInfo.InvariantCulture);
+
     /// <summary>What rank 0 says of a finished job, and its MLflow run's tags, model and end.</summary>
     static void Report(PretrainResult result, ProcessGroup? group, MlflowRun? tracked)
     {
@@ -188,12 +192,13 @@ static class PretrainCommand
         var t = result.Training;
         string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
         string processes = group is null ? "" : $" × {group.WorldSize} processes";
-        Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
+        Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss " +
+            $"{t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
         if (result.Objectives.Count > 0)
-            Console.WriteLine("objectives (last tenth of the run; chance: a model that learned nothing): " + string.Join(", ", result.Objectives.Select(o =>
-                $"{o.Name} {o.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{(o.ChanceLoss is { } c ? $" (chance {c.ToString("F4", CultureInfo.InvariantCulture)})" : "")}")));
+            Console.WriteLine("objectives (last tenth of the run; chance: a model that learned nothing): " + string.Join(", ",
+                result.Objectives.Select(o => $"{o.Name} {F4(o.FinalLoss)}{(o.ChanceLoss is { } c ? $" (chance {F4(c)})" : "")}")));
         foreach (var o in result.Objectives.Where(o => o.AtChance))
-            Console.WriteLine($"warning: {o.Name} ended at its chance loss ({o.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)} against {o.ChanceLoss!.Value.ToString("F4", CultureInfo.InvariantCulture)}): it learned nothing from this data");
+            Console.WriteLine($"warning: {o.Name} ended at its chance loss ({F4(o.FinalLoss)} against {F4(o.ChanceLoss!.Value)}): it learned nothing from this data");
         Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
         Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
         if (tracked is not null)

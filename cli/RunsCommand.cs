@@ -25,7 +25,9 @@ public static class RunsCommand
     /// <summary>The --tracking-uri option shared with the commands that log runs.</summary>
     public static Option<string?> TrackingUriOption(string logs) => new("--tracking-uri")
     {
-        Description = $"{logs}: sqlite:///FILE.db (MLflow's database), a folder or file:PATH (MLflow's file store), http(s)://HOST:PORT of an MLflow server, or none (default: ${TrackingUri.Variable}, else {TrackingUri.Default}).",
+        Description =
+            $"{logs}: sqlite:///FILE.db (MLflow's database), a folder or file:PATH (MLflow's file store), http(s)://HOST:PORT of an MLflow server, or none (default: " +
+                $"${TrackingUri.Variable}, else {TrackingUri.Default}).",
     };
 
     static Option<bool> Json() => new("--json") { Description = "Print one JSON object." };
@@ -92,7 +94,8 @@ public static class RunsCommand
     static Command Replay()
     {
         var spool = new Argument<string>("SPOOL") { Description = "A spool file (mlflow-spool-….jsonl) left by a run whose server was out of reach." };
-        var uri = new Option<string?>("--tracking-uri") { Description = "The server to send to (default: $MLFLOW_TRACKING_URI). Never the one the spool file names unless you name it: a spool file can come from anyone." };
+        var uri = new Option<string?>("--tracking-uri") { Description =
+            "The server to send to (default: $MLFLOW_TRACKING_URI). Never the one the spool file names unless you name it: a spool file can come from anyone." };
         var command = new Command("replay", "Send a run's entries that did not reach the tracking server; the file is removed once all are sent.");
         command.Arguments.Add(spool);
         command.Options.Add(uri);
@@ -134,7 +137,8 @@ public static class RunsCommand
             {
                 var reader = (ITrackingStore)source.OpenReader();
                 var outcome = RunMigration.Copy(reader, target.OpenStore()!, line => Console.WriteLine("copied " + line));
-                Console.WriteLine($"{outcome.Runs} run(s) of {outcome.Experiments} experiment(s), {outcome.MetricPoints} metric point(s) and {outcome.ArtifactFiles} artifact file(s) copied from {source} to {target}");
+                Console.WriteLine($"{outcome.Runs} run(s) of {outcome.Experiments} experiment(s), {outcome.MetricPoints} metric point(s) and {outcome.ArtifactFiles} artifact " +
+                    $"file(s) copied from {source} to {target}");
                 return 0;
             }
             catch (Exception e) when (e is InvalidOperationException or InvalidDataException or IOException or UnauthorizedAccessException)

@@ -19,7 +19,7 @@ public sealed record EvaluationOptions(
     string Out,
     FineTuneSettings FineTune,
     string? Config = null,
-    string Device = "cpu",
+    string? Device = null,
     string Head = "classification");
 
 /// <summary>What a run left: every requested cell's result, the settings they were made with, and the report's files.</summary>
@@ -39,7 +39,7 @@ public static class EvaluationJob
         var randomConfig = options.Config is { } name ? MedformerConfig.Resolve(name)
             : inits.FirstOrDefault(i => i.Checkpoint is not null) is { Checkpoint: { } folder } ? Checkpoint.ReadConfig(folder)
             : MedformerConfig.Tiny;
-        var device = DeviceSpec.Parse(options.Device);
+        var device = DeviceSpec.Resolve(options.Device);
         using var data = OpenData(options.Task);
         ICellTrainer cells = HeadRegistry.ParseSpec(options.Head).Kind == ClassificationHead.KindName
             ? new ClassificationCells(data, options.FineTune, randomConfig, device, progress)
@@ -53,7 +53,9 @@ public static class EvaluationJob
             trained++;
             finished?.Invoke(result);
         }, cancel);
-        string title = $"{data.Name}{(options.Head == ClassificationHead.KindName ? "" : $" ({options.Head})")}: {(options.Protocol.Kind == ProtocolKind.Halves ? "the seed talk's protocol (halves)" : "MedMNIST's data fractions")}";
+        string title =
+            $"{data.Name}{(options.Head == ClassificationHead.KindName ? "" : $" ({options.Head})")}: " +
+                $"{(options.Protocol.Kind == ProtocolKind.Halves ? "the seed talk's protocol (halves)" : "MedMNIST's data fractions")}";
         var report = EvaluationReport.Write(options.Out, title, results, cells.Metrics, [.. inits.Select(i => i.Name)], options.Protocol.Fractions, settings);
         return new EvaluationOutcome(results, settings, report, trained);
     }
@@ -65,7 +67,8 @@ public static class EvaluationJob
         options.FineTune.Validate();
         foreach (string init in options.Inits) Initialisation.Parse(init);
         string kind = HeadRegistry.ParseSpec(options.Head).Kind;
-        if (!HeadRegistry.Kinds.Contains(kind)) throw new ArgumentException($"--head '{options.Head}': the head kinds are {string.Join(", ", HeadRegistry.Kinds)}");
+        if (!HeadRegistry.Kinds.Contains(kind))
+            throw new ArgumentException($"--head '{options.Head}': the head kinds are {string.Join(", ", HeadRegistry.Kinds)}");
         if (kind != ImageToImageHead.Restoration && options.Inits.Contains("gaussian"))
             throw new ArgumentException($"--init gaussian: the Gaussian filter baseline is a restoration row, and --head is {kind}");
         if (options.Config is { } config) MedformerConfig.Resolve(config);

@@ -40,7 +40,8 @@ public static class LinearProbe
                         var latents = model.forward(cast is null ? images : cast(images), keys);
                         features.Add(scope.MoveToOuter((flatten ? latents.flatten(1) : latents.mean([1])).to(ScalarType.Float32).cpu()));
                         foreach (var meta in batch.Metas)
-                            labels.Add(meta.Labels.Length == 1 ? meta.Labels[0] : throw new ArgumentException($"{meta}: the linear probe needs one class label per sample, not {meta.Labels.Length}"));
+                            labels.Add(meta.Labels.Length == 1 ? meta.Labels[0] :
+                                throw new ArgumentException($"{meta}: the linear probe needs one class label per sample, not {meta.Labels.Length}"));
                     }
         }
         finally
@@ -54,7 +55,8 @@ public static class LinearProbe
     }
 
     /// <summary>Fits on (trainX, trainY), scores on (testX, testY). Classes are 0 … classes−1.</summary>
-    public static ProbeResult Fit(Tensor trainX, Tensor trainY, Tensor testX, Tensor testY, int classes, double weightDecay = 1e-3, int steps = 300, double lr = 0.05)
+    public static ProbeResult Fit(Tensor trainX, Tensor trainY, Tensor testX, Tensor testY, int classes, double weightDecay = 1e-3, int steps = 300,
+        double lr = 0.05)
     {
         if (trainX.shape[0] != trainY.shape[0] || testX.shape[0] != testY.shape[0])
             throw new ArgumentException("features and labels differ in count");

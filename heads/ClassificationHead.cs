@@ -124,7 +124,8 @@ public sealed class ClassificationHead : Head
     {
         HeadRegistry.RequireKnown(settings, KindName, "classes", "type", "pooling", "label_smoothing");
         string classesText = HeadRegistry.Text(settings, "classes") ?? throw new ArgumentException($"head '{KindName}': 'classes' is missing");
-        if (!int.TryParse(classesText, CultureInfo.InvariantCulture, out int classes)) throw new ArgumentException($"head '{KindName}': classes '{classesText}' is not an integer");
+        if (!int.TryParse(classesText, CultureInfo.InvariantCulture, out int classes))
+            throw new ArgumentException($"head '{KindName}': classes '{classesText}' is not an integer");
         var type = HeadRegistry.Text(settings, "type") is { } typeName ? TaskTypes.Parse(typeName) : TaskType.MultiClass;
         var pooling = HeadRegistry.Text(settings, "pooling") switch
         {
@@ -166,7 +167,8 @@ public sealed class ClassificationHead : Head
         {
             TaskType.MultiClass => F.cross_entropy(outputs, ClassLabels(batch, outputs.device), reduction: nn.Reduction.None, label_smoothing: LabelSmoothing),
             TaskType.MultiLabel => F.binary_cross_entropy_with_logits(outputs, MultiLabels(batch, outputs.device), reduction: nn.Reduction.None).mean([1]),
-            TaskType.Binary => F.binary_cross_entropy_with_logits(outputs.squeeze(1), ClassLabels(batch, outputs.device).to(ScalarType.Float32), reduction: nn.Reduction.None),
+            TaskType.Binary => F.binary_cross_entropy_with_logits(outputs.squeeze(1), ClassLabels(batch, outputs.device).to(ScalarType.Float32),
+                reduction: nn.Reduction.None),
             _ => -OrdinalProbabilities(outputs).gather(1, ClassLabels(batch, outputs.device).unsqueeze(1)).squeeze(1).clamp_min(1e-12).log(),
         };
         return scope.MoveToOuter(losses);

@@ -39,9 +39,12 @@ public static class DenseFiles
         }
         int wanted = dimensionality.SpatialAxes;
         if (axes != wanted)
-            throw new ArgumentException($"{path}: a {axes}D {(axes == 3 ? "volume" : "image")} [{string.Join(",", volume.Voxels.shape)}], and the head takes {DensePrediction.Describe(dimensionality)}");
+            throw new ArgumentException($"{path}: a {axes}D {(axes == 3 ? "volume" : "image")} [{string.Join(",", volume.Voxels.shape)}], and the head takes " +
+                $"{DensePrediction.Describe(dimensionality)}");
         int leading = (int)voxels.dim() - axes;
-        if (leading > 1) throw new ArgumentException($"{path}: [{string.Join(",", volume.Voxels.shape)}] has {leading} non-spatial axes; a head input has at most one (channels)");
+        if (leading > 1)
+            throw new ArgumentException($"{path}: [{string.Join(",", volume.Voxels.shape)}] has {leading} non-spatial axes; a " +
+                "head input has at most one (channels)");
         var image = (leading == 0 ? voxels.unsqueeze(0) : voxels).to(ScalarType.Float32).contiguous();
         var meta = new SampleMeta("predict", path, 0, organ, modality, dimensionality, spacing, []);
         var affine = volume.Frame == "LPS" ? ToRas(volume.Affine) : volume.Affine;
@@ -54,7 +57,8 @@ public static class DenseFiles
         using var scope = NewDisposeScope();
         var labels = mask.dim() == input.Image.dim() ? mask.squeeze(0) : mask;
         if (!labels.shape.SequenceEqual(input.Image.shape[1..]))
-            throw new ArgumentException($"{path}: mask [{string.Join(",", mask.shape)}] is not on the input's grid [{string.Join(",", input.Image.shape[1..])}]");
+            throw new ArgumentException($"{path}: mask [{string.Join(",", mask.shape)}] is not on the input's grid " +
+                $"[{string.Join(",", input.Image.shape[1..])}]");
         var type = labels.max().to(ScalarType.Float32).item<float>() > 255 ? ScalarType.Int16 : ScalarType.Byte;
         NiftiWriter.Write(path, labels.to(type).cpu(), input.Spacing, input.Affine, "medformer segmentation");
     }

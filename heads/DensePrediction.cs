@@ -14,7 +14,8 @@ static class DensePrediction
     {
         int axes = dimensionality.SpatialAxes;
         if (input.ImageShape.Length != axes + 2)
-            throw new ArgumentException($"{input.Metas[0]}: the {what} head takes {Describe(dimensionality)}; this input is {(input.ImageShape.Length == 5 ? "3D" : "2D")} [{string.Join(",", input.ImageShape[1..])}]");
+            throw new ArgumentException($"{input.Metas[0]}: the {what} head takes {Describe(dimensionality)}; this input is " +
+                $"{(input.ImageShape.Length == 5 ? "3D" : "2D")} [{string.Join(",", input.ImageShape[1..])}]");
         return input.Images ?? throw new ArgumentException($"the {what} head reads the input's pixels: HeadInput.Images must be set");
     }
 

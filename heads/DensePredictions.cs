@@ -16,7 +16,8 @@ namespace Medformer.Heads;
 public static class DensePredictions
 {
     /// <summary>The files written, in order.</summary>
-    public static IReadOnlyList<string> Write(FineTuner tuner, IReadOnlyList<string> inputs, string outDir, string split = "test", SlidingWindowOptions? options = null)
+    public static IReadOnlyList<string> Write(FineTuner tuner, IReadOnlyList<string> inputs, string outDir, string split = "test",
+        SlidingWindowOptions? options = null)
     {
         var (dimensionality, scale) = tuner.Head switch
         {

@@ -54,7 +54,8 @@ public sealed class DenseReadout : nn.Module
     {
         int axes = (int)images.dim() - 2;
         if (outputSize.Length != axes)
-            throw new ArgumentException($"output size [{string.Join(",", outputSize)}] has {outputSize.Length} axes where the images [{string.Join(",", images.shape)}] have {axes}");
+            throw new ArgumentException($"output size [{string.Join(",", outputSize)}] has {outputSize.Length} axes where the images " +
+                $"[{string.Join(",", images.shape)}] have {axes}");
         using var scope = NewDisposeScope();
         long batch = latents.shape[0], cells = outputSize.Aggregate(1L, (a, n) => a * n);
         long step = chunk ?? model.Config.QueryChunk;

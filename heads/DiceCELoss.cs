@@ -73,7 +73,8 @@ public sealed record DiceCELoss(double LambdaDice = 1.0, double LambdaCe = 1.0, 
             throw new ArgumentException($"segmentation logits must be [B,K,H,W] or [B,K,D,H,W], not [{string.Join(",", logits.shape)}]");
         if (labels.dim() == logits.dim() && labels.shape[1] == 1) labels = labels.squeeze(1);
         if (!labels.shape.SequenceEqual(logits.shape.Where((_, i) => i != 1)))
-            throw new ArgumentException($"labels [{string.Join(",", labels.shape)}] do not match logits [{string.Join(",", logits.shape)}]: expected [B,1,…] or [B,…] on the logits' grid");
+            throw new ArgumentException($"labels [{string.Join(",", labels.shape)}] do not match logits [{string.Join(",", logits.shape)}]: expected " +
+                "[B,1,…] or [B,…] on the logits' grid");
         return labels.to(ScalarType.Int64);
     }
 }

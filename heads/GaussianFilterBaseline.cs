@@ -22,7 +22,8 @@ public sealed record GaussianFilterBaseline(double Sigma)
     /// <summary>An image [C,…] (2D or 3D by its rank, 3 or 4), smoothed; a new tensor.</summary>
     public Tensor Restore(Tensor image)
     {
-        if (image.dim() is not (3 or 4)) throw new ArgumentException($"the Gaussian baseline smooths an image [C,H,W] or a volume [C,D,H,W], not [{string.Join(",", image.shape)}]");
+        if (image.dim() is not (3 or 4))
+            throw new ArgumentException($"the Gaussian baseline smooths an image [C,H,W] or a volume [C,D,H,W], not [{string.Join(",", image.shape)}]");
         if (!(Sigma >= 0) || double.IsInfinity(Sigma)) throw new ArgumentException($"σ {Sigma} must be a finite, non-negative number of pixels");
         if (Sigma == 0) return image.to(ScalarType.Float32).clone();
         using var scope = NewDisposeScope();
@@ -37,7 +38,8 @@ public sealed record GaussianFilterBaseline(double Sigma)
     public static GaussianFilterFit Fit(ICorpus validation, IReadOnlyList<double>? sigmas = null)
     {
         sigmas ??= DefaultSigmas;
-        if (sigmas.Count == 0 || sigmas.Any(s => !(s >= 0) || double.IsInfinity(s))) throw new ArgumentException("the σ grid must hold finite, non-negative values");
+        if (sigmas.Count == 0 || sigmas.Any(s => !(s >= 0) || double.IsInfinity(s)))
+            throw new ArgumentException("the σ grid must hold finite, non-negative values");
         if (validation.Count == 0) throw new ArgumentException($"corpus '{validation.Name}' has no validation pairs");
         var sums = new double[sigmas.Count];
         double identity = 0, pixels = 0;
@@ -48,7 +50,8 @@ public sealed record GaussianFilterBaseline(double Sigma)
             var target = sample.Target?.to(ScalarType.Float32)
                 ?? throw new ArgumentException($"{sample.Meta}: the Gaussian baseline is fitted on (input, target) pairs, and this sample has no target");
             if (!target.shape[1..].SequenceEqual(sample.Image.shape[1..]) || target.shape[0] > sample.Image.shape[0])
-                throw new ArgumentException($"{sample.Meta}: target [{string.Join(",", target.shape)}] is not on the input's grid [{string.Join(",", sample.Image.shape)}]");
+                throw new ArgumentException($"{sample.Meta}: target [{string.Join(",", target.shape)}] is not on the input's grid " +
+                    $"[{string.Join(",", sample.Image.shape)}]");
             var input = sample.Image.narrow(0, 0, target.shape[0]);
             for (int s = 0; s < sigmas.Count; s++)
             {

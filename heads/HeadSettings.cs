@@ -10,14 +10,16 @@ static class HeadSettings
     {
         string? text = HeadRegistry.Text(settings, key);
         if (text is null) return fallback ?? throw new ArgumentException($"head '{kind}': '{key}' is missing");
-        return int.TryParse(text, CultureInfo.InvariantCulture, out int value) ? value : throw new ArgumentException($"head '{kind}': {key} '{text}' is not an integer");
+        return int.TryParse(text, CultureInfo.InvariantCulture, out int value) ? value :
+            throw new ArgumentException($"head '{kind}': {key} '{text}' is not an integer");
     }
 
     public static double Number(JsonObject settings, string kind, string key, double fallback)
     {
         string? text = HeadRegistry.Text(settings, key);
         if (text is null) return fallback;
-        return double.TryParse(text, CultureInfo.InvariantCulture, out double value) ? value : throw new ArgumentException($"head '{kind}': {key} '{text}' is not a number");
+        return double.TryParse(text, CultureInfo.InvariantCulture, out double value) ? value :
+            throw new ArgumentException($"head '{kind}': {key} '{text}' is not a number");
     }
 
     public static double? OptionalNumber(JsonObject settings, string kind, string key) =>

@@ -91,14 +91,16 @@ public sealed class ImageToImageHead : Head
     {
         var images = DensePrediction.Images(input, Dimensionality, kind);
         if (Residual && images.shape[1] < OutChannels)
-            throw new ArgumentException($"{input.Metas[0]}: a residual head adds its {OutChannels} output channel(s) to the input's first ones, and the input has {images.shape[1]}");
+            throw new ArgumentException($"{input.Metas[0]}: a residual head adds its {OutChannels} output channel(s) to the input's first " +
+                $"ones, and the input has {images.shape[1]}");
         using var scope = NewDisposeScope();
         long[] size = [.. input.SpatialShape.Select(n => n * Scale)];
         var output = readout.Forward(input.Model, input.Latents, images, size).to(ScalarType.Float32);
         if (Residual)
         {
             var basis = images.narrow(1, 0, OutChannels).to(ScalarType.Float32);
-            if (Scale > 1) basis = F.interpolate(basis, size, mode: images.dim() == 4 ? InterpolationMode.Bilinear : InterpolationMode.Trilinear, align_corners: false);
+            if (Scale > 1) basis = F.interpolate(basis, size, mode: images.dim() == 4 ? InterpolationMode.Bilinear : InterpolationMode.Trilinear,
+                align_corners: false);
             output = output + basis;
         }
         return scope.MoveToOuter(output);
@@ -123,7 +125,8 @@ public sealed class ImageToImageHead : Head
         var target = DensePrediction.Targets(batch, kind);
         long[] expected = [images.shape[0], OutChannels, .. images.shape[2..].Select(n => n * Scale)];
         if (!target.shape.SequenceEqual(expected))
-            throw new ArgumentException($"{batch.Metas[0]}: target [{string.Join(",", target.shape[1..])}] does not match the input [{string.Join(",", images.shape[1..])}]: "
+            throw new ArgumentException($"{batch.Metas[0]}: target [{string.Join(",", target.shape[1..])}] does not match the input " +
+                $"[{string.Join(",", images.shape[1..])}]: "
                 + $"the {kind} head expects [{string.Join(",", expected[1..])}] ({OutChannels} channel(s) on the input's grid × {Scale})");
         if (!target.is_floating_point())
             throw new ArgumentException($"{batch.Metas[0]}: the target is {target.dtype}, a label map? an image-to-image head needs float target images");
@@ -131,7 +134,8 @@ public sealed class ImageToImageHead : Head
     }
 }
 
-/// <summary>Mean absolute and squared error over all pixels of an evaluation, and the mean SSIM per image where images are 11 pixels a side or more (data range: each target's max − min).</summary>
+/// <summary>Mean absolute and squared error over all pixels of an evaluation, and the mean SSIM per image where images are 11 pixels a side or more (data
+/// range: each target's max − min).</summary>
 public sealed class ImageMetric(ImageToImageHead head) : HeadMetric
 {
     double absolute, squared, pixels, ssim;

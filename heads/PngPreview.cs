@@ -21,7 +21,8 @@ public static class PngPreview
 
     public static void Write(string path, Tensor image)
     {
-        if (image.dim() is not (2 or 3)) throw new ArgumentException($"a PNG preview takes an image [H,W] or a volume [D,H,W], not [{string.Join(",", image.shape)}]");
+        if (image.dim() is not (2 or 3))
+            throw new ArgumentException($"a PNG preview takes an image [H,W] or a volume [D,H,W], not [{string.Join(",", image.shape)}]");
         byte[] pixels;
         int height, width;
         using (var scope = NewDisposeScope())

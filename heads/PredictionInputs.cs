@@ -49,7 +49,8 @@ public static class PredictionInputs
             images = FromVolume(voxels, axes, path);
         }
         if (inputShape is not null && !images.shape[2..].SequenceEqual(inputShape[1..]))
-            images = F.interpolate(images, size: inputShape[1..], mode: axes == 2 ? InterpolationMode.Bilinear : InterpolationMode.Trilinear, align_corners: false);
+            images = F.interpolate(images, size: inputShape[1..], mode: axes == 2 ? InterpolationMode.Bilinear : InterpolationMode.Trilinear,
+                align_corners: false);
         var dims = Dimensionality.OfBatchRank(images.dim());
         var metas = Enumerable.Range(0, (int)images.shape[0])
             .Select(i => new SampleMeta("predict", npz ? $"{path}[{i}]" : path, i, "other", "other", dims, [], [])).ToList();
@@ -61,7 +62,8 @@ public static class PredictionInputs
     {
         string shape = $"[{string.Join(", ", array.shape)}]";
         if (axes == 3)
-            return array.dim() == 4 ? array.unsqueeze(1) : throw new InvalidDataException($"{source}: {shape} is not [N,D,H,W]; the model was fine-tuned on 3D volumes");
+            return array.dim() == 4 ? array.unsqueeze(1) :
+                throw new InvalidDataException($"{source}: {shape} is not [N,D,H,W]; the model was fine-tuned on 3D volumes");
         return array.dim() switch
         {
             3 => array.unsqueeze(1),

@@ -61,7 +61,8 @@ public sealed class SegmentationHead : Head
         HeadRegistry.RequireKnown(settings, KindName, "classes", "dimensionality", "pixel_context", "lambda_dice", "lambda_ce");
         int classes = HeadSettings.Integer(settings, KindName, "classes", null);
         var loss = new DiceCELoss(HeadSettings.Number(settings, KindName, "lambda_dice", 1), HeadSettings.Number(settings, KindName, "lambda_ce", 1));
-        return new SegmentationHead(config, classes, Dimensionality.Parse(HeadRegistry.Text(settings, "dimensionality") ?? "2d", $"{KindName} head: dimensionality"),
+        return new SegmentationHead(config, classes, Dimensionality.Parse(HeadRegistry.Text(settings, "dimensionality") ?? "2d",
+            $"{KindName} head: dimensionality"),
             HeadSettings.Integer(settings, KindName, "pixel_context", 3), loss, task);
     }
 
@@ -104,7 +105,8 @@ public sealed class SegmentationHead : Head
         var targets = DensePrediction.Targets(batch, KindName);
         var images = batch.Images;
         if (targets.dim() != images.dim() || targets.shape[1] != 1 || !targets.shape[2..].SequenceEqual(images.shape[2..]))
-            throw new ArgumentException($"{batch.Metas[0]}: label maps [{string.Join(",", targets.shape)}] must be [B,1,…] on the images' grid [{string.Join(",", images.shape)}]");
+            throw new ArgumentException($"{batch.Metas[0]}: label maps [{string.Join(",", targets.shape)}] must be [B,1,…] on the images' " +
+                $"grid [{string.Join(",", images.shape)}]");
         if (targets.is_floating_point())
             throw new ArgumentException($"{batch.Metas[0]}: label maps must hold integer classes, not {targets.dtype} (an image-to-image target?)");
         using (var scope = NewDisposeScope())
@@ -115,14 +117,16 @@ public sealed class SegmentationHead : Head
             {
                 long max = high[i].item<long>(), min = low[i].item<long>();
                 if (min < 0 || max >= Classes)
-                    throw new ArgumentException($"{batch.Metas[i]}: label {(min < 0 ? min : max)} is outside the head's {Classes} classes (0..{Classes - 1}); build the head with classes: {Math.Max(max + 1, Classes)}");
+                    throw new ArgumentException($"{batch.Metas[i]}: label {(min < 0 ? min : max)} is outside the head's {Classes} classes " +
+                        $"(0..{Classes - 1}); build the head with classes: {Math.Max(max + 1, Classes)}");
             }
         }
         return targets.to(device);
     }
 }
 
-/// <summary>Dice per class over all pixels of an evaluation (MONAI's DiceMetric, reduced over the whole set): "dice" is the mean over foreground classes.</summary>
+/// <summary>Dice per class over all pixels of an evaluation (MONAI's DiceMetric, reduced over the whole set): "dice" is the mean over foreground
+/// classes.</summary>
 public sealed class SegmentationMetric(int classes) : HeadMetric
 {
     readonly double[] overlap = new double[classes], predicted = new double[classes], truth = new double[classes];

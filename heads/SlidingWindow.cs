@@ -44,14 +44,18 @@ public static class SlidingWindow
     public static Tensor Infer(Tensor inputs, long[] roiSize, Func<Tensor, Tensor> predictor, SlidingWindowOptions? options = null) =>
         Infer(inputs, roiSize, (windows, _) => predictor(windows), options);
 
-    /// <summary>As <see cref="Infer(Tensor, long[], Func{Tensor, Tensor}, SlidingWindowOptions?)"/>, the predictor also told which sample of the batch each window comes from.</summary>
+    /// <summary>As <see cref="Infer(Tensor, long[], Func{Tensor, Tensor}, SlidingWindowOptions?)"/>, the predictor also told which sample of the batch each
+    /// window comes from.</summary>
     public static Tensor Infer(Tensor inputs, long[] roiSize, Func<Tensor, long[], Tensor> predictor, SlidingWindowOptions? options = null)
     {
         options ??= new SlidingWindowOptions();
         options.Validate();
         int axes = (int)inputs.dim() - 2;
-        if (axes is not (2 or 3)) throw new ArgumentException($"sliding window: inputs must be [B,C,H,W] or [B,C,D,H,W], not [{string.Join(",", inputs.shape)}]");
-        if (roiSize.Length != axes) throw new ArgumentException($"sliding window: roi [{string.Join(",", roiSize)}] must have {axes} extents for inputs [{string.Join(",", inputs.shape)}]");
+        if (axes is not (2 or 3))
+            throw new ArgumentException($"sliding window: inputs must be [B,C,H,W] or [B,C,D,H,W], not [{string.Join(",", inputs.shape)}]");
+        if (roiSize.Length != axes)
+            throw new ArgumentException($"sliding window: roi [{string.Join(",", roiSize)}] must have {axes} extents for " +
+                $"inputs [{string.Join(",", inputs.shape)}]");
         var original = inputs.shape[2..];
         var roi = roiSize.Select((r, a) => r > 0 ? r : original[a]).ToArray();
 
@@ -81,7 +85,8 @@ public static class SlidingWindow
             }
             var predicted = predictor(cat(windows, dim: 0), samples);
             if (predicted.dim() != axes + 2 || predicted.shape[0] != count)
-                throw new InvalidOperationException($"sliding window: the predictor returned [{string.Join(",", predicted.shape)}] for {count} windows [{string.Join(",", roi)}]; expected [{count},K,…] with {axes} spatial axes");
+                throw new InvalidOperationException($"sliding window: the predictor returned [{string.Join(",", predicted.shape)}] for {count} windows " +
+                    $"[{string.Join(",", roi)}]; expected [{count},K,…] with {axes} spatial axes");
             if (output is null)
             {
                 zoom = predicted.shape[2..].Select((n, a) => (double)n / roi[a]).ToArray();
@@ -93,7 +98,8 @@ public static class SlidingWindow
                 foreach (var origin in origins) Region(weights, Scale(origin, zoom), map.shape).add_(map);
             }
             else if (!predicted.shape[2..].SequenceEqual(map!.shape) || predicted.shape[1] != output.shape[1])
-                throw new InvalidOperationException($"sliding window: the predictor returned [{string.Join(",", predicted.shape)}] where earlier windows gave [{output.shape[1]},{string.Join(",", map!.shape)}]");
+                throw new InvalidOperationException($"sliding window: the predictor returned [{string.Join(",", predicted.shape)}] where earlier windows " +
+                    $"gave [{output.shape[1]},{string.Join(",", map!.shape)}]");
             var weighted = predicted.to(ScalarType.Float32) * map;
             for (long i = 0; i < count; i++)
             {

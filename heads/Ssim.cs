@@ -29,12 +29,14 @@ public static class Ssim
     public static Tensor PerSample(Tensor x, Tensor y, Tensor dataRange, double sigma = 1.5, double k1 = 0.01, double k2 = 0.03, double truncate = 3.5)
     {
         if (x.dim() is not (4 or 5) || !x.shape.SequenceEqual(y.shape))
-            throw new ArgumentException($"SSIM compares two images of one shape [B,C,H,W] or [B,C,D,H,W], not [{string.Join(",", x.shape)}] and [{string.Join(",", y.shape)}]");
+            throw new ArgumentException($"SSIM compares two images of one shape [B,C,H,W] or [B,C,D,H,W], not " +
+                $"[{string.Join(",", x.shape)}] and [{string.Join(",", y.shape)}]");
         if (!(sigma > 0) || !(truncate > 0)) throw new ArgumentException($"SSIM: sigma {sigma} and truncate {truncate} must be positive");
         int axes = (int)x.dim() - 2;
         long radius = (long)(truncate * sigma + 0.5), window = 2 * radius + 1;
         if (x.shape[2..].Any(n => n < window))
-            throw new ArgumentException($"SSIM: the image [{string.Join(",", x.shape[2..])}] is smaller than the {window}-pixel Gaussian window (σ {sigma}) along some axis");
+            throw new ArgumentException($"SSIM: the image [{string.Join(",", x.shape[2..])}] is smaller than the {window}-pixel " +
+                $"Gaussian window (σ {sigma}) along some axis");
         if (dataRange.dim() != 1 || dataRange.shape[0] != x.shape[0])
             throw new ArgumentException($"SSIM: the data range must be one value per sample [{x.shape[0]}], not [{string.Join(",", dataRange.shape)}]");
 

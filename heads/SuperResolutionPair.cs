@@ -19,7 +19,8 @@ public sealed record SuperResolutionPair(int Scale) : ITransform
         if (Scale is not (2 or 4)) throw new ArgumentException($"SuperResolutionPair: scale {Scale} must be 2 or 4");
         var spatial = sample.Image.shape[1..];
         if (spatial.Length is not (2 or 3) || spatial.Any(n => n % Scale != 0))
-            throw new ArgumentException($"{sample.Meta}: [{string.Join(",", sample.Image.shape)}] cannot be downsampled ×{Scale}: every spatial size must be a multiple of it");
+            throw new ArgumentException($"{sample.Meta}: [{string.Join(",", sample.Image.shape)}] cannot be downsampled ×{Scale}: every " +
+                "spatial size must be a multiple of it");
         using var scope = NewDisposeScope();
         var image = sample.Image.to(ScalarType.Float32).unsqueeze(0);
         long[] kernel = [.. Enumerable.Repeat((long)Scale, spatial.Length)];

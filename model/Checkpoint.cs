@@ -75,39 +75,15 @@ public static class Checkpoint
     }
 
     /// <summary>
-    /// Loads a checkpoint's weights into <paramref name="model"/>, whose bank vocabularies may be a superset of the
-    /// checkpoint's: banks the checkpoint lacks keep their initialisation and are returned. Anything else missing,
-    /// an unknown key or a shape that differs is an error naming the key.
+    /// Loads a checkpoint's weights into <paramref name="model"/> (<see cref="StrictLoad"/>), whose bank vocabularies
+    /// may be a superset of the checkpoint's: banks the checkpoint lacks keep their initialisation and are returned.
+    /// Anything else missing, an unexpected key or a shape that differs is an error naming the file and the keys.
     /// </summary>
     public static IReadOnlyList<string> LoadWeights(MedformerModel model, string directory)
     {
         string path = Path.Combine(RequireDirectory(directory), WeightsFile);
         if (!File.Exists(path)) throw new InvalidDataException($"{directory}: not a Medformer checkpoint (no {WeightsFile})");
-        var own = model.state_dict();
-        // The header first: a file of another config is refused by name and shapes before any weight is read.
-        using (var file = SafetensorsFile.Open(path))
-            foreach (var info in file.Tensors)
-            {
-                if (!own.TryGetValue(info.Name, out var target))
-                    throw new InvalidDataException($"{path}: key '{info.Name}' is not in this model: a checkpoint of another model or config");
-                if (!target.shape.SequenceEqual(info.Shape))
-                    throw new InvalidDataException($"{path}: '{info.Name}' is [{string.Join(", ", info.Shape)}] in the checkpoint but [{string.Join(", ", target.shape)}] in the model its config.json describes");
-            }
-        var stored = Safetensors.Load(path);
-        try
-        {
-            var missing = own.Keys.Where(k => !stored.ContainsKey(k)).ToList();
-            var notBanks = missing.Where(k => !IsBank(k)).ToList();
-            if (notBanks.Count > 0)
-                throw new InvalidDataException($"{path}: the checkpoint lacks {notBanks.Count} weight(s) of this model, e.g. '{notBanks[0]}'");
-            using (torch.no_grad())
-                foreach (var (key, tensor) in stored) own[key].copy_(tensor);
-            return missing;
-        }
-        finally
-        {
-            foreach (var tensor in stored.Values) tensor.Dispose();
-        }
+        return StrictLoad.Load(path, model.state_dict(), "the model", IsBank);
     }
 
     // Before the model is built: a config.json that describes a model far larger than the weights beside it (a
@@ -119,7 +95,8 @@ public static class Checkpoint
         using var file = SafetensorsFile.Open(path);
         long stored = file.Tensors.Sum(t => t.ElementCount);
         if (config.BlockParameters > stored + (1 << 20))
-            throw new InvalidDataException($"{Path.Combine(directory, ConfigFile)}: describes a model of at least {config.BlockParameters:0} parameters, but {path} holds {stored}; not built");
+            throw new InvalidDataException($"{Path.Combine(directory, ConfigFile)}: describes a model of at least {config.BlockParameters:0} parameters, " +
+                $"but {path} holds {stored}; not built");
     }
 
     // A bank that a newer vocabulary added: latents.<kind>.<name> (not the general latents).

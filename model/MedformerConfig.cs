@@ -132,11 +132,14 @@ public sealed record MedformerConfig
         // Upper bounds: a config.json comes with downloaded checkpoints, and the model is built from it before any
         // weight is read, so a hostile one must not ask for terabytes. Each is far above the large preset.
         Require(Dim <= 16384, $"dim {Dim} is over the limit of 16384");
-        Require(SelfAttentionHeads is > 0 and <= 256 && CrossAttentionHeads is > 0 and <= 256 && DecoderHeads is > 0 and <= 256, "attention heads must be 1 to 256");
-        Require(LatentsPerBank <= 4096 && GeneralLatents <= 16384, $"latents_per_bank {LatentsPerBank} (at most 4096) or general_latents {GeneralLatents} (at most 16384) is too large");
+        Require(SelfAttentionHeads is > 0 and <= 256 && CrossAttentionHeads is > 0 and <= 256 && DecoderHeads is > 0 and <= 256,
+            "attention heads must be 1 to 256");
+        Require(LatentsPerBank <= 4096 && GeneralLatents <= 16384,
+            $"latents_per_bank {LatentsPerBank} (at most 4096) or general_latents {GeneralLatents} (at most 16384) is too large");
         Require(PatchSize2d <= 64 && PatchSize3d <= 64, "patch sizes must be at most 64");
         Require(FourierBands <= 1024, $"fourier_bands {FourierBands} is over the limit of 1024");
-        Require(Depth <= 256 && Repeats <= 64 && Widening <= 64, $"depth {Depth} (at most 256), repeats {Repeats} (at most 64) or widening {Widening} (at most 64) is too large");
+        Require(Depth <= 256 && Repeats <= 64 && Widening <= 64,
+            $"depth {Depth} (at most 256), repeats {Repeats} (at most 64) or widening {Widening} (at most 64) is too large");
         Require(QueryChunk <= 1 << 24, $"query_chunk {QueryChunk} is over the limit of {1 << 24}");
         foreach (var (name, vocabulary) in new[] { ("organs", Organs), ("modalities", Modalities), ("tasks", Tasks) })
             Require(vocabulary.Count <= 1024 && vocabulary.All(v => v.Length <= 64), $"{name}: at most 1024 names of at most 64 characters");
@@ -146,7 +149,8 @@ public sealed record MedformerConfig
         {
             Require(vocabulary.Contains("other") || name == "dimensionalities", $"{name} must contain 'other', the fallback for unknown values");
             Require(vocabulary.Distinct().Count() == vocabulary.Count, $"{name} has duplicates");
-            Require(vocabulary.All(v => v.Length > 0 && v.All(c => char.IsAsciiLetterOrDigit(c) || c == '_')), $"{name}: names are ASCII letters, digits and '_'");
+            Require(vocabulary.All(v => v.Length > 0 && v.All(c => char.IsAsciiLetterOrDigit(c) || c == '_')),
+                $"{name}: names are ASCII letters, digits and '_'");
         }
         Require(Dimensionalities.SequenceEqual(["2d", "3d"]), "dimensionalities must be [\"2d\", \"3d\"]");
     }

@@ -26,9 +26,11 @@ public sealed record PretrainResult(TrainerResult Training, IReadOnlyDictionary<
 
 /// <summary>
 /// A job's settings checked before anything is written: the device, the precision that will run (and the one asked
-/// for), and the checkpoint a resumed run starts from with the tracking run it reported to.
+/// for), the checkpoint a resumed run starts from with the tracking run it reported to, and <see cref="Config"/>, the
+/// run config with the command line's values: made once, what the job runs, writes to run_config.json and tracks.
 /// </summary>
-public sealed record PretrainPlan(Device Device, Precision Precision, Precision RequestedPrecision, string? ResumeFrom, string? ResumeRunId);
+public sealed record PretrainPlan(Device Device, Precision Precision, Precision RequestedPrecision, string? ResumeFrom, string? ResumeRunId,
+    RunConfig Config);
 
 /// <summary>
 /// The main job, from a run config to a pretrained model: corpora → augmentation → loader (views as the objectives
@@ -36,16 +38,22 @@ public sealed record PretrainPlan(Device Device, Precision Precision, Precision 
 /// </summary>
 public static class PretrainJob
 {
+    /// <summary>Checks <paramref name="config"/> with the command line's values (<see cref="Check"/>) and runs it.</summary>
     /// <param name="group">Data parallel: this process's rank; each rank reads its shard, rank 0 writes (see <see cref="Trainer"/>).</param>
     public static PretrainResult Run(RunConfig config, string outputDirectory, PretrainOverrides? overrides = null,
         Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default, ProcessGroup? group = null)
     {
         overrides ??= new PretrainOverrides();
-        ApplyOverrides(config, overrides);
-        string deviceName = overrides.Device ?? config.Device ?? "cpu";
-        // One GPU per local rank, as torchrun users expect of "cuda".
-        if (group is not null && deviceName == "cuda") deviceName = $"cuda:{group.LocalRank}";
-        var device = DeviceSpec.Parse(deviceName);
+        return Run(Check(config, outputDirectory, overrides, group?.LocalRank), outputDirectory, overrides, log, notice, cancel, group);
+    }
+
+    /// <summary>Runs a checked job: its config (the overrides applied once, in <see cref="Check"/>) on its device.</summary>
+    /// <param name="overrides">What the plan does not hold: whether to resume, and the tracking run to report to.</param>
+    public static PretrainResult Run(PretrainPlan plan, string outputDirectory, PretrainOverrides overrides,
+        Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default, ProcessGroup? group = null)
+    {
+        var config = plan.Config;
+        var device = plan.Device;
         Seeding.SeedEverything(config.Seed);
 
         var modelConfig = MedformerConfig.Resolve(config.Model);
@@ -59,11 +67,11 @@ public static class PretrainJob
         if (group is { Rank: 0 }) group.Barrier();
         try
         {
+            var options = TrainerOptions(config) with { Device = device, RunId = overrides.RunId };
             var sources = corpora.Select((corpus, i) => new LoaderSource(corpus, config.Corpora[i].Weight,
                 Augmentation(config.Augment, corpus, modelConfig), task.Views, task.TrackCoordinates)).ToList();
-            var loader = new DataLoader(sources, new LoaderOptions(config.Batch.Size, config.Seed, config.Batch.Workers,
+            var loader = new DataLoader(sources, new LoaderOptions(options.BatchSize, config.Seed, options.Workers,
                 Rank: group?.Rank ?? 0, WorldSize: group?.WorldSize ?? 1, Strict: config.Strict));
-            var options = TrainerOptions(config) with { RunId = overrides.RunId };
             Directory.CreateDirectory(outputDirectory);
             if (group is null or { Rank: 0 }) File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), ToJson(config));
             var result = new Trainer(options, device, notice, group).Fit(task, loader.Batches, outputDirectory, overrides.Resume, log, cancel: cancel);
@@ -80,10 +88,11 @@ public static class PretrainJob
     /// no tracking run): the config with the command line's values, the device, the precision on this machine, the
     /// model preset, the objectives, the corpora's files, and with <c>--resume</c> a checkpoint to resume from.
     /// </summary>
-    public static PretrainPlan Check(RunConfig config, string outputDirectory, PretrainOverrides overrides)
+    /// <param name="localRank">Data parallel: this process's GPU among the node's, for a device given as "cuda".</param>
+    public static PretrainPlan Check(RunConfig config, string outputDirectory, PretrainOverrides overrides, int? localRank = null)
     {
-        ApplyOverrides(config, overrides);
-        var device = DeviceSpec.Parse(overrides.Device ?? config.Device ?? "cpu");
+        config = ApplyOverrides(config, overrides);
+        var device = DeviceSpec.Resolve(overrides.Device ?? config.Device, localRank);
         var requested = config.ParsePrecision("run config");
         var (effective, _) = MixedPrecision.Resolve(requested, device);
         var model = MedformerConfig.Resolve(config.Model);
@@ -94,10 +103,12 @@ public static class PretrainJob
         if (overrides.Resume)
         {
             from = TrainingCheckpoint.Latest(outputDirectory)
-                ?? throw new ArgumentException($"--resume: no checkpoint in {outputDirectory} to resume from (a run interrupted before its first checkpoint has none: start it again without --resume)");
+                ?? throw new
+                    ArgumentException($"--resume: no checkpoint in {outputDirectory} to resume from (a run interrupted before its first checkpoint has " +
+                        "none: start it again without --resume)");
             runId = TrainingCheckpoint.RunIdOf(from);
         }
-        return new PretrainPlan(device, effective, requested, from, runId);
+        return new PretrainPlan(device, effective, requested, from, runId, config);
     }
 
     static void CheckFiles(CorpusEntry spec, string where)
@@ -112,15 +123,18 @@ public static class PretrainJob
     public static string DescribePrecision(Precision ran, Precision requested) =>
         ran == requested ? ran.Name() : $"{ran.Name()}, {requested.Name()} requested";
 
-    /// <summary>Sets the command line's values in <paramref name="config"/> and checks it: the config the job runs (and logs).</summary>
+    /// <summary>A new config with the command line's values, checked: the config the job runs (and logs).</summary>
     public static RunConfig ApplyOverrides(RunConfig config, PretrainOverrides overrides)
     {
-        if (overrides.Precision is not null) config.Precision = overrides.Precision;
-        if (overrides.Seed is { } seed) config.Seed = seed;
-        if (overrides.MaxSteps is { } steps) config.Schedule.MaxSteps = steps;
-        if (overrides.Strict is { } strict) config.Strict = strict;
-        config.Validate("run config");
-        return config;
+        var applied = config with
+        {
+            Precision = overrides.Precision ?? config.Precision,
+            Seed = overrides.Seed ?? config.Seed,
+            Schedule = overrides.MaxSteps is { } steps ? config.Schedule with { MaxSteps = steps } : config.Schedule,
+            Strict = overrides.Strict ?? config.Strict,
+        };
+        applied.Validate("run config");
+        return applied;
     }
 
     /// <summary>The run config as run_config.json holds it (snake_case keys).</summary>
@@ -136,6 +150,8 @@ public static class PretrainJob
     public static TrainerOptions TrainerOptions(RunConfig config) => new()
     {
         MaxSteps = config.Schedule.MaxSteps,
+        BatchSize = config.Batch.Size,
+        Workers = config.Batch.Workers,
         WarmupSteps = config.Schedule.WarmupSteps,
         LearningRate = config.Optimizer.Lr,
         MinLearningRate = config.Optimizer.MinLr,
@@ -171,7 +187,8 @@ public static class PretrainJob
         var steps = new List<ITransform>
         {
             volume
-                ? new Compose([new ResizeWithPadOrCrop([.. probe.SpatialShape.Select(n => Math.Max(n, size))]), new RandSpatialCrop([.. Enumerable.Repeat(size, axes)])])
+                ? new Compose([new ResizeWithPadOrCrop([.. probe.SpatialShape.Select(n => Math.Max(n, size))]), new RandSpatialCrop([.. Enumerable.Repeat(size,
+                    axes)])])
                 : new RandResizedCrop([.. Enumerable.Repeat(size, axes)], MinScale: spec.MinScale),
         };
         // Left-right flips only: a vertical flip of an image whose anatomy is left-right symmetric equals its 180° turn,

@@ -156,7 +156,8 @@ public sealed class Pretraining : TrainingTask
             var coupled = mix.Where(o => !o.Objective.PerSample).Select(o => o.Objective.Task).ToArray();
             return coupled.Length == 0 ? null
                 : $"objective{(coupled.Length > 1 ? "s" : "")} {string.Join(", ", coupled)} couple the samples of a batch (one sample's loss reads the others' "
-                  + "embeddings or statistics), so a sample has no gradient of its own; batch adaptation needs per-sample objectives (rotation, jigsaw, inpainting)";
+                  + "embeddings or statistics), so a sample has no gradient of its own; batch adaptation needs per-sample " +
+                      "objectives (rotation, jigsaw, inpainting)";
         }
     }
 

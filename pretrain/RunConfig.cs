@@ -10,6 +10,8 @@ namespace Medformer.Pretrain;
 /// <summary>
 /// A pretraining run as plain data: a YAML or JSON file (JSON is YAML) with snake_case keys. Every key is checked:
 /// an unknown one, a wrong type or a value out of range is an error naming the file, the key and, for YAML, the line.
+/// Immutable once read: the command line's values make a new config (<see cref="PretrainJob.ApplyOverrides"/>, with
+/// <c>with</c>), the one the job runs and records.
 /// <code>
 /// model: tiny                      # a preset or a config.json
 /// corpora:
@@ -27,30 +29,30 @@ namespace Medformer.Pretrain;
 /// brainfuse: { parts: 2, weights: smooth, share: 0.5, consistency: 0.1 }   # mixes as the views of barlow/simclr; off by default
 /// </code>
 /// </summary>
-public sealed class RunConfig
+public sealed record RunConfig
 {
-    public string Model { get; set; } = "tiny";
-    public List<CorpusEntry> Corpora { get; set; } = [new() { Phantom = "2d" }];
-    public Dictionary<string, ObjectiveSpec> Objectives { get; set; } = new()
+    public string Model { get; init; } = "tiny";
+    public List<CorpusEntry> Corpora { get; init; } = [new() { Phantom = "2d" }];
+    public Dictionary<string, ObjectiveSpec> Objectives { get; init; } = new()
     {
         // Rotation is left out: the phantom's shapes lie at random angles, so its turn cannot be told (ln 4 throughout).
         ["inpainting"] = new() { Weight = 1.0 },
         ["simclr"] = new() { Weight = 0.5 },
     };
-    public OptimizerSpec Optimizer { get; set; } = new();
-    public ScheduleSpec Schedule { get; set; } = new();
-    public BatchSpec Batch { get; set; } = new();
-    public AugmentSpec Augment { get; set; } = new();
-    public BatchAdaptationSpec? BatchAdaptation { get; set; }
+    public OptimizerSpec Optimizer { get; init; } = new();
+    public ScheduleSpec Schedule { get; init; } = new();
+    public BatchSpec Batch { get; init; } = new();
+    public AugmentSpec Augment { get; init; } = new();
+    public BatchAdaptationSpec? BatchAdaptation { get; init; }
     /// <summary>BrainFuse mixes as the views of the instance objectives (<see cref="BrainFuseSpec"/>); off by default.</summary>
-    public BrainFuseSpec? Brainfuse { get; set; }
-    public string Precision { get; set; } = "bf16";
-    public long Seed { get; set; }
-    public double Momentum { get; set; } = 0.99;
-    public int LogEvery { get; set; } = 10;
-    public long CheckpointEvery { get; set; } = 200;
-    public bool Strict { get; set; }
-    public string? Device { get; set; }
+    public BrainFuseSpec? Brainfuse { get; init; }
+    public string Precision { get; init; } = "bf16";
+    public long Seed { get; init; }
+    public double Momentum { get; init; } = 0.99;
+    public int LogEvery { get; init; } = 10;
+    public long CheckpointEvery { get; init; } = 200;
+    public bool Strict { get; init; }
+    public string? Device { get; init; }
 
     public static IReadOnlyList<string> ObjectiveNames => ObjectiveRegistry.Names;
 
@@ -139,26 +141,27 @@ public sealed class RunConfig
         {
             var options = adaptation.ToOptions(Batch.Size, source);
             options.Validate($"{source}: batch_adaptation");
-            Require(options.MaxBatch <= Batch.Size, "batch_adaptation.max_batch", $"{options.MaxBatch} must not exceed batch.size {Batch.Size} (the loader's batches)");
+            Require(options.MaxBatch <= Batch.Size, "batch_adaptation.max_batch",
+                $"{options.MaxBatch} must not exceed batch.size {Batch.Size} (the loader's batches)");
             Require(!options.Enabled || Batch.Accumulation == 1, "batch_adaptation", $"needs batch.accumulation 1, not {Batch.Accumulation}");
         }
     }
 }
 
 /// <summary>Dynamic Batch Adaptation (DBA/EDBA): see <see cref="Training.BatchAdaptationOptions"/>. max_batch defaults to batch.size.</summary>
-public sealed class BatchAdaptationSpec
+public sealed record BatchAdaptationSpec
 {
-    public string Strategy { get; set; } = "gradient_norm";
-    public string Scope { get; set; } = "full";
-    public int Candidates { get; set; }
-    public double GrowAbove { get; set; } = 0.8;
-    public double ShrinkBelow { get; set; } = 0.2;
-    public int Delta { get; set; } = 8;
-    public int MinBatch { get; set; } = 8;
-    public int? MaxBatch { get; set; }
-    public int InitialBatch { get; set; }
-    public int Window { get; set; } = 1;
-    public double MinSelected { get; set; }
+    public string Strategy { get; init; } = "gradient_norm";
+    public string Scope { get; init; } = "full";
+    public int Candidates { get; init; }
+    public double GrowAbove { get; init; } = 0.8;
+    public double ShrinkBelow { get; init; } = 0.2;
+    public int Delta { get; init; } = 8;
+    public int MinBatch { get; init; } = 8;
+    public int? MaxBatch { get; init; }
+    public int InitialBatch { get; init; }
+    public int Window { get; init; } = 1;
+    public double MinSelected { get; init; }
 
     public Training.BatchAdaptationOptions ToOptions(int batchSize, string source) => new()
     {
@@ -177,19 +180,19 @@ public sealed class BatchAdaptationSpec
 }
 
 /// <summary>One corpus of the mix: exactly one of phantom, medmnist (an .npz), msd (a task folder), mnist (an IDX folder), with its split and weight.</summary>
-public sealed class CorpusEntry
+public sealed record CorpusEntry
 {
     /// <summary>"2d" or "3d": the embedded phantom corpus.</summary>
-    public string? Phantom { get; set; }
+    public string? Phantom { get; init; }
     /// <summary>A MedMNIST .npz file, or a subset's name (pathmnist, organmnist3d, …) to find in $MEDFORMER_HOME/medmnist.</summary>
-    public string? Medmnist { get; set; }
+    public string? Medmnist { get; init; }
     /// <summary>A Medical Segmentation Decathlon task folder.</summary>
-    public string? Msd { get; set; }
+    public string? Msd { get; init; }
     /// <summary>A folder in MNIST's layout (IDX files), e.g. /usr/share/datasets/fashion-mnist.</summary>
-    public string? Mnist { get; set; }
-    public string Split { get; set; } = "train";
-    public int? Size { get; set; }
-    public double Weight { get; set; } = 1.0;
+    public string? Mnist { get; init; }
+    public string Split { get; init; } = "train";
+    public int? Size { get; init; }
+    public double Weight { get; init; } = 1.0;
 
     /// <summary>The data it names (validated entries only). Not part of the config as written (run_config.json, MLflow
     /// params): it repeats the keys above, and its phantom spec exists only for the phantom.</summary>
@@ -211,19 +214,19 @@ public sealed class CorpusEntry
 }
 
 /// <summary>An objective's weight and settings; a setting another objective owns is an error.</summary>
-public sealed class ObjectiveSpec
+public sealed record ObjectiveSpec
 {
-    public double Weight { get; set; } = 1.0;
-    public double? MaskRatio { get; set; }
-    public bool? NormalizePixels { get; set; }
-    public int? Grid { get; set; }
-    public int? Permutations { get; set; }
-    public double? Temperature { get; set; }
-    public int? ProjectionDim { get; set; }
-    public double? Lambda { get; set; }
-    public double? Threshold { get; set; }
-    public double? Gamma { get; set; }
-    public double? InstanceWeight { get; set; }
+    public double Weight { get; init; } = 1.0;
+    public double? MaskRatio { get; init; }
+    public bool? NormalizePixels { get; init; }
+    public int? Grid { get; init; }
+    public int? Permutations { get; init; }
+    public double? Temperature { get; init; }
+    public int? ProjectionDim { get; init; }
+    public double? Lambda { get; init; }
+    public double? Threshold { get; init; }
+    public double? Gamma { get; init; }
+    public double? InstanceWeight { get; init; }
 
     internal void Validate(string objective, string where)
     {
@@ -231,7 +234,8 @@ public sealed class ObjectiveSpec
         var allowed = ObjectiveRegistry.SettingsOf(objective) ?? [];
         foreach (var (key, value) in Settings())
             if (value is not null && !allowed.Contains(key))
-                throw new ArgumentException($"{where}.{key}: {objective} has no such setting{(allowed.Count > 0 ? $" (it has {string.Join(", ", allowed)})" : "")}");
+                throw new ArgumentException($"{where}.{key}: {objective} has no such " +
+                    $"setting{(allowed.Count > 0 ? $" (it has {string.Join(", ", allowed)})" : "")}");
         if (MaskRatio is { } r && r is <= 0 or >= 1) throw new ArgumentException($"{where}.mask_ratio: {r} must be in (0, 1)");
         if (Grid is { } g && g < 2) throw new ArgumentException($"{where}.grid: {g} must be at least 2");
         if (Permutations is { } p && p < 2) throw new ArgumentException($"{where}.permutations: {p} must be at least 2");
@@ -251,35 +255,35 @@ public sealed class ObjectiveSpec
     ];
 }
 
-public sealed class OptimizerSpec
+public sealed record OptimizerSpec
 {
-    public double Lr { get; set; } = 1e-3;
-    public double MinLr { get; set; } = 1e-5;
-    public double WeightDecay { get; set; } = 0.05;
-    public List<double> Betas { get; set; } = [0.9, 0.95];
-    public double GradClip { get; set; } = 1.0;
+    public double Lr { get; init; } = 1e-3;
+    public double MinLr { get; init; } = 1e-5;
+    public double WeightDecay { get; init; } = 0.05;
+    public List<double> Betas { get; init; } = [0.9, 0.95];
+    public double GradClip { get; init; } = 1.0;
 }
 
-public sealed class ScheduleSpec
+public sealed record ScheduleSpec
 {
-    public long MaxSteps { get; set; } = 600;
-    public long WarmupSteps { get; set; } = 50;
+    public long MaxSteps { get; init; } = 600;
+    public long WarmupSteps { get; init; } = 50;
 }
 
-public sealed class BatchSpec
+public sealed record BatchSpec
 {
-    public int Size { get; set; } = 64;
-    public int Accumulation { get; set; } = 1;
-    public int Workers { get; set; } = 2;
+    public int Size { get; init; } = 64;
+    public int Accumulation { get; init; } = 1;
+    public int Workers { get; init; } = 2;
 }
 
 /// <summary>The views' augmentation: random resized crops to a fixed size, flips, intensity jitter, noise.</summary>
-public sealed class AugmentSpec
+public sealed record AugmentSpec
 {
-    public int ImageSize { get; set; } = 28;
-    public int VolumeSize { get; set; } = 28;
-    public double MinScale { get; set; } = 0.35;
-    public bool Flip { get; set; } = true;
-    public double Intensity { get; set; } = 0.2;
-    public double Noise { get; set; } = 0.05;
+    public int ImageSize { get; init; } = 28;
+    public int VolumeSize { get; init; } = 28;
+    public double MinScale { get; init; } = 0.35;
+    public bool Flip { get; init; } = true;
+    public double Intensity { get; init; } = 0.2;
+    public double Noise { get; init; } = 0.05;
 }

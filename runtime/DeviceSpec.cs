@@ -18,7 +18,8 @@ public static class DeviceSpec
             if (s.Length > 4 && (!int.TryParse(s.AsSpan(5), out index) || index < 0))
                 throw new ArgumentException($"--device '{spec}': the CUDA index must be a non-negative integer, as in cuda:0.");
             if (!torch.cuda.is_available())
-                throw new ArgumentException($"--device '{spec}': CUDA is not available in this build or on this machine (build with -p:TorchBackend=cuda on a machine with an NVIDIA driver; see README, CUDA).");
+                throw new ArgumentException($"--device '{spec}': CUDA is not available in this build or on this machine (build with -p:TorchBackend=cuda on " +
+                    "a machine with an NVIDIA driver; see README, CUDA).");
             int count = torch.cuda.device_count();
             if (index >= count)
                 throw new ArgumentException($"--device '{spec}': this machine has {count} CUDA device(s), numbered 0 to {count - 1}.");
@@ -27,10 +28,18 @@ public static class DeviceSpec
         throw new ArgumentException($"--device '{spec}': expected cpu, cuda or cuda:N.");
     }
 
-    /// <summary>The best device present: the first GPU when CUDA is available, else the CPU.</summary>
-    public static Device Default()
+    /// <summary>What a job runs on when it is not told: the CPU, as in PyTorch (a GPU is used when asked for).</summary>
+    public const string DefaultSpec = "cpu";
+
+    /// <summary>
+    /// The one place a job's device is worked out: <paramref name="spec"/> (a --device flag, a run config's device)
+    /// or, when none is given, <see cref="DefaultSpec"/>; in a data-parallel process (<paramref name="localRank"/>
+    /// set) a bare "cuda" is its local rank's GPU, as torchrun users expect.
+    /// </summary>
+    public static Device Resolve(string? spec, int? localRank = null)
     {
-        TorchRuntime.EnsureLoaded();
-        return torch.cuda.is_available() ? CUDA : CPU;
+        string s = string.IsNullOrWhiteSpace(spec) ? DefaultSpec : spec;
+        if (localRank is { } rank && s.Trim().Equals("cuda", StringComparison.OrdinalIgnoreCase)) s = $"cuda:{rank}";
+        return Parse(s);
     }
 }

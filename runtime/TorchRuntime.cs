@@ -21,7 +21,8 @@ public static class TorchRuntime
             // copy 600 MB of libtorch into bin/cpu before failing the same way.
             string library = Path.Combine(NativeDirectory, NativeLibrary);
             if (!File.Exists(library))
-                throw new TorchLoadException($"TorchSharp's native library {library} is missing: the build did not copy libtorch's native files. Rebuild with ./medformer or ./test.sh.");
+                throw new TorchLoadException($"TorchSharp's native library {library} is missing: the build did not copy libtorch's native files. " +
+                    "Rebuild with ./medformer or ./test.sh.");
             if (DlopenError(library) is { } reason) throw new TorchLoadException(Describe(library, reason));
             try
             {
@@ -62,7 +63,8 @@ public static class TorchRuntime
     static string Describe(string library, string reason)
     {
         string hint = reason.Contains("GLIBCXX_", StringComparison.Ordinal)
-            ? " The system's libstdc++ is older than the one TorchSharp was built with and this copy was not patched for it: rebuild on this machine (./medformer or ./test.sh) and the build patches it."
+            ? " The system's libstdc++ is older than the one TorchSharp was built with and this copy was not patched for it: rebuild on this machine " +
+                "(./medformer or ./test.sh) and the build patches it."
             : reason.Contains("No such file", StringComparison.Ordinal)
                 ? " A library it depends on is missing: rebuild with ./medformer or ./test.sh."
                 : "";

@@ -112,7 +112,8 @@ public sealed class FileStore : ITrackingStore
     // ---- runs ----
 
     /// <summary>Creates a RUNNING run with MLflow's tags for its name, user and source.</summary>
-    public RunInfo CreateRun(string experimentId, string runName, string userId, long startTime, IReadOnlyDictionary<string, string>? tags = null, string? runId = null)
+    public RunInfo CreateRun(string experimentId, string runName, string userId, long startTime, IReadOnlyDictionary<string, string>? tags = null,
+        string? runId = null)
     {
         string experimentDir = ExperimentDir(experimentId);
         if (runId is not null && HasRun(runId)) throw new ArgumentException($"run {runId}: already in {Root}");
@@ -196,7 +197,8 @@ public sealed class FileStore : ITrackingStore
             {
                 string old = File.ReadAllText(path, Encoding.UTF8);
                 if (old != value)
-                    throw new ArgumentException($"param '{key}' was already logged with value '{old}' for run {runId}; MLflow does not allow changing it to '{value}'");
+                    throw new ArgumentException($"param '{key}' was already logged with value '{old}' for run {runId}; MLflow " +
+                        $"does not allow changing it to '{value}'");
                 continue;
             }
             File.WriteAllText(path, value, Utf8);
@@ -271,7 +273,8 @@ public sealed class FileStore : ITrackingStore
         {
             number++;
             if (line.Length == 0) continue;
-            points.Add(ParseMetricLine(key, line) ?? throw new InvalidDataException($"{path} (line {number}): expected '<timestamp_ms> <value> <step>', found '{line}'"));
+            points.Add(ParseMetricLine(key, line) ??
+                throw new InvalidDataException($"{path} (line {number}): expected '<timestamp_ms> <value> <step>', found '{line}'"));
         }
         return points;
     }

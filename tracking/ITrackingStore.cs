@@ -13,7 +13,8 @@ public interface ITrackingStore : ITrackingReader
     /// Creates a RUNNING run with MLflow's tag for its name; <paramref name="runId"/> keeps a run's id when it is
     /// copied from another store (a new id otherwise).
     /// </summary>
-    RunInfo CreateRun(string experimentId, string runName, string userId, long startTime, IReadOnlyDictionary<string, string>? tags = null, string? runId = null);
+    RunInfo CreateRun(string experimentId, string runName, string userId, long startTime, IReadOnlyDictionary<string, string>? tags = null,
+        string? runId = null);
 
     /// <summary>Whether the store holds a run with that id (active or deleted).</summary>
     bool HasRun(string runId);

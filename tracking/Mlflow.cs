@@ -4,7 +4,8 @@ namespace Medformer.Tracking;
 public sealed record MlflowRunOptions
 {
     /// <summary>The experiment, made if missing (MLFLOW_EXPERIMENT_NAME, else "Default").</summary>
-    public string Experiment { get; init; } = Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name : FileStore.DefaultExperimentName;
+    public string Experiment { get; init; } = Environment.GetEnvironmentVariable("MLFLOW_EXPERIMENT_NAME") is { Length: > 0 } name ? name :
+        FileStore.DefaultExperimentName;
 
     /// <summary>The run's name (a timestamped one when null).</summary>
     public string? RunName { get; init; }
@@ -88,7 +89,8 @@ public static class Mlflow
             markRunning(id);
             return info with { Status = RunStatus.Running, EndTime = null };
         }
-        catch (Exception e) when (e is IOException or InvalidDataException or MlflowRestException or UnauthorizedAccessException or ArgumentException or HttpRequestException)
+        catch (Exception e) when (e is IOException or InvalidDataException or MlflowRestException or UnauthorizedAccessException or ArgumentException or
+            HttpRequestException)
         {
             faults.Report($"continue run {id}", e);
             return null;

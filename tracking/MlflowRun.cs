@@ -60,7 +60,8 @@ public sealed class MlflowRun : IDisposable
             TrackingKeys.ValidateValue(key, value, "param");
             if (parameters.TryGetValue(key, out string? old))
             {
-                if (old != value) throw new ArgumentException($"param '{key}' was already logged with value '{old}'; MLflow does not allow changing it to '{value}'");
+                if (old != value)
+                    throw new ArgumentException($"param '{key}' was already logged with value '{old}'; MLflow does not allow changing it to '{value}'");
                 continue;
             }
             parameters[key] = value;
@@ -114,7 +115,8 @@ public sealed class MlflowRun : IDisposable
     public TrackingOutcome End(RunStatus status = RunStatus.Finished)
     {
         if (outcome is not null) return outcome;
-        if (status is RunStatus.Running or RunStatus.Scheduled) throw new ArgumentException($"a run ends FINISHED, FAILED or KILLED, not {MlflowTags.StatusName(status)}");
+        if (status is RunStatus.Running or RunStatus.Scheduled)
+            throw new ArgumentException($"a run ends FINISHED, FAILED or KILLED, not {MlflowTags.StatusName(status)}");
         TrackingOutcome? ended = null;
         faults.Run($"end the run in {Location}", () => ended = sink.End(status, FileStore.Now()));
         ended ??= new TrackingOutcome(Location, RunId, 0, null, []);

@@ -17,9 +17,11 @@ public sealed record RestOptions
 
     public TimeSpan MaxBackoff { get; init; } = TimeSpan.FromSeconds(30);
 
-    /// <summary>How long the end of a run waits for the queue to drain before leaving the rest in the spool file (MEDFORMER_TRACKING_FLUSH_SECONDS, default 30).</summary>
+    /// <summary>How long the end of a run waits for the queue to drain before leaving the rest in the spool file (MEDFORMER_TRACKING_FLUSH_SECONDS, default
+    /// 30).</summary>
     public TimeSpan FlushTimeout { get; init; } = TimeSpan.FromSeconds(
-        double.TryParse(Environment.GetEnvironmentVariable("MEDFORMER_TRACKING_FLUSH_SECONDS"), NumberStyles.Float, CultureInfo.InvariantCulture, out double s) && s >= 0 ? s : 30);
+        double.TryParse(Environment.GetEnvironmentVariable("MEDFORMER_TRACKING_FLUSH_SECONDS"), NumberStyles.Float, CultureInfo.InvariantCulture,
+            out double s) && s >= 0 ? s : 30);
 
     /// <summary>Points gather this long (or up to a full batch) before a log-batch call.</summary>
     public TimeSpan SendInterval { get; init; } = TimeSpan.FromSeconds(1);

@@ -97,7 +97,8 @@ sealed class RestRunSender : IRunSink
                 return new TrackingOutcome(rest.Location, run?.RunId, 0, null, []);
             }
             spool.Dispose();
-            return new TrackingOutcome(rest.Location, run?.RunId, unsent, spool.Path, [.. errors, .. queue.Count > 0 && lastFailure is not null ? [lastFailure] : Array.Empty<string>()]);
+            return new TrackingOutcome(rest.Location, run?.RunId, unsent, spool.Path,
+                [.. errors, .. queue.Count > 0 && lastFailure is not null ? [lastFailure] : Array.Empty<string>()]);
         }
     }
 

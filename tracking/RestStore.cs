@@ -97,7 +97,8 @@ public sealed class RestStore : ITrackingReader, IDisposable
         IReadOnlyList<KeyValuePair<string, string>> tags)
     {
         if (metrics.Count > MaxMetricsPerBatch || parameters.Count > MaxParamsPerBatch || tags.Count > MaxTagsPerBatch)
-            throw new ArgumentException($"log-batch: {metrics.Count} metrics, {parameters.Count} params, {tags.Count} tags; MLflow takes at most 1000, 100, 100 per call");
+            throw new ArgumentException($"log-batch: {metrics.Count} metrics, {parameters.Count} params, {tags.Count} tags; MLflow " +
+                "takes at most 1000, 100, 100 per call");
         var points = new JsonArray();
         foreach (var m in metrics)
             points.Add(new JsonObject { ["key"] = m.Key, ["value"] = JsonDouble(m.Value), ["timestamp"] = m.Timestamp, ["step"] = m.Step });
@@ -127,7 +128,8 @@ public sealed class RestStore : ITrackingReader, IDisposable
         const string scheme = "mlflow-artifacts:";
         if (!artifactUri.StartsWith(scheme, StringComparison.Ordinal))
             throw new MlflowRestException(400, "UNSUPPORTED_ARTIFACT_STORE",
-                $"the server keeps this run's artifacts at {artifactUri}, which only the server can write; start it with --serve-artifacts (MLflow's default) to upload through it");
+                $"the server keeps this run's artifacts at {artifactUri}, which only the server can write; start it with --serve-artifacts " +
+                    "(MLflow's default) to upload through it");
         string rest = artifactUri[scheme.Length..];
         if (rest.StartsWith("//", StringComparison.Ordinal))
         {
@@ -149,7 +151,8 @@ public sealed class RestStore : ITrackingReader, IDisposable
 
     public RunRecord GetRun(string runId)
     {
-        var run = Read(() => Call(HttpMethod.Get, "api/2.0/mlflow/runs/get?run_id=" + Uri.EscapeDataString(runId)))["run"] ?? throw Malformed("runs/get", "run");
+        var run = Read(() => Call(HttpMethod.Get, "api/2.0/mlflow/runs/get?run_id=" + Uri.EscapeDataString(runId)))["run"] ?? throw Malformed("runs/get",
+            "run");
         var info = ParseRunInfo(run["info"]) ?? throw Malformed("runs/get", "run.info");
         var data = run["data"];
         var metrics = new Dictionary<string, Metric>();
@@ -248,7 +251,8 @@ public sealed class RestStore : ITrackingReader, IDisposable
                 throw new MlflowRestException((int)response.StatusCode, code,
                     $"{Server}{endpoint}: {(int)response.StatusCode} {code ?? response.ReasonPhrase}: {message}".TrimEnd(' ', ':'));
             }
-            return json as JsonObject ?? throw new MlflowRestException((int)response.StatusCode, "MALFORMED", $"{Server}{endpoint}: the answer is not a JSON object");
+            return json as JsonObject ?? throw new MlflowRestException((int)response.StatusCode, "MALFORMED",
+                $"{Server}{endpoint}: the answer is not a JSON object");
         }
     }
 

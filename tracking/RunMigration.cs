@@ -22,7 +22,8 @@ public static class RunMigration
         var runs = Runs(from);
         var clashes = runs.Where(r => to.HasRun(r.Run.RunId)).Select(r => r.Run.RunId).ToList();
         if (clashes.Count > 0)
-            throw new InvalidOperationException($"{to.Location} already holds {clashes.Count} of the {runs.Count} run(s) (first: {clashes[0]}); nothing was copied, and no run is overwritten");
+            throw new InvalidOperationException($"{to.Location} already holds {clashes.Count} of the {runs.Count} run(s) (first: {clashes[0]}); nothing " +
+                "was copied, and no run is overwritten");
         var experiments = new Dictionary<string, Experiment>(StringComparer.Ordinal);
         long points = 0;
         int files = 0;

@@ -3,7 +3,8 @@ using System.Text.Json.Nodes;
 
 namespace Medformer.Tracking;
 
-/// <summary>A nested config (JSON) as flat MLflow params, as Lightning's logger flattens hyperparameters: <c>optimizer.lr</c>, <c>corpora.0.phantom</c>.</summary>
+/// <summary>A nested config (JSON) as flat MLflow params, as Lightning's logger flattens hyperparameters: <c>optimizer.lr</c>,
+/// <c>corpora.0.phantom</c>.</summary>
 public static class RunParams
 {
     /// <summary>Objects and lists of objects become dotted keys; lists of values one value as Python prints a list; nulls are left out.</summary>

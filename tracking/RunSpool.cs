@@ -144,7 +144,8 @@ sealed class RunSpool : IDisposable
             if (!Inside(artifact.LocalPath, runFolder))
                 throw new InvalidDataException($"{path}: artifact {artifact.LocalPath} is outside the run's folder {runFolder}; refusing to send anything");
         var store = new RestStore(server, options);
-        using var sender = new RestRunSender(store, Open(path), start, new TrackingFaults(message => Console.Error.WriteLine(message)), created, unsent, lastSeq);
+        using var sender = new RestRunSender(store, Open(path), start, new TrackingFaults(message => Console.Error.WriteLine(message)), created, unsent,
+            lastSeq);
         return sender.Drain();
     }
 }

@@ -31,7 +31,8 @@ public sealed class RunsReport(ITrackingReader reader)
         return result;
     }
 
-    /// <summary>A run by its id, its name (when one run has it), or a unique prefix of its id, in that order; a name two runs share is an error listing them.</summary>
+    /// <summary>A run by its id, its name (when one run has it), or a unique prefix of its id, in that order; a name two runs share is an error listing
+    /// them.</summary>
     public RunRecord Resolve(string reference)
     {
         var all = Reader.ListExperiments().SelectMany(e => Reader.ListRuns(e.ExperimentId)).ToList();
@@ -39,17 +40,21 @@ public sealed class RunsReport(ITrackingReader reader)
         var named = all.Where(r => r.RunName == reference).OrderByDescending(r => r.StartTime).ToList();
         if (named.Count == 1) return Reader.GetRun(named[0].RunId);
         if (named.Count > 1)
-            throw new ArgumentException($"run '{reference}': {named.Count} runs have that name ({string.Join(", ", named.Take(5).Select(r => $"{Short(r.RunId)} started {Time(r.StartTime)}"))}); give an id or a unique prefix of one");
+            throw new ArgumentException($"run '{reference}': {named.Count} runs have that name " +
+                $"({string.Join(", ", named.Take(5).Select(r => $"{Short(r.RunId)} started {Time(r.StartTime)}"))}); give an id or a unique prefix of one");
         var byPrefix = all.Where(r => r.RunId.StartsWith(reference, StringComparison.OrdinalIgnoreCase)).ToList();
         if (byPrefix.Count == 1) return Reader.GetRun(byPrefix[0].RunId);
-        if (byPrefix.Count > 1) throw new ArgumentException($"run '{reference}': {byPrefix.Count} runs' ids start so ({string.Join(", ", byPrefix.Take(5).Select(r => r.RunId))}); give more of the id");
+        if (byPrefix.Count > 1)
+            throw new ArgumentException($"run '{reference}': {byPrefix.Count} runs' ids start so " +
+                $"({string.Join(", ", byPrefix.Take(5).Select(r => r.RunId))}); give more of the id");
         throw new ArgumentException($"run '{reference}': no run of that id or name in {Reader.Location}");
     }
 
     public static bool LowerIsBetter(string key)
     {
         string k = key.ToLowerInvariant();
-        return k.Split('/', '_', '.', '-', ' ').Any(LowerIsBetterWords.Contains) || k.Contains("loss", StringComparison.Ordinal) || k.Contains("error", StringComparison.Ordinal);
+        return k.Split('/', '_', '.', '-', ' ').Any(LowerIsBetterWords.Contains) || k.Contains("loss", StringComparison.Ordinal) || k.Contains("error",
+            StringComparison.Ordinal);
     }
 
     /// <summary>A metric's final point (MLflow's latest: largest step, then time) and its best one.</summary>
@@ -69,7 +74,8 @@ public sealed class RunsReport(ITrackingReader reader)
     /// <summary>Metric names, headline first: test metrics, then validation, then the loss, then the rest (each by name).</summary>
     public static IEnumerable<string> Headline(IEnumerable<string> keys) => keys.OrderBy(k =>
         k.StartsWith("test_", StringComparison.Ordinal) || k.StartsWith("test/", StringComparison.Ordinal) ? 0
-        : k.StartsWith("val_", StringComparison.Ordinal) || k.StartsWith("val/", StringComparison.Ordinal) || k.StartsWith("validation", StringComparison.Ordinal) ? 1
+        : k.StartsWith("val_", StringComparison.Ordinal) || k.StartsWith("val/", StringComparison.Ordinal) || k.StartsWith("validation",
+            StringComparison.Ordinal) ? 1
         : k == "loss" ? 2 : k.StartsWith("loss", StringComparison.Ordinal) ? 3 : 4).ThenBy(k => k, StringComparer.Ordinal);
 
     public string FormatList(List<(Experiment Experiment, List<RunRecord> Runs)> experiments)
@@ -115,14 +121,16 @@ public sealed class RunsReport(ITrackingReader reader)
             var rows = run.Metrics.Keys.Order(StringComparer.Ordinal).Select(key =>
             {
                 var (final, best, points) = Summarize(run, key);
-                return new[] { key, Number(final.Value), final.Step.ToString(Inv), best is null ? "" : Number(best.Value), best?.Step.ToString(Inv) ?? "", points.ToString(Inv) };
+                return new[] { key, Number(final.Value), final.Step.ToString(Inv), best is null ? "" : Number(best.Value), best?.Step.ToString(Inv) ?? "",
+                    points.ToString(Inv) };
             }).ToList();
             text.Append(Table(["key", "final", "at step", "best", "at step", "points"], rows, "  "));
         }
         if (run.Tags.Count > 0)
         {
             text.Append("tags\n");
-            text.Append(Table(["key", "value"], [.. run.Tags.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => new[] { t.Key, OneLine(t.Value) })], "  "));
+            text.Append(Table(["key", "value"], [.. run.Tags.OrderBy(t => t.Key, StringComparer.Ordinal).Select(t => new[] { t.Key, OneLine(t.Value) })],
+                "  "));
         }
         return text.ToString();
     }
@@ -146,7 +154,8 @@ public sealed class RunsReport(ITrackingReader reader)
         {
             var summaries = runs.Select(r => r.Metrics.ContainsKey(key) ? Summarize(r, key) : ((Metric, Metric?, int)?)null).ToList();
             rows.Add(Row($"{key} (final)", summaries.Select(s => s is { } v ? $"{Number(v.Item1.Value)} @{v.Item1.Step}" : "–")));
-            rows.Add(Row($"{key} (best {(LowerIsBetter(key) ? "min" : "max")})", summaries.Select(s => s is { Item2: { } b } ? $"{Number(b.Value)} @{b.Step}" : "–")));
+            rows.Add(Row($"{key} (best {(LowerIsBetter(key) ? "min" : "max")})", summaries.Select(s => s is { Item2: { } b } ? $"{Number(b.Value)} @{b.Step}" :
+                "–")));
         }
         int differing = ParamKeys(runs).Count(k => Differs(runs, k));
         return Table(header, rows) + $"{differing} param{(differing == 1 ? "" : "s")} differ (marked *)\n";
@@ -257,14 +266,16 @@ public sealed class RunsReport(ITrackingReader reader)
 
     public static string Number(double value) => double.IsFinite(value) ? value.ToString("G6", Inv).Replace('E', 'e') : PythonFloat.Format(value);
 
-    static string OneLine(string text) => text.Length > 80 || text.Contains('\n') ? text.Split('\n')[0][..Math.Min(77, text.Split('\n')[0].Length)] + "…" : text;
+    static string OneLine(string text) => text.Length > 80 || text.Contains('\n') ? text.Split('\n')[0][..Math.Min(77,
+        text.Split('\n')[0].Length)] + "…" : text;
 
     static string Table(string[] header, List<string[]> rows, string indent = "")
     {
         var widths = header.Select((h, i) => Math.Max(h.Length, rows.Count == 0 ? 0 : rows.Max(r => r[i].Length))).ToArray();
         var text = new StringBuilder();
         foreach (var row in rows.Prepend(header))
-            text.Append(indent).Append(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell : cell.PadRight(widths[i]))).TrimEnd()).Append('\n');
+            text.Append(indent).Append(string.Join("  ", row.Select((cell, i) => i == row.Length - 1 ? cell :
+                cell.PadRight(widths[i]))).TrimEnd()).Append('\n');
         return text.ToString();
     }
 }

@@ -11,7 +11,8 @@ sealed record SpoolEntry(long Seq, Metric? Metric = null, KeyValuePair<string, s
     public JsonObject ToJson()
     {
         var json = new JsonObject { ["seq"] = Seq };
-        if (Metric is { } m) json["metric"] = new JsonObject { ["key"] = m.Key, ["value"] = RestStore.JsonDouble(m.Value), ["timestamp"] = m.Timestamp, ["step"] = m.Step };
+        if (Metric is { } m) json["metric"] = new JsonObject { ["key"] = m.Key, ["value"] = RestStore.JsonDouble(m.Value), ["timestamp"] = m.Timestamp,
+            ["step"] = m.Step };
         if (Param is { } p) json["param"] = new JsonObject { ["key"] = p.Key, ["value"] = p.Value };
         if (Tag is { } t) json["tag"] = new JsonObject { ["key"] = t.Key, ["value"] = t.Value };
         if (Artifact is { } a) json["artifact"] = new JsonObject { ["local"] = a.LocalPath, ["path"] = a.ArtifactPath, ["folder"] = a.Folder };
@@ -23,7 +24,8 @@ sealed record SpoolEntry(long Seq, Metric? Metric = null, KeyValuePair<string, s
     {
         long seq = RestStore.Long(json["seq"]) ?? throw new InvalidDataException($"{where}: an entry without 'seq'");
         string Key(JsonNode node) => RestStore.Text(node["key"]) ?? throw new InvalidDataException($"{where}: an entry without 'key'");
-        if (json["metric"] is { } m) return new(seq, Metric: new Metric(Key(m), RestStore.Double(m["value"]) ?? double.NaN, RestStore.Long(m["timestamp"]) ?? 0, RestStore.Long(m["step"]) ?? 0));
+        if (json["metric"] is { } m) return new(seq, Metric: new Metric(Key(m), RestStore.Double(m["value"]) ?? double.NaN, RestStore.Long(m["timestamp"]) ?? 0,
+            RestStore.Long(m["step"]) ?? 0));
         if (json["param"] is { } p) return new(seq, Param: new(Key(p), RestStore.Text(p["value"]) ?? ""));
         if (json["tag"] is { } t) return new(seq, Tag: new(Key(t), RestStore.Text(t["value"]) ?? ""));
         if (json["artifact"] is { } a)

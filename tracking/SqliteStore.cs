@@ -85,7 +85,8 @@ public sealed class SqliteStore : ITrackingStore
             long now = FileStore.Now();
             // As MLflow's store: experiment 0, "Default", its artifacts under the artifact root.
             Execute(connection, transaction,
-                "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (0, $name, $location, 'active', $now, $now)",
+                "INSERT INTO experiments (experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time) VALUES (0, " +
+                    "$name, $location, 'active', $now, $now)",
                 ("$name", FileStore.DefaultExperimentName), ("$location", Path.Combine(ArtifactRoot, "0")), ("$now", now));
         }
         Revision = Scalar(connection, transaction, "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'") is 1L
@@ -98,7 +99,9 @@ public sealed class SqliteStore : ITrackingStore
     public IReadOnlyList<Experiment> ListExperiments() => Guard(() =>
     {
         using var connection = Open();
-        return Query(connection, null, "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments ORDER BY creation_time, experiment_id",
+        return Query(connection, null,
+            "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments " +
+                "ORDER BY creation_time, experiment_id",
             ReadExperiment);
     });
 
@@ -109,7 +112,8 @@ public sealed class SqliteStore : ITrackingStore
         {
             using var connection = Open();
             using var transaction = connection.BeginTransaction(deferred: false);
-            var found = Query(connection, transaction, "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments WHERE name = $name",
+            var found = Query(connection, transaction,
+                "SELECT experiment_id, name, artifact_location, lifecycle_stage, creation_time, last_update_time FROM experiments WHERE name = $name",
                 ReadExperiment, ("$name", name));
             if (found.Count > 0)
             {
@@ -119,11 +123,13 @@ public sealed class SqliteStore : ITrackingStore
                 return found[0];
             }
             long now = FileStore.Now();
-            Execute(connection, transaction, "INSERT INTO experiments (name, lifecycle_stage, creation_time, last_update_time) VALUES ($name, 'active', $now, $now)",
+            Execute(connection, transaction,
+                "INSERT INTO experiments (name, lifecycle_stage, creation_time, last_update_time) VALUES ($name, 'active', $now, $now)",
                 ("$name", name), ("$now", now));
             long id = (long)Scalar(connection, transaction, "SELECT last_insert_rowid()")!;
             string location = Path.Combine(ArtifactRoot, id.ToString(CultureInfo.InvariantCulture));
-            Execute(connection, transaction, "UPDATE experiments SET artifact_location = $location WHERE experiment_id = $id", ("$location", location), ("$id", id));
+            Execute(connection, transaction, "UPDATE experiments SET artifact_location = $location WHERE experiment_id = $id", ("$location", location), ("$id",
+                id));
             transaction.Commit();
             return new Experiment(id.ToString(CultureInfo.InvariantCulture), name, location, "active", now, now);
         });
@@ -134,7 +140,8 @@ public sealed class SqliteStore : ITrackingStore
 
     // ---- runs ----
 
-    public RunInfo CreateRun(string experimentId, string runName, string userId, long startTime, IReadOnlyDictionary<string, string>? tags = null, string? runId = null)
+    public RunInfo CreateRun(string experimentId, string runName, string userId, long startTime, IReadOnlyDictionary<string, string>? tags = null,
+        string? runId = null)
     {
         long experiment = ExperimentNumber(experimentId);
         if (runId is not null && (runId.Length is 0 or > 32 || runId.Any(c => !char.IsAsciiLetterOrDigit(c) && c is not ('-' or '_'))))
@@ -160,7 +167,8 @@ public sealed class SqliteStore : ITrackingStore
             string artifactUri = AppendPath(location[0].Location, id, "artifacts");
             // The columns and values MLflow's create_run gives a new run.
             Execute(connection, transaction,
-                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, start_time, end_time, source_version, lifecycle_stage, artifact_uri, experiment_id, deleted_time) " +
+                "INSERT INTO runs (run_uuid, name, source_type, source_name, entry_point_name, user_id, status, start_time, end_time, source_version, " +
+                    "lifecycle_stage, artifact_uri, experiment_id, deleted_time) " +
                 "VALUES ($id, $name, 'UNKNOWN', '', '', $user, 'RUNNING', $start, NULL, '', 'active', $artifacts, $experiment, NULL)",
                 ("$id", id), ("$name", runName), ("$user", userId), ("$start", startTime), ("$artifacts", artifactUri), ("$experiment", experiment));
             WriteTags(connection, transaction, id, all);
@@ -204,19 +212,23 @@ public sealed class SqliteStore : ITrackingStore
         {
             using var connection = Open();
             using var transaction = connection.BeginTransaction(deferred: false);
-            var stage = Query(connection, transaction, "SELECT lifecycle_stage FROM runs WHERE run_uuid = $id", r => r.IsDBNull(0) ? "active" : r.GetString(0), ("$id", runId));
+            var stage = Query(connection, transaction, "SELECT lifecycle_stage FROM runs WHERE run_uuid = $id",
+                r => r.IsDBNull(0) ? "active" : r.GetString(0), ("$id", runId));
             if (stage.Count == 0) throw new ArgumentException($"run {runId}: not in {DatabasePath}");
             if (stage[0] != "active") throw new ArgumentException($"run {runId} is deleted in {DatabasePath}");
             foreach (var (key, value) in parameters)
             {
-                var old = Query(connection, transaction, "SELECT value FROM params WHERE run_uuid = $id AND key = $key", r => r.GetString(0), ("$id", runId), ("$key", key));
+                var old = Query(connection, transaction, "SELECT value FROM params WHERE run_uuid = $id AND key = $key", r => r.GetString(0), ("$id",
+                    runId), ("$key", key));
                 if (old.Count > 0)
                 {
                     if (old[0] != value)
-                        throw new ArgumentException($"param '{key}' was already logged with value '{old[0]}' for run {runId}; MLflow does not allow changing it to '{value}'");
+                        throw new ArgumentException($"param '{key}' was already logged with value '{old[0]}' for run {runId}; MLflow " +
+                            $"does not allow changing it to '{value}'");
                     continue;
                 }
-                Execute(connection, transaction, "INSERT INTO params (key, value, run_uuid) VALUES ($key, $value, $id)", ("$key", key), ("$value", value), ("$id", runId));
+                Execute(connection, transaction, "INSERT INTO params (key, value, run_uuid) VALUES ($key, $value, $id)", ("$key", key), ("$value",
+                    value), ("$id", runId));
             }
             if (metrics.Count > 0) WriteMetrics(connection, transaction, runId, metrics);
             WriteTags(connection, transaction, runId, tags);
@@ -232,7 +244,8 @@ public sealed class SqliteStore : ITrackingStore
         // The latest point by (step, timestamp, value), as MLflow's _update_latest_metrics_if_necessary keeps it.
         using var latest = Command(connection, transaction,
             "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES ($key, $value, $time, $step, $nan, $id) " +
-            "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan " +
+            "ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value, timestamp = excluded.timestamp, step = excluded.step, is_nan = excluded.is_nan "
+                +
             "WHERE (excluded.step, excluded.timestamp, excluded.value) > (latest_metrics.step, latest_metrics.timestamp, latest_metrics.value)");
         foreach (var command in new[] { point, latest })
             foreach (string name in new[] { "$key", "$value", "$time", "$id", "$step", "$nan" }) command.Parameters.Add(new SqliteParameter(name, null));
@@ -260,7 +273,8 @@ public sealed class SqliteStore : ITrackingStore
     {
         foreach (var (key, value) in tags)
         {
-            Execute(connection, transaction, "INSERT INTO tags (key, value, run_uuid) VALUES ($key, $value, $id) ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value",
+            Execute(connection, transaction,
+                "INSERT INTO tags (key, value, run_uuid) VALUES ($key, $value, $id) ON CONFLICT (key, run_uuid) DO UPDATE SET value = excluded.value",
                 ("$key", key), ("$value", value), ("$id", runId));
             // MLflow keeps the run's name in the runs table too, and set_tag of mlflow.runName renames the run.
             if (key == MlflowTags.RunName)
@@ -293,7 +307,8 @@ public sealed class SqliteStore : ITrackingStore
             using var connection = Open();
             if (Scalar(connection, null, "SELECT count(*) FROM experiments WHERE experiment_id = $id", ("$id", experiment)) is 0L)
                 throw new ArgumentException($"experiment {experimentId}: not in {DatabasePath}");
-            return Query(connection, null, RunColumns + " WHERE experiment_id = $id AND lifecycle_stage = 'active' ORDER BY start_time DESC", ReadRunInfo, ("$id", experiment));
+            return Query(connection, null, RunColumns + " WHERE experiment_id = $id AND lifecycle_stage = 'active' ORDER BY start_time DESC",
+                ReadRunInfo, ("$id", experiment));
         });
     }
 
@@ -301,9 +316,12 @@ public sealed class SqliteStore : ITrackingStore
     {
         using var connection = Open();
         var info = RunInfoOf(connection, runId);
-        var parameters = Query(connection, null, "SELECT key, value FROM params WHERE run_uuid = $id ORDER BY key", r => KeyValuePair.Create(r.GetString(0), r.GetString(1)), ("$id", runId));
-        var tags = Query(connection, null, "SELECT key, value FROM tags WHERE run_uuid = $id ORDER BY key", r => KeyValuePair.Create(r.GetString(0), r.IsDBNull(1) ? "" : r.GetString(1)), ("$id", runId));
-        var metrics = Query(connection, null, "SELECT key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid = $id ORDER BY key", ReadMetric, ("$id", runId));
+        var parameters = Query(connection, null, "SELECT key, value FROM params WHERE run_uuid = $id ORDER BY key", r => KeyValuePair.Create(r.GetString(0),
+            r.GetString(1)), ("$id", runId));
+        var tags = Query(connection, null, "SELECT key, value FROM tags WHERE run_uuid = $id ORDER BY key", r => KeyValuePair.Create(r.GetString(0),
+            r.IsDBNull(1) ? "" : r.GetString(1)), ("$id", runId));
+        var metrics = Query(connection, null, "SELECT key, value, timestamp, step, is_nan FROM latest_metrics WHERE run_uuid = $id ORDER BY key",
+            ReadMetric, ("$id", runId));
         return new RunRecord(info, parameters.ToDictionary(StringComparer.Ordinal), tags.ToDictionary(StringComparer.Ordinal),
             metrics.ToDictionary(m => m.Key, StringComparer.Ordinal));
     });
@@ -316,7 +334,8 @@ public sealed class SqliteStore : ITrackingStore
             using var connection = Open();
             RunInfoOf(connection, runId);
             // rowid order is the order the points were written.
-            return Query(connection, null, "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = $id AND key = $key ORDER BY rowid", ReadMetric,
+            return Query(connection, null, "SELECT key, value, timestamp, step, is_nan FROM metrics WHERE run_uuid = $id AND key = $key ORDER BY rowid",
+                ReadMetric,
                 ("$id", runId), ("$key", key));
         });
     }
@@ -336,7 +355,8 @@ public sealed class SqliteStore : ITrackingStore
     const string RunColumns = "SELECT run_uuid, experiment_id, name, user_id, status, start_time, end_time, artifact_uri, lifecycle_stage FROM runs";
 
     RunInfo ReadRunInfo(SqliteDataReader r) => new(r.GetString(0), r.GetInt64(1).ToString(CultureInfo.InvariantCulture), r.IsDBNull(2) ? "" : r.GetString(2),
-        r.IsDBNull(3) ? "" : r.GetString(3), ParseStatus(r.IsDBNull(4) ? "RUNNING" : r.GetString(4), r.GetString(0)), NullableLong(r, 5) ?? 0, NullableLong(r, 6),
+        r.IsDBNull(3) ? "" : r.GetString(3), ParseStatus(r.IsDBNull(4) ? "RUNNING" : r.GetString(4), r.GetString(0)), NullableLong(r, 5) ?? 0, NullableLong(r,
+            6),
         r.IsDBNull(7) ? "" : r.GetString(7), r.IsDBNull(8) ? "active" : r.GetString(8));
 
     RunStatus ParseStatus(string name, string runId)
@@ -421,7 +441,8 @@ public sealed class SqliteStore : ITrackingStore
         return command.ExecuteScalar();
     }
 
-    static List<T> Query<T>(SqliteConnection connection, SqliteTransaction? transaction, string sql, Func<SqliteDataReader, T> read, params (string Name, object? Value)[] parameters)
+    static List<T> Query<T>(SqliteConnection connection, SqliteTransaction? transaction, string sql, Func<SqliteDataReader, T> read, params (string Name,
+        object? Value)[] parameters)
     {
         using var command = Command(connection, transaction, sql);
         foreach (var (name, value) in parameters) command.Parameters.AddWithValue(name, value ?? DBNull.Value);

@@ -27,7 +27,8 @@ public static partial class TrackingKeys
             throw new ArgumentException($"{kind} key '{key}': MLflow allows only letters, digits, underscores, dashes, periods, spaces and slashes");
         string normalized = NormalizePath(key);
         if (normalized != key || normalized == "." || normalized.StartsWith("..", StringComparison.Ordinal) || normalized.StartsWith('/'))
-            throw new ArgumentException($"{kind} key '{key}' would resolve to the path '{normalized}'; MLflow refuses keys that start with '..' or '/', or hold '.', '..', or a trailing or doubled '/'");
+            throw new ArgumentException($"{kind} key '{key}' would resolve to the path '{normalized}'; MLflow refuses keys that start with '..' or '/', or " +
+                "hold '.', '..', or a trailing or doubled '/'");
     }
 
     public static void ValidateValue(string key, string value, string kind)

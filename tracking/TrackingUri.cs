@@ -63,11 +63,13 @@ public sealed record TrackingUri
             // SQLAlchemy's form, as MLflow takes it: sqlite:///relative.db, sqlite:////absolute.db.
             string rest = t["sqlite:".Length..];
             if (!rest.StartsWith("///", StringComparison.Ordinal) || rest.Length == 3 || rest.Contains('?'))
-                throw new ArgumentException($"--tracking-uri '{text}': an SQLite URI names a file, as sqlite:///mlflow.db (relative) or sqlite:////abs/mlflow.db");
+                throw new ArgumentException($"--tracking-uri '{text}': an SQLite URI names a file, as sqlite:///mlflow.db " +
+                    "(relative) or sqlite:////abs/mlflow.db");
             return new(t, null, null, database: Path.GetFullPath(rest[3..]));
         }
         if (t.Contains("://", StringComparison.Ordinal) || t.StartsWith("databricks", StringComparison.OrdinalIgnoreCase))
-            throw new ArgumentException($"--tracking-uri '{Redact(t)}': Medformer writes to an SQLite database (sqlite:///…), a folder (file:…), a tracking server (http(s)://…) or none; start `mlflow server --backend-store-uri {Redact(t)}` and point it there");
+            throw new ArgumentException($"--tracking-uri '{Redact(t)}': Medformer writes to an SQLite database (sqlite:///…), a folder (file:…), a tracking " +
+                $"server (http(s)://…) or none; start `mlflow server --backend-store-uri {Redact(t)}` and point it there");
         return new(t, Path.GetFullPath(t), null);
     }
 

@@ -33,7 +33,8 @@ internal sealed class AdaptiveStep : IDisposable
         if (adaptation.Options.Scope == AdaptationScope.LastLayer)
         {
             var last = task.LastLayers;
-            if (last.Count == 0) throw new ArgumentException($"batch_adaptation.scope: last_layer (EDBA) needs the task's last layers, and {task.GetType().Name} names none");
+            if (last.Count == 0)
+                throw new ArgumentException($"batch_adaptation.scope: last_layer (EDBA) needs the task's last layers, and {task.GetType().Name} names none");
             foreach (var linear in last)
             {
                 var handle = linear.register_forward_hook((_, input, output) => Capture(linear, input, output));

@@ -74,7 +74,8 @@ public sealed record BatchAdaptationOptions
         Require(Delta >= 1, "delta", $"{Delta} must be at least 1");
         Require(MinBatch >= MinimumSubset(Strategy), "min_batch", $"{MinBatch} must be at least {MinimumSubset(Strategy)} for {Name(Strategy)}");
         Require(MaxBatch >= MinBatch, "max_batch", $"{MaxBatch} must be at least min_batch {MinBatch}");
-        Require(InitialBatch == 0 || (InitialBatch >= MinBatch && InitialBatch <= MaxBatch), "initial_batch", $"{InitialBatch} must be 0 or in [min_batch {MinBatch}, max_batch {MaxBatch}]");
+        Require(InitialBatch == 0 || (InitialBatch >= MinBatch && InitialBatch <= MaxBatch), "initial_batch",
+            $"{InitialBatch} must be 0 or in [min_batch {MinBatch}, max_batch {MaxBatch}]");
         Require(Window >= 1, "window", $"{Window} must be at least 1");
         Require(MinSelected is >= 0 and <= 1, "min_selected", $"{MinSelected} must be in [0, 1]");
     }
@@ -141,7 +142,8 @@ public sealed class BatchAdaptation(BatchAdaptationOptions options)
     public void Restore(BatchAdaptationState state)
     {
         if (state.CurrentBatch < Options.MinBatch || state.CurrentBatch > Options.MaxBatch)
-            throw new ArgumentException($"--resume: the checkpoint's batch size {state.CurrentBatch} is outside this run's [min_batch {Options.MinBatch}, max_batch {Options.MaxBatch}]");
+            throw new ArgumentException($"--resume: the checkpoint's batch size {state.CurrentBatch} is outside this run's [min_batch " +
+                $"{Options.MinBatch}, max_batch {Options.MaxBatch}]");
         State = new BatchAdaptationState { CurrentBatch = state.CurrentBatch, Recent = [.. state.Recent.TakeLast(Options.Window).Select(s => s.ToArray())] };
     }
 
@@ -192,7 +194,8 @@ public sealed class BatchAdaptation(BatchAdaptationOptions options)
     public static (Tensor Weight, Tensor Bias) LinearGradients(Tensor input, Tensor outputGrad)
     {
         if (input.dim() < 2 || outputGrad.dim() != input.dim() || !input.shape[..^1].SequenceEqual(outputGrad.shape[..^1]))
-            throw new ArgumentException($"{nameof(LinearGradients)}: input [{string.Join(",", input.shape)}] and output gradient [{string.Join(",", outputGrad.shape)}] must agree but in their last axis");
+            throw new ArgumentException($"{nameof(LinearGradients)}: input [{string.Join(",", input.shape)}] and output gradient " +
+                $"[{string.Join(",", outputGrad.shape)}] must agree but in their last axis");
         using var scope = NewDisposeScope();
         long b = input.shape[0];
         var x = input.to(ScalarType.Float32).reshape(b, -1, input.shape[^1]);                           // [B,T,in]
@@ -225,7 +228,8 @@ public sealed class BatchAdaptation(BatchAdaptationOptions options)
     public static Tensor LinearGram(Tensor input, Tensor outputGrad)
     {
         if (input.dim() < 2 || outputGrad.dim() != input.dim() || !input.shape[..^1].SequenceEqual(outputGrad.shape[..^1]))
-            throw new ArgumentException($"{nameof(LinearGram)}: input [{string.Join(",", input.shape)}] and output gradient [{string.Join(",", outputGrad.shape)}] must agree but in their last axis");
+            throw new ArgumentException($"{nameof(LinearGram)}: input [{string.Join(",", input.shape)}] and output gradient " +
+                $"[{string.Join(",", outputGrad.shape)}] must agree but in their last axis");
         using var scope = NewDisposeScope();
         long b = input.shape[0];
         var x = input.detach().to(ScalarType.Float64).reshape(b, -1, input.shape[^1]);                 // [B,T,in]
@@ -336,7 +340,8 @@ public sealed class BatchAdaptation(BatchAdaptationOptions options)
     static bool Better(double score, double than) =>
         double.IsNegativeInfinity(than) ? score > than : score > than + 1e-12 * Math.Abs(than);
 
-    /// <summary>EDBA's random search: <paramref name="candidates"/> subsets of uniform size in [minimum, B], uniform members; the whole batch competes too.</summary>
+    /// <summary>EDBA's random search: <paramref name="candidates"/> subsets of uniform size in [minimum, B], uniform members; the whole batch competes
+    /// too.</summary>
     static int[] Sampled(double[,] gram, AdaptationStrategy strategy, int candidates, int minimum, Generator? random)
     {
         int b = gram.GetLength(0);

@@ -48,6 +48,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
 
     /// <summary>The first <paramref name="count"/> samples of a batch (views of its tensors).</summary>
     internal static Batch Take(Batch batch, int count) =>
-        new(batch.Index, [.. batch.Views.Select(v => new BatchView(v.Images.narrow(0, 0, count), v.Targets?.narrow(0, 0, count), v.Coordinates?.narrow(0, 0, count)))],
+        new(batch.Index, [.. batch.Views.Select(v => new BatchView(v.Images.narrow(0, 0, count), v.Targets?.narrow(0, 0, count), v.Coordinates?.narrow(0, 0,
+            count)))],
             [.. batch.Metas.Take(count)]);
 }

@@ -1,17 +1,27 @@
 using Medformer.Runtime;
+using static TorchSharp.torch;
 
 namespace Medformer.Training;
 
 /// <summary>
-/// How the trainer optimises, as plain data: AdamW (β1, β2, weight decay on matrices only), linear warmup then
-/// cosine decay to <see cref="MinLearningRate"/>, gradient clipping and accumulation, the precision policy, the
-/// NaN/Inf guard, logging and checkpoint cadence. <see cref="Seed"/> fixes every random draw of the run.
+/// How a model trains, as plain data: the one settings type every job shares (pretraining builds it from its run
+/// config, fine-tuning's <c>FineTuneOptions</c> and evaluation's <c>FineTuneSettings</c> extend or hold it), and the
+/// one place its defaults are set and documented: 1000 steps of batch 64, AdamW (lr 1e-3, β 0.9/0.95, weight decay
+/// 0.05 on matrices only) with 100 linear warmup steps then cosine decay to lr/100, gradient clipping at norm 1, bf16
+/// where the device runs it fast, one loader worker, the default device, a log line every 10 steps. A job's recipe
+/// that departs from a default says so where it is built (fine-tuning: 20 warmup steps, logs every 50; evaluation's
+/// cells: 300 steps of batch 32). <see cref="Seed"/> fixes every random draw of the run.
 /// </summary>
-public sealed record TrainerOptions
+/// <remarks>Not sealed: fine-tuning's options derive from it, so every shared setting has one name and one default.</remarks>
+public record TrainerOptions
 {
     public long MaxSteps { get; init; } = 1000;
+    /// <summary>Samples per step: what the job's loader gives (the trainer takes batches as they come).</summary>
+    public int BatchSize { get; init; } = 64;
+    /// <summary>The peak learning rate, reached after the warmup.</summary>
     public double LearningRate { get; init; } = 1e-3;
-    public double MinLearningRate { get; init; } = 1e-5;
+    /// <summary>The cosine's floor; null: lr/100 (<see cref="MinLearningRateOrDefault"/>).</summary>
+    public double? MinLearningRate { get; init; }
     public long WarmupSteps { get; init; } = 100;
     public double WeightDecay { get; init; } = 0.05;
     public double Beta1 { get; init; } = 0.9;
@@ -20,7 +30,12 @@ public sealed record TrainerOptions
     public double GradClip { get; init; } = 1.0;
     /// <summary>Micro-batches whose gradients add up to one optimizer step.</summary>
     public int Accumulation { get; init; } = 1;
+    /// <summary>The requested precision; bf16 runs in fp32 on a CPU without fast bf16 (MixedPrecision.Resolve).</summary>
     public Precision Precision { get; init; } = Precision.Bf16;
+    /// <summary>Where the run trains; null: <see cref="DeviceSpec.Resolve"/>'s default, the CPU (fine-tuning: where the model is).</summary>
+    public Device? Device { get; init; }
+    /// <summary>The loader's background workers (0: batches are built on the training thread).</summary>
+    public int Workers { get; init; } = 1;
     public long Seed { get; init; }
     public int LogEvery { get; init; } = 10;
     /// <summary>Steps between checkpoints; 0 writes one only at the end.</summary>
@@ -36,6 +51,12 @@ public sealed record TrainerOptions
     /// <summary>The tracking run this training reports to (MLflow's run id), kept in trainer.json; null: none.</summary>
     public string? RunId { get; init; }
 
+    /// <summary>These settings alone, as a plain <see cref="TrainerOptions"/> (of a derived job's options).</summary>
+    public TrainerOptions Shared() => new(this);
+
+    /// <summary><see cref="MinLearningRate"/>, or lr/100 where it is not set.</summary>
+    public double MinLearningRateOrDefault => MinLearningRate ?? LearningRate / 100;
+
     public void Validate()
     {
         void Require(bool ok, string what)
@@ -44,11 +65,13 @@ public sealed record TrainerOptions
         }
         Require(MaxSteps > 0, $"max_steps {MaxSteps} must be positive");
         Require(LearningRate > 0 && double.IsFinite(LearningRate), $"lr {LearningRate} must be positive");
-        Require(MinLearningRate >= 0 && MinLearningRate <= LearningRate, $"min_lr {MinLearningRate} must be in [0, lr]");
+        Require(MinLearningRateOrDefault >= 0 && MinLearningRateOrDefault <= LearningRate, $"min_lr {MinLearningRateOrDefault} must be in [0, lr]");
         Require(WarmupSteps >= 0, $"warmup_steps {WarmupSteps} must not be negative");
         Require(WeightDecay >= 0, $"weight_decay {WeightDecay} must not be negative");
         Require(Beta1 is >= 0 and < 1 && Beta2 is >= 0 and < 1, $"betas ({Beta1}, {Beta2}) must be in [0, 1)");
         Require(GradClip >= 0, $"grad_clip {GradClip} must not be negative");
+        Require(BatchSize >= 1, $"batch_size {BatchSize} must be at least 1");
+        Require(Workers >= 0, $"workers {Workers} must not be negative");
         Require(Accumulation >= 1, $"accumulation {Accumulation} must be at least 1");
         Require(LogEvery >= 1, $"log_every {LogEvery} must be at least 1");
         Require(CheckpointEvery >= 0 && EvaluateEvery >= 0, "checkpoint_every and evaluate_every must not be negative");
@@ -66,6 +89,7 @@ public sealed record TrainerOptions
     {
         if (step < WarmupSteps) return LearningRate * (step + 1) / WarmupSteps;
         double progress = MaxSteps <= WarmupSteps ? 1 : Math.Min(1.0, (double)(step - WarmupSteps) / (MaxSteps - WarmupSteps));
-        return MinLearningRate + 0.5 * (LearningRate - MinLearningRate) * (1 + Math.Cos(Math.PI * progress));
+        double floor = MinLearningRateOrDefault;
+        return floor + 0.5 * (LearningRate - floor) * (1 + Math.Cos(Math.PI * progress));
     }
 }

@@ -47,15 +47,16 @@ public static class TrainingCheckpoint
     {
         string folder = PathOf(outputDirectory, state.Step);
         state.LoaderPosition = state.Step * state.Accumulation;
-        var (model, heads) = Split(policy);
+        var parts = CheckpointParts.Of(task, policy);
         var extra = new Dictionary<string, Action<string>>
         {
-            [Heads] = path => Safetensors.Save(heads, path),
+            [Heads] = path => Safetensors.Save(parts.Task, path),
             [Optimizer] = path => SaveOptimizer(optimizer, ordered, path),
             [State] = path => File.WriteAllText(path, JsonSerializer.Serialize(state, TrainerState.Json)),
         };
         foreach (var (file, tensors) in task.ExtraState()) extra[file] = path => Safetensors.Save(tensors, path);
-        Checkpoint.Save(task.Model.Config, model, folder, new Dictionary<string, string> { ["step"] = state.Step.ToString() }, extra);
+        var metadata = new Dictionary<string, string> { ["step"] = state.Step.ToString() };
+        Checkpoint.Save(task.Model.Config, parts.Model, folder, metadata, extra);
         foreach (string old in Directory.EnumerateDirectories(outputDirectory, Prefix + "*")
                      .Where(d => long.TryParse(Path.GetFileName(d)[Prefix.Length..], out _))
                      .OrderByDescending(d => long.Parse(Path.GetFileName(d)[Prefix.Length..])).Skip(keep))
@@ -63,23 +64,12 @@ public static class TrainingCheckpoint
         return folder;
     }
 
-    /// <summary>The final model folder (config.json + model.safetensors, fp32, and the task's <see cref="TrainingTask.ModelFiles"/>), what fine-tuning starts from.</summary>
+    /// <summary>The final model folder (config.json + model.safetensors, fp32, and the task's <see cref="TrainingTask.ModelFiles"/>), what fine-tuning starts
+    /// from.</summary>
     internal static void SaveModel(string folder, TrainingTask task, MixedPrecision policy)
     {
-        var (model, heads) = Split(policy);
-        Checkpoint.Save(task.Model.Config, model, folder, extraFiles: task.ModelFiles(heads));
-    }
-
-    static (Dictionary<string, Tensor> Model, Dictionary<string, Tensor> Heads) Split(MixedPrecision policy)
-    {
-        var model = new Dictionary<string, Tensor>();
-        var heads = new Dictionary<string, Tensor>();
-        foreach (var (name, master) in policy.NamedMasterParameters)
-        {
-            if (name.StartsWith("model.", StringComparison.Ordinal)) model[name["model.".Length..]] = master;
-            else heads[name] = master;
-        }
-        return (model, heads);
+        var parts = CheckpointParts.Of(task, policy);
+        Checkpoint.Save(task.Model.Config, parts.Model, folder, extraFiles: task.ModelFiles(parts.Task));
     }
 
     static void SaveOptimizer(AdamW optimizer, IReadOnlyList<(string Name, Parameter Master)> ordered, string path)
@@ -113,12 +103,12 @@ public static class TrainingCheckpoint
         {
             throw new InvalidDataException($"{statePath}: not a trainer state ({e.Message})", e);
         }
-        var masters = policy.NamedMasterParameters.ToDictionary(p => p.Name, p => p.Master);
+        var parts = CheckpointParts.Of(task, policy);
+        StrictLoad.Load(Path.Combine(folder, Checkpoint.WeightsFile), parts.Model, "this run's model");
+        StrictLoad.Load(Path.Combine(folder, Heads), parts.Task, "this run's objectives or head");
         using var scope = NewDisposeScope();
         using (torch.no_grad())
         {
-            Restore(Path.Combine(folder, Checkpoint.WeightsFile), "model.", masters);
-            Restore(Path.Combine(folder, Heads), "", masters);
             policy.SyncModelFromMasters();
             var stored = Read(Path.Combine(folder, Optimizer));
             var states = optimizer.state_dict().State;
@@ -135,23 +125,6 @@ public static class TrainingCheckpoint
             task.LoadExtraState(file, Read(Path.Combine(folder, file)), Path.Combine(folder, file));
         if (policy.Scaler is { } scaler && state.LossScale is { } scale) scaler.Restore(scale, state.LossScaleGrowthTracker ?? 0);
         return state;
-    }
-
-    static void Restore(string path, string prefix, Dictionary<string, Parameter> masters)
-    {
-        var stored = Read(path);
-        foreach (var (key, value) in stored)
-        {
-            string name = prefix + key;
-            if (!masters.TryGetValue(name, out var master))
-                throw new InvalidDataException($"{path}: '{key}' is not a parameter of this run's model and objectives (another config?)");
-            if (!master.shape.SequenceEqual(value.shape))
-                throw new InvalidDataException($"{path}: '{key}' is [{string.Join(",", value.shape)}], this run's is [{string.Join(",", master.shape)}]");
-            master.copy_(value);
-        }
-        var expected = masters.Keys.Where(k => prefix.Length > 0 ? k.StartsWith(prefix, StringComparison.Ordinal) : !k.StartsWith("model.", StringComparison.Ordinal));
-        var missing = expected.FirstOrDefault(k => !stored.ContainsKey(k[prefix.Length..]));
-        if (missing is not null) throw new InvalidDataException($"{path}: lacks '{missing[prefix.Length..]}' of this run (another config or objectives?)");
     }
 
     static Dictionary<string, Tensor> Read(string path)

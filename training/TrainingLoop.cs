@@ -40,7 +40,8 @@ internal sealed class TrainingLoop : IDisposable
         (this.options, this.device, this.notice, this.task, this.outputDirectory, this.cancel) = (options, device, notice, task, outputDirectory, cancel);
         distributed = group is { WorldSize: > 1 } ? group : null;
         if (distributed is not null && options.BatchAdaptation is { Enabled: true })
-            throw new ArgumentException($"batch_adaptation selects samples by their per-sample gradients on one process; it is not supported with data parallel ({distributed.WorldSize} processes): run it in one process");
+            throw new ArgumentException($"batch_adaptation selects samples by their per-sample gradients on one process; it is not supported with data " +
+                $"parallel ({distributed.WorldSize} processes): run it in one process");
         Directory.CreateDirectory(outputDirectory);
         task.Module.to(device);
         if (distributed is not null) Synchronize(task.Module, distributed);
@@ -51,7 +52,8 @@ internal sealed class TrainingLoop : IDisposable
             task.Prepare(policy.ComputeType, device);
             if (options.BatchAdaptation is { Enabled: true } adaptationOptions)
             {
-                if (policy.Scaler is not null) throw new ArgumentException("batch_adaptation: fp16's loss scaling is not supported with per-sample gradients; use bf16 or fp32");
+                if (policy.Scaler is not null)
+                    throw new ArgumentException("batch_adaptation: fp16's loss scaling is not supported with per-sample gradients; use bf16 or fp32");
                 adaptation = new BatchAdaptation(adaptationOptions);
                 adaptive = new AdaptiveStep(adaptation, task);
             }
@@ -81,12 +83,15 @@ internal sealed class TrainingLoop : IDisposable
         state = TrainingCheckpoint.Load(from, task, policy, groups.Optimizer, groups.Ordered);
         if (state.Seed != options.Seed) throw new ArgumentException($"--resume: {from} was trained with seed {state.Seed}, not {options.Seed}");
         if (state.Accumulation != options.Accumulation)
-            throw new ArgumentException($"--resume: {from} was trained with accumulation {state.Accumulation}, not {options.Accumulation}; the loader's position depends on it");
+            throw new ArgumentException($"--resume: {from} was trained with accumulation {state.Accumulation}, not " +
+                $"{options.Accumulation}; the loader's position depends on it");
         if (state.MaxSteps != options.MaxSteps)
-            notice?.Invoke($"max_steps is {options.MaxSteps} where {from} was trained towards {state.MaxSteps}: the learning-rate schedule from here differs from the original run's");
+            notice?.Invoke($"max_steps is {options.MaxSteps} where {from} was trained towards {state.MaxSteps}: the learning-rate schedule from " +
+                "here differs from the original run's");
         state.MaxSteps = options.MaxSteps;
         if (state.WorldSize != world)
-            notice?.Invoke($"{from} was trained on {state.WorldSize} process(es), this run has {world}: each rank resumes at batch {state.LoaderPosition} of its shard, which continues the interrupted pass exactly when the global batch (batch size × processes) is unchanged");
+            notice?.Invoke($"{from} was trained on {state.WorldSize} process(es), this run has {world}: each rank resumes at batch {state.LoaderPosition} of " +
+                "its shard, which continues the interrupted pass exactly when the global batch (batch size × processes) is unchanged");
         state.WorldSize = world;
         (state.Precision, state.RequestedPrecision) = (policy.Effective.Name(), options.Precision.Name());
         state.RunId = options.RunId ?? state.RunId;
@@ -202,7 +207,8 @@ internal sealed class TrainingLoop : IDisposable
         state.SkippedSteps++;
         state.NonFiniteInARow++;
         if (state.NonFiniteInARow >= options.MaxNonFiniteInARow)
-            throw new TrainingDivergedException($"step {step}: the loss or the gradients were not finite {state.NonFiniteInARow} steps in a row (last loss {loss}); lower the learning rate, or use bf16 rather than fp16");
+            throw new TrainingDivergedException($"step {step}: the loss or the gradients were not finite {state.NonFiniteInARow} steps in a row (last loss " +
+                $"{loss}); lower the learning rate, or use bf16 rather than fp16");
     }
 
     void Log(Action<TrainerLog>? log)

@@ -44,7 +44,8 @@ public static class DataBenchmark
             double modelRate = ModelBenchmark.BatchSize / step.Median;
 
             var report = new BenchReport("data");
-            var headline = report.Add(new BenchRow("28x28 load + two views", twoViewRate, reference.GetProperty("two_view_samples_per_s").GetDouble(), "samples/s"));
+            var headline = report.Add(new BenchRow("28x28 load + two views", twoViewRate, reference.GetProperty("two_view_samples_per_s").GetDouble(),
+                "samples/s"));
             report.Add(new BenchRow("96^3 crops from the cache", cropRate, reference.GetProperty("ct_crops_per_s").GetDouble(), "crops/s"));
             report.Add(new BenchRow($"small {trained.Name()} training (for the goal)", modelRate, null, "samples/s"));
             report.Headline(headline);

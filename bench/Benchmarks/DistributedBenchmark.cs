@@ -27,7 +27,8 @@ public static class DistributedBenchmark
     public static BenchReport Run(BenchOptions options)
     {
         int share = Math.Max(1, options.Threads / World);
-        var reference = PythonReference.Run("distributed.py", "--sizes", string.Join(",", Sizes), "--seconds", SecondsPerSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
+        var reference = PythonReference.Run("distributed.py", "--sizes", string.Join(",", Sizes), "--seconds",
+            SecondsPerSize.ToString(System.Globalization.CultureInfo.InvariantCulture),
             "--threads", share.ToString(), "--port", FreePort().ToString());
         var referenceRates = reference.GetProperty("gbps").EnumerateArray().Select(e => e.GetDouble()).ToArray();
         var ours = Ranks(World, share, "allreduce").GetProperty("gbps").EnumerateArray().Select(e => e.GetDouble()).ToArray();
@@ -44,13 +45,20 @@ public static class DistributedBenchmark
         double oneRate = one.GetProperty("samples_per_s").GetDouble(), twoRate = two.GetProperty("samples_per_s").GetDouble();
         report.Add(new BenchRow($"small pretrain, 1 process x {options.Threads} threads, batch {Batch}", oneRate, null, "samples/s"));
         report.Add(new BenchRow($"small pretrain, 2 processes x {share} thread(s), batch {Batch} each", twoRate, null, "samples/s"));
-        report.Add(new BenchRow("communication, fraction of a 2-process step", two.GetProperty("communication").GetDouble(), null, "of the step", HigherIsBetter: false));
+        report.Add(new BenchRow("communication, fraction of a 2-process step", two.GetProperty("communication").GetDouble(), null, "of the step",
+            HigherIsBetter: false));
         report.Headline(headline!);
         report.Extra("two_over_one_process", Math.Round(twoRate / oneRate, 2));
         report.Extra("gradient_mib", Math.Round(two.GetProperty("parameters").GetDouble() * 4 / (1 << 20), 1));
-        report.Extra("bandwidth", "bytes of the float32 tensor over seconds per all-reduce (algorithm bandwidth); as many repeats as fit in 0.5 s per size after 3 warm-ups; ranks on 127.0.0.1");
-        report.Extra("training", $"the pretraining job's default mix, bf16 policy, {Timed} steps timed after {Warmup} between the trainer's log callbacks, batches made before timing; communication: time in collectives (gradient all-reduce in 25 MB buckets, the loss agreement, SimCLR's all-gather forward and backward) over the step's wall time, on rank 0, mean of the timed steps");
-        report.Extra("overlap", "none: TorchSharp 0.107 has no tensor gradient hooks, so the buckets are reduced after the backward pass (DDP overlaps them with it)");
+        report.Extra("bandwidth",
+            "bytes of the float32 tensor over seconds per all-reduce (algorithm bandwidth); as many repeats as fit in 0.5 s per size " +
+                "after 3 warm-ups; ranks on 127.0.0.1");
+        report.Extra("training",
+            $"the pretraining job's default mix, bf16 policy, {Timed} steps timed after {Warmup} between the trainer's log callbacks, batches made before " +
+                "timing; communication: time in collectives (gradient all-reduce in 25 MB buckets, the loss agreement, SimCLR's all-gather forward and " +
+                    "backward) over the step's wall time, on rank 0, mean of the timed steps");
+        report.Extra("overlap",
+            "none: TorchSharp 0.107 has no tensor gradient hooks, so the buckets are reduced after the backward pass (DDP overlaps them with it)");
         return report;
     }
 

@@ -38,7 +38,8 @@ public static class HeadsBenchmark
         {
             string threads = options.Threads.ToString();
             reference = PythonReference.Run("sliding_window.py", "--threads", threads, "--config", configFile,
-                "--size", Size.ToString(), "--roi", Roi.ToString(), "--batch", WindowBatch.ToString(), "--classes", Classes.ToString(), "--repeats", Repeats.ToString());
+                "--size", Size.ToString(), "--roi", Roi.ToString(), "--batch", WindowBatch.ToString(), "--classes", Classes.ToString(), "--repeats",
+                    Repeats.ToString());
             twinImages = PythonReference.Run("finetune.py", "--threads", threads, "--config", configFile, "--head", "classification",
                 "--batch", ImageBatch.ToString(), "--size", ImageSize.ToString(), ImageSize.ToString(), "--classes", ImageClasses.ToString(),
                 "--warmup", ImageWarmup.ToString(), "--steps", ImageSteps.ToString(), "--batches", Distinct.ToString());
@@ -79,25 +80,42 @@ public static class HeadsBenchmark
         var report = new BenchReport("heads");
         var headline = report.Add(new BenchRow("sliding window 128^3 (tiny, fp32)", timing.Median, theirs, "s", HigherIsBetter: false));
         report.Add(new BenchRow("voxels per second", Math.Pow(Size, 3) / timing.Median, Math.Pow(Size, 3) / theirs, "voxels/s"));
-        if (imageBf16 is not null) report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, bf16", ImageBatch / imageBf16.Median, ImageBatch / twinImageStep, "samples/s"));
-        report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, fp32", ImageBatch / imageFp32.Median, ImageBatch / twinImageStep, "samples/s"));
-        if (cropBf16 is not null) report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, bf16", CropBatch / cropBf16.Median, CropBatch / twinCropStep, "samples/s"));
-        report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, fp32", CropBatch / cropFp32.Median, CropBatch / twinCropStep, "samples/s"));
+        if (imageBf16 is not null) report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, bf16", ImageBatch / imageBf16.Median,
+            ImageBatch / twinImageStep, "samples/s"));
+        report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, fp32", ImageBatch / imageFp32.Median, ImageBatch / twinImageStep,
+            "samples/s"));
+        if (cropBf16 is not null) report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, bf16", CropBatch / cropBf16.Median,
+            CropBatch / twinCropStep, "samples/s"));
+        report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, fp32", CropBatch / cropFp32.Median, CropBatch / twinCropStep,
+            "samples/s"));
         report.Headline(headline);
         report.Extra("windows", windows);
         report.Extra("twin_windows", reference.GetProperty("windows").GetInt32());
         report.Extra("mask_shape", string.Join("x", shape));
         report.Extra("peak_rss_mib", Math.Round(slidingPeak));
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
-        report.Extra("finetune_twin_precision", "fp32 (PyTorch 1.13's CPU autocast to bf16 fails on this model); the pytorch column of the bf16 rows is that fp32 twin");
-        report.Extra("finetune_timing", $"median of {ImageSteps} (classification) and {CropSteps} (segmentation) steps after {ImageWarmup} and {CropWarmup} warm-up ones: ours between the trainer's per-step log callbacks of FineTuner.Fit (full strategy, AdamW, clipping, precision policy; the loader's worker collates random tensors from memory), the twin around its step over {Distinct} batches made before timing");
-        report.Extra("finetune_mean_samples_per_s", $"classification {(imageBf16 is null ? "" : $"bf16 {ImageBatch / imageBf16.Mean:F1}, ")}fp32 {ImageBatch / imageFp32.Mean:F1}, twin {ImageBatch / twinImages.GetProperty("mean_step_s").GetDouble():F1}; segmentation {(cropBf16 is null ? "" : $"bf16 {CropBatch / cropBf16.Mean:F2}, ")}fp32 {CropBatch / cropFp32.Mean:F2}, twin {CropBatch / twinCrops.GetProperty("mean_step_s").GetDouble():F2}");
-        report.Extra("finetune_trainable_parameters", $"classification {imageFp32.Parameters} (twin {twinImages.GetProperty("parameters").GetInt64()}), segmentation {cropFp32.Parameters} (twin {twinCrops.GetProperty("parameters").GetInt64()}; ours also holds the 2D neighbourhood projection, which 3D crops never use); the heads are tested equal in loss and gradients (HeadsBenchTwinTests)");
+        report.Extra("finetune_twin_precision",
+            "fp32 (PyTorch 1.13's CPU autocast to bf16 fails on this model); the pytorch column of the bf16 rows is that fp32 twin");
+        report.Extra("finetune_timing",
+            $"median of {ImageSteps} (classification) and {CropSteps} (segmentation) steps after {ImageWarmup} and {CropWarmup} warm-up ones: ours between " +
+                $"the trainer's per-step log callbacks of FineTuner.Fit (full strategy, AdamW, clipping, precision policy; the loader's worker collates " +
+                    $"random tensors from memory), the twin around its step over {Distinct} batches made before timing");
+        report.Extra("finetune_mean_samples_per_s",
+            $"classification {(imageBf16 is null ? "" : $"bf16 {ImageBatch / imageBf16.Mean:F1}, ")}fp32 {ImageBatch / imageFp32.Mean:F1}, twin " +
+                $"{ImageBatch / twinImages.GetProperty("mean_step_s").GetDouble():F1}; segmentation " +
+                    $"{(cropBf16 is null ? "" : $"bf16 {CropBatch / cropBf16.Mean:F2}, ")}fp32 {CropBatch / cropFp32.Mean:F2}, twin " +
+                        $"{CropBatch / twinCrops.GetProperty("mean_step_s").GetDouble():F2}");
+        report.Extra("finetune_trainable_parameters",
+            $"classification {imageFp32.Parameters} (twin {twinImages.GetProperty("parameters").GetInt64()}), segmentation {cropFp32.Parameters} (twin " +
+                $"{twinCrops.GetProperty("parameters").GetInt64()}; ours also holds the 2D neighbourhood projection, which 3D crops never use); the heads " +
+                    "are tested equal in loss and gradients (HeadsBenchTwinTests)");
         var notices = new[] { imageBf16, imageFp32, cropBf16, cropFp32 }.OfType<StepTimes>().SelectMany(r => r.Notices).Distinct().ToList();
         if (notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", notices));
         Bf16.Note(report);
         report.Extra("finetune_peak_rss_mib", Math.Round(Resident.PeakMiB));
-        report.Extra("twin_finetune_peak_rss_mib", $"classification {Math.Round(twinImages.GetProperty("peak_rss_mib").GetDouble())}, segmentation {Math.Round(twinCrops.GetProperty("peak_rss_mib").GetDouble())}");
+        report.Extra("twin_finetune_peak_rss_mib",
+            $"classification {Math.Round(twinImages.GetProperty("peak_rss_mib").GetDouble())}, segmentation " +
+                $"{Math.Round(twinCrops.GetProperty("peak_rss_mib").GetDouble())}");
         return report;
     }
 
@@ -126,7 +144,8 @@ public static class HeadsBenchmark
     {
         using var scope = NewDisposeScope();
         return crops
-            ? new TensorCorpus("bench", rand([count, 1, Roi, Roi, Roi]), targets: randint(0, Classes, [count, 1, Roi, Roi, Roi]), organ: "abdomen", modality: "ct")
+            ? new TensorCorpus("bench", rand([count, 1, Roi, Roi, Roi]), targets: randint(0, Classes, [count, 1, Roi, Roi, Roi]), organ: "abdomen",
+                modality: "ct")
             : new TensorCorpus("bench", rand([count, 1, ImageSize, ImageSize]), labels: randint(0, ImageClasses, [count]), organ: "chest", modality: "xray");
     }
 }

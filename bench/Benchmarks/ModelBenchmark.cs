@@ -71,7 +71,8 @@ public static class ModelBenchmark
     internal sealed record Growth(double RssMiB, double InUseMiB, double HeldFreeMiB, long LiveTensors)
     {
         public override string ToString() =>
-            $"RSS {RssMiB:+0.0;-0.0} MiB = malloc in use {InUseMiB:+0.0;-0.0} MiB + freed but held by malloc's arenas {HeldFreeMiB:+0.0;-0.0} MiB (+ pages touched outside malloc); live tensors {LiveTensors:+0;-0}";
+            $"RSS {RssMiB:+0.0;-0.0} MiB = malloc in use {InUseMiB:+0.0;-0.0} MiB + freed but held by malloc's arenas {HeldFreeMiB:+0.0;-0.0} MiB (+ pages " +
+                $"touched outside malloc); live tensors {LiveTensors:+0;-0}";
     }
 
     internal static (Timing Timing, Growth Steady, long Parameters) TimeSteps(MedformerConfig config, Precision precision)

@@ -60,7 +60,9 @@ public static class PretrainBenchmark
         report.Extra("forward_gflop_per_sample", string.Join(", ", flops.PerObjective.Select(o => $"{o.Key} {o.Value / 1e9:F3}"))
             + $" (inpainting's encoder reads {flops.Visible} of {flops.Tokens} tokens, its decoder {flops.Hidden} queries; simclr: 2 views)");
         report.Extra("step_gflop", Math.Round(flops.Step(Batch) / 1e9, 1));
-        report.Extra("flops_counted", "ModelFlops (matmuls, convolution, attention products) of each objective's forward, times 3 for forward + backward; the heads (pixel, rotation, projector: < 0.1%), norms, softmax and the optimizer are left out");
+        report.Extra("flops_counted",
+            "ModelFlops (matmuls, convolution, attention products) of each objective's forward, times 3 for forward + backward; the heads (pixel, rotation, " +
+                "projector: < 0.1%), norms, softmax and the optimizer are left out");
         report.Extra("fp32_gemm_gflops", Math.Round(fp32Gemm));
         report.Extra("mfu_fp32_of_fp32_gemm", Math.Round(flops.Step(Batch) / fp32.MedianStep / 1e9 / fp32Gemm, 3));
         report.Extra("twin_mfu_fp32_of_our_fp32_gemm", Math.Round(flops.Step(Batch) / twinStep / 1e9 / fp32Gemm, 3));
@@ -72,9 +74,17 @@ public static class PretrainBenchmark
             report.Extra("bf16_over_our_fp32", Math.Round(fp32.MedianStep / bf16.MedianStep, 2));
         }
         Bf16.Note(report);
-        report.Extra("mean_samples_per_s", $"{(bf16 is null ? "" : $"bf16 {Batch / bf16.MeanStep:F1}, ")}fp32 {Batch / fp32.MeanStep:F1}, twin {Batch / reference.GetProperty("mean_step_s").GetDouble():F1}");
-        report.Extra("timing", $"median of {Timed} trainer steps after {Warmup} warm-up, between the trainer's per-step log callbacks (the end-of-run checkpoint is written after the last one); {Distinct} two-view batches made before timing by the DataLoader with the job's augmentation, a copy per step; the twin: same batches' shapes, same warm-up and steps");
-        report.Extra("memory", $"Medformer tiny, {MemoryPrecision.Name()}, batch {MemoryBatch}, same mix and trainer, {MemorySteps} steps at {memory.StepsPerSecond:F1} steps/s: RSS {memory.AtFirst:F0} MiB after step {MemoryFirst}, {memory.AtLast:F0} MiB after step {MemorySteps}, highest of the logs every {MemoryFirst} steps {memory.Highest:F0} MiB");
+        report.Extra("mean_samples_per_s",
+            $"{(bf16 is null ? "" : $"bf16 {Batch / bf16.MeanStep:F1}, ")}fp32 {Batch / fp32.MeanStep:F1}, twin " +
+                $"{Batch / reference.GetProperty("mean_step_s").GetDouble():F1}");
+        report.Extra("timing",
+            $"median of {Timed} trainer steps after {Warmup} warm-up, between the trainer's per-step log callbacks (the end-of-run checkpoint is written " +
+                $"after the last one); {Distinct} two-view batches made before timing by the DataLoader with the job's augmentation, a copy per step; the " +
+                    "twin: same batches' shapes, same warm-up and steps");
+        report.Extra("memory",
+            $"Medformer tiny, {MemoryPrecision.Name()}, batch {MemoryBatch}, same mix and trainer, {MemorySteps} steps at {memory.StepsPerSecond:F1} " +
+                $"steps/s: RSS {memory.AtFirst:F0} MiB after step {MemoryFirst}, {memory.AtLast:F0} MiB after step {MemorySteps}, highest of the logs every " +
+                    $"{MemoryFirst} steps {memory.Highest:F0} MiB");
         report.Extra($"rss_after_step_{MemoryFirst}_mib", Math.Round(memory.AtFirst, 1));
         report.Extra($"rss_after_step_{MemorySteps}_mib", Math.Round(memory.AtLast, 1));
         report.Extra($"rss_every_{MemoryFirst}_steps_mib", string.Join(" ", memory.Series));
@@ -122,7 +132,8 @@ public static class PretrainBenchmark
     /// <summary>The memory run's precision: bf16 where the CPU has it (the job's default), else fp32.</summary>
     static Precision MemoryPrecision => Bf16.Timed ? Precision.Bf16 : Precision.Fp32;
 
-    /// <summary>Resident memory after step <see cref="MemoryFirst"/> and after step <see cref="MemorySteps"/> of a run in <see cref="MemoryPrecision"/>.</summary>
+    /// <summary>Resident memory after step <see cref="MemoryFirst"/> and after step <see cref="MemorySteps"/> of a run in
+    /// <see cref="MemoryPrecision"/>.</summary>
     static MemoryProfile Memory(MedformerConfig config)
     {
         var rss = new Dictionary<long, double>();
@@ -144,7 +155,8 @@ public static class PretrainBenchmark
         try
         {
             var unknown = job.Objectives.Keys.FirstOrDefault(k => k is not ("inpainting" or "rotation" or "simclr"));
-            if (unknown is not null) throw new InvalidOperationException($"the pretraining job's default mix has '{unknown}', which bench/reference/pretrain.py has no twin of");
+            if (unknown is not null)
+                throw new InvalidOperationException($"the pretraining job's default mix has '{unknown}', which bench/reference/pretrain.py has no twin of");
             var objectives = PretrainJob.Objectives(job, config);
             using var task = new Pretraining(new MedformerModel(config), objectives, job.Momentum);
             var options = PretrainJob.TrainerOptions(job) with

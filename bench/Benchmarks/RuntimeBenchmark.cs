@@ -24,7 +24,8 @@ public static class RuntimeBenchmark
         if (Bf16.Timed)
             report.Add(new BenchRow($"bf16 GEMM {GemmSize}²", GemmRate(ScalarType.BFloat16), reference.GetProperty("gemm_bf16_gflops").GetDouble(), "GFLOP/s"));
 
-        report.Add(new BenchRow("tiny op (add_, 16 floats)", TinyOpMicroseconds(), reference.GetProperty("tiny_op_us").GetDouble(), "µs/call", HigherIsBetter: false));
+        report.Add(new BenchRow("tiny op (add_, 16 floats)", TinyOpMicroseconds(), reference.GetProperty("tiny_op_us").GetDouble(), "µs/call",
+            HigherIsBetter: false));
 
         var fp32 = TransformerBlock.TimeStep(Precision.Fp32);
         double referenceStep = reference.GetProperty("block_step_fp32_s").GetDouble();

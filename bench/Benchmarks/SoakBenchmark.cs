@@ -33,7 +33,8 @@ public static class SoakBenchmark
         using var sampler = new Timer(_ =>
         {
             var (inUse, held) = Malloc.Now();
-            lock (samples) samples.Add(new Sample(clock.Elapsed.TotalMinutes, Resident.CurrentMiB, GC.GetTotalMemory(false) / 1048576.0, inUse, held, Interlocked.Read(ref steps)));
+            lock (samples) samples.Add(new Sample(clock.Elapsed.TotalMinutes, Resident.CurrentMiB, GC.GetTotalMemory(false) / 1048576.0, inUse, held,
+                Interlocked.Read(ref steps)));
         }, null, TimeSpan.Zero, SampleEvery);
         try
         {
@@ -42,8 +43,8 @@ public static class SoakBenchmark
             {
                 try
                 {
-                    var config = new RunConfig { Model = "tiny" };
-                    config.Schedule.MaxSteps = 100_000_000;  // the deadline ends the run, not the schedule
+                    // The deadline ends the run, not the schedule.
+                    var config = new RunConfig { Model = "tiny", Schedule = new ScheduleSpec { MaxSteps = 100_000_000 } };
                     var result = PretrainJob.Run(config, output, new PretrainOverrides(Resume: resume), log =>
                     {
                         Interlocked.Exchange(ref steps, log.Step);
@@ -103,7 +104,8 @@ public static class SoakBenchmark
         report.Headline(headline);
         report.Extra("verdict", faults.Count == 0 && growth < MaxGrowthPercent
             ? $"pass: 0 faults, RSS growth {growth:F2}% < {MaxGrowthPercent}% (median RSS {early:F0} -> {late:F0} MiB, {span})"
-            : $"FAIL: {faults.Count} fault(s), RSS growth {growth:F2}% (limit {MaxGrowthPercent}%; median RSS {early:F0} -> {late:F0} MiB, {span})");
+            : $"FAIL: {faults.Count} fault(s), RSS growth {growth:F2}% (limit {MaxGrowthPercent}%; " +
+                $"median RSS {early:F0} -> {late:F0} MiB, {span})");
         report.Extra("steps", steps);
         report.Extra("minutes", Math.Round(elapsed.TotalMinutes, 1));
         report.Extra("skipped_non_finite_steps", skipped);
@@ -112,9 +114,13 @@ public static class SoakBenchmark
         if (faults.Count > 0) report.Extra("fault_list", string.Join(" | ", faults.Take(10)));
         report.Extra("rss_mib_each_minute", string.Join(" ", minutes.Select(s => $"{s.Minutes:F0}:{s.RssMiB:F0}")));
         report.Extra("managed_heap_mib_each_minute", string.Join(" ", minutes.Select(s => $"{s.Minutes:F0}:{s.ManagedMiB:F1}")));
-        report.Extra("malloc_in_use_and_held_free_mib_each_minute", string.Join(" ", minutes.Select(s => $"{s.Minutes:F0}:{s.MallocInUseMiB:F0}/{s.MallocHeldFreeMiB:F0}")));
+        report.Extra("malloc_in_use_and_held_free_mib_each_minute", string.Join(" ",
+            minutes.Select(s => $"{s.Minutes:F0}:{s.MallocInUseMiB:F0}/{s.MallocHeldFreeMiB:F0}")));
         report.Extra("plot", plot);
-        report.Extra("run", "the default pretraining job (RunConfig defaults: tiny, inpainting 1 + SimCLR 0.5, phantom 2D, batch 64, 2 loader workers, checkpoints every 200 steps) with max_steps far beyond the deadline, under forced gen-0 collections and finalizers (a full collection every 64th)");
+        report.Extra("run",
+            "the default pretraining job (RunConfig defaults: tiny, inpainting 1 + SimCLR 0.5, phantom 2D, batch 64, 2 loader workers, " +
+                "checkpoints every 200 steps) with max_steps far beyond the deadline, under forced gen-0 collections and " +
+                    "finalizers (a full collection every 64th)");
         return report;
     }
 

@@ -140,17 +140,21 @@ public static class BrainFuseExperiment
         string output = Path.Combine(root, $"{name}-{arm}-{s.Steps}-{s.Size}");
         string modelDir = Path.Combine(output, "model");
         if (File.Exists(Path.Combine(modelDir, Checkpoint.WeightsFile))) return modelDir;
-        var config = new RunConfig
+        var defaults = new RunConfig();
+        var config = defaults with
         {
-            Corpora = [corpus], Objectives = new() { ["barlow"] = new ObjectiveSpec { Weight = 1.0 } }, LogEvery = (int)Math.Max(1, s.Steps / 5), CheckpointEvery = 0,
+            Corpora = [corpus],
+            Objectives = new() { ["barlow"] = new ObjectiveSpec { Weight = 1.0 } },
+            LogEvery = (int)Math.Max(1, s.Steps / 5),
+            CheckpointEvery = 0,
             Precision = s.Precision.Name(),
-            Brainfuse = mixes ? new BrainFuseSpec { Parts = s.Parts, Alpha = s.Alpha, Share = s.Share, Weights = raw ? "dirichlet" : "smooth", Consistency = s.Consistency } : null,
+            Brainfuse = mixes
+                ? new BrainFuseSpec { Parts = s.Parts, Alpha = s.Alpha, Share = s.Share, Weights = raw ? "dirichlet" : "smooth", Consistency = s.Consistency }
+                : null,
+            Schedule = defaults.Schedule with { MaxSteps = s.Steps, WarmupSteps = Math.Min(defaults.Schedule.WarmupSteps, s.Steps / 10) },
+            Batch = defaults.Batch with { Size = s.Batch, Workers = 1 },
+            Augment = volume ? defaults.Augment with { VolumeSize = s.Size } : defaults.Augment,
         };
-        config.Schedule.MaxSteps = s.Steps;
-        config.Schedule.WarmupSteps = Math.Min(config.Schedule.WarmupSteps, s.Steps / 10);
-        config.Batch.Size = s.Batch;
-        config.Batch.Workers = 1;
-        if (volume) config.Augment.VolumeSize = s.Size;
         config.Validate("bench brainfuse");
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var result = PretrainJob.Run(config, output,

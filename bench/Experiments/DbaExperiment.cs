@@ -44,7 +44,8 @@ public static class DbaExperiment
         long mlpSteps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_MLP_STEPS") ?? "5000");
         int hidden = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_HIDDEN") ?? "256");
         int seeds = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_SEEDS") ?? "2");
-        var dba = new BatchAdaptationOptions { Strategy = AdaptationStrategy.GradientNorm, Scope = AdaptationScope.Full, MinBatch = 8, MaxBatch = 64, InitialBatch = 32, Delta = 8 };
+        var dba = new BatchAdaptationOptions { Strategy = AdaptationStrategy.GradientNorm, Scope = AdaptationScope.Full, MinBatch = 8, MaxBatch = 64,
+            InitialBatch = 32, Delta = 8 };
         var variance = dba with { Strategy = AdaptationStrategy.VarianceNorm };
         const DbaMlp.OptimizerKind Adam = DbaMlp.OptimizerKind.Adam;
         Arm[] arms =
@@ -109,27 +110,35 @@ public static class DbaExperiment
                 seconds.Add(clock.Elapsed.TotalSeconds);
                 Console.WriteLine($"  {arm.Name}, seed {seed}: test accuracy {outcome.Accuracy:P2}" +
                     (outcome.BestAccuracy is { } b ? $" (best check {b:P2})" : "") + $", {armSteps} steps, {clock.Elapsed.TotalSeconds:F1} s" +
-                    (outcome.LastBatch is { } s ? $", last batch size {s:F0}" : "") + (outcome.MeanSelected is { } m ? $", mean selected (last 10%) {m:F1}" : "") +
+                    (outcome.LastBatch is { } s ? $", last batch size {s:F0}" : "") + (outcome.MeanSelected is { } m ? $", mean selected (last 10%) {m:F1}"
+                        : "") +
                     (outcome.TrainLoss is { } l ? $", train loss (last 10%) {l:G3}" : "") + (outcome.DeadHidden is { } d ? $", dead hidden units {d:P0}" : ""));
             }
             var accuracies = outcomes.Select(o => o.Accuracy).ToArray();
             means[arm.Name] = accuracies.Average();
-            report.Add(new BenchRow($"{arm.Name}: accuracy", accuracies.Average() * 100, null, $"% test after {armSteps} steps (mean of {seeds} seeds: {string.Join(", ", accuracies.Select(a => (a * 100).ToString("F2")))})"));
+            report.Add(new BenchRow($"{arm.Name}: accuracy", accuracies.Average() * 100, null,
+                $"% test after {armSteps} steps (mean of {seeds} seeds: {string.Join(", ", accuracies.Select(a => (a * 100).ToString("F2")))})"));
             if (outcomes.All(o => o.BestAccuracy is not null))
-                report.Add(new BenchRow($"{arm.Name}: best check", outcomes.Average(o => o.BestAccuracy!.Value) * 100, null, "% test, best of 10 checks (picked on the test set: optimistic)"));
+                report.Add(new BenchRow($"{arm.Name}: best check", outcomes.Average(o => o.BestAccuracy!.Value) * 100, null,
+                    "% test, best of 10 checks (picked on the test set: optimistic)"));
             report.Add(new BenchRow($"{arm.Name}: wall time", seconds.Average(), null, "s per run", HigherIsBetter: false));
-            if (outcomes.All(o => o.LastBatch is not null)) report.Add(new BenchRow($"{arm.Name}: last batch size", outcomes.Average(o => o.LastBatch!.Value), null, "samples"));
+            if (outcomes.All(o => o.LastBatch is not null)) report.Add(new BenchRow($"{arm.Name}: last batch size", outcomes.Average(o => o.LastBatch!.Value),
+                null, "samples"));
         }
         trainImages.Dispose();
         testImages.Dispose();
         // Headline: the paper's setting if it ran (its best DBA arm against the better of plain SGD and Adam), else the Medformer's.
-        var plainMlp = means.Where(m => m.Key.StartsWith("MLP 1% S", StringComparison.Ordinal) || m.Key.StartsWith("MLP 1% Adam", StringComparison.Ordinal)).OrderByDescending(m => m.Value).FirstOrDefault();
+        var plainMlp = means.Where(m => m.Key.StartsWith("MLP 1% S", StringComparison.Ordinal) || m.Key.StartsWith("MLP 1% Adam",
+            StringComparison.Ordinal)).OrderByDescending(m => m.Value).FirstOrDefault();
         var dbaMlp = means.Where(m => m.Key.StartsWith("MLP 1% DBA", StringComparison.Ordinal)).OrderByDescending(m => m.Value).FirstOrDefault();
-        var adaptive = means.Where(m => m.Key.StartsWith("1% ", StringComparison.Ordinal) && m.Key.Contains("DBA")).OrderByDescending(m => m.Value).FirstOrDefault();
+        var adaptive = means.Where(m => m.Key.StartsWith("1% ", StringComparison.Ordinal) && m.Key.Contains("DBA")).OrderByDescending(m =>
+            m.Value).FirstOrDefault();
         if (plainMlp.Key is not null && dbaMlp.Key is not null)
-            report.Headline(report.Add(new BenchRow($"best MLP 1% DBA vs best plain MLP 1% ({dbaMlp.Key} vs {plainMlp.Key})", dbaMlp.Value * 100, plainMlp.Value * 100, "% test accuracy")));
+            report.Headline(report.Add(new BenchRow($"best MLP 1% DBA vs best plain MLP 1% ({dbaMlp.Key} vs {plainMlp.Key})", dbaMlp.Value * 100,
+                plainMlp.Value * 100, "% test accuracy")));
         else if (adaptive.Key is not null && means.TryGetValue("1% baseline (batch 64)", out double baseline))
-            report.Headline(report.Add(new BenchRow($"best 1% adaptive vs 1% baseline ({adaptive.Key})", adaptive.Value * 100, baseline * 100, "% test accuracy")));
+            report.Headline(report.Add(new BenchRow($"best 1% adaptive vs 1% baseline ({adaptive.Key})", adaptive.Value * 100, baseline * 100,
+                "% test accuracy")));
         report.Extra("steps", steps);
         report.Extra("mlp_steps", mlpSteps);
         report.Extra("mlp_hidden", hidden);
@@ -172,7 +181,8 @@ public static class DbaExperiment
             MaxSteps = steps, BatchSize = arm.Batch, LearningRate = 2e-3, MinLearningRate = 1e-5, WarmupSteps = steps / 10, WeightDecay = 0.05,
             Precision = Precision.Fp32, Seed = seed, LogEvery = (int)Math.Max(1, steps / 10), BatchAdaptation = arm.Adaptation,
         }, log: entry => lastBatch = entry.BatchSize);
-        var metas = testLabels.Select((label, i) => new SampleMeta("fashion-mnist/test", $"test[{i}]", i, "other", "other", Dimensionality.Image, [1.0, 1.0], [label])).ToList();
+        var metas = testLabels.Select((label, i) => new SampleMeta("fashion-mnist/test", $"test[{i}]", i, "other", "other", Dimensionality.Image, [1.0, 1.0],
+            [label])).ToList();
         using var probabilities = tuner.Predict(testImages, metas);
         using var predicted = probabilities.argmax(1);
         return new Outcome(predicted.data<long>().ToArray().Zip(testLabels).Average(p => p.First == p.Second ? 1.0 : 0.0), null, lastBatch, null);

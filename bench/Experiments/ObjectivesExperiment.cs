@@ -35,7 +35,8 @@ public static class ObjectivesExperiment
         string root = Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_OUT") ?? Path.Combine(Path.GetTempPath(), "medformer-objectives");
         foreach (string arm in arms)
             if (arm != Scratch && arm != Mix && !arm.Split('+').All(RunConfig.ObjectiveNames.Contains))
-                throw new ArgumentException($"MEDFORMER_OBJECTIVES_ARMS: unknown arm '{arm}' (known: {Scratch}, {string.Join(", ", RunConfig.ObjectiveNames)}, {Mix}, or objectives joined by '+')");
+                throw new ArgumentException($"MEDFORMER_OBJECTIVES_ARMS: unknown arm '{arm}' (known: {Scratch}, " +
+                    $"{string.Join(", ", RunConfig.ObjectiveNames)}, {Mix}, or objectives joined by '+')");
         Directory.CreateDirectory(root);
         Console.WriteLine($"  results and models in {root}");
 
@@ -80,14 +81,16 @@ public static class ObjectivesExperiment
                                 PaysExperiment.Probe(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas)));
                         if (!Done(arm, fraction, seed, "fine-tuned"))
                             Record(new Cell(arm, fraction, seed, "fine-tuned",
-                                FineTunedAccuracy(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas, fineTuneSteps, seed)));
+                                FineTunedAccuracy(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas,
+                                    fineTuneSteps, seed)));
                     }
                 }
         }
 
         var report = new BenchReport("objectives");
         Console.WriteLine();
-        Console.WriteLine($"| tiny, {steps} pretraining steps | " + string.Join(" | ", fractions.SelectMany(f => new[] { $"probe {f:P0}", $"fine-tuned {f:P0}" })) + " |");
+        Console.WriteLine($"| tiny, {steps} pretraining steps | " + string.Join(" | ", fractions.SelectMany(f => new[] { $"probe {f:P0}",
+            $"fine-tuned {f:P0}" })) + " |");
         Console.WriteLine("| --- |" + string.Concat(Enumerable.Repeat(" --- |", 2 * fractions.Length)));
         foreach (string arm in arms)
         {
@@ -119,20 +122,30 @@ public static class ObjectivesExperiment
     {
         string modelDir = Path.Combine(output, "model");
         if (File.Exists(Path.Combine(modelDir, Checkpoint.WeightsFile))) return modelDir;
-        var config = new RunConfig { LogEvery = (int)Math.Max(1, steps / 5), CheckpointEvery = 0 };
+        var defaults = new RunConfig();
+        var config = defaults with
+        {
+            LogEvery = (int)Math.Max(1, steps / 5), CheckpointEvery = 0,
+            Schedule = new ScheduleSpec { MaxSteps = steps, WarmupSteps = Math.Min(defaults.Schedule.WarmupSteps, steps / 10) },
+            Batch = defaults.Batch with { Workers = 1 },
+        };
         // "a+b+c": the first objective at weight 1, the others at 0.5, as the default mix weighs its own.
-        if (arm != Mix) config.Objectives = arm.Split('+').Select((name, i) => (name, i)).ToDictionary(p => p.name, p => new ObjectiveSpec { Weight = p.i == 0 ? 1.0 : 0.5 });
-        config.Schedule.MaxSteps = steps;
-        config.Schedule.WarmupSteps = Math.Min(config.Schedule.WarmupSteps, steps / 10);
-        config.Batch.Workers = 1;
+        if (arm != Mix)
+            config = config with
+            {
+                Objectives = arm.Split('+').Select((name, i) => (name, i)).ToDictionary(p => p.name, p => new ObjectiveSpec { Weight = p.i == 0 ? 1.0 : 0.5 }),
+            };
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var result = PretrainJob.Run(config, output,
-            log: entry => Console.WriteLine($"  {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}) {entry.SamplesPerSecond:F0} samples/s"));
+            log: entry =>
+                Console.WriteLine($"  {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} " +
+                    $"({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}) {entry.SamplesPerSecond:F0} samples/s"));
         cpuMinutes[arm] = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes;
         return result.Training.ModelDirectory;
     }
 
-    static double FineTunedAccuracy(MedformerModel model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps, int seed)
+    static double FineTunedAccuracy(MedformerModel model, ICorpus subset, Tensor testImages, Tensor testLabels, IReadOnlyList<SampleMeta> testMetas, long steps,
+        int seed)
     {
         using var tuner = PaysExperiment.FineTune(model, subset, steps, 1e-3, seed);
         return PaysExperiment.Accuracy(tuner, testImages, testLabels, testMetas);

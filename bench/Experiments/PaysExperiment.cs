@@ -20,7 +20,8 @@ namespace Medformer.Bench;
 /// draw 1% of the training labels (60 per class) and score on the 10,000 test images:
 /// a linear model on raw pixels, and a random and the pretrained encoder, each by a linear probe on frozen
 /// flattened latents and by fine-tuning everything with a flattened-latent head through the trainer.
-/// MEDFORMER_PAYS_SEEDS (3; MEDFORMER_PAYS_FIRST_SEED, 0, to split seeds over processes), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning steps, 1000),
+/// MEDFORMER_PAYS_SEEDS (3; MEDFORMER_PAYS_FIRST_SEED, 0, to split seeds over processes), MEDFORMER_PAYS_FRACTION (0.01), MEDFORMER_PAYS_STEPS (fine-tuning
+/// steps, 1000),
 /// MEDFORMER_PAYS_LR (1e-3), MEDFORMER_PAYS_SMOOTHING (label smoothing, 0), MEDFORMER_PAYS_MIXUP (mixup's α, 0), MEDFORMER_PAYS_STRATEGY (full, llrd:D, …)
 /// and MEDFORMER_PAYS_INITS ("random,pretrained"; "pretrained" alone skips the random rows) set the protocol.
 /// MEDFORMER_PAYS_SELF_TRAIN=STEPS[:THRESHOLD[:SHARE[:STUDENT]]] adds a row: the fine-tuned model pseudo-labels the
@@ -30,7 +31,8 @@ namespace Medformer.Bench;
 /// MEDFORMER_PAYS_FIXMATCH=STEPS[:THRESHOLD[:RATIO[:WEIGHT[:START]]]] adds a row per init: FixMatch (<see cref="SemiSupervised.FixMatch"/>)
 /// over the labelled and the other 59,400 images for STEPS, τ THRESHOLD (0.95), μ RATIO (7), λ_u WEIGHT (1), from the
 /// fine-tuned model (START "tuned", the default) or the pretrained one ("pretrained"), with MEDFORMER_PAYS_EMA's decay
-/// (0: none); its CPU-minutes reported. MEDFORMER_PAYS_PRECISION (bf16) is fine-tuning's precision. An experiment: no PyTorch reference in the run (the issue's PyTorch rows are quoted in the report).
+/// (0: none); its CPU-minutes reported. MEDFORMER_PAYS_PRECISION (bf16) is fine-tuning's precision. An experiment: no PyTorch reference in the run (the issue's
+/// PyTorch rows are quoted in the report).
 /// </summary>
 public static class PaysExperiment
 {
@@ -65,10 +67,12 @@ public static class PaysExperiment
             Weight = fixMatchSpec is { Length: > 3 } ? double.Parse(fixMatchSpec[3]) : 1,
         };
         string fixMatchStart = fixMatchSpec is { Length: > 4 } ? fixMatchSpec[4] : "tuned";
-        if (fixMatchStart is not ("tuned" or "pretrained")) throw new ArgumentException($"MEDFORMER_PAYS_FIXMATCH: the fifth field is tuned or pretrained, not '{fixMatchStart}'");
+        if (fixMatchStart is not ("tuned" or "pretrained"))
+            throw new ArgumentException($"MEDFORMER_PAYS_FIXMATCH: the fifth field is tuned or pretrained, not '{fixMatchStart}'");
         var fixMatchCpuMinutes = new List<double>();
         double fixMatchEma = double.Parse(Environment.GetEnvironmentVariable("MEDFORMER_PAYS_EMA") ?? "0");
-        if (inits.Length == 0 || inits.Any(i => i is not ("random" or "pretrained"))) throw new ArgumentException("MEDFORMER_PAYS_INITS: a comma-separated list of random and pretrained");
+        if (inits.Length == 0 || inits.Any(i => i is not ("random" or "pretrained")))
+            throw new ArgumentException("MEDFORMER_PAYS_INITS: a comma-separated list of random and pretrained");
         string? modelDir = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_MODEL");
         string? configPath = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_CONFIG");
         var report = new BenchReport("pays");
@@ -76,12 +80,15 @@ public static class PaysExperiment
         double pretrainSeconds = 0, pretrainCpuSeconds = 0;
         if (string.IsNullOrEmpty(modelDir))
         {
-            if (string.IsNullOrEmpty(configPath)) throw new ArgumentException("set MEDFORMER_PAYS_CONFIG (a run config) or MEDFORMER_PAYS_MODEL (a pretrained model folder)");
+            if (string.IsNullOrEmpty(configPath))
+                throw new ArgumentException("set MEDFORMER_PAYS_CONFIG (a run config) or MEDFORMER_PAYS_MODEL (a pretrained model folder)");
             string output = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_OUT") ?? Directory.CreateTempSubdirectory("medformer-pays-").FullName;
             var clock = Stopwatch.StartNew();
             var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
             var result = PretrainJob.Run(RunConfig.Load(configPath), output,
-                log: entry => Console.WriteLine($"  pretrain step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F4}"))}) {entry.SamplesPerSecond:F0} samples/s"));
+                log: entry =>
+                    Console.WriteLine($"  pretrain step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} " +
+                        $"({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F4}"))}) {entry.SamplesPerSecond:F0} samples/s"));
             pretrainSeconds = clock.Elapsed.TotalSeconds;
             // CPU time is the budget the issue states ("30 CPU-minutes"); wall time stretches on a shared machine.
             pretrainCpuSeconds = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds;
@@ -113,23 +120,28 @@ public static class PaysExperiment
             {
                 using (var pixelsTrain = images.flatten(1))
                 using (var pixelsTest = testImages.flatten(1))
-                    Record("linear model on raw pixels", seed, LinearProbe.Fit(pixelsTrain, labels, pixelsTest, testLabels, 10, weightDecay: 1e-2).TestAccuracy);
+                    Record("linear model on raw pixels", seed, LinearProbe.Fit(pixelsTrain, labels, pixelsTest, testLabels, 10,
+                        weightDecay: 1e-2).TestAccuracy);
                 foreach (bool pretrained in inits.Select(i => i == "pretrained"))
                 {
                     string name = pretrained ? "pretrained" : "random init";
                     Record($"{name}: linear probe", seed, Probe(Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas));
                     using var tuner = FineTune(Encoder(config, modelDir, pretrained, seed), subset, steps, lr, seed, smoothing, strategy);
                     Record($"{name}: fine-tuned", seed, Accuracy(tuner, testImages, testLabels, testMetas));
-                    var unlabelledImages = new SubsetCorpus(train, [.. Enumerable.Range(0, (int)train.Count).Except(picked).Select(i => (long)i)], "fashion-mnist/unlabelled");
+                    var unlabelledImages = new SubsetCorpus(train, [.. Enumerable.Range(0, (int)train.Count).Except(picked).Select(i => (long)i)],
+                        "fashion-mnist/unlabelled");
                     if (fixMatchSpec is not null)
                     {
                         var fixMatchBefore = Process.GetCurrentProcess().TotalProcessorTime;
                         using var fresh = fixMatchStart == "pretrained"
-                            ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten, labelSmoothing: smoothing, task: Task), strategy)
+                            ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten,
+                                labelSmoothing: smoothing, task: Task), strategy)
                             : null;
                         var semi = fresh ?? tuner;
                         semi.FixMatch(subset, unlabelledImages, fixMatch, Options(long.Parse(fixMatchSpec[0]), lr, seed) with { Ema = fixMatchEma },
-                            log: entry => Console.WriteLine($"  fixmatch step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))})"));
+                            log: entry =>
+                                Console.WriteLine($"  fixmatch step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} " +
+                                    $"({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))})"));
                         fixMatchCpuMinutes.Add((Process.GetCurrentProcess().TotalProcessorTime - fixMatchBefore).TotalMinutes);
                         Console.WriteLine($"  seed {seed}: FixMatch {fixMatchCpuMinutes[^1]:F1} CPU-minutes");
                         Record($"{name}: FixMatch", seed, Accuracy(semi, testImages, testLabels, testMetas));
@@ -138,7 +150,8 @@ public static class PaysExperiment
                     var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
                     // A fourth field "pretrained": the student starts again from the pretrained weights (Noisy Student); else from the teacher's.
                     using var student = selfTrain is { Length: > 3 } && selfTrain[3] == "pretrained"
-                        ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten, labelSmoothing: smoothing, task: Task), strategy)
+                        ? new FineTuner(Encoder(config, modelDir, pretrained, seed), new ClassificationHead(config, 10, pooling: Pooling.Flatten,
+                            labelSmoothing: smoothing, task: Task), strategy)
                         : null;
                     var result = tuner.SelfTrain(subset, unlabelledImages, selfTraining, Options(selfTrainSteps, lr, seed), student: student);
                     selfTrainCpuMinutes.Add((Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes);
@@ -150,22 +163,29 @@ public static class PaysExperiment
         foreach (var (row, values) in rows)
         {
             double mean = values.Average() * 100, std = Std(values) * 100;
-            report.Add(new BenchRow(row, mean, null, $"% test accuracy, mean ± {std:F1} over {values.Count} seeds ({string.Join(", ", values.Select(v => (v * 100).ToString("F1")))})"));
+            report.Add(new BenchRow(row, mean, null,
+                $"% test accuracy, mean ± {std:F1} over {values.Count} seeds ({string.Join(", ", values.Select(v => (v * 100).ToString("F1")))})"));
         }
         if (rows.TryGetValue("pretrained: fine-tuned", out var tuned) && rows.TryGetValue("random init: fine-tuned", out var scratch))
-            report.Headline(report.Add(new BenchRow("fine-tuned: pretrained vs random init", tuned.Average() * 100, scratch.Average() * 100, "% test accuracy")));
+            report.Headline(report.Add(new BenchRow("fine-tuned: pretrained vs random init", tuned.Average() * 100, scratch.Average() * 100,
+                "% test accuracy")));
         report.Extra("fraction", fraction);
         report.Extra("fine_tune_steps", steps);
         report.Extra("label_smoothing", smoothing);
         report.Extra("strategy", strategy.ToString());
         if (selfTrain is not null)
         {
-            report.Extra("self_training", $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}, student from {(selfTrain is { Length: > 3 } ? selfTrain[3] : "teacher")}, {(selfTraining.Augment is null ? "fine-tuning's augmentation" : "strong augmentation")}, {selfTraining.Rounds} round(s)");
+            report.Extra("self_training",
+                $"{selfTrainSteps} steps, threshold {selfTraining.Threshold}, unlabelled share {selfTraining.UnlabelledShare}, student from " +
+                    $"{(selfTrain is { Length: > 3 } ? selfTrain[3] : "teacher")}, " +
+                        $"{(selfTraining.Augment is null ? "fine-tuning's augmentation" : "strong augmentation")}, {selfTraining.Rounds} round(s)");
             report.Extra("self_training_cpu_minutes", Math.Round(selfTrainCpuMinutes.Average(), 1));
         }
         if (fixMatchSpec is not null)
         {
-            report.Extra("fixmatch", $"{fixMatchSpec[0]} steps, threshold {fixMatch.Threshold}, μ {fixMatch.UnlabelledRatio}, λ_u {fixMatch.Weight}, from the {fixMatchStart} model, EMA {fixMatchEma}");
+            report.Extra("fixmatch",
+                $"{fixMatchSpec[0]} steps, threshold {fixMatch.Threshold}, μ {fixMatch.UnlabelledRatio}, λ_u {fixMatch.Weight}, from the " +
+                    $"{fixMatchStart} model, EMA {fixMatchEma}");
             report.Extra("fixmatch_cpu_minutes", Math.Round(fixMatchCpuMinutes.Average(), 1));
         }
         report.Extra("pretrain_seconds", Math.Round(pretrainSeconds));
@@ -204,9 +224,11 @@ public static class PaysExperiment
     }
 
     /// <summary>A fine-tuned classifier with a flattened-latent head; the caller owns it.</summary>
-    internal static FineTuner FineTune(MedformerModel model, ICorpus subset, long steps, double lr, int seed, double labelSmoothing = 0, Strategy? strategy = null)
+    internal static FineTuner FineTune(MedformerModel model, ICorpus subset, long steps, double lr, int seed, double labelSmoothing = 0,
+        Strategy? strategy = null)
     {
-        var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten, labelSmoothing: labelSmoothing, task: Task), strategy);
+        var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten, labelSmoothing: labelSmoothing, task: Task),
+            strategy);
         try
         {
             tuner.Fit(subset, Options(steps, lr, seed));

@@ -11,7 +11,8 @@ public static class Bf16
 {
     public static bool Timed => CpuFeatures.HasFastBf16;
 
-    public const string SkipReason = "skipped: this CPU has neither AVX512-BF16 nor AMX (or MEDFORMER_FAST_BF16=0), so bf16 would be emulated; the trainer runs bf16 requests in fp32 here";
+    public const string SkipReason =
+        "skipped: this CPU has neither AVX512-BF16 nor AMX (or MEDFORMER_FAST_BF16=0), so bf16 would be emulated; the trainer runs bf16 requests in fp32 here";
 
     /// <summary>Records why bf16 rows are missing, where they are.</summary>
     public static void Note(BenchReport report)

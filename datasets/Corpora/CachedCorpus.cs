@@ -69,7 +69,8 @@ public sealed class CachedCorpus : ICorpus, IDisposable
         bool strict = false, Action<long, long>? progress = null)
     {
         if (samplesPerShard < 1) throw new ArgumentException($"samples per shard {samplesPerShard} must be at least 1");
-        string description = $"medformer-cache v{FormatVersion}\ncorpus {source.Name} ({source.Count} samples)\npreprocess {Describe(preprocess)}\nshard {samplesPerShard}";
+        string description =
+            $"medformer-cache v{FormatVersion}\ncorpus {source.Name} ({source.Count} samples)\npreprocess {Describe(preprocess)}\nshard {samplesPerShard}";
         string key = Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(description)))[..16];
         string folder = Path.Combine(cacheRoot, $"{Sanitize(source.Name)}-{key}");
         if (!File.Exists(Path.Combine(folder, "index.json")))

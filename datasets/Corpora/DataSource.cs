@@ -44,7 +44,8 @@ public sealed record DataSource(DataKind Kind, string Source, int? Size = null, 
     }
 
     /// <summary>The phantom's generation settings (phantom sources only).</summary>
-    public PhantomSpec PhantomSpec() => Kind == DataKind.Phantom ? Corpora.PhantomSpec.Default(Source, Size ?? 28) : throw new InvalidOperationException($"{this} is not the phantom");
+    public PhantomSpec PhantomSpec() => Kind == DataKind.Phantom ? Corpora.PhantomSpec.Default(Source,
+        Size ?? 28) : throw new InvalidOperationException($"{this} is not the phantom");
 
     /// <summary>
     /// The .npz file of a MedMNIST source: the file itself, or a subset name's download in $MEDFORMER_HOME/medmnist
@@ -56,7 +57,8 @@ public sealed record DataSource(DataKind Kind, string Source, int? Size = null, 
         int size = Size ?? 28;
         string path = Path.Combine(MedformerHome.Path, "medmnist", subset.FileName(size));
         if (!File.Exists(path))
-            throw new ArgumentException($"{where}: {Source} ({size}) is not downloaded; run: medformer download medmnist {subset.Name}{(size == 28 ? "" : $" --size {size}")}");
+            throw new ArgumentException($"{where}: {Source} ({size}) is not downloaded; run: medformer download medmnist " +
+                $"{subset.Name}{(size == 28 ? "" : $" --size {size}")}");
         return path;
     }
 

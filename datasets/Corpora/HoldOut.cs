@@ -22,7 +22,8 @@ public static class HoldOut
         var (tested, rest) = FewLabels.Split(none, test, seed: 0);
         var (validated, trained) = FewLabels.Split(new long[rest.Length], validation / (1 - test), seed: 1);
         if (trained.Length == 0) (validated, trained) = (validated[..^1], [validated[^1]]);
-        if (validated.Length == 0) throw new ArgumentException($"corpus '{corpus.Name}' has {corpus.Count} cases: too few to hold out validation and test cases");
+        if (validated.Length == 0)
+            throw new ArgumentException($"corpus '{corpus.Name}' has {corpus.Count} cases: too few to hold out validation and test cases");
         ICorpus Part(IEnumerable<int> indices, string name) => new SubsetCorpus(corpus, [.. indices.Select(i => (long)i)], $"{corpus.Name}/{name}");
         return new CorpusSplits(Part(trained.Select(i => rest[i]), "train"), Part(validated.Select(i => rest[i]), "validation"), Part(tested, "test"));
     }

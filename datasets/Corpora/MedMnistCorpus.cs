@@ -82,7 +82,9 @@ public sealed class MedMnistCorpus : ICorpus, IDisposable
         if (!SplitNames.Contains(split)) throw new ArgumentException($"split '{split}': expected one of {string.Join(", ", SplitNames)}", nameof(split));
         if (!File.Exists(path)) throw new FileNotFoundException($"{path}: no such file", path);
         subset ??= MedMnistRegistry.Default.ForFile(path)?.Subset ?? Phantom.ForFile(path)
-            ?? throw new ArgumentException($"{path}: the file name names no MedMNIST subset ({string.Join(", ", MedMnistRegistry.Default.Names)}) nor the phantom; pass the subset");
+            ?? throw new
+                ArgumentException($"{path}: the file name names no MedMNIST subset " +
+                    $"({string.Join(", ", MedMnistRegistry.Default.Names)}) nor the phantom; pass the subset");
         options ??= new MedMnistOpenOptions();
         string unpack = options.UnpackDirectory ?? System.IO.Path.Combine(MedformerHome.Path, "unpacked");
         var members = ZipDirectory.Read(path).Select(m => m.Name).ToHashSet();
@@ -101,7 +103,8 @@ public sealed class MedMnistCorpus : ICorpus, IDisposable
                 masks = NpzMemberView.Open(path, $"{split}_masks", options.InMemoryLimit, unpack);
                 long[] expected = [count, .. imageShape[1..]];
                 if (!IsBytes(masks.Header) || !masks.Header.Shape.SequenceEqual(expected))
-                    throw new InvalidDataException($"{masks.Source}: masks must be uint8 [{string.Join(", ", expected)}], not {masks.Header.Dtype} [{string.Join(", ", masks.Header.Shape)}]");
+                    throw new InvalidDataException($"{masks.Source}: masks must be uint8 [{string.Join(", ", expected)}], not {masks.Header.Dtype} " +
+                        $"[{string.Join(", ", masks.Header.Shape)}]");
             }
             using var npz = Npz.Open(path);
             var (labels, columns) = Has($"{split}_labels") ? Labels(npz, $"{split}_labels", count, subset) : ([], 0);
@@ -179,7 +182,8 @@ public sealed class MedMnistCorpus : ICorpus, IDisposable
     {
         var header = images.Header;
         if (!IsBytes(header))
-            throw new NotSupportedException($"{images.Source}: images of {header.Dtype}{(header.FortranOrder ? " in Fortran order" : "")} are not supported (MedMNIST's are uint8, C order)");
+            throw new NotSupportedException($"{images.Source}: images of {header.Dtype}{(header.FortranOrder ? " in Fortran order" : "")} are not " +
+                "supported (MedMNIST's are uint8, C order)");
         long[] shape = header.Shape;
         (long[] Shape, bool ChannelsLast)? layout = (subset.Dimensionality.Name, shape.Length) switch
         {
@@ -190,7 +194,8 @@ public sealed class MedMnistCorpus : ICorpus, IDisposable
             _ => null,
         };
         if (layout is not { } found)
-            throw new InvalidDataException($"{images.Source}: shape [{string.Join(", ", shape)}] is not a {subset.Dimensionality} MedMNIST image array ({(subset.Dimensionality.IsVolume ? "[N,D,H,W]" : "[N,H,W] or [N,H,W,C]")})");
+            throw new InvalidDataException($"{images.Source}: shape [{string.Join(", ", shape)}] is not a {subset.Dimensionality} MedMNIST image array " +
+                $"({(subset.Dimensionality.IsVolume ? "[N,D,H,W]" : "[N,H,W] or [N,H,W,C]")})");
         if (found.Shape[0] != subset.Channels)
             throw new InvalidDataException($"{images.Source}: images have {found.Shape[0]} channel(s) but {subset.Name} has {subset.Channels}");
         if (found.Shape.Skip(1).Any(n => n == 0)) throw new InvalidDataException($"{images.Source}: shape [{string.Join(", ", shape)}] has an empty axis");
@@ -205,7 +210,8 @@ public sealed class MedMnistCorpus : ICorpus, IDisposable
         var header = npz.Header(name);
         // Small ([N, L] integers), so read whole; the check keeps a lying header from asking for more.
         if (header.Kind is not ('u' or 'i' or 'b') || header.Shape.Length is not (1 or 2) || header.Shape[0] != count)
-            throw new InvalidDataException($"{source}: labels must be integers [{count}] or [{count}, L], not {header.Dtype} [{string.Join(", ", header.Shape)}]");
+            throw new InvalidDataException($"{source}: labels must be integers [{count}] or [{count}, L], not " +
+                $"{header.Dtype} [{string.Join(", ", header.Shape)}]");
         int columns = header.Shape.Length == 1 ? 1 : checked((int)header.Shape[1]);
         bool multiLabel = subset.Task == "multi-label";
         int expected = multiLabel ? subset.Labels.Count : 1;

@@ -159,7 +159,8 @@ public sealed partial class MedMnistRegistry
     static JsonElement Property(JsonElement item, string key, JsonValueKind kind, string where) =>
         item.TryGetProperty(key, out var value) && value.ValueKind == kind
             ? value
-            : throw new InvalidDataException($"{where}: '{key}' is missing or not {(kind == JsonValueKind.Array ? "an array" : kind == JsonValueKind.Object ? "an object" : kind.ToString().ToLowerInvariant())}");
+            : throw new InvalidDataException($"{where}: '{key}' is missing or not " +
+                $"{(kind == JsonValueKind.Array ? "an array" : kind == JsonValueKind.Object ? "an object" : kind.ToString().ToLowerInvariant())}");
 
     static string Text(JsonElement item, string key, string where) => Property(item, key, JsonValueKind.String, where).GetString()!;
 

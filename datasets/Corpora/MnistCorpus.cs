@@ -30,14 +30,16 @@ public static class MnistCorpus
         var labels = Idx.Read(labelsPath);
         if (images.Shape.Length != 3) throw new InvalidDataException($"{imagesPath}: images must be [N,H,W], not [{string.Join(", ", images.Shape)}]");
         if (labels.Shape.Length != 1 || labels.Shape[0] != images.Shape[0])
-            throw new InvalidDataException($"{labelsPath}: labels [{string.Join(", ", labels.Shape)}] do not match the {images.Shape[0]} images of {imagesPath}");
+            throw new InvalidDataException($"{labelsPath}: labels [{string.Join(", ", labels.Shape)}] do not match the " +
+                $"{images.Shape[0]} images of {imagesPath}");
         for (int i = 0; i < labels.Values.Length; i++)
             if (labels.Values[i] is < 0 or > 255 || labels.Values[i] != MathF.Floor(labels.Values[i]))
                 throw new InvalidDataException($"{labelsPath}: label {i} is {labels.Values[i]}, not a class index");
         for (int i = 0; i < images.Values.Length; i++) images.Values[i] /= 255f;
         using var imageTensor = tensor(images.Values, [images.Shape[0], 1, images.Shape[1], images.Shape[2]]);
         using var labelTensor = tensor(labels.Values).to(ScalarType.Int64);
-        return new TensorCorpus($"{Path.GetFileName(Path.TrimEndingDirectorySeparator(folder))}/{split}", imageTensor, labelTensor, organ: organ, modality: modality);
+        return new TensorCorpus($"{Path.GetFileName(Path.TrimEndingDirectorySeparator(folder))}/{split}", imageTensor, labelTensor, organ: organ,
+            modality: modality);
     }
 
     static string Find(string folder, string name)

@@ -77,7 +77,8 @@ public static class Phantom
             $"phantom{spec.Dimensionality}", spec.Dimensionality, "other", "other",
             $"synthetic shapes in {string.Join(", ", styles.Select(s => $"{s.Organ} {s.Modality}"))} styles",
             1, "multi-class",
-            [.. Enumerable.Range(0, PhantomGenerator.Classes).Select(k => $"{shapes[k / PhantomGenerator.TextureKinds]}, {Textures[k % PhantomGenerator.TextureKinds]}")],
+            [.. Enumerable.Range(0, PhantomGenerator.Classes).Select(k =>
+                $"{shapes[k / PhantomGenerator.TextureKinds]}, {Textures[k % PhantomGenerator.TextureKinds]}")],
             new Dictionary<string, long> { ["train"] = spec.Train, ["val"] = spec.Val, ["test"] = spec.Test },
             "generated", new Dictionary<int, MedMnistFile>())
         {
@@ -165,7 +166,8 @@ public static class Phantom
             if (values.dtype != ScalarType.Int64 || values.shape.Length != 1 || values.shape[0] != 7) return null;
             var v = values.data<long>().ToArray();
             if (v[0] != Version || v[1] is not (2 or 3)) return null;
-            return new PhantomSpec(Dimensionality.OfSpatialAxes((int)v[1]), checked((int)v[2]), checked((int)v[3]), checked((int)v[4]), checked((int)v[5]), v[6]);
+            return new PhantomSpec(Dimensionality.OfSpatialAxes((int)v[1]), checked((int)v[2]), checked((int)v[3]), checked((int)v[4]), checked((int)v[5]),
+                v[6]);
         }
         catch (Exception e) when (e is InvalidDataException or OverflowException or KeyNotFoundException)
         {

@@ -87,7 +87,8 @@ static class PhantomGenerator
             parts.Add((chunkScope.MoveToOuter(images), chunkScope.MoveToOuter(masks), chunkScope.MoveToOuter(centers), chunkScope.MoveToOuter(halfSizes)));
         }
         var split = count == 0
-            ? new Split(empty([0, .. Enumerable.Repeat((long)size, axes)], ScalarType.Byte), empty([0, .. Enumerable.Repeat((long)size, axes)], ScalarType.Byte),
+            ? new Split(empty([0, .. Enumerable.Repeat((long)size, axes)], ScalarType.Byte), empty([0, .. Enumerable.Repeat((long)size, axes)],
+                ScalarType.Byte),
                 empty([0, 1], ScalarType.Byte), empty([0], ScalarType.Byte), empty([0, axes]), empty([0, axes]))
             : new Split(cat(parts.Select(p => p.Images).ToList(), 0), cat(parts.Select(p => p.Masks).ToList(), 0),
                 labels.to(ScalarType.Byte).unsqueeze(1), styleIndex.to(ScalarType.Byte),

@@ -24,7 +24,8 @@ public sealed class RelabelledCorpus : ICorpus
 
     /// <summary>Every sample of <paramref name="corpus"/> with no labels (the unlabelled images of semi-supervised fine-tuning).</summary>
     public static RelabelledCorpus WithoutLabels(ICorpus corpus) =>
-        new(corpus, [.. Enumerable.Range(0, checked((int)corpus.Count)).Select(i => (long)i)], [.. Enumerable.Repeat(Array.Empty<long>(), checked((int)corpus.Count))], $"{corpus.Name}/unlabelled");
+        new(corpus, [.. Enumerable.Range(0, checked((int)corpus.Count)).Select(i => (long)i)], [.. Enumerable.Repeat(Array.Empty<long>(),
+            checked((int)corpus.Count))], $"{corpus.Name}/unlabelled");
 
     public string Name { get; }
 

@@ -321,7 +321,8 @@ public sealed record NiftiHeader
             throw Bad(source, $"magic is \"{Printable(magic)}\", not \"n+2\" (or \"ni2\"): not a NIfTI-2 file");
         var eol = f.Bytes(8, 4);
         if (!eol.SequenceEqual(new byte[] { 13, 10, 26, 10 }) && !eol.SequenceEqual(new byte[4]))
-            throw Bad(source, $"the magic's end-of-line check bytes are {string.Join(" ", eol.ToArray())}, not 13 10 26 10: the file was altered by a text-mode transfer");
+            throw Bad(source,
+                $"the magic's end-of-line check bytes are {string.Join(" ", eol.ToArray())}, not 13 10 26 10: the file was altered by a text-mode transfer");
         return new NiftiHeader
         {
             Version = 2,

@@ -111,14 +111,17 @@ public static class NiftiReader
         if (file.Compressed)
         {
             if (offset > file.Length * MaxDeflateRatio || length > file.Length * MaxDeflateRatio - offset)
-                throw NiftiHeader.Bad(source, $"truncated: the header claims {length} bytes of voxels at offset {offset}, more than a {file.Length}-byte gzip file can hold");
+                throw NiftiHeader.Bad(source,
+                    $"truncated: the header claims {length} bytes of voxels at offset {offset}, more than a {file.Length}-byte gzip file can hold");
         }
         else
         {
             if (offset > file.Length)
                 throw NiftiHeader.Bad(source, $"vox_offset {offset} is beyond the end of the file ({file.Length} bytes)");
             if (length > file.Length - offset)
-                throw NiftiHeader.Bad(source, $"truncated: the header claims {length} bytes of {type.Name} [{string.Join(", ", header.Shape)}] at offset {offset} but the file has {file.Length - offset} bytes there");
+                throw NiftiHeader.Bad(source,
+                    $"truncated: the header claims {length} bytes of {type.Name} [{string.Join(", ", header.Shape)}] at offset {offset} but the file " +
+                        $"has {file.Length - offset} bytes there");
         }
         if (offset < position)
             throw NiftiHeader.Bad(source, $"vox_offset {offset} lies inside the header");

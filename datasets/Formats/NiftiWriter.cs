@@ -64,7 +64,9 @@ public static class NiftiWriter
             ScalarType.Int64 => NiftiDatatype.Int64,
             ScalarType.Float32 => NiftiDatatype.Float32,
             ScalarType.Float64 => NiftiDatatype.Float64,
-            _ => throw new ArgumentException($"tensors of {voxels.dtype} have no NIfTI datatype here (uint8, int8, int16, int32, int64, float32 and float64 do)", nameof(voxels)),
+            _ => throw new
+                ArgumentException($"tensors of {voxels.dtype} have no NIfTI datatype here (uint8, int8, int16, int32, int64, float32 and float64 do)",
+                    nameof(voxels)),
         };
         int rank = (int)voxels.dim();
         if (rank is < 1 or > 7) throw new ArgumentException($"NIfTI holds 1 to 7 axes, not {rank}", nameof(voxels));
@@ -73,7 +75,8 @@ public static class NiftiWriter
             throw new ArgumentException($"NIfTI-1 extents are 1 to {short.MaxValue}; the tensor is [{string.Join(", ", shape)}]", nameof(voxels));
         int spatial = Math.Min(rank, 3);
         if (spacing.Length != spatial)
-            throw new ArgumentException($"spacing has {spacing.Length} entries; a [{string.Join(", ", shape)}] tensor has {spatial} spatial axes", nameof(spacing));
+            throw new ArgumentException($"spacing has {spacing.Length} entries; a [{string.Join(", ", shape)}] tensor has {spatial} spatial axes",
+                nameof(spacing));
         if (spacing.Any(s => !double.IsFinite(s) || s <= 0))
             throw new ArgumentException($"spacing [{string.Join(", ", spacing)}] must be positive and finite", nameof(spacing));
 

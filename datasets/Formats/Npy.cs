@@ -29,7 +29,8 @@ public static class Npy
         var header = NpyHeader.Read(stream, source);
         long available = length is { } total ? total - header.DataOffset : long.MaxValue;
         if (header.DataLength > available)
-            throw NpyHeader.Bad(source, $"truncated: the header needs {header.DataLength} bytes of {header.Dtype} [{string.Join(", ", header.Shape)}] but {available} follow it");
+            throw NpyHeader.Bad(source,
+                $"truncated: the header needs {header.DataLength} bytes of {header.Dtype} [{string.Join(", ", header.Shape)}] but {available} follow it");
         return ReadData(stream, header, source);
     }
 

@@ -94,7 +94,9 @@ public sealed class Npz : IDisposable
     {
         long room = size - header.DataOffset;
         if (header.DataLength > room)
-            throw NpyHeader.Bad(source, $"truncated: the header needs {header.DataLength} bytes of {header.Dtype} [{string.Join(", ", header.Shape)}] but the member holds {room} after it");
+            throw NpyHeader.Bad(source,
+                $"truncated: the header needs {header.DataLength} bytes of {header.Dtype} [{string.Join(", ", header.Shape)}] " +
+                    $"but the member holds {room} after it");
         if (header.DataLength < room)
             throw NpyHeader.Bad(source, $"the zip entry states {size} bytes but its array needs {header.DataOffset + header.DataLength}");
         if (compressedSize > Inflation.MaxCompressed(size))

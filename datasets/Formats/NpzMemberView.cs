@@ -41,12 +41,15 @@ public sealed unsafe class NpzMemberView : IDisposable
     {
         var members = ZipDirectory.Read(npzPath);
         var member = members.FirstOrDefault(m => m.Name == name + ".npy")
-            ?? throw new KeyNotFoundException($"{npzPath}: no array '{name}' (it holds {string.Join(", ", members.Select(m => m.Name.EndsWith(".npy", StringComparison.Ordinal) ? m.Name[..^4] : m.Name))})");
+            ?? throw new
+                KeyNotFoundException($"{npzPath}: no array '{name}' (it holds " +
+                    $"{string.Join(", ", members.Select(m => m.Name.EndsWith(".npy", StringComparison.Ordinal) ? m.Name[..^4] : m.Name))})");
         string source = $"{npzPath}:{name}.npy";
         if (member.IsStored) return Mapped(npzPath, member.DataOffset, member.Size, source, "mapped");
         if (member.Method != 8) throw new NotSupportedException($"{source}: zip compression method {member.Method} is not supported (stored and deflated are)");
         if (!Inflation.CanHold(member.CompressedSize, member.Size))
-            throw new InvalidDataException($"{source}: {member.CompressedSize} deflated bytes cannot inflate to the {member.Size} its zip entry states (1032:1 at most)");
+            throw new InvalidDataException($"{source}: {member.CompressedSize} deflated bytes cannot inflate to the {member.Size} " +
+                "its zip entry states (1032:1 at most)");
         return member.Size <= Math.Min(inMemoryLimit, Array.MaxLength)
             ? Inflated(npzPath, member, source)
             : Mapped(Unpack(npzPath, member, unpackDirectory, source), 0, null, source, "unpacked");
@@ -56,7 +59,8 @@ public sealed unsafe class NpzMemberView : IDisposable
     public void CopyTo(long offset, Span<byte> destination)
     {
         if (offset < 0 || offset + destination.Length > Length)
-            throw new ArgumentOutOfRangeException(nameof(offset), $"{Source}: bytes [{offset}, {offset + destination.Length}) lie outside its {Length} bytes of data");
+            throw new ArgumentOutOfRangeException(nameof(offset),
+                $"{Source}: bytes [{offset}, {offset + destination.Length}) lie outside its {Length} bytes of data");
         ObjectDisposedException.ThrowIf(disposed, this);
         if (memory != null)
         {
@@ -90,7 +94,8 @@ public sealed unsafe class NpzMemberView : IDisposable
         }
         long room = (available ?? fileLength - start) - header.DataOffset;
         if (header.DataLength > room)
-            throw new InvalidDataException($"{source}: truncated: the header needs {header.DataLength} bytes of {header.Dtype} [{string.Join(", ", header.Shape)}] but {room} follow it");
+            throw new InvalidDataException($"{source}: truncated: the header needs {header.DataLength} bytes of {header.Dtype} " +
+                $"[{string.Join(", ", header.Shape)}] but {room} follow it");
         if (header.DataLength == 0) return new NpzMemberView(header, source, backing, [], null, null);
         var map = MemoryMappedFile.CreateFromFile(path, FileMode.Open, null, 0, MemoryMappedFileAccess.Read);
         try
@@ -115,7 +120,8 @@ public sealed unsafe class NpzMemberView : IDisposable
             var header = NpyHeader.Read(stream, source);
             // The zip's claimed size bounds the allocation (and the caller's limit bounds that).
             if (header.DataLength > member.Size - header.DataOffset)
-                throw new InvalidDataException($"{source}: truncated: the header needs {header.DataLength} bytes but the member holds {member.Size - header.DataOffset} after it");
+                throw new InvalidDataException($"{source}: truncated: the header needs {header.DataLength} bytes but the member holds " +
+                    $"{member.Size - header.DataOffset} after it");
             var data = GC.AllocateUninitializedArray<byte>(checked((int)header.DataLength));
             try
             {
@@ -158,7 +164,8 @@ public sealed unsafe class NpzMemberView : IDisposable
                     if (written > member.Size) throw new InvalidDataException($"{source}: inflates past the {member.Size} bytes its zip entry states");
                     output.Write(buffer, 0, read);
                 }
-                if (written != member.Size) throw new InvalidDataException($"{source}: inflates to {written} bytes, not the {member.Size} its zip entry states");
+                if (written != member.Size)
+                    throw new InvalidDataException($"{source}: inflates to {written} bytes, not the {member.Size} its zip entry states");
                 output.Flush(flushToDisk: true);
             }
             File.Move(temp, target, overwrite: true);

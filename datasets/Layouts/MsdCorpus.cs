@@ -34,7 +34,8 @@ public sealed class MsdCorpus : ICorpus
             throw new InvalidDataException($"{path}: not valid JSON ({e.Message})", e);
         }
         if (root.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{path}: expected a JSON object");
-        TaskName = root.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String ? name.GetString()! : Path.GetFileName(Path.GetFullPath(folder));
+        TaskName = root.TryGetProperty("name", out var name) && name.ValueKind == JsonValueKind.String ? name.GetString()! :
+            Path.GetFileName(Path.GetFullPath(folder));
         Labels = ReadIndexedNames(root, "labels", path);
         Modalities = ReadIndexedNames(root, "modality", path);
         entries = split switch
@@ -81,7 +82,8 @@ public sealed class MsdCorpus : ICorpus
             target = label.Voxels.to(ScalarType.Int64);
             if (target.dim() == 3) target = target.unsqueeze(0);
             if (!target.shape[1..].SequenceEqual(voxels.shape[1..]))
-                throw new InvalidDataException($"{labelPath}: label grid [{string.Join(",", target.shape[1..])}] differs from its image's [{string.Join(",", voxels.shape[1..])}] ({imagePath})");
+                throw new InvalidDataException($"{labelPath}: label grid [{string.Join(",", target.shape[1..])}] differs from its image's " +
+                    $"[{string.Join(",", voxels.shape[1..])}] ({imagePath})");
         }
         var meta = new SampleMeta(Name, imagePath, index, Organ, Modality, Dimensionality.Volume, image.Spacing[^3..], []);
         scope.MoveToOuter(voxels);

@@ -47,7 +47,8 @@ public sealed class PetCtCorpus : ICorpus
         studies = [.. usable];
         LeftOut = missing;
         if (studies.Length == 0)
-            throw new InvalidDataException($"{root}: no study folder holds pet_{inputSeconds}s and pet_{targetSeconds}s{(withCt ? " and ct" : "")} (.nii, .nii.gz or a DICOM folder)");
+            throw new InvalidDataException($"{root}: no study folder holds pet_{inputSeconds}s and " +
+                $"pet_{targetSeconds}s{(withCt ? " and ct" : "")} (.nii, .nii.gz or a DICOM folder)");
     }
 
     public string Root { get; }
@@ -74,7 +75,8 @@ public sealed class PetCtCorpus : ICorpus
         var x = Volume(input);
         var y = Volume(target);
         if (!x.shape.SequenceEqual(y.shape))
-            throw new InvalidDataException($"{targetPath}: grid [{string.Join(",", y.shape[1..])}] differs from {inputPath}'s [{string.Join(",", x.shape[1..])}]; the exposures of a study must share one bed position");
+            throw new InvalidDataException($"{targetPath}: grid [{string.Join(",", y.shape[1..])}] differs from {inputPath}'s " +
+                $"[{string.Join(",", x.shape[1..])}]; the exposures of a study must share one bed position");
         if (WithCt)
         {
             string ctPath = Find(study, "ct")!;
@@ -108,7 +110,8 @@ public sealed class PetCtCorpus : ICorpus
         {
             double ctExtent = ct.shape[a + 1] * cs[a], petExtent = grid[a] * ps[a];
             if (Math.Abs(ctExtent - petExtent) > 0.05 * Math.Max(ctExtent, petExtent))
-                throw new InvalidDataException($"{ctPath}: covers {ctExtent:F1} mm along axis {a} where {petPath} covers {petExtent:F1} mm; register the CT to the PET first");
+                throw new InvalidDataException($"{ctPath}: covers {ctExtent:F1} mm along axis {a} where {petPath} covers {petExtent:F1} " +
+                    "mm; register the CT to the PET first");
         }
         return F.interpolate(ct.unsqueeze(0), size: grid, mode: InterpolationMode.Trilinear, align_corners: false).squeeze(0);
     }

@@ -169,7 +169,8 @@ public sealed class DataLoader
                 if (options.Strict) throw;
             }
         }
-        throw new InvalidDataException($"corpus '{source.Corpus.Name}': no sample among the first {options.MaxBadInARow} could be read; the last error: {last?.Message}", last);
+        throw new InvalidDataException($"corpus '{source.Corpus.Name}': no sample among the first {options.MaxBadInARow} could be read; " +
+            $"the last error: {last?.Message}", last);
     }
 
     static string ShapeKey(IReadOnlyList<Sample> views) => string.Join(" | ", views.Select(v =>
@@ -211,7 +212,8 @@ public sealed class DataLoader
                 {
                     var views = Views(item.Source, index, Mix.Random(options.Seed, plan.BatchIndex, slot, options.Rank * 65_537L + item.Source, attempt));
                     if (plan.Group is { } group && ShapeKey(views) != group.Key)
-                        throw new InvalidDataException($"{views[0].Meta}: its shapes after the pipeline, {ShapeKey(views)}, differ from its corpus's, {group.Key}; add a crop, pad or resize so every sample agrees");
+                        throw new InvalidDataException($"{views[0].Meta}: its shapes after the pipeline, {ShapeKey(views)}, differ from its corpus's, " +
+                            $"{group.Key}; add a crop, pad or resize so every sample agrees");
                     var kept = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
                     foreach (var view in views)
                         foreach (var tensor in (Tensor?[])[view.Image, view.Target, view.Coordinates])

@@ -29,7 +29,8 @@ public sealed record LoaderSource(ICorpus Corpus, double Weight = 1.0, ITransfor
         {
             if (transforms.Count == 0) throw new ArgumentException($"corpus '{Corpus.Name}': view transforms must name at least one pipeline");
             if (Transform is not null || Views != 1)
-                throw new ArgumentException($"corpus '{Corpus.Name}': give either view transforms ({transforms.Count} views) or a transform and a number of views, not both");
+                throw new ArgumentException($"corpus '{Corpus.Name}': give either view transforms ({transforms.Count} views) or a " +
+                    "transform and a number of views, not both");
         }
         if (Corpus.Count < 1) throw new ArgumentException($"corpus '{Corpus.Name}' is empty");
     }

@@ -23,7 +23,8 @@ public enum MixWeights
 /// value for all axes or one per axis, each ≥ 2). <paramref name="ClassCount"/> &gt; 0 gives soft masks and soft
 /// labels; <paramref name="MultiLabel"/> reads the meta's labels as 0/1 per class rather than one class index.
 /// </summary>
-public sealed record BrainFuse(double Alpha = 1.0, MixWeights Weights = MixWeights.Dirichlet, long[]? ControlGrid = null, int ClassCount = 0, bool MultiLabel = false)
+public sealed record BrainFuse(double Alpha = 1.0, MixWeights Weights = MixWeights.Dirichlet, long[]? ControlGrid = null, int ClassCount = 0,
+    bool MultiLabel = false)
     : IMixTransform
 {
     public MixedSample Mix(IReadOnlyList<Sample> parts, Random rng)
@@ -38,9 +39,12 @@ public sealed record BrainFuse(double Alpha = 1.0, MixWeights Weights = MixWeigh
         {
             Spatial.Axes(part, nameof(BrainFuse));
             if (!Spatial.Shape(part.Image).SequenceEqual(shape))
-                throw new ArgumentException($"BrainFuse: {part.Meta}: image [{string.Join(", ", Spatial.Shape(part.Image))}] differs from {parts[0].Meta}'s [{string.Join(", ", shape)}]");
-            if ((part.Target is { } t ? Spatial.IsMask(t) : (bool?)null) != masks || (masks == false && !Spatial.Shape(part.Target!).SequenceEqual(Spatial.Shape(parts[0].Target!))))
-                throw new ArgumentException($"BrainFuse: {part.Meta}: its target does not match {parts[0].Meta}'s (all parts need the same kind of target, or none)");
+                throw new ArgumentException($"BrainFuse: {part.Meta}: image [{string.Join(", ", Spatial.Shape(part.Image))}] differs from " +
+                    $"{parts[0].Meta}'s [{string.Join(", ", shape)}]");
+            if ((part.Target is { } t ? Spatial.IsMask(t) : (bool?)null) != masks || (masks == false
+                && !Spatial.Shape(part.Target!).SequenceEqual(Spatial.Shape(parts[0].Target!))))
+                throw new ArgumentException($"BrainFuse: {part.Meta}: its target does not match {parts[0].Meta}'s (all parts " +
+                    "need the same kind of target, or none)");
         }
         if (masks == true && ClassCount < 1) throw new ArgumentException("BrainFuse: mixing masks needs ClassCount");
 
@@ -78,7 +82,8 @@ public sealed record BrainFuse(double Alpha = 1.0, MixWeights Weights = MixWeigh
     public static Tensor Combine(Tensor perPart, Tensor weights)
     {
         if (weights.dim() != 1 && weights.dim() != perPart.dim() - 1)
-            throw new ArgumentException($"BrainFuse.Combine: weights [{string.Join(", ", Spatial.Shape(weights))}] fit neither [K] nor [K, …spatial] of [{string.Join(", ", Spatial.Shape(perPart))}]");
+            throw new ArgumentException($"BrainFuse.Combine: weights [{string.Join(", ", Spatial.Shape(weights))}] fit neither [K] nor [K, …spatial] of " +
+                $"[{string.Join(", ", Spatial.Shape(perPart))}]");
         using var scope = NewDisposeScope();
         var shape = weights.dim() == 1
             ? new long[] { weights.size(0) }.Concat(Enumerable.Repeat(1L, (int)perPart.dim() - 1)).ToArray()
@@ -120,7 +125,8 @@ public sealed record BrainFuse(double Alpha = 1.0, MixWeights Weights = MixWeigh
         if (MultiLabel)
         {
             if (meta.Labels.Length != ClassCount || meta.Labels.Any(l => l is not (0 or 1)))
-                throw new ArgumentException($"BrainFuse: {meta}: multi-label labels need {ClassCount} entries of 0 or 1, got [{string.Join(", ", meta.Labels)}]");
+                throw new ArgumentException($"BrainFuse: {meta}: multi-label labels need {ClassCount} entries of 0 or 1, " +
+                    $"got [{string.Join(", ", meta.Labels)}]");
             for (int c = 0; c < ClassCount; c++) vector[c] = meta.Labels[c];
         }
         else

@@ -39,7 +39,8 @@ public sealed class JigsawPermutations
         double available = Factorial(tiles);
         if (count < 1 || count > available)
             throw new ArgumentException($"JigsawPermutations: {tiles} tiles have {available} permutations; asked for {count}");
-        if (tiles > 9 && count > 100_000) throw new ArgumentException($"JigsawPermutations: at most 100,000 permutations of more than 9 tiles, asked for {count}");
+        if (tiles > 9 && count > 100_000)
+            throw new ArgumentException($"JigsawPermutations: at most 100,000 permutations of more than 9 tiles, asked for {count}");
         return Cache.GetOrAdd((tiles, count, seed), key => new JigsawPermutations(key.Item1, Build(key.Item1, key.Item2, key.Item3)));
     }
 

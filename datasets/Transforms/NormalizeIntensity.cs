@@ -37,7 +37,8 @@ public sealed record NormalizeIntensity(double[]? Subtrahend = null, double[]? D
     static Tensor Fixed(double[] values, string name, long rows, long channels)
     {
         if (values.Length != 1 && values.Length != rows)
-            throw new ArgumentException($"NormalizeIntensity: {name} needs 1 value{(rows > 1 ? $" or one per channel ({channels})" : "")}, got {values.Length}");
+            throw new ArgumentException($"NormalizeIntensity: {name} needs 1 " +
+                $"value{(rows > 1 ? $" or one per channel ({channels})" : "")}, got {values.Length}");
         if (name == nameof(Divisor) && values.Any(v => v == 0))
             throw new ArgumentException("NormalizeIntensity: Divisor must not be 0");
         var column = values.Length == rows ? values : Enumerable.Repeat(values[0], (int)rows).ToArray();

@@ -28,7 +28,8 @@ public static class PixelPairs
     public static Tensor ToFeatureGrid(Tensor coordinates, long[] featureShape)
     {
         if (coordinates.dim() is not (3 or 4) || coordinates.size(0) != coordinates.dim() - 1)
-            throw new ArgumentException($"PixelPairs: coordinates must be [A, …] with A = 2 or 3 spatial axes, got [{string.Join(", ", Spatial.Shape(coordinates))}]");
+            throw new ArgumentException($"PixelPairs: coordinates must be [A, …] with A = 2 or 3 spatial axes, got " +
+                $"[{string.Join(", ", Spatial.Shape(coordinates))}]");
         if (featureShape.Length != coordinates.dim() - 1 || featureShape.Any(n => n < 1))
             throw new ArgumentException($"PixelPairs: feature shape [{string.Join(", ", featureShape)}] needs {coordinates.dim() - 1} positive sizes");
         using var scope = NewDisposeScope();
@@ -45,7 +46,8 @@ public static class PixelPairs
     public static Tensor Positive(Tensor first, Tensor second, double threshold, PairDistance distance = PairDistance.OriginalPixels)
     {
         if (first.dim() != second.dim() || first.size(0) != second.size(0) || first.dim() - 1 != first.size(0))
-            throw new ArgumentException($"PixelPairs: both coordinate grids must be [A, …] with the same A, got [{string.Join(", ", Spatial.Shape(first))}] and [{string.Join(", ", Spatial.Shape(second))}]");
+            throw new ArgumentException($"PixelPairs: both coordinate grids must be [A, …] with the same A, got [{string.Join(", ", Spatial.Shape(first))}] " +
+                $"and [{string.Join(", ", Spatial.Shape(second))}]");
         if (!(threshold >= 0)) throw new ArgumentException($"PixelPairs: the threshold must be non-negative, got {threshold}");
         double limit = threshold;
         if (distance == PairDistance.FeatureCells) limit *= Math.Max(CellDiagonal(first), CellDiagonal(second));
@@ -65,7 +67,8 @@ public static class PixelPairs
     public static Tensor PositiveBatch(Tensor first, Tensor second, double threshold)
     {
         if (first.dim() != 3 || second.dim() != 3 || first.shape[0] != second.shape[0] || first.shape[1] != second.shape[1] || first.shape[1] is not (2 or 3))
-            throw new ArgumentException($"PixelPairs: cell centres [{string.Join(", ", first.shape)}] and [{string.Join(", ", second.shape)}] must be [B,A,Q1] and [B,A,Q2] with A = 2 or 3");
+            throw new ArgumentException($"PixelPairs: cell centres [{string.Join(", ", first.shape)}] and [{string.Join(", ", second.shape)}] must be " +
+                "[B,A,Q1] and [B,A,Q2] with A = 2 or 3");
         if (!(threshold >= 0) || double.IsInfinity(threshold))
             throw new ArgumentOutOfRangeException(nameof(threshold), threshold, "PixelPairs: the threshold must be non-negative and finite");
         var type = first.dtype == ScalarType.Float64 && second.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
@@ -88,7 +91,9 @@ public static class PixelPairs
         for (int d = 0; d < axes; d++)
         {
             long n = grid.size(1 + d);
-            if (n < 2) throw new ArgumentException($"PixelPairs: a feature grid needs at least 2 cells along each axis to measure its cells, got [{string.Join(", ", Spatial.Shape(grid)[1..])}]");
+            if (n < 2) throw new
+                ArgumentException($"PixelPairs: a feature grid needs at least 2 cells along each axis to measure its cells, got " +
+                    $"[{string.Join(", ", Spatial.Shape(grid)[1..])}]");
             var step = grid.narrow(1 + d, 1, n - 1) - grid.narrow(1 + d, 0, n - 1);     // [A, …]
             double length = step.to(ScalarType.Float64).square().sum(dim: 0).sqrt().mean().item<double>();
             sum += length * length;

@@ -19,10 +19,12 @@ public sealed record RandCoarseDropout(long Holes, long[] SpatialSize, double Fi
         long[] least = Spatial.PerAxis(SpatialSize, axes, nameof(RandCoarseDropout), nameof(SpatialSize));
         long[] most = Spatial.PerAxis(MaxSpatialSize ?? SpatialSize, axes, nameof(RandCoarseDropout), nameof(MaxSpatialSize));
         long maxHoles = MaxHoles ?? Holes;
-        if (Holes < 1 || maxHoles < Holes) throw new ArgumentException($"RandCoarseDropout: holes {Holes} must be at least 1 and max holes {maxHoles} at least that");
+        if (Holes < 1 || maxHoles < Holes)
+            throw new ArgumentException($"RandCoarseDropout: holes {Holes} must be at least 1 and max holes {maxHoles} at least that");
         for (int a = 0; a < axes; a++)
             if (least[a] < 1 || most[a] < least[a])
-                throw new ArgumentException($"RandCoarseDropout: box extents [{string.Join(",", least)}] must be at least 1 and the maxima [{string.Join(",", most)}] at least those");
+                throw new ArgumentException($"RandCoarseDropout: box extents [{string.Join(",", least)}] must be at least 1 and the maxima " +
+                    $"[{string.Join(",", most)}] at least those");
         if (!double.IsFinite(FillValue)) throw new ArgumentException($"RandCoarseDropout: fill value {FillValue} must be finite");
         if (!rng.Chance(Probability)) return Spatial.Passthrough(sample);
         long[] shape = Spatial.SpatialShape(sample);

@@ -15,7 +15,8 @@ public sealed record RandGaussianSmooth(double Probability = 0.1, double MinSigm
     {
         int axes = Spatial.Axes(sample, nameof(RandGaussianSmooth));
         if (!(MinSigma > 0 && MinSigma <= MaxSigma) || double.IsInfinity(MaxSigma) || !(Truncated > 0) || double.IsInfinity(Truncated))
-            throw new ArgumentException($"RandGaussianSmooth: needs 0 < MinSigma <= MaxSigma and a positive Truncated, got [{MinSigma}, {MaxSigma}], {Truncated}");
+            throw new ArgumentException($"RandGaussianSmooth: needs 0 < MinSigma <= MaxSigma and a positive Truncated, got " +
+                $"[{MinSigma}, {MaxSigma}], {Truncated}");
         if (!rng.Chance(Probability)) return Spatial.Passthrough(sample);
         var sigmas = new double[axes];
         for (int a = 0; a < axes; a++) sigmas[a] = rng.Uniform(MinSigma, MaxSigma);

@@ -23,7 +23,8 @@ public sealed record RandResizedCrop(long[] Size, double MinScale = 0.08, double
         if (size.Any(n => n < 1))
             throw new ArgumentException($"RandResizedCrop: Size [{string.Join(", ", Size)}] must be positive");
         if (!(MinScale > 0 && MinScale <= MaxScale) || !(MinRatio > 0 && MinRatio <= MaxRatio) || double.IsInfinity(MaxScale) || double.IsInfinity(MaxRatio))
-            throw new ArgumentException($"RandResizedCrop: needs 0 < MinScale <= MaxScale and 0 < MinRatio <= MaxRatio, got scale [{MinScale}, {MaxScale}], ratio [{MinRatio}, {MaxRatio}]");
+            throw new ArgumentException($"RandResizedCrop: needs 0 < MinScale <= MaxScale and 0 < MinRatio <= MaxRatio, got scale [{MinScale}, " +
+                $"{MaxScale}], ratio [{MinRatio}, {MaxRatio}]");
         long[] shape = Spatial.SpatialShape(sample);
         var (start, length) = Region(shape, rng);
         using var scope = NewDisposeScope();

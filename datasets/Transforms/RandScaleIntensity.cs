@@ -11,7 +11,8 @@ public sealed record RandScaleIntensity(double Factors, double Probability = 0.1
     public Sample Apply(Sample sample, Random rng)
     {
         Spatial.Axes(sample, nameof(RandScaleIntensity));
-        if (!(Factors >= 0) || double.IsInfinity(Factors)) throw new ArgumentException($"RandScaleIntensity: Factors must be finite and non-negative, got {Factors}");
+        if (!(Factors >= 0) || double.IsInfinity(Factors))
+            throw new ArgumentException($"RandScaleIntensity: Factors must be finite and non-negative, got {Factors}");
         if (!rng.Chance(Probability)) return Spatial.Passthrough(sample);
         double factor = 1 + rng.Uniform(-Factors, Factors);
         using var scope = NewDisposeScope();

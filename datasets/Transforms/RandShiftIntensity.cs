@@ -11,7 +11,8 @@ public sealed record RandShiftIntensity(double Offsets, double Probability = 0.1
     public Sample Apply(Sample sample, Random rng)
     {
         Spatial.Axes(sample, nameof(RandShiftIntensity));
-        if (!(Offsets >= 0) || double.IsInfinity(Offsets)) throw new ArgumentException($"RandShiftIntensity: Offsets must be finite and non-negative, got {Offsets}");
+        if (!(Offsets >= 0) || double.IsInfinity(Offsets))
+            throw new ArgumentException($"RandShiftIntensity: Offsets must be finite and non-negative, got {Offsets}");
         if (!rng.Chance(Probability)) return Spatial.Passthrough(sample);
         double offset = rng.Uniform(-Offsets, Offsets);
         using var scope = NewDisposeScope();

@@ -13,7 +13,8 @@ public sealed record ScaleIntensityRange(double AMin, double AMax, double BMin =
     public static ScaleIntensityRange Window(double center, double width, double bMin = 0, double bMax = 1)
     {
         if (!(width > 0) || double.IsInfinity(width) || !double.IsFinite(center))
-            throw new ArgumentException($"ScaleIntensityRange.Window: the width must be positive and finite and the centre finite, got centre {center}, width {width}");
+            throw new ArgumentException($"ScaleIntensityRange.Window: the width must be positive and finite and the centre " +
+                $"finite, got centre {center}, width {width}");
         return new ScaleIntensityRange(center - width / 2, center + width / 2, bMin, bMax, Clip: true);
     }
 

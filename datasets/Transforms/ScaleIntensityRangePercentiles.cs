@@ -16,7 +16,8 @@ public sealed record ScaleIntensityRangePercentiles(double Lower, double Upper, 
     {
         Spatial.Axes(sample, nameof(ScaleIntensityRangePercentiles));
         if (!(Lower >= 0 && Lower <= Upper && Upper <= 100) || !double.IsFinite(BMin) || !double.IsFinite(BMax))
-            throw new ArgumentException($"ScaleIntensityRangePercentiles: needs 0 <= Lower <= Upper <= 100 and finite BMin, BMax; got {Lower}, {Upper}, [{BMin}, {BMax}]");
+            throw new ArgumentException($"ScaleIntensityRangePercentiles: needs 0 <= Lower <= Upper <= 100 and finite BMin, BMax; " +
+                $"got {Lower}, {Upper}, [{BMin}, {BMax}]");
         using var scope = NewDisposeScope();
         long channels = sample.Image.size(0);
         var rows = ChannelWise ? sample.Image.reshape(channels, -1) : sample.Image.reshape(1, -1);

@@ -17,7 +17,8 @@ public sealed record Spacing(double[] PixDim, Interpolation Mode = Interpolation
         double[] target = Spatial.PerAxis(PixDim, axes, nameof(Spacing), nameof(PixDim));
         double[] spacing = sample.Meta.Spacing;
         if (spacing.Length != axes || spacing.Any(s => !(s > 0) || double.IsInfinity(s)))
-            throw new ArgumentException($"Spacing: {sample.Meta}: the meta's spacing [{string.Join(", ", spacing)}] does not give {axes} positive finite values");
+            throw new ArgumentException($"Spacing: {sample.Meta}: the meta's spacing [{string.Join(", ", spacing)}] does " +
+                $"not give {axes} positive finite values");
         if (target.Any(double.IsNaN))
             throw new ArgumentException($"Spacing: PixDim [{string.Join(", ", PixDim)}] holds NaN");
         long[] shape = Spatial.SpatialShape(sample);

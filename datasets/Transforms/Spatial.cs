@@ -59,13 +59,15 @@ internal static class Spatial
         {
             long[] t = Shape(target);
             if (t.Length != shape.Length || !t.AsSpan(1).SequenceEqual(shape.AsSpan(1)))
-                throw new ArgumentException($"{transform}: {sample.Meta}: the target [{string.Join(", ", t)}] is not on the image's grid [{string.Join(", ", shape)}]");
+                throw new ArgumentException($"{transform}: {sample.Meta}: the target [{string.Join(", ", t)}] is not on the " +
+                    $"image's grid [{string.Join(", ", shape)}]");
         }
         if (sample.Coordinates is { } coordinates)
         {
             long[] c = Shape(coordinates);
             if (c.Length != shape.Length || c[0] != axes || !c.AsSpan(1).SequenceEqual(shape.AsSpan(1)) || coordinates.dtype != ScalarType.Float32)
-                throw new ArgumentException($"{transform}: {sample.Meta}: the coordinates are {coordinates.dtype} [{string.Join(", ", c)}], not Float32 [{axes}, {string.Join(", ", shape[1..])}]");
+                throw new ArgumentException($"{transform}: {sample.Meta}: the coordinates are {coordinates.dtype} [{string.Join(", ", c)}], not Float32 " +
+                    $"[{axes}, {string.Join(", ", shape[1..])}]");
         }
         return axes;
     }
@@ -101,7 +103,8 @@ internal static class Spatial
 
     /// <summary>One op on image, target and coordinates alike (flips, rotations, slicing, tile shuffles).</summary>
     public static Sample Map(Sample sample, Func<Tensor, Tensor> op, SampleMeta? meta = null) =>
-        new(op(sample.Image), meta ?? sample.Meta, sample.Target is null ? null : op(sample.Target), sample.Coordinates is null ? null : op(sample.Coordinates));
+        new(op(sample.Image), meta ?? sample.Meta, sample.Target is null ? null : op(sample.Target),
+            sample.Coordinates is null ? null : op(sample.Coordinates));
 
     /// <summary>Integer targets are label masks: resampled by nearest neighbour, padded with 0 (background).</summary>
     public static bool IsMask(Tensor target) => !is_floating_point(target);

@@ -85,7 +85,8 @@ public static class ClassificationMetrics
     {
         int n = scores.Length, positives = positive.Count(p => p);
         if (positives == 0 || positives == n)
-            throw new ArgumentException($"AUC of {what}: only one class present in the truth ({(positives == 0 ? "no" : "all")} positives of {n}); ROC AUC is not defined");
+            throw new ArgumentException($"AUC of {what}: only one class present in the truth ({(positives == 0 ? "no" : "all")} " +
+                $"positives of {n}); ROC AUC is not defined");
         var order = Enumerable.Range(0, n).OrderBy(i => scores[i]).ToArray();
         double rankSum = 0;
         for (int start = 0; start < n;)

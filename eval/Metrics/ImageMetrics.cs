@@ -25,7 +25,8 @@ public static class ImageMetrics
         return 10 * Math.Log10(dataRange * dataRange / Mse(image, reference));
     }
 
-    /// <summary>The mean structural similarity, 2D ([H,W]) or 3D ([D,H,W]), by heads' differentiable <see cref="Heads.Ssim"/> in float64; every side must be at least 11.</summary>
+    /// <summary>The mean structural similarity, 2D ([H,W]) or 3D ([D,H,W]), by heads' differentiable <see cref="Heads.Ssim"/> in float64; every side must be at
+    /// least 11.</summary>
     public static double Ssim(Tensor image, Tensor reference, double dataRange, double sigma = 1.5)
     {
         Check(image, reference);
@@ -40,7 +41,8 @@ public static class ImageMetrics
     static void Check(Tensor image, Tensor reference)
     {
         if (!image.shape.SequenceEqual(reference.shape))
-            throw new ArgumentException($"images differ in shape: [{string.Join(",", image.shape)}] against the reference [{string.Join(",", reference.shape)}]");
+            throw new ArgumentException($"images differ in shape: [{string.Join(",", image.shape)}] against the reference " +
+                $"[{string.Join(",", reference.shape)}]");
         if (image.numel() == 0) throw new ArgumentException("empty image");
     }
 }

@@ -32,7 +32,8 @@ public static class OverlapMetrics
     static double[] PerClass(Tensor predicted, Tensor truth, int classes, Func<long, long, long, double> score)
     {
         if (!predicted.shape.SequenceEqual(truth.shape))
-            throw new ArgumentException($"label maps differ in shape: predicted [{string.Join(",", predicted.shape)}], truth [{string.Join(",", truth.shape)}]");
+            throw new ArgumentException($"label maps differ in shape: predicted [{string.Join(",", predicted.shape)}], " +
+                $"truth [{string.Join(",", truth.shape)}]");
         if (classes < 1) throw new ArgumentException($"classes {classes} must be at least 1");
         using var p = predicted.detach().to(ScalarType.Int64).cpu().contiguous();
         using var g = truth.detach().to(ScalarType.Int64).cpu().contiguous();

@@ -31,7 +31,8 @@ public static class SurfaceDistance
     public static double[] Hausdorff95PerClass(Tensor predicted, Tensor truth, int classes, double[] spacing)
     {
         if (!predicted.shape.SequenceEqual(truth.shape))
-            throw new ArgumentException($"label maps differ in shape: predicted [{string.Join(",", predicted.shape)}], truth [{string.Join(",", truth.shape)}]");
+            throw new ArgumentException($"label maps differ in shape: predicted [{string.Join(",", predicted.shape)}], " +
+                $"truth [{string.Join(",", truth.shape)}]");
         var result = new double[classes];
         for (int c = 0; c < classes; c++)
         {
@@ -152,8 +153,10 @@ public static class SurfaceDistance
     {
         var shape = mask.dim() > 0 && mask.shape[0] == 1 && mask.dim() == spacing.Length + 1 ? mask.shape[1..] : mask.shape;
         if (shape.Length is not (2 or 3) || shape.Length != spacing.Length)
-            throw new ArgumentException($"{what} mask [{string.Join(",", mask.shape)}] must be [H,W] or [D,H,W] with one spacing per axis (spacing has {spacing.Length})");
-        if (spacing.Any(s => !(s > 0) || double.IsInfinity(s))) throw new ArgumentException($"spacing [{string.Join(", ", spacing)}] must be positive and finite");
+            throw new ArgumentException($"{what} mask [{string.Join(",", mask.shape)}] must be [H,W] or [D,H,W] with one spacing " +
+                $"per axis (spacing has {spacing.Length})");
+        if (spacing.Any(s => !(s > 0) || double.IsInfinity(s)))
+            throw new ArgumentException($"spacing [{string.Join(", ", spacing)}] must be positive and finite");
         using var b = mask.detach().ne(0).cpu().contiguous();
         return (b.data<bool>().ToArray(), shape);
     }

@@ -27,11 +27,11 @@ static class CellFineTuning
         var recorded = new Dictionary<string, string>
         {
             ["data"] = data,
-            ["max_steps"] = settings.MaxSteps.ToString(CultureInfo.InvariantCulture),
-            ["lr"] = settings.LearningRate.ToString("R", CultureInfo.InvariantCulture),
-            ["batch_size"] = settings.BatchSize.ToString(CultureInfo.InvariantCulture),
+            ["max_steps"] = settings.FineTune.MaxSteps.ToString(CultureInfo.InvariantCulture),
+            ["lr"] = settings.FineTune.LearningRate.ToString("R", CultureInfo.InvariantCulture),
+            ["batch_size"] = settings.FineTune.BatchSize.ToString(CultureInfo.InvariantCulture),
             ["evaluations"] = settings.Evaluations.ToString(CultureInfo.InvariantCulture),
-            ["precision"] = settings.Precision.ToString().ToLowerInvariant(),
+            ["precision"] = settings.FineTune.Precision.ToString().ToLowerInvariant(),
             ["selection"] = selection,
             ["random_config"] = JsonSerializer.Serialize(randomConfig, new JsonSerializerOptions(MedformerConfig.Json) { WriteIndented = false }),
         };
@@ -71,12 +71,12 @@ static class CellFineTuning
         var key = plan.Key;
         var train = new SubsetCorpus(data.Train, Array.ConvertAll(plan.TrainIndices, i => (long)i), $"{data.Train.Name}/labelled");
         var loss = new List<CurvePoint>();
-        var result = tuner.Fit(train, new FineTuneOptions
+        var fineTune = settings.FineTune;
+        var result = tuner.Fit(train, fineTune with
         {
-            MaxSteps = settings.MaxSteps, BatchSize = Math.Min(settings.BatchSize, plan.TrainIndices.Length), LearningRate = settings.LearningRate,
-            Precision = settings.Precision, Seed = key.Seed, LogEvery = (int)Math.Max(1, Math.Min(10, settings.MaxSteps / 10)),
-            EvaluateEvery = Math.Max(1, settings.MaxSteps / settings.Evaluations), SelectBest = selection, SelectMode = mode,
-            Roi = settings.Roi, Workers = settings.Workers, Device = device,
+            BatchSize = Math.Min(fineTune.BatchSize, plan.TrainIndices.Length), Seed = key.Seed,
+            LogEvery = (int)Math.Max(1, Math.Min(10, fineTune.MaxSteps / 10)), EvaluateEvery = Math.Max(1, fineTune.MaxSteps / settings.Evaluations),
+            SelectBest = selection, SelectMode = mode, Device = device,
         }, Validation(plan), log: entry =>
         {
             loss.Add(new CurvePoint(entry.Step, entry.Loss));

@@ -1,3 +1,4 @@
+using Medformer.Runtime;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Eval.Metrics;
@@ -26,16 +27,21 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
     readonly Action<TrainerLog>? progress;
     (Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas)? test;
 
-    public ClassificationCells(EvaluationData data, FineTuneSettings settings, MedformerConfig randomConfig, Device? device = null, Action<TrainerLog>? progress = null)
+    public ClassificationCells(EvaluationData data, FineTuneSettings settings, MedformerConfig randomConfig, Device? device = null,
+        Action<TrainerLog>? progress = null)
     {
         settings.Validate();
-        if (data.Task is null) throw new ArgumentException($"{data.Name}: its samples have no class labels to classify (a segmentation or restoration data set: --head segmentation or restoration)");
-        if (settings.Selection is not (null or "auc" or "acc")) throw new ArgumentException($"--select '{settings.Selection}': a classification run is chosen by auc or acc");
-        if (settings.Roi is not null) throw new ArgumentException("--roi: crops and sliding windows are for dense heads; a classification head reads whole images");
+        if (data.Task is null)
+            throw new ArgumentException($"{data.Name}: its samples have no class labels to classify (a segmentation or restoration data " +
+                "set: --head segmentation or restoration)");
+        if (settings.Selection is not (null or "auc" or "acc"))
+            throw new ArgumentException($"--select '{settings.Selection}': a classification run is chosen by auc or acc");
+        if (settings.FineTune.Roi is not null)
+            throw new ArgumentException("--roi: crops and sliding windows are for dense heads; a classification head reads whole images");
         this.data = data;
         this.settings = settings;
         this.randomConfig = Pretrained.WithTasks(randomConfig, [TaskBank]);
-        this.device = device ?? CPU;
+        this.device = device ?? DeviceSpec.Resolve(null);
         this.progress = progress;
     }
 
@@ -46,7 +52,9 @@ public sealed class ClassificationCells : ICellTrainer, IDisposable
 
     public CellResult Train(CellPlan plan, CancellationToken cancel = default)
     {
-        if (plan.Init == Initialisation.GaussianFilter) throw new ArgumentException("the Gaussian filter baseline is a restoration row; a classification protocol compares random and pretrained initialisations");
+        if (plan.Init == Initialisation.GaussianFilter)
+            throw new ArgumentException("the Gaussian filter baseline is a restoration row; a classification protocol compares " +
+                "random and pretrained initialisations");
         test ??= Stack(data.Test, [.. Enumerable.Range(0, (int)data.Test.Count)]);
         var (images, labels, metas) = test.Value;
         using var tuner = CellFineTuning.Tuner(plan, TaskBank, randomConfig,

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using System.Text.Json.Nodes;
+using Medformer.Runtime;
 using Medformer.Datasets;
 using Medformer.Eval.Metrics;
 using Medformer.Eval.Reports;
@@ -35,7 +36,8 @@ public sealed class DenseCells : ICellTrainer
     readonly string kind, bank;
     readonly JsonObject headSettings;
 
-    public DenseCells(EvaluationData data, string head, FineTuneSettings settings, MedformerConfig randomConfig, Device? device = null, Action<TrainerLog>? progress = null)
+    public DenseCells(EvaluationData data, string head, FineTuneSettings settings, MedformerConfig randomConfig, Device? device = null,
+        Action<TrainerLog>? progress = null)
     {
         settings.Validate();
         var (kind, bank, headSettings) = HeadRegistry.ParseSpec(head);
@@ -53,11 +55,12 @@ public sealed class DenseCells : ICellTrainer
         this.bank = bank ?? HeadRegistry.DefaultTask(kind);
         this.headSettings = headSettings;
         this.randomConfig = Pretrained.WithTasks(randomConfig, [this.bank]);
-        this.device = device ?? CPU;
+        this.device = device ?? DeviceSpec.Resolve(null);
         this.progress = progress;
         Selection = settings.Selection ?? (kind == SegmentationHead.KindName ? "dice" : "mse");
         bool fits = kind == SegmentationHead.KindName ? Selection == "dice" : Selection is "mse" or "l1" or "ssim";
-        if (!fits) throw new ArgumentException($"--select '{Selection}': a {kind} run is chosen by {(kind == SegmentationHead.KindName ? "dice" : "mse, l1 or ssim")}");
+        if (!fits) throw new
+            ArgumentException($"--select '{Selection}': a {kind} run is chosen by {(kind == SegmentationHead.KindName ? "dice" : "mse, l1 or ssim")}");
         // Fails here, before any run, on settings the head does not take.
         using (var probe = HeadRegistry.Create(kind, this.randomConfig, this.bank, headSettings)) { }
     }
@@ -68,11 +71,13 @@ public sealed class DenseCells : ICellTrainer
 
     public IReadOnlyList<MetricInfo> Metrics => kind == SegmentationHead.KindName
         ? [new("dice", "Dice"), new("iou", "IoU"), new("hd95", "HD95 (mm)", Scale: 1, HigherIsBetter: false)]
-        : [.. (Restoration ? new MetricInfo[] { new("score_mse", "Restoration score, MSE (%)", Scale: 1), new("score_ssim", "Restoration score, 1 − SSIM (%)", Scale: 1) } : []),
-            new("mse", "MSE", Scale: 1, HigherIsBetter: false, Decimals: 5), new("ssim", "SSIM", Scale: 1, Decimals: 4), new("psnr", "PSNR (dB)", Scale: 1, Decimals: 2)];
+        : [.. (Restoration ? new MetricInfo[] { new("score_mse", "Restoration score, MSE (%)", Scale: 1), new("score_ssim", "Restoration score, 1 − SSIM (%)",
+            Scale: 1) } : []),
+            new("mse", "MSE", Scale: 1, HigherIsBetter: false, Decimals: 5), new("ssim", "SSIM", Scale: 1, Decimals: 4), new("psnr", "PSNR (dB)", Scale: 1,
+                Decimals: 2)];
 
     public IReadOnlyDictionary<string, string> Settings => CellFineTuning.Settings(data.Name, settings, Selection, randomConfig,
-        ("head", $"{kind}:{headSettings.ToJsonString()}, full fine-tuning"), ("roi", settings.Roi is { } roi ? string.Join(",", roi) : "whole"));
+        ("head", $"{kind}:{headSettings.ToJsonString()}, full fine-tuning"), ("roi", settings.FineTune.Roi is { } roi ? string.Join(",", roi) : "whole"));
 
     public CellResult Train(CellPlan plan, CancellationToken cancel = default)
     {
@@ -90,7 +95,8 @@ public sealed class DenseCells : ICellTrainer
             () => Score((image, meta) => tuner.PredictWhole(image.unsqueeze(0), [meta]).squeeze(0)), cancel);
     }
 
-    /// <summary>The test metrics of a predictor (an image [C,…] and its meta → its mask [1,…] or output image [C',…]; tensors of the caller's scope), averaged over the test cases.</summary>
+    /// <summary>The test metrics of a predictor (an image [C,…] and its meta → its mask [1,…] or output image [C',…]; tensors of the caller's scope), averaged
+    /// over the test cases.</summary>
     Dictionary<string, double> Score(Func<Tensor, SampleMeta, Tensor> predict)
     {
         var perCase = new Dictionary<string, List<double>>();
@@ -114,7 +120,8 @@ public sealed class DenseCells : ICellTrainer
             }
             var reference = target.to(ScalarType.Float32);
             if (!output.shape.SequenceEqual(reference.shape))
-                throw new ArgumentException($"{sample.Meta}: the prediction [{string.Join(",", output.shape)}] does not match the target [{string.Join(",", reference.shape)}]");
+                throw new ArgumentException($"{sample.Meta}: the prediction [{string.Join(",", output.shape)}] does not match the target " +
+                    $"[{string.Join(",", reference.shape)}]");
             double range = Math.Max((reference.max() - reference.min()).item<float>(), 1e-6);
             bool ssimFits = reference.shape[1..].All(n => n >= 11);
             double Ssim(Tensor image) => ssimFits

@@ -18,7 +18,8 @@ public sealed class EvaluationData : IDisposable
     public EvaluationData(string name, ICorpus train, ICorpus? validation, ICorpus test, string? task, int classes, IEnumerable<IDisposable>? owned = null,
         int maskClasses = 0, bool imageTargets = false)
     {
-        if (task is not null && !ClassificationMetricsTasks.Contains(task)) throw new ArgumentException($"{name}: task '{task}' is not one of {string.Join(", ", ClassificationMetricsTasks)}");
+        if (task is not null && !ClassificationMetricsTasks.Contains(task))
+            throw new ArgumentException($"{name}: task '{task}' is not one of {string.Join(", ", ClassificationMetricsTasks)}");
         if (train.Count == 0 || test.Count == 0) throw new ArgumentException($"{name}: the training and test splits must not be empty");
         Name = name;
         Train = train;
@@ -90,7 +91,8 @@ public sealed class EvaluationData : IDisposable
         try
         {
             var test = MnistCorpus.Open(folder, "test");
-            return new EvaluationData(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder))), train, null, test, "multi-class", 10, [train, test]);
+            return new EvaluationData(Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder))), train, null, test, "multi-class", 10,
+                [train, test]);
         }
         catch
         {
@@ -122,7 +124,8 @@ public sealed class EvaluationData : IDisposable
         for (long i = 0; i < corpus.Count; i++)
         {
             using var sample = corpus.Get(i);
-            labels[i] = sample.Meta.Labels.Length >= 1 ? sample.Meta.Labels[0] : throw new ArgumentException($"{sample.Meta}: unlabelled; a protocol needs labels");
+            labels[i] = sample.Meta.Labels.Length >= 1 ? sample.Meta.Labels[0] :
+                throw new ArgumentException($"{sample.Meta}: unlabelled; a protocol needs labels");
         }
         return labels;
     }

@@ -45,7 +45,9 @@ public static class ProtocolRunner
             log?.Invoke($"{where}: training on {plan.TrainIndices.Length} samples, choosing on {plan.ValidationIndices.Length}");
             var result = trainer.Train(plan, cancel);
             store.Add(result);
-            log?.Invoke($"{where}: {string.Join(", ", result.Metrics.Select(m => $"{m.Key} {m.Value.ToString("F4", CultureInfo.InvariantCulture)}"))} (step {result.SelectedStep} chosen by validation {result.SelectionMetric} {result.SelectedValue.ToString("F4", CultureInfo.InvariantCulture)}; {result.Seconds:F0} s)");
+            log?.Invoke($"{where}: {string.Join(", ", result.Metrics.Select(m => $"{m.Key} {m.Value.ToString("F4", CultureInfo.InvariantCulture)}"))} (step " +
+                $"{result.SelectedStep} chosen by validation {result.SelectionMetric} " +
+                    $"{result.SelectedValue.ToString("F4", CultureInfo.InvariantCulture)}; {result.Seconds:F0} s)");
             finished?.Invoke(result);
             results.Add(result);
         }

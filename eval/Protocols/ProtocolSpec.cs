@@ -21,7 +21,8 @@ public sealed record Initialisation(string Name, string? Checkpoint)
         int eq = text.IndexOf('=');
         string name = eq > 0 ? text[..eq] : "", folder = eq > 0 ? text[(eq + 1)..] : text;
         if (!Directory.Exists(folder) || !File.Exists(Path.Combine(folder, "config.json")))
-            throw new ArgumentException($"--init '{text}': expected random, gaussian (restoration), a model folder (config.json and model.safetensors), or NAME=FOLDER; {folder} is not a model folder");
+            throw new ArgumentException($"--init '{text}': expected random, gaussian (restoration), a model folder (config.json and model.safetensors), or " +
+                $"NAME=FOLDER; {folder} is not a model folder");
         if (name.Length == 0) name = Path.GetFileName(Path.TrimEndingDirectorySeparator(Path.GetFullPath(folder)));
         return new Initialisation(name, Path.GetFullPath(folder));
     }

@@ -36,7 +36,10 @@ public sealed class ResultStore
                 ?? throw new InvalidDataException($"{SettingsPath}: empty");
             var differ = wanted.Keys.Union(had.Keys).Where(k => wanted.GetValueOrDefault(k) != had.GetValueOrDefault(k)).ToList();
             if (differ.Count > 0)
-                throw new ArgumentException($"--out {directory} holds results made with other settings ({string.Join(", ", differ.Select(k => $"{k}: {had.GetValueOrDefault(k) ?? "unset"} there, {wanted.GetValueOrDefault(k) ?? "unset"} now"))}); use another --out");
+            {
+                var changes = differ.Select(k => $"{k}: {had.GetValueOrDefault(k) ?? "unset"} there, {wanted.GetValueOrDefault(k) ?? "unset"} now");
+                throw new ArgumentException($"--out {directory} holds results made with other settings ({string.Join(", ", changes)}); use another --out");
+            }
         }
         else
         {

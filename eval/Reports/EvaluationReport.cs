@@ -45,15 +45,18 @@ public static class EvaluationReport
                 foreach (double f in fractions)
                 {
                     var cell = table[row, f];
-                    summary.AppendLine(string.Join(",", Csv(row), F(f), table.Metric.Name, F(cell.Mean), F(cell.Std), cell.Count.ToString(CultureInfo.InvariantCulture)));
+                    summary.AppendLine(string.Join(",", Csv(row), F(f), table.Metric.Name, F(cell.Mean), F(cell.Std),
+                        cell.Count.ToString(CultureInfo.InvariantCulture)));
                 }
         string summaryCsv = Atomic(Path.Combine(directory, "summary.csv"), summary.ToString());
 
         var names = results.SelectMany(r => r.Metrics.Keys).Distinct().ToList();
         var cells = new StringBuilder($"init,fraction,seed,train_count,{string.Join(",", names)},selection_metric,selected_step,selected_value,seconds\n");
         foreach (var r in results)
-            cells.AppendLine(string.Join(",", [Csv(r.Init), F(r.Fraction), r.Seed.ToString(CultureInfo.InvariantCulture), r.TrainCount.ToString(CultureInfo.InvariantCulture),
-                .. names.Select(n => r.Metrics.TryGetValue(n, out double v) ? F(v) : ""), r.SelectionMetric, r.SelectedStep.ToString(CultureInfo.InvariantCulture),
+            cells.AppendLine(string.Join(",", [Csv(r.Init), F(r.Fraction), r.Seed.ToString(CultureInfo.InvariantCulture),
+                r.TrainCount.ToString(CultureInfo.InvariantCulture),
+                .. names.Select(n => r.Metrics.TryGetValue(n, out double v) ? F(v) : ""), r.SelectionMetric,
+                    r.SelectedStep.ToString(CultureInfo.InvariantCulture),
                 F(r.SelectedValue), F(r.Seconds)]));
         string cellsCsv = Atomic(Path.Combine(directory, "cells.csv"), cells.ToString());
 

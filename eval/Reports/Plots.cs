@@ -25,7 +25,8 @@ public static class Plots
             var rows = tables.FirstOrDefault()?.Rows ?? [.. runs.Select(r => r.Init).Distinct()];
             string at = $"{ProtocolRunner.Percent(largest)} of the labels";
             files.AddRange(Save(CurvePlot(runs, rows, r => r.Loss, $"Training loss ({at})", "loss"), Path.Combine(directory, "curves")));
-            files.AddRange(Save(CurvePlot(runs, rows, r => r.Validation, $"Validation {runs[0].SelectionMetric} ({at})", runs[0].SelectionMetric), Path.Combine(directory, "validation")));
+            files.AddRange(Save(CurvePlot(runs, rows, r => r.Validation, $"Validation {runs[0].SelectionMetric} ({at})", runs[0].SelectionMetric),
+                Path.Combine(directory, "validation")));
         }
         return files;
     }
@@ -59,7 +60,8 @@ public static class Plots
         return plot;
     }
 
-    static Plot CurvePlot(IReadOnlyList<CellResult> runs, IReadOnlyList<string> rows, Func<CellResult, IReadOnlyList<CurvePoint>> curve, string title, string label)
+    static Plot CurvePlot(IReadOnlyList<CellResult> runs, IReadOnlyList<string> rows, Func<CellResult, IReadOnlyList<CurvePoint>> curve, string title,
+        string label)
     {
         var plot = new Plot();
         for (int i = 0; i < rows.Count; i++)

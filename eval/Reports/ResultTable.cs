@@ -22,7 +22,8 @@ public sealed record MeanStd(double Mean, double Std, int Count)
     {
         0 => "–",
         1 => $"{(Mean * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)} (n=1)",
-        _ => $"{(Mean * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)} ± {(Std * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)}",
+        _ => $"{(Mean * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)} ± " +
+            $"{(Std * scale).ToString("F" + decimals, CultureInfo.InvariantCulture)}",
     };
 }
 

@@ -1,29 +1,22 @@
 using Medformer.Datasets.Transforms;
-using Medformer.Runtime;
 using Medformer.Training;
-using static TorchSharp.torch;
 
 namespace Medformer.Heads.FineTuning;
 
 /// <summary>
-/// How to fine-tune, as plain data; the defaults are the recipe that pays on Fashion-MNIST at 1% of the labels
-/// (batch 64, AdamW 1e-3 with weight decay 0.05, 20 warmup steps then cosine to lr/100, bf16 where the CPU has it).
+/// How to fine-tune, as plain data: the trainer's settings (<see cref="TrainerOptions"/>: steps, batch, learning
+/// rate and schedule, precision, device, workers, seed, with their one set of defaults) plus what only fine-tuning
+/// has. The recipe that pays on Fashion-MNIST at 1% of the labels departs from the trainer's defaults in two
+/// settings: 20 warmup steps (at most half the run) and a log line every 50 steps (at most one per run).
 /// </summary>
-public sealed record FineTuneOptions
+public sealed record FineTuneOptions : TrainerOptions
 {
-    public long MaxSteps { get; init; } = 1000;
-    public int BatchSize { get; init; } = 64;
-    public double LearningRate { get; init; } = 1e-3;
-    /// <summary>The cosine's floor; default lr/100.</summary>
-    public double? MinLearningRate { get; init; }
-    public long WarmupSteps { get; init; } = 20;
-    public double WeightDecay { get; init; } = 0.05;
-    public double GradClip { get; init; } = 1.0;
-    public Precision Precision { get; init; } = Precision.Bf16;
-    public long Seed { get; init; }
-    public int LogEvery { get; init; } = 50;
-    /// <summary>Steps between validation scores (with a validation corpus); 0: only at the end.</summary>
-    public long EvaluateEvery { get; init; }
+    public FineTuneOptions()
+    {
+        WarmupSteps = 20;
+        LogEvery = 50;
+    }
+
     /// <summary>
     /// With a validation corpus: the head's validation metric (e.g. "auc", "dice", "mse") whose best check's weights
     /// the tuner keeps and saves (Lightning's ModelCheckpoint(monitor, mode)); null keeps the last step's.
@@ -37,14 +30,10 @@ public sealed record FineTuneOptions
     /// validation and test images of another size by sliding windows of it. Null: the samples are already one shape.
     /// </summary>
     public long[]? Roi { get; init; }
-    public int Workers { get; init; } = 1;
     /// <summary>Training augmentation (e.g. crops and flips); none by default.</summary>
     public ITransform? Augment { get; init; }
     /// <summary>Where checkpoints and the fine-tuned model (<c>model/</c>) go; null: a temporary folder, removed after.</summary>
     public string? OutputDirectory { get; init; }
-    public Device? Device { get; init; }
-    /// <summary>Dynamic Batch Adaptation (DBA/EDBA), as in pretraining; off by default.</summary>
-    public BatchAdaptationOptions? BatchAdaptation { get; init; }
     /// <summary>Mixup's α: batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike (0: off; classification heads).</summary>
     public double Mixup { get; init; }
     /// <summary>
@@ -55,10 +44,9 @@ public sealed record FineTuneOptions
     /// <summary>BrainFuse: a share of each batch replaced by mixes of K subjects with combined targets, optionally a consistency term (null: off).</summary>
     public BrainFuseOptions? BrainFuse { get; init; }
 
-    public TrainerOptions Trainer => new()
+    /// <summary>The settings the trainer runs: the warmup capped at half the run and the log cadence at the run's length.</summary>
+    public TrainerOptions Trainer => Shared() with
     {
-        MaxSteps = MaxSteps, LearningRate = LearningRate, MinLearningRate = MinLearningRate ?? LearningRate / 100,
-        WarmupSteps = Math.Min(WarmupSteps, MaxSteps / 2), WeightDecay = WeightDecay, GradClip = GradClip, Precision = Precision, Seed = Seed,
-        LogEvery = (int)Math.Min(LogEvery, MaxSteps), EvaluateEvery = EvaluateEvery, BatchAdaptation = BatchAdaptation,
+        WarmupSteps = Math.Min(WarmupSteps, MaxSteps / 2), LogEvery = (int)Math.Min(LogEvery, MaxSteps),
     };
 }

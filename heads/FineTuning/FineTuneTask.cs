@@ -28,7 +28,8 @@ internal sealed class FineTuneTask : TrainingTask
     {
         strategy.Validate(model.Config);
         if (!model.Config.Tasks.Contains(head.Task))
-            throw new ArgumentException($"the model has no task bank '{head.Task}' (its tasks: {string.Join(", ", model.Config.Tasks)}); load it with Pretrained.Load(folder, tasks: [\"{head.Task}\"])");
+            throw new ArgumentException($"the model has no task bank '{head.Task}' (its tasks: {string.Join(", ", model.Config.Tasks)}); load it with " +
+                $"Pretrained.Load(folder, tasks: [\"{head.Task}\"])");
         this.strategy = strategy;
         this.describe = describe;
         network = new Network(model, head);
@@ -159,7 +160,8 @@ internal sealed class FineTuneTask : TrainingTask
             full(labelled.Length, labelled.Length == 0 ? 0.0 : (double)batch.Count / labelled.Length, dtype: ScalarType.Float32, device: Device),
             confident.to(ScalarType.Float32) * (unlabelled.Length == 0 ? 0.0 : fixMatch.Weight * batch.Count / unlabelled.Length)]);
         var weighted = losses * weights;
-        var ordered = zeros(batch.Count, dtype: ScalarType.Float32, device: Device).index_copy(0, tensor(labelled.Concat(unlabelled).ToArray(), device: Device), weighted);
+        var ordered = zeros(batch.Count, dtype: ScalarType.Float32, device: Device).index_copy(0, tensor(labelled.Concat(unlabelled).ToArray(), device: Device),
+            weighted);
         // A batch may draw no labelled or no unlabelled sample: its term is then 0, not the NaN of an empty mean.
         Tensor Mean(Tensor values) => values.numel() == 0 ? zeros(1, device: Device).sum() : values.mean();
         var parts = new Dictionary<string, Tensor>

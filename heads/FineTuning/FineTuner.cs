@@ -70,10 +70,12 @@ public sealed class FineTuner : IDisposable
         {
             var trainer = new Trainer(options.Trainer, device, notice);
             var result = trainer.Fit(task,
-                start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
+                start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed,
+                    Workers: options.Workers)).Batches(start),
                 output, log: log, evaluate: validation is null ? null : step => Check(validation, step, best), cancel: cancel);
             KeepWeights(result.ModelDirectory, options, best);
-            return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation), best.Step);
+            return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation),
+                best.Step);
         }
         finally
         {
@@ -87,9 +89,11 @@ public sealed class FineTuner : IDisposable
     /// </summary>
     ITransform? Prepare(ICorpus train, FineTuneOptions options, ICorpus? validation)
     {
-        if (validation is not null && Head.CreateMetric() is null) throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
+        if (validation is not null && Head.CreateMetric() is null)
+            throw new ArgumentException($"{Head.GetType().Name} has no metric to score a validation corpus with");
         if (options.SelectMode is not ("max" or "min")) throw new ArgumentException($"select_mode '{options.SelectMode}': expected max or min");
-        if (options.Mixup < 0 || double.IsNaN(options.Mixup) || double.IsInfinity(options.Mixup)) throw new ArgumentException($"mixup α {options.Mixup} must be 0 (off) or positive");
+        if (options.Mixup < 0 || double.IsNaN(options.Mixup) || double.IsInfinity(options.Mixup))
+            throw new ArgumentException($"mixup α {options.Mixup} must be 0 (off) or positive");
         if (options.Mixup > 0 && Head.Output != HeadOutput.Probabilities)
             throw new ArgumentException($"mixup mixes class labels; the {Head.Kind} head predicts {Head.Output.ToString().ToLowerInvariant()}s");
         task.Mixup = options.Mixup;
@@ -207,7 +211,8 @@ public sealed class FineTuner : IDisposable
     {
         int axes = dims.SpatialAxes, patch = dims.IsVolume ? Model.Config.PatchSize3d : Model.Config.PatchSize2d;
         if (roi.Length != axes || roi.Any(r => r < patch || r % patch != 0))
-            throw new ArgumentException($"window [{string.Join(",", roi)}]: needs {axes} extents for {dims} images, each a positive multiple of the patch size {patch}");
+            throw new ArgumentException($"window [{string.Join(",", roi)}]: needs {axes} extents for {dims} images, each a " +
+                $"positive multiple of the patch size {patch}");
     }
 
     /// <summary>
@@ -225,7 +230,8 @@ public sealed class FineTuner : IDisposable
             void Flush()
             {
                 if (pending.Count == 0) return;
-                using (var batch = new Batch(0, [new BatchView(stack(pending.Select(p => p.Image)), pending[0].Target is null ? null : stack(pending.Select(p => p.Target!)), null)],
+                using (var batch = new Batch(0, [new BatchView(stack(pending.Select(p => p.Image)),
+                    pending[0].Target is null ? null : stack(pending.Select(p => p.Target!)), null)],
                     [.. pending.Select(p => p.Meta)]))
                 using (var predictions = PredictWhole(batch.Images, batch.Metas))
                     metric.Update(predictions, batch);
@@ -278,7 +284,8 @@ public sealed class FineTuner : IDisposable
         string folder = Pretrained.Resolve(folderOrName);
         string headPath = Path.Combine(folder, FineTuneTask.HeadFile);
         if (!File.Exists(headPath))
-            throw new InvalidDataException($"{folder}: no {FineTuneTask.HeadFile}: a pretrained model, not a fine-tuned one (fine-tune it first: medformer finetune)");
+            throw new InvalidDataException($"{folder}: no {FineTuneTask.HeadFile}: a pretrained model, not a fine-tuned one " +
+                "(fine-tune it first: medformer finetune)");
         JsonObject description;
         try
         {
@@ -318,29 +325,11 @@ public sealed class FineTuner : IDisposable
         LoadHeadWeights(Head, Path.Combine(folder, FineTuneTask.HeadWeightsFile));
     }
 
-    /// <summary>head.safetensors into a head: every key present, of the head's shapes, or an error naming the file and key.</summary>
+    /// <summary>head.safetensors into a head: every key present, of the head's shapes (<see cref="StrictLoad"/>).</summary>
     static void LoadHeadWeights(Head head, string path)
     {
         if (!File.Exists(path)) throw new InvalidDataException($"{path}: missing (the head's weights)");
-        var stored = Safetensors.Load(path);
-        try
-        {
-            var own = head.state_dict();
-            foreach (var (key, value) in stored)
-            {
-                if (!own.TryGetValue(key, out var target))
-                    throw new InvalidDataException($"{path}: '{key}' is not a weight of this {head.GetType().Name} (a head of another kind or settings)");
-                if (!target.shape.SequenceEqual(value.shape))
-                    throw new InvalidDataException($"{path}: '{key}' is [{string.Join(", ", value.shape)}] in the file but [{string.Join(", ", target.shape)}] in the head");
-            }
-            if (own.Keys.FirstOrDefault(k => !stored.ContainsKey(k)) is { } missing) throw new InvalidDataException($"{path}: lacks the head's '{missing}'");
-            using (torch.no_grad())
-                foreach (var (key, value) in stored) own[key].copy_(value);
-        }
-        finally
-        {
-            foreach (var value in stored.Values) value.Dispose();
-        }
+        StrictLoad.Load(path, head.state_dict(), $"this {head.GetType().Name}");
     }
 
     /// <summary>head.json: the head's kind, task bank and settings, the strategy it was tuned with, class names and input shape.</summary>

@@ -34,10 +34,12 @@ public static class FinetuneJob
     {
         double share = options.Fraction;
         if (!(share > 0 && share <= 1)) throw new ArgumentException($"--fraction {share.ToString(CultureInfo.InvariantCulture)}: must be in (0, 1]");
-        if (options.FineTune.OutputDirectory is null) throw new ArgumentException("a fine-tuning job writes its model folder: FineTuneOptions.OutputDirectory is required");
+        if (options.FineTune.OutputDirectory is null)
+            throw new ArgumentException("a fine-tuning job writes its model folder: FineTuneOptions.OutputDirectory is required");
         if (options.SelfTraining is not null && share == 1)
             throw new ArgumentException("--self-train: pseudo-labels go to the training images --fraction leaves out; with --fraction 1 there are none");
-        if (options.FixMatch is not null && options.SelfTraining is not null) throw new ArgumentException("--fixmatch and --self-train both use the unlabelled images after fine-tuning: pick one");
+        if (options.FixMatch is not null && options.SelfTraining is not null)
+            throw new ArgumentException("--fixmatch and --self-train both use the unlabelled images after fine-tuning: pick one");
         if (options.FixMatch is not null && share == 1)
             throw new ArgumentException("--fixmatch: its unlabelled images are the training images --fraction leaves out; with --fraction 1 there are none");
         if (options.FixMatch is not null && options.FineTune.Mixup > 0) throw new ArgumentException("--fixmatch and --mixup do not combine: pick one");
@@ -52,7 +54,7 @@ public static class FinetuneJob
         // A missing model fails before anything is read or logged.
         string folder = Pretrained.Resolve(options.Checkpoint);
         // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
-        var (precision, _) = MixedPrecision.Resolve(options.FineTune.Precision, options.FineTune.Device ?? TorchSharp.torch.CPU);
+        var (precision, _) = MixedPrecision.Resolve(options.FineTune.Precision, options.FineTune.Device ?? DeviceSpec.Resolve(null));
         return new FinetunePlan(options, folder, options.Head ?? DefaultHead(options.Task), precision);
     }
 
@@ -83,14 +85,16 @@ public static class FinetuneJob
                 progress.SemiSupervised?.Invoke(new SemiSupervisedStart("self-training", tuner.Evaluate(splits.Test), setup.Unlabelled!.Count));
                 // student=pretrained: a new model and head from the checkpoint learn from the teacher's labels.
                 student = options.FreshStudent ? NewTuner(plan, setup) : null;
-                var selfTrained = tuner.SelfTrain(setup.Train, setup.Unlabelled!, selfTraining, setup.FineTune, splits.Validation, progress.Log, progress.Notice, cancel, student);
+                var selfTrained = tuner.SelfTrain(setup.Train, setup.Unlabelled!, selfTraining, setup.FineTune, splits.Validation, progress.Log,
+                    progress.Notice, cancel, student);
                 (result, rounds) = (selfTrained.FineTuning, selfTrained.Rounds);
             }
             if (options.FixMatch is { } fixMatch)
             {
                 progress.SemiSupervised?.Invoke(new SemiSupervisedStart("fixmatch", tuner.Evaluate(splits.Test), setup.Unlabelled!.Count));
                 // Its own checkpoints and model beside the fine-tuned one (OUT/fixmatch/model).
-                var semi = setup.FineTune with { OutputDirectory = Path.Combine(setup.FineTune.OutputDirectory!, "fixmatch"), MaxSteps = options.FixMatchSteps ?? setup.FineTune.MaxSteps };
+                var semi = setup.FineTune with { OutputDirectory = Path.Combine(setup.FineTune.OutputDirectory!, "fixmatch"),
+                    MaxSteps = options.FixMatchSteps ?? setup.FineTune.MaxSteps };
                 result = tuner.FixMatch(setup.Train, setup.Unlabelled!, fixMatch, semi, splits.Validation, progress.Log, progress.Notice, cancel);
             }
             return new FinetuneJobResult(result, (student ?? tuner).Evaluate(splits.Test), setup.Train.Count, setup.Unlabelled?.Count, rounds);
@@ -109,8 +113,10 @@ public static class FinetuneJob
         _ => ClassificationHead.KindName,
     };
 
-    /// <summary>The labelled images drawn, the unlabelled rest, the head's kind, task bank and settings, and the fine-tuning options, all from the corpus.</summary>
-    sealed record Setup(ICorpus Train, ICorpus? Unlabelled, string Kind, string Bank, JsonObject Settings, IReadOnlyList<string> ClassNames, FineTuneOptions FineTune);
+    /// <summary>The labelled images drawn, the unlabelled rest, the head's kind, task bank and settings, and the fine-tuning options, all from the
+    /// corpus.</summary>
+    sealed record Setup(ICorpus Train, ICorpus? Unlabelled, string Kind, string Bank, JsonObject Settings, IReadOnlyList<string> ClassNames,
+        FineTuneOptions FineTune);
 
     static Setup Prepare(FinetunePlan plan, DataSplits splits)
     {
@@ -129,7 +135,8 @@ public static class FinetuneJob
         {
             // Dense heads: the corpus's dimensionality; an MSD task's classes from its dataset.json; the phantom's masks are one shape on background.
             settings.TryAdd("dimensionality", sample.Meta.Dimensionality.Name);
-            if (kind == SegmentationHead.KindName && splits.Source switch { MsdCorpus m => m.Labels.Count, MedMnistCorpus { HasMasks: true } => 2, _ => 0 } is > 0 and var k)
+            if (kind == SegmentationHead.KindName && splits.Source switch { MsdCorpus m => m.Labels.Count, MedMnistCorpus { HasMasks: true } => 2,
+                _ => 0 } is > 0 and var k)
                 settings.TryAdd("classes", k);
         }
         return new Setup(train, unlabelled, kind, bank ?? HeadRegistry.DefaultTask(kind), settings, names, Training(options, kind, sample, splits.Source));
@@ -155,7 +162,8 @@ public static class FinetuneJob
         if (roi is { Length: 1 }) roi = [.. Enumerable.Repeat(roi[0], sample.SpatialShape.Length)];
         if (roi is not null)
         {
-            if (kind == ClassificationHead.KindName) throw new ArgumentException($"--roi: crops and sliding windows are for dense heads; the {kind} head reads whole images");
+            if (kind == ClassificationHead.KindName)
+                throw new ArgumentException($"--roi: crops and sliding windows are for dense heads; the {kind} head reads whole images");
             fineTune = fineTune with { Roi = roi };
         }
         if (!options.Augment) return fineTune;
@@ -174,7 +182,8 @@ public static class FinetuneJob
         var model = Pretrained.Load(plan.ModelFolder, [setup.Bank]);
         try
         {
-            return new FineTuner(model, HeadRegistry.Create(setup.Kind, model.Config, setup.Bank, (JsonObject)setup.Settings.DeepClone()), plan.Options.Strategy)
+            return new FineTuner(model, HeadRegistry.Create(setup.Kind, model.Config, setup.Bank, (JsonObject)setup.Settings.DeepClone()),
+                plan.Options.Strategy)
             {
                 ClassNames = setup.ClassNames,
             };

@@ -4,7 +4,8 @@ using Medformer.Training;
 namespace Medformer.Heads.FineTuning;
 
 /// <summary>What a fine-tuning job is about to train: the corpus, the head and the schedule.</summary>
-public sealed record FinetuneStart(string TrainName, long TrainSamples, string HeadKind, JsonObject HeadSettings, Strategy Strategy, long MaxSteps, int BatchSize);
+public sealed record FinetuneStart(string TrainName, long TrainSamples, string HeadKind, JsonObject HeadSettings, Strategy Strategy, long MaxSteps,
+    int BatchSize);
 
 /// <summary>
 /// Where self-training or FixMatch starts: the method ("self-training" or "fixmatch"), the test scores of the model

@@ -28,7 +28,8 @@ public sealed record FixMatchOptions
         if (Threshold is < 0 or > 1 || double.IsNaN(Threshold)) throw new ArgumentException($"FixMatch threshold {Threshold} must be in [0, 1]");
         if (!(Weight > 0) || double.IsInfinity(Weight)) throw new ArgumentException($"FixMatch weight {Weight} must be positive and finite");
         if (!(UnlabelledRatio > 0) || double.IsInfinity(UnlabelledRatio))
-            throw new ArgumentException($"FixMatch unlabelled ratio {UnlabelledRatio} must be positive and finite (unlabelled images per labelled one in a batch)");
+            throw new ArgumentException($"FixMatch unlabelled ratio {UnlabelledRatio} must be positive and finite " +
+                "(unlabelled images per labelled one in a batch)");
     }
 
     /// <summary>

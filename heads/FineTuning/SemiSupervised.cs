@@ -34,10 +34,12 @@ public static class SemiSupervised
         selfTraining ??= new SelfTrainingOptions();
         selfTraining.Validate();
         var head = OneClassPerImage(teacher.Head, "self-training");
-        if (teacher.InputShape is null) throw new InvalidOperationException("self-training starts from a fine-tuned model (Fit or Load it first): its predictions are the pseudo-labels");
+        if (teacher.InputShape is null)
+            throw new InvalidOperationException("self-training starts from a fine-tuned model (Fit or Load it first): its predictions are the pseudo-labels");
         student ??= teacher;
         if (student.Head is not ClassificationHead other || other.Classes != head.Classes || other.Type != head.Type)
-            throw new ArgumentException($"the student's head must be a {TaskTypes.Name(head.Type)} classification head of {head.Classes} classes, as the teacher's");
+            throw new ArgumentException($"the student's head must be a {TaskTypes.Name(head.Type)} classification head of " +
+                $"{head.Classes} classes, as the teacher's");
         options ??= new FineTuneOptions();
         if (selfTraining.Steps is { } steps) options = options with { MaxSteps = steps };
         if (selfTraining.Augment is { } noise) options = options with { Augment = noise };
@@ -48,11 +50,14 @@ public static class SemiSupervised
             var pseudo = teacher.PseudoLabel(unlabelled, selfTraining.Threshold)
                 ?? throw new InvalidOperationException($"corpus '{unlabelled.Name}': no prediction reaches the threshold {selfTraining.Threshold}; lower it");
             rounds.Add(new PseudoLabelRound(round, pseudo.Count, unlabelled.Count));
-            notice?.Invoke($"self-training round {round}/{selfTraining.Rounds}: {pseudo.Count} of {unlabelled.Count} images of '{unlabelled.Name}' pseudo-labelled");
+            notice?.Invoke($"self-training round {round}/{selfTraining.Rounds}: {pseudo.Count} of {unlabelled.Count} images " +
+                $"of '{unlabelled.Name}' pseudo-labelled");
             // Each round keeps its own checkpoints and model beside the teacher's (OUT/self-training-N/model).
-            var roundOptions = options.OutputDirectory is null ? options : options with { OutputDirectory = Path.Combine(options.OutputDirectory, $"self-training-{round}") };
+            var roundOptions = options.OutputDirectory is null ? options : options with { OutputDirectory = Path.Combine(options.OutputDirectory,
+                $"self-training-{round}") };
             student.ClassNames ??= teacher.ClassNames;
-            result = student.Fit(train, augment => [new LoaderSource(train, 1 - selfTraining.UnlabelledShare, augment), new LoaderSource(pseudo, selfTraining.UnlabelledShare, augment)],
+            result = student.Fit(train, augment => [new LoaderSource(train, 1 - selfTraining.UnlabelledShare, augment), new LoaderSource(pseudo,
+                selfTraining.UnlabelledShare, augment)],
                 roundOptions, validation, log, notice, cancel);
         }
         return new SelfTrainingResult(result!, rounds);
@@ -64,7 +69,8 @@ public static class SemiSupervised
     /// </summary>
     public static RelabelledCorpus? PseudoLabel(this FineTuner tuner, ICorpus unlabelled, double threshold = 0, int batchSize = 256)
     {
-        if (tuner.Head.Output != HeadOutput.Probabilities) throw new ArgumentException($"the {tuner.Head.Kind} head gives no class probabilities to pseudo-label with");
+        if (tuner.Head.Output != HeadOutput.Probabilities)
+            throw new ArgumentException($"the {tuner.Head.Kind} head gives no class probabilities to pseudo-label with");
         var indices = new List<long>();
         var labels = new List<long[]>();
         long index = 0;
@@ -73,7 +79,8 @@ public static class SemiSupervised
             using (batch)
             {
                 if (tuner.InputShape is { } shape && !batch.Images.shape[1..].SequenceEqual(shape))
-                    throw new ArgumentException($"corpus '{unlabelled.Name}': images [{string.Join(",", batch.Images.shape[1..])}], but the model was fine-tuned on [{string.Join(",", shape)}]");
+                    throw new ArgumentException($"corpus '{unlabelled.Name}': images [{string.Join(",", batch.Images.shape[1..])}], but the model was " +
+                        $"fine-tuned on [{string.Join(",", shape)}]");
                 using var probabilities = tuner.Predict(batch.Images, batch.Metas, batchSize);
                 var (top, classes) = probabilities.max(1);
                 using (top)
@@ -101,7 +108,8 @@ public static class SemiSupervised
     /// The log's parts: <c>supervised</c>, <c>unsupervised</c> and <c>pseudo_label_rate</c> (the share of confident
     /// unlabelled images).
     /// </summary>
-    public static FineTuneResult FixMatch(this FineTuner tuner, ICorpus train, ICorpus unlabelled, FixMatchOptions? fixMatch = null, FineTuneOptions? options = null,
+    public static FineTuneResult FixMatch(this FineTuner tuner, ICorpus train, ICorpus unlabelled, FixMatchOptions? fixMatch = null,
+        FineTuneOptions? options = null,
         ICorpus? validation = null, Action<TrainerLog>? log = null, Action<string>? notice = null, CancellationToken cancel = default)
     {
         fixMatch ??= new FixMatchOptions();
@@ -120,7 +128,8 @@ public static class SemiSupervised
                 strong = weak is null ? strong : new Compose([weak, strong]);
                 // Labelled images carry two views as well (a batch's samples agree in their views); the second is unused.
                 var labelledViews = new[] { weak ?? Identity, weak ?? Identity };
-                return [new LoaderSource(train, 1, ViewTransforms: labelledViews), new LoaderSource(hidden, fixMatch.UnlabelledRatio, ViewTransforms: [weak ?? Identity, strong])];
+                return [new LoaderSource(train, 1, ViewTransforms: labelledViews), new LoaderSource(hidden, fixMatch.UnlabelledRatio,
+                    ViewTransforms: [weak ?? Identity, strong])];
             }, options, validation, log, notice, cancel, batch);
         }
         finally
@@ -133,6 +142,7 @@ public static class SemiSupervised
 
     /// <summary>The head, where pseudo-labels can be its classes (one per image); else an error naming <paramref name="method"/>.</summary>
     static ClassificationHead OneClassPerImage(Head head, string method) => head as ClassificationHead is { Type: not TaskType.MultiLabel } one ? one
-        : throw new ArgumentException($"{method} pseudo-labels one class per image: it needs a multi-class, binary or ordinal classification head, not {head.Kind}"
+        : throw new ArgumentException($"{method} pseudo-labels one class per image: it needs a multi-class, binary or " +
+            $"ordinal classification head, not {head.Kind}"
             + (head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));
 }

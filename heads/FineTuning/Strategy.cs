@@ -43,7 +43,8 @@ public sealed record Strategy(StrategyKind Kind, int Blocks = 0, double Decay = 
             case "linear" when parts.Length == 1: return LinearProbe;
             case "last" when parts.Length == 2 && int.TryParse(parts[1], CultureInfo.InvariantCulture, out int k): return LastBlocks(k);
             case "llrd" when parts.Length == 2 && double.TryParse(parts[1], CultureInfo.InvariantCulture, out double d): return LayerwiseDecay(d);
-            default: throw new ArgumentException($"--strategy '{text}': expected full, linear, last:K (the last K blocks) or llrd:D (layer-wise decay D, e.g. 0.75)");
+            default: throw new
+                ArgumentException($"--strategy '{text}': expected full, linear, last:K (the last K blocks) or llrd:D (layer-wise decay D, e.g. 0.75)");
         }
     }
 

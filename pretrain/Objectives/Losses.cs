@@ -51,7 +51,8 @@ public static class Losses
         var local = F.normalize(cat([As(z1, type), As(z2, type)], 0), dim: -1);    // [2N,D]
         var all = gather is null ? local : gather(local);                             // [2N·W,D]
         if (all.dim() != 2 || all.shape[1] != local.shape[1] || all.shape[0] % rows != 0 || all.dtype != type)
-            throw new ArgumentException($"{nameof(NtXent)}: gather turned {Shape(local)} {type} rows into {Shape(all)} {all.dtype}; expected [2N·W, {local.shape[1]}] {type}, whole blocks of {rows} rows");
+            throw new ArgumentException($"{nameof(NtXent)}: gather turned {Shape(local)} {type} rows into {Shape(all)} {all.dtype}; expected [2N·W, " +
+                $"{local.shape[1]}] {type}, whole blocks of {rows} rows");
         long world = all.shape[0] / rows;
         if (rank >= world)
             throw new ArgumentOutOfRangeException(nameof(rank), rank, $"{nameof(NtXent)}: rank {rank} is outside the {world} gathered blocks of {rows} rows");
@@ -170,7 +171,8 @@ public static class Losses
             throw new ArgumentException($"{nameof(PixelContrast)}: target {Shape(target)} does not match propagated {Shape(propagated)} in B or D");
         long[] pairs = [propagated.shape[0], propagated.shape[1], target.shape[1]];
         if (positives.dtype != ScalarType.Bool || !positives.shape.SequenceEqual(pairs))
-            throw new ArgumentException($"{nameof(PixelContrast)}: positives is {Shape(positives)} {positives.dtype}; expected [{string.Join(", ", pairs)}] Bool");
+            throw new ArgumentException($"{nameof(PixelContrast)}: positives is {Shape(positives)} {positives.dtype}; " +
+                $"expected [{string.Join(", ", pairs)}] Bool");
         var type = WorkType(nameof(PixelContrast), propagated, target);
         using var scope = NewDisposeScope();
         var cosine = F.normalize(As(propagated, type), dim: -1).bmm(F.normalize(As(target, type), dim: -1).transpose(1, 2));
@@ -210,13 +212,15 @@ public static class Losses
     {
         ArgumentNullException.ThrowIfNull(imageShape);
         if (imageShape.Length is not (4 or 5) || imageShape.Any(s => s < 0))
-            throw new ArgumentException($"{nameof(Unpatchify)}: image shape [{string.Join(", ", imageShape)}] is neither [B,C,H,W] nor [B,C,D,H,W]", nameof(imageShape));
+            throw new ArgumentException($"{nameof(Unpatchify)}: image shape [{string.Join(", ", imageShape)}] is neither [B,C,H,W] nor [B,C,D,H,W]",
+                nameof(imageShape));
         long[] spatial = imageShape[2..];
         long[] grid = GridOf(nameof(Unpatchify), $"image shape [{string.Join(", ", imageShape)}]", spatial, patch);
         long b = imageShape[0], c = imageShape[1], p = patch;
         long tokens = grid.Aggregate(1L, (x, y) => x * y), values = spatial.Length == 2 ? p * p * c : p * p * p * c;
         if (patches.dim() != 3 || patches.shape[0] != b || patches.shape[1] != tokens || patches.shape[2] != values)
-            throw new ArgumentException($"{nameof(Unpatchify)}: patches {Shape(patches)} do not make image shape [{string.Join(", ", imageShape)}] with patch {patch}; expected [{b}, {tokens}, {values}]");
+            throw new ArgumentException($"{nameof(Unpatchify)}: patches {Shape(patches)} do not make image shape [{string.Join(", ", imageShape)}] with " +
+                $"patch {patch}; expected [{b}, {tokens}, {values}]");
         using var scope = NewDisposeScope();
         Tensor result = spatial.Length == 2
             ? patches.reshape(b, grid[0], grid[1], p, p, c).permute(0, 5, 1, 3, 2, 4).reshape(imageShape)
@@ -238,9 +242,11 @@ public static class Losses
     {
         RequireSameShape(nameof(MaskedReconstruction), (nameof(predicted), predicted), (nameof(target), target), rank: 3);
         if (mask.dtype != ScalarType.Bool || mask.dim() != 2 || mask.shape[0] != predicted.shape[0] || mask.shape[1] != predicted.shape[1])
-            throw new ArgumentException($"{nameof(MaskedReconstruction)}: mask is {Shape(mask)} {mask.dtype}; expected [{predicted.shape[0]}, {predicted.shape[1]}] Bool");
+            throw new ArgumentException($"{nameof(MaskedReconstruction)}: mask is {Shape(mask)} {mask.dtype}; expected " +
+                $"[{predicted.shape[0]}, {predicted.shape[1]}] Bool");
         if (normalizePixels && predicted.shape[2] < 2)
-            throw new ArgumentException($"{nameof(MaskedReconstruction)}: normalizePixels needs at least 2 values per patch for the unbiased variance; patches are {Shape(predicted)}");
+            throw new ArgumentException($"{nameof(MaskedReconstruction)}: normalizePixels needs at least 2 values per patch for the unbiased " +
+                $"variance; patches are {Shape(predicted)}");
         var type = WorkType(nameof(MaskedReconstruction), predicted, target);
         using var scope = NewDisposeScope();
         var t = As(target, type);
@@ -290,7 +296,8 @@ public static class Losses
         var visibleCounts = mask.logical_not().sum(1);
         long keep = b == 0 ? 0 : visibleCounts[0].item<long>();
         if (b > 0 && visibleCounts.ne(keep).any().item<bool>())
-            throw new ArgumentException($"{nameof(KeepVisible)}: the rows of mask {Shape(mask)} keep different numbers of tokens ({string.Join(", ", visibleCounts.cpu().data<long>().ToArray().Distinct().Order())}); MAE masks the same count per sample");
+            throw new ArgumentException($"{nameof(KeepVisible)}: the rows of mask {Shape(mask)} keep different numbers of tokens " +
+                $"({string.Join(", ", visibleCounts.cpu().data<long>().ToArray().Distinct().Order())}); MAE masks the same count per sample");
         // Visible tokens sort by their index, masked ones after them all.
         var key = mask.to(ScalarType.Int64) * t + arange(t, dtype: ScalarType.Int64, device: mask.device);
         var index = key.sort(1).Values[.., ..(int)keep].contiguous();
@@ -326,7 +333,8 @@ public static class Losses
     {
         var global = reduce(local);
         if (global.dim() != 1 || global.shape[0] != length || global.dtype != local.dtype)
-            throw new ArgumentException($"{nameof(BarlowTwins)}: allReduceSum turned {Shape(local)} {local.dtype} into {Shape(global)} {global.dtype}; a sum over ranks keeps the shape and type");
+            throw new ArgumentException($"{nameof(BarlowTwins)}: allReduceSum turned {Shape(local)} {local.dtype} into {Shape(global)} {global.dtype}; a " +
+                "sum over ranks keeps the shape and type");
         return global;
     }
 
@@ -334,7 +342,8 @@ public static class Losses
     {
         if (patch < 1) throw new ArgumentOutOfRangeException(nameof(patch), patch, $"{function}: the patch size must be positive");
         if (spatial.Any(s => s % patch != 0))
-            throw new ArgumentException($"{function}: {what} has a spatial size [{string.Join(", ", spatial)}] that is not a multiple of the patch size {patch}");
+            throw new ArgumentException($"{function}: {what} has a spatial size [{string.Join(", ", spatial)}] that is not " +
+                $"a multiple of the patch size {patch}");
         return spatial.Select(s => s / patch).ToArray();
     }
 

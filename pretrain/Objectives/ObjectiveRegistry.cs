@@ -30,6 +30,7 @@ public static class ObjectiveRegistry
     public static bool MixesViews(string name) => Entries.FirstOrDefault(e => e.Name == name)?.MixesViews ?? false;
 
     public static Objective Create(string name, ObjectiveSpec spec, MedformerConfig model) =>
-        (Entries.FirstOrDefault(e => e.Name == name) ?? throw new ArgumentException($"objectives.{name}: unknown objective (known: {string.Join(", ", Names)})"))
+        (Entries.FirstOrDefault(e => e.Name == name) ??
+            throw new ArgumentException($"objectives.{name}: unknown objective (known: {string.Join(", ", Names)})"))
         .Create(spec, model);
 }

@@ -22,7 +22,9 @@ public sealed record DistributedEnvironment(int Rank, int WorldSize, int LocalRa
         int Int(string name, int? fallback = null)
         {
             string? text = Get(name);
-            if (text is null) return fallback ?? throw new ArgumentException($"{name} is not set; a data-parallel process needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (torchrun's variables)");
+            if (text is null) return fallback ??
+                throw new ArgumentException($"{name} is not set; a data-parallel process needs RANK, WORLD_SIZE, MASTER_ADDR " +
+                    "and MASTER_PORT (torchrun's variables)");
             if (!int.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out int value))
                 throw new ArgumentException($"{name}={text} is not a non-negative integer");
             return value;
@@ -34,7 +36,9 @@ public sealed record DistributedEnvironment(int Rank, int WorldSize, int LocalRa
             int world = Int("WORLD_SIZE");
             if (world == 1) return null;
             result = new DistributedEnvironment(Int("RANK"), world, Int("LOCAL_RANK", 0), Int("LOCAL_WORLD_SIZE", world),
-                Get("MASTER_ADDR") ?? throw new ArgumentException("MASTER_ADDR is not set; a data-parallel process needs RANK, WORLD_SIZE, MASTER_ADDR and MASTER_PORT (torchrun's variables)"),
+                Get("MASTER_ADDR") ??
+                    throw new ArgumentException("MASTER_ADDR is not set; a data-parallel process needs RANK, WORLD_SIZE, MASTER_ADDR " +
+                        "and MASTER_PORT (torchrun's variables)"),
                 Int("MASTER_PORT"), "torchrun");
         }
         else if (Get("SLURM_NTASKS") is not null && Get("SLURM_PROCID") is not null)

@@ -40,7 +40,8 @@ static unsafe partial class GlooNative
     {
         string path = Path.Combine(AppContext.BaseDirectory, Library);
         if (!File.Exists(path))
-            return $"{path} is missing: the build compiles it from runtime/native/gloo_shim.cc when Gloo's headers are installed (apt-get install libgloo-dev g++), then rebuild (./medformer or ./test.sh)";
+            return $"{path} is missing: the build compiles it from runtime/native/gloo_shim.cc when Gloo's headers are installed (apt-get install " +
+                "libgloo-dev g++), then rebuild (./medformer or ./test.sh)";
         try
         {
             NativeLibrary.Load(path);
@@ -57,7 +58,8 @@ static unsafe partial class GlooNative
     {
         byte* error = stackalloc byte[MessageCapacity];
         error[0] = 0;
-        int status = Connect(rank, size, hostname, iface, timeoutMs, GCHandle.ToIntPtr(store), &StoreSet, &StoreGet, &StoreWait, out var handle, error, MessageCapacity);
+        int status = Connect(rank, size, hostname, iface, timeoutMs, GCHandle.ToIntPtr(store), &StoreSet, &StoreGet, &StoreWait, out var handle, error,
+            MessageCapacity);
         return ((Status)status, Message(error), handle);
     }
 

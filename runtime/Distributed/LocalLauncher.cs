@@ -4,7 +4,8 @@ using System.Runtime.InteropServices;
 namespace Medformer.Runtime.Distributed;
 
 /// <summary>What <see cref="LocalLauncher"/> starts: <paramref name="ProcessesPerNode"/> ranks on this node of <paramref name="Nodes"/>.</summary>
-public sealed record LaunchOptions(int ProcessesPerNode, int Nodes = 1, int NodeRank = 0, string MasterAddress = "127.0.0.1", int MasterPort = DistributedEnvironment.DefaultPort)
+public sealed record LaunchOptions(int ProcessesPerNode, int Nodes = 1, int NodeRank = 0, string MasterAddress = "127.0.0.1",
+    int MasterPort = DistributedEnvironment.DefaultPort)
 {
     public int WorldSize => ProcessesPerNode * Nodes;
 
@@ -94,7 +95,9 @@ public static class LocalLauncher
             if (failure is null && children.FirstOrDefault(c => c.Process.HasExited && c.Process.ExitCode != 0) is { Process: not null } failed)
             {
                 failure = (failed.Rank, failed.Process.ExitCode);
-                if (!interrupted()) notice($"rank {failed.Rank} exited with status {Describe(failed.Process.ExitCode)}{(running.Count > 0 ? "; stopping the other ranks" : "")}");
+                if (!interrupted())
+                    notice($"rank {failed.Rank} exited with status " +
+                        $"{Describe(failed.Process.ExitCode)}{(running.Count > 0 ? "; stopping the other ranks" : "")}");
                 termAt = DateTime.UtcNow + (interrupted() ? TermGrace : Grace);
             }
             if (running.Count == 0) return failure?.Status ?? 0;

@@ -40,7 +40,8 @@ public sealed class ProcessGroup : IDisposable
         Timeout = timeout;
         if (GlooNative.LoadError() is { } reason) throw new DistributedException($"data parallel needs Gloo: {reason}");
         byte[] secret = StoreSecret.Resolve(environment.IsLoopback);
-        if (environment.Rank == 0) server = new StoreServer(StoreServer.BindAddress(environment.MasterAddress), environment.MasterPort, secret, environment.WorldSize);
+        if (environment.Rank == 0) server = new StoreServer(StoreServer.BindAddress(environment.MasterAddress), environment.MasterPort, secret,
+            environment.WorldSize);
         try
         {
             // Rank 0 reaches its own store where it listens: 0.0.0.0 (MASTER_ADDR=0.0.0.0) is not an address to connect to.
@@ -303,7 +304,8 @@ public sealed class ProcessGroup : IDisposable
         _ => GlooNative.DataType.UInt8,
     };
 
-    public override string ToString() => $"rank {Rank} of {WorldSize} (local rank {LocalRank}, rendezvous {Environment.MasterAddress}:{Environment.MasterPort}, {Environment.Source})";
+    public override string ToString() =>
+        $"rank {Rank} of {WorldSize} (local rank {LocalRank}, rendezvous {Environment.MasterAddress}:{Environment.MasterPort}, {Environment.Source})";
 
     sealed class AllGatherFunction : autograd.SingleTensorFunction<AllGatherFunction>
     {

@@ -38,7 +38,8 @@ sealed class StoreClient : IDisposable
             {
                 attempt.Dispose();
                 if (DateTime.UtcNow >= deadline)
-                    throw new DistributedException($"rank {rank} could not reach the rendezvous store of rank 0 at {address} within {timeout.TotalSeconds:F0} s ({e.Message}); is rank 0 running, and are MASTER_ADDR and MASTER_PORT right?", e);
+                    throw new DistributedException($"rank {rank} could not reach the rendezvous store of rank 0 at {address} within " +
+                        $"{timeout.TotalSeconds:F0} s ({e.Message}); is rank 0 running, and are MASTER_ADDR and MASTER_PORT right?", e);
                 Thread.Sleep(100);
             }
         }
@@ -59,7 +60,8 @@ sealed class StoreClient : IDisposable
         if (hello != Ok)
         {
             client.Dispose();
-            throw new DistributedException($"rank {rank}: the rendezvous store at {address} refused RANK={rank}: another process of this job has that rank, or it is not below WORLD_SIZE={worldSize}");
+            throw new DistributedException($"rank {rank}: the rendezvous store at {address} refused RANK={rank}: another process of this job has that rank, " +
+                $"or it is not below WORLD_SIZE={worldSize}");
         }
     }
 
@@ -69,20 +71,24 @@ sealed class StoreClient : IDisposable
         try
         {
             if (!ReadExactly(reader, Magic.Length).AsSpan().SequenceEqual(Magic))
-                throw new DistributedException($"rank {rank}: {address} is not a medformer rendezvous store (MASTER_ADDR/MASTER_PORT point at another service)");
+                throw new DistributedException($"rank {rank}: {address} is not a medformer rendezvous store " +
+                    "(MASTER_ADDR/MASTER_PORT point at another service)");
             byte[] serverNonce = ReadExactly(reader, NonceLength);
             byte[] clientNonce = RandomNumberGenerator.GetBytes(NonceLength);
             writer.Write(clientNonce);
             writer.Write(Proof(secret, "client", serverNonce, clientNonce));
             writer.Flush();
             if (reader.ReadByte() != Ok)
-                throw new DistributedException($"rank {rank}: the rendezvous store at {address} refused this rank's secret: {StoreSecret.Variable} (or the file {StoreSecret.FileVariable} names) differs from rank 0's");
+                throw new DistributedException($"rank {rank}: the rendezvous store at {address} refused this rank's secret: {StoreSecret.Variable} (or the " +
+                    $"file {StoreSecret.FileVariable} names) differs from rank 0's");
             if (!Matches(ReadExactly(reader, ProofLength), Proof(secret, "server", serverNonce, clientNonce)))
-                throw new DistributedException($"rank {rank}: the rendezvous store at {address} does not know this job's secret (another job's store on MASTER_PORT?)");
+                throw new DistributedException($"rank {rank}: the rendezvous store at {address} does not know this job's secret " +
+                    "(another job's store on MASTER_PORT?)");
         }
         catch (Exception e) when (e is IOException or EndOfStreamException or SocketException)
         {
-            throw new DistributedException($"rank {rank}: the rendezvous store at {address} closed the connection during the handshake ({e.Message}); too many connections, or not a medformer store?", e);
+            throw new DistributedException($"rank {rank}: the rendezvous store at {address} closed the connection during the handshake ({e.Message}); too " +
+                "many connections, or not a medformer store?", e);
         }
     }
 
@@ -124,7 +130,8 @@ sealed class StoreClient : IDisposable
             byte[] data = ReadValue(r);
             if (missing == Ok) value = data;
         });
-        return value ?? throw new TimeoutException($"rendezvous store at {address}: '{key}' was not set within {timeout.TotalSeconds:F0} s (a rank did not arrive)");
+        return value ??
+            throw new TimeoutException($"rendezvous store at {address}: '{key}' was not set within {timeout.TotalSeconds:F0} s (a rank did not arrive)");
     }
 
     /// <summary>The ranks whose connection to the store closed without a goodbye, waiting up to <paramref name="wait"/> for one.</summary>

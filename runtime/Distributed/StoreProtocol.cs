@@ -67,7 +67,8 @@ static class StoreProtocol
     public static TimeSpan ReadWait(BinaryReader reader)
     {
         long milliseconds = reader.ReadInt64();
-        if (milliseconds < 0 || milliseconds > MaxWait.TotalMilliseconds) throw new InvalidDataException($"store wait of {milliseconds} ms is outside [0, {MaxWait.TotalMilliseconds}]");
+        if (milliseconds < 0 || milliseconds > MaxWait.TotalMilliseconds)
+            throw new InvalidDataException($"store wait of {milliseconds} ms is outside [0, {MaxWait.TotalMilliseconds}]");
         return TimeSpan.FromMilliseconds(milliseconds);
     }
 

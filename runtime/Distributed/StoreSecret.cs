@@ -41,8 +41,12 @@ public static class StoreSecret
         if (environment[Variable] is string { Length: > 0 } text) secret = Encoding.UTF8.GetBytes(text);
         else if (environment[FileVariable] is string { Length: > 0 } path) secret = ReadFile(path);
         else if (loopback) return [];
-        else throw new DistributedException($"a multi-node job needs a shared secret for its rendezvous store: set {Variable} (e.g. to `openssl rand -hex 32`) or {FileVariable} to a file only you can read, the same on every node");
-        if (secret.Length < MinimumLength) throw new DistributedException($"the store secret ({(environment[Variable] is string { Length: > 0 } ? Variable : FileVariable)}) has {secret.Length} bytes; it needs at least {MinimumLength} (e.g. `openssl rand -hex 32`)");
+        else throw new
+            DistributedException($"a multi-node job needs a shared secret for its rendezvous store: set {Variable} (e.g. to `openssl rand -hex 32`) or " +
+                $"{FileVariable} to a file only you can read, the same on every node");
+        if (secret.Length < MinimumLength)
+            throw new DistributedException($"the store secret ({(environment[Variable] is string { Length: > 0 } ? Variable : FileVariable)}) has " +
+                $"{secret.Length} bytes; it needs at least {MinimumLength} (e.g. `openssl rand -hex 32`)");
         return secret;
     }
 
@@ -51,10 +55,12 @@ public static class StoreSecret
         if (!File.Exists(path)) throw new DistributedException($"{FileVariable}={path}: no such file");
         if (!OperatingSystem.IsWindows())
         {
-            const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.OtherRead | UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
+            const UnixFileMode others = UnixFileMode.GroupRead | UnixFileMode.GroupWrite | UnixFileMode.GroupExecute | UnixFileMode.OtherRead |
+                UnixFileMode.OtherWrite | UnixFileMode.OtherExecute;
             var mode = File.GetUnixFileMode(path);
             if ((mode & others) != 0)
-                throw new DistributedException($"{FileVariable}={path} can be read or written by group or others (mode {Convert.ToString((int)mode, 8)}); run chmod 600 {path}");
+                throw new DistributedException($"{FileVariable}={path} can be read or written by group or others (mode " +
+                    $"{Convert.ToString((int)mode, 8)}); run chmod 600 {path}");
         }
         if (new FileInfo(path).Length > MaximumLength) throw new DistributedException($"{FileVariable}={path} is over {MaximumLength} bytes: not a secret");
         // A trailing newline is what `echo`/`openssl rand -hex 32 > file` leave; it is not part of the secret.

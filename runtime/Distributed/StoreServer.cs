@@ -42,7 +42,8 @@ sealed class StoreServer : IDisposable
         }
         catch (SocketException e)
         {
-            throw new DistributedException($"rank 0 cannot host the rendezvous store on {address}:{port}: {e.Message} (another run on this port? set MASTER_PORT or --master-port)", e);
+            throw new DistributedException($"rank 0 cannot host the rendezvous store on {address}:{port}: {e.Message} (another run on this port? " +
+                "set MASTER_PORT or --master-port)", e);
         }
         EndPoint = (IPEndPoint)listener.LocalEndpoint;
         acceptor = new Thread(Accept) { IsBackground = true, Name = "medformer store" };
@@ -77,7 +78,9 @@ sealed class StoreServer : IDisposable
         var local = NetworkInterface.GetAllNetworkInterfaces().SelectMany(i => i.GetIPProperties().UnicastAddresses).Select(u => u.Address).ToHashSet();
         return resolved.FirstOrDefault(a => local.Contains(a) && !IPAddress.IsLoopback(a))
             ?? resolved.FirstOrDefault(IPAddress.IsLoopback)
-            ?? throw new DistributedException($"MASTER_ADDR {masterAddress} resolves to {string.Join(", ", resolved.Select(a => a.ToString()))}, none of them this machine's, but rank 0 hosts the store there");
+            ?? throw new
+                DistributedException($"MASTER_ADDR {masterAddress} resolves to {string.Join(", ", resolved.Select(a => a.ToString()))}, none of them this " +
+                    "machine's, but rank 0 hosts the store there");
     }
 
     void Accept()

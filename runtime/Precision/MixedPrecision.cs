@@ -73,7 +73,8 @@ public sealed class MixedPrecision : IDisposable
     public static MixedPrecision Create(nn.Module model, Precision precision, Device device, Action<string>? notice = null, bool? cpuHasFastBf16 = null)
     {
         if (!model.parameters().Any())
-            throw new ArgumentException($"the precision policy was given a {model.GetType().Name} with no registered parameters (a container that did not register its modules?)");
+            throw new ArgumentException($"the precision policy was given a {model.GetType().Name} with no registered parameters (a " +
+                "container that did not register its modules?)");
         var (effective, why) = Resolve(precision, device, cpuHasFastBf16);
         if (why is not null) notice?.Invoke(why);
         var policy = new MixedPrecision(model, precision, effective, effective == Precision.Fp16 ? new GradScaler() : null);

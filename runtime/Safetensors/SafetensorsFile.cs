@@ -119,7 +119,9 @@ public sealed class SafetensorsFile : IDisposable
         ThrowIfDisposed();
         var info = Info(name);
         if (info.Dtype.ScalarType is not ScalarType type)
-            throw new SafetensorsException(Path, $"tensor {SafetensorsHeader.Quote(name)} is {info.Dtype.Name}, which TorchSharp has no tensor type for; read its bytes with GetBytes or GetRawTensor");
+            throw new SafetensorsException(Path,
+                $"tensor {SafetensorsHeader.Quote(name)} is {info.Dtype.Name}, which TorchSharp has no tensor type for; read " +
+                    "its bytes with GetBytes or GetRawTensor");
         long[] shape = [.. info.Shape];
         if (info.ByteLength == 0) return torch.empty(shape, dtype: type);
 
@@ -162,7 +164,8 @@ public sealed class SafetensorsFile : IDisposable
         ThrowIfDisposed();
         var info = Info(name);
         if (info.ByteLength > int.MaxValue)
-            throw new SafetensorsException(Path, $"tensor {SafetensorsHeader.Quote(name)} is {info.ByteLength} bytes, more than a span can hold; use GetRawTensor");
+            throw new SafetensorsException(Path,
+                $"tensor {SafetensorsHeader.Quote(name)} is {info.ByteLength} bytes, more than a span can hold; use GetRawTensor");
         return Bytes(file, DataStart + info.Begin, (int)info.ByteLength);
     }
 
@@ -183,7 +186,8 @@ public sealed class SafetensorsFile : IDisposable
         if (!any.item<bool>()) return;
         using var flags = bad.to_type(ScalarType.Byte);
         using var first = flags.argmax();
-        throw new SafetensorsException(Path, $"tensor {SafetensorsHeader.Quote(name)}: BOOL element {first.item<long>()} is byte {bytes[first].item<byte>()}, neither 0 nor 1");
+        throw new SafetensorsException(Path,
+            $"tensor {SafetensorsHeader.Quote(name)}: BOOL element {first.item<long>()} is byte {bytes[first].item<byte>()}, neither 0 nor 1");
     }
 
     static long[] ContiguousStrides(long[] shape)

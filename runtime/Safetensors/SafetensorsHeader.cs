@@ -22,7 +22,8 @@ internal sealed record SafetensorsHeader(IReadOnlyDictionary<string, string>? Me
     {
         ulong length = BinaryPrimitives.ReadUInt64LittleEndian(lengthField);
         if (length > (ulong)(fileLength - 8))
-            throw new SafetensorsException(path, $"header length {length} exceeds file size {fileLength} (at most {fileLength - 8} bytes follow the 8-byte length field)");
+            throw new SafetensorsException(path,
+                $"header length {length} exceeds file size {fileLength} (at most {fileLength - 8} bytes follow the 8-byte length field)");
         if (length > MaxLength)
             throw new SafetensorsException(path, $"header length {length} exceeds the limit of {MaxLength} bytes");
         return (int)length;
@@ -115,9 +116,12 @@ internal sealed record SafetensorsHeader(IReadOnlyDictionary<string, string>? Me
         foreach (var info in sorted)
         {
             if (info.Begin < cursor)
-                throw new SafetensorsException(path, $"tensors {Quote(previous!.Name)} and {Quote(info.Name)} overlap (data_offsets [{previous.Begin}, {previous.End}] and [{info.Begin}, {info.End}])");
+                throw new SafetensorsException(path,
+                    $"tensors {Quote(previous!.Name)} and {Quote(info.Name)} overlap (data_offsets [{previous.Begin}, " +
+                        $"{previous.End}] and [{info.Begin}, {info.End}])");
             if (info.Begin > cursor)
-                throw new SafetensorsException(path, $"hole in data buffer at byte {cursor}: bytes {cursor} to {info.Begin} belong to no tensor (next is {Quote(info.Name)})");
+                throw new SafetensorsException(path,
+                    $"hole in data buffer at byte {cursor}: bytes {cursor} to {info.Begin} belong to no tensor (next is {Quote(info.Name)})");
             cursor = info.End;
             previous = info;
         }

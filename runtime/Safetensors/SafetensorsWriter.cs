@@ -26,7 +26,8 @@ internal static class SafetensorsWriter
         foreach (var (name, tensor) in tensors) entries.Add(FromTensor(name, tensor, path));
         foreach (var (name, tensor) in raw)
         {
-            if (tensors.ContainsKey(name)) throw new SafetensorsException(path, $"tensor {SafetensorsHeader.Quote(name)} is given both as a torch tensor and as raw bytes");
+            if (tensors.ContainsKey(name)) throw new SafetensorsException(path,
+                $"tensor {SafetensorsHeader.Quote(name)} is given both as a torch tensor and as raw bytes");
             entries.Add(FromRaw(name, tensor, path));
         }
         // The reference implementation's order: descending dtype (so descending alignment), then name.
@@ -60,15 +61,18 @@ internal static class SafetensorsWriter
             elements = checked(elements * dim);
         }
         long bits = checked(elements * tensor.Dtype.BitSize);
-        if (bits % 8 != 0) throw new SafetensorsException(path, $"{who}: {tensor.Dtype.Name} {SafetensorsHeader.ShapeText(shape)} is {bits} bits, not a whole number of bytes");
+        if (bits % 8 != 0) throw new SafetensorsException(path,
+            $"{who}: {tensor.Dtype.Name} {SafetensorsHeader.ShapeText(shape)} is {bits} bits, not a whole number of bytes");
         if (tensor.Data.Length != bits / 8)
-            throw new SafetensorsException(path, $"{who}: {tensor.Data.Length} bytes given but {tensor.Dtype.Name} {SafetensorsHeader.ShapeText(shape)} needs {bits / 8}");
+            throw new SafetensorsException(path,
+                $"{who}: {tensor.Data.Length} bytes given but {tensor.Dtype.Name} {SafetensorsHeader.ShapeText(shape)} needs {bits / 8}");
         return new Entry(name, Utf8(name, path), tensor.Dtype, shape, bits / 8, null, tensor.Data);
     }
 
     static void CheckName(string name, string path)
     {
-        if (name == SafetensorsHeader.MetadataKey) throw new SafetensorsException(path, $"'{SafetensorsHeader.MetadataKey}' is reserved for metadata and cannot name a tensor");
+        if (name == SafetensorsHeader.MetadataKey) throw new SafetensorsException(path,
+            $"'{SafetensorsHeader.MetadataKey}' is reserved for metadata and cannot name a tensor");
     }
 
     static byte[] Utf8(string text, string path)
@@ -83,7 +87,8 @@ internal static class SafetensorsWriter
         }
     }
 
-    /// <summary>The header as serde_json writes it (compact; UTF-8 kept; only quote, backslash and controls escaped), space-padded to a multiple of 8.</summary>
+    /// <summary>The header as serde_json writes it (compact; UTF-8 kept; only quote, backslash and controls escaped), space-padded to a multiple of
+    /// 8.</summary>
     static byte[] Header(List<Entry> entries, IReadOnlyDictionary<string, string>? metadata, string path)
     {
         var json = new ArrayBufferWriter<byte>();
@@ -115,7 +120,8 @@ internal static class SafetensorsWriter
             if (!first) Ascii(json, ",");
             first = false;
             JsonString(json, entry.NameUtf8);
-            Ascii(json, $":{{\"dtype\":\"{entry.Dtype.Name}\",\"shape\":[{string.Join(",", entry.Shape)}],\"data_offsets\":[{offset},{offset + entry.ByteLength}]}}");
+            Ascii(json, $":{{\"dtype\":\"{entry.Dtype.Name}\",\"shape\":[{string.Join(",", entry.Shape)}],");
+            Ascii(json, $"\"data_offsets\":[{offset},{offset + entry.ByteLength}]}}");
             offset += entry.ByteLength;
         }
         Ascii(json, "}");

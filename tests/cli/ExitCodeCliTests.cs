@@ -35,7 +35,8 @@ public sealed class ExitCodeCliTests(ITestOutputHelper output) : IDisposable
 
     string Out(string name) => Path.Combine(root, name);
 
-    public static TheoryData<string> Commands => new() { "pretrain", "finetune", "predict", "info", "inspect", "download", "export", "import", "runs", "evaluate" };
+    public static TheoryData<string> Commands => new() { "pretrain", "finetune", "predict", "info", "inspect", "download", "export", "import", "runs",
+        "evaluate" };
 
     /// <summary>Each command's bad case: the command line, the status and what the one line says.</summary>
     (string[] Args, int Status, string Says) BadCase(string command) => command switch

@@ -85,7 +85,8 @@ public sealed class OutputFolderCliTests(ITestOutputHelper output) : IDisposable
     }
 
     string[] FinetuneArgs(string checkpoint, string outDir) =>
-        ["finetune", "--checkpoint", checkpoint, "--task", "phantom", "--fraction", "0.02", "--max-steps", "2", "--batch-size", "8", "--precision", "fp32", "--out", outDir];
+        ["finetune", "--checkpoint", checkpoint, "--task", "phantom", "--fraction", "0.02", "--max-steps", "2", "--batch-size", "8", "--precision", "fp32",
+            "--out", outDir];
 
     [Fact]
     public void ExportKeepsTheCanary()

@@ -63,7 +63,8 @@ public sealed class CachedCorpusTests : IDisposable
             using var expected = volumes.Get(7);
             Assert.True(sample.Image.eq(expected.Image * 2).all().item<bool>());
             Assert.True(sample.Target!.eq(expected.Target!).all().item<bool>());
-            Assert.Equal((expected.Meta.Source, expected.Meta.Organ, expected.Meta.Modality, "3d"), (sample.Meta.Source, sample.Meta.Organ, sample.Meta.Modality, sample.Meta.Dimensionality.Name));
+            Assert.Equal((expected.Meta.Source, expected.Meta.Organ, expected.Meta.Modality, "3d"), (sample.Meta.Source, sample.Meta.Organ,
+                sample.Meta.Modality, sample.Meta.Dimensionality.Name));
             Assert.Equal(expected.Meta.Spacing, sample.Meta.Spacing);
             Assert.Equal([7L], sample.Meta.Labels);
             Assert.Equal(4, Directory.GetFiles(cached.Folder, "shard-*.safetensors").Length);

@@ -199,12 +199,14 @@ public sealed class DataLoaderTests : IDisposable
     public void EachViewCanHaveItsOwnPipeline()
     {
         // FixMatch's weak and strong views: here the sample as it is and its values doubled.
-        var loader = new DataLoader([new(small, ViewTransforms: [new Compose([]), new ScaleIntensityRange(0, 1, 0, 2)])], new LoaderOptions(8, Seed: 4, Workers: 1));
+        var loader = new DataLoader([new(small, ViewTransforms: [new Compose([]), new ScaleIntensityRange(0, 1, 0, 2)])], new LoaderOptions(8, Seed: 4,
+            Workers: 1));
         using var batch = loader.Batches().First();
         Assert.Equal(2, batch.Views.Count);
         Assert.True(batch.Views[1].Images.eq(batch.Views[0].Images * 2).all().item<bool>(), "view 1 is view 0 through its own pipeline");
         Assert.Contains("give either view transforms (2 views) or a transform and a number of views, not both",
-            Assert.Throws<ArgumentException>(() => new DataLoader([new(small, Views: 2, ViewTransforms: [new Compose([]), new Compose([])])], new LoaderOptions(4))).Message);
+            Assert.Throws<ArgumentException>(() => new DataLoader([new(small, Views: 2, ViewTransforms: [new Compose([]), new Compose([])])],
+                new LoaderOptions(4))).Message);
         Assert.Contains("view transforms must name at least one pipeline",
             Assert.Throws<ArgumentException>(() => new DataLoader([new(small, ViewTransforms: [])], new LoaderOptions(4))).Message);
     }
@@ -232,7 +234,8 @@ public sealed class DataLoaderTests : IDisposable
     public void BadArgumentsAreNamed()
     {
         Assert.Contains("batch size 0", Assert.Throws<ArgumentException>(() => new DataLoader([new(small)], new LoaderOptions(0))).Message);
-        Assert.Contains("rank 2 of world size 2", Assert.Throws<ArgumentException>(() => new DataLoader([new(small)], new LoaderOptions(4, Rank: 2, WorldSize: 2))).Message);
+        Assert.Contains("rank 2 of world size 2", Assert.Throws<ArgumentException>(() => new DataLoader([new(small)], new LoaderOptions(4, Rank: 2,
+            WorldSize: 2))).Message);
         Assert.Contains("corpus 'small': weight -1", Assert.Throws<ArgumentException>(() => new DataLoader([new(small, -1)], new LoaderOptions(4))).Message);
     }
 }

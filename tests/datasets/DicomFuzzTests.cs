@@ -75,9 +75,11 @@ public sealed class DicomFuzzTests(ITestOutputHelper output) : IDisposable
             }
             catch (Exception e) when (e is InvalidDataException or NotSupportedException)
             {
-                Assert.True(e.Message.StartsWith(path + ": ", StringComparison.Ordinal), $"mutant {i} of {seed.Name} ({how}): the message does not name the file: {e.Message}");
+                Assert.True(e.Message.StartsWith(path + ": ", StringComparison.Ordinal),
+                    $"mutant {i} of {seed.Name} ({how}): the message does not name the file: {e.Message}");
                 if (e is NotSupportedException) unsupported++; else refused++;
-                string kind = Regex.Replace(Regex.Replace(e.Message[(path.Length + 2)..], @"\([0-9A-F]{4},[0-9A-F]{4}\)( [A-Z][A-Za-z]+)?", "(tag)"), @"'[^']*'|-?[0-9]+(\.[0-9]+)?", "N");
+                string kind = Regex.Replace(Regex.Replace(e.Message[(path.Length + 2)..], @"\([0-9A-F]{4},[0-9A-F]{4}\)( [A-Z][A-Za-z]+)?", "(tag)"),
+                    @"'[^']*'|-?[0-9]+(\.[0-9]+)?", "N");
                 faults[kind] = faults.GetValueOrDefault(kind) + 1;
             }
             catch (Exception e)
@@ -87,9 +89,11 @@ public sealed class DicomFuzzTests(ITestOutputHelper output) : IDisposable
             double seconds = (clock.Elapsed - started).TotalSeconds;
             if (seconds > slowest) (slowest, slowestHow) = (seconds, $"mutant {i} of {seed.Name} ({how})");
             long managed = GC.GetAllocatedBytesForCurrentThread() - allocated;
-            Assert.True(managed < 64L * mutant.Length + (8 << 20), $"mutant {i} of {seed.Name} ({how}) allocated {managed:N0} bytes for a file of {mutant.Length:N0}");
+            Assert.True(managed < 64L * mutant.Length + (8 << 20),
+                $"mutant {i} of {seed.Name} ({how}) allocated {managed:N0} bytes for a file of {mutant.Length:N0}");
         }
-        output.WriteLine($"{Mutants} mutants in {clock.Elapsed.TotalSeconds:F1} s: {read} read, {refused} refused as malformed, {unsupported} as unsupported; slowest {slowest * 1000:F0} ms: {slowestHow}");
+        output.WriteLine($"{Mutants} mutants in {clock.Elapsed.TotalSeconds:F1} s: {read} read, {refused} refused as malformed, {unsupported} as " +
+            $"unsupported; slowest {slowest * 1000:F0} ms: {slowestHow}");
         foreach (var (kind, count) in faults.OrderByDescending(p => p.Value).Take(25)) output.WriteLine($"  {count,6}  {kind}");
         Assert.True(read > 0 && refused > 0 && unsupported > 0);
         Assert.True(slowest < 5, $"{slowestHow} took {slowest:F1} s");
@@ -113,9 +117,12 @@ public sealed class DicomFuzzTests(ITestOutputHelper output) : IDisposable
 
     static readonly byte[] Interesting = Encoding.ASCII.GetBytes("0123456789.-+eE\\ N").Concat(new byte[] { 0, 1, 0x7F, 0x80, 0xFE, 0xFF }).ToArray();
     static readonly string[] VRs = ["SQ", "UN", "OB", "OW", "UT", "US", "UL", "DS", "IS", "FD", "AT", "XX", "\0\0", "sq"];
-    static readonly DicomTag[] Tags = [DicomTag.Item, DicomTag.ItemDelimitation, DicomTag.SequenceDelimitation, DicomTag.PixelData, DicomTag.Rows, new(0x0002, 0x0010), new(0x0009, 0x0010), new(0xFFFF, 0xFFFF)];
-    static readonly DicomTag[] ImageTags = [DicomTag.Rows, DicomTag.Columns, DicomTag.BitsAllocated, DicomTag.BitsStored, DicomTag.HighBit, DicomTag.PixelRepresentation, DicomTag.SamplesPerPixel, DicomTag.PlanarConfiguration];
-    static readonly string[] Syntaxes = [DicomTransferSyntax.ImplicitVRLittleEndianUid, DicomTransferSyntax.ExplicitVRLittleEndianUid, DicomTransferSyntax.ExplicitVRBigEndianUid,
+    static readonly DicomTag[] Tags = [DicomTag.Item, DicomTag.ItemDelimitation, DicomTag.SequenceDelimitation, DicomTag.PixelData, DicomTag.Rows, new(0x0002,
+        0x0010), new(0x0009, 0x0010), new(0xFFFF, 0xFFFF)];
+    static readonly DicomTag[] ImageTags = [DicomTag.Rows, DicomTag.Columns, DicomTag.BitsAllocated, DicomTag.BitsStored, DicomTag.HighBit,
+        DicomTag.PixelRepresentation, DicomTag.SamplesPerPixel, DicomTag.PlanarConfiguration];
+    static readonly string[] Syntaxes = [DicomTransferSyntax.ImplicitVRLittleEndianUid, DicomTransferSyntax.ExplicitVRLittleEndianUid,
+        DicomTransferSyntax.ExplicitVRBigEndianUid,
         "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.5", "1.2.3", ""];
 
     static (byte[] Mutant, string How) Mutate(Seed seed, Random random)

@@ -33,9 +33,11 @@ public sealed class DicomPixelTests : IDisposable
     [InlineData(8, 4, 1, new long[] { 0x0F, 0x08, 0xF7, 0x10 }, new double[] { -1, -8, 7, 0 }, ScalarType.Int8)]
     public void SamplesAreMaskedToBitsStoredAndSignExtended(int bitsAllocated, int bitsStored, int signed, long[] raw, double[] expected, ScalarType dtype)
     {
-        foreach (string syntax in new[] { Explicit, DicomTransferSyntax.ImplicitVRLittleEndianUid, DicomTransferSyntax.ExplicitVRBigEndianUid, DicomTransferSyntax.DeflatedExplicitVRLittleEndianUid })
+        foreach (string syntax in new[] { Explicit, DicomTransferSyntax.ImplicitVRLittleEndianUid, DicomTransferSyntax.ExplicitVRBigEndianUid,
+            DicomTransferSyntax.DeflatedExplicitVRLittleEndianUid })
         {
-            using var volume = Read(DicomWriter.Image(syntax, 2, 2, raw, bitsAllocated: bitsAllocated, bitsStored: bitsStored, pixelRepresentation: signed), syntax);
+            using var volume = Read(DicomWriter.Image(syntax, 2, 2, raw, bitsAllocated: bitsAllocated, bitsStored: bitsStored, pixelRepresentation: signed),
+                syntax);
             Assert.Equal(dtype, volume.Voxels.dtype);
             Assert.Equal(new long[] { 2, 2 }, volume.Voxels.shape);
             Assert.Equal(expected, Values(volume));
@@ -83,8 +85,10 @@ public sealed class DicomPixelTests : IDisposable
         double[][] positions = [[10, 20, 30], [10, 18, 30], [10, uneven ? 15 : 16, 30]];
         var shared = new DicomWriter()
             .Seq(DicomTag.PlaneOrientationSequence, false, false, new DicomWriter().Decimals(DicomTag.ImageOrientationPatient, 1, 0, 0, 0, 0, -1))
-            .Seq(DicomTag.PixelMeasuresSequence, true, false, new DicomWriter().Decimals(DicomTag.SliceThickness, 2).Decimals(DicomTag.PixelSpacing, 0.5, 0.25));
-        var perFrame = positions.Select(p => new DicomWriter().Seq(DicomTag.PlanePositionSequence, false, true, new DicomWriter().Decimals(DicomTag.ImagePositionPatient, p))).ToArray();
+            .Seq(DicomTag.PixelMeasuresSequence, true, false, new DicomWriter().Decimals(DicomTag.SliceThickness, 2).Decimals(DicomTag.PixelSpacing, 0.5,
+                0.25));
+        var perFrame = positions.Select(p => new DicomWriter().Seq(DicomTag.PlanePositionSequence, false, true,
+            new DicomWriter().Decimals(DicomTag.ImagePositionPatient, p))).ToArray();
         var writer = DicomWriter.Image(Explicit, 2, 2, new long[12], frames: 3)
             .Remove(DicomTag.PixelData)
             .Seq(DicomTag.SharedFunctionalGroupsSequence, true, true, shared)
@@ -103,9 +107,12 @@ public sealed class DicomPixelTests : IDisposable
         // 2 frames of 2×3 RGB: channel c of pixel p in frame f is 100·c + 10·f + p.
         int frames = 2, pixels = 6;
         long Sample(int f, int p, int c) => 100 * c + 10 * f + p;
-        long[] interleaved = [.. from f in Enumerable.Range(0, frames) from p in Enumerable.Range(0, pixels) from c in Enumerable.Range(0, 3) select Sample(f, p, c)];
-        long[] planes = [.. from f in Enumerable.Range(0, frames) from c in Enumerable.Range(0, 3) from p in Enumerable.Range(0, pixels) select Sample(f, p, c)];
-        double[] expected = [.. from c in Enumerable.Range(0, 3) from f in Enumerable.Range(0, frames) from p in Enumerable.Range(0, pixels) select (double)Sample(f, p, c)];
+        long[] interleaved = [.. from f in Enumerable.Range(0, frames) from p in Enumerable.Range(0, pixels) from c in Enumerable.Range(0, 3) select Sample(f,
+            p, c)];
+        long[] planes = [.. from f in Enumerable.Range(0, frames) from c in Enumerable.Range(0, 3) from p in Enumerable.Range(0, pixels) select Sample(f, p,
+            c)];
+        double[] expected = [.. from c in Enumerable.Range(0, 3) from f in Enumerable.Range(0, frames) from p in Enumerable.Range(0,
+            pixels) select (double)Sample(f, p, c)];
         foreach (var (samples, planar) in new[] { (interleaved, 0), (planes, 1) })
         {
             using var volume = Read(DicomWriter.Image(Explicit, 2, 3, samples, frames: frames, bitsAllocated: 8, bitsStored: 8, pixelRepresentation: 0,
@@ -139,7 +146,8 @@ public sealed class DicomPixelTests : IDisposable
     public void PaddingAfterThePixelsIsIgnored()
     {
         // 3×3 bytes are written with a padding byte to even length; a longer element holds trailing bytes.
-        using var odd = Read(DicomWriter.Image(Explicit, 3, 3, [.. Enumerable.Range(1, 9).Select(i => (long)i)], bitsAllocated: 8, bitsStored: 8, pixelRepresentation: 0));
+        using var odd = Read(DicomWriter.Image(Explicit, 3, 3, [.. Enumerable.Range(1, 9).Select(i => (long)i)], bitsAllocated: 8, bitsStored: 8,
+            pixelRepresentation: 0));
         Assert.Equal(Enumerable.Range(1, 9).Select(i => (double)i), Values(odd));
         using var longer = Read(DicomWriter.Image(Explicit, 2, 2, [1, 2, 3, 4, 99, 99]));
         Assert.Equal(new double[] { 1, 2, 3, 4 }, Values(longer));

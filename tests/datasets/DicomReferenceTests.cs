@@ -96,8 +96,10 @@ public sealed class DicomReferenceTests
         Assert.Equal("-158.135803\\-179.035797\\-75.699997", header["ImagePositionPatient"]);
 
         var info = Dicom.ReadHeader(path).GetImageInfo();
-        Assert.Equal((128, 128, 16, 16, 15, 1, 1), (info.Rows, info.Columns, info.BitsAllocated, info.BitsStored, info.HighBit, info.PixelRepresentation, info.SamplesPerPixel));
-        Assert.Equal(("MONOCHROME2", 1, 5.0, 5.0, 1), (info.PhotometricInterpretation, info.NumberOfFrames, info.SliceThickness, info.SpacingBetweenSlices, info.InstanceNumber));
+        Assert.Equal((128, 128, 16, 16, 15, 1, 1), (info.Rows, info.Columns, info.BitsAllocated, info.BitsStored, info.HighBit, info.PixelRepresentation,
+            info.SamplesPerPixel));
+        Assert.Equal(("MONOCHROME2", 1, 5.0, 5.0, 1), (info.PhotometricInterpretation, info.NumberOfFrames, info.SliceThickness, info.SpacingBetweenSlices,
+            info.InstanceNumber));
         Assert.Equal("1.3.6.1.4.1.5962.1.1.1.1.1.20040119072730.12322", info.SOPInstanceUID);
         Assert.Equal("1.3.6.1.4.1.5962.1.3.1.1.20040119072730.12322", info.SeriesInstanceUID);
         Assert.Equal("1.3.6.1.4.1.5962.1.2.1.20040119072730.12322", info.StudyInstanceUID);
@@ -127,7 +129,8 @@ public sealed class DicomReferenceTests
         Assert.Equal(new double[] { 1204602, 1190652, 75462 }, sums.data<double>().ToArray());
         // Planar configuration 0 (interleaved), pydicom's np.moveaxis(pixel_array, -1, 0).
         using var interleaved = Dicom.Read(DicomTestFiles.Real("SC_rgb_small_odd.dcm"));
-        Assert.Equal(new double[] { 166, 166, 166, 63, 63, 63, 158, 158, 158, 141, 141, 141, 87, 87, 87, 158, 158, 158, 52, 52, 52, 176, 176, 176, 158, 158, 158 },
+        Assert.Equal(new double[] { 166, 166, 166, 63, 63, 63, 158, 158, 158, 141, 141, 141, 87, 87, 87, 158, 158, 158, 52, 52, 52, 176, 176, 176, 158, 158,
+            158 },
             DicomTestFiles.Values(interleaved.Voxels));
     }
 

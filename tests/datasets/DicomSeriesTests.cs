@@ -28,7 +28,8 @@ public sealed class DicomSeriesTests : IDisposable
     static double[] At(double[] origin, double[] step, double k) => [origin[0] + k * step[0], origin[1] + k * step[1], origin[2] + k * step[2]];
 
     /// <summary>Slice k's value at (r, c): which slice a value came from stays visible after sorting.</summary>
-    static long[] Pixels(int k, int rows = Rows) => Enumerable.Range(0, rows * Columns).Select(i => (long)(100 * k + 10 * (i / Columns) + i % Columns)).ToArray();
+    static long[] Pixels(int k, int rows = Rows) => Enumerable.Range(0, rows * Columns).Select(i => (long)(100 * k + 10 * (i / Columns) + i %
+        Columns)).ToArray();
 
     /// <summary>Writes slices 0..count-1 at Origin + k·step under shuffled names and instance numbers; returns the file of each slice.</summary>
     string[] WriteSeries(int count, double[]? step = null, int seed = 7, string folder = "series", string seriesUid = "1.2.3.100",
@@ -64,7 +65,8 @@ public sealed class DicomSeriesTests : IDisposable
     static void AssertClose(double[] expected, double[] actual, double tolerance = 1e-6)
     {
         Assert.Equal(expected.Length, actual.Length);
-        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance, $"[{i}]: expected {expected[i]}, got {actual[i]}");
+        for (int i = 0; i < expected.Length; i++) Assert.True(Math.Abs(expected[i] - actual[i]) <= tolerance,
+            $"[{i}]: expected {expected[i]}, got {actual[i]}");
     }
 
     static double[] Column(double[,] affine, int column) => [affine[0, column], affine[1, column], affine[2, column]];
@@ -85,7 +87,8 @@ public sealed class DicomSeriesTests : IDisposable
         // Voxel (i, j, k) is slice k's pixel (row j, column i): P_k + i·Δc·row + j·Δr·column (PS3.3 C.7.6.2.1.1).
         var (i, j, k) = (3, 2, 4);
         double[] expected = [.. At(Origin, Normal, k * Gap).Select((p, a) => p + i * ColumnSpacing * RowDirection[a] + j * RowSpacing * ColumnDirection[a])];
-        double[] actual = [.. Enumerable.Range(0, 3).Select(r => volume.Affine[r, 0] * i + volume.Affine[r, 1] * j + volume.Affine[r, 2] * k + volume.Affine[r, 3])];
+        double[] actual = [.. Enumerable.Range(0, 3).Select(r => volume.Affine[r, 0] * i + volume.Affine[r, 1] * j + volume.Affine[r, 2] * k + volume.Affine[r,
+            3])];
         AssertClose(expected, actual);
         Assert.Contains(new KeyValuePair<string, string>("Slices", "6"), volume.Header);
         Assert.DoesNotContain(volume.Header, p => p.Key is "SOPInstanceUID" or "InstanceNumber");
@@ -153,7 +156,8 @@ public sealed class DicomSeriesTests : IDisposable
     [Fact]
     public void SlicesOfAnotherSizeAreReported()
     {
-        var paths = WriteSeries(4, slice: k => DicomWriter.Image(DicomTransferSyntax.ExplicitVRLittleEndianUid, k == 2 ? 3 : Rows, Columns, Pixels(k, k == 2 ? 3 : Rows),
+        var paths = WriteSeries(4, slice: k => DicomWriter.Image(DicomTransferSyntax.ExplicitVRLittleEndianUid, k == 2 ? 3 : Rows, Columns, Pixels(k,
+            k == 2 ? 3 : Rows),
             spacing: [RowSpacing, ColumnSpacing], orientation: [.. RowDirection, .. ColumnDirection], position: At(Origin, Normal, k * Gap), instance: k + 1));
         var e = Assert.Throws<InvalidDataException>(() => Dicom.ReadSeries(Folder()));
         Assert.Contains("the slices differ in size", e.Message);
@@ -164,7 +168,8 @@ public sealed class DicomSeriesTests : IDisposable
     public void SlicesOfAnotherOrientationAreReported()
     {
         var paths = WriteSeries(3, slice: k => DicomWriter.Image(DicomTransferSyntax.ExplicitVRLittleEndianUid, Rows, Columns, Pixels(k),
-            spacing: [RowSpacing, ColumnSpacing], orientation: k == 1 ? [1, 0, 0, 0, 1, 0] : [.. RowDirection, .. ColumnDirection], position: At(Origin, Normal, k * Gap), instance: k + 1));
+            spacing: [RowSpacing, ColumnSpacing], orientation: k == 1 ? [1, 0, 0, 0, 1, 0] : [.. RowDirection, .. ColumnDirection], position: At(Origin, Normal,
+                k * Gap), instance: k + 1));
         var e = Assert.Throws<InvalidDataException>(() => Dicom.ReadSeries(Folder()));
         Assert.Contains("the slices differ in orientation", e.Message);
         Assert.Contains(Path.GetFileName(paths[1]), e.Message);
@@ -174,7 +179,8 @@ public sealed class DicomSeriesTests : IDisposable
     public void DuplicateAndStrayPositionsAreReported()
     {
         var paths = WriteSeries(3, folder: "dup", slice: k => DicomWriter.Image(DicomTransferSyntax.ExplicitVRLittleEndianUid, Rows, Columns, Pixels(k),
-            spacing: [RowSpacing, ColumnSpacing], orientation: [.. RowDirection, .. ColumnDirection], position: At(Origin, Normal, Math.Min(k, 1) * Gap), instance: k + 1));
+            spacing: [RowSpacing, ColumnSpacing], orientation: [.. RowDirection, .. ColumnDirection], position: At(Origin, Normal, Math.Min(k, 1) * Gap),
+                instance: k + 1));
         var e = Assert.Throws<InvalidDataException>(() => Dicom.ReadSeries(Folder("dup")));
         Assert.Contains("lie at the same position", e.Message);
         Assert.Contains(Path.GetFileName(paths[1]), e.Message);
@@ -196,7 +202,8 @@ public sealed class DicomSeriesTests : IDisposable
         // A second, smaller series in the same folder, under other names.
         for (int k = 0; k < 2; k++)
             files.Write(Path.Combine("series", $"SCOUT{k}"), DicomWriter.Image(DicomTransferSyntax.ExplicitVRLittleEndianUid, Rows, Columns, Pixels(10 + k),
-                spacing: [1, 1], orientation: [1, 0, 0, 0, 0, -1], position: [0, 10.0 * k, 0], instance: k + 1, seriesUid: "1.2.3.300").File(DicomTransferSyntax.ExplicitVRLittleEndianUid));
+                spacing: [1, 1], orientation: [1, 0, 0, 0, 0, -1], position: [0, 10.0 * k, 0], instance: k + 1,
+                    seriesUid: "1.2.3.300").File(DicomTransferSyntax.ExplicitVRLittleEndianUid));
         files.Write(Path.Combine("series", "README.txt"), "not DICOM"u8.ToArray());
 
         var series = Dicom.ListSeries(Folder());
@@ -221,7 +228,8 @@ public sealed class DicomSeriesTests : IDisposable
         // A tie leaves no largest: the caller must name one.
         for (int k = 2; k < 5; k++)
             files.Write(Path.Combine("series", $"SCOUT{k}"), DicomWriter.Image(DicomTransferSyntax.ExplicitVRLittleEndianUid, Rows, Columns, Pixels(10 + k),
-                spacing: [1, 1], orientation: [1, 0, 0, 0, 0, -1], position: [0, 10.0 * k, 0], instance: k + 1, seriesUid: "1.2.3.300").File(DicomTransferSyntax.ExplicitVRLittleEndianUid));
+                spacing: [1, 1], orientation: [1, 0, 0, 0, 0, -1], position: [0, 10.0 * k, 0], instance: k + 1,
+                    seriesUid: "1.2.3.300").File(DicomTransferSyntax.ExplicitVRLittleEndianUid));
         var tie = Assert.Throws<ArgumentException>(() => Dicom.ReadSeries(Folder()));
         Assert.Contains("1.2.3.200", tie.Message);
         Assert.Contains("1.2.3.300", tie.Message);

@@ -64,8 +64,10 @@ sealed class DicomWriter
             switch (bytesPerSample)
             {
                 case 1: span[0] = (byte)samples[i]; break;
-                case 2: if (BigEndian) BinaryPrimitives.WriteUInt16BigEndian(span, (ushort)samples[i]); else BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)samples[i]); break;
-                default: if (BigEndian) BinaryPrimitives.WriteUInt32BigEndian(span, (uint)samples[i]); else BinaryPrimitives.WriteUInt32LittleEndian(span, (uint)samples[i]); break;
+                case 2: if (BigEndian) BinaryPrimitives.WriteUInt16BigEndian(span, (ushort)samples[i]);
+                    else BinaryPrimitives.WriteUInt16LittleEndian(span, (ushort)samples[i]); break;
+                default: if (BigEndian) BinaryPrimitives.WriteUInt32BigEndian(span, (uint)samples[i]);
+                    else BinaryPrimitives.WriteUInt32LittleEndian(span, (uint)samples[i]); break;
             }
         }
         if (bytes.Length % 2 == 1) bytes = [.. bytes, 0];

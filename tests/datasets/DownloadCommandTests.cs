@@ -72,7 +72,8 @@ public sealed class DownloadCommandTests : IDisposable
             ["splits"] = new Dictionary<string, int> { ["train"] = 6, ["val"] = 2, ["test"] = 3 },
             ["files"] = new Dictionary<string, object>
             {
-                ["28"] = new { url = "https://zenodo.org/records/10519652/files/pathmnist.npz?download=1", md5 = Tests.Runtime.DownloadTests.Md5(bytes), bytes = bytes.Length },
+                ["28"] = new { url = "https://zenodo.org/records/10519652/files/pathmnist.npz?download=1", md5 = Tests.Runtime.DownloadTests.Md5(bytes),
+                    bytes = bytes.Length },
             },
         };
         File.WriteAllText(registry, JsonSerializer.Serialize(new { subsets = new[] { subset } }));

@@ -22,7 +22,8 @@ public sealed class HostileFileCliTests(ITestOutputHelper output) : IDisposable
 
     public void Dispose() => Directory.Delete(root, recursive: true);
 
-    static readonly Lazy<long> Baseline = new(() => Measure(["inspect", Path.Combine(Repo.Root, "tests", "datasets", "data", "nibabel", "anatomical.nii")]).Peak);
+    static readonly Lazy<long> Baseline = new(() => Measure(["inspect", Path.Combine(Repo.Root, "tests", "datasets", "data", "nibabel",
+        "anatomical.nii")]).Peak);
 
     /// <summary>The command's result (GNU time's line taken off stderr) and its peak resident bytes.</summary>
     static (Repo.Result Result, long Peak) Measure(string[] args, IReadOnlyDictionary<string, string>? environment = null)
@@ -40,7 +41,8 @@ public sealed class HostileFileCliTests(ITestOutputHelper output) : IDisposable
     {
         var (result, peak) = Measure(["inspect", path, "--json"]);
         long above = peak - Baseline.Value;
-        output.WriteLine($"{Path.GetFileName(path)}: exit {result.ExitCode}, peak {peak / MiB} MiB, {above / MiB} MiB above the baseline {Baseline.Value / MiB} MiB");
+        output.WriteLine($"{Path.GetFileName(path)}: exit {result.ExitCode}, peak {peak / MiB} MiB, {above / MiB} MiB above " +
+            $"the baseline {Baseline.Value / MiB} MiB");
         return (result, above);
     }
 
@@ -166,8 +168,10 @@ public sealed class HostileFileCliTests(ITestOutputHelper output) : IDisposable
         WriteNpz(lying, NpyHeader("(16,)"), 16 + 600 * MiB, claimedData: 16);
         foreach (string path in new[] { claims, honest, lying })
         {
-            var (result, peak) = Measure(["predict", "--checkpoint", model, path, "--out", Path.Combine(root, "p-" + Path.GetFileNameWithoutExtension(path))], home);
-            output.WriteLine($"predict {Path.GetFileName(path)}: exit {result.ExitCode}, peak {peak / MiB} MiB, baseline {baseline / MiB} MiB: {result.Stderr}");
+            var (result, peak) = Measure(["predict", "--checkpoint", model, path, "--out", Path.Combine(root, "p-" + Path.GetFileNameWithoutExtension(path))],
+                home);
+            output.WriteLine($"predict {Path.GetFileName(path)}: exit {result.ExitCode}, peak {peak / MiB} MiB, baseline " +
+                $"{baseline / MiB} MiB: {result.Stderr}");
             Assert.Equal(1, result.ExitCode);
             Assert.Contains(path, Assert.Single(result.Stderr.Trim().Split('\n')));
             Assert.InRange(peak - baseline, long.MinValue, Budget);

@@ -43,7 +43,8 @@ public sealed class LayoutTests : IDisposable
         string folder = Msd("Task09_Spleen", Spleen);
         foreach (int i in new[] { 2, 3 })
         {
-            Nifti(Path.Combine(folder, "imagesTr", $"spleen_{i}.nii.gz"), (arange(4 * 5 * 6, dtype: ScalarType.Int16) - 1000 * i).view(4, 5, 6), [2.5, 0.8, 0.8]);
+            Nifti(Path.Combine(folder, "imagesTr", $"spleen_{i}.nii.gz"), (arange(4 * 5 * 6, dtype: ScalarType.Int16) - 1000 * i).view(4, 5, 6), [2.5, 0.8,
+                0.8]);
             Nifti(Path.Combine(folder, "labelsTr", $"spleen_{i}.nii.gz"), (arange(4 * 5 * 6) % 2).to(ScalarType.Byte).view(4, 5, 6), [2.5, 0.8, 0.8]);
         }
         Nifti(Path.Combine(folder, "imagesTs", "spleen_1.nii.gz"), zeros(4, 5, 6), [2.5, 0.8, 0.8]);

@@ -114,7 +114,8 @@ public sealed class MedMnistCorpusTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void MultiLabelRowsComeWhole()
     {
-        string path = Write("chestmnist.npz", [28, 28], i => [.. Enumerable.Range(0, 14).Select(k => (long)((i >> (k % 4)) & 1))], compressed: true, ("train", 9), ("val", 1), ("test", 1));
+        string path = Write("chestmnist.npz", [28, 28], i => [.. Enumerable.Range(0, 14).Select(k => (long)((i >> (k % 4)) & 1))], compressed: true, ("train",
+            9), ("val", 1), ("test", 1));
         using var corpus = MedMnistCorpus.Open(path);
         using var sample = corpus.Get(6);
         Assert.Equal(14, sample.Meta.Labels.Length);
@@ -224,8 +225,10 @@ public sealed class MedMnistCorpusTests(ITestOutputHelper output) : IDisposable
         using (var explicitSubset = MedMnistCorpus.Open(unnamed, subset: Subset("octmnist"))) Assert.Equal(3, explicitSubset.Count);
 
         // The wrong subset for the data: channels, label columns, label values.
-        Assert.Contains("1 channel(s) but pathmnist has 3", Assert.Throws<InvalidDataException>(() => MedMnistCorpus.Open(path, subset: Subset("pathmnist"))).Message);
-        Assert.Contains("but chestmnist (multi-label) has 14", Assert.Throws<InvalidDataException>(() => MedMnistCorpus.Open(path, subset: Subset("chestmnist"))).Message);
+        Assert.Contains("1 channel(s) but pathmnist has 3", Assert.Throws<InvalidDataException>(() => MedMnistCorpus.Open(path,
+            subset: Subset("pathmnist"))).Message);
+        Assert.Contains("but chestmnist (multi-label) has 14", Assert.Throws<InvalidDataException>(() => MedMnistCorpus.Open(path,
+            subset: Subset("chestmnist"))).Message);
         string labels = Write("breastmnist.npz", [28, 28], i => [i], compressed: false, ("train", 3), ("val", 1), ("test", 1));
         var e = Assert.Throws<InvalidDataException>(() => MedMnistCorpus.Open(labels));
         Assert.Contains($"{labels}:train_labels.npy: sample 2 has label 2, outside [0, 2)", e.Message);

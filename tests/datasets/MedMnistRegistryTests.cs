@@ -23,7 +23,8 @@ public sealed class MedMnistRegistryTests
             Assert.Contains(subset.Organ, Vocabulary.Organs);
             Assert.Contains(subset.Modality, Vocabulary.Modalities);
             Assert.Contains(subset.Task, Vocabulary.Tasks);
-            Assert.All(subset.Files.Values, f => Assert.Matches("^https://zenodo.org/records/10519652/files/" + subset.Name + @"(_\d+)?\.npz\?download=1$", f.Url));
+            Assert.All(subset.Files.Values, f => Assert.Matches("^https://zenodo.org/records/10519652/files/" + subset.Name + @"(_\d+)?\.npz\?download=1$",
+                f.Url));
             Assert.All(subset.Files.Values, f => Assert.Contains($"/{subset.FileName(f.Size)}?", f.Url));
         }
         Assert.Equal(12, registry.Subsets.Count(s => s.Dimensionality == Dimensionality.Image));
@@ -57,7 +58,8 @@ public sealed class MedMnistRegistryTests
         Assert.Equal("hernia", chest.Labels[13]);
 
         Assert.Equal("ordinal-regression", registry.Get("retinamnist").Task);
-        Assert.Equal(("breast", "ultrasound", "binary-class"), (registry.Get("breastmnist").Organ, registry.Get("breastmnist").Modality, registry.Get("breastmnist").Task));
+        Assert.Equal(("breast", "ultrasound", "binary-class"), (registry.Get("breastmnist").Organ, registry.Get("breastmnist").Modality,
+            registry.Get("breastmnist").Task));
         Assert.Equal(("abdomen", "ct"), (registry.Get("organamnist").Organ, registry.Get("organamnist").Modality));
         Assert.Equal("CC BY-NC 4.0", registry.Get("dermamnist").License);
 
@@ -65,7 +67,8 @@ public sealed class MedMnistRegistryTests
         Assert.Equal(("3d", "brain", "microscopy", 1), (synapse.Dimensionality.Name, synapse.Organ, synapse.Modality, synapse.Channels));
         Assert.Equal((1_230L, 177L, 352L), (synapse.Splits["train"], synapse.Splits["val"], synapse.Splits["test"]));
         Assert.Equal(("vessel", "mri"), (registry.Get("vesselmnist3d").Organ, registry.Get("vesselmnist3d").Modality));
-        Assert.Equal((13_932L, 2_452L, 8_827L), (registry.Get("organsmnist").Splits["train"], registry.Get("organsmnist").Splits["val"], registry.Get("organsmnist").Splits["test"]));
+        Assert.Equal((13_932L, 2_452L, 8_827L), (registry.Get("organsmnist").Splits["train"], registry.Get("organsmnist").Splits["val"],
+            registry.Get("organsmnist").Splits["test"]));
         Assert.Equal("liver", registry.Get("organmnist3d").Labels[0]);
         Assert.Equal("bladder", registry.Get("organamnist").Labels[0]);
     }
@@ -126,7 +129,8 @@ public sealed class MedMnistRegistryTests
     [Fact]
     public void DuplicatesAndNonJsonAreRefused()
     {
-        Assert.Contains("appears twice", Assert.Throws<InvalidDataException>(() => MedMnistRegistry.Parse($$"""{"subsets": [{{ValidSubset}}, {{ValidSubset}}]}""", "x.json")).Message);
+        Assert.Contains("appears twice", Assert.Throws<InvalidDataException>(
+            () => MedMnistRegistry.Parse($$"""{"subsets": [{{ValidSubset}}, {{ValidSubset}}]}""", "x.json")).Message);
         Assert.Contains("not valid JSON", Assert.Throws<InvalidDataException>(() => MedMnistRegistry.Parse("{", "x.json")).Message);
         Assert.Contains("\"subsets\" array", Assert.Throws<InvalidDataException>(() => MedMnistRegistry.Parse("[]", "x.json")).Message);
     }

@@ -69,7 +69,8 @@ public sealed class NiftiFuzzTests(ITestOutputHelper output) : IDisposable
             }
             catch (Exception e) when (e is InvalidDataException or NotSupportedException)
             {
-                Assert.True(e.Message.StartsWith(path + ": ", StringComparison.Ordinal), $"mutant {i} ({how}): the message does not name the file: {e.Message}");
+                Assert.True(e.Message.StartsWith(path + ": ", StringComparison.Ordinal),
+                    $"mutant {i} ({how}): the message does not name the file: {e.Message}");
                 if (e is NotSupportedException) unsupported++;
                 else refused++;
                 string kind = Regex.Replace(Regex.Replace(e.Message[(path.Length + 2)..], "\"[^\"]*\"", "\"…\""), "-?[0-9][0-9.E+-]*", "N");
@@ -86,7 +87,8 @@ public sealed class NiftiFuzzTests(ITestOutputHelper output) : IDisposable
             // Work bounded by the file, not by what its header claims: managed memory, not time, which load would stretch.
             Assert.True(managed < 64L * file.Length + (8 << 20), $"mutant {i} ({how}) allocated {managed:N0} bytes for a file of {file.Length:N0}");
         }
-        output.WriteLine($"{Mutants} mutants in {clock.Elapsed.TotalSeconds:F1} s: {read} read, {refused} refused as invalid, {unsupported} as unsupported; most managed memory for one: {worstAllocation / 1024} KiB");
+        output.WriteLine($"{Mutants} mutants in {clock.Elapsed.TotalSeconds:F1} s: {read} read, {refused} refused as invalid, {unsupported} as unsupported; " +
+            $"most managed memory for one: {worstAllocation / 1024} KiB");
         foreach (var (ms, what) in slowest.OrderByDescending(p => p.Item1).Take(5)) output.WriteLine($"  {ms:F1} ms {what}");
         foreach (var (kind, count) in faults.OrderByDescending(p => p.Value).Take(25)) output.WriteLine($"  {count,6}  {kind}");
         Assert.True(read > 0 && refused > 0 && unsupported > 0);

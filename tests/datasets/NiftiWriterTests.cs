@@ -18,7 +18,8 @@ public sealed class NiftiWriterTests : IDisposable
     public static TheoryData<ScalarType, int, string> Cases()
     {
         var data = new TheoryData<ScalarType, int, string>();
-        foreach (var dtype in new[] { ScalarType.Byte, ScalarType.Int8, ScalarType.Int16, ScalarType.Int32, ScalarType.Int64, ScalarType.Float32, ScalarType.Float64 })
+        foreach (var dtype in new[] { ScalarType.Byte, ScalarType.Int8, ScalarType.Int16, ScalarType.Int32, ScalarType.Int64, ScalarType.Float32,
+            ScalarType.Float64 })
             foreach (int rank in new[] { 2, 3, 4 })
                 foreach (string extension in new[] { ".nii", ".nii.gz" })
                     data.Add(dtype, rank, extension);
@@ -138,12 +139,16 @@ public sealed class NiftiWriterTests : IDisposable
         Assert.Contains("positive and finite", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, 0, 1])).Message);
         Assert.Contains("positive and finite", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, double.NaN, 1])).Message);
         Assert.Contains("extents are 1 to 32767", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, zeros([0, 3, 4]), [1, 1, 1])).Message);
-        Assert.Contains("extents are 1 to 32767", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, zeros([1, 1, 40000], dtype: ScalarType.Byte), [1, 1, 1])).Message);
+        Assert.Contains("extents are 1 to 32767", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, zeros([1, 1, 40000], dtype: ScalarType.Byte),
+            [1, 1, 1])).Message);
         Assert.Contains("1 to 7 axes", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, zeros([1, 1, 1, 1, 1, 1, 1, 2]), [1, 1, 1])).Message);
-        Assert.Contains("spacing along that axis is 1", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, 1, 1], Rows([2, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0]))).Message);
-        Assert.Contains("last row", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, 1, 1], new double[,] { { 1, 0, 0, 0 }, { 0, 1, 0, 0 }, { 0, 0, 1, 0 }, { 0, 0, 1, 1 } })).Message);
+        Assert.Contains("spacing along that axis is 1", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, 1, 1], Rows([2, 0, 0, 0], [0,
+            1, 0, 0], [0, 0, 1, 0]))).Message);
+        Assert.Contains("last row", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, 1, 1], new double[,] { { 1, 0, 0, 0 }, { 0, 1, 0,
+            0 }, { 0, 0, 1, 0 }, { 0, 0, 1, 1 } })).Message);
         Assert.Contains("not 4x4", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, 1, 1], new double[3, 4])).Message);
-        Assert.Contains("non-finite", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, 1, 1], Rows([1, 0, 0, double.NaN], [0, 1, 0, 0], [0, 0, 1, 0]))).Message);
+        Assert.Contains("non-finite", Assert.Throws<ArgumentException>(() => NiftiWriter.Write(path, voxels, [1, 1, 1], Rows([1, 0, 0, double.NaN], [0, 1, 0,
+            0], [0, 0, 1, 0]))).Message);
         Assert.False(File.Exists(path));
         Assert.Empty(Directory.GetFiles(files.Directory));
     }

@@ -50,7 +50,8 @@ public sealed class PhantomTests(PhantomFixture fixture, ITestOutputHelper outpu
     [Fact]
     public void ClassesAndStylesAreBalancedInEverySplit()
     {
-        output.WriteLine($"generation: 2D default {fixture.Time2d.TotalSeconds:F2} s, 3D {PhantomFixture.Small3d.Train}/{PhantomFixture.Small3d.Val}/{PhantomFixture.Small3d.Test} {fixture.Time3d.TotalSeconds:F2} s");
+        output.WriteLine($"generation: 2D default {fixture.Time2d.TotalSeconds:F2} s, 3D " +
+            $"{PhantomFixture.Small3d.Train}/{PhantomFixture.Small3d.Val}/{PhantomFixture.Small3d.Test} {fixture.Time3d.TotalSeconds:F2} s");
         foreach (var (split, count) in new[] { ("train", 4000), ("val", 500), ("test", 1000) })
         {
             var a = fixture.Arrays2d;
@@ -73,7 +74,8 @@ public sealed class PhantomTests(PhantomFixture fixture, ITestOutputHelper outpu
     [Fact]
     public void TheSameSpecGivesTheSameBytesAndAnotherSeedOtherBytes()
     {
-        foreach (var spec in new[] { new PhantomSpec(Dimensionality.Image, 28, 300, 40, 60), new PhantomSpec(Dimensionality.Volume, 28, 30, 10, 10), new PhantomSpec(Dimensionality.Image, 64, 50, 10, 10) })
+        foreach (var spec in new[] { new PhantomSpec(Dimensionality.Image, 28, 300, 40, 60), new PhantomSpec(Dimensionality.Volume, 28, 30, 10, 10),
+            new PhantomSpec(Dimensionality.Image, 64, 50, 10, 10) })
         {
             var first = Digests(spec);
             var second = Digests(spec);
@@ -109,7 +111,8 @@ public sealed class PhantomTests(PhantomFixture fixture, ITestOutputHelper outpu
             // The control: the same classifier on a feature that carries part of the class (how much of its bounding
             // box the shape fills: a ring or a cross less than an ellipse or a rectangle) finds it.
             double byShape = BinnedAccuracy(Compactness("train"), trainLabels, Compactness("test"), testLabels, bins);
-            output.WriteLine($"{arrays["train_images"].dim() - 1}D, {bins} bins: test accuracy from mean intensity {byMean:P1}, from mask compactness {byShape:P1} (chance 10%, {testLabels.shape[0]} test samples)");
+            output.WriteLine($"{arrays["train_images"].dim() - 1}D, {bins} bins: test accuracy from mean intensity {byMean:P1}, from mask compactness " +
+                $"{byShape:P1} (chance 10%, {testLabels.shape[0]} test samples)");
             Assert.True(byMean < 0.13, $"mean intensity predicts the class with accuracy {byMean:P1}");
             Assert.True(byShape > 0.2, $"the control classifier reached only {byShape:P1}");
         }
@@ -198,7 +201,8 @@ public sealed class PhantomTests(PhantomFixture fixture, ITestOutputHelper outpu
                 {
                     using var sample = corpus.Get(i);
                     int style = arrays["val_organ"][i].item<byte>();
-                    Assert.Equal((organs[style], modalities[style], spec.Dimensionality), (sample.Meta.Organ, sample.Meta.Modality, sample.Meta.Dimensionality));
+                    Assert.Equal((organs[style], modalities[style], spec.Dimensionality), (sample.Meta.Organ, sample.Meta.Modality,
+                        sample.Meta.Dimensionality));
                     Assert.Equal([(long)arrays["val_labels"][i, 0].item<byte>()], sample.Meta.Labels);
                     using var image = arrays["val_images"][i].unsqueeze(0).to(ScalarType.Float32) / 255f;
                     Assert.True(TensorEquality.Same(sample.Image, image));

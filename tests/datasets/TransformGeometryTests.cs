@@ -11,7 +11,8 @@ public sealed class TransformGeometryTests
 {
     static readonly Random Rng = new(0);
 
-    static Sample Small2d() => new(arange(6, dtype: ScalarType.Float32).view(1, 2, 3), Meta(2, [2.0, 0.5]), arange(6, dtype: ScalarType.Int64).view(1, 2, 3), CoordinateGrid.Identity([2, 3]));
+    static Sample Small2d() => new(arange(6, dtype: ScalarType.Float32).view(1, 2, 3), Meta(2, [2.0, 0.5]), arange(6, dtype: ScalarType.Int64).view(1, 2, 3),
+        CoordinateGrid.Identity([2, 3]));
 
     [Fact]
     public void FlipReversesTheNamedAxes()

@@ -45,7 +45,8 @@ public sealed class TransformIntensityTests
         Near([0, 1.0 / 6, 5.0 / 6, 1], new ScaleIntensityRangePercentiles(25, 75, Clip: true).Apply(sample, Rng).Image);
         var channels = new Sample(tensor(new float[] { 0, 1, 2, 3, 10, 20, 30, 40 }).view(2, 1, 4), Meta(2));
         Near([0, 1.0 / 3, 2.0 / 3, 1, 0, 1.0 / 3, 2.0 / 3, 1], new ScaleIntensityRangePercentiles(0, 100, ChannelWise: true).Apply(channels, Rng).Image);
-        Near(new double[] { 0, 1, 2, 3, 10, 20, 30, 40 }.Select(v => v / 40.0).ToArray(), new ScaleIntensityRangePercentiles(0, 100).Apply(channels, Rng).Image);
+        Near(new double[] { 0, 1, 2, 3, 10, 20, 30, 40 }.Select(v => v / 40.0).ToArray(), new ScaleIntensityRangePercentiles(0, 100).Apply(channels,
+            Rng).Image);
         // Over the nonzero voxels only: percentiles of {2, 4, 6, 8}, zeros untouched.
         var background = Values([0, 2, 0, 4, 6, 8]);
         Near([0, 0, 0, 1.0 / 3, 2.0 / 3, 1], new ScaleIntensityRangePercentiles(0, 100, Nonzero: true).Apply(background, Rng).Image);
@@ -110,8 +111,10 @@ public sealed class TransformIntensityTests
         var noise = noisy.Image - 3f;
         Assert.Equal(0.5, noise.mean().item<float>(), 2);
         Assert.Equal(0.2, noise.std().item<float>(), 2);
-        Assert.Equal(Floats(noisy.Image), Floats(new RandGaussianNoise(Probability: 1, Mean: 0.5, Std: 0.2, SampleStd: false).Apply(volume, new Random(1)).Image));
-        Assert.NotEqual(Floats(noisy.Image), Floats(new RandGaussianNoise(Probability: 1, Mean: 0.5, Std: 0.2, SampleStd: false).Apply(volume, new Random(2)).Image));
+        Assert.Equal(Floats(noisy.Image), Floats(new RandGaussianNoise(Probability: 1, Mean: 0.5, Std: 0.2, SampleStd: false).Apply(volume,
+            new Random(1)).Image));
+        Assert.NotEqual(Floats(noisy.Image), Floats(new RandGaussianNoise(Probability: 1, Mean: 0.5, Std: 0.2, SampleStd: false).Apply(volume,
+            new Random(2)).Image));
         // Sampled std: at most Std.
         var sampled = new RandGaussianNoise(Probability: 1, Std: 0.2).Apply(volume, new Random(3)).Image - 3f;
         Assert.True(sampled.std().item<float>() < 0.21);

@@ -33,7 +33,8 @@ public sealed class TransformResampleTests
         var volume = new Sample(arange(12, dtype: ScalarType.Float32).view(1, 2, 2, 3), Meta(3));
         // F.interpolate(arange(12).view(1,1,2,2,3), size=(3,3,4), mode="trilinear", align_corners=False)
         Near([0.0, 0.625, 1.375, 2.0, 1.5, 2.125, 2.875, 3.5, 3.0, 3.625, 4.375, 5.0, 3.0, 3.625, 4.375, 5.0, 4.5, 5.125, 5.875, 6.5,
-              6.0, 6.625, 7.375, 8.0, 6.0, 6.625, 7.375, 8.0, 7.5, 8.125, 8.875, 9.5, 9.0, 9.625, 10.375, 11.0], new Resize([3, 3, 4]).Apply(volume, Rng).Image);
+              6.0, 6.625, 7.375, 8.0, 6.0, 6.625, 7.375, 8.0, 7.5, 8.125, 8.875, 9.5, 9.0, 9.625, 10.375, 11.0], new Resize([3, 3, 4]).Apply(volume,
+                  Rng).Image);
     }
 
     [Fact]
@@ -57,7 +58,8 @@ public sealed class TransformResampleTests
     public void SpacingTwoToOneDoublesTheExtentsAndKeepsAConstantField()
     {
         using var scope = NewDisposeScope();
-        var volume = new Sample(full([1, 4, 3, 5], 7.5f), Meta(3, [2.0, 2.0, 2.0]), ones([1, 4, 3, 5], dtype: ScalarType.Int64) * 2, CoordinateGrid.Identity([4, 3, 5]));
+        var volume = new Sample(full([1, 4, 3, 5], 7.5f), Meta(3, [2.0, 2.0, 2.0]), ones([1, 4, 3, 5], dtype: ScalarType.Int64) * 2, CoordinateGrid.Identity([4,
+            3, 5]));
         var resampled = new Spacing([1.0]).Apply(volume, Rng);
         Assert.Equal([1L, 8, 6, 10], resampled.Image.shape);
         Assert.True((resampled.Image - 7.5f).abs().max().item<float>() < 1e-5);

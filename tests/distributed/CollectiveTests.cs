@@ -48,13 +48,16 @@ public sealed class CollectiveTests(ITestOutputHelper output)
         Assert.Equal(new DistributedEnvironment(3, 4, 1, 2, "node7", 1234, "torchrun"), torchrun);
         var slurm = DistributedEnvironment.Detect(new Dictionary<string, string>
         {
-            ["SLURM_PROCID"] = "5", ["SLURM_NTASKS"] = "8", ["SLURM_LOCALID"] = "1", ["SLURM_NTASKS_PER_NODE"] = "4(x2)", ["SLURM_JOB_NODELIST"] = "gpu[07-08],cpu1",
+            ["SLURM_PROCID"] = "5", ["SLURM_NTASKS"] = "8", ["SLURM_LOCALID"] = "1", ["SLURM_NTASKS_PER_NODE"] = "4(x2)",
+                ["SLURM_JOB_NODELIST"] = "gpu[07-08],cpu1",
         });
         Assert.Equal(new DistributedEnvironment(5, 8, 1, 4, "gpu07", DistributedEnvironment.DefaultPort, "slurm"), slurm);
         Assert.Equal("cpu1", DistributedEnvironment.FirstHost("cpu1,gpu[1-2]"));
         Assert.Equal("n001", DistributedEnvironment.FirstHost("n[001,004-005]"));
-        var missing = Assert.Throws<ArgumentException>(() => DistributedEnvironment.Detect(new Dictionary<string, string> { ["RANK"] = "0", ["WORLD_SIZE"] = "2", ["MASTER_PORT"] = "1" }));
+        var missing = Assert.Throws<ArgumentException>(() => DistributedEnvironment.Detect(new Dictionary<string, string> { ["RANK"] = "0",
+            ["WORLD_SIZE"] = "2", ["MASTER_PORT"] = "1" }));
         Assert.Contains("MASTER_ADDR", missing.Message);
-        Assert.Throws<ArgumentException>(() => DistributedEnvironment.Detect(new Dictionary<string, string> { ["RANK"] = "2", ["WORLD_SIZE"] = "2", ["MASTER_ADDR"] = "a", ["MASTER_PORT"] = "1" }));
+        Assert.Throws<ArgumentException>(() => DistributedEnvironment.Detect(new Dictionary<string, string> { ["RANK"] = "2", ["WORLD_SIZE"] = "2",
+            ["MASTER_ADDR"] = "a", ["MASTER_PORT"] = "1" }));
     }
 }

@@ -30,10 +30,12 @@ public sealed class DataParallelTests(ITestOutputHelper output) : IDisposable
         var expected = Losses(results[0].Stdout).Split('\n').Select(l => double.Parse(l.Split(' ')[^1])).ToArray();
         var actual = Losses(results[1].Stdout).Split('\n').Select(l => double.Parse(l.Split(' ')[^1])).ToArray();
         Assert.Equal(steps, actual.Length);
-        for (int i = 0; i < steps; i++) Assert.True(Math.Abs(expected[i] - actual[i]) < 1e-5 * Math.Abs(expected[i]) + 1e-6, $"step {i + 1}: loss {actual[i]} against {expected[i]}");
+        for (int i = 0; i < steps; i++) Assert.True(Math.Abs(expected[i] - actual[i]) < 1e-5 * Math.Abs(expected[i]) + 1e-6,
+            $"step {i + 1}: loss {actual[i]} against {expected[i]}");
 
         string checkpoint = $"checkpoint-{steps:D6}";
-        foreach (string file in new[] { Path.Combine("model", "model.safetensors"), Path.Combine(checkpoint, "heads.safetensors"), Path.Combine(checkpoint, "ema.safetensors") })
+        foreach (string file in new[] { Path.Combine("model", "model.safetensors"), Path.Combine(checkpoint, "heads.safetensors"), Path.Combine(checkpoint,
+            "ema.safetensors") })
         {
             var a = Safetensors.Load(Path.Combine(one, file));
             var b = Safetensors.Load(Path.Combine(two, file));

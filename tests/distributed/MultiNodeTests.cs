@@ -62,7 +62,8 @@ public sealed class MultiNodeTests(ITestOutputHelper output) : IDisposable
     public void ARankKilledOnTheOtherNodeFailsTheSurvivorWithOneLine()
     {
         var clock = Stopwatch.StartNew();
-        var results = Ranks.Wait([nodes.StartWorker(nodes.First, 0, Rank(0), "die", "1"), nodes.StartWorker(nodes.Second, 1, Rank(1), "die", "1")], timeoutSeconds: 90);
+        var results = Ranks.Wait([nodes.StartWorker(nodes.First, 0, Rank(0), "die", "1"), nodes.StartWorker(nodes.Second, 1, Rank(1), "die", "1")],
+            timeoutSeconds: 90);
         output.WriteLine(results[0].Stdout + results[0].Stderr);
         Assert.NotEqual(0, results[1].ExitCode);
         Assert.True(results[0].ExitCode == 0, results[0].Stderr);

@@ -47,7 +47,8 @@ public sealed class PretrainDistributedTests(ITestOutputHelper output) : IDispos
         Assert.NotNull(last);
 
         // --resume through the launcher finishes from the last checkpoint.
-        var resumed = Repo.Run(Repo.Cli, [.. args, "--resume", "--nproc-per-node", "2", "--master-port", Ranks.FreePort().ToString()], timeoutSeconds: 300, environment: Home);
+        var resumed = Repo.Run(Repo.Cli, [.. args, "--resume", "--nproc-per-node", "2", "--master-port", Ranks.FreePort().ToString()], timeoutSeconds: 300,
+            environment: Home);
         output.WriteLine(resumed.Stdout + resumed.Stderr);
         Assert.True(resumed.ExitCode == 0, resumed.Stderr);
         Assert.Contains($"resuming from {last}", resumed.Stderr);
@@ -69,7 +70,8 @@ public sealed class PretrainDistributedTests(ITestOutputHelper output) : IDispos
         // A config error fails every rank at once; the launcher reports the first and exits with its status.
         string config = Path.Combine(root, "bad.yaml");
         File.WriteAllText(config, "optimizer:\n  lrr: 1\n");
-        var result = Repo.Run(Repo.Cli, ["pretrain", "--config", config, "--out", Path.Combine(root, "bad"), "--nproc-per-node", "2", "--master-port", Ranks.FreePort().ToString()],
+        var result = Repo.Run(Repo.Cli, ["pretrain", "--config", config, "--out", Path.Combine(root, "bad"), "--nproc-per-node", "2", "--master-port",
+            Ranks.FreePort().ToString()],
             timeoutSeconds: 120, environment: Home);
         output.WriteLine(result.Stdout + result.Stderr);
         Assert.Equal(2, result.ExitCode);

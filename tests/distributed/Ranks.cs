@@ -31,7 +31,8 @@ static class Ranks
             var start = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Repo.Root };
             foreach (string arg in args) start.ArgumentList.Add(arg);
             foreach (var (key, value) in environment ?? new Dictionary<string, string>()) start.Environment[key] = value;
-            foreach (string key in new[] { "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT" }) start.Environment.Remove(key);
+            foreach (string key in new[] { "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR",
+                "MASTER_PORT" }) start.Environment.Remove(key);
             if (world is { } w)
             {
                 start.Environment["RANK"] = start.Environment["LOCAL_RANK"] = rank.ToString();
@@ -62,7 +63,8 @@ static class Ranks
         return [.. ranks.Select(r => (r.Process.ExitCode, r.Stdout.Result, r.Stderr.Result))];
     }
 
-    static string Describe(Rank[] ranks) => string.Join("; ", ranks.Select(r => $"rank {r.Index}: {(r.Process.HasExited ? $"exit {r.Process.ExitCode}" : "running")}"));
+    static string Describe(Rank[] ranks) => string.Join("; ", ranks.Select(r =>
+        $"rank {r.Index}: {(r.Process.HasExited ? $"exit {r.Process.ExitCode}" : "running")}"));
 
     public static string Dotnet => Environment.ProcessPath is { } path && Path.GetFileNameWithoutExtension(path) == "dotnet" ? path : "dotnet";
 }

@@ -178,7 +178,8 @@ public sealed class StoreTests : IDisposable
             Thread.Sleep(500);
         });
         serve.Start();
-        var e = Assert.Throws<DistributedException>(() => new StoreClient("127.0.0.1", ((IPEndPoint)impostor.LocalEndpoint).Port, 1, 4, Secret, TimeSpan.FromSeconds(5)));
+        var e = Assert.Throws<DistributedException>(() => new StoreClient("127.0.0.1", ((IPEndPoint)impostor.LocalEndpoint).Port, 1, 4, Secret,
+            TimeSpan.FromSeconds(5)));
         Assert.Contains("does not know this job's secret", e.Message);
         serve.Join();
     }
@@ -269,7 +270,8 @@ public sealed class StoreTests : IDisposable
         {
             File.WriteAllText(file, Encoding.UTF8.GetString(Secret) + "\n");
             File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.GroupRead | UnixFileMode.OtherRead);
-            var open = Assert.Throws<DistributedException>(() => StoreSecret.Resolve(false, new Dictionary<string, string> { [StoreSecret.FileVariable] = file }));
+            var open = Assert.Throws<DistributedException>(() => StoreSecret.Resolve(false, new Dictionary<string,
+                string> { [StoreSecret.FileVariable] = file }));
             Assert.Contains("chmod 600", open.Message);
             File.SetUnixFileMode(file, UnixFileMode.UserRead | UnixFileMode.UserWrite);
             Assert.Equal(Secret, StoreSecret.Resolve(false, new Dictionary<string, string> { [StoreSecret.FileVariable] = file }));
@@ -285,7 +287,8 @@ public sealed class StoreTests : IDisposable
     public void AMultiNodeLaunchWithoutASecretIsRefusedBeforeAnyRankStarts()
     {
         if (StoreSecret.IsConfigured()) return;   // a secret in the test environment would let the launch go on
-        var e = Assert.Throws<ArgumentException>(() => LocalLauncher.Run("/bin/false", [], new LaunchOptions(1, Nodes: 2, MasterAddress: "10.0.0.1"), _ => { }));
+        var e = Assert.Throws<ArgumentException>(() => LocalLauncher.Run("/bin/false", [], new LaunchOptions(1, Nodes: 2, MasterAddress: "10.0.0.1"),
+            _ => { }));
         Assert.Contains(StoreSecret.Variable, e.Message);
     }
 }

@@ -46,12 +46,15 @@ sealed class TwoNodes : IDisposable
     public string FirstAddress { get; }
     public string SecondAddress { get; }
 
-    /// <summary>The test assembly's <see cref="Worker"/> inside <paramref name="space"/> with <paramref name="environment"/> (torchrun's variables among them).</summary>
+    /// <summary>The test assembly's <see cref="Worker"/> inside <paramref name="space"/> with <paramref name="environment"/> (torchrun's variables among
+    /// them).</summary>
     public Ranks.Rank StartWorker(string space, int index, IReadOnlyDictionary<string, string> environment, params string[] args)
     {
         var start = new ProcessStartInfo(Ip!) { RedirectStandardOutput = true, RedirectStandardError = true, WorkingDirectory = Repo.Root };
-        foreach (string arg in (string[])["netns", "exec", space, Ranks.Dotnet, "exec", typeof(Worker).Assembly.Location, "worker", .. args]) start.ArgumentList.Add(arg);
-        foreach (string key in new[] { "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "MEDFORMER_STORE_SECRET", "MEDFORMER_STORE_SECRET_FILE" })
+        foreach (string arg in (string[])["netns", "exec", space, Ranks.Dotnet, "exec", typeof(Worker).Assembly.Location,
+            "worker", .. args]) start.ArgumentList.Add(arg);
+        foreach (string key in new[] { "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT", "MEDFORMER_STORE_SECRET",
+            "MEDFORMER_STORE_SECRET_FILE" })
             start.Environment.Remove(key);
         foreach (var (key, value) in environment) start.Environment[key] = value;
         var process = Process.Start(start) ?? throw new InvalidOperationException("could not start ip netns exec");

@@ -90,13 +90,15 @@ static class Worker
         Check(Close(root, arange(5, dtype: ScalarType.Int64) * 7), "broadcast from rank 1");
 
         var gathered = group.AllGather(arange(3, dtype: ScalarType.Float32) + 10 * rank);
-        Check(Close(gathered, cat(Enumerable.Range(0, world).Select(r => arange(3, dtype: ScalarType.Float32) + 10 * r).ToArray())), "all_gather in rank order");
+        Check(Close(gathered, cat(Enumerable.Range(0, world).Select(r => arange(3, dtype: ScalarType.Float32) + 10 * r).ToArray())),
+            "all_gather in rank order");
 
         // Differentiable all-gather: the gradient of Σ w·gather(x) on every rank, summed over ranks, is world·w's block.
         var leaf = full([2, 3], rank + 1.0, dtype: ScalarType.Float64).requires_grad_();
         var weights = arange(world * 6, dtype: ScalarType.Float64).view(world * 2, 3);
         var all = group.AllGatherWithGradient(leaf);
-        Check(Close(all.detach(), cat(Enumerable.Range(0, world).Select(r => full([2, 3], r + 1.0, dtype: ScalarType.Float64)).ToArray())), "all_gather with gradient: forward");
+        Check(Close(all.detach(), cat(Enumerable.Range(0, world).Select(r => full([2, 3], r + 1.0, dtype: ScalarType.Float64)).ToArray())),
+            "all_gather with gradient: forward");
         (all * weights).sum().backward();
         Check(Close(leaf.grad!, weights[(2 * rank)..(2 * rank + 2)] * world), "all_gather with gradient: backward sums over ranks, this rank's block");
 
@@ -135,7 +137,8 @@ static class Worker
     /// <summary>A peer of the job's network without the job's secret: with none and with a wrong one, rank 0's store must refuse it.</summary>
     static void Stranger(string host, int port)
     {
-        foreach (var (what, secret) in new[] { ("no secret", Array.Empty<byte>()), ("a wrong secret", System.Text.Encoding.UTF8.GetBytes(StoreSecret.Generate())) })
+        foreach (var (what, secret) in new[] { ("no secret", Array.Empty<byte>()), ("a wrong secret",
+            System.Text.Encoding.UTF8.GetBytes(StoreSecret.Generate())) })
         {
             var error = Assert(() => new StoreClient(host, port, rank: 1, worldSize: 2, secret, TimeSpan.FromSeconds(60)).Dispose());
             Console.WriteLine($"{what}: {error?.Message}");
@@ -167,8 +170,10 @@ static class Worker
         int world = group?.WorldSize ?? 1, rank = group?.Rank ?? 0;
         Seeding.SeedEverything(5);
         var config = MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
-        using var task = new Pretraining(new MedformerModel(config), [(new SimClr(config.Dim), 1.0), (new Byol(config.Dim), 0.5), (new BarlowTwins(config.Dim, projectionDim: 16), 0.1)], momentum: 0.9);
-        var options = new TrainerOptions { MaxSteps = steps, LearningRate = 1e-3, WarmupSteps = 2, LogEvery = 1, CheckpointEvery = steps, Seed = 5, Precision = Precision.Fp32 };
+        using var task = new Pretraining(new MedformerModel(config), [(new SimClr(config.Dim), 1.0), (new Byol(config.Dim), 0.5), (new BarlowTwins(config.Dim,
+            projectionDim: 16), 0.1)], momentum: 0.9);
+        var options = new TrainerOptions { MaxSteps = steps, LearningRate = 1e-3, WarmupSteps = 2, LogEvery = 1, CheckpointEvery = steps, Seed = 5,
+            Precision = Precision.Fp32 };
         var result = new Trainer(options, CPU, group: group).Fit(task, start => Batches(start, rank, 2 * PerRank / world), outputDirectory,
             log: entry => Console.WriteLine($"step {entry.Step} loss {entry.Loss:R}"));
         Console.WriteLine($"ok trained {result.Steps} steps on {world} process(es)");
@@ -186,7 +191,8 @@ static class Worker
             var view1 = base_ + 0.1 * randn([2 * PerRank, 1, 16, 16], generator: generator);
             var view2 = base_.flip(3) + 0.1 * randn([2 * PerRank, 1, 16, 16], generator: generator);
             var metas = Enumerable.Range(rank * size, size)
-                .Select(i => new SampleMeta("noise", $"noise[{index}:{i}]", i, i % 2 == 0 ? "chest" : "brain", "xray", Dimensionality.Image, [1, 1], [])).ToList();
+                .Select(i => new SampleMeta("noise", $"noise[{index}:{i}]", i, i % 2 == 0 ? "chest" : "brain", "xray", Dimensionality.Image, [1, 1],
+                    [])).ToList();
             var views = new List<BatchView>
             {
                 new(scope.MoveToOuter(view1.narrow(0, rank * size, size).contiguous()), null, null),

@@ -32,11 +32,17 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
         using var data = EvaluationData.PetCt(SyntheticPet.Write(Path.Combine(root, "pet"), 12, 20, seed: 11));
         Assert.Equal((9L, 2L), (data.Train.Count, data.Test.Count));
         var spec = new ProtocolSpec(ProtocolKind.Halves, [1.0], Seeds: 1);
-        var settings = new FineTuneSettings(MaxSteps: 24, LearningRate: 3e-3, BatchSize: 4, Evaluations: 2, Precision: Precision.Fp32, Workers: 0, Roi: [16, 16, 16]);
+        var settings = new FineTuneSettings
+        {
+            FineTune = FineTuneSettings.Recipe with { MaxSteps = 24, LearningRate = 3e-3, BatchSize = 4, Precision = Precision.Fp32, Workers = 0, Roi = [16, 16,
+                16] },
+            Evaluations = 2,
+        };
         var cells = new DenseCells(data, "restoration:l1=0,mse=1", settings, Config);
         Assert.Equal(["score_mse", "score_ssim", "mse", "ssim", "psnr"], cells.Metrics.Select(m => m.Name));
         Initialisation[] inits = [Initialisation.GaussianFilter, Initialisation.Random];
-        var results = ProtocolRunner.Run(spec, data, inits, cells, new ResultStore(Path.Combine(root, "results"), ProtocolRunner.Settings(spec, cells)), output.WriteLine);
+        var results = ProtocolRunner.Run(spec, data, inits, cells, new ResultStore(Path.Combine(root, "results"), ProtocolRunner.Settings(spec, cells)),
+            output.WriteLine);
 
         var gaussian = results.Single(r => r.Init == "Gaussian filter");
         var tuned = results.Single(r => r.Init == "random init");
@@ -62,7 +68,8 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
             Assert.True(double.IsFinite(tuned.Metrics[metric]), $"{metric} {tuned.Metrics[metric]}");
         output.WriteLine($"Gaussian σ {fit.Best.Sigma}: score {gaussian.Metrics["score_mse"]:F1}; fine-tuned 24 steps: {tuned.Metrics["score_mse"]:F1}");
 
-        var report = EvaluationReport.Write(Path.Combine(root, "report"), "pet", results, cells.Metrics, [.. inits.Select(i => i.Name)], spec.Fractions, ProtocolRunner.Settings(spec, cells));
+        var report = EvaluationReport.Write(Path.Combine(root, "report"), "pet", results, cells.Metrics, [.. inits.Select(i => i.Name)], spec.Fractions,
+            ProtocolRunner.Settings(spec, cells));
         string markdown = File.ReadAllText(report.Markdown);
         output.WriteLine(markdown);
         Assert.Contains("| Gaussian filter | ", markdown);
@@ -75,9 +82,14 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
         using var data = EvaluationData.Phantom(new PhantomSpec(Dimensionality.Image, 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
         Assert.Equal(2, data.MaskClasses);
         var spec = new ProtocolSpec(ProtocolKind.Fractions, [0.5], Seeds: 1);
-        var settings = new FineTuneSettings(MaxSteps: 8, LearningRate: 3e-3, BatchSize: 16, Evaluations: 2, Precision: Precision.Fp32, Workers: 0);
+        var settings = new FineTuneSettings
+        {
+            FineTune = FineTuneSettings.Recipe with { MaxSteps = 8, LearningRate = 3e-3, BatchSize = 16, Precision = Precision.Fp32, Workers = 0 },
+            Evaluations = 2,
+        };
         var cells = new DenseCells(data, "segmentation", settings, Config);
-        var result = ProtocolRunner.Run(spec, data, [Initialisation.Random], cells, new ResultStore(Path.Combine(root, "seg"), ProtocolRunner.Settings(spec, cells)), output.WriteLine).Single();
+        var result = ProtocolRunner.Run(spec, data, [Initialisation.Random], cells, new ResultStore(Path.Combine(root, "seg"), ProtocolRunner.Settings(spec,
+            cells)), output.WriteLine).Single();
         Assert.Equal("dice", result.SelectionMetric);
         Assert.InRange(result.Metrics["dice"], 0, 1);
         Assert.InRange(result.Metrics["iou"], 0, result.Metrics["dice"] + 1e-9);   // IoU ≤ Dice case by case
@@ -88,15 +100,18 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
     public void DataAndHeadsThatDoNotFitAreRefused()
     {
         using var pet = EvaluationData.PetCt(SyntheticPet.Write(Path.Combine(root, "pet"), 4, 12, seed: 1));
-        var settings = new FineTuneSettings(MaxSteps: 2);
+        var settings = new FineTuneSettings { FineTune = FineTuneSettings.Recipe with { MaxSteps = 2 } };
         Assert.Contains("no label maps", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "segmentation", settings, Config)).Message);
         Assert.Contains("no class labels", Assert.Throws<ArgumentException>(() => new ClassificationCells(pet, settings, Config)).Message);
-        Assert.Contains("dice", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration", settings with { Selection = "dice" }, Config)).Message);
-        Assert.Contains("unknown setting 'sigma'", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration:sigma=2", settings, Config)).Message);
+        Assert.Contains("dice", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration", settings with { Selection = "dice" },
+            Config)).Message);
+        Assert.Contains("unknown setting 'sigma'", Assert.Throws<ArgumentException>(() => new DenseCells(pet, "restoration:sigma=2", settings,
+            Config)).Message);
         using var phantom = EvaluationData.Phantom(new PhantomSpec(Dimensionality.Image, 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
         Assert.Contains("no target images", Assert.Throws<ArgumentException>(() => new DenseCells(phantom, "restoration", settings, Config)).Message);
         var options = new EvaluationOptions(ProtocolSpec.MedMnistFractions, ["phantom"], ["gaussian"], root, settings, Head: "segmentation");
         Assert.Contains("--init gaussian", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options)).Message);
-        Assert.Contains("--task", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options with { Task = ["petct"], Inits = ["random"] })).Message);
+        Assert.Contains("--task", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options with { Task = ["petct"],
+            Inits = ["random"] })).Message);
     }
 }

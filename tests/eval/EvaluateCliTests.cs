@@ -15,7 +15,8 @@ public sealed class EvaluateCliTests(ITestOutputHelper output) : IDisposable
 
     Repo.Result Evaluate(params string[] args)
     {
-        var result = Repo.Run(Repo.Cli, ["evaluate", .. args], timeoutSeconds: 300, environment: new Dictionary<string, string> { ["MEDFORMER_HOME"] = Repo.TestHome });
+        var result = Repo.Run(Repo.Cli, ["evaluate", .. args], timeoutSeconds: 300, environment: new Dictionary<string,
+            string> { ["MEDFORMER_HOME"] = Repo.TestHome });
         output.WriteLine(result.Stdout);
         output.WriteLine(result.Stderr);
         return result;
@@ -26,7 +27,8 @@ public sealed class EvaluateCliTests(ITestOutputHelper output) : IDisposable
     {
         string file = Phantom.Ensure(new PhantomSpec(Dimensionality.Image, 16, 100, 40, 40), Path.Combine(root, "data"));
         string config = Path.Combine(root, "config.json");
-        File.WriteAllText(config, JsonSerializer.Serialize(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 }, MedformerConfig.Json));
+        File.WriteAllText(config, JsonSerializer.Serialize(MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 },
+            MedformerConfig.Json));
         string outDir = Path.Combine(root, "out");
         string[] args = ["--task", "npz", file, "--init", "random", "--fractions", "20%,100%", "--seeds", "1", "--max-steps", "4", "--batch-size", "8",
             "--config", config, "--precision", "fp32", "--out", outDir, "--json", "--tracking-uri", Path.Combine(root, "mlruns")];

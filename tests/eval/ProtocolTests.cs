@@ -47,7 +47,11 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         using (var model = new MedformerModel(Config)) Checkpoint.Save(model, pretrained);
         Initialisation[] inits = [Initialisation.Random, Initialisation.Parse($"other={pretrained}")];
         var spec = new ProtocolSpec(ProtocolKind.Fractions, [0.1, 1.0], Seeds: 2);
-        var settings = new FineTuneSettings(MaxSteps: 8, LearningRate: 2e-3, BatchSize: 16, Evaluations: 2, Precision: Precision.Fp32, Pooling: Pooling.Mean, Workers: 0);
+        var settings = new FineTuneSettings
+        {
+            FineTune = FineTuneSettings.Recipe with { MaxSteps = 8, LearningRate = 2e-3, BatchSize = 16, Precision = Precision.Fp32, Workers = 0 },
+            Evaluations = 2, Pooling = Pooling.Mean,
+        };
         string store = Path.Combine(root, "results");
 
         using var cells = new ClassificationCells(data, settings, Config);
@@ -55,7 +59,8 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         using (var interrupt = new CancellationTokenSource())
         {
             int finished = 0;
-            Assert.Throws<OperationCanceledException>(() => ProtocolRunner.Run(spec, data, inits, first, new ResultStore(store, ProtocolRunner.Settings(spec, first)),
+            Assert.Throws<OperationCanceledException>(() => ProtocolRunner.Run(spec, data, inits, first, new ResultStore(store, ProtocolRunner.Settings(spec,
+                first)),
                 output.WriteLine, _ => { if (++finished == 3) interrupt.Cancel(); }, interrupt.Token));
         }
         Assert.Equal(3, first.Trained);
@@ -77,7 +82,7 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         }
 
         // Other settings are refused for the same results.
-        var other = new ClassificationCells(data, settings with { MaxSteps = 9 }, Config);
+        var other = new ClassificationCells(data, settings with { FineTune = settings.FineTune with { MaxSteps = 9 } }, Config);
         Assert.Contains("max_steps", Assert.Throws<ArgumentException>(() => new ResultStore(store, ProtocolRunner.Settings(spec, other))).Message);
 
         string reportDir = Path.Combine(root, "report");
@@ -128,7 +133,8 @@ public sealed class ProtocolTests(ITestOutputHelper output) : IDisposable
         Assert.Empty(full.TrainIndices.Intersect(full.ValidationIndices));
         Assert.Equal(20, plan.TrainIndices.Length);
         Assert.Subset(full.TrainIndices.ToHashSet(), plan.TrainIndices.ToHashSet());
-        Assert.Equal(4 * 3 * 6, spec.Cells([Initialisation.Random, new Initialisation("b", "/x"), new Initialisation("c", "/y"), new Initialisation("d", "/z")]).Count());
+        Assert.Equal(4 * 3 * 6, spec.Cells([Initialisation.Random, new Initialisation("b", "/x"), new Initialisation("c", "/y"), new Initialisation("d",
+            "/z")]).Count());
         var fractions = ProtocolSpec.MedMnistFractions.Plan(data, Initialisation.Random, new CellKey("random init", 0.1, 0));
         Assert.Same(data.Validation, fractions.Validation);
         Assert.Equal(60, fractions.ValidationIndices.Length);

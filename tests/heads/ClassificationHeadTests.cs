@@ -71,9 +71,11 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
         var clock = System.Diagnostics.Stopwatch.StartNew();
         // Class queries read the latents through the decoder and learn more slowly (150 steps: loss 1.10 → 0.56, accuracy 67%;
         // 400 steps: 79%).
-        var result = tuner.Fit(train, new FineTuneOptions { MaxSteps = pooling == Pooling.ClassQueries ? 400 : 150, BatchSize = 16, LearningRate = 2e-3, WarmupSteps = 10, Precision = Precision.Fp32, LogEvery = 10 }, test);
+        var result = tuner.Fit(train, new FineTuneOptions { MaxSteps = pooling == Pooling.ClassQueries ? 400 : 150, BatchSize = 16, LearningRate = 2e-3,
+            WarmupSteps = 10, Precision = Precision.Fp32, LogEvery = 10 }, test);
         var history = result.Training.History;
-        output.WriteLine($"{type} {pooling}: loss {history[0].Loss:F3} → {history[^1].Loss:F3}; {string.Join(", ", result.Validation!.Select(p => $"{p.Key} {p.Value:F3}"))}; {clock.Elapsed.TotalSeconds:F1} s");
+        output.WriteLine($"{type} {pooling}: loss {history[0].Loss:F3} → {history[^1].Loss:F3}; " +
+            $"{string.Join(", ", result.Validation!.Select(p => $"{p.Key} {p.Value:F3}"))}; {clock.Elapsed.TotalSeconds:F1} s");
         Assert.True(history[^1].Loss < 0.5 * history[0].Loss, $"loss {history[0].Loss} → {history[^1].Loss}");
         // Chance: accuracy 1/3 (multi-class, ordinal), AUC 0.5 (binary, multi-label).
         string metric = type is TaskType.Binary or TaskType.MultiLabel ? "auc" : "accuracy";

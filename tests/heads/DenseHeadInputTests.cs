@@ -66,7 +66,8 @@ public sealed class DenseHeadInputTests : IDisposable
         Assert.Contains("multiple of the patch size 4", small.Message);
         // By sliding windows the small volume is padded to the window, as MONAI does.
         Assert.Equal([1L, 1, 2, 8, 8], tuner.PredictSlidingWindow(zeros([1, 1, 2, 8, 8]), [8, 8, 8]).shape);
-        Assert.Contains("multiple of the patch size 4", Assert.Throws<ArgumentException>(() => tuner.PredictSlidingWindow(zeros([1, 1, 8, 8, 8]), [2, 8, 8])).Message);
+        Assert.Contains("multiple of the patch size 4", Assert.Throws<ArgumentException>(() => tuner.PredictSlidingWindow(zeros([1, 1, 8, 8, 8]), [2, 8,
+            8])).Message);
         var flat = Assert.Throws<ArgumentException>(() => tuner.Predict(zeros(1, 1, 8, 8)));
         Assert.Contains("takes 3D volumes [C,D,H,W]; this input is 2D", flat.Message);
         using var classifier = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3));
@@ -85,7 +86,8 @@ public sealed class DenseHeadInputTests : IDisposable
         var e = Assert.Throws<ArgumentException>(() => DenseFiles.Read(slice, Dimensionality.Volume));
         Assert.Contains(slice, e.Message);
         Assert.Contains("a 2D image [12,16], and the head takes 3D volumes", e.Message);
-        Assert.Contains("a 3D volume [8,12,16], and the head takes 2D images", Assert.Throws<ArgumentException>(() => DenseFiles.Read(volume, Dimensionality.Image)).Message);
+        Assert.Contains("a 3D volume [8,12,16], and the head takes 2D images", Assert.Throws<ArgumentException>(() => DenseFiles.Read(volume,
+            Dimensionality.Image)).Message);
 
         using var input = DenseFiles.Read(volume, Dimensionality.Volume, organ: "abdomen", modality: "pet");
         Assert.Equal([1L, 8, 12, 16], input.Image.shape);

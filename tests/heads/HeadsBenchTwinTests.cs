@@ -81,7 +81,8 @@ public sealed class HeadsBenchTwinTests(ITestOutputHelper output)
             if (parameter.grad is { } grad) io["grad.head." + name] = grad;
         var meta = new Dictionary<string, string>
         {
-            ["classes"] = (head is ClassificationHead c ? c.Classes : ((SegmentationHead)head).Classes).ToString(System.Globalization.CultureInfo.InvariantCulture),
+            ["classes"] = (head is ClassificationHead c ? c.Classes
+                : ((SegmentationHead)head).Classes).ToString(System.Globalization.CultureInfo.InvariantCulture),
             ["keys"] = JsonSerializer.Serialize(metas.Select(m => new[] { m.Organ, m.Modality, head.Task })),
         };
         Safetensors.Save(io, Path.Combine(folder, "io.safetensors"), meta);

@@ -34,7 +34,8 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         var test = new PetCtCorpus(SyntheticPet.Write(Path.Combine(root, "test"), 6, 16, seed: 2));
         Assert.Equal("petct-60s-to-90s", train.Name);
         Seeding.SeedEverything(0);
-        using var tuner = new FineTuner(new MedformerModel(Config), new ImageToImageHead(Config, ImageToImageHead.Restoration, Dimensionality.Volume, loss: new ImageLoss(L1: 0, Mse: 1)));
+        using var tuner = new FineTuner(new MedformerModel(Config), new ImageToImageHead(Config, ImageToImageHead.Restoration, Dimensionality.Volume,
+            loss: new ImageLoss(L1: 0, Mse: 1)));
         var options = new FineTuneOptions { MaxSteps = 60, BatchSize = 4, WarmupSteps = 5, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10 };
         var result = tuner.Fit(train, options).Training;
         output.WriteLine($"loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F4")))}");
@@ -76,14 +77,16 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         var windows = tuner.PredictSlidingWindow(images.narrow(0, 0, 1), [8, 8], null, new SlidingWindowOptions(BatchSize: 8));
         Assert.Equal([1L, 1, 64, 64], windows.shape);
 
-        var result = tuner.Fit(corpus, new FineTuneOptions { MaxSteps = 20, BatchSize = 4, WarmupSteps = 2, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 5, Augment = new SuperResolutionPair(2) }).Training;
+        var result = tuner.Fit(corpus, new FineTuneOptions { MaxSteps = 20, BatchSize = 4, WarmupSteps = 2, LearningRate = 3e-3, Precision = Precision.Fp32,
+            LogEvery = 5, Augment = new SuperResolutionPair(2) }).Training;
         Assert.True(result.History[^1].Loss < result.History[0].Loss, $"loss {result.History[0].Loss} → {result.History[^1].Loss}");
     }
 
     [Fact]
     public void SsimLossTrainsAndHeadsRebuildFromTheirSettings()
     {
-        var head = new ImageToImageHead(Config, ImageToImageHead.Translation, Dimensionality.Image, outChannels: 2, loss: new ImageLoss(L1: 1, Ssim: 0.5, DataRange: 1));
+        var head = new ImageToImageHead(Config, ImageToImageHead.Translation, Dimensionality.Image, outChannels: 2, loss: new ImageLoss(L1: 1, Ssim: 0.5,
+            DataRange: 1));
         Assert.False(head.Residual);
         using var rebuilt = HeadRegistry.Create(ImageToImageHead.Translation, Config, "image_to_image", head.Settings());
         Assert.Equal(head.Settings().ToJsonString(), rebuilt.Settings().ToJsonString());
@@ -91,7 +94,8 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         Assert.Equal(4, ((ImageToImageHead)sr).Scale);
         var segmentation = HeadRegistry.Create(SegmentationHead.KindName, Config, "segmentation", new() { ["classes"] = "3", ["dimensionality"] = "3d" });
         Assert.Equal(3, ((SegmentationHead)segmentation).Classes);
-        Assert.Contains("unknown setting 'scales'", Assert.Throws<ArgumentException>(() => HeadRegistry.Create(ImageToImageHead.SuperResolution, Config, "image_to_image", new() { ["scales"] = 2 })).Message);
+        Assert.Contains("unknown setting 'scales'", Assert.Throws<ArgumentException>(() => HeadRegistry.Create(ImageToImageHead.SuperResolution, Config,
+            "image_to_image", new() { ["scales"] = 2 })).Message);
         Assert.Throws<ArgumentException>(() => new ImageToImageHead(Config, ImageToImageHead.Restoration, scale: 2));
 
         using var scope = NewDisposeScope();
@@ -100,7 +104,8 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         var targets = cat([inputs.flip(3), 1 - inputs], dim: 1);              // two channels of another "modality"
         using var corpus = new TensorCorpus("pairs", inputs, targets: targets);
         using var tuner = new FineTuner(new MedformerModel(Config), head);
-        var result = tuner.Fit(corpus, new FineTuneOptions { MaxSteps = 20, BatchSize = 4, WarmupSteps = 2, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 5 }).Training;
+        var result = tuner.Fit(corpus, new FineTuneOptions { MaxSteps = 20, BatchSize = 4, WarmupSteps = 2, LearningRate = 3e-3, Precision = Precision.Fp32,
+            LogEvery = 5 }).Training;
         Assert.True(result.History[^1].Loss < result.History[0].Loss, $"loss {result.History[0].Loss} → {result.History[^1].Loss}");
     }
 
@@ -114,7 +119,8 @@ public sealed class ImageToImageHeadTests(ITestOutputHelper output) : IDisposabl
         var noisy = clean + randn_like(clean) * 0.2;
         using var pairs = new TensorCorpus("noisy", noisy, targets: clean);
         var fit = GaussianFilterBaseline.Fit(pairs);
-        output.WriteLine($"2D: σ {fit.Best.Sigma}, MSE {fit.BestMse:F4} against {fit.IdentityMse:F4}; {string.Join(" ", fit.Grid.Select(g => $"{g.Sigma}:{g.Mse:F4}"))}");
+        output.WriteLine($"2D: σ {fit.Best.Sigma}, MSE {fit.BestMse:F4} against {fit.IdentityMse:F4}; " +
+            $"{string.Join(" ", fit.Grid.Select(g => $"{g.Sigma}:{g.Mse:F4}"))}");
         Assert.True(fit.Best.Sigma > 0);
         Assert.True(fit.BestMse < 0.6 * fit.IdentityMse);
         Assert.Equal(fit.IdentityMse, fit.Grid[0].Mse, 6);                    // σ 0 is the input itself

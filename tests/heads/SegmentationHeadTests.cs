@@ -39,7 +39,8 @@ public sealed class SegmentationHeadTests(ITestOutputHelper output) : IDisposabl
         using var test = Phantom.Open(spec, "test", PhantomFolder);
         Seeding.SeedEverything(0);
         using var tuner = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2));
-        var options = new FineTuneOptions { MaxSteps = 120, BatchSize = 16, WarmupSteps = 10, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10, OutputDirectory = root };
+        var options = new FineTuneOptions { MaxSteps = 120, BatchSize = 16, WarmupSteps = 10, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 10,
+            OutputDirectory = root };
         var clock = System.Diagnostics.Stopwatch.StartNew();
         var result = tuner.Fit(train, options).Training;
         output.WriteLine($"{clock.Elapsed.TotalSeconds:F1} s; loss {string.Join(" ", result.History.Select(h => h.Loss.ToString("F3")))}");

@@ -107,7 +107,8 @@ public sealed class SlidingWindowTests
     {
         using var x = zeros(1, 1, 8, 8);
         Assert.Contains("roi [4]", Assert.Throws<ArgumentException>(() => SlidingWindow.Infer(x, [4], Pointwise)).Message);
-        Assert.Contains("overlap 1", Assert.Throws<ArgumentException>(() => SlidingWindow.Infer(x, [4, 4], Pointwise, new SlidingWindowOptions(Overlap: 1))).Message);
+        Assert.Contains("overlap 1", Assert.Throws<ArgumentException>(() => SlidingWindow.Infer(x, [4, 4], Pointwise,
+            new SlidingWindowOptions(Overlap: 1))).Message);
         Assert.Contains("the predictor returned", Assert.Throws<InvalidOperationException>(() => SlidingWindow.Infer(x, [4, 4], w => w.flatten(1))).Message);
     }
 }

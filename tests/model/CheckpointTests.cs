@@ -63,6 +63,11 @@ public sealed class CheckpointTests : IDisposable
         using var deeper = new MedformerModel(MedformerConfig.Tiny with { Depth = 3 });
         e = Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(deeper, dir));
         Assert.Contains("blocks.2.", e.Message);
+        Assert.StartsWith(Path.Combine(dir, "model.safetensors") + ": cannot load into the model: missing key(s) 'blocks.2.", e.Message);
+
+        using var shallower = new MedformerModel(MedformerConfig.Tiny with { Depth = 1 });
+        e = Assert.Throws<InvalidDataException>(() => Checkpoint.LoadWeights(shallower, dir));
+        Assert.StartsWith(Path.Combine(dir, "model.safetensors") + ": cannot load into the model: unexpected key(s) 'blocks.1.", e.Message);
 
         e = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(root));
         Assert.Contains("no config.json", e.Message);

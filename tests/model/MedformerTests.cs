@@ -62,7 +62,8 @@ public sealed class MedformerTests
     {
         using var model = new MedformerModel(Tiny);
         using var scope = NewDisposeScope();
-        var keys = new[] { new LatentKey("chest", "xray", "rotation"), new LatentKey("brain", "mri", "rotation"), new LatentKey("unknown-organ", "xray", "rotation") };
+        var keys = new[] { new LatentKey("chest", "xray", "rotation"), new LatentKey("brain", "mri", "rotation"), new LatentKey("unknown-organ", "xray",
+            "rotation") };
         var z = model.forward(randn(3, 1, 16, 16), keys);
         (z * randn_like(z)).sum().backward();  // not z², which layer norm makes constant
         var grads = model.named_parameters().ToDictionary(p => p.name, p => p.parameter.grad);

@@ -74,13 +74,16 @@ public sealed class LossesParity : IDisposable
         Both("barlow_offset", "BarlowTwins", new { lambd = 0.0051 }, In(("z1", Randn(10, 5) * 0.5 + 40), ("z2", Randn(10, 5) * 3 - 25)), ["z1", "z2"],
             x => Loss(Losses.BarlowTwins(x["z1"], x["z2"], 0.0051)));
         foreach (double gamma in new[] { 2.0, 1.5 })
-            Both($"ppm_gamma{gamma}", "PixelPropagation", new { gamma }, In(("features", Randn(2, 5, 4)), ("transformed", Randn(2, 5, 3))), ["features", "transformed"],
+            Both($"ppm_gamma{gamma}", "PixelPropagation", new { gamma }, In(("features", Randn(2, 5, 4)), ("transformed", Randn(2, 5, 3))), ["features",
+                "transformed"],
                 x => new() { ["y"] = Losses.PixelPropagation(x["features"], x["transformed"], gamma) });
         var positives = rand([3, 4, 6], dtype: ScalarType.Float64, generator: generator).lt(0.3);
         positives[1].fill_(false);   // a sample without positives
-        Both("contrast", "PixelContrast", new { }, In(("propagated", Randn(3, 4, 5)), ("target", Randn(3, 6, 5)), ("positives", positives)), ["propagated", "target"],
+        Both("contrast", "PixelContrast", new { }, In(("propagated", Randn(3, 4, 5)), ("target", Randn(3, 6, 5)), ("positives", positives)), ["propagated",
+            "target"],
             x => Loss(Losses.PixelContrast(x["propagated"], x["target"], x["positives"])));
-        Both("contrast_none", "PixelContrast", new { }, In(("propagated", Randn(2, 3, 4)), ("target", Randn(2, 3, 4)), ("positives", zeros([2, 3, 3], dtype: ScalarType.Bool))), ["propagated", "target"],
+        Both("contrast_none", "PixelContrast", new { }, In(("propagated", Randn(2, 3, 4)), ("target", Randn(2, 3, 4)), ("positives", zeros([2, 3, 3],
+            dtype: ScalarType.Bool))), ["propagated", "target"],
             x => Loss(Losses.PixelContrast(x["propagated"], x["target"], x["positives"])));
         Both("pairs2d", "PositivePairs", new { threshold = 1.5 }, In(("coordinates1", Rand(2, 2, 9) * 4), ("coordinates2", Rand(2, 2, 12) * 4)), [],
             x => new() { ["positives"] = PixelPairs.PositiveBatch(x["coordinates1"], x["coordinates2"], 1.5) });
@@ -121,7 +124,8 @@ public sealed class LossesParity : IDisposable
     static Dictionary<string, Tensor> Loss(Tensor loss) => new() { ["loss"] = loss };
 
     // The same case in fp64 (inputs as drawn) and fp32 (floating inputs rounded).
-    void Both(string name, string function, object args, Dictionary<string, Tensor> inputs, string[] grads, Func<Dictionary<string, Tensor>, Dictionary<string, Tensor>> run)
+    void Both(string name, string function, object args, Dictionary<string, Tensor> inputs, string[] grads, Func<Dictionary<string, Tensor>, Dictionary<string,
+        Tensor>> run)
     {
         foreach (var type in new[] { ScalarType.Float64, ScalarType.Float32 })
         {
@@ -130,7 +134,8 @@ public sealed class LossesParity : IDisposable
         }
     }
 
-    void Add(string name, string function, ScalarType type, object args, Dictionary<string, Tensor> inputs, string[] grads, Func<Dictionary<string, Tensor>, Dictionary<string, Tensor>> run)
+    void Add(string name, string function, ScalarType type, object args, Dictionary<string, Tensor> inputs, string[] grads, Func<Dictionary<string, Tensor>,
+        Dictionary<string, Tensor>> run)
     {
         var leaves = inputs.ToDictionary(p => p.Key, p => grads.Contains(p.Key) ? p.Value.detach().clone().requires_grad_() : p.Value);
         var outputs = run(leaves);

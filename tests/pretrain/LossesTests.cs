@@ -126,7 +126,8 @@ public sealed class LossesTests(LossesParity parity, ITestOutputHelper output) :
         // grid moved 0.6 pixels along the columns. Pairs closer than 0.7 pixels: distance 0.6 and 0.4.
         var grid1 = tensor(new double[,] { { 0.5, 0.5, 1.5, 1.5 }, { 0.5, 1.5, 0.5, 1.5 } }).unsqueeze(0);
         var grid2 = grid1 + tensor(new[] { 0.0, 0.6 }).reshape(1, 2, 1);
-        var expected = tensor(new bool[,] { { true, false, false, false }, { true, true, false, false }, { false, false, true, false }, { false, false, true, true } });
+        var expected = tensor(new bool[,] { { true, false, false, false }, { true, true, false, false }, { false, false, true, false }, { false, false, true,
+            true } });
         var positives = PixelPairs.PositiveBatch(grid1, grid2, 0.7);
         Assert.Equal(new long[] { 1, 4, 4 }, positives.shape);
         Assert.True(Same(positives[0], expected), positives.ToString(TorchSharp.TensorStringStyle.Julia));
@@ -266,7 +267,8 @@ public sealed class LossesTests(LossesParity parity, ITestOutputHelper output) :
     public void NtXentWithAFakeGatherSumsToTheWholeBatch()
     {
         using var scope = NewDisposeScope();
-        var (z1, z2, o1, o2) = (randn(3, 4, dtype: ScalarType.Float64), randn(3, 4, dtype: ScalarType.Float64), randn(3, 4, dtype: ScalarType.Float64), randn(3, 4, dtype: ScalarType.Float64));
+        var (z1, z2, o1, o2) = (randn(3, 4, dtype: ScalarType.Float64), randn(3, 4, dtype: ScalarType.Float64), randn(3, 4, dtype: ScalarType.Float64), randn(3,
+            4, dtype: ScalarType.Float64));
         var mine = F.normalize(cat([z1, z2], 0), dim: -1);
         var theirs = F.normalize(cat([o1, o2], 0), dim: -1);
         double rank0 = Losses.NtXent(z1, z2, 0.3, x => cat([x, theirs], 0), rank: 0).item<double>();

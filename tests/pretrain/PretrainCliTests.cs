@@ -39,7 +39,8 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         string config = Config($"all-{dims}.yaml", $"""
             model: tiny
             corpora: [{"{"} phantom: {dims} {"}"}]
-            objectives: {"{"} inpainting: {"{"}{"}"}, rotation: {"{"}{"}"}, jigsaw: {"{"}{"}"}, simclr: {"{"}{"}"}, byol: {"{"}{"}"}, barlow: {"{"}{"}"}, pixpro: {"{"}{"}"} {"}"}
+            objectives: {"{"} inpainting: {"{"}{"}"}, rotation: {"{"}{"}"}, jigsaw: {"{"}{"}"}, simclr: {"{"}{"}"},
+              byol: {"{"}{"}"}, barlow: {"{"}{"}"}, pixpro: {"{"}{"}"} {"}"}
             batch: {"{"} size: 8, workers: 1 {"}"}
             augment: {"{"} image_size: {size}, volume_size: {size} {"}"}
             schedule: {"{"} max_steps: 4, warmup_steps: 1 {"}"}
@@ -147,7 +148,8 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         Directory.CreateDirectory(staging);
         File.WriteAllBytes(Path.Combine(staging, "model.safetensors"), new byte[100]);
         Assert.Equal(0, Pretrain([.. common, "--out", parts, "--resume"]).ExitCode);
-        Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "model", "model.safetensors")), File.ReadAllBytes(Path.Combine(parts, "model", "model.safetensors")));
+        Assert.Equal(File.ReadAllBytes(Path.Combine(whole, "model", "model.safetensors")), File.ReadAllBytes(Path.Combine(parts, "model",
+            "model.safetensors")));
     }
 
     [Fact]
@@ -159,7 +161,8 @@ public sealed class PretrainCliTests(ITestOutputHelper output) : IDisposable
         // default disposition through an exec that keeps it, so the CLI sees SIGINT as from a terminal.
         var start = new ProcessStartInfo(SigIntIgnored() ? "/usr/bin/python3" : Repo.Cli) { RedirectStandardOutput = true, RedirectStandardError = true };
         if (start.FileName != Repo.Cli)
-            foreach (string arg in (string[])["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])", Repo.Cli]) start.ArgumentList.Add(arg);
+            foreach (string arg in (string[])["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+                Repo.Cli]) start.ArgumentList.Add(arg);
         foreach (string arg in (string[])["pretrain", "--config", config, "--out", outDir, "--threads", "2"]) start.ArgumentList.Add(arg);
         foreach (var (key, value) in Home) start.Environment[key] = value;
         using var process = Process.Start(start)!;

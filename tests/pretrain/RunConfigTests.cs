@@ -55,4 +55,30 @@ public sealed class RunConfigTests
         Assert.Contains(expected, error.Message);
         Assert.StartsWith("run.yaml", error.Message);
     }
+
+    [Fact]
+    public void OverridesMakeANewConfigOnceAndLeaveTheReadOneAlone()
+    {
+        var read = RunConfig.Parse("schedule: { max_steps: 40, warmup_steps: 4 }\nprecision: bf16\nseed: 3", "run.yaml");
+        var applied = PretrainJob.ApplyOverrides(read, new PretrainOverrides(Precision: "fp32", Seed: 9, MaxSteps: 12, Strict: true));
+        Assert.Equal((40L, "bf16", 3L, false), (read.Schedule.MaxSteps, read.Precision, read.Seed, read.Strict));
+        Assert.Equal((12L, 4L, "fp32", 9L, true), (applied.Schedule.MaxSteps, applied.Schedule.WarmupSteps, applied.Precision, applied.Seed, applied.Strict));
+        Assert.Same(read.Corpora, applied.Corpora);
+        // Nothing overridden: an equal config.
+        Assert.Equal(read, PretrainJob.ApplyOverrides(read, new PretrainOverrides()));
+
+        // The plan carries the config the job runs and records.
+        string output = Directory.CreateTempSubdirectory("medformer-runconfig-").FullName;
+        try
+        {
+            var plan = PretrainJob.Check(read, output, new PretrainOverrides(Precision: "fp32", MaxSteps: 12));
+            Assert.Equal(12, plan.Config.Schedule.MaxSteps);
+            Assert.Equal(40, read.Schedule.MaxSteps);
+            Assert.Contains("\"max_steps\": 12", PretrainJob.ToJson(plan.Config));
+        }
+        finally
+        {
+            Directory.Delete(output, recursive: true);
+        }
+    }
 }

@@ -36,4 +36,18 @@ public sealed class DeviceSpecTests
             Assert.Contains("CUDA is not available", e.Message);
         }
     }
+
+    [Fact]
+    public void NoSpecIsTheCpuAndABareCudaInADataParallelProcessIsItsLocalGpu()
+    {
+        Assert.Equal("cpu", DeviceSpec.DefaultSpec);
+        Assert.Equal(DeviceType.CPU, DeviceSpec.Resolve(null).type);
+        Assert.Equal(DeviceType.CPU, DeviceSpec.Resolve("", localRank: 1).type);
+        Assert.Equal(DeviceType.CPU, DeviceSpec.Resolve("cpu", localRank: 1).type);
+        // Without CUDA the local rank's GPU is named in the refusal; with it, it is the device.
+        if (torch.cuda.is_available() && torch.cuda.device_count() > 1)
+            Assert.Equal(1, DeviceSpec.Resolve("cuda", localRank: 1).index);
+        else if (!torch.cuda.is_available())
+            Assert.Contains("--device 'cuda:1'", Assert.Throws<ArgumentException>(() => DeviceSpec.Resolve("cuda", localRank: 1)).Message);
+    }
 }

@@ -112,7 +112,8 @@ public sealed class DownloadTests : IDisposable
 
         var wrong = sha256[..^1] + (sha256[^1] == '0' ? '1' : '0');
         File.Delete(Destination);
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Sha256(wrong), options: Fast()));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Sha256(wrong),
+            options: Fast()));
         Assert.Contains($"SHA-256 mismatch: expected {wrong}, got {sha256}", e.Message);
         Assert.False(File.Exists(Destination));
         Assert.False(File.Exists(Part));
@@ -126,7 +127,8 @@ public sealed class DownloadTests : IDisposable
     public async Task AWrongLengthFailsWhenTheLengthIsKnown()
     {
         using var server = new TestHttpServer(r => TestResponse.File(content, r));
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), content.Length + 10, Fast()));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5),
+            content.Length + 10, Fast()));
         Assert.Contains($"offers {content.Length} bytes, but the file has {content.Length + 10}", e.Message);
         Assert.False(File.Exists(Destination));
     }
@@ -135,7 +137,8 @@ public sealed class DownloadTests : IDisposable
     public async Task NotFoundFailsAtOnceWithTheStatus()
     {
         using var server = new TestHttpServer(_ => new TestResponse(404, "no"u8.ToArray()));
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("missing.npz"), Destination, Checksum.Md5(md5), options: Fast()));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("missing.npz"), Destination, Checksum.Md5(md5),
+            options: Fast()));
         Assert.Contains("HTTP 404 Not Found", e.Message);
         Assert.Contains("missing.npz", e.Message);
         Assert.Single(server.Requests);
@@ -147,7 +150,8 @@ public sealed class DownloadTests : IDisposable
     public async Task ServerErrorsAreRetriedABoundedNumberOfTimes()
     {
         using var server = new TestHttpServer(_ => new TestResponse(500, "down"u8.ToArray()));
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast(retries: 2)));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5),
+            options: Fast(retries: 2)));
         Assert.Contains("HTTP 500 Internal Server Error", e.Message);
         Assert.Contains("gave up after 3 attempt(s)", e.Message);
         Assert.Equal(3, server.Requests.Count);
@@ -169,7 +173,8 @@ public sealed class DownloadTests : IDisposable
         // The server stalls for good: only the timeouts end the fetch, and the messages say which fired (no clock asserted).
         // 2 s, not less: the first attempt must take in the 50,000 bytes before its timeout even on a loaded machine
         // (at 0.3 s and a load of 13 it once got none, so the retry asked for the whole file again).
-        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast(retries: 1, timeoutSeconds: 2)));
+        var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5),
+            options: Fast(retries: 1, timeoutSeconds: 2)));
         Assert.Contains("no response within 2 s", e.Message);
         Assert.Contains(log, l => l.Contains("no data for 2 s at byte 50000"));
         Assert.Contains("50000 bytes kept", e.Message);
@@ -214,7 +219,8 @@ public sealed class DownloadTests : IDisposable
         using var server = new TestHttpServer(r => TestResponse.File(content, r));
         using (new FileStream(Part, FileMode.Create, FileAccess.ReadWrite, FileShare.None))
         {
-            var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5), options: Fast()));
+            var e = await Assert.ThrowsAsync<DownloadException>(() => Download.FetchAsync(server.Url("file.npz"), Destination, Checksum.Md5(md5),
+                options: Fast()));
             Assert.Contains("is another download of it running?", e.Message);
         }
         Assert.Empty(server.Requests);

@@ -39,7 +39,8 @@ public sealed class LoadFailureTests
             Directory.CreateDirectory(Path.Combine(build, "stub"));
             File.WriteAllText(Path.Combine(build, "v.map"), $"{Future} {{ global: medformer_future; }};\n");
             File.WriteAllText(Path.Combine(build, "stub.cc"), "extern \"C\" void medformer_future() {}\n");
-            File.WriteAllText(Path.Combine(build, "lib.cc"), "extern \"C\" void medformer_future();\nextern \"C\" void medformer_uses() { medformer_future(); }\n");
+            File.WriteAllText(Path.Combine(build, "lib.cc"),
+                "extern \"C\" void medformer_future();\nextern \"C\" void medformer_uses() { medformer_future(); }\n");
             string stub = Path.Combine(build, "stub", "libstdc++.so.6"), library = Path.Combine(build, "libLibTorchSharp.so");
             var made = Repo.Run("g++", ["-shared", "-fPIC", $"-Wl,--version-script={Path.Combine(build, "v.map")}", "-Wl,-soname,libstdc++.so.6",
                 "-o", stub, Path.Combine(build, "stub.cc")]);

@@ -28,7 +28,8 @@ public sealed class OutputFolderTests : IDisposable
     public void TheWorkingFolderHomeRootAndAncestorsAreRefusedEvenWithForce()
     {
         string cwd = Environment.CurrentDirectory;
-        List<string> refused = [cwd, ".", "/", Environment.GetEnvironmentVariable("HOME") ?? "/", Environment.GetFolderPath(Environment.SpecialFolder.UserProfile)];
+        List<string> refused = [cwd, ".", "/", Environment.GetEnvironmentVariable("HOME") ?? "/",
+            Environment.GetFolderPath(Environment.SpecialFolder.UserProfile)];
         if (Path.GetDirectoryName(cwd) is { } parent) refused.Add(parent);
         foreach (string path in refused.Where(p => p.Length > 0))
         {
@@ -37,7 +38,8 @@ public sealed class OutputFolderTests : IDisposable
             Assert.Contains(path, e.Message);
         }
         if (Path.GetDirectoryName(cwd) is { } above && above != "/" && above != Environment.GetEnvironmentVariable("HOME"))
-            Assert.Contains("an ancestor of the working folder", Assert.Throws<ArgumentException>(() => OutputFolder.Claim(above, "export", force: true)).Message);
+            Assert.Contains("an ancestor of the working folder", Assert.Throws<ArgumentException>(() => OutputFolder.Claim(above, "export",
+                force: true)).Message);
     }
 
     [Fact]

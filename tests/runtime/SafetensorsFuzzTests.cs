@@ -132,7 +132,8 @@ public sealed class SafetensorsFuzzTests(ITestOutputHelper output) : IDisposable
 
     static string MutateOnce(List<byte> bytes, Random random)
     {
-        int headerEnd = bytes.Count >= 8 ? (int)Math.Min((ulong)bytes.Count, 8 + BinaryPrimitives.ReadUInt64LittleEndian(bytes.Take(8).ToArray())) : bytes.Count;
+        int headerEnd = bytes.Count >= 8 ? (int)Math.Min((ulong)bytes.Count, 8 + BinaryPrimitives.ReadUInt64LittleEndian(bytes.Take(8).ToArray())) :
+            bytes.Count;
         int InHeader() => headerEnd > 8 ? random.Next(8, headerEnd) : random.Next(Math.Max(bytes.Count, 1));
         if (bytes.Count == 0) { bytes.Add((byte)random.Next(256)); return "grew from nothing"; }
         switch (random.Next(10))

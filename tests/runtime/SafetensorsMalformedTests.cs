@@ -47,18 +47,24 @@ public sealed class SafetensorsMalformedTests : IDisposable
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[-1],\"data_offsets\":[0,4]}}", 4, "tensor 'a': shape[0] is -1, not a non-negative integer")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1,2.0],\"data_offsets\":[0,8]}}", 8, "tensor 'a': shape[1] is 2.0, not a non-negative integer")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1e2],\"data_offsets\":[0,400]}}", 400, "tensor 'a': shape[0] is 1e2, not a non-negative integer")]
-    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4, "tensor 'a': shape[0] is a string ('1'), not a non-negative integer")]
+    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[\"1\"],\"data_offsets\":[0,4]}}", 4,
+        "tensor 'a': shape[0] is a string ('1'), not a non-negative integer")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[true],\"data_offsets\":[0,4]}}", 4, "tensor 'a': shape[0] is true, not a non-negative integer")]
-    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[100000000000000000000000],\"data_offsets\":[0,4]}}", 4, "tensor 'a': shape[0] is 100000000000000000000000, not a non-negative integer")]
-    [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],\"data_offsets\":[0,4]}}", 4, "tensor 'a': shape[0] is 18446744073709551615, beyond 64-bit signed sizes")]
-    [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}", 4, "tensor 'a': shape [4294967296, 4294967296, 16] has more elements than 64-bit sizes can count")]
+    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[100000000000000000000000],\"data_offsets\":[0,4]}}", 4,
+        "tensor 'a': shape[0] is 100000000000000000000000, not a non-negative integer")]
+    [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[18446744073709551615],\"data_offsets\":[0,4]}}", 4,
+        "tensor 'a': shape[0] is 18446744073709551615, beyond 64-bit signed sizes")]
+    [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,16],\"data_offsets\":[0,4]}}", 4,
+        "tensor 'a': shape [4294967296, 4294967296, 16] has more elements than 64-bit sizes can count")]
     [InlineData("{\"a\":{\"dtype\":\"U8\",\"shape\":[4294967296,4294967296,0],\"data_offsets\":[0,0]}}", 0, "has more elements than 64-bit sizes can count")]
-    [InlineData("{\"a\":{\"dtype\":\"F64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,4]}}", 4, "tensor 'a': F64 [2305843009213693952] has more bits than 64-bit sizes can count")]
+    [InlineData("{\"a\":{\"dtype\":\"F64\",\"shape\":[2305843009213693952],\"data_offsets\":[0,4]}}", 4,
+        "tensor 'a': F64 [2305843009213693952] has more bits than 64-bit sizes can count")]
     [InlineData("{\"a\":{\"dtype\":\"F4\",\"shape\":[3],\"data_offsets\":[0,2]}}", 2, "tensor 'a': F4 [3] is 12 bits, not a whole number of bytes")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,10]}}", 10, "tensor 'a': data_offsets [0, 10] is 10 bytes but F32 [3] needs 12")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[],\"data_offsets\":[0,0]}}", 0, "tensor 'a': data_offsets [0, 0] is 0 bytes but F32 [] needs 4")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[0,4]}}", 4, "tensor 'a': data_offsets [0, 4] is 4 bytes but F32 [0] needs 0")]
-    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8, "tensor 'a': data_offsets [0, 16] extend past the end of the data buffer (8 bytes)")]
+    [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,16]}}", 8,
+        "tensor 'a': data_offsets [0, 16] extend past the end of the data buffer (8 bytes)")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,4]}}", 8, "tensor 'a': data_offsets [8, 4] end before they begin")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0]}}", 4, "tensor 'a': data_offsets has 1 value(s), not 2")]
     [InlineData("{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4,4]}}", 4, "tensor 'a': data_offsets has more than 2 values")]
@@ -86,7 +92,8 @@ public sealed class SafetensorsMalformedTests : IDisposable
     {
         SafetensorsTestFiles.AssertRefused(files.Craft("empty-header.safetensors", ""), "header is empty", SafetensorsTestFiles.OpenAndRead);
         byte[] header = [.. "{\"na"u8, 0xC3, 0x28, .. "\":{}}"u8];
-        SafetensorsTestFiles.AssertRefused(files.CraftBytes("utf8.safetensors", header), "header is not valid UTF-8 (at byte 4 of the header)", SafetensorsTestFiles.OpenAndRead);
+        SafetensorsTestFiles.AssertRefused(files.CraftBytes("utf8.safetensors", header), "header is not valid UTF-8 (at byte 4 of the header)",
+            SafetensorsTestFiles.OpenAndRead);
     }
 
     [Theory]
@@ -162,7 +169,8 @@ public sealed class SafetensorsMalformedTests : IDisposable
         using var file = SafetensorsFile.Open(path);
         SafetensorsTestFiles.AssertRefused(path, "no tensor 'zz' in the file", _ => file.Info("zz"));
         SafetensorsTestFiles.AssertRefused(path, "no tensor 'zz' in the file", _ => file.GetTensor("zz"));
-        SafetensorsTestFiles.AssertRefused(path, "tensor 'f8' is F8_E4M3, which TorchSharp has no tensor type for; read its bytes with GetBytes or GetRawTensor",
+        SafetensorsTestFiles.AssertRefused(path,
+            "tensor 'f8' is F8_E4M3, which TorchSharp has no tensor type for; read its bytes with GetBytes or GetRawTensor",
             _ => file.GetTensor("f8"));
         SafetensorsTestFiles.AssertRefused(path, "tensor 'f8' is F8_E4M3", p => Safetensors.Load(p));
         Assert.Equal([0x38, 0xFF], file.GetBytes("f8").ToArray());

@@ -272,7 +272,8 @@ public sealed class SafetensorsRoundTripTests : IDisposable
             new Dictionary<string, Tensor> { ["x"] = torch.ones(1) },
             new Dictionary<string, SafetensorsRawTensor> { ["x"] = new(SafetensorsDtype.U8, [1], new byte[1]) }, path));
         Refused("not valid Unicode", () => Safetensors.Save(new Dictionary<string, Tensor> { ["bad\ud800"] = torch.ones(1) }, path));
-        Refused("cannot write", () => Safetensors.Save(new Dictionary<string, Tensor> { ["x"] = torch.ones(1) }, Path.Combine(files.Directory, "missing", "x.safetensors")));
+        Refused("cannot write", () => Safetensors.Save(new Dictionary<string, Tensor> { ["x"] = torch.ones(1) }, Path.Combine(files.Directory, "missing",
+            "x.safetensors")));
         Assert.False(File.Exists(path));
         Assert.Empty(Directory.GetFiles(files.Directory, "*.tmp-*"));
     }

@@ -83,7 +83,8 @@ sealed record ScalarStress(long Checked, long Faults, long Collections, string? 
     public string Kinds { get; init; } = "";
 
     public override string ToString() =>
-        $"{Checked:N0} checked calls, {Faults} faults, {Collections:N0} forced collections, {Elapsed.TotalSeconds:F1} s{(FirstFault is null ? "" : $"; first fault: {FirstFault}; by kind: {Kinds}")}";
+        $"{Checked:N0} checked calls, {Faults} faults, {Collections:N0} forced collections, {Elapsed.TotalSeconds:F1} " +
+            $"s{(FirstFault is null ? "" : $"; first fault: {FirstFault}; by kind: {Kinds}")}";
 
     public static ScalarStress Run(long calls, int workers)
     {

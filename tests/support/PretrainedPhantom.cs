@@ -14,10 +14,16 @@ public sealed class PretrainedPhantom : IDisposable
 
     public PretrainedPhantom()
     {
-        Config = new RunConfig { CheckpointEvery = 0 };
-        if (Environment.GetEnvironmentVariable("MEDFORMER_PAYS_TEST_STEPS") is { } steps) Config.Schedule.MaxSteps = long.Parse(steps);
+        var defaults = new RunConfig();
+        Config = defaults with
+        {
+            CheckpointEvery = 0,
+            Schedule = Environment.GetEnvironmentVariable("MEDFORMER_PAYS_TEST_STEPS") is { } steps
+                ? defaults.Schedule with { MaxSteps = long.Parse(steps) } : defaults.Schedule,
+        };
         Steps = Config.Schedule.MaxSteps;
-        Result = PretrainJob.Run(Config, root, log: entry => Log.Add($"step {entry.Step}: {entry.Loss:F4} {string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}"));
+        Result = PretrainJob.Run(Config, root, log: entry =>
+            Log.Add($"step {entry.Step}: {entry.Loss:F4} {string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))}"));
         ModelDirectory = Result.Training.ModelDirectory;
     }
 

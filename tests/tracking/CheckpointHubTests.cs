@@ -45,7 +45,8 @@ public sealed class CheckpointHubTests : IDisposable
         Assert.Equal(Path.Combine(files.Home, "hub", "tiny", HubFiles.Sha256(packed), "model"), first.ModelFolder);
         AssertTheModel(first.ModelFolder);
         // Only the model folder and the lock remain: the archive went once unpacked.
-        Assert.Equal(["model"], Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(first.ModelFolder)!).Select(Path.GetFileName).Where(n => n != ".lock"));
+        Assert.Equal(["model"], Directory.EnumerateFileSystemEntries(Path.GetDirectoryName(first.ModelFolder)!).Select(Path.GetFileName).Where(n => n !=
+            ".lock"));
 
         var second = await Hub.FetchAsync(entry, Fast());
         Assert.Equal((DownloadOutcome.AlreadyPresent, first.ModelFolder), (second.Outcome, second.ModelFolder));

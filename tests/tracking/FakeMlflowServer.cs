@@ -52,7 +52,8 @@ sealed class MlflowServerState
                 case ("POST", "experiments/create"):
                 {
                     string name = (string)request.Json["name"]!;
-                    if (Experiments.Values.Any(e => (string?)e["name"] == name)) return Error(400, "RESOURCE_ALREADY_EXISTS", $"Experiment '{name}' already exists.");
+                    if (Experiments.Values.Any(e => (string?)e["name"] == name)) return Error(400, "RESOURCE_ALREADY_EXISTS",
+                        $"Experiment '{name}' already exists.");
                     return (200, new JsonObject { ["experiment_id"] = AddExperiment(name) });
                 }
                 case ("POST", "experiments/search"):
@@ -94,23 +95,27 @@ sealed class MlflowServerState
                         return Error(400, "INVALID_PARAMETER_VALUE", "A batch logging request can contain at most 1000 metrics, 100 params, 100 tags");
                     foreach (var p in parameters)
                         if (run.Params.TryGetValue((string)p!["key"]!, out string? old) && old != (string)p["value"]!)
-                            return Error(400, "INVALID_PARAMETER_VALUE", $"Changing param values is not allowed. Param with key='{p["key"]}' was already logged with value='{old}'");
+                            return Error(400, "INVALID_PARAMETER_VALUE",
+                                $"Changing param values is not allowed. Param with key='{p["key"]}' was already logged with value='{old}'");
                     foreach (var p in parameters) run.Params[(string)p!["key"]!] = (string)p["value"]!;
                     foreach (var t in tags) run.Tags[(string)t!["key"]!] = (string)t["value"]!;
                     foreach (var m in metrics) run.Metrics.Add((JsonObject)m!.DeepClone());
                     return (200, []);
                 }
                 case ("GET", "runs/get"):
-                    return Runs.TryGetValue(q["run_id"] ?? "", out var got) ? (200, new JsonObject { ["run"] = RunJson(got) }) : Error(404, "RESOURCE_DOES_NOT_EXIST", "Run not found");
+                    return Runs.TryGetValue(q["run_id"] ?? "", out var got) ? (200, new JsonObject { ["run"] = RunJson(got) }) : Error(404,
+                        "RESOURCE_DOES_NOT_EXIST", "Run not found");
                 case ("POST", "runs/search"):
                 {
                     var ids = request.Json["experiment_ids"]!.AsArray().Select(i => (string)i!).ToHashSet();
-                    return (200, new JsonObject { ["runs"] = new JsonArray([.. Runs.Values.Where(r => ids.Contains((string)r.Info["experiment_id"]!)).Select(r => (JsonNode)RunJson(r))]) });
+                    return (200, new JsonObject { ["runs"] = new JsonArray([.. Runs.Values.Where(r => ids.Contains((string)r.Info["experiment_id"]!)).Select(r
+                        => (JsonNode)RunJson(r))]) });
                 }
                 case ("GET", "metrics/get-history"):
                 {
                     if (!Runs.TryGetValue(q["run_id"] ?? "", out var run)) return Error(404, "RESOURCE_DOES_NOT_EXIST", "Run not found");
-                    return (200, new JsonObject { ["metrics"] = new JsonArray([.. run.Metrics.Where(m => (string?)m["key"] == q["metric_key"]).Select(m => m.DeepClone())]) });
+                    return (200, new JsonObject { ["metrics"] = new JsonArray([.. run.Metrics.Where(m => (string?)m["key"] == q["metric_key"]).Select(m =>
+                        m.DeepClone())]) });
                 }
                 case ("PUT", "artifacts"):
                     Artifacts[Uri.UnescapeDataString(request.Path["/api/2.0/mlflow-artifacts/artifacts/".Length..])] = request.Body;
@@ -214,7 +219,8 @@ sealed class FakeMlflowServer : IDisposable
                         await Task.Delay(Timeout.Infinite, stopping);
                         return;
                     }
-                    (status, answer) = f.Status == 200 ? State.Handle(request) : (f.Status, new JsonObject { ["error_code"] = f.ErrorCode, ["message"] = "injected" });
+                    (status, answer) = f.Status == 200 ? State.Handle(request) : (f.Status, new JsonObject { ["error_code"] = f.ErrorCode,
+                        ["message"] = "injected" });
                 }
                 else (status, answer) = State.Handle(request);
                 byte[] bytes = Encoding.UTF8.GetBytes(answer.ToJsonString());

@@ -27,7 +27,8 @@ public sealed class FileStoreTests : IDisposable
         string meta = Path.Combine(Store, "0", "meta.yaml");
         var lines = File.ReadAllLines(meta);
         // PyYAML's safe_dump order (sorted keys) and quoting: experiment_id is a string.
-        Assert.Equal(["artifact_location", "creation_time", "experiment_id", "last_update_time", "lifecycle_stage", "name"], lines.Select(l => l.Split(':')[0]));
+        Assert.Equal(["artifact_location", "creation_time", "experiment_id", "last_update_time", "lifecycle_stage", "name"],
+            lines.Select(l => l.Split(':')[0]));
         var fields = Yaml(meta);
         Assert.Equal($"file://{Store}/0", fields["artifact_location"]);
         Assert.Equal("'0'", fields["experiment_id"]);
@@ -56,7 +57,8 @@ public sealed class FileStoreTests : IDisposable
         using (var run = Start())
         {
             runId = run.RunId!;
-            run.LogParams(new Dictionary<string, object?> { ["lr"] = 1e-3, ["batch"] = 64, ["flip"] = true, ["model"] = "tiny", ["betas"] = "[0.9, 0.95]", ["small"] = 1e-5 });
+            run.LogParams(new Dictionary<string, object?> { ["lr"] = 1e-3, ["batch"] = 64, ["flip"] = true, ["model"] = "tiny", ["betas"] = "[0.9, 0.95]",
+                ["small"] = 1e-5 });
             run.LogParam("lr", 0.001);  // the same value again is fine
             run.LogMetrics(new Dictionary<string, double> { ["loss"] = 2.5, ["train/acc"] = 0.125 }, step: 10, timestamp: 1_700_000_000_000);
             run.LogMetric("loss", double.NaN, step: 20, timestamp: 1_700_000_000_001);
@@ -152,9 +154,11 @@ public sealed class FileStoreTests : IDisposable
         Assert.Contains("metric", e.Message);
         Assert.Throws<ArgumentException>(() => run.LogParam(key, 1));
         Assert.Throws<ArgumentException>(() => run.SetTag(key, "v"));
-        Assert.Throws<ArgumentException>(() => new FileStore(Store).LogBatch(run.RunId!, [new Metric(key, 1, 0, 0)], new Dictionary<string, string>(), new Dictionary<string, string>()));
+        Assert.Throws<ArgumentException>(() => new FileStore(Store).LogBatch(run.RunId!, [new Metric(key, 1, 0, 0)], new Dictionary<string, string>(),
+            new Dictionary<string, string>()));
         run.End();
-        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(root, "*", SearchOption.AllDirectories), p => p.Contains("escape", StringComparison.Ordinal));
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(root, "*", SearchOption.AllDirectories), p => p.Contains("escape",
+            StringComparison.Ordinal));
     }
 
     [Fact]
@@ -183,7 +187,8 @@ public sealed class FileStoreTests : IDisposable
         Assert.Throws<ArgumentException>(() => run.LogArtifacts(root, artifactPath));
         Assert.Contains("no such file", Assert.Throws<ArgumentException>(() => run.LogArtifact(Path.Combine(root, "missing.txt"))).Message);
         run.End();
-        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Store, "*", SearchOption.AllDirectories), p => p.Contains("escape", StringComparison.Ordinal));
+        Assert.DoesNotContain(Directory.EnumerateFileSystemEntries(Store, "*", SearchOption.AllDirectories), p => p.Contains("escape",
+            StringComparison.Ordinal));
     }
 
     [Fact]
@@ -195,7 +200,8 @@ public sealed class FileStoreTests : IDisposable
         Assert.Contains("'lr' was already logged with value '0.001'", e.Message);
         // The store checks too, for a writer that is not this run object.
         var store = new FileStore(Store);
-        Assert.Throws<ArgumentException>(() => store.LogBatch(run.RunId!, [], new Dictionary<string, string> { ["lr"] = "0.01" }, new Dictionary<string, string>()));
+        Assert.Throws<ArgumentException>(() => store.LogBatch(run.RunId!, [], new Dictionary<string, string> { ["lr"] = "0.01" }, new Dictionary<string,
+            string>()));
         store.LogBatch(run.RunId!, [], new Dictionary<string, string> { ["lr"] = "0.001" }, new Dictionary<string, string>());
         run.End();
         Assert.Equal("0.001", new FileStore(Store).GetRun(run.RunId!).Params["lr"]);
@@ -293,7 +299,8 @@ public sealed class FileStoreTests : IDisposable
             Assert.Equal(expected[i], PythonFloat.Format(values[i]));
             Assert.True(PythonFloat.TryParse(expected[i], out double back) && back.Equals(values[i]), expected[i]);
         }
-        foreach (var (text, value) in new[] { ("nan", double.NaN), ("NaN", double.NaN), ("inf", double.PositiveInfinity), ("-Infinity", double.NegativeInfinity), ("+1.5", 1.5), ("1_000.5", 1000.5) })
+        foreach (var (text, value) in new[] { ("nan", double.NaN), ("NaN", double.NaN), ("inf", double.PositiveInfinity), ("-Infinity",
+            double.NegativeInfinity), ("+1.5", 1.5), ("1_000.5", 1000.5) })
             Assert.True(PythonFloat.TryParse(text, out double parsed) && parsed.Equals(value), text);
         Assert.False(PythonFloat.TryParse("1.2.3", out _));
     }

@@ -195,7 +195,8 @@ public sealed class HostileHubTests(ITestOutputHelper output) : IDisposable
             string pin = HubFiles.Sha256(Encoding.UTF8.GetBytes(manifest.Replace("http://placeholder", server.BaseUrl)));
             var result = Run("download", "bare", "--manifest", server.BaseUrl + "/hub.json", "--manifest-sha256", pin);
             Assert.Equal(1, result.ExitCode);
-            Assert.Equal("medformer download: the manifest's config '/etc/hostname' is not a preset (tiny, small, base, large) or a config object", result.Stderr.Trim());
+            Assert.Equal("medformer download: the manifest's config '/etc/hostname' is not a preset (tiny, small, base, large) or a config object",
+                result.Stderr.Trim());
         }
     }
 
@@ -212,7 +213,8 @@ public sealed class HostileHubTests(ITestOutputHelper output) : IDisposable
             string url = server.BaseUrl + "/hub.json";
             var refused = Run("download", "tiny", "--manifest", url);
             Assert.Equal(2, refused.ExitCode);
-            Assert.Equal($"medformer download: {url}: a hub manifest over plain http is not trusted (its SHA-256 values could be forged on the way); use https, or pin it with --manifest-sha256 HEX or $MEDFORMER_HUB_SHA256", refused.Stderr.Trim());
+            Assert.Equal($"medformer download: {url}: a hub manifest over plain http is not trusted (its SHA-256 values could be forged on the way); use " +
+                "https, or pin it with --manifest-sha256 HEX or $MEDFORMER_HUB_SHA256", refused.Stderr.Trim());
             Assert.DoesNotContain(server.Requests, r => r.Path == "/tiny.tar.gz");
 
             var wrong = Run("download", "tiny", "--manifest", url, "--manifest-sha256", new string('1', 64));
@@ -307,10 +309,12 @@ public sealed class HostileHubTests(ITestOutputHelper output) : IDisposable
         // Within the bounds but far larger than the weights: refused before the model is built.
         File.WriteAllText(config, (MedformerConfig.Tiny with { Dim = 2048, Depth = 32 }).ToJson());
         var large = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(folder));
-        Assert.True(large.Message.StartsWith(config + ": describes a model of at least ", StringComparison.Ordinal) && large.Message.EndsWith("; not built", StringComparison.Ordinal), large.Message);
+        Assert.True(large.Message.StartsWith(config + ": describes a model of at least ", StringComparison.Ordinal) && large.Message.EndsWith("; not built",
+            StringComparison.Ordinal), large.Message);
         // A config of another size: the first tensor whose shape differs is named with both shapes.
         File.WriteAllText(config, (MedformerConfig.Tiny with { Dim = 32 }).ToJson());
         var mismatch = Assert.Throws<InvalidDataException>(() => Checkpoint.Load(folder));
-        Assert.Matches(@"model\.safetensors: '[^']+' is \[[0-9, ]+\] in the checkpoint but \[[0-9, ]+\] in the model its config.json describes$", mismatch.Message);
+        Assert.Matches(@"model\.safetensors: cannot load into the model: size mismatch for '[^']+': "
+            + @"\[[0-9, ]+\] in the checkpoint but \[[0-9, ]+\] in the model(;|$)", mismatch.Message);
     }
 }

@@ -49,8 +49,10 @@ public sealed class HostileTorchFileTests(TorchStateDicts files, ITestOutputHelp
         string home = Path.Combine(files.Folder, "home");
         var environment = new Dictionary<string, string> { ["MEDFORMER_HOME"] = home };
         // The baseline: the same command, libtorch loaded, on a file that is not there.
-        var baseline = PeakMemory.Run(Repo.Cli, ["import", Path.Combine(files.Folder, "none.pt"), "--config", "tiny", "--out", Path.Combine(files.Folder, "none")], files.Folder, environment);
-        var hostile = PeakMemory.Run(Repo.Cli, ["import", path, "--config", "tiny", "--out", Path.Combine(files.Folder, "views-out")], files.Folder, environment);
+        var baseline = PeakMemory.Run(Repo.Cli, ["import", Path.Combine(files.Folder, "none.pt"), "--config", "tiny", "--out", Path.Combine(files.Folder,
+            "none")], files.Folder, environment);
+        var hostile = PeakMemory.Run(Repo.Cli, ["import", path, "--config", "tiny", "--out", Path.Combine(files.Folder, "views-out")], files.Folder,
+            environment);
         output.WriteLine($"baseline {baseline.PeakBytes >> 20} MiB ({baseline.ProgramStderr}); hostile {hostile.PeakBytes >> 20} MiB: {hostile.ProgramStderr}");
         Assert.Equal(1, hostile.ExitCode);
         Assert.Equal($"medformer import: {path}: ", hostile.ProgramStderr[..($"medformer import: {path}: ".Length)]);
@@ -62,7 +64,8 @@ public sealed class HostileTorchFileTests(TorchStateDicts files, ITestOutputHelp
     [Fact]
     public void ImportWithAConfigThatIsNeitherAPresetNorAFileIsABadArgument()
     {
-        var result = Repo.Run(Repo.Cli, ["import", files["mixed.pt"], "--config", "nosuch", "--out", Path.Combine(files.Folder, "nosuch-out")], files.Folder, 120,
+        var result = Repo.Run(Repo.Cli, ["import", files["mixed.pt"], "--config", "nosuch", "--out", Path.Combine(files.Folder, "nosuch-out")], files.Folder,
+            120,
             new Dictionary<string, string> { ["MEDFORMER_HOME"] = Path.Combine(files.Folder, "home") });
         Assert.Equal(2, result.ExitCode);
         Assert.Equal("medformer import: --config 'nosuch': neither a preset (tiny, small, base, large) nor a file.", result.Stderr.Trim());
@@ -116,7 +119,8 @@ public sealed class HostileTorchFileTests(TorchStateDicts files, ITestOutputHelp
         pickle.AddRange(Encoding.ASCII.GetBytes("torch._utils\n_rebuild_tensor_v2\n"));
         pickle.AddRange([(byte)'(', (byte)'(', (byte)'X', 7, 0, 0, 0, .. "storage"u8, (byte)'c', .. Encoding.ASCII.GetBytes("torch\nFloatStorage\n"),
             (byte)'X', 1, 0, 0, 0, (byte)'0', (byte)'X', 3, 0, 0, 0, .. "cpu"u8, (byte)'J', .. BitConverter.GetBytes((int)numel), (byte)'t', (byte)'Q',
-            (byte)'K', 0, (byte)'J', .. BitConverter.GetBytes((int)numel), 0x85, (byte)'K', 1, 0x85, 0x89, (byte)'}', (byte)'t', (byte)'R', (byte)'s', (byte)'.']);
+            (byte)'K', 0, (byte)'J', .. BitConverter.GetBytes((int)numel), 0x85, (byte)'K', 1, 0x85,
+                0x89, (byte)'}', (byte)'t', (byte)'R', (byte)'s', (byte)'.']);
         return [.. pickle];
     }
 
@@ -124,7 +128,8 @@ public sealed class HostileTorchFileTests(TorchStateDicts files, ITestOutputHelp
     public void Long1IntegersComeOutAsLongs()
     {
         // pickle.dumps({'a': 2**40}, protocol=2) by Python 3: LONG1 with 6 bytes.
-        byte[] dumped = [0x80, 0x02, 0x7d, 0x71, 0x00, 0x58, 0x01, 0x00, 0x00, 0x00, 0x61, 0x71, 0x01, 0x8a, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x73, 0x2e];
+        byte[] dumped = [0x80, 0x02, 0x7d, 0x71, 0x00, 0x58, 0x01, 0x00, 0x00, 0x00, 0x61, 0x71, 0x01, 0x8a, 0x06, 0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x73,
+            0x2e];
         var dict = Assert.IsType<PickleDict>(PickleReader.Load(dumped, "long1.pkl"));
         Assert.Equal(1L << 40, Assert.IsType<long>(dict["a"]));
 

@@ -71,7 +71,8 @@ public sealed class InteropCliTests(ITestOutputHelper output) : IDisposable
         Assert.True(root.GetProperty("pt_error").GetDouble() < 1e-4, root.ToString());
 
         // The .pt comes back through our reader as the same weights.
-        var again = Cli("import", Path.Combine(exported, "model.pt"), "--config", Path.Combine(exported, "config.json"), "--out", Path.Combine(folder, "again"));
+        var again = Cli("import", Path.Combine(exported, "model.pt"), "--config", Path.Combine(exported, "config.json"), "--out", Path.Combine(folder,
+            "again"));
         Assert.Equal(0, again.ExitCode);
         using var back = Checkpoint.Load(Path.Combine(folder, "again"));
         var own = back.state_dict();

@@ -21,7 +21,8 @@ static class MlflowSource
 
     static string? Find()
     {
-        foreach (string? candidate in new[] { Environment.GetEnvironmentVariable(Variable), System.IO.Path.Combine(Repo.Root, "tests", "reference", "mlflow-src"), System.IO.Path.Combine(Repo.Root, ".build", "mlflow-src") })
+        foreach (string? candidate in new[] { Environment.GetEnvironmentVariable(Variable), System.IO.Path.Combine(Repo.Root, "tests", "reference",
+            "mlflow-src"), System.IO.Path.Combine(Repo.Root, ".build", "mlflow-src") })
             if (candidate is { Length: > 0 } && File.Exists(System.IO.Path.Combine(candidate, "mlflow", "store", "tracking", "sqlalchemy_store.py")))
                 return System.IO.Path.GetFullPath(candidate);
         return null;
@@ -30,7 +31,8 @@ static class MlflowSource
     static string? Check()
     {
         if (Path is null)
-            return $"MLflow's source tree is not here: set {Variable} to a checkout of github.com/mlflow/mlflow (or put one at tests/reference/mlflow-src) to read our stores with MLflow's own SqlAlchemyStore and MlflowClient";
+            return $"MLflow's source tree is not here: set {Variable} to a checkout of github.com/mlflow/mlflow (or put one at tests/reference/mlflow-src) " +
+                "to read our stores with MLflow's own SqlAlchemyStore and MlflowClient";
         var probe = Repo.Run("/usr/bin/python3", ["-c", "import sqlalchemy, alembic, google.protobuf, pydantic, cachetools, sqlparse, yaml"]);
         return probe.ExitCode == 0 ? null : $"MLflow's Python dependencies are missing (scripts/setup.sh installs them): {probe.Stderr.Trim().Split('\n')[^1]}";
     }
@@ -38,7 +40,8 @@ static class MlflowSource
     /// <summary>What MLflow's client reads at a tracking URI (tests/reference/mlflow_reader.py), failing on any problem it met.</summary>
     public static JsonObject Read(string trackingUri)
     {
-        var result = Repo.Run("/usr/bin/python3", [System.IO.Path.Combine(Repo.Root, "tests", "reference", "mlflow_reader.py"), Path!, trackingUri], timeoutSeconds: 300);
+        var result = Repo.Run("/usr/bin/python3", [System.IO.Path.Combine(Repo.Root, "tests", "reference", "mlflow_reader.py"), Path!, trackingUri],
+            timeoutSeconds: 300);
         Assert.True(result.ExitCode == 0, "MLflow could not read " + trackingUri + ":\n" + result.Stderr);
         var store = (JsonObject)JsonNode.Parse(result.Stdout)!;
         var problems = store["problems"]!.AsArray().Select(p => (string)p!).ToList();

@@ -229,7 +229,8 @@ public sealed class RestTrackingTests : IDisposable
             var run = Start(first.Url, Fast with { FlushTimeout = TimeSpan.FromSeconds(1) });
             for (int step = 1; step <= 100; step++) run.LogMetric("loss", 1.0 / step, step);
             var clock = Stopwatch.StartNew();
-            while ((OnlyRunOrNull(state)?.Metrics.Count ?? 0) < 100 && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);  // a hang guard: the sender waits on nothing here
+            // a hang guard: the sender waits on nothing here
+            while ((OnlyRunOrNull(state)?.Metrics.Count ?? 0) < 100 && clock.Elapsed < TimeSpan.FromSeconds(60)) Thread.Sleep(20);
             Assert.Equal(100, OnlyRun(state).Metrics.Count);
             first.Dispose();  // the server goes away
             for (int step = 101; step <= 250; step++) run.LogMetric("loss", 1.0 / step, step);
@@ -320,7 +321,8 @@ public sealed class RestTrackingTests : IDisposable
         {
             // Each entry in a batch of its own: wait for the server to hold the first point, then to refuse the param.
             run.LogMetric("loss", 1, 1);
-            Assert.True(SpinWait.SpinUntil(() => { lock (server.State.Gate) return server.State.Runs.Values.SingleOrDefault() is { } r && Points(r).Count == 1; }, TimeSpan.FromSeconds(20)), "the first point never arrived");
+            Assert.True(SpinWait.SpinUntil(() => { lock (server.State.Gate) return server.State.Runs.Values.SingleOrDefault() is { } r && Points(r).Count ==
+                1; }, TimeSpan.FromSeconds(20)), "the first point never arrived");
             run.LogParam("bad", "x");
             Assert.True(refused.Wait(TimeSpan.FromSeconds(20)), "the bad param was never sent");
             run.LogMetric("loss", 2, 2);

@@ -22,7 +22,8 @@ public sealed class SqliteTrackingTests(ITestOutputHelper output) : IDisposable
     string Db => Path.Combine(root, "mlflow.db");
 
     // An empty MLFLOW_TRACKING_URI counts as unset: the default, sqlite:///mlflow.db in the working folder.
-    static readonly Dictionary<string, string> Environment = new() { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "", ["MLFLOW_EXPERIMENT_NAME"] = "" };
+    static readonly Dictionary<string, string> Environment = new() { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "",
+        ["MLFLOW_EXPERIMENT_NAME"] = "" };
 
     Repo.Result Cli(params string[] args)
     {
@@ -88,7 +89,8 @@ public sealed class SqliteTrackingTests(ITestOutputHelper output) : IDisposable
         var none = new Dictionary<string, string>();
         store.LogBatch(run.RunId, [new("loss", 3, 10, 1), new("loss", 2, 11, 2), new("loss", 2, 11, 2), new("loss", 9, 5, 0)],
             new Dictionary<string, string> { ["lr"] = "0.001" }, none);
-        store.LogBatch(run.RunId, [new("odd", double.NaN, 1, 0), new("big", double.PositiveInfinity, 1, 0)], none, new Dictionary<string, string> { ["t"] = "2" });
+        store.LogBatch(run.RunId, [new("odd", double.NaN, 1, 0), new("big", double.PositiveInfinity, 1, 0)], none, new Dictionary<string,
+            string> { ["t"] = "2" });
         Assert.Throws<ArgumentException>(() => store.LogBatch(run.RunId, [], new Dictionary<string, string> { ["lr"] = "0.1" }, none));
         store.LogBatch(run.RunId, [], new Dictionary<string, string> { ["lr"] = "0.001" }, none);  // the same value again is fine
         store.UpdateRun(run.RunId, RunStatus.Killed, 2000);
@@ -322,7 +324,8 @@ public sealed class SqliteTrackingTests(ITestOutputHelper output) : IDisposable
         LogRuns("sqlite:///" + Db);
         LogRuns(mlruns);
 
-        foreach (var (uri, store) in new (string, ITrackingStore)[] { ("sqlite:///" + Db, new SqliteStore(Db)), (new Uri(mlruns).AbsoluteUri, new FileStore(mlruns)) })
+        foreach (var (uri, store) in new (string, ITrackingStore)[] { ("sqlite:///" + Db, new SqliteStore(Db)), (new Uri(mlruns).AbsoluteUri,
+            new FileStore(mlruns)) })
         {
             var read = MlflowSource.Read(uri);
             output.WriteLine($"{uri}: read by MLflow {read["mlflow"]}, revision {read["revision"]}");
@@ -339,8 +342,10 @@ public sealed class SqliteTrackingTests(ITestOutputHelper output) : IDisposable
                 Assert.Equal(record.Info.RunName, (string)theirs["run_name"]!);
                 Assert.Equal(record.Info.EndTime, (long?)theirs["end_time"]);
                 Assert.Equal(record.Info.StartTime, (long)theirs["start_time"]!);
-                Assert.Equal(record.Params.OrderBy(p => p.Key), theirs["params"]!.AsObject().Select(p => KeyValuePair.Create(p.Key, (string)p.Value!)).OrderBy(p => p.Key));
-                Assert.Equal(record.Tags.OrderBy(p => p.Key), theirs["tags"]!.AsObject().Select(p => KeyValuePair.Create(p.Key, (string)p.Value!)).OrderBy(p => p.Key));
+                Assert.Equal(record.Params.OrderBy(p => p.Key), theirs["params"]!.AsObject().Select(p => KeyValuePair.Create(p.Key, (string)p.Value!)).OrderBy(p
+                    => p.Key));
+                Assert.Equal(record.Tags.OrderBy(p => p.Key), theirs["tags"]!.AsObject().Select(p => KeyValuePair.Create(p.Key, (string)p.Value!)).OrderBy(p =>
+                    p.Key));
                 Assert.Equal(record.Metrics.Keys.Order(), theirs["metrics"]!.AsObject().Select(p => p.Key).Order());
                 foreach (string key in record.Metrics.Keys)
                 {
@@ -349,9 +354,11 @@ public sealed class SqliteTrackingTests(ITestOutputHelper output) : IDisposable
                     Assert.Equal(history.Order(StringComparer.Ordinal), theirHistory.Order(StringComparer.Ordinal));
                     Assert.Equal(PythonFloat.Format(record.Metrics[key].Value), (string)theirs["latest"]![key]!);
                 }
-                Assert.Equal(Files(store.ArtifactDirectory(info.RunId)).Select(f => f.Replace('\\', '/')), theirs["artifacts"]!.AsArray().Select(a => (string)a!));
+                Assert.Equal(Files(store.ArtifactDirectory(info.RunId)).Select(f => f.Replace('\\', '/')),
+                    theirs["artifacts"]!.AsArray().Select(a => (string)a!));
             }
-            var pretrained = mlflowRuns.Values.Single(r => ((string)r["run_name"]!).StartsWith(store is SqliteStore ? "db" : "files", StringComparison.Ordinal));
+            var pretrained = mlflowRuns.Values.Single(r => ((string)r["run_name"]!).StartsWith(store is SqliteStore ? "db" : "files",
+                StringComparison.Ordinal));
             Assert.Contains("model/model.safetensors", pretrained["artifacts"]!.AsArray().Select(a => (string)a!));
             Assert.Equal([2L, 4, 6], pretrained["metrics"]!["loss"]!.AsArray().Select(p => (long)p![2]!));
             Assert.Equal(3, (int)pretrained["status"]!);

@@ -123,7 +123,8 @@ public sealed class TorchImportTests(TorchStateDicts files) : IClassFixture<Torc
         var e = Assert.Throws<InvalidDataException>(() => PickleReader.Load(Calling("torch", "FloatStorage"), "odd.pkl"));
         Assert.Contains("a call of torch.FloatStorage", e.Message);
         // BUILD on a tensor (setting its __dict__) is refused too.
-        var build = new byte[] { 0x80, 2, (byte)'c' }.Concat(Encoding.ASCII.GetBytes("collections\nOrderedDict\n")).Concat(new byte[] { (byte)')', 0x81, 0x88, (byte)'b', (byte)'.' }).ToArray();
+        var build = new byte[] { 0x80, 2, (byte)'c' }.Concat(Encoding.ASCII.GetBytes("collections\nOrderedDict\n")).Concat(new byte[] { (byte)')', 0x81,
+            0x88, (byte)'b', (byte)'.' }).ToArray();
         Assert.Contains("setting the state of a dict", Assert.Throws<InvalidDataException>(() => PickleReader.Load(build, "b.pkl")).Message);
     }
 

@@ -21,7 +21,8 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
 
     // These runs go to MLflow's file store, ./mlruns in the working folder, by MLFLOW_TRACKING_URI (the default,
     // sqlite:///mlflow.db, is SqliteTrackingTests'), so the file layout stays tested through the whole CLI.
-    static readonly Dictionary<string, string> Environment = new() { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "mlruns", ["MLFLOW_EXPERIMENT_NAME"] = "" };
+    static readonly Dictionary<string, string> Environment = new() { ["MEDFORMER_HOME"] = Repo.TestHome, ["MLFLOW_TRACKING_URI"] = "mlruns",
+        ["MLFLOW_EXPERIMENT_NAME"] = "" };
 
     string Config(string name, long steps, string corpus = "{ phantom: 2d }")
     {
@@ -55,8 +56,10 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
             WorkingDirectory = root,
         };
         if (start.FileName != Repo.Cli)
-            foreach (string arg in (string[])["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])", Repo.Cli]) start.ArgumentList.Add(arg);
-        foreach (string arg in (string[])["pretrain", "--config", config, "--out", outDir, "--threads", "1", "--run-name", Path.GetFileName(outDir)]) start.ArgumentList.Add(arg);
+            foreach (string arg in (string[])["-c", "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); os.execv(sys.argv[1], sys.argv[1:])",
+                Repo.Cli]) start.ArgumentList.Add(arg);
+        foreach (string arg in (string[])["pretrain", "--config", config, "--out", outDir, "--threads", "1", "--run-name",
+            Path.GetFileName(outDir)]) start.ArgumentList.Add(arg);
         foreach (var (key, value) in Environment) start.Environment[key] = value;
         return Process.Start(start)!;
     }
@@ -110,7 +113,8 @@ public sealed class TrackingCliTests(ITestOutputHelper output) : IDisposable
         }
         var clock = Stopwatch.StartNew();
         // Wait until both runs have logged a point of their loss.
-        while (clock.Elapsed < TimeSpan.FromSeconds(180) && (!Directory.Exists(Mlruns) || Directory.GetFiles(Mlruns, "loss", SearchOption.AllDirectories).Length < 2))
+        while (clock.Elapsed < TimeSpan.FromSeconds(180) && (!Directory.Exists(Mlruns) || Directory.GetFiles(Mlruns, "loss",
+            SearchOption.AllDirectories).Length < 2))
             Thread.Sleep(100);
         Assert.Equal(2, Directory.GetFiles(Mlruns, "loss", SearchOption.AllDirectories).Length);
         killed.Kill();

@@ -78,7 +78,8 @@ public sealed class TrackingFailureTests : IDisposable
     public void AServerThatDropsConnectionsLosesNothing()
     {
         int requests = 0;
-        using var server = new FakeMlflowServer(fault: _ => Interlocked.Increment(ref requests) % 3 == 1 ? new MlflowFault(0, Drop: true) : null);  // every third, from the first
+        // every third, from the first
+        using var server = new FakeMlflowServer(fault: _ => Interlocked.Increment(ref requests) % 3 == 1 ? new MlflowFault(0, Drop: true) : null);
         var run = Start(server.Url);
         for (int step = 1; step <= 200; step++) run.LogMetric("loss", 1.0 / step, step);
         var outcome = run.End();

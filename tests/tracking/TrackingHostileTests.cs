@@ -36,7 +36,8 @@ public sealed class TrackingHostileTests(ITestOutputHelper output) : IDisposable
         string path = Path.Combine(folder, "mlflow-spool-crafted.jsonl");
         var lines = new List<JsonObject>
         {
-            new() { ["op"] = "start", ["server"] = server, ["experiment"] = "x", ["run_name"] = "r", ["user"] = "u", ["start_time"] = 1, ["tags"] = new JsonObject() },
+            new() { ["op"] = "start", ["server"] = server, ["experiment"] = "x", ["run_name"] = "r", ["user"] = "u", ["start_time"] = 1,
+                ["tags"] = new JsonObject() },
             new() { ["seq"] = 1, ["metric"] = new JsonObject { ["key"] = "loss", ["value"] = 1.0, ["timestamp"] = 1, ["step"] = 1 } },
         };
         lines.AddRange(extra);
@@ -114,7 +115,8 @@ public sealed class TrackingHostileTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void CredentialsInTheUriAreUsedForBasicAuthAndNeverPrintedOrStored()
     {
-        using var server = new FakeMlflowServer(fault: request => request.Endpoint == "runs/log-batch" ? new MlflowFault(400, "INVALID_PARAMETER_VALUE") : null);
+        using var server = new FakeMlflowServer(fault: request => request.Endpoint == "runs/log-batch" ? new MlflowFault(400,
+            "INVALID_PARAMETER_VALUE") : null);
         string uri = server.Url.Replace("http://", "http://ada:s3cr%40t@");
         var parsed = TrackingUri.Parse(uri);
         Assert.Equal("ada", parsed.Username);

@@ -153,11 +153,13 @@ public sealed class BatchAdaptationTests : IDisposable
         Assert.Equal([0, 2], BatchAdaptation.Select(gram, AdaptationStrategy.GradientNorm, candidates: 0, minSelected: 0.5));
         Assert.Equal([0, 1, 2], BatchAdaptation.Select(gram, AdaptationStrategy.GradientNorm, candidates: 0, minSelected: 1));
         using var random = new Generator(3);
-        Assert.Equal([0, 1, 2, 3], BatchAdaptation.Select(GramOf([[1, 0], [1, 0], [1, 0], [-1, 0]]), AdaptationStrategy.GradientNorm, candidates: 50, random, minSelected: 1));
+        Assert.Equal([0, 1, 2, 3], BatchAdaptation.Select(GramOf([[1, 0], [1, 0], [1, 0], [-1, 0]]), AdaptationStrategy.GradientNorm, candidates: 50, random,
+            minSelected: 1));
         Assert.Equal(32, BatchAdaptationOptions.SelectionFloor(64, AdaptationStrategy.GradientNorm, 0.5));
         Assert.Equal(2, BatchAdaptationOptions.SelectionFloor(4, AdaptationStrategy.GradientNorm, 0.3));   // ⌈1.2⌉
         Assert.Equal(2, BatchAdaptationOptions.SelectionFloor(3, AdaptationStrategy.Variance, 0));         // a variance needs two
-        Assert.Equal(new BatchAdaptation(new BatchAdaptationOptions { MinSelected = 0.5 }).Select(gram), BatchAdaptation.Select(gram, AdaptationStrategy.GradientNorm, 0, minSelected: 0.5));
+        Assert.Equal(new BatchAdaptation(new BatchAdaptationOptions { MinSelected = 0.5 }).Select(gram), BatchAdaptation.Select(gram,
+            AdaptationStrategy.GradientNorm, 0, minSelected: 0.5));
     }
 
     [Fact]

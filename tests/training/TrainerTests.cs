@@ -118,7 +118,8 @@ public sealed class TrainerTests : IDisposable
         {
             using var stop = new CancellationTokenSource();
             stop.Cancel();
-            var interrupted = Assert.Throws<TrainingInterruptedException>(() => new Trainer(Options(30), CPU).Fit(task, Loader(6), Path.Combine(root, "fresh"), cancel: stop.Token));
+            var interrupted = Assert.Throws<TrainingInterruptedException>(() => new Trainer(Options(30), CPU).Fit(task, Loader(6), Path.Combine(root, "fresh"),
+                cancel: stop.Token));
             Assert.Equal(0, interrupted.Step);
         }
         using (var task = Task(6))
@@ -134,7 +135,8 @@ public sealed class TrainerTests : IDisposable
         var (ran, _) = MixedPrecision.Resolve(Precision.Bf16, CPU);
         Assert.Equal(ran, result.Precision);
         Assert.Equal(Precision.Bf16, result.RequestedPrecision);
-        var state = System.Text.Json.JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(result.LastCheckpoint, "trainer.json")), TrainerState.Json)!;
+        var state = System.Text.Json.JsonSerializer.Deserialize<TrainerState>(File.ReadAllText(Path.Combine(result.LastCheckpoint, "trainer.json")),
+            TrainerState.Json)!;
         Assert.Equal(ran.Name(), state.Precision);
         Assert.Equal("bf16", state.RequestedPrecision);
         Assert.Equal("0123abcd", TrainingCheckpoint.RunIdOf(result.LastCheckpoint));
@@ -174,13 +176,51 @@ public sealed class TrainerTests : IDisposable
             new Trainer(Options(10), CPU).Fit(task, Loader(4), Path.Combine(root, "run"));
         using (var task = Task(4))
         {
-            var error = Assert.Throws<ArgumentException>(() => new Trainer(Options(20) with { Accumulation = 2 }, CPU).Fit(task, Loader(4), Path.Combine(root, "run"), resume: true));
+            var error = Assert.Throws<ArgumentException>(() => new Trainer(Options(20) with { Accumulation = 2 }, CPU).Fit(task, Loader(4), Path.Combine(root,
+                "run"), resume: true));
             Assert.Contains("accumulation 1, not 2", error.Message);
         }
         var notices = new List<string>();
         using (var task = Task(4))
             new Trainer(Options(20), CPU, notices.Add).Fit(task, Loader(4), Path.Combine(root, "run"), resume: true);
         Assert.Contains(notices, n => n.Contains("max_steps is 20 where") && n.Contains("trained towards 10"));
+    }
+
+    [Fact]
+    public void ResumingWithOtherObjectivesOrAnotherModelNamesTheFileAndTheKeys()
+    {
+        using (var task = Task(5))
+            new Trainer(Options(10), CPU).Fit(task, Loader(5), Path.Combine(root, "run"));
+        string checkpoint = TrainingCheckpoint.Latest(Path.Combine(root, "run"))!;
+        // The checkpoint keeps the Medformer under its own names and the objectives' weights under theirs.
+        using (var stored = new DisposingDictionary(Safetensors.Load(Path.Combine(checkpoint, "model.safetensors"))))
+            Assert.Contains("latents.general", stored.Keys);
+        using (var stored = new DisposingDictionary(Safetensors.Load(Path.Combine(checkpoint, "heads.safetensors"))))
+            Assert.All(stored.Keys, k => Assert.StartsWith("objectives.", k));
+
+        Seeding.SeedEverything(5);
+        using (var other = new Pretraining(new MedformerModel(Config), [(new Rotation(Config.Dim), 1.0)]))
+        {
+            var e = Assert.Throws<InvalidDataException>(() => new Trainer(Options(20), CPU).Fit(other, Loader(5), Path.Combine(root, "run"), resume: true));
+            Assert.StartsWith(Path.Combine(checkpoint, "heads.safetensors") +
+                ": cannot load into this run's objectives or head: unexpected key(s) 'objectives.jigsaw.",
+                e.Message);
+        }
+        using (var deeper = new Pretraining(new MedformerModel(Config with { Depth = 2 }), [(new Rotation(Config.Dim), 1.0), (new Jigsaw(Config.Dim), 0.5)]))
+        {
+            var e = Assert.Throws<InvalidDataException>(() => new Trainer(Options(20), CPU).Fit(deeper, Loader(5), Path.Combine(root, "run"), resume: true));
+            Assert.StartsWith(Path.Combine(checkpoint, "model.safetensors") + ": cannot load into this run's model: missing key(s) 'blocks.1.", e.Message);
+        }
+    }
+
+    sealed class DisposingDictionary(Dictionary<string, Tensor> tensors) : IDisposable
+    {
+        public IEnumerable<string> Keys => tensors.Keys;
+
+        public void Dispose()
+        {
+            foreach (var tensor in tensors.Values) tensor.Dispose();
+        }
     }
 
     [Fact]

@@ -124,7 +124,8 @@ public sealed class CheckpointHub(string home)
         string? changed = CacheDigests.Check(model, full: false);
         if (changed == null && !verify) return true;
         if (!verify)
-            throw new InvalidDataException($"{changed}; the cached '{entry.Name}' changed since it was verified: `medformer download {entry.Name} --verify` checks it (and fetches it again if it differs)");
+            throw new InvalidDataException($"{changed}; the cached '{entry.Name}' changed since it was verified: `medformer download {entry.Name} --verify` " +
+                "checks it (and fetches it again if it differs)");
         if (CacheDigests.Check(model, full: true) is not { } differs)
         {
             if (changed != null) CacheDigests.Record(model);

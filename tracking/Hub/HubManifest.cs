@@ -75,7 +75,8 @@ public sealed partial class HubManifest
     /// without a pin, since anyone on the path could swap both the manifest and the checkpoints. A pin given for a
     /// file or an https URL is checked too.
     /// </summary>
-    public static async Task<HubManifest> LoadAsync(string? source, string? sha256 = null, DownloadOptions? options = null, CancellationToken cancellation = default)
+    public static async Task<HubManifest> LoadAsync(string? source, string? sha256 = null, DownloadOptions? options = null,
+        CancellationToken cancellation = default)
     {
         bool fromVariable = source == null;
         source ??= Environment.GetEnvironmentVariable(Variable) is { Length: > 0 } variable ? variable : null;
@@ -95,11 +96,13 @@ public sealed partial class HubManifest
         if (Uri.TryCreate(source, UriKind.Absolute, out var url) && url.Scheme is "http" or "https")
         {
             if (url.Scheme == "http" && pin == null)
-                throw new InvalidDataException($"{where}: a hub manifest over plain http is not trusted (its SHA-256 values could be forged on the way); use https, or pin it with --manifest-sha256 HEX or ${PinVariable}");
+                throw new InvalidDataException($"{where}: a hub manifest over plain http is not trusted (its SHA-256 values could be forged on the way); use " +
+                    $"https, or pin it with --manifest-sha256 HEX or ${PinVariable}");
             string temporary = Path.Combine(Path.GetTempPath(), $"medformer-hub-{Guid.NewGuid():N}.json");
             try
             {
-                await Download.FetchAsync(url, temporary, pin, options: (options ?? DownloadOptions.Default) with { Progress = null }, cancellation: cancellation);
+                await Download.FetchAsync(url, temporary, pin, options: (options ?? DownloadOptions.Default) with { Progress = null },
+                    cancellation: cancellation);
                 CheckSize(temporary, where);
                 return Parse(await File.ReadAllTextAsync(temporary, cancellation), source);
             }
@@ -159,9 +162,11 @@ public sealed partial class HubManifest
         if (item.ValueKind != JsonValueKind.Object) throw new InvalidDataException($"{where}: not an object");
         var known = new HashSet<string> { "name", "url", "size", "sha256", "config", "description" };
         foreach (var property in item.EnumerateObject())
-            if (!known.Contains(property.Name)) throw new InvalidDataException($"{where}: unknown key '{property.Name}' (the keys are {string.Join(", ", known)})");
+            if (!known.Contains(property.Name))
+                throw new InvalidDataException($"{where}: unknown key '{property.Name}' (the keys are {string.Join(", ", known)})");
         string Text(string key) =>
-            item.TryGetProperty(key, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString()! : throw new InvalidDataException($"{where}: '{key}' must be a string");
+            item.TryGetProperty(key, out var value) && value.ValueKind == JsonValueKind.String ? value.GetString()! :
+                throw new InvalidDataException($"{where}: '{key}' must be a string");
         string name = Text("name");
         if (!IsSafeName(name)) throw new InvalidDataException($"{where}: name '{name}' must be letters, digits, '.', '_' and '-'");
         where = $"{where} ('{name}')";
@@ -171,7 +176,8 @@ public sealed partial class HubManifest
         if (sha256.Length != 64 || !sha256.All(Uri.IsHexDigit)) throw new InvalidDataException($"{where}: sha256 '{sha256}' is not 64 hex digits");
         long? size = null;
         if (item.TryGetProperty("size", out var sizeValue))
-            size = sizeValue.TryGetInt64(out long bytes) && bytes > 0 ? bytes : throw new InvalidDataException($"{where}: size {sizeValue} is not a positive integer");
+            size = sizeValue.TryGetInt64(out long bytes) && bytes > 0 ? bytes :
+                throw new InvalidDataException($"{where}: size {sizeValue} is not a positive integer");
         JsonElement? config = null;
         if (item.TryGetProperty("config", out var configValue))
             config = configValue.ValueKind is JsonValueKind.String or JsonValueKind.Object

@@ -41,12 +41,14 @@ public static class PackedModel
             else
                 throw new InvalidDataException($"{archive}: neither a .tar, .tar.gz, .zip nor a .safetensors file");
         }
-        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or FormatException && !e.Message.StartsWith(archive, StringComparison.Ordinal))
+        catch (Exception e) when (e is InvalidDataException or EndOfStreamException or FormatException && !e.Message.StartsWith(archive,
+            StringComparison.Ordinal))
         {
             throw new InvalidDataException($"{archive}: a damaged archive: {e.Message}", e);
         }
         if (!File.Exists(Path.Combine(folder, WeightsFile)))
-            throw new InvalidDataException($"{archive}: holds no {WeightsFile} (found: {string.Join(", ", Directory.EnumerateFiles(folder).Select(Path.GetFileName))})");
+            throw new InvalidDataException($"{archive}: holds no {WeightsFile} (found: " +
+                $"{string.Join(", ", Directory.EnumerateFiles(folder).Select(Path.GetFileName))})");
     }
 
     static void UnpackTar(Stream stream, string archive, string folder, long budget)

@@ -48,9 +48,11 @@ public sealed class TarMembers(Stream stream, string source)
                 case 'x':
                     foreach (var (key, value) in PaxRecords(Record(size, $"the PAX header of '{name}'")))
                     {
-                        if (key.StartsWith("GNU.sparse.", StringComparison.Ordinal)) throw Bad($"'{name}' is a sparse file; a model archive holds only plain files");
+                        if (key.StartsWith("GNU.sparse.", StringComparison.Ordinal))
+                            throw Bad($"'{name}' is a sparse file; a model archive holds only plain files");
                         if (key == "path") paxPath = value;
-                        if (key == "size") paxSize = long.TryParse(value, out long n) && n >= 0 ? n : throw Bad($"the PAX size '{value}' of '{name}' is not a length");
+                        if (key == "size") paxSize = long.TryParse(value, out long n) && n >= 0 ? n :
+                            throw Bad($"the PAX size '{value}' of '{name}' is not a length");
                     }
                     continue;
                 case 'g':
@@ -165,7 +167,8 @@ public sealed class TarMembers(Stream stream, string source)
         while (position < data.Length)
         {
             int space = Array.IndexOf(data, (byte)' ', position);
-            if (space < 0 || !int.TryParse(data.AsSpan(position, space - position), out int length) || length <= space - position || length > data.Length - position || data[position + length - 1] != '\n')
+            if (space < 0 || !int.TryParse(data.AsSpan(position, space - position),
+                out int length) || length <= space - position || length > data.Length - position || data[position + length - 1] != '\n')
                 throw Bad($"a malformed PAX record at byte {position} of a PAX header");
             string text = Encoding.UTF8.GetString(data, space + 1, position + length - space - 2);
             int equals = text.IndexOf('=');

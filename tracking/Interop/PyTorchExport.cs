@@ -109,7 +109,8 @@ public static class PyTorchExport
                 ? "\nOr from `model.pt`: `model.load_state_dict(torch.load(\"model.pt\"), strict=True)`.\n"
                 : "\nOr from `model.pt`: `model.load_state_dict({k[6:]: v for k, v in torch.load(\"model.pt\").items() if k.startswith(\"model.\")})`.\n";
         string headNote = head is { HasTwin: false }
-            ? $"\nThe {head.Kind} head has no class in `medformer.py` (it holds the built-in heads: {string.Join(", ", TwinnedHeads.Order())}): its weights and settings are here for your own code; the lines above load the model without it.\n"
+            ? $"\nThe {head.Kind} head has no class in `medformer.py` (it holds the built-in heads: {string.Join(", ", TwinnedHeads.Order())}): " +
+                "its weights and settings are here for your own code; the lines above load the model without it.\n"
             : "";
         return $$"""
             # Medformer weights for PyTorch

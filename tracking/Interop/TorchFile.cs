@@ -134,7 +134,8 @@ public sealed class TorchFile : IDisposable
     void CheckInflation(ZipArchiveEntry entry)
     {
         if (entry.Length != entry.CompressedLength && entry.Length > budget - materialised)
-            throw new InvalidDataException($"{Path}: {entry.FullName} is compressed ({entry.CompressedLength} bytes for {entry.Length}), over the limit of {budget} bytes for a file of its size; refused");
+            throw new InvalidDataException($"{Path}: {entry.FullName} is compressed ({entry.CompressedLength} bytes for {entry.Length}), over the limit of {budget} " +
+                "bytes for a file of its size; refused");
     }
 
     // Counts bytes against the budget before they are allocated.

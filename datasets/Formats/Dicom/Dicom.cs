@@ -39,7 +39,8 @@ public static class Dicom
         // A compressed file is refused before its dataset is walked: whatever follows, it cannot be decoded here.
         var meta = DicomFile.Parse(source, path, out _, metaOnly: true);
         if (meta.TransferSyntax.Encapsulated)
-            throw new NotSupportedException($"{path}: the pixel data is compressed with {meta.TransferSyntax}; only native (uncompressed) pixel data can be read. "
+            throw new NotSupportedException($"{path}: the pixel data is compressed with {meta.TransferSyntax}; only native " +
+                "(uncompressed) pixel data can be read. "
                 + "Decompress the file first, e.g. with gdcmconv --raw or dcmdjpeg/dcmdjp2k");
         var file = DicomFile.Parse(source, path, out var dataset);
         try
@@ -85,7 +86,8 @@ public static class Dicom
             notes.Add("frame spacing from the per-frame positions (PerFrameFunctionalGroupsSequence)");
             // Frames keep the file's order (it may be by time or stack); say so when they are not one even stack.
             double tolerance = Math.Max(0.01, 0.01 * DicomGeometry.Norm(step));
-            if (Enumerable.Range(0, frames).Any(f => DicomGeometry.Norm(DicomGeometry.Sub(positions[f], DicomGeometry.Add(origin, DicomGeometry.Scale(step, f)))) > tolerance))
+            if (Enumerable.Range(0, frames).Any(f => DicomGeometry.Norm(DicomGeometry.Sub(positions[f], DicomGeometry.Add(origin, DicomGeometry.Scale(step,
+                f)))) > tolerance))
                 notes.Add("frames are not evenly spaced on a line: the affine's frame step is the mean from the first frame to the last");
         }
         else if (frames > 1 && info.GridFrameOffsetVector is { } offsets && offsets.Length == frames && offsets[^1] != offsets[0])

@@ -53,7 +53,8 @@ public sealed record DicomElement(
         }
         else
         {
-            int size = VR switch { "US" or "SS" or "OW" => 2, "UL" or "SL" or "FL" or "OF" or "OL" or "AT" => 4, "FD" or "OD" or "SV" or "UV" or "OV" => 8, _ => 1 };
+            int size = VR switch { "US" or "SS" or "OW" => 2, "UL" or "SL" or "FL" or "OF" or "OL" or "AT" => 4, "FD" or "OD" or "SV" or "UV" or "OV" => 8,
+                _ => 1 };
             for (int at = 0; at + size <= bytes.Length && text.Length <= maxChars; at += size)
             {
                 if (at > 0) text.Append('\\');

@@ -35,12 +35,14 @@ public sealed class DicomFile
 
     public DicomTransferSyntax TransferSyntax { get; }
 
-    /// <summary>Every element in file order: the file meta (the first <see cref="MetaCount"/>), then the dataset with the elements of sequences after the sequence.</summary>
+    /// <summary>Every element in file order: the file meta (the first <see cref="MetaCount"/>), then the dataset with the elements of sequences after the
+    /// sequence.</summary>
     public IReadOnlyList<DicomElement> Elements { get; }
 
     public int MetaCount { get; }
 
-    /// <summary>Where the dataset starts in the file (after the file meta); offsets of dataset elements count from the inflated stream when the syntax is deflated.</summary>
+    /// <summary>Where the dataset starts in the file (after the file meta); offsets of dataset elements count from the inflated stream when the syntax is
+    /// deflated.</summary>
     public long DatasetOffset { get; }
 
     /// <summary>The top-level Pixel Data (7FE0,0010) element, or null.</summary>
@@ -237,7 +239,8 @@ public sealed class DicomFile
                 string? text = GetString(element);
                 if (text is null) return null;
                 string first = text.Split('\\')[0].Trim(' ', '\0');
-                if (!long.TryParse(first, NumberStyles.AllowLeadingSign | NumberStyles.AllowLeadingWhite | NumberStyles.AllowTrailingWhite, CultureInfo.InvariantCulture, out long value)
+                if (!long.TryParse(first, NumberStyles.AllowLeadingSign | NumberStyles.AllowLeadingWhite | NumberStyles.AllowTrailingWhite,
+                    CultureInfo.InvariantCulture, out long value)
                     || value is < int.MinValue or > int.MaxValue)
                     throw Dicom.Bad(Path, $"{Name(element)}: '{Cut(text)}' is not an integer string");
                 return value;
@@ -270,7 +273,8 @@ public sealed class DicomFile
     void Require(DicomElement element, bool ok, string what)
     {
         if (!ok) throw Dicom.Bad(Path, $"{Name(element)}: VR {element.VR} where {what} belongs");
-        if (!element.IsLoaded) throw Dicom.Bad(Path, $"{Name(element)}: a value of {element.Length} bytes is beyond the {DicomElement.MaxLoaded}-byte limit for such an attribute");
+        if (!element.IsLoaded) throw Dicom.Bad(Path,
+            $"{Name(element)}: a value of {element.Length} bytes is beyond the {DicomElement.MaxLoaded}-byte limit for such an attribute");
     }
 
     double[] Finite(DicomElement element, double[] values)

@@ -74,17 +74,23 @@ public sealed record DicomImageInfo(
         int? planar = Optional(file, DicomTag.PlanarConfiguration, 0, 1);
         if (samples > 1 && planar is null) throw Dicom.Bad(path, $"{samples} samples per pixel but no Planar Configuration (0028,0006)");
 
-        var spacing = Decimals(file, 2, true, [DicomTag.PixelSpacing], [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence, DicomTag.PixelSpacing],
+        var spacing = Decimals(file, 2, true, [DicomTag.PixelSpacing], [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence,
+            DicomTag.PixelSpacing],
             [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence, DicomTag.PixelSpacing], [DicomTag.ImagerPixelSpacing]);
-        double? thickness = Decimals(file, 1, false, [DicomTag.SliceThickness], [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence, DicomTag.SliceThickness],
+        double? thickness = Decimals(file, 1, false, [DicomTag.SliceThickness], [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence,
+            DicomTag.SliceThickness],
             [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence, DicomTag.SliceThickness])?[0];
-        double? between = Decimals(file, 1, false, [DicomTag.SpacingBetweenSlices], [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence, DicomTag.SpacingBetweenSlices],
+        double? between = Decimals(file, 1, false, [DicomTag.SpacingBetweenSlices], [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence,
+            DicomTag.SpacingBetweenSlices],
             [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PixelMeasuresSequence, DicomTag.SpacingBetweenSlices])?[0];
-        var orientation = Decimals(file, 6, false, [DicomTag.ImageOrientationPatient], [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PlaneOrientationSequence, DicomTag.ImageOrientationPatient],
+        var orientation = Decimals(file, 6, false, [DicomTag.ImageOrientationPatient], [DicomTag.SharedFunctionalGroupsSequence,
+            DicomTag.PlaneOrientationSequence, DicomTag.ImageOrientationPatient],
             [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PlaneOrientationSequence, DicomTag.ImageOrientationPatient]);
         if (orientation is not null) orientation = DicomGeometry.Orthonormal(orientation) ?? throw Dicom.Bad(path,
-            $"Image Orientation Patient (0020,0037) [{string.Join(", ", orientation.Select(v => v.ToString(CultureInfo.InvariantCulture)))}] is not two orthogonal directions");
-        var position = Decimals(file, 3, false, [DicomTag.ImagePositionPatient], [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PlanePositionSequence, DicomTag.ImagePositionPatient],
+            $"Image Orientation Patient (0020,0037) " +
+                $"[{string.Join(", ", orientation.Select(v => v.ToString(CultureInfo.InvariantCulture)))}] is not two orthogonal directions");
+        var position = Decimals(file, 3, false, [DicomTag.ImagePositionPatient], [DicomTag.PerFrameFunctionalGroupsSequence, DicomTag.PlanePositionSequence,
+            DicomTag.ImagePositionPatient],
             [DicomTag.SharedFunctionalGroupsSequence, DicomTag.PlanePositionSequence, DicomTag.ImagePositionPatient]);
 
         return new DicomImageInfo(
@@ -124,7 +130,8 @@ public sealed record DicomImageInfo(
             if (values.Length != count)
                 throw Dicom.Bad(file.Path, $"{DicomFile.Name(element)} has {values.Length} values, not {count}");
             if (positive && values.Any(v => v <= 0))
-                throw Dicom.Bad(file.Path, $"{DicomFile.Name(element)} [{string.Join(", ", values.Select(v => v.ToString(CultureInfo.InvariantCulture)))}] is not positive");
+                throw Dicom.Bad(file.Path,
+                    $"{DicomFile.Name(element)} [{string.Join(", ", values.Select(v => v.ToString(CultureInfo.InvariantCulture)))}] is not positive");
             return values;
         }
         return null;

@@ -81,7 +81,8 @@ sealed class DicomParser(DicomSource source, string path, bool inflated = false)
                 }
                 else
                 {
-                    length = syntax.BigEndian ? BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(6)) : BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(6));
+                    length = syntax.BigEndian ? BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(6))
+                        : BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(6));
                     valueStart = pos + 8;
                 }
             }
@@ -176,7 +177,8 @@ sealed class DicomParser(DicomSource source, string path, bool inflated = false)
             }
             if (tag != DicomTag.Item) throw Bad($"encapsulated pixel data holds {tag} at byte {pos} where a fragment item (FFFE,E000) belongs");
             if (length == Undefined) throw Bad($"pixel data fragment {fragments} at byte {pos} has undefined length");
-            if (length > end - pos - 8) throw Bad($"pixel data fragment {fragments} at byte {pos} claims {length} bytes but only {end - pos - 8} remain {Where(end)}");
+            if (length > end - pos - 8)
+                throw Bad($"pixel data fragment {fragments} at byte {pos} claims {length} bytes but only {end - pos - 8} remain {Where(end)}");
             pos += 8 + length;
             fragments++;
         }
@@ -206,7 +208,8 @@ sealed class DicomParser(DicomSource source, string path, bool inflated = false)
 
     static string Named(DicomTag tag) => DicomDictionary.Keyword(tag) is { Length: > 0 } keyword ? $" {keyword}" : "";
 
-    string Where(long end) => end != source.Length ? $"before byte {end}, the end of its sequence or item" : inflated ? "in the inflated dataset" : "in the file";
+    string Where(long end) => end != source.Length ? $"before byte {end}, the end of its sequence or item" : inflated ? "in the inflated dataset"
+        : "in the file";
 
     static string Structure(DicomTag tag) => tag == DicomTag.Item ? "item" : tag == DicomTag.ItemDelimitation ? "item delimiter"
         : tag == DicomTag.SequenceDelimitation ? "sequence delimiter" : "structure element";
@@ -215,7 +218,8 @@ sealed class DicomParser(DicomSource source, string path, bool inflated = false)
         ? new(BinaryPrimitives.ReadUInt16BigEndian(b), BinaryPrimitives.ReadUInt16BigEndian(b[2..]))
         : new(BinaryPrimitives.ReadUInt16LittleEndian(b), BinaryPrimitives.ReadUInt16LittleEndian(b[2..]));
 
-    static uint ReadUInt32(ReadOnlySpan<byte> b, bool bigEndian) => bigEndian ? BinaryPrimitives.ReadUInt32BigEndian(b) : BinaryPrimitives.ReadUInt32LittleEndian(b);
+    static uint ReadUInt32(ReadOnlySpan<byte> b, bool bigEndian) => bigEndian ? BinaryPrimitives.ReadUInt32BigEndian(b) :
+        BinaryPrimitives.ReadUInt32LittleEndian(b);
 
     InvalidDataException Bad(string fault) => Dicom.Bad(path, fault);
 }

@@ -26,7 +26,8 @@ static class DicomPixels
         if (info.BitsAllocated is not (1 or 8 or 16 or 32))
             throw new NotSupportedException($"{path}: Bits Allocated {info.BitsAllocated} is not supported (1, 8, 16 and 32 are)");
         if (info.HighBit != info.BitsStored - 1)
-            throw new NotSupportedException($"{path}: High Bit {info.HighBit} with Bits Stored {info.BitsStored}: samples not in the low bits are not supported");
+            throw new NotSupportedException($"{path}: High Bit {info.HighBit} with Bits Stored {info.BitsStored}: samples " +
+                "not in the low bits are not supported");
         string photometric = info.PhotometricInterpretation;
         bool supported = info.SamplesPerPixel switch
         {
@@ -35,13 +36,17 @@ static class DicomPixels
             _ => false,
         };
         if (!supported)
-            throw new NotSupportedException($"{path}: Photometric Interpretation {photometric} with {info.SamplesPerPixel} samples per pixel and {info.BitsAllocated} bits allocated is not supported "
+            throw new NotSupportedException($"{path}: Photometric Interpretation {photometric} with {info.SamplesPerPixel} samples per pixel and " +
+                $"{info.BitsAllocated} bits allocated is not supported "
                 + "(MONOCHROME1, MONOCHROME2 and PALETTE COLOR indices with 1 sample; RGB and YBR_FULL with 3)");
         UInt128 samples = (UInt128)(ulong)info.Rows * (ulong)info.Columns * (ulong)info.SamplesPerPixel * (ulong)info.NumberOfFrames;
         UInt128 needed = info.BitsAllocated == 1 ? (samples + 7) / 8 : samples * (ulong)(info.BitsAllocated / 8);
         if (needed > (ulong)pixelData.Length)
-            throw Dicom.Bad(path, $"Pixel Data holds {pixelData.Length} bytes but {info.Rows} rows × {info.Columns} columns × {info.NumberOfFrames} frame{(info.NumberOfFrames == 1 ? "" : "s")}"
-                + $" × {info.SamplesPerPixel} sample{(info.SamplesPerPixel == 1 ? "" : "s")} × {info.BitsAllocated} bit{(info.BitsAllocated == 1 ? "" : "s")} need {needed}");
+            throw Dicom.Bad(path,
+                $"Pixel Data holds {pixelData.Length} bytes but {info.Rows} rows × {info.Columns} columns × {info.NumberOfFrames} " +
+                    $"frame{(info.NumberOfFrames == 1 ? "" : "s")}"
+                + $" × {info.SamplesPerPixel} sample{(info.SamplesPerPixel == 1 ? "" : "s")} × {info.BitsAllocated} " +
+                    $"bit{(info.BitsAllocated == 1 ? "" : "s")} need {needed}");
         if (info.BitsAllocated == 1 && samples > int.MaxValue)
             throw new NotSupportedException($"{path}: {samples} one-bit samples; at most {int.MaxValue} are supported");
         return (long)samples;

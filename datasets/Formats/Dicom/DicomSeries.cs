@@ -32,16 +32,21 @@ public static class DicomSeries
         {
             chosen = groups.FirstOrDefault(g => g.Series.SeriesInstanceUID == seriesInstanceUid);
             if (chosen.Series is null)
-                throw new ArgumentException($"{folder}: no series {seriesInstanceUid}; it holds {string.Join("; ", groups.Select(g => g.Series))}", nameof(seriesInstanceUid));
+                throw new ArgumentException($"{folder}: no series {seriesInstanceUid}; it holds {string.Join("; ", groups.Select(g => g.Series))}",
+                    nameof(seriesInstanceUid));
         }
         else
         {
             if (groups.Count > 1 && groups[0].Slices.Count == groups[1].Slices.Count)
-                throw new ArgumentException($"{folder}: {groups.Count} series and no single largest one; name one by its SeriesInstanceUID: {string.Join("; ", groups.Select(g => g.Series))}", nameof(seriesInstanceUid));
+                throw new ArgumentException($"{folder}: {groups.Count} series and no single largest one; name one by its SeriesInstanceUID: " +
+                    $"{string.Join("; ", groups.Select(g => g.Series))}", nameof(seriesInstanceUid));
             chosen = groups[0];
-            if (groups.Count > 1) notes.Add($"the largest of {groups.Count} series in the folder; the others: {string.Join("; ", groups.Skip(1).Select(g => g.Series))}");
+            if (groups.Count > 1)
+                notes.Add($"the largest of {groups.Count} series in the folder; the others: {string.Join("; ", groups.Skip(1).Select(g => g.Series))}");
         }
-        if (skipped.Count > 0) notes.Add($"{skipped.Count} file{(skipped.Count == 1 ? "" : "s")} skipped (not DICOM, or no image): {string.Join(", ", skipped.Take(5).Select(Path.GetFileName))}{(skipped.Count > 5 ? ", ..." : "")}");
+        if (skipped.Count > 0)
+            notes.Add($"{skipped.Count} file{(skipped.Count == 1 ? "" : "s")} skipped (not DICOM, or no image): " +
+                $"{string.Join(", ", skipped.Take(5).Select(Path.GetFileName))}{(skipped.Count > 5 ? ", ..." : "")}");
         return Assemble(folder, chosen.Slices, notes);
     }
 
@@ -96,12 +101,14 @@ public static class DicomSeries
         foreach (var slice in slices)
         {
             if (slice.Info.NumberOfFrames > 1)
-                throw new NotSupportedException($"{slice.Path}: {slice.Info.NumberOfFrames} frames in a series of {slices.Count} files; series of multi-frame files are not supported");
+                throw new NotSupportedException($"{slice.Path}: {slice.Info.NumberOfFrames} frames in a series of {slices.Count} files; series " +
+                    "of multi-frame files are not supported");
             Agree(folder, first, slice, "size", s => $"{s.Info.Rows}×{s.Info.Columns}", (a, b) => a.Rows == b.Rows && a.Columns == b.Columns);
             Agree(folder, first, slice, "samples per pixel", s => $"{s.Info.SamplesPerPixel} ({s.Info.PhotometricInterpretation})",
                 (a, b) => a.SamplesPerPixel == b.SamplesPerPixel && a.PhotometricInterpretation == b.PhotometricInterpretation);
             Agree(folder, first, slice, "pixel spacing", s => Text(s.Info.PixelSpacing), (a, b) => Close(a.PixelSpacing, b.PixelSpacing, 1e-4));
-            Agree(folder, first, slice, "orientation", s => Text(s.Info.ImageOrientationPatient), (a, b) => Close(a.ImageOrientationPatient, b.ImageOrientationPatient, 1e-3));
+            Agree(folder, first, slice, "orientation", s => Text(s.Info.ImageOrientationPatient), (a, b) => Close(a.ImageOrientationPatient,
+                b.ImageOrientationPatient, 1e-3));
         }
 
         var (rowSpacing, columnSpacing) = Dicom.PixelSpacing(first.Info, notes);
@@ -137,7 +144,8 @@ public static class DicomSeries
         var header = Dicom.Header(info, notes).Where(p => p.Key is not ("SOPInstanceUID" or "InstanceNumber")).ToList();
         header.Insert(0, new("Slices", slices.Count.ToString(CultureInfo.InvariantCulture)));
         header.Insert(1, new("Folder", folder));
-        string storedType = slices.Select(s => s.Info.StoredType).Distinct().Count() == 1 ? info.StoredType : string.Join("|", slices.Select(s => s.Info.StoredType).Distinct());
+        string storedType = slices.Select(s => s.Info.StoredType).Distinct().Count() == 1 ? info.StoredType : string.Join("|",
+            slices.Select(s => s.Info.StoredType).Distinct());
         return new MedicalVolume(scope.MoveToOuter(voxels), [DicomGeometry.Norm(step), rowSpacing, columnSpacing], affine, "LPS", storedType, folder, header);
     }
 
@@ -157,7 +165,8 @@ public static class DicomSeries
         double tolerance = Math.Max(0.01, SpacingTolerance * median);
         for (int k = 0; k < gaps.Length; k++)
             if (Math.Abs(gaps[k] - median) > tolerance)
-                throw Dicom.Bad(folder, $"slices are not evenly spaced: {Mm(gaps[k])} mm between {Name(slices[k])} and {Name(slices[k + 1])}, {Mm(median)} mm elsewhere"
+                throw Dicom.Bad(folder,
+                    $"slices are not evenly spaced: {Mm(gaps[k])} mm between {Name(slices[k])} and {Name(slices[k + 1])}, {Mm(median)} mm elsewhere"
                     + (gaps[k] > median ? " (a missing slice?)" : ""));
         var step = DicomGeometry.Scale(DicomGeometry.Sub(positions[^1], positions[0]), 1.0 / (slices.Count - 1));
         var direction = DicomGeometry.Scale(step, 1 / DicomGeometry.Norm(step));
@@ -166,7 +175,8 @@ public static class DicomSeries
             var off = DicomGeometry.Sub(positions[k], positions[0]);
             var across = DicomGeometry.Sub(off, DicomGeometry.Scale(direction, DicomGeometry.Dot(off, direction)));
             if (DicomGeometry.Norm(across) > tolerance)
-                throw Dicom.Bad(folder, $"{Name(slices[k])} at {Text(positions[k])} lies {Mm(DicomGeometry.Norm(across))} mm off the line through the other slices' positions");
+                throw Dicom.Bad(folder,
+                    $"{Name(slices[k])} at {Text(positions[k])} lies {Mm(DicomGeometry.Norm(across))} mm off the line through the other slices' positions");
         }
         return (positions[0], step);
     }
@@ -178,7 +188,8 @@ public static class DicomSeries
         var sorted = slices.OrderBy(s => s.Info.InstanceNumber).ToList();
         for (int k = 0; k + 1 < sorted.Count; k++)
             if (sorted[k].Info.InstanceNumber == sorted[k + 1].Info.InstanceNumber)
-                throw Dicom.Bad(folder, $"{Name(sorted[k])} and {Name(sorted[k + 1])} have no positions and the same InstanceNumber {sorted[k].Info.InstanceNumber}");
+                throw Dicom.Bad(folder,
+                    $"{Name(sorted[k])} and {Name(sorted[k + 1])} have no positions and the same InstanceNumber {sorted[k].Info.InstanceNumber}");
         return sorted;
     }
 
@@ -211,11 +222,13 @@ public static class DicomSeries
     }
 
     static bool Close(double[]? a, double[]? b, double tolerance) =>
-        a is null ? b is null : b is not null && a.Length == b.Length && a.Zip(b).All(p => Math.Abs(p.First - p.Second) <= tolerance * Math.Max(1, Math.Abs(p.First)));
+        a is null ? b is null : b is not null && a.Length == b.Length && a.Zip(b).All(p => Math.Abs(p.First - p.Second) <= tolerance * Math.Max(1,
+            Math.Abs(p.First)));
 
     static string Name(Slice slice) => Path.GetFileName(slice.Path);
 
-    static string Text(double[]? values) => values is null ? "none" : $"[{string.Join(", ", values.Select(v => v.ToString("G6", CultureInfo.InvariantCulture)))}]";
+    static string Text(double[]? values) => values is null ? "none" :
+        $"[{string.Join(", ", values.Select(v => v.ToString("G6", CultureInfo.InvariantCulture)))}]";
 
     static string Mm(double value) => value.ToString("G4", CultureInfo.InvariantCulture);
 }

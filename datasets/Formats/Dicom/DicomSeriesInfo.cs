@@ -9,5 +9,6 @@ public sealed record DicomSeriesInfo(
     IReadOnlyList<string> Files)
 {
     public override string ToString() =>
-        $"{SeriesInstanceUID} ({Modality ?? "no modality"}{(SeriesNumber is { } n ? $", series {n}" : "")}{(SeriesDescription is { } d ? $", '{d}'" : "")}, {Files.Count} file{(Files.Count == 1 ? "" : "s")})";
+        $"{SeriesInstanceUID} ({Modality ?? "no modality"}{(SeriesNumber is { } n ? $", series {n}" : "")}{(SeriesDescription is { } d ? $", '{d}'" : "")}, " +
+            $"{Files.Count} file{(Files.Count == 1 ? "" : "s")})";
 }

@@ -13,7 +13,8 @@ public sealed record DicomTransferSyntax(string Uid, string Name, bool ExplicitV
 
     public static readonly DicomTransferSyntax ImplicitVRLittleEndian = new(ImplicitVRLittleEndianUid, "Implicit VR Little Endian", false, false, false, false);
     public static readonly DicomTransferSyntax ExplicitVRLittleEndian = new(ExplicitVRLittleEndianUid, "Explicit VR Little Endian", true, false, false, false);
-    public static readonly DicomTransferSyntax DeflatedExplicitVRLittleEndian = new(DeflatedExplicitVRLittleEndianUid, "Deflated Explicit VR Little Endian", true, false, true, false);
+    public static readonly DicomTransferSyntax DeflatedExplicitVRLittleEndian = new(DeflatedExplicitVRLittleEndianUid, "Deflated Explicit VR Little Endian",
+        true, false, true, false);
     public static readonly DicomTransferSyntax ExplicitVRBigEndian = new(ExplicitVRBigEndianUid, "Explicit VR Big Endian", true, true, false, false);
 
     /// <summary>Pixel data this reader can decode: native (uncompressed) pixels.</summary>

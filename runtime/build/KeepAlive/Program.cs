@@ -27,7 +27,9 @@ try
     string temp = $"{target}.{Guid.NewGuid():N}.tmp";
     assembly.Write(temp);
     File.Move(temp, target, overwrite: true);
-    Console.WriteLine($"{Path.GetFileName(target)}: kept arguments alive across {rewriter.NativeCalls} native calls in {rewriter.Methods} methods ({rewriter.HandleReads} handle reads named, {rewriter.Sequences} tensor sequences held as arrays, {rewriter.Forwarders} methods that forward handles)");
+    Console.WriteLine($"{Path.GetFileName(target)}: kept arguments alive across {rewriter.NativeCalls} native calls in {rewriter.Methods} methods " +
+        $"({rewriter.HandleReads} handle reads named, {rewriter.Sequences} tensor sequences held as arrays, " +
+            $"{rewriter.Forwarders} methods that forward handles)");
     return 0;
 }
 catch (Exception e) when (e is IOException or BadImageFormatException or InvalidOperationException or UnauthorizedAccessException)

@@ -42,7 +42,8 @@ public sealed class EmaTests : IDisposable
         Assert.True(state[name].allclose(start + second, rtol: 0, atol: 1e-5));
         Assert.Equal(task.Module.parameters().Count(p => p.requires_grad), state.Count);
         Seeding.SeedEverything(1);
-        using var resumed = new FineTuneTask(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
+        using var resumed = new FineTuneTask(new MedformerModel(Config), new ClassificationHead(Config, 3),
+            Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
         resumed.Prepare(ScalarType.Float32, CPU);
         resumed.LoadExtraState(FineTuneTask.EmaFile, state, "ema.safetensors");
         resumed.CopyAverages();
@@ -57,7 +58,8 @@ public sealed class EmaTests : IDisposable
     {
         using var train = ClassificationHeadTests.Squares(48, 1, TaskType.MultiClass);
         using var validation = ClassificationHeadTests.Squares(30, 2, TaskType.MultiClass);
-        var options = new FineTuneOptions { MaxSteps = 20, BatchSize = 8, LearningRate = 2e-3, WarmupSteps = 5, Precision = Precision.Fp32, EvaluateEvery = 10 };
+        var options = new FineTuneOptions { MaxSteps = 20, BatchSize = 8, LearningRate = 2e-3, WarmupSteps = 5, Precision = Precision.Fp32,
+            EvaluateEvery = 10 };
         FineTuner Tune(double ema, string? output)
         {
             Seeding.SeedEverything(0);

@@ -22,7 +22,8 @@ public sealed class FineTunerSelectBestTests
         using var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Mean));
         var options = new FineTuneOptions
         {
-            MaxSteps = 16, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 2, Precision = Precision.Fp32, EvaluateEvery = 4, SelectBest = "accuracy", Workers = 0,
+            MaxSteps = 16, BatchSize = 16, LearningRate = 3e-3, WarmupSteps = 2, Precision = Precision.Fp32, EvaluateEvery = 4, SelectBest = "accuracy",
+                Workers = 0,
         };
         var result = tuner.Fit(train, options, validation);
         var checks = result.Training.Evaluations;
@@ -32,7 +33,8 @@ public sealed class FineTunerSelectBestTests
         Assert.Equal(best, result.Validation!["accuracy"]);
 
         using var other = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 10, pooling: Pooling.Mean));
-        Assert.Contains("gives accuracy, auc", Assert.Throws<ArgumentException>(() => other.Fit(train, options with { SelectBest = "dice" }, validation)).Message);
+        Assert.Contains("gives accuracy, auc", Assert.Throws<ArgumentException>(() => other.Fit(train, options with { SelectBest = "dice" },
+            validation)).Message);
         Assert.Contains("needs a validation corpus", Assert.Throws<ArgumentException>(() => other.Fit(train, options)).Message);
     }
 }

@@ -69,7 +69,8 @@ public sealed class FineTunerTests : IDisposable
         var result = tuner.Fit(train, Quick(120, Path.Combine(root, "custom")), test);
         Assert.True(result.Validation!["accuracy"] > 0.8, $"accuracy {result.Validation["accuracy"]}");
 
-        HeadRegistry.Register(MeanLinearHead.KindName, (config, task, settings) => new MeanLinearHead(config, int.Parse(HeadRegistry.Text(settings, "classes")!), task));
+        HeadRegistry.Register(MeanLinearHead.KindName, (config, task, settings) => new MeanLinearHead(config, int.Parse(HeadRegistry.Text(settings,
+            "classes")!), task));
         using var reloaded = FineTuner.Load(result.ModelDirectory!);
         Assert.IsType<MeanLinearHead>(reloaded.Head);
         var samples = Enumerable.Range(0, 8).Select(i => test.Get(i)).ToList();
@@ -78,6 +79,20 @@ public sealed class FineTunerTests : IDisposable
         using var after = reloaded.Predict(images);
         Assert.True(before.allclose(after, atol: 1e-6), "a reloaded model predicts what the tuned one did");
         foreach (var s in samples) s.Dispose();
+    }
+
+    [Fact]
+    public void HeadWeightsOfAnotherHeadAreRefusedNamingTheFileAndTheKey()
+    {
+        string three = Path.Combine(root, "three"), four = Path.Combine(root, "four");
+        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Mean))) tuner.Save(three);
+        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 4, pooling: Pooling.Mean))) tuner.Save(four);
+        File.Copy(Path.Combine(four, FineTuneTask.HeadFile), Path.Combine(three, FineTuneTask.HeadFile), overwrite: true);
+        var e = Assert.Throws<InvalidDataException>(() => FineTuner.Load(three));
+        Assert.StartsWith(Path.Combine(three, FineTuneTask.HeadWeightsFile) +
+            ": cannot load into this ClassificationHead: size mismatch for 'fc.weight': [3, 32] in the checkpoint but [4, 32] in this " +
+                "ClassificationHead; size mismatch for 'fc.bias'",
+            e.Message);
     }
 
     [Fact]
@@ -191,7 +206,8 @@ public sealed class FineTunerTests : IDisposable
             Seeding.SeedEverything(0);
             using var head = new ClassificationHead(Config, classes, type);
             using var model = new MedformerModel(Config);
-            using var outputs = head.call(new HeadInput(model, model.forward(batch.Images, [.. batch.Metas.Select(_ => LatentKey.Other)]), batch.Images.shape, batch.Metas));
+            using var outputs = head.call(new HeadInput(model, model.forward(batch.Images, [.. batch.Metas.Select(_ => LatentKey.Other)]), batch.Images.shape,
+                batch.Metas));
             using var probabilities = head.Predict(outputs);
             Assert.True(probabilities.sub(1.0 / classes).abs().max().item<float>() < 1e-5, $"{type} starts uniform");
             var labels = batch.Metas.Select(m => Math.Min(m.Labels[0], classes - 1)).ToArray();

@@ -28,7 +28,8 @@ public sealed class FineTuningPaysTests(PretrainedPhantom pretrained, ITestOutpu
             using var tuner = new FineTuner(model, new ClassificationHead(model.Config, PhantomGenerator.Classes));
             var result = tuner.Fit(tenth, new FineTuneOptions { MaxSteps = Steps, BatchSize = 32, LearningRate = 1e-3, Seed = 0, LogEvery = 50 });
             double accuracy = tuner.Evaluate(test)["accuracy"];
-            output.WriteLine($"{(fromPretrained ? "pretrained" : "random init")}: loss {result.Training.History[0].Loss:F3} → {result.Training.History[^1].Loss:F3}, test accuracy {accuracy:P1}");
+            output.WriteLine($"{(fromPretrained ? "pretrained" : "random init")}: loss {result.Training.History[0].Loss:F3} → " +
+                $"{result.Training.History[^1].Loss:F3}, test accuracy {accuracy:P1}");
             return accuracy;
         }
         Assert.Equal(400, tenth.Count);

@@ -21,7 +21,8 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
     public void FinetunesThenPredictsOnNpzAndNifti()
     {
         string tuned = Path.Combine(scratch.Root, "tuned");
-        var result = Run("finetune", "--checkpoint", PretrainedFolder(), "--task", "phantom", "--head", "classification:pooling=mean", "--strategy", "llrd:0.75",
+        var result = Run("finetune", "--checkpoint", PretrainedFolder(), "--task", "phantom", "--head", "classification:pooling=mean", "--strategy",
+            "llrd:0.75",
             "--fraction", "0.05", "--max-steps", "6", "--batch-size", "8", "--precision", "fp32", "--out", tuned, "--json");
         Assert.True(result.ExitCode == 0, result.Stderr);
         var report = JsonNode.Parse(result.Stdout.Trim().Split('\n')[^1])!.AsObject();
@@ -113,13 +114,16 @@ public sealed class FinetuneCliTests(ITestOutputHelper output) : IDisposable
         Assert.InRange(report["test"]!["dice"]!.GetValue<double>(), 0, 1);
         Assert.True(report["test"]!.AsObject().ContainsKey("dice_1"));
 
-        var exposure = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}:60:x", "--out", Path.Combine(scratch.Root, "x"), "--tracking-uri", "none");
+        var exposure = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}:60:x", "--out", Path.Combine(scratch.Root, "x"), "--tracking-uri",
+            "none");
         Assert.Equal(2, exposure.ExitCode);
         Assert.Contains("'x' is not an exposure", exposure.Stderr);
-        var roi = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}", "--roi", "10", "--out", Path.Combine(scratch.Root, "y"), "--tracking-uri", "none");
+        var roi = Run("finetune", "--checkpoint", pretrained, "--task", $"petct:{pet}", "--roi", "10", "--out", Path.Combine(scratch.Root, "y"),
+            "--tracking-uri", "none");
         Assert.Equal(2, roi.ExitCode);
         Assert.Contains("multiple of the patch size", roi.Stderr);
-        var classification = Run("finetune", "--checkpoint", pretrained, "--task", "phantom", "--roi", "16", "--out", Path.Combine(scratch.Root, "z"), "--tracking-uri", "none");
+        var classification = Run("finetune", "--checkpoint", pretrained, "--task", "phantom", "--roi", "16", "--out", Path.Combine(scratch.Root, "z"),
+            "--tracking-uri", "none");
         Assert.Equal(2, classification.ExitCode);
         Assert.Contains("--roi", classification.Stderr);
     }

@@ -18,9 +18,11 @@ public sealed class FinetuneDbaCliTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void EdbaAdaptsTheBatchAndIsLogged()
     {
-        const string settings = "edba:strategy=gradient_norm,candidates=0,min_batch=2,max_batch=8,initial_batch=4,delta=2,grow_above=0.8,shrink_below=0.2,window=1,min_selected=0";
+        const string settings =
+            "edba:strategy=gradient_norm,candidates=0,min_batch=2,max_batch=8,initial_batch=4,delta=2,grow_above=0.8,shrink_below=0.2,window=1,min_selected=0";
         var result = Run("finetune", "--checkpoint", PretrainedFolder(), "--task", "phantom", "--head", "classification:pooling=mean", "--fraction", "0.05",
-            "--max-steps", "4", "--batch-size", "8", "--precision", "fp32", "--dba", "edba:min_batch=2,initial_batch=4,delta=2", "--out", Path.Combine(scratch.Root, "tuned"), "--json");
+            "--max-steps", "4", "--batch-size", "8", "--precision", "fp32", "--dba", "edba:min_batch=2,initial_batch=4,delta=2", "--out",
+                Path.Combine(scratch.Root, "tuned"), "--json");
         Assert.True(result.ExitCode == 0, result.Stderr);
         var report = JsonNode.Parse(result.Stdout.Trim().Split('\n')[^1])!.AsObject();
         Assert.Equal(4, report["steps"]!.GetValue<long>());

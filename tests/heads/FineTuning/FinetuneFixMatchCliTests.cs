@@ -4,7 +4,8 @@ using Xunit.Abstractions;
 
 namespace Medformer.Tests.Heads;
 
-/// <summary>`medformer finetune --fixmatch` (and `--ema`): FixMatch after fine-tuning on the images --fraction leaves out, from the command line, and bad values.</summary>
+/// <summary>`medformer finetune --fixmatch` (and `--ema`): FixMatch after fine-tuning on the images --fraction leaves out, from the command line, and bad
+/// values.</summary>
 public sealed class FinetuneFixMatchCliTests(ITestOutputHelper output) : IDisposable
 {
     readonly CliScratch scratch = new(output, "medformer-finetune-fixmatch-");
@@ -17,7 +18,8 @@ public sealed class FinetuneFixMatchCliTests(ITestOutputHelper output) : IDispos
     public void FixMatchGoesOnOverTheImagesWithoutLabels()
     {
         string tuned = Path.Combine(scratch.Root, "tuned");
-        var result = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "4", "--batch-size", "4",
+        var result = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "4", "--batch-size",
+            "4",
             "--precision", "fp32", "--fixmatch", "threshold=0.5,ratio=2,steps=3", "--out", tuned, "--json");
         Assert.True(result.ExitCode == 0, result.Stderr);
         var report = JsonNode.Parse(result.Stdout.Trim().Split('\n')[^1])!.AsObject();
@@ -33,12 +35,14 @@ public sealed class FinetuneFixMatchCliTests(ITestOutputHelper output) : IDispos
             .Select(Path.GetDirectoryName).Single(d => Directory.Exists(Path.Combine(d!, "metrics")))!;
         Assert.Equal("threshold=0.5,ratio=2,weight=1,steps=3", File.ReadAllText(Path.Combine(runFolder, "params", "fixmatch")));
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "fine_tuned_test_accuracy")));
-        Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "loss_pseudo_label_rate")), "the share of confident pseudo-labels is logged (with the loss parts)");
+        Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "loss_pseudo_label_rate")),
+            "the share of confident pseudo-labels is logged (with the loss parts)");
         // MLflow's step axis goes on after fine-tuning's 4 steps: FixMatch's 3 are steps 5 to 7 (logged at the last).
         long[] steps = [.. File.ReadAllLines(Path.Combine(runFolder, "metrics", "loss")).Select(l => long.Parse(l.Split(' ')[2]))];
         Assert.Equal([4L, 7L], steps);
 
-        var plain = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size", "2",
+        var plain = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size",
+            "2",
             "--precision", "fp32", "--fixmatch", "--ema", "0.99", "--out", Path.Combine(scratch.Root, "plain"));
         Assert.True(plain.ExitCode == 0, plain.Stderr);
         Assert.Contains("fine-tuned: test accuracy", plain.Stdout);

@@ -35,7 +35,8 @@ public sealed class FinetuneJobTests(ITestOutputHelper output) : IDisposable
         Assert.Contains("pick one", Assert.Throws<ArgumentException>(() => FinetuneJob.Check(both)).Message);
         var fraction = Options(pretrained, outDir) with { Fraction = 0 };
         Assert.Contains("--fraction 0", Assert.Throws<ArgumentException>(() => FinetuneJob.Check(fraction)).Message);
-        Assert.Contains("no such checkpoint folder", Assert.ThrowsAny<IOException>(() => FinetuneJob.Check(Options(Path.Combine(scratch.Root, "missing"), outDir))).Message);
+        Assert.Contains("no such checkpoint folder", Assert.ThrowsAny<IOException>(() => FinetuneJob.Check(Options(Path.Combine(scratch.Root, "missing"),
+            outDir))).Message);
         Assert.False(Directory.Exists(outDir));
         Assert.Equal("classification", FinetuneJob.Check(Options(pretrained, outDir)).Head);
         Assert.False(Directory.Exists(outDir));

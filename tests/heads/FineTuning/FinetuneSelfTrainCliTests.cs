@@ -4,7 +4,8 @@ using Xunit.Abstractions;
 
 namespace Medformer.Tests.Heads;
 
-/// <summary>`medformer finetune --self-train` (and `--mixup`): pseudo-labels on the images --fraction leaves out, from the command line, and bad values.</summary>
+/// <summary>`medformer finetune --self-train` (and `--mixup`): pseudo-labels on the images --fraction leaves out, from the command line, and bad
+/// values.</summary>
 public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDisposable
 {
     readonly CliScratch scratch = new(output, "medformer-finetune-selftrain-");
@@ -17,7 +18,8 @@ public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDispo
     public void SelfTrainingGoesOnOverThePseudoLabelledImages()
     {
         string tuned = Path.Combine(scratch.Root, "tuned");
-        var result = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "4", "--batch-size", "8",
+        var result = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "4", "--batch-size",
+            "8",
             "--precision", "fp32", "--self-train", "threshold=0,share=0.5,steps=3", "--out", tuned, "--json");
         Assert.True(result.ExitCode == 0, result.Stderr);
         var report = JsonNode.Parse(result.Stdout.Trim().Split('\n')[^1])!.AsObject();
@@ -39,12 +41,14 @@ public sealed class FinetuneSelfTrainCliTests(ITestOutputHelper output) : IDispo
         Assert.True(File.Exists(Path.Combine(runFolder, "metrics", "test_accuracy")));
 
         // Without settings: the defaults, the student trained for --max-steps; a fresh student from the checkpoint.
-        var plain = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size", "8",
+        var plain = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size",
+            "8",
             "--precision", "fp32", "--self-train", "--mixup", "0.4", "--out", Path.Combine(scratch.Root, "plain"));
         Assert.True(plain.ExitCode == 0, plain.Stderr);
         Assert.Contains("teacher: test accuracy", plain.Stdout);
         Assert.Contains(Path.Combine("plain", "self-training-1", "model"), plain.Stdout);
-        var fresh = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size", "8",
+        var fresh = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "2", "--batch-size",
+            "8",
             "--precision", "fp32", "--self-train", "student=pretrained,rounds=2", "--out", Path.Combine(scratch.Root, "fresh"), "--json");
         Assert.True(fresh.ExitCode == 0, fresh.Stderr);
         var freshReport = JsonNode.Parse(fresh.Stdout.Trim().Split('\n')[^1])!.AsObject();

@@ -54,8 +54,10 @@ public sealed class FixMatchTests
         float[] confidence = top.data<float>().ToArray();
         double threshold = confidence.Order().ElementAt(2);  // two of the four pass (ties aside)
         var confident = top.ge(threshold).to(ScalarType.Float32);
-        var supervised = nn.functional.cross_entropy(task.Outputs(weak.index_select(0, tensor(new long[] { 0, 3 })), [metas[0], metas[3]]), tensor(new long[] { 2, 0 }));
-        var unsupervisedEach = nn.functional.cross_entropy(task.Outputs(strong.index_select(0, tensor(unlabelled)), unlabelledMetas), classes, reduction: nn.Reduction.None);
+        var supervised = nn.functional.cross_entropy(task.Outputs(weak.index_select(0, tensor(new long[] { 0, 3 })), [metas[0], metas[3]]),
+            tensor(new long[] { 2, 0 }));
+        var unsupervisedEach = nn.functional.cross_entropy(task.Outputs(strong.index_select(0, tensor(unlabelled)), unlabelledMetas), classes,
+            reduction: nn.Reduction.None);
         var unsupervised = (unsupervisedEach * confident).mean();
         double weight = 0.5;
 
@@ -91,7 +93,8 @@ public sealed class FixMatchTests
         var labelled = new SubsetCorpus(squares, [.. Enumerable.Range(0, 30).Select(i => (long)i)], "squares (30 labels)");
         var rest = new SubsetCorpus(squares, [.. Enumerable.Range(30, 120).Select(i => (long)i)], "squares (the rest)");
         // Noise and small holes keep a square's class; shifts and shears of a few pixels would not (its column is the class).
-        var strongAugment = new Compose([new RandGaussianNoise(1, Std: 0.4, SampleStd: false), new RandScaleIntensity(0.3, 1), new RandCoarseDropout(1, [2], MaxSpatialSize: [3], Probability: 1)]);
+        var strongAugment = new Compose([new RandGaussianNoise(1, Std: 0.4, SampleStd: false), new RandScaleIntensity(0.3, 1), new RandCoarseDropout(1, [2],
+            MaxSpatialSize: [3], Probability: 1)]);
         using var clean = stack(Enumerable.Range(30, 120).Select(i => squares.Get(i).Image));
         using var strong = stack(Enumerable.Range(30, 120).Select(i =>
         {
@@ -104,7 +107,8 @@ public sealed class FixMatchTests
             using var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Flatten));
             tuner.Fit(labelled, Quick(30));
             var logs = new List<TrainerLog>();
-            if (fixMatch) tuner.FixMatch(labelled, rest, new FixMatchOptions { Threshold = 0.5, UnlabelledRatio = 2, StrongAugment = strongAugment }, Quick(30), log: logs.Add);
+            if (fixMatch) tuner.FixMatch(labelled, rest, new FixMatchOptions { Threshold = 0.5, UnlabelledRatio = 2, StrongAugment = strongAugment }, Quick(30),
+                log: logs.Add);
             else tuner.Fit(labelled, Quick(30), log: logs.Add);
             using var onClean = tuner.Predict(clean).argmax(1);
             using var onStrong = tuner.Predict(strong).argmax(1);
@@ -130,7 +134,8 @@ public sealed class FixMatchTests
         using (var segmenter = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2)))
             Assert.Contains("not segmentation", Assert.Throws<ArgumentException>(() => segmenter.FixMatch(train, unlabelled, options: Quick(2))).Message);
         using var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3));
-        Assert.Contains("FixMatch and mixup do not combine", Assert.Throws<ArgumentException>(() => tuner.FixMatch(train, unlabelled, options: Quick(2) with { Mixup = 0.2 })).Message);
+        Assert.Contains("FixMatch and mixup do not combine", Assert.Throws<ArgumentException>(() => tuner.FixMatch(train, unlabelled,
+            options: Quick(2) with { Mixup = 0.2 })).Message);
         (FixMatchOptions Options, string Message)[] cases =
         [
             (new() { Threshold = 1.5 }, "threshold 1.5 must be in [0, 1]"),

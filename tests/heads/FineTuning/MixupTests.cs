@@ -8,7 +8,8 @@ using static TorchSharp.torch;
 
 namespace Medformer.Tests.Heads;
 
-/// <summary>`FineTuneOptions.Mixup`: a classifier still learns with mixed batches, the draws are seeded, it changes training, and bad values are refused.</summary>
+/// <summary>`FineTuneOptions.Mixup`: a classifier still learns with mixed batches, the draws are seeded, it changes training, and bad values are
+/// refused.</summary>
 public sealed class MixupTests
 {
     static MedformerConfig Config => ClassificationHeadTests.Config with { Depth = 2 };

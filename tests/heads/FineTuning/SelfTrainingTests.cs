@@ -85,7 +85,8 @@ public sealed class SelfTrainingTests : IDisposable
         double teacher = tuner.Evaluate(test)["accuracy"];
         var pseudo = tuner.PseudoLabel(unlabelled)!;
 
-        var result = tuner.SelfTrain(few, unlabelled, new SelfTrainingOptions { Rounds = 2, UnlabelledShare = 0.75, Steps = 60 }, Quick(1000, Path.Combine(root, "run")));
+        var result = tuner.SelfTrain(few, unlabelled, new SelfTrainingOptions { Rounds = 2, UnlabelledShare = 0.75, Steps = 60 }, Quick(1000, Path.Combine(root,
+            "run")));
         Assert.Equal([new PseudoLabelRound(1, 300, 300), new PseudoLabelRound(2, 300, 300)], result.Rounds);
         Assert.Equal(60, result.FineTuning.Training.Steps);
         Assert.Equal(Path.Combine(root, "run", "self-training-2", "model"), result.FineTuning.ModelDirectory);
@@ -133,7 +134,8 @@ public sealed class SelfTrainingTests : IDisposable
         using (var fresh = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3)))
             Assert.Contains("starts from a fine-tuned model", Assert.Throws<InvalidOperationException>(() => fresh.SelfTrain(train, unlabelled)).Message);
         using (var multiLabel = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, TaskType.MultiLabel)))
-            Assert.Contains("ordinal classification head, not classification (multi-label)", Assert.Throws<ArgumentException>(() => multiLabel.SelfTrain(train, unlabelled)).Message);
+            Assert.Contains("ordinal classification head, not classification (multi-label)", Assert.Throws<ArgumentException>(() => multiLabel.SelfTrain(train,
+                unlabelled)).Message);
         using var tuner = Teacher(train, 2);
         (SelfTrainingOptions Options, string Message)[] cases =
         [
