@@ -292,7 +292,9 @@ internal sealed class FineTuneTask : TrainingTask
 
     public override IReadOnlyDictionary<string, Action<string>> ModelFiles(IReadOnlyDictionary<string, Tensor> otherWeights)
     {
-        var head = otherWeights.Where(p => p.Key.StartsWith("head.", StringComparison.Ordinal)).ToDictionary(p => p.Key["head.".Length..], p => p.Value);
+        // The head's weights under its own names: its submodule's name in the network is found, not assumed.
+        string prefix = network.named_modules().First(m => ReferenceEquals(m.module, network.Head)).name + ".";
+        var head = otherWeights.Where(p => p.Key.StartsWith(prefix, StringComparison.Ordinal)).ToDictionary(p => p.Key[prefix.Length..], p => p.Value);
         return new Dictionary<string, Action<string>>
         {
             [HeadWeightsFile] = path => Safetensors.Save(head, path),
