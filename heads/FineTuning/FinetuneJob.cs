@@ -41,7 +41,8 @@ public static class FinetuneJob
         if (options.FixMatch is not null && share == 1)
             throw new ArgumentException("--fixmatch: its unlabelled images are the training images --fraction leaves out; with --fraction 1 there are none");
         if (options.FixMatch is not null && options.FineTune.Mixup > 0) throw new ArgumentException("--fixmatch and --mixup do not combine: pick one");
-        // A missing model fails before anything is read or logged.
+        // A missing model or data fails before anything is read or logged.
+        options.Task.Check("--task");
         string folder = Pretrained.Resolve(options.Checkpoint);
         // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
         var (precision, _) = MixedPrecision.Resolve(options.FineTune.Precision, options.FineTune.Device ?? TorchSharp.torch.CPU);
