@@ -34,12 +34,14 @@ static class FinetuneCommand
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (Ctrl-C writes one; see --checkpoint-every), with the same arguments: it ends as the uninterrupted run would." };
+        var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "Steps between checkpoints in --out (0: only at the end and where interrupted).", DefaultValueFactory = _ => 0 };
         var dba = DbaOption.Create();
         var selfTrain = SelfTrainOption.Create();
         var fixMatch = FixMatchOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, noAugment, output, force, device, precision, threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, noAugment, output, force, device, precision, threads, json, resume, checkpointEvery, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -60,12 +62,15 @@ static class FinetuneCommand
                     Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Parse(parse.GetValue(device)!),
                     OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema),
                     BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
+                    Resume = parse.GetValue(resume), CheckpointEvery = parse.GetValue(checkpointEvery) is >= 0 and var every ? every
+                        : throw new ArgumentException($"--checkpoint-every {parse.GetValue(checkpointEvery)}: must not be negative"),
                 },
             };
             // Everything that can be wrong with the arguments is found here, before the output folder or an MLflow run exists.
             var plan = FinetuneJob.Check(job);
             claimed.Mark();
-            using var tracked = Tracked.Start("finetune", job.FineTune.OutputDirectory!, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            using var tracked = Tracked.Start("finetune", job.FineTune.OutputDirectory!, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName),
+                new Dictionary<string, string> { ["medformer.resume"] = job.FineTune.Resume ? "True" : "False" });
             var given = new Given(parse.GetValue(task)!, parse.GetValue(roiOption), parse.GetValue(device)!, selfTraining, fixMatching, parse.GetValue(json));
             tracked?.LogParams(Params(plan, given));
             return Execute(plan, given, tracked);
@@ -129,7 +134,7 @@ static class FinetuneCommand
         catch (OperationCanceledException)
         {
             progress.Done();
-            Console.Error.WriteLine("medformer finetune: interrupted");
+            Console.Error.WriteLine("medformer finetune: interrupted; the same command with --resume continues from its checkpoint");
             Tracked.End(tracked, RunStatus.Killed, "finetune", Console.Error);
             return interrupt.ExitCode;
         }

@@ -52,11 +52,19 @@ public sealed record FineTuneOptions
     /// the fine-tuned model is the average (timm's ModelEma, as FixMatch evaluates).
     /// </summary>
     public double Ema { get; init; }
+    /// <summary>
+    /// Continue from the newest checkpoint in <see cref="OutputDirectory"/> (<c>finetune --resume</c>): weights, optimizer,
+    /// RNG states, loader position and EMA as they were, so an interrupted run ends as the uninterrupted one would.
+    /// </summary>
+    public bool Resume { get; init; }
+    /// <summary>Steps between checkpoints; 0 writes one at the end (and where the run is interrupted).</summary>
+    public long CheckpointEvery { get; init; }
 
     public TrainerOptions Trainer => new()
     {
         MaxSteps = MaxSteps, LearningRate = LearningRate, MinLearningRate = MinLearningRate ?? LearningRate / 100,
         WarmupSteps = Math.Min(WarmupSteps, MaxSteps / 2), WeightDecay = WeightDecay, GradClip = GradClip, Precision = Precision, Seed = Seed,
         LogEvery = (int)Math.Min(LogEvery, MaxSteps), EvaluateEvery = EvaluateEvery, BatchAdaptation = BatchAdaptation,
+        CheckpointEvery = CheckpointEvery,
     };
 }

@@ -62,6 +62,7 @@ public sealed class FineTuner : IDisposable
         Action<TrainerLog>? log, Action<string>? notice, CancellationToken cancel, int? loaderBatch = null)
     {
         options ??= new FineTuneOptions();
+        if (options.Resume && options.OutputDirectory is null) throw new ArgumentException("resume: continuing needs the OutputDirectory whose checkpoints it continues from");
         var loaderSources = sources(Prepare(train, options, validation));
         var device = options.Device ?? task.Device;
         string output = options.OutputDirectory ?? Directory.CreateTempSubdirectory("medformer-finetune-").FullName;
@@ -71,7 +72,7 @@ public sealed class FineTuner : IDisposable
             var trainer = new Trainer(options.Trainer, device, notice);
             var result = trainer.Fit(task,
                 start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed, Workers: options.Workers)).Batches(start),
-                output, log: log, evaluate: validation is null ? null : step => Check(validation, step, best), cancel: cancel);
+                output, resume: options.Resume, log: log, evaluate: validation is null ? null : step => Check(validation, step, best), cancel: cancel);
             KeepWeights(result.ModelDirectory, options, best);
             return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation), best.Step);
         }

@@ -5,6 +5,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Layouts;
 using Medformer.Datasets.Transforms;
 using Medformer.Runtime;
+using Medformer.Training;
 
 namespace Medformer.Heads.FineTuning;
 
@@ -41,6 +42,13 @@ public static class FinetuneJob
         if (options.FixMatch is not null && share == 1)
             throw new ArgumentException("--fixmatch: its unlabelled images are the training images --fraction leaves out; with --fraction 1 there are none");
         if (options.FixMatch is not null && options.FineTune.Mixup > 0) throw new ArgumentException("--fixmatch and --mixup do not combine: pick one");
+        if (options.FineTune.Resume)
+        {
+            if (options.SelfTraining is not null || options.FixMatch is not null)
+                throw new ArgumentException("--resume continues the fine-tuning itself; with --self-train or --fixmatch run again without --resume");
+            if (TrainingCheckpoint.Latest(options.FineTune.OutputDirectory) is null)
+                throw new ArgumentException($"--resume: no checkpoint in {options.FineTune.OutputDirectory} to resume from (a run interrupted before its first checkpoint has none: start it again without --resume)");
+        }
         // A missing model or data fails before anything is read or logged.
         options.Task.Check("--task");
         string folder = Pretrained.Resolve(options.Checkpoint);
