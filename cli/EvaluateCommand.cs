@@ -119,7 +119,8 @@ static class EvaluateCommand
                 var summary = MeanStd.Of(group.Select(c => c.Metrics.GetValueOrDefault(metric, double.NaN)));
                 if (summary.Count == 0) continue;
                 tracked.LogMetric(MetricKey(metric + "_mean", group.Key.Init, group.Key.Fraction), summary.Mean);
-                tracked.LogMetric(MetricKey(metric + "_std", group.Key.Init, group.Key.Fraction), summary.Std);
+                // One run has no spread: its cell shows n=1, and no _std of 0 is logged.
+                if (summary.Count >= 2) tracked.LogMetric(MetricKey(metric + "_std", group.Key.Init, group.Key.Fraction), summary.Std);
             }
         foreach (string file in outcome.Report.All) tracked.LogArtifact(file, "report");
         tracked.LogArtifact(Path.Combine(outDir, "cells.jsonl"), "report");
