@@ -139,13 +139,13 @@ public sealed partial class ReadmeJourneyTests(ITestOutputHelper output) : IDisp
         // ./medformer is the built command (the checkout's script would rebuild first).
         string wrapper = Path.Combine(root, "medformer");
         File.WriteAllText(wrapper, $"#!/bin/sh\nexec '{Repo.Cli}' \"$@\"\n");
-        File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
+        if (!OperatingSystem.IsWindows()) File.SetUnixFileMode(wrapper, UnixFileMode.UserRead | UnixFileMode.UserWrite | UnixFileMode.UserExecute);
         foreach (var step in steps)
         {
             var (code, stdout, stderr, seconds) = Bash(step.Command);
             output.WriteLine($"$ {step.Command}   ({seconds:F0} s, exit {code})\n{stdout}{stderr}");
             Assert.True(code == 0, $"'{step.Command}' exited {code}: {stderr}");
-            var printed = (stdout + "\n" + stderr).Split('\n').Select(l => l.TrimEnd()).ToList();
+            var printed = (stdout + "\n" + stderr).Split('\n').Select(l => l.Trim()).ToList();
             foreach (string shown in step.Shown)
                 Assert.True(printed.Any(Pattern(shown).IsMatch), $"README.md shows '{shown}' under '{step.Command}', which printed:\n{stdout}{stderr}");
             foreach (string file in Promised(step))
