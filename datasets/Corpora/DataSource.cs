@@ -104,8 +104,8 @@ public sealed partial record DataSource(DataKind Kind, string Source, int? Size 
                     source = old[0];
                 }
                 else if (old.Length != 1) throw Bad("petct takes a folder and in=SECONDS,out=SECONDS");
-                int inSeconds = settings.ContainsKey("in") ? Whole("in", "not an exposure in whole seconds") : 60;
-                int outSeconds = settings.ContainsKey("out") ? Whole("out", "not an exposure in whole seconds") : 90;
+                int inSeconds = settings.TryGetValue("in", out string? exposure) ? Whole("in", $"'{exposure}' is not an exposure in whole seconds") : 60;
+                int outSeconds = settings.TryGetValue("out", out exposure) ? Whole("out", $"'{exposure}' is not an exposure in whole seconds") : 90;
                 return new(DataKind.PetCt, source, null, inSeconds, outSeconds);
         }
     }

@@ -58,7 +58,7 @@ public sealed class DataSourceTests
     [InlineData("npz:data/mine.npz,size=64", "npz has no setting 'size' (it has subset)")]
     [InlineData("msd:x,subset=pathmnist", "msd takes no settings (not 'subset')")]
     [InlineData("npz:data/folder", "npz takes a .npz file")]
-    [InlineData("petct:s,in=6x", "in=6x: not an exposure in whole seconds")]
+    [InlineData("petct:s,in=6x", "in=6x: '6x' is not an exposure in whole seconds")]
     [InlineData("medmnist:pathmnist,size=64,size=28", "'size' is given twice")]
     public void ErrorsAreOneLineNamingTheFlagAndTheGrammar(string text, string expected)
     {
