@@ -1,4 +1,6 @@
 using System.CommandLine;
+using System.Text.Json;
+using System.Text.Json.Nodes;
 using Medformer.Heads;
 using Medformer.Heads.FineTuning;
 using Medformer.Training;
@@ -54,19 +56,40 @@ static class ExportCommand
                               + (head is null ? "" : $", with its {head.Kind} head ({head.Weights.Count} tensors)")
                               + (torchSave ? $"; {PyTorchExport.TorchFile} for torch.load" : "") + "; load with medformer.py (see its README.md)");
             if (head is { HasTwin: false })
-                Console.WriteLine($"note: medformer.py has no class for the {head.Kind} head yet; its weights and head.json are exported for your own code");
+                Console.WriteLine($"note: medformer.py has no class for the {head.Kind} head (it has {string.Join(", ", PyTorchExport.TwinnedHeads.Order())}); its weights and head.json are exported for your own code, and FineTuned refuses it");
             return ExitCodes.Done;
         });
         return command;
     }
 
-    /// <summary>A fine-tuned model's head (head.json beside the weights), loaded as predict loads it; null for a pretrained model.</summary>
+    /// <summary>
+    /// A fine-tuned model's head (head.json beside the weights), loaded as predict loads it; null for a pretrained model.
+    /// A kind this build does not know (a custom head, registered by the program that trained it) is exported as its
+    /// files hold it: head.json and the weights of head.safetensors, with the one-line note that medformer.py has no class for it.
+    /// </summary>
     static ExportedHead? Head(string folder)
     {
         string description = Path.Combine(folder, "head.json");
         if (!File.Exists(description)) return null;
+        byte[] bytes = File.ReadAllBytes(description);
+        string? kind = null;
+        try
+        {
+            kind = (JsonNode.Parse(bytes) as JsonObject) is { } json ? HeadRegistry.Text(json, "kind") : null;
+        }
+        catch (JsonException)
+        {
+            // FineTuner.Load below names the file and what is wrong with it.
+        }
+        if (kind is not null && !HeadRegistry.Kinds.Contains(kind))
+        {
+            string path = Path.Combine(folder, "head.safetensors");
+            if (!File.Exists(path)) throw new InvalidDataException($"{path}: missing (the {kind} head's weights)");
+            var stored = Safetensors.Load(path).ToDictionary(kv => kv.Key, kv => kv.Value.to(ScalarType.Float32).contiguous());
+            return new ExportedHead(kind, bytes, stored);
+        }
         using var tuner = FineTuner.Load(folder);
         var weights = tuner.Head.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).contiguous());
-        return new ExportedHead(tuner.Head.Kind, File.ReadAllBytes(description), weights);
+        return new ExportedHead(tuner.Head.Kind, bytes, weights);
     }
 }

@@ -189,6 +189,11 @@ static class PretrainCommand
         string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
         string processes = group is null ? "" : $" × {group.WorldSize} processes";
         Console.WriteLine($"pretrained {t.Steps} steps in {t.Elapsed:hh\\:mm\\:ss} on {result.Device}{processes} ({result.Precision}); final loss {t.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{skipped}");
+        if (result.Objectives.Count > 0)
+            Console.WriteLine("objectives (last tenth of the run; chance: a model that learned nothing): " + string.Join(", ", result.Objectives.Select(o =>
+                $"{o.Name} {o.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)}{(o.ChanceLoss is { } c ? $" (chance {c.ToString("F4", CultureInfo.InvariantCulture)})" : "")}")));
+        foreach (var o in result.Objectives.Where(o => o.AtChance))
+            Console.WriteLine($"warning: {o.Name} ended at its chance loss ({o.FinalLoss.ToString("F4", CultureInfo.InvariantCulture)} against {o.ChanceLoss!.Value.ToString("F4", CultureInfo.InvariantCulture)}): it learned nothing from this data");
         Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
         Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
         if (tracked is not null)

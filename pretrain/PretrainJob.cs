@@ -18,7 +18,7 @@ public sealed record PretrainOverrides(string? Device = null, string? Precision 
 
 /// <summary>What a pretraining job leaves: the trainer's result and the loader's account of skipped samples.</summary>
 public sealed record PretrainResult(TrainerResult Training, IReadOnlyDictionary<string, long> Skipped, IReadOnlyList<string> SkipReasons,
-    string Device)
+    string Device, IReadOnlyList<ObjectiveOutcome> Objectives)
 {
     /// <summary>"bf16", or "fp32, bf16 requested" when bf16 fell back on a CPU without fast bf16.</summary>
     public string Precision => PretrainJob.DescribePrecision(Training.Precision, Training.RequestedPrecision);
@@ -67,7 +67,7 @@ public static class PretrainJob
             Directory.CreateDirectory(outputDirectory);
             if (group is null or { Rank: 0 }) File.WriteAllText(Path.Combine(outputDirectory, "run_config.json"), ToJson(config));
             var result = new Trainer(options, device, notice, group).Fit(task, loader.Batches, outputDirectory, overrides.Resume, log, cancel: cancel);
-            return new PretrainResult(result, loader.Skipped, loader.SkipReasons, device.ToString());
+            return new PretrainResult(result, loader.Skipped, loader.SkipReasons, device.ToString(), ObjectiveOutcome.Of(result.History, task.ChanceLosses));
         }
         finally
         {

@@ -55,9 +55,24 @@ public sealed class Pretraining : TrainingTask
         target = mix.Any(o => o.Objective.UsesMomentumTarget) ? new MomentumTarget(Model, Objectives, computeType, device) : null;
     }
 
+    /// <summary>Each objective's chance loss (<see cref="Objective.ChanceLoss"/>) on the first batch this task saw; empty before.</summary>
+    public IReadOnlyDictionary<string, double> ChanceLosses => chanceLosses ?? new Dictionary<string, double>();
+
+    Dictionary<string, double>? chanceLosses;
+
+    void MeasureChance(Batch batch, PretrainStep step)
+    {
+        if (chanceLosses is not null) return;
+        using var _ = no_grad();
+        chanceLosses = [];
+        foreach (var (objective, _) in mix)
+            if (objective.ChanceLoss(batch, step) is { } chance) chanceLosses[objective.Task] = chance;
+    }
+
     public override (Tensor Loss, IReadOnlyDictionary<string, Tensor> Parts) Loss(Batch batch, StepContext context)
     {
         var step = Step(context);
+        MeasureChance(batch, step);
         using var scope = NewDisposeScope();
         var parts = new Dictionary<string, Tensor>();
         Tensor? total = null;
@@ -76,6 +91,7 @@ public sealed class Pretraining : TrainingTask
     {
         if (NoPerSampleLoss is { } why) throw new NotSupportedException(why);
         var step = Step(context);
+        MeasureChance(batch, step);
         using var scope = NewDisposeScope();
         var parts = new Dictionary<string, Tensor>();
         Tensor? total = null;

@@ -54,10 +54,10 @@ if [ "$mode" = test ]; then
     python3-importlib-metadata python3-requests python3-packaging python3-click python3-cloudpickle
 fi
 
-# Rebuild only when a source, project or build file changed since the last good build.
+# Rebuild only when a source, project or build file changed since the last good build (.py and .sql: embedded resources).
 stamp_file=.build/stamp-Release
 stamp=$( { find runtime model datasets training pretrain heads eval tracking cli bench tests \
-             \( -name bin -o -name obj \) -prune -o -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.json' -o -name '*.props' -o -name '*.targets' -o -name '*.cc' \) -print0 \
+             \( -name bin -o -name obj \) -prune -o -type f \( -name '*.cs' -o -name '*.csproj' -o -name '*.json' -o -name '*.props' -o -name '*.targets' -o -name '*.cc' -o -name '*.py' -o -name '*.sql' \) -print0 \
            | xargs -0 stat -c '%n %s %Y'; stat -c '%n %s %Y' Directory.Build.props Directory.Build.targets Directory.Packages.props Medformer.sln global.json; } | sort | sha1sum | cut -d' ' -f1)
 if [ -f "$stamp_file" ] && [ "$(cat "$stamp_file")" = "$stamp" ]; then
   exit 0

@@ -1,3 +1,4 @@
+using Medformer.Bench.Reference;
 using Medformer.Runtime;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -9,7 +10,8 @@ namespace Medformer.Bench;
 /// <summary>
 /// <c>bench/run model</c>: training steps of Medformer <c>small</c> (batch 64, 28×28, AdamW, a linear head on the
 /// mean latent with cross-entropy) in fp32 and bf16, next to the PyTorch twin (reference/model.py) in fp32 on
-/// the same threads; model-FLOP utilisation against the GEMM rates measured in the same run; resident memory.
+/// the same threads, and next to the same model written plainly on TorchSharp (reference/PlainTwin.cs) in fp32;
+/// model-FLOP utilisation against the GEMM rates measured in the same run; resident memory.
 /// </summary>
 public static class ModelBenchmark
 {
@@ -29,11 +31,15 @@ public static class ModelBenchmark
         double stepFlops = 3 * ModelFlops.Forward(config, [Size, Size]).Total * Batch;  // forward + backward ≈ 3 × forward
         double fp32Gemm = RuntimeBenchmark.GemmRate(ScalarType.Float32);
         var (fp32, fp32Steady, parameters) = TimeSteps(config, Precision.Fp32);
+        var plain = TimePlainTwin(config);
         double twin = reference.GetProperty("step_s").GetDouble();
 
         var report = new BenchReport("model");
         var headline = report.Add(new BenchRow("small step fp32", Batch / fp32.Median, Batch / twin, "samples/s"));
         report.Headline(headline);
+        // The reference column of this row is the plain TorchSharp twin (reference/PlainTwin.cs), not PyTorch.
+        report.Add(new BenchRow("small step fp32 vs plain TorchSharp twin", Batch / fp32.Median, Batch / plain.Median, "samples/s"));
+        report.Extra("plain_twin_mfu_fp32_of_fp32_gemm", Math.Round(stepFlops / plain.Median / 1e9 / fp32Gemm, 3));
         report.Extra("parameters", parameters);
         report.Extra("step_gflop", Math.Round(stepFlops / 1e9, 2));
         report.Extra("fp32_gemm_gflops", Math.Round(fp32Gemm));
@@ -94,6 +100,26 @@ public static class ModelBenchmark
         var growth = new Growth(Resident.CurrentMiB - before, inUseAfter - inUse, heldAfter - held,
             TorchSharp.DisposeScopeManager.Statistics.ThreadTotalLiveCount - live);
         return (timing, growth, classifier.Model.ParameterCount());
+    }
+
+    /// <summary>The plain twin's steps as a TorchSharp user writes them: forward, loss, backward, AdamW, in one DisposeScope.</summary>
+    static Timing TimePlainTwin(MedformerConfig config)
+    {
+        Seeding.SeedEverything(0);
+        using var model = new PlainTwin(config, Organs.Length);
+        using var head = nn.Linear(config.Dim, Classes);
+        using var optimizer = optim.AdamW([.. model.parameters(), .. head.parameters()], lr: 1e-4);
+        using var images = randn(Batch, 1, Size, Size);
+        using var labels = randint(0, Classes, [Batch]);
+        long[] organ = [.. Enumerable.Range(0, Batch).Select(i => (long)(i % Organs.Length))];
+        void Step()
+        {
+            using var scope = NewDisposeScope();
+            F.cross_entropy(head.call(model.call(images, organ).mean([1])), labels).backward();
+            optimizer.step();
+            optimizer.zero_grad();
+        }
+        return Timing.Measure(Step, warmup: 3, repeats: Steps);
     }
 
     /// <summary>Medformer and a linear head on the mean latent (twin: the head in reference/model.py).</summary>

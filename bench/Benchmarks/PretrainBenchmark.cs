@@ -11,7 +11,7 @@ using static TorchSharp.torch;
 namespace Medformer.Bench;
 
 /// <summary>
-/// <c>bench/run pretrain</c>: the pretraining job's default objective mix (inpainting 1, rotation 0.5, SimCLR 0.5)
+/// <c>bench/run pretrain</c>: the pretraining job's default objective mix (RunConfig's: inpainting 1, SimCLR 0.5)
 /// on Medformer <c>small</c>, batch 64 of 28×28 images with two views, through the real <see cref="Trainer"/> and
 /// <see cref="Pretraining"/> task, in bf16 and fp32, next to the PyTorch twin (reference/pretrain.py) in fp32 on the
 /// same threads; model-FLOP utilisation against the GEMM rates of the same run; resident memory over 1,000 steps
@@ -30,37 +30,35 @@ public static class PretrainBenchmark
     public static BenchReport Run(BenchOptions options)
     {
         var config = MedformerConfig.Small;
-        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
-        File.WriteAllText(configFile, config.ToJson());
-        JsonElement reference;
-        try
-        {
-            reference = PythonReference.Run("pretrain.py", "--threads", options.Threads.ToString(), "--config", configFile,
-                "--batch", Batch.ToString(), "--size", Size.ToString(), "--warmup", Warmup.ToString(), "--steps", Timed.ToString(),
-                "--batches", Distinct.ToString());
-        }
-        finally
-        {
-            File.Delete(configFile);
-        }
+        var reference = Twin(config, options.Threads);
+        var tinyReference = Twin(MedformerConfig.Tiny, threads: 1);
 
         // Memory first, while this process's allocator holds nothing freed that a leak could hide in.
         var memory = Memory(MedformerConfig.Tiny);
         double fp32Gemm = RuntimeBenchmark.GemmRate(ScalarType.Float32);
         var fp32 = Throughput(config, Precision.Fp32);
         var bf16 = Bf16.Timed ? Throughput(config, Precision.Bf16) : null;
-        var flops = StepFlops.Of(config, fp32.MaskRatio);
+        // tiny on one thread: a step of many small ops, where the cost of each call through TorchSharp shows.
+        TorchRuntime.SetThreads(1);
+        var tinyFp32 = Throughput(MedformerConfig.Tiny, Precision.Fp32);
+        var tinyBf16 = Bf16.Timed ? Throughput(MedformerConfig.Tiny, Precision.Bf16) : null;
+        TorchRuntime.SetThreads(options.Threads);
+        var flops = StepFlops.Of(config, fp32.MaskRatio, new RunConfig().Objectives.Keys);
         double twinStep = reference.GetProperty("step_s").GetDouble();
 
         var report = new BenchReport("pretrain");
         var fp32Row = report.Add(new BenchRow("small pretrain step fp32", Batch / fp32.MedianStep, Batch / twinStep, "samples/s"));
         report.Headline(fp32Row);
         if (bf16 is not null) report.Headline(report.Add(new BenchRow("small pretrain step bf16", Batch / bf16.MedianStep, Batch / twinStep, "samples/s")));
+        double tinyTwinStep = tinyReference.GetProperty("step_s").GetDouble();
+        report.Add(new BenchRow("tiny pretrain step fp32, 1 thread", Batch / tinyFp32.MedianStep, Batch / tinyTwinStep, "samples/s"));
+        if (tinyBf16 is not null) report.Add(new BenchRow("tiny pretrain step bf16, 1 thread", Batch / tinyBf16.MedianStep, Batch / tinyTwinStep, "samples/s"));
         report.Add(new BenchRow($"tiny RSS growth, step {MemoryFirst}->{MemorySteps}", memory.Growth, null, "MiB", HigherIsBetter: false));
         report.Extra("mix", string.Join(", ", fp32.Mix));
         report.Extra("parameters", fp32.Parameters);
         report.Extra("twin_parameters", reference.GetProperty("parameters").GetInt64());
-        report.Extra("forward_gflop_per_sample", $"inpainting {flops.Inpainting / 1e9:F3} (encoder reads {flops.Visible} of {flops.Tokens} tokens, decoder {flops.Hidden} queries), rotation {flops.Rotation / 1e9:F3}, simclr {flops.SimClr / 1e9:F3} (2 views)");
+        report.Extra("forward_gflop_per_sample", string.Join(", ", flops.PerObjective.Select(o => $"{o.Key} {o.Value / 1e9:F3}"))
+            + $" (inpainting's encoder reads {flops.Visible} of {flops.Tokens} tokens, its decoder {flops.Hidden} queries; simclr: 2 views)");
         report.Extra("step_gflop", Math.Round(flops.Step(Batch) / 1e9, 1));
         report.Extra("flops_counted", "ModelFlops (matmuls, convolution, attention products) of each objective's forward, times 3 for forward + backward; the heads (pixel, rotation, projector: < 0.1%), norms, softmax and the optimizer are left out");
         report.Extra("fp32_gemm_gflops", Math.Round(fp32Gemm));
@@ -85,6 +83,23 @@ public static class PretrainBenchmark
         report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
         report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
         return report;
+    }
+
+    /// <summary>The PyTorch twin's steps of the default mix (reference/pretrain.py) in fp32 on <paramref name="threads"/> threads.</summary>
+    static JsonElement Twin(MedformerConfig config, int threads)
+    {
+        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
+        File.WriteAllText(configFile, config.ToJson());
+        try
+        {
+            return PythonReference.Run("pretrain.py", "--threads", threads.ToString(), "--config", configFile,
+                "--batch", Batch.ToString(), "--size", Size.ToString(), "--warmup", Warmup.ToString(), "--steps", Timed.ToString(),
+                "--batches", Distinct.ToString(), "--mix", string.Join(",", new RunConfig().Objectives.Select(o => FormattableString.Invariant($"{o.Key}={o.Value.Weight}"))));
+        }
+        finally
+        {
+            File.Delete(configFile);
+        }
     }
 
     sealed record StepTimes(double MedianStep, double MeanStep, long Parameters, double MaskRatio, IReadOnlyList<string> Mix, IReadOnlyList<string> Notices);
@@ -178,14 +193,14 @@ public static class PretrainBenchmark
     /// and its decoder reads the hidden ones back as queries; rotation is one forward and one pooled query; SimCLR
     /// two views, each with one pooled query.
     /// </summary>
-    sealed record StepFlops(long Tokens, long Visible, long Hidden, double Inpainting, double Rotation, double SimClr)
+    sealed record StepFlops(long Tokens, long Visible, long Hidden, IReadOnlyDictionary<string, double> PerObjective)
     {
-        public double PerSample => Inpainting + Rotation + SimClr;
+        public double PerSample => PerObjective.Values.Sum();
 
         /// <summary>Forward and backward ≈ 3 × forward.</summary>
         public double Step(int batch) => 3 * PerSample * batch;
 
-        public static StepFlops Of(MedformerConfig config, double maskRatio)
+        public static StepFlops Of(MedformerConfig config, double maskRatio, IEnumerable<string> mix)
         {
             long[] image = [Size, Size];
             long tokens = ModelFlops.Forward(config, image).Tokens;
@@ -194,7 +209,13 @@ public static class PretrainBenchmark
             var inpainting = ModelFlops.Forward(config, image, queries: hidden);
             double visibleCross = ModelFlops.Forward(config, [config.PatchSize2d, config.PatchSize2d * visible]).EncoderCrossAttention;
             double pooled = ModelFlops.Forward(config, image, queries: 1).Total;
-            return new StepFlops(tokens, visible, hidden, inpainting.Tokenizer + visibleCross + inpainting.SelfAttention + inpainting.Decoder, pooled, 2 * pooled);
+            var each = new Dictionary<string, double>
+            {
+                ["inpainting"] = inpainting.Tokenizer + visibleCross + inpainting.SelfAttention + inpainting.Decoder,
+                ["rotation"] = pooled,
+                ["simclr"] = 2 * pooled,
+            };
+            return new StepFlops(tokens, visible, hidden, mix.ToDictionary(name => name, name => each[name]));
         }
     }
 }

@@ -163,13 +163,15 @@ def main():
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--batches", type=int, default=4)
+    parser.add_argument("--mix", default="inpainting=1,rotation=0.5,simclr=0.5", help="objective=weight, comma-separated")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
 
     model = Medformer(args.config)
     c, d = model.config, model.config["dim"]
-    mix = [(Inpainting(c, 0.75), 1.0), (Rotation(d), 0.5), (SimClr(d, 0.2, 128), 0.5)]
+    make = {"inpainting": lambda: Inpainting(c, 0.75), "rotation": lambda: Rotation(d), "simclr": lambda: SimClr(d, 0.2, 128)}
+    mix = [(make[name](), float(weight)) for name, weight in (part.split("=") for part in args.mix.split(","))]
     network = nn.Module()
     network.model = model
     network.objectives = nn.ModuleDict({o.task: o for o, _ in mix})

@@ -1,13 +1,12 @@
 """PyTorch 1.13 twin of heads/SlidingWindow.cs: MONAI's sliding_window_inference written out (MONAI is not in
-Debian), and the side of bench/run heads that times it on a 128^3 volume with the Medformer twin's segmentation head.
+Debian; the function lives in medformer.py, which `medformer export` ships), and the side of bench/run heads that
+times it on a 128^3 volume with the Medformer twin's segmentation head.
 
   sliding_window.py --parity             prints the blended output of a fixed, position-dependent predictor (tests)
   sliding_window.py --threads N --config config.json --size 128 --roi 32 --batch 4 --classes 2   (bench)
 """
 import argparse
-import itertools
 import json
-import math
 import os
 import resource
 import sys
@@ -18,63 +17,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from medformer import Medformer, fourier_grid_features  # noqa: E402
-
-
-def importance_map(roi, mode, sigma_scale):
-    if mode == "constant":
-        return torch.ones(roi)
-    result = None
-    for i, n in enumerate(roi):
-        sigma = n * sigma_scale
-        x = torch.arange(-(n - 1) / 2.0, (n - 1) / 2.0 + 1, dtype=torch.float)
-        x = torch.exp(x ** 2 / (-2 * sigma ** 2))
-        result = x if i == 0 else result.unsqueeze(-1) * x[(None,) * i]
-    return torch.clamp(result, min=max(result.min().item(), 1e-3))
-
-
-def scan_starts(image, roi, overlap):
-    starts = []
-    for size, r in zip(image, roi):
-        interval = r if r == size else max(int(r * (1 - overlap)), 1)
-        count = next(d for d in range(int(math.ceil(size / interval)) + 1) if d * interval + r >= size) + 1
-        starts.append([i * interval - max(i * interval + r - size, 0) for i in range(count)])
-    return list(itertools.product(*starts))
-
-
-def sliding_window_inference(inputs, roi, sw_batch_size, predictor, overlap=0.25, mode="gaussian", sigma_scale=0.125, cval=0.0):
-    axes = inputs.dim() - 2
-    original = list(inputs.shape[2:])
-    roi = [r if r > 0 else s for r, s in zip(roi, original)]
-    pad = []
-    for k in reversed(range(axes)):
-        diff = max(roi[k] - original[k], 0)
-        pad += [diff // 2, diff - diff // 2]
-    if any(pad):
-        inputs = F.pad(inputs, pad, mode="constant", value=cval)
-    image = list(inputs.shape[2:])
-    origins = scan_starts(image, roi, overlap)
-    weight = importance_map(roi, mode, sigma_scale)
-    batch = inputs.shape[0]
-    windows = [(b, o) for b in range(batch) for o in origins]
-    output = count = None
-    for first in range(0, len(windows), sw_batch_size):
-        chunk = windows[first:first + sw_batch_size]
-        data = torch.cat([inputs[(slice(b, b + 1), slice(None)) + tuple(slice(s, s + r) for s, r in zip(o, roi))] for b, o in chunk])
-        predicted = predictor(data)
-        if output is None:
-            zoom = [p / r for p, r in zip(predicted.shape[2:], roi)]
-            output = torch.zeros([batch, predicted.shape[1]] + [int(n * z) for n, z in zip(image, zoom)])
-            count = torch.zeros([int(n * z) for n, z in zip(image, zoom)])
-            if predicted.shape[2:] != weight.shape:
-                weight = F.interpolate(weight[None, None], size=predicted.shape[2:], mode="nearest")[0, 0]
-            for o in origins:
-                count[tuple(slice(int(s * z), int(s * z) + p) for s, z, p in zip(o, zoom, weight.shape))] += weight
-        for (b, o), p in zip(chunk, predicted):
-            output[(b, slice(None)) + tuple(slice(int(s * z), int(s * z) + n) for s, z, n in zip(o, zoom, weight.shape))] += p * weight
-    output = output / count
-    crop = tuple(slice(int(pad[2 * (axes - 1 - a)] * zoom[a]), int(pad[2 * (axes - 1 - a)] * zoom[a]) + int(original[a] * zoom[a])) for a in range(axes))
-    return output[(slice(None), slice(None)) + crop]
+from medformer import Medformer, fourier_grid_features, scan_starts, sliding_window_inference  # noqa: E402
 
 
 def parity_input():

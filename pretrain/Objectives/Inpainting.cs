@@ -50,6 +50,20 @@ public sealed class Inpainting : Objective
 
     public override Tensor PerSampleLoss(MedformerModel model, Batch batch, PretrainStep step) => Loss(model, batch, step, perSample: true);
 
+    /// <summary>
+    /// The best constant prediction (R² = 0): the batch's mean pixel for raw pixels, zero for normalised patches (whose
+    /// mean is zero), scored by the loss's own formula on every patch of the batch.
+    /// </summary>
+    public override double? ChanceLoss(Batch batch, PretrainStep step)
+    {
+        using var scope = NewDisposeScope();
+        var x = batch.Images.to(ScalarType.Float32);
+        var target = Losses.Patchify(x, MedformerModel.DimensionalityOf(x).IsVolume ? patch3d : patch2d);      // [B,T,P]
+        var guess = normalizePixels ? zeros_like(target) : target.mean().expand_as(target);
+        var all = ones(target.shape[0], target.shape[1], dtype: ScalarType.Bool, device: x.device);
+        return Losses.MaskedReconstruction(guess, target, all, normalizePixels).item<float>();
+    }
+
     Tensor Loss(MedformerModel model, Batch batch, PretrainStep step, bool perSample)
     {
         using var scope = NewDisposeScope();

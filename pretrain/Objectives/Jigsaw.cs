@@ -30,6 +30,8 @@ public sealed class Jigsaw : Objective
 
     public int Classes { get; }
 
+    public override double? ChanceLoss(Batch batch, PretrainStep step) => Math.Log(Classes);
+
     /// <summary>The permutation set for a number of tiles: Classes permutations, the identity first (shared with the jigsaw transform).</summary>
     public IReadOnlyList<int[]> Permutations(int tiles) => JigsawPermutations.Get(tiles, Classes).Permutations;
 

@@ -35,6 +35,13 @@ public abstract class Objective : nn.Module
     public abstract Tensor Loss(MedformerModel model, Batch batch, PretrainStep step);
 
     /// <summary>
+    /// The loss of a model that learned nothing from the images, on this batch: the level a run that learns falls
+    /// below (rotation ln 4, jigsaw ln P, SimCLR ln(2N − 1); inpainting: the best constant, the batch's mean pixel).
+    /// Null where none is defined (BYOL's and Barlow Twins' losses say little of chance: a collapsed BYOL scores 0).
+    /// </summary>
+    public virtual double? ChanceLoss(Batch batch, PretrainStep step) => null;
+
+    /// <summary>
     /// Whether the loss is a mean of per-sample losses, each reading its own sample only (what batch adaptation's
     /// per-sample gradients need). Contrastive and redundancy-reduction losses couple the samples of a batch.
     /// </summary>

@@ -24,6 +24,8 @@ public sealed class Rotation : Objective
 
     public override IReadOnlyList<Linear> LastLayers => [head.Output];
 
+    public override double? ChanceLoss(Batch batch, PretrainStep step) => Math.Log(4);
+
     public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step) => Loss(model, batch, step, reduction: nn.Reduction.Mean);
 
     public override Tensor PerSampleLoss(MedformerModel model, Batch batch, PretrainStep step) => Loss(model, batch, step, reduction: nn.Reduction.None);

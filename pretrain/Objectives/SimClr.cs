@@ -25,6 +25,19 @@ public sealed class SimClr : Objective
 
     public override int Views => 2;
 
+    /// <summary>Uniform similarities: each view picks its twin among the other 2N − 1 views of every rank.</summary>
+    public override double? ChanceLoss(Batch batch, PretrainStep step)
+    {
+        long views = 2 * batch.Count;
+        if (step.Gather is { } gather)
+        {
+            using var count = torch.ones(batch.Count, device: batch.Images.device);
+            using var all = gather(count);
+            views = 2 * all.shape[0];
+        }
+        return Math.Log(views - 1);
+    }
+
     public override Tensor Loss(MedformerModel model, Batch batch, PretrainStep step)
     {
         if (batch.Views.Count < 2) throw new ArgumentException("simclr needs two views of each sample from the loader");
