@@ -25,10 +25,11 @@ static class EvaluateCommand
                 DefaultValueFactory = _ => "fractions" };
         var task = new Option<string[]>("--task")
         {
-            Description =
-                "The labelled data: phantom [2d|3d] (embedded), medmnist NAME (from $MEDFORMER_HOME/medmnist), npz FILE (MedMNIST layout), mnist FOLDER, msd FOLDER (a Decathlon task) or petct " +
-                    "FOLDER (PET studies, pet_60s to pet_90s); msd and petct cases are split 70/10/20% into training, validation and test.",
-            Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["phantom"],
+            Description = "The labelled data, as finetune's --task and a run config's data: phantom:2d|3d (embedded), medmnist:NAME[,size=64] (from $MEDFORMER_HOME/medmnist), "
+                + "npz:FILE[,subset=NAME] (MedMNIST layout), mnist:FOLDER, msd:FOLDER (a Decathlon task) or petct:FOLDER[,in=60,out=90] (PET studies); "
+                + "msd and petct cases are split 70/10/20% into training, validation and test. (The older two words, phantom 2d, still read.)",
+            // Two words is the older spelling (phantom 2d), read with a deprecation line.
+            Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["phantom:2d"],
         };
         var init = new Option<string[]>("--init") { Description =
             "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).", DefaultValueFactory = _ => ["random"] };
@@ -74,8 +75,8 @@ static class EvaluateCommand
                 Pooling = ParsePooling(parse.GetValue(pooling)!), Selection = parse.GetValue(select),
             };
             fineTune.Validate();
-            var options = new EvaluationOptions(spec, parse.GetValue(task)!, parse.GetValue(init)!, parse.GetValue(output)!, fineTune, parse.GetValue(config), parse.GetValue(device)!,
-                parse.GetValue(head)!);
+            var options = new EvaluationOptions(spec, TaskSpec(parse.GetValue(task)!), parse.GetValue(init)!, parse.GetValue(output)!, fineTune,
+                parse.GetValue(config), parse.GetValue(device)!, parse.GetValue(head)!);
             EvaluationJob.Validate(options);
             claimed.Mark();
             using var tracked = StartTracking(options, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
@@ -93,7 +94,7 @@ static class EvaluateCommand
             ["protocol"] = options.Protocol.Name,
             ["head"] = options.Head,
             ["roi"] = options.FineTune.FineTune.Roi is { } roi ? string.Join(",", roi) : null,
-            ["task"] = string.Join(" ", options.Task),
+            ["task"] = options.Task,
             ["inits"] = string.Join(" ", options.Inits),
             ["fractions"] = string.Join(",", options.Protocol.Fractions.Select(f => f.ToString("R", CultureInfo.InvariantCulture))),
             ["seeds"] = options.Protocol.Seeds,
@@ -134,7 +135,8 @@ static class EvaluateCommand
                 var summary = MeanStd.Of(group.Select(c => c.Metrics.GetValueOrDefault(metric, double.NaN)));
                 if (summary.Count == 0) continue;
                 tracked.LogMetric(MetricKey(metric + "_mean", group.Key.Init, group.Key.Fraction), summary.Mean);
-                tracked.LogMetric(MetricKey(metric + "_std", group.Key.Init, group.Key.Fraction), summary.Std);
+                // One run has no spread: its cell shows n=1, and no _std of 0 is logged.
+                if (summary.Count >= 2) tracked.LogMetric(MetricKey(metric + "_std", group.Key.Init, group.Key.Fraction), summary.Std);
             }
         foreach (string file in outcome.Report.All) tracked.LogArtifact(file, "report");
         tracked.LogArtifact(Path.Combine(outDir, "cells.jsonl"), "report");
@@ -188,6 +190,14 @@ static class EvaluateCommand
             Tracked.End(tracked, RunStatus.Failed, "evaluate", Console.Error, e.Message);
             throw;
         }
+    }
+
+    /// <summary>--task as one argument; the older two words (phantom 2d) with a deprecation line on stderr.</summary>
+    static string TaskSpec(string[] words)
+    {
+        if (EvaluationJob.FromWords(words) is not { } joined) return words[0];
+        Console.Error.WriteLine($"medformer evaluate: --task '{string.Join(" ", words)}' is deprecated; write --task {joined}");
+        return joined;
     }
 
     static double[] ParseFractions(string text) => [.. text.Split(',').Select(part =>

@@ -15,16 +15,10 @@ static class FinetuneCommand
     public static Command Create()
     {
         var checkpoint = new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.", Required = true };
-        var task = new Option<string>("--task") { Description =
-            "The labelled corpus: phantom[:2d|:3d], a MedMNIST subset name (pathmnist, …) or .npz file, mnist:FOLDER, msd:FOLDER (a Decathlon task: 70/10/20% of its labelled cases for training, " +
-                "validation, test) or petct:FOLDER[:IN:OUT] (PET studies, exposures IN s to OUT s, default 60 to 90; split likewise).", DefaultValueFactory = _ => "phantom" };
-        var head = new Option<string?>("--head") { Description =
-            "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], segmentation[:classes=K,pixel_context=3], restoration, " +
-                "super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." };
-        var roiOption = new Option<string?>("--roi") { Description =
-            "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of it (default 32³ for msd and petct)." };
-        var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).",
-            DefaultValueFactory = _ => "full" };
+        var task = new Option<string>("--task") { Description = "The labelled corpus, as evaluate's --task and a run config's data: phantom:2d|3d (embedded), medmnist:NAME[,size=64] (a downloaded subset), npz:FILE[,subset=NAME] (MedMNIST layout; subset= names its labels where the file name does not), mnist:FOLDER, msd:FOLDER (a Decathlon task: 70/10/20% of its labelled cases for training, validation, test) or petct:FOLDER[,in=60,out=90] (PET studies, exposures in s to out s; split likewise). Shorthands: phantom, a subset name, an .npz path.", DefaultValueFactory = _ => "phantom:2d" };
+        var head = new Option<string?>("--head") { Description = "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." };
+        var roiOption = new Option<string?>("--roi") { Description = "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of it (default 32³ for msd and petct)." };
+        var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).", DefaultValueFactory = _ => "full" };
         var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 };
         var maxSteps = new Option<long>("--max-steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 1000 };
@@ -44,13 +38,14 @@ static class FinetuneCommand
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
+        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (Ctrl-C writes one; see --checkpoint-every), with the same arguments: it ends as the uninterrupted run would." };
+        var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "Steps between checkpoints in --out (0: only at the end and where interrupted).", DefaultValueFactory = _ => 0 };
         var dba = DbaOption.Create();
         var selfTrain = SelfTrainOption.Create();
         var fixMatch = FixMatchOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, brainFuse, noAugment, output, force, device, precision,
-            threads, json, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, brainFuse, noAugment, output, force, device, precision, threads, json, resume, checkpointEvery, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -72,12 +67,15 @@ static class FinetuneCommand
                     OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema),
                     BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
                     BrainFuse = parse.GetValue(brainFuse) is { } fuse ? BrainFuseOptions.Parse(fuse) : null,
+                    Resume = parse.GetValue(resume), CheckpointEvery = parse.GetValue(checkpointEvery) is >= 0 and var every ? every
+                        : throw new ArgumentException($"--checkpoint-every {parse.GetValue(checkpointEvery)}: must not be negative"),
                 },
             };
             // Everything that can be wrong with the arguments is found here, before the output folder or an MLflow run exists.
             var plan = FinetuneJob.Check(job);
             claimed.Mark();
-            using var tracked = Tracked.Start("finetune", job.FineTune.OutputDirectory!, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            using var tracked = Tracked.Start("finetune", job.FineTune.OutputDirectory!, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName),
+                new Dictionary<string, string> { ["medformer.resume"] = job.FineTune.Resume ? "True" : "False" });
             var given = new Given(parse.GetValue(task)!, parse.GetValue(roiOption), parse.GetValue(device)!, selfTraining, fixMatching, parse.GetValue(json));
             tracked?.LogParams(Params(plan, given));
             return Execute(plan, given, tracked);
@@ -141,7 +139,7 @@ static class FinetuneCommand
         catch (OperationCanceledException)
         {
             progress.Done();
-            Console.Error.WriteLine("medformer finetune: interrupted");
+            Console.Error.WriteLine("medformer finetune: interrupted; the same command with --resume continues from its checkpoint");
             Tracked.End(tracked, RunStatus.Killed, "finetune", Console.Error);
             return interrupt.ExitCode;
         }

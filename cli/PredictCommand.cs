@@ -53,7 +53,11 @@ static class PredictCommand
         var batches = new List<PredictionBatch>();
         try
         {
-            foreach (string input in inputs) batches.Add(PredictionInputs.Read(input, tuner.InputShape, split));
+            foreach (string input in inputs)
+            {
+                batches.Add(PredictionInputs.Read(input, tuner.InputShape, split));
+                if (tuner.InputRange?.Mismatch(input, batches[^1].Images) is { } far) Warn(far);
+            }
             return WriteProbabilities(tuner, batches, outDir);
         }
         finally
@@ -99,7 +103,10 @@ static class PredictCommand
     /// input of the training input's shape whole, any other by sliding windows of that extent.
     /// </summary>
     static JsonObject WriteDense(FineTuner tuner, IReadOnlyList<string> inputs, string split, string outDir) =>
-        new() { ["files"] = new JsonArray([.. DensePredictions.Write(tuner, inputs, outDir, split).Select(f => (JsonNode)f)]) };
+        new() { ["files"] = new JsonArray([.. DensePredictions.Write(tuner, inputs, outDir, split, warn: Warn).Select(f => (JsonNode)f)]) };
+
+    /// <summary>One line on stderr: the input is far from what the model was trained on (the predictions are still written).</summary>
+    static void Warn(string message) => Console.Error.WriteLine($"medformer predict: warning: {message}");
 
     static string Csv(string text) => text.IndexOfAny([',', '"', '\n']) >= 0 ? $"\"{text.Replace("\"", "\"\"")}\"" : text;
 }

@@ -8,13 +8,13 @@ using Medformer.Runtime;
 namespace Medformer.Eval;
 
 /// <summary>What <c>medformer evaluate</c> runs: a protocol on a data set for a list of initialisations.</summary>
-/// <param name="Task">"phantom" (optionally "phantom 3d"), "medmnist NAME", "npz FILE", "mnist FOLDER", "msd FOLDER" or "petct FOLDER", split in words.</param>
+/// <param name="Task">The labelled data in <see cref="DataSource"/>'s grammar: phantom:2d, medmnist:NAME, npz:FILE[,subset=NAME], mnist:FOLDER, msd:FOLDER or petct:FOLDER.</param>
 /// <param name="Inits">"random", model folders, or NAME=FOLDER.</param>
 /// <param name="Config">The random initialisation's model: a preset or config.json (default: the first checkpoint's, else tiny).</param>
 /// <param name="Head">classification, or a dense head with its settings as --head takes them (segmentation, restoration, …).</param>
 public sealed record EvaluationOptions(
     ProtocolSpec Protocol,
-    IReadOnlyList<string> Task,
+    string Task,
     IReadOnlyList<string> Inits,
     string Out,
     FineTuneSettings FineTune,
@@ -72,17 +72,22 @@ public static class EvaluationJob
         if (kind != ImageToImageHead.Restoration && options.Inits.Contains("gaussian"))
             throw new ArgumentException($"--init gaussian: the Gaussian filter baseline is a restoration row, and --head is {kind}");
         if (options.Config is { } config) MedformerConfig.Resolve(config);
-        Source(options.Task);
+        Source(options.Task).Check("--task");
     }
 
-    /// <summary>
-    /// --task as one argument (phantom:2d, msd:FOLDER, as finetune takes it) or as words (phantom 2d, msd FOLDER,
-    /// npz FILE): the same <see cref="DataSource"/> either way.
-    /// </summary>
-    public static DataSource Source(IReadOnlyList<string> task) =>
-        task.Count is 1 or 2 ? DataSource.Parse(string.Join(':', task))
-        : throw new ArgumentException($"--task '{string.Join(" ", task)}': expected {DataSource.Grammar}");
+    /// <summary>--task in <see cref="DataSource"/>'s grammar (phantom:2d, msd:FOLDER, npz:FILE,subset=NAME), as finetune takes it.</summary>
+    public static DataSource Source(string task) => DataSource.Parse(task, argument: "--task");
 
-    /// <summary>The data a task names; an <see cref="ArgumentException"/> says what --task takes.</summary>
-    public static EvaluationData OpenData(IReadOnlyList<string> task) => EvaluationData.Open(Source(task));
+    /// <summary>
+    /// evaluate's older spelling, the kind and its argument as two words (phantom 2d, npz FILE): the one-argument
+    /// form they stand for (phantom:2d, npz:FILE); null where <paramref name="words"/> is already one argument.
+    /// </summary>
+    public static string? FromWords(IReadOnlyList<string> words) => words.Count switch
+    {
+        1 => null,
+        2 when !words[0].Contains(':') && DataSource.Kinds.Contains(words[0]) => $"{words[0]}:{words[1]}",
+        _ => throw new ArgumentException($"--task '{string.Join(" ", words)}': one argument, {DataSource.Grammar}"),
+    };
+
+    public static EvaluationData OpenData(string task) => EvaluationData.Open(Source(task));
 }

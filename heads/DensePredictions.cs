@@ -15,9 +15,12 @@ namespace Medformer.Heads;
 /// </summary>
 public static class DensePredictions
 {
-    /// <summary>The files written, in order.</summary>
+    /// <summary>
+    /// The files written, in order; <paramref name="warn"/> hears of an input far from the intensities the model was
+    /// trained on (<see cref="InputRange.Mismatch"/>).
+    /// </summary>
     public static IReadOnlyList<string> Write(FineTuner tuner, IReadOnlyList<string> inputs, string outDir, string split = "test",
-        SlidingWindowOptions? options = null)
+        SlidingWindowOptions? options = null, Action<string>? warn = null)
     {
         var (dimensionality, scale) = tuner.Head switch
         {
@@ -34,6 +37,7 @@ public static class DensePredictions
             if (path.EndsWith(".npz", StringComparison.OrdinalIgnoreCase))
             {
                 using var batch = PredictionInputs.Read(path, tuner.InputShape, split);
+                if (tuner.InputRange?.Mismatch(path, batch.Images) is { } far) warn?.Invoke(far);
                 for (int i = 0; i < batch.Metas.Count; i++)
                 {
                     var meta = batch.Metas[i];
@@ -45,6 +49,7 @@ public static class DensePredictions
             else
             {
                 using var input = DenseFiles.Read(path, dimensionality);
+                if (tuner.InputRange?.Mismatch(path, input.Image) is { } far) warn?.Invoke(far);
                 written.AddRange(One(tuner, input, stem, scale, outDir, options));
             }
         }

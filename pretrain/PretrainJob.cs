@@ -113,6 +113,7 @@ public static class PretrainJob
 
     static void CheckFiles(CorpusEntry spec, string where)
     {
+        if (spec.Data is not null) spec.Source.Check($"{where}.data");
         if (spec.Msd is { } msd && !Directory.Exists(msd)) throw new ArgumentException($"{where}.msd: {msd}: no such folder");
         if (spec.Mnist is { } mnist && !Directory.Exists(mnist) && !File.Exists(mnist)) throw new ArgumentException($"{where}.mnist: {mnist}: no such folder");
         if (spec.Medmnist is { } medmnist && !File.Exists(medmnist) && !MedMnistRegistry.Default.TryGet(medmnist, out _))

@@ -15,7 +15,8 @@ namespace Medformer.Pretrain;
 /// <code>
 /// model: tiny                      # a preset or a config.json
 /// corpora:
-///   - phantom: 2d                  # the embedded phantom corpus (2d or 3d)
+///   - data: phantom:2d             # the data spec finetune --task and evaluate --task take (docs/data.md)
+///   - phantom: 2d                  # the same, as its own key
 ///   - medmnist: ~/data/pathmnist.npz
 ///     weight: 2
 /// objectives:
@@ -179,9 +180,15 @@ public sealed record BatchAdaptationSpec
     };
 }
 
-/// <summary>One corpus of the mix: exactly one of phantom, medmnist (an .npz), msd (a task folder), mnist (an IDX folder), with its split and weight.</summary>
+/// <summary>
+/// One corpus of the mix: exactly one of data (the data spec every command takes: <c>data: medmnist:pathmnist,size=64</c>,
+/// as finetune's and evaluate's --task), phantom, medmnist (an .npz), msd (a task folder), mnist (an IDX folder), with
+/// its split and weight.
+/// </summary>
 public sealed record CorpusEntry
 {
+    /// <summary>The data in <see cref="DataSource"/>'s grammar (phantom:2d, medmnist:NAME, npz:FILE,subset=NAME, mnist:FOLDER, msd:FOLDER).</summary>
+    public string? Data { get; set; }
     /// <summary>"2d" or "3d": the embedded phantom corpus.</summary>
     public string? Phantom { get; init; }
     /// <summary>A MedMNIST .npz file, or a subset's name (pathmnist, organmnist3d, …) to find in $MEDFORMER_HOME/medmnist.</summary>
@@ -198,15 +205,17 @@ public sealed record CorpusEntry
     /// params): it repeats the keys above, and its phantom spec exists only for the phantom.</summary>
     [System.Text.Json.Serialization.JsonIgnore]
     public DataSource Source =>
-        Phantom is { } dims ? new(DataKind.Phantom, dims, Size)
+        Data is { } data ? DataSource.Parse(data, Size, "data")
+        : Phantom is { } dims ? new(DataKind.Phantom, dims, Size)
         : Medmnist is { } medmnist ? new(DataKind.MedMnist, medmnist, Size)
         : Msd is { } msd ? new(DataKind.Msd, msd)
         : new(DataKind.Mnist, Mnist ?? throw new InvalidOperationException("a corpus entry names no data"));
 
     internal void Validate(string where)
     {
-        int given = new[] { Phantom, Medmnist, Msd, Mnist }.Count(s => s is not null);
-        if (given != 1) throw new ArgumentException($"{where}: give exactly one of phantom, medmnist, msd, mnist");
+        int given = new[] { Data, Phantom, Medmnist, Msd, Mnist }.Count(s => s is not null);
+        if (given != 1) throw new ArgumentException($"{where}: give exactly one of phantom, medmnist, msd, mnist or data");
+        if (Data is { } data) DataSource.Parse(data, Size, $"{where}.data");
         if (Phantom is not null and not ("2d" or "3d")) throw new ArgumentException($"{where}.phantom: '{Phantom}' must be 2d or 3d");
         if (!(Weight > 0)) throw new ArgumentException($"{where}.weight: {Weight} must be positive");
         if (Split is not ("train" or "val" or "test")) throw new ArgumentException($"{where}.split: '{Split}' must be train, val or test");

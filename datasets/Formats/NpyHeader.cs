@@ -20,6 +20,17 @@ public sealed record NpyHeader(string Dtype, bool FortranOrder, long[] Shape, in
     public int ItemSize => int.Parse(Dtype.AsSpan(2));
     public long DataLength => checked(Count * ItemSize);
 
+    /// <summary>NumPy's name of the dtype: uint8 for "|u1", float32 for "&lt;f4", bool for "|b1".</summary>
+    public string NumpyName => Kind switch
+    {
+        'b' => "bool",
+        'u' => $"uint{8 * ItemSize}",
+        'i' => $"int{8 * ItemSize}",
+        'f' => $"float{8 * ItemSize}",
+        'c' => $"complex{8 * ItemSize}",
+        _ => Dtype,
+    };
+
     /// <summary>Reads and validates the header from the start of <paramref name="stream"/>; <paramref name="source"/> names it in errors.</summary>
     public static NpyHeader Read(Stream stream, string source)
     {

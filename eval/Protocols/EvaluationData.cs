@@ -56,7 +56,7 @@ public sealed class EvaluationData : IDisposable
     public static EvaluationData Open(DataSource source) => source.Kind switch
     {
         DataKind.Phantom => Phantom(source.PhantomSpec()),
-        DataKind.MedMnist => Npz(source.MedMnistFile("--task"), MedMnistRegistry.Default.TryGet(source.Source, out var subset) ? subset : null),
+        DataKind.MedMnist => Npz(source.MedMnistFile("--task"), source.SubsetInfo()),
         DataKind.Mnist => Mnist(source.Source),
         DataKind.Msd => Msd(source.Source),
         DataKind.PetCt => PetCt(source.Source, source.InputSeconds, source.TargetSeconds),

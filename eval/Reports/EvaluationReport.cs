@@ -45,7 +45,7 @@ public static class EvaluationReport
                 foreach (double f in fractions)
                 {
                     var cell = table[row, f];
-                    summary.AppendLine(string.Join(",", Csv(row), F(f), table.Metric.Name, F(cell.Mean), F(cell.Std),
+                    summary.AppendLine(string.Join(",", Csv(row), F(f), table.Metric.Name, F(cell.Mean), F(cell.Spread),
                         cell.Count.ToString(CultureInfo.InvariantCulture)));
                 }
         string summaryCsv = Atomic(Path.Combine(directory, "summary.csv"), summary.ToString());
@@ -71,7 +71,7 @@ public static class EvaluationReport
                 rows = rows.Select(row => new
                 {
                     init = row,
-                    cells = fractions.Select(f => new { fraction = f, mean = Finite(t[row, f].Mean), std = Finite(t[row, f].Std), runs = t[row, f].Count }),
+                    cells = fractions.Select(f => new { fraction = f, mean = Finite(t[row, f].Mean), std = Finite(t[row, f].Spread), runs = t[row, f].Count }),
                 }),
             }),
         }, new JsonSerializerOptions { WriteIndented = true });

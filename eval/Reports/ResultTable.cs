@@ -17,6 +17,9 @@ public sealed record MeanStd(double Mean, double Std, int Count)
         return new MeanStd(mean, std, kept.Count);
     }
 
+    /// <summary>The std where there is a spread to show (two runs or more); NaN for one run, which the CSV leaves empty and the JSON writes as null.</summary>
+    public double Spread => Count >= 2 ? Std : double.NaN;
+
     /// <summary>"80.6 ± 0.7" (scaled, one decimal place by default); "80.6 (n=1)" for one run, which has no spread to show.</summary>
     public string Format(double scale = 100, int decimals = 1) => Count switch
     {

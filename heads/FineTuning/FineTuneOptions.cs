@@ -43,6 +43,11 @@ public sealed record FineTuneOptions : TrainerOptions
     public double Ema { get; init; }
     /// <summary>BrainFuse: a share of each batch replaced by mixes of K subjects with combined targets, optionally a consistency term (null: off).</summary>
     public BrainFuseOptions? BrainFuse { get; init; }
+    /// <summary>
+    /// Continue from the newest checkpoint in <see cref="OutputDirectory"/> (<c>finetune --resume</c>): weights, optimizer,
+    /// RNG states, loader position and EMA as they were, so an interrupted run ends as the uninterrupted one would.
+    /// </summary>
+    public bool Resume { get; init; }
 
     /// <summary>The settings the trainer runs: the warmup capped at half the run and the log cadence at the run's length.</summary>
     public TrainerOptions Trainer => Shared() with

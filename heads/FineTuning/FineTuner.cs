@@ -42,6 +42,9 @@ public sealed class FineTuner : IDisposable
     /// <summary>Names of the head's classes (saved in head.json; predict's CSV columns), when known.</summary>
     public IReadOnlyList<string>? ClassNames { get; set; }
 
+    /// <summary>The intensities of the training images (set by <see cref="Fit"/>, kept in head.json; predict warns on inputs far from it); null: unknown.</summary>
+    public InputRange? InputRange { get; set; }
+
     /// <summary>A training sample's image shape [C,H,W] or [C,D,H,W] (set by <see cref="Fit"/>; predict resizes inputs to it).</summary>
     public long[]? InputShape { get; set; }
 
@@ -62,6 +65,7 @@ public sealed class FineTuner : IDisposable
         Action<TrainerLog>? log, Action<string>? notice, CancellationToken cancel, int? loaderBatch = null)
     {
         options ??= new FineTuneOptions();
+        if (options.Resume && options.OutputDirectory is null) throw new ArgumentException("resume: continuing needs the OutputDirectory whose checkpoints it continues from");
         var loaderSources = sources(Prepare(train, options, validation));
         var device = options.Device ?? task.Device;
         string output = options.OutputDirectory ?? Directory.CreateTempSubdirectory("medformer-finetune-").FullName;
@@ -72,7 +76,7 @@ public sealed class FineTuner : IDisposable
             var result = trainer.Fit(task,
                 start => new DataLoader(loaderSources, new LoaderOptions(loaderBatch ?? options.BatchSize, Seed: options.Seed,
                     Workers: options.Workers)).Batches(start),
-                output, log: log, evaluate: validation is null ? null : step => Check(validation, step, best), cancel: cancel);
+                output, resume: options.Resume, log: log, evaluate: validation is null ? null : step => Check(validation, step, best), cancel: cancel);
             KeepWeights(result.ModelDirectory, options, best);
             return new FineTuneResult(options.OutputDirectory is null ? null : result.ModelDirectory, result, validation is null ? null : Evaluate(validation),
                 best.Step);
@@ -107,6 +111,7 @@ public sealed class FineTuner : IDisposable
         if (options.Ema is < 0 or >= 1 || double.IsNaN(options.Ema)) throw new ArgumentException($"EMA decay {options.Ema} must be in [0, 1) (0: off)");
         task.Ema = options.Ema;
         var augment = options.Augment;
+        InputRange = InputRange.Of(train);
         using (var first = train.Get(0))
         {
             InputShape = first.Image.shape;
@@ -306,6 +311,7 @@ public sealed class FineTuner : IDisposable
             {
                 ClassNames = description["class_names"] is JsonArray names ? [.. names.Select(n => n!.GetValue<string>())] : null,
                 InputShape = description["input_shape"] is JsonArray shape ? [.. shape.Select(n => n!.GetValue<long>())] : null,
+                InputRange = InputRange.FromJson(description["input_range"]),
             };
             LoadHeadWeights(head, Path.Combine(folder, FineTuneTask.HeadWeightsFile));
             if (device is not null) tuner.task.Module.to(device);
@@ -332,7 +338,7 @@ public sealed class FineTuner : IDisposable
         StrictLoad.Load(path, head.state_dict(), $"this {head.GetType().Name}");
     }
 
-    /// <summary>head.json: the head's kind, task bank and settings, the strategy it was tuned with, class names and input shape.</summary>
+    /// <summary>head.json: the head's kind, task bank and settings, the strategy it was tuned with, class names, input shape and intensity range.</summary>
     JsonObject Describe()
     {
         var description = new JsonObject
@@ -345,6 +351,7 @@ public sealed class FineTuner : IDisposable
         };
         if (ClassNames is not null) description["class_names"] = new JsonArray([.. ClassNames.Select(n => (JsonNode)n)]);
         if (InputShape is not null) description["input_shape"] = new JsonArray([.. InputShape.Select(n => (JsonNode)n)]);
+        if (InputRange is not null) description["input_range"] = InputRange.ToJson();
         return description;
     }
 

@@ -5,6 +5,7 @@ using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Layouts;
 using Medformer.Datasets.Transforms;
 using Medformer.Runtime;
+using Medformer.Training;
 
 namespace Medformer.Heads.FineTuning;
 
@@ -51,7 +52,16 @@ public static class FinetuneJob
             if (options.FineTune.BatchSize < brainFuse.Parts)
                 throw new ArgumentException($"{BrainFuseOptions.Flag}: parts={brainFuse.Parts} needs batches of at least {brainFuse.Parts} samples, not --batch-size {options.FineTune.BatchSize}");
         }
-        // A missing model fails before anything is read or logged.
+        if (options.FineTune.Resume)
+        {
+            if (options.SelfTraining is not null || options.FixMatch is not null)
+                throw new ArgumentException("--resume continues the fine-tuning itself; with --self-train or --fixmatch run again without --resume");
+            if (TrainingCheckpoint.Latest(options.FineTune.OutputDirectory) is null)
+                throw new ArgumentException($"--resume: no checkpoint in {options.FineTune.OutputDirectory} to resume from " +
+                    "(a run interrupted before its first checkpoint has none: start it again without --resume)");
+        }
+        // A missing model or data fails before anything is read or logged.
+        options.Task.Check("--task");
         string folder = Pretrained.Resolve(options.Checkpoint);
         // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
         var (precision, _) = MixedPrecision.Resolve(options.FineTune.Precision, options.FineTune.Device ?? DeviceSpec.Resolve(null));

@@ -146,7 +146,7 @@ public sealed class OutputFolderCliTests(ITestOutputHelper output) : IDisposable
         string file = Phantom.Ensure(new PhantomSpec(Dimensionality.Image, 16, 40, 16, 16), Path.Combine(root, "data"));
         string config = Path.Combine(root, "config.json");
         File.WriteAllText(config, JsonSerializer.Serialize(ClassificationHeadTests.Config, MedformerConfig.Json));
-        NeverRemovesWhatItDidNotWrite("evaluate", o => ["evaluate", "--task", "npz", file, "--init", "random", "--fractions", "100%", "--seeds", "1",
+        NeverRemovesWhatItDidNotWrite("evaluate", o => ["evaluate", "--task", $"npz:{file}", "--init", "random", "--fractions", "100%", "--seeds", "1",
             "--max-steps", "2", "--batch-size", "8", "--config", config, "--precision", "fp32", "--out", o], "cells.jsonl");
     }
 

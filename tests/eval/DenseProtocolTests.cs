@@ -109,9 +109,9 @@ public sealed class DenseProtocolTests(ITestOutputHelper output) : IDisposable
             Config)).Message);
         using var phantom = EvaluationData.Phantom(new PhantomSpec(Dimensionality.Image, 16, 60, 12, 12), Path.Combine(Repo.TestHome, "phantom"));
         Assert.Contains("no target images", Assert.Throws<ArgumentException>(() => new DenseCells(phantom, "restoration", settings, Config)).Message);
-        var options = new EvaluationOptions(ProtocolSpec.MedMnistFractions, ["phantom"], ["gaussian"], root, settings, Head: "segmentation");
+        var options = new EvaluationOptions(ProtocolSpec.MedMnistFractions, "phantom:2d", ["gaussian"], root, settings, Head: "segmentation");
         Assert.Contains("--init gaussian", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options)).Message);
-        Assert.Contains("--task", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options with { Task = ["petct"],
+        Assert.Contains("--task", Assert.Throws<ArgumentException>(() => EvaluationJob.Validate(options with { Task = "petct",
             Inits = ["random"] })).Message);
     }
 }
