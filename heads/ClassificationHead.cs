@@ -8,8 +8,8 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Medformer.Heads;
 
-/// <summary>MedMNIST's task types.</summary>
-public enum TaskType
+/// <summary>The kind of labels a classification head learns: MedMNIST's task types.</summary>
+public enum LabelKind
 {
     /// <summary>One class of K per sample: softmax, cross-entropy (optionally label-smoothed).</summary>
     MultiClass,
@@ -35,7 +35,7 @@ public enum Pooling
 }
 
 /// <summary>
-/// Classification for every MedMNIST task type (<see cref="TaskType"/>): the latents, read out by
+/// Classification for every MedMNIST task type (<see cref="LabelKind"/>): the latents, read out by
 /// <see cref="Pooling"/>, then LayerNorm and a linear layer, zero-initialised so training starts at the uniform
 /// prediction (ordinal: thresholds at the uniform distribution's quantiles). Labels come from
 /// <see cref="Datasets.SampleMeta.Labels"/>: one class index per sample (multi-class, binary, ordinal) or one 0/1
@@ -55,13 +55,13 @@ public sealed class ClassificationHead : Head
     /// <param name="classes">Classes (multi-class, binary: 2, ordinal: grades) or labels (multi-label).</param>
     /// <param name="labelSmoothing">Multi-class only: the uniform share mixed into the targets (0.1 gave +1 point at 1% of Fashion-MNIST's labels).</param>
     /// <param name="task">The latent task bank the samples select.</param>
-    public ClassificationHead(MedformerConfig config, int classes, TaskType type = TaskType.MultiClass, Pooling pooling = Pooling.Flatten,
+    public ClassificationHead(MedformerConfig config, int classes, LabelKind type = LabelKind.MultiClass, Pooling pooling = Pooling.Flatten,
         double labelSmoothing = 0, string task = "classification") : base("ClassificationHead", task)
     {
         if (classes < 2) throw new ArgumentException($"classes {classes} must be at least 2");
-        if (type == TaskType.Binary && classes != 2) throw new ArgumentException($"a binary head has 2 classes, not {classes}");
+        if (type == LabelKind.Binary && classes != 2) throw new ArgumentException($"a binary head has 2 classes, not {classes}");
         if (labelSmoothing is < 0 or >= 1) throw new ArgumentException($"label smoothing {labelSmoothing} must be in [0, 1)");
-        if (labelSmoothing > 0 && type != TaskType.MultiClass) throw new ArgumentException($"label smoothing applies to multi-class heads, not {type}");
+        if (labelSmoothing > 0 && type != LabelKind.MultiClass) throw new ArgumentException($"label smoothing applies to multi-class heads, not {type}");
         Classes = classes;
         Type = type;
         Pooling = pooling;
@@ -82,7 +82,7 @@ public sealed class ClassificationHead : Head
             nn.init.zeros_(fc.weight!);
             nn.init.zeros_(fc.bias!);
         }
-        if (type == TaskType.Ordinal)
+        if (type == LabelKind.Ordinal)
         {
             // P(y ≤ k) = σ(θ_k − score), θ increasing: θ_0 free, then softplus steps. Start at logit((k+1)/K): uniform.
             var start = Enumerable.Range(1, classes - 1).Select(k => Math.Log((double)k / (classes - k))).ToArray();
@@ -98,7 +98,7 @@ public sealed class ClassificationHead : Head
 
     public int Classes { get; }
 
-    public TaskType Type { get; }
+    public LabelKind Type { get; }
 
     public Pooling Pooling { get; }
 
@@ -107,7 +107,7 @@ public sealed class ClassificationHead : Head
     /// <summary>Raw outputs per sample: a logit per class (multi-class, multi-label), one logit (binary) or one score (ordinal).</summary>
     public int Outputs => Type switch
     {
-        TaskType.Binary or TaskType.Ordinal => 1,
+        LabelKind.Binary or LabelKind.Ordinal => 1,
         _ => Classes,
     };
 
@@ -126,7 +126,7 @@ public sealed class ClassificationHead : Head
         string classesText = HeadRegistry.Text(settings, "classes") ?? throw new ArgumentException($"head '{KindName}': 'classes' is missing");
         if (!int.TryParse(classesText, CultureInfo.InvariantCulture, out int classes))
             throw new ArgumentException($"head '{KindName}': classes '{classesText}' is not an integer");
-        var type = HeadRegistry.Text(settings, "type") is { } typeName ? TaskTypes.Parse(typeName) : TaskType.MultiClass;
+        var type = HeadRegistry.Text(settings, "type") is { } typeName ? TaskTypes.Parse(typeName) : LabelKind.MultiClass;
         var pooling = HeadRegistry.Text(settings, "pooling") switch
         {
             null or "flatten" => Pooling.Flatten,
@@ -165,9 +165,9 @@ public sealed class ClassificationHead : Head
         using var scope = NewDisposeScope();
         var losses = Type switch
         {
-            TaskType.MultiClass => F.cross_entropy(outputs, ClassLabels(batch, outputs.device), reduction: nn.Reduction.None, label_smoothing: LabelSmoothing),
-            TaskType.MultiLabel => F.binary_cross_entropy_with_logits(outputs, MultiLabels(batch, outputs.device), reduction: nn.Reduction.None).mean([1]),
-            TaskType.Binary => F.binary_cross_entropy_with_logits(outputs.squeeze(1), ClassLabels(batch, outputs.device).to(ScalarType.Float32),
+            LabelKind.MultiClass => F.cross_entropy(outputs, ClassLabels(batch, outputs.device), reduction: nn.Reduction.None, label_smoothing: LabelSmoothing),
+            LabelKind.MultiLabel => F.binary_cross_entropy_with_logits(outputs, MultiLabels(batch, outputs.device), reduction: nn.Reduction.None).mean([1]),
+            LabelKind.Binary => F.binary_cross_entropy_with_logits(outputs.squeeze(1), ClassLabels(batch, outputs.device).to(ScalarType.Float32),
                 reduction: nn.Reduction.None),
             _ => -OrdinalProbabilities(outputs).gather(1, ClassLabels(batch, outputs.device).unsqueeze(1)).squeeze(1).clamp_min(1e-12).log(),
         };
@@ -181,7 +181,7 @@ public sealed class ClassificationHead : Head
     public override Tensor SoftTargets(Batch batch, Device device)
     {
         using var scope = NewDisposeScope();
-        var targets = Type == TaskType.MultiLabel ? MultiLabels(batch, device) : F.one_hot(ClassLabels(batch, device), Classes).to(ScalarType.Float32);
+        var targets = Type == LabelKind.MultiLabel ? MultiLabels(batch, device) : F.one_hot(ClassLabels(batch, device), Classes).to(ScalarType.Float32);
         return scope.MoveToOuter(targets);
     }
 
@@ -200,9 +200,9 @@ public sealed class ClassificationHead : Head
             throw new ArgumentException($"soft targets [{string.Join(",", targets.shape)}] must be [{outputs.shape[0]},{Classes}]");
         var losses = Type switch
         {
-            TaskType.MultiClass => -((labels && LabelSmoothing > 0 ? targets * (1 - LabelSmoothing) + LabelSmoothing / Classes : targets) * outputs.log_softmax(1)).sum([1]),
-            TaskType.MultiLabel => F.binary_cross_entropy_with_logits(outputs, targets, reduction: nn.Reduction.None).mean([1]),
-            TaskType.Binary => F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets[.., 1], reduction: nn.Reduction.None),
+            LabelKind.MultiClass => -((labels && LabelSmoothing > 0 ? targets * (1 - LabelSmoothing) + LabelSmoothing / Classes : targets) * outputs.log_softmax(1)).sum([1]),
+            LabelKind.MultiLabel => F.binary_cross_entropy_with_logits(outputs, targets, reduction: nn.Reduction.None).mean([1]),
+            LabelKind.Binary => F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets[.., 1], reduction: nn.Reduction.None),
             _ => -(targets * OrdinalProbabilities(outputs).clamp_min(1e-12).log()).sum([1]),
         };
         return scope.MoveToOuter(losses);
@@ -218,15 +218,15 @@ public sealed class ClassificationHead : Head
         outputs = outputs.to(ScalarType.Float32);
         var probabilities = Type switch
         {
-            TaskType.MultiClass => outputs.softmax(1),
-            TaskType.MultiLabel => outputs.sigmoid(),
-            TaskType.Binary => cat([1 - outputs.sigmoid(), outputs.sigmoid()], 1),
+            LabelKind.MultiClass => outputs.softmax(1),
+            LabelKind.MultiLabel => outputs.sigmoid(),
+            LabelKind.Binary => cat([1 - outputs.sigmoid(), outputs.sigmoid()], 1),
             _ => OrdinalProbabilities(outputs),
         };
         return scope.MoveToOuter(probabilities);
     }
 
-    public override HeadMetric CreateMetric() => new ClassificationMetric(Classes, Type == TaskType.MultiLabel);
+    public override HeadMetric CreateMetric() => new ClassificationMetric(Classes, Type == LabelKind.MultiLabel);
 
     /// <summary>Score [B,1] → P(y = k) [B,K] = σ(θ_k − s) − σ(θ_{k−1} − s), with σ(θ_{−1} − s) = 0 and σ(θ_{K−1} − s) = 1.</summary>
     Tensor OrdinalProbabilities(Tensor score)
@@ -261,20 +261,20 @@ public sealed class ClassificationHead : Head
 /// <summary>Task types by MedMNIST's names ("multi-class", "multi-label", "binary-class", "ordinal-regression").</summary>
 public static class TaskTypes
 {
-    public static string Name(TaskType type) => type switch
+    public static string Name(LabelKind type) => type switch
     {
-        TaskType.MultiClass => "multi-class",
-        TaskType.MultiLabel => "multi-label",
-        TaskType.Binary => "binary-class",
+        LabelKind.MultiClass => "multi-class",
+        LabelKind.MultiLabel => "multi-label",
+        LabelKind.Binary => "binary-class",
         _ => "ordinal-regression",
     };
 
-    public static TaskType Parse(string name) => name switch
+    public static LabelKind Parse(string name) => name switch
     {
-        "multi-class" => TaskType.MultiClass,
-        "multi-label" => TaskType.MultiLabel,
-        "binary-class" or "binary" => TaskType.Binary,
-        "ordinal-regression" or "ordinal" => TaskType.Ordinal,
+        "multi-class" => LabelKind.MultiClass,
+        "multi-label" => LabelKind.MultiLabel,
+        "binary-class" or "binary" => LabelKind.Binary,
+        "ordinal-regression" or "ordinal" => LabelKind.Ordinal,
         _ => throw new ArgumentException($"task type '{name}': expected multi-class, multi-label, binary-class or ordinal-regression"),
     };
 }

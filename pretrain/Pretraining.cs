@@ -12,7 +12,7 @@ namespace Medformer.Pretrain;
 /// weighted loss per batch, and the momentum target network when an objective reads it (its average moves from
 /// <c>momentum</c> towards 1 on BYOL's cosine schedule).
 /// </summary>
-public sealed class Pretraining : TrainingTask
+public sealed class Pretraining : TrainingModule
 {
     private readonly Network network;
     private readonly (Objective Objective, double Weight)[] mix;

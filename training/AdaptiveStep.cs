@@ -19,13 +19,13 @@ internal sealed record AdaptiveStepResult(double Loss, IReadOnlyDictionary<strin
 internal sealed class AdaptiveStep : IDisposable
 {
     readonly BatchAdaptation adaptation;
-    readonly TrainingTask task;
+    readonly TrainingModule task;
     readonly List<Action> unhook = [];
     readonly List<(Linear Layer, Tensor Input, Tensor Output)> captured = [];
     readonly (string Name, Parameter[] Parameters)[] layers;
     bool capturing;
 
-    public AdaptiveStep(BatchAdaptation adaptation, TrainingTask task)
+    public AdaptiveStep(BatchAdaptation adaptation, TrainingModule task)
     {
         this.adaptation = adaptation;
         this.task = task;

@@ -7,12 +7,12 @@ namespace Medformer.Training;
 /// The weights of a training run by the file a checkpoint keeps them in, found from the task's module tree rather
 /// than from names: <see cref="Model"/>, the Medformer's fp32 masters under the Medformer's own names
 /// (model.safetensors, which loads as a model checkpoint), and <see cref="Task"/>, every other master under its name
-/// in <see cref="TrainingTask.Module"/> (heads.safetensors: objectives' projectors, a fine-tuned head). The
+/// in <see cref="TrainingModule.Module"/> (heads.safetensors: objectives' projectors, a fine-tuned head). The
 /// optimizer's state (optimizer.safetensors) is keyed by the masters' names in the module, as <see cref="Task"/> is.
 /// </summary>
 internal sealed record CheckpointParts(IReadOnlyDictionary<string, Tensor> Model, IReadOnlyDictionary<string, Tensor> Task)
 {
-    public static CheckpointParts Of(TrainingTask task, MixedPrecision policy)
+    public static CheckpointParts Of(TrainingModule task, MixedPrecision policy)
     {
         string at = task.Module.named_modules().FirstOrDefault(m => ReferenceEquals(m.module, task.Model)).name
             ?? (ReferenceEquals(task.Module, task.Model) ? ""

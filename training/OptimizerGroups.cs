@@ -14,7 +14,7 @@ internal sealed class OptimizerGroups : IDisposable
 {
     readonly double[] scales;
 
-    public OptimizerGroups(TrainingTask task, IReadOnlyList<(string Name, Parameter Master)> named, TrainerOptions options)
+    public OptimizerGroups(TrainingModule task, IReadOnlyList<(string Name, Parameter Master)> named, TrainerOptions options)
     {
         var undecayed = Undecayed(task.Module);
         var groups = named.Where(p => p.Master.requires_grad)

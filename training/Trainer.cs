@@ -37,7 +37,7 @@ public sealed class Trainer(TrainerOptions options, Device device, Action<string
     /// <param name="batches">The loader's batches from a batch index (0, or where a resumed run left off).</param>
     /// <param name="outputDirectory">Checkpoints go to <c>checkpoint-NNNNNN/</c> in it, the final model to <c>model/</c>.</param>
     /// <param name="resume">Continue from the newest whole checkpoint in <paramref name="outputDirectory"/>.</param>
-    public TrainerResult Fit(TrainingTask task, Func<long, IEnumerable<Batch>> batches, string outputDirectory, bool resume = false,
+    public TrainerResult Fit(TrainingModule task, Func<long, IEnumerable<Batch>> batches, string outputDirectory, bool resume = false,
         Action<TrainerLog>? log = null, Func<long, IReadOnlyDictionary<string, double>>? evaluate = null, CancellationToken cancel = default)
     {
         Options.Validate();

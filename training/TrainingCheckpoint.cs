@@ -42,7 +42,7 @@ public static class TrainingCheckpoint
     /// <summary>Where the checkpoint of <paramref name="step"/> goes.</summary>
     public static string PathOf(string outputDirectory, long step) => Path.Combine(outputDirectory, $"{Prefix}{step:D6}");
 
-    internal static string Save(string outputDirectory, TrainingTask task, MixedPrecision policy, AdamW optimizer,
+    internal static string Save(string outputDirectory, TrainingModule task, MixedPrecision policy, AdamW optimizer,
         IReadOnlyList<(string Name, Parameter Master)> ordered, TrainerState state, int keep)
     {
         string folder = PathOf(outputDirectory, state.Step);
@@ -64,9 +64,9 @@ public static class TrainingCheckpoint
         return folder;
     }
 
-    /// <summary>The final model folder (config.json + model.safetensors, fp32, and the task's <see cref="TrainingTask.ModelFiles"/>), what fine-tuning starts
+    /// <summary>The final model folder (config.json + model.safetensors, fp32, and the task's <see cref="TrainingModule.ModelFiles"/>), what fine-tuning starts
     /// from.</summary>
-    internal static void SaveModel(string folder, TrainingTask task, MixedPrecision policy)
+    internal static void SaveModel(string folder, TrainingModule task, MixedPrecision policy)
     {
         var parts = CheckpointParts.Of(task, policy);
         Checkpoint.Save(task.Model.Config, parts.Model, folder, extraFiles: task.ModelFiles(parts.Task));
@@ -89,7 +89,7 @@ public static class TrainingCheckpoint
         Safetensors.Save(tensors, path);
     }
 
-    internal static TrainerState Load(string folder, TrainingTask task, MixedPrecision policy, AdamW optimizer,
+    internal static TrainerState Load(string folder, TrainingModule task, MixedPrecision policy, AdamW optimizer,
         IReadOnlyList<(string Name, Parameter Master)> ordered)
     {
         string statePath = Path.Combine(folder, State);

@@ -15,7 +15,7 @@ internal sealed class TrainingLoop : IDisposable
     readonly Device device;
     readonly Action<string>? notice;
     readonly ProcessGroup? distributed;
-    readonly TrainingTask task;
+    readonly TrainingModule task;
     readonly string outputDirectory;
     readonly CancellationToken cancel;
     readonly MixedPrecision policy;
@@ -34,7 +34,7 @@ internal sealed class TrainingLoop : IDisposable
     Stopwatch clock = new();
     LogWindow? window;
 
-    public TrainingLoop(TrainerOptions options, Device device, Action<string>? notice, ProcessGroup? group, TrainingTask task,
+    public TrainingLoop(TrainerOptions options, Device device, Action<string>? notice, ProcessGroup? group, TrainingModule task,
         string outputDirectory, CancellationToken cancel)
     {
         (this.options, this.device, this.notice, this.task, this.outputDirectory, this.cancel) = (options, device, notice, task, outputDirectory, cancel);

@@ -1,5 +1,5 @@
 """PyTorch 1.13 side of bench/run heads' fine-tuning rows: full fine-tuning steps of the Medformer twin (medformer.py)
-with a twin of a head, eager fp32, as heads/FineTuneTask.cs and pretrain/Training/Trainer.cs compute them.
+with a twin of a head, eager fp32, as heads/FineTuneModule.cs and pretrain/Training/Trainer.cs compute them.
 
 classification: heads/ClassificationHead.cs with its defaults (multi-class, flatten pooling): the latents [B,N,d]
     laid side by side, LayerNorm, a zero-initialised Linear to K logits; cross-entropy.

@@ -58,7 +58,7 @@ def patchify(images, p):
     return images.reshape(b, c, h // p, p, w // p, p).permute(0, 2, 4, 3, 5, 1).reshape(b, (h // p) * (w // p), p * p * c)
 
 
-class Pooler(nn.Module):
+class AttentionPool(nn.Module):
     def __init__(self, dim):
         super().__init__()
         self.query = learned_query(1, dim)
@@ -107,7 +107,7 @@ class Rotation(nn.Module):
 
     def __init__(self, dim):
         super().__init__()
-        self.pool = Pooler(dim)
+        self.pool = AttentionPool(dim)
         self.fc = nn.Linear(dim, 4)
 
     def loss(self, model, views, metas):
@@ -126,7 +126,7 @@ class SimClr(nn.Module):
     def __init__(self, dim, temperature, projection_dim):
         super().__init__()
         self.temperature = temperature
-        self.pool = Pooler(dim)
+        self.pool = AttentionPool(dim)
         self.projector = nn.Sequential(nn.Linear(dim, dim), nn.BatchNorm1d(dim), nn.ReLU(), nn.Linear(dim, projection_dim))
 
     def loss(self, model, views, metas):

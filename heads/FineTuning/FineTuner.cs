@@ -15,7 +15,7 @@ namespace Medformer.Heads.FineTuning;
 /// Fine-tunes a pretrained Medformer with a head, through the shared <see cref="Trainer"/>:
 /// <code>
 /// using var model = Pretrained.Load("runs/pretrain/model");              // a folder, or a hub name
-/// var head = new ClassificationHead(model.Config, classes: 9, TaskType.MultiClass, labelSmoothing: 0.1);
+/// var head = new ClassificationHead(model.Config, classes: 9, LabelKind.MultiClass, labelSmoothing: 0.1);
 /// using var tuner = new FineTuner(model, head, Strategy.LayerwiseDecay(0.75));   // or Full, LinearProbe, LastBlocks(2)
 /// var result = tuner.Fit(train, new FineTuneOptions { MaxSteps = 1000, OutputDirectory = "runs/ft" }, validation);
 /// using var probabilities = tuner.Predict(images, metas);                 // [N,9]
@@ -25,12 +25,12 @@ namespace Medformer.Heads.FineTuning;
 /// </summary>
 public sealed class FineTuner : IDisposable
 {
-    private readonly FineTuneTask task;
+    private readonly FineTuneModule task;
 
     public FineTuner(MedformerModel model, Head head, Strategy? strategy = null)
     {
         Strategy = strategy ?? Strategy.Full;
-        task = new FineTuneTask(model, head, Strategy, Describe);
+        task = new FineTuneModule(model, head, Strategy, Describe);
     }
 
     public MedformerModel Model => task.Model;
@@ -54,7 +54,7 @@ public sealed class FineTuner : IDisposable
         Fit(train, augment => [new LoaderSource(train, Transform: augment)], options, validation, log, notice, cancel);
 
     /// <summary>The model and head as the trainer's task (semi-supervised methods set its FixMatch options).</summary>
-    internal FineTuneTask FineTuneTask => task;
+    internal FineTuneModule FineTuneModule => task;
 
     /// <summary>
     /// Fine-tuning on the loader sources <paramref name="sources"/> makes of the training augmentation (the labelled
@@ -287,9 +287,9 @@ public sealed class FineTuner : IDisposable
     public static FineTuner Load(string folderOrName, Device? device = null, Strategy? strategy = null)
     {
         string folder = Pretrained.Resolve(folderOrName);
-        string headPath = Path.Combine(folder, FineTuneTask.HeadFile);
+        string headPath = Path.Combine(folder, FineTuneModule.HeadFile);
         if (!File.Exists(headPath))
-            throw new InvalidDataException($"{folder}: no {FineTuneTask.HeadFile}: a pretrained model, not a fine-tuned one " +
+            throw new InvalidDataException($"{folder}: no {FineTuneModule.HeadFile}: a pretrained model, not a fine-tuned one " +
                 "(fine-tune it first: medformer finetune)");
         JsonObject description;
         try
@@ -313,7 +313,7 @@ public sealed class FineTuner : IDisposable
                 InputShape = description["input_shape"] is JsonArray shape ? [.. shape.Select(n => n!.GetValue<long>())] : null,
                 InputRange = InputRange.FromJson(description["input_range"]),
             };
-            LoadHeadWeights(head, Path.Combine(folder, FineTuneTask.HeadWeightsFile));
+            LoadHeadWeights(head, Path.Combine(folder, FineTuneModule.HeadWeightsFile));
             if (device is not null) tuner.task.Module.to(device);
             return tuner;
         }
@@ -328,7 +328,7 @@ public sealed class FineTuner : IDisposable
     void LoadWeights(string folder)
     {
         Checkpoint.LoadWeights(Model, folder);
-        LoadHeadWeights(Head, Path.Combine(folder, FineTuneTask.HeadWeightsFile));
+        LoadHeadWeights(Head, Path.Combine(folder, FineTuneModule.HeadWeightsFile));
     }
 
     /// <summary>head.safetensors into a head: every key present, of the head's shapes (<see cref="StrictLoad"/>).</summary>

@@ -206,9 +206,9 @@ public static class FinetuneJob
     }
 
     /// <summary>Classes, task type and class names of a MedMNIST-layout corpus (the phantom too) or an MNIST folder.</summary>
-    static (int Classes, TaskType Type, IReadOnlyList<string> Names) Labels(ICorpus corpus) => corpus switch
+    static (int Classes, LabelKind Type, IReadOnlyList<string> Names) Labels(ICorpus corpus) => corpus switch
     {
         MedMnistCorpus m => (m.Subset.Labels.Count, TaskTypes.Parse(m.Subset.Task), m.Subset.Labels),
-        _ => (10, TaskType.MultiClass, [.. Enumerable.Range(0, 10).Select(i => i.ToString(CultureInfo.InvariantCulture))]),
+        _ => (10, LabelKind.MultiClass, [.. Enumerable.Range(0, 10).Select(i => i.ToString(CultureInfo.InvariantCulture))]),
     };
 }

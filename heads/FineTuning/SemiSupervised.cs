@@ -119,7 +119,7 @@ public static class SemiSupervised
         if (options.Mixup > 0) throw new ArgumentException("FixMatch and mixup do not combine here: pick one");
         var hidden = RelabelledCorpus.WithoutLabels(unlabelled);
         int batch = (int)Math.Round(options.BatchSize * (1 + fixMatch.UnlabelledRatio));
-        tuner.FineTuneTask.FixMatch = fixMatch;
+        tuner.FineTuneModule.FixMatch = fixMatch;
         try
         {
             return tuner.Fit(train, weak =>
@@ -134,14 +134,14 @@ public static class SemiSupervised
         }
         finally
         {
-            tuner.FineTuneTask.FixMatch = null;
+            tuner.FineTuneModule.FixMatch = null;
         }
     }
 
     static readonly ITransform Identity = new Compose([]);
 
     /// <summary>The head, where pseudo-labels can be its classes (one per image); else an error naming <paramref name="method"/>.</summary>
-    static ClassificationHead OneClassPerImage(Head head, string method) => head as ClassificationHead is { Type: not TaskType.MultiLabel } one ? one
+    static ClassificationHead OneClassPerImage(Head head, string method) => head as ClassificationHead is { Type: not LabelKind.MultiLabel } one ? one
         : throw new ArgumentException($"{method} pseudo-labels one class per image: it needs a multi-class, binary or " +
             $"ordinal classification head, not {head.Kind}"
             + (head is ClassificationHead c ? $" ({TaskTypes.Name(c.Type)})" : ""));

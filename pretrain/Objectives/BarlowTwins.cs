@@ -11,7 +11,7 @@ namespace Medformer.Pretrain.Objectives;
 /// </summary>
 public sealed class BarlowTwins : Objective
 {
-    private readonly Pooler pool;
+    private readonly AttentionPool pool;
     private readonly Projector projector;
     private readonly double lambda;
 
@@ -19,7 +19,7 @@ public sealed class BarlowTwins : Objective
     {
         if (!(lambda >= 0)) throw new ArgumentException($"lambda {lambda} must not be negative");
         this.lambda = lambda;
-        pool = new Pooler(dim);
+        pool = new AttentionPool(dim);
         projector = new Projector(dim, projectionDim, projectionDim, layers: 3);
         RegisterComponents();
     }

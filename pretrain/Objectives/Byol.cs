@@ -48,15 +48,15 @@ public sealed class Byol : Objective
         return scope.MoveToOuter(loss);
     }
 
-    /// <summary>Pooler and projector: what the target network mirrors.</summary>
+    /// <summary>AttentionPool and projector: what the target network mirrors.</summary>
     internal sealed class Embedding : nn.Module<MedformerModel, Tensor, Tensor>
     {
-        private readonly Pooler pool;
+        private readonly AttentionPool pool;
         private readonly Projector projector;
 
         public Embedding(int dim, int projectionDim) : base(nameof(Embedding))
         {
-            pool = new Pooler(dim);
+            pool = new AttentionPool(dim);
             projector = new Projector(dim, dim, projectionDim);
             RegisterComponents();
         }

@@ -15,7 +15,7 @@ namespace Medformer.Pretrain.Objectives;
 /// </summary>
 public sealed class Jigsaw : Objective
 {
-    private readonly ClassifierHead head;
+    private readonly PretextHead head;
     private readonly int grid;
 
     public Jigsaw(int dim, int grid = 2, int classes = 24) : base("jigsaw")
@@ -24,7 +24,7 @@ public sealed class Jigsaw : Objective
         if (classes < 2) throw new ArgumentException($"jigsaw permutations {classes} must be at least 2");
         this.grid = grid;
         Classes = classes;
-        head = new ClassifierHead(dim, classes);
+        head = new PretextHead(dim, classes);
         RegisterComponents();
     }
 

@@ -12,11 +12,11 @@ namespace Medformer.Pretrain.Objectives;
 /// </summary>
 public sealed class Rotation : Objective
 {
-    private readonly ClassifierHead head;
+    private readonly PretextHead head;
 
     public Rotation(int dim) : base("rotation")
     {
-        head = new ClassifierHead(dim, 4);
+        head = new PretextHead(dim, 4);
         RegisterComponents();
     }
 

@@ -11,7 +11,7 @@ namespace Medformer.Pretrain.Objectives;
 /// </summary>
 public sealed class SimClr : Objective
 {
-    private readonly Pooler pool;
+    private readonly AttentionPool pool;
     private readonly Projector projector;
     private readonly double temperature;
 
@@ -19,7 +19,7 @@ public sealed class SimClr : Objective
     {
         if (!(temperature > 0)) throw new ArgumentException($"temperature {temperature} must be positive");
         this.temperature = temperature;
-        pool = new Pooler(dim);
+        pool = new AttentionPool(dim);
         projector = new Projector(dim, dim, projectionDim);
         RegisterComponents();
     }

@@ -19,7 +19,7 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
 {
     internal static MedformerConfig Config => MedformerConfig.Tiny with { Dim = 32, SelfAttentionHeads = 2, DecoderHeads = 2, Depth = 1 };
 
-    internal static TensorCorpus Squares(int count, long seed, TaskType type)
+    internal static TensorCorpus Squares(int count, long seed, LabelKind type)
     {
         var (images, labels) = SquareArrays(count, seed, type);
         // The corpus keeps its own handles: built outside the scope, which would dispose them with the temporaries.
@@ -28,7 +28,7 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
             return new TensorCorpus("squares", images, labels);
     }
 
-    static (Tensor Images, Tensor Labels) SquareArrays(int count, long seed, TaskType type)
+    static (Tensor Images, Tensor Labels) SquareArrays(int count, long seed, LabelKind type)
     {
         Seeding.SeedEverything(seed);
         var random = Seeding.Random("squares", seed);
@@ -38,7 +38,7 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
         for (int i = 0; i < count; i++)
         {
             int place = i % 3;
-            bool[] present = type == TaskType.MultiLabel
+            bool[] present = type == LabelKind.MultiLabel
                 ? [.. Enumerable.Range(0, 3).Select(p => p == place || random.NextDouble() < 0.4)]
                 : [.. Enumerable.Range(0, 3).Select(p => p == place)];
             int row = (i * 7) % 10;
@@ -46,23 +46,23 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
                 if (present[p]) images[i, 0, row..(row + 5), (1 + 5 * p)..(5 + 5 * p)] += 2;
             labels.Add(type switch
             {
-                TaskType.MultiLabel => [.. present.Select(b => b ? 1L : 0L)],
-                TaskType.Binary => [place == 0 ? 1 : 0],
+                LabelKind.MultiLabel => [.. present.Select(b => b ? 1L : 0L)],
+                LabelKind.Binary => [place == 0 ? 1 : 0],
                 _ => [place],
             });
         }
-        var labelTensor = type == TaskType.MultiLabel ? tensor(labels.SelectMany(l => l).ToArray(), [count, 3]) : tensor(labels.Select(l => l[0]).ToArray());
+        var labelTensor = type == LabelKind.MultiLabel ? tensor(labels.SelectMany(l => l).ToArray(), [count, 3]) : tensor(labels.Select(l => l[0]).ToArray());
         return (scope.MoveToOuter(images), scope.MoveToOuter(labelTensor));
     }
 
     [Theory]
-    [InlineData(TaskType.MultiClass, Pooling.Flatten, 3)]
-    [InlineData(TaskType.MultiClass, Pooling.Query, 3)]
-    [InlineData(TaskType.MultiClass, Pooling.ClassQueries, 3)]
-    [InlineData(TaskType.Binary, Pooling.Mean, 2)]
-    [InlineData(TaskType.Ordinal, Pooling.Flatten, 3)]
-    [InlineData(TaskType.MultiLabel, Pooling.Flatten, 3)]
-    public void LearnsEachTaskType(TaskType type, Pooling pooling, int classes)
+    [InlineData(LabelKind.MultiClass, Pooling.Flatten, 3)]
+    [InlineData(LabelKind.MultiClass, Pooling.Query, 3)]
+    [InlineData(LabelKind.MultiClass, Pooling.ClassQueries, 3)]
+    [InlineData(LabelKind.Binary, Pooling.Mean, 2)]
+    [InlineData(LabelKind.Ordinal, Pooling.Flatten, 3)]
+    [InlineData(LabelKind.MultiLabel, Pooling.Flatten, 3)]
+    public void LearnsEachTaskType(LabelKind type, Pooling pooling, int classes)
     {
         using var train = Squares(96, 1, type);
         using var test = Squares(48, 2, type);
@@ -78,7 +78,7 @@ public sealed class ClassificationHeadTests(ITestOutputHelper output)
             $"{string.Join(", ", result.Validation!.Select(p => $"{p.Key} {p.Value:F3}"))}; {clock.Elapsed.TotalSeconds:F1} s");
         Assert.True(history[^1].Loss < 0.5 * history[0].Loss, $"loss {history[0].Loss} → {history[^1].Loss}");
         // Chance: accuracy 1/3 (multi-class, ordinal), AUC 0.5 (binary, multi-label).
-        string metric = type is TaskType.Binary or TaskType.MultiLabel ? "auc" : "accuracy";
+        string metric = type is LabelKind.Binary or LabelKind.MultiLabel ? "auc" : "accuracy";
         double floor = pooling == Pooling.ClassQueries ? 0.7 : 0.8;  // class queries: 79% after 400 steps
         Assert.True(result.Validation![metric] > floor, $"{metric} {result.Validation[metric]:F3}");
     }

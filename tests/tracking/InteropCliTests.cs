@@ -80,17 +80,17 @@ public sealed class InteropCliTests(ITestOutputHelper output) : IDisposable
     }
 
     [Theory]
-    [InlineData(TaskType.MultiClass, Pooling.Flatten)]
-    [InlineData(TaskType.Ordinal, Pooling.Query)]
-    [InlineData(TaskType.Binary, Pooling.ClassQueries)]
-    [InlineData(TaskType.MultiLabel, Pooling.Mean)]
-    public void AFineTunedModelExportsWithItsHeadAndPredictsAsWeDo(TaskType type, Pooling pooling)
+    [InlineData(LabelKind.MultiClass, Pooling.Flatten)]
+    [InlineData(LabelKind.Ordinal, Pooling.Query)]
+    [InlineData(LabelKind.Binary, Pooling.ClassQueries)]
+    [InlineData(LabelKind.MultiLabel, Pooling.Mean)]
+    public void AFineTunedModelExportsWithItsHeadAndPredictsAsWeDo(LabelKind type, Pooling pooling)
     {
         Seeding.SeedEverything(9);
         string source = Path.Combine(folder, "tuned");
         string exported = Path.Combine(folder, "exported");
         var config = MedformerConfig.Tiny;
-        using var tuner = new FineTuner(new MedformerModel(config), new ClassificationHead(config, type == TaskType.Binary ? 2 : 4, type, pooling));
+        using var tuner = new FineTuner(new MedformerModel(config), new ClassificationHead(config, type == LabelKind.Binary ? 2 : 4, type, pooling));
         using (no_grad())
         {
             foreach (var parameter in tuner.Model.parameters()) parameter.normal_();

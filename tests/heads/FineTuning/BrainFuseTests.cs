@@ -103,24 +103,24 @@ public sealed class BrainFuseTests : IDisposable
     }
 
     [Theory]
-    [InlineData(TaskType.MultiClass, 0.0)]
-    [InlineData(TaskType.MultiClass, 0.1)]
-    [InlineData(TaskType.MultiLabel, 0.0)]
-    [InlineData(TaskType.Binary, 0.0)]
-    [InlineData(TaskType.Ordinal, 0.0)]
-    public void ClassificationSoftLossesAreTheHardOnesOnOneHotTargetsAndCrossEntropyByHand(TaskType type, double smoothing)
+    [InlineData(LabelKind.MultiClass, 0.0)]
+    [InlineData(LabelKind.MultiClass, 0.1)]
+    [InlineData(LabelKind.MultiLabel, 0.0)]
+    [InlineData(LabelKind.Binary, 0.0)]
+    [InlineData(LabelKind.Ordinal, 0.0)]
+    public void ClassificationSoftLossesAreTheHardOnesOnOneHotTargetsAndCrossEntropyByHand(LabelKind type, double smoothing)
     {
         using var scope = NewDisposeScope();
-        int classes = type == TaskType.Binary ? 2 : 3;
+        int classes = type == LabelKind.Binary ? 2 : 3;
         using var head = new ClassificationHead(Config, classes, type, labelSmoothing: smoothing);
         Seeding.SeedEverything(3);
         var outputs = randn(4, head.Outputs);
-        long[][] labels = type == TaskType.MultiLabel ? [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] : [[0], [1], [classes - 1], [1]];
+        long[][] labels = type == LabelKind.MultiLabel ? [[1, 0, 1], [0, 1, 0], [1, 1, 0], [0, 0, 1]] : [[0], [1], [classes - 1], [1]];
         var batch = new Batch(0, [new BatchView(zeros(4, 1, 4, 4), null, null)], [.. labels.Select((l, i) => Meta(i, l))]);
         var targets = head.SoftTargets(batch, CPU);
         Assert.Equal([4L, classes], targets.shape);
         Close(head.Losses(outputs, batch), head.SoftLosses(outputs, targets));
-        if (type != TaskType.MultiClass) return;
+        if (type != LabelKind.MultiClass) return;
         // A mixed target by hand: t = 0.3·e0 + 0.7·e2 (smoothed toward 1/K as labels, not as predictions).
         var t = tensor(new float[] { 0.3f, 0, 0.7f }).expand(4, 3);
         var smoothed = t * (1 - smoothing) + smoothing / 3;
@@ -204,8 +204,8 @@ public sealed class BrainFuseTests : IDisposable
     [Fact]
     public void AClassifierLearnsFromMixesReproduciblyAndTheMixesChangeTraining()
     {
-        using var train = ClassificationHeadTests.Squares(96, 1, TaskType.MultiClass);
-        using var test = ClassificationHeadTests.Squares(48, 2, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(96, 1, LabelKind.MultiClass);
+        using var test = ClassificationHeadTests.Squares(48, 2, LabelKind.MultiClass);
         var fuse = new BrainFuseOptions { Parts = 2, Share = 0.5, Consistency = 0.5, Grid = 3 };
         (FineTuner, FineTuneResult) Tune(long steps, BrainFuseOptions? options, ICorpus? validation = null)
         {
@@ -252,7 +252,7 @@ public sealed class BrainFuseTests : IDisposable
     [InlineData(AdaptationScope.Full)]
     public void BatchAdaptationReadsTheMixesPerSampleLosses(AdaptationScope scope)
     {
-        using var train = ClassificationHeadTests.Squares(64, 1, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(64, 1, LabelKind.MultiClass);
         Seeding.SeedEverything(0);
         using var tuner = new FineTuner(new MedformerModel(Config with { Depth = 1 }), new ClassificationHead(Config, 3));
         var adaptation = new BatchAdaptationOptions { Scope = scope, MinBatch = 4, MaxBatch = 16, InitialBatch = 8 };
@@ -266,12 +266,12 @@ public sealed class BrainFuseTests : IDisposable
     [Fact]
     public void AResumedRunMixesAsAnUninterruptedOne()
     {
-        using var train = ClassificationHeadTests.Squares(48, 1, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(48, 1, LabelKind.MultiClass);
         var fuse = new BrainFuseOptions { Parts = 3, Consistency = 0.5, Grid = 3 };
-        FineTuneTask Task(long seed)
+        FineTuneModule Task(long seed)
         {
             Seeding.SeedEverything(seed);
-            return new FineTuneTask(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { BrainFuse = fuse };
+            return new FineTuneModule(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { BrainFuse = fuse };
         }
         IEnumerable<Batch> Loader(long start) => new DataLoader([new LoaderSource(train)], new LoaderOptions(8, Seed: 4, Workers: 1)).Batches(start);
         var options = new TrainerOptions { MaxSteps = 12, LearningRate = 3e-3, WarmupSteps = 2, LogEvery = 3, CheckpointEvery = 6, Seed = 7, Precision = Precision.Fp32 };
@@ -294,7 +294,7 @@ public sealed class BrainFuseTests : IDisposable
     [Fact]
     public void RefusalsNameTheFlag()
     {
-        using var train = ClassificationHeadTests.Squares(16, 1, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(16, 1, LabelKind.MultiClass);
         Seeding.SeedEverything(0);
         using var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3));
         string Refusal(FineTuneOptions options) => Assert.Throws<ArgumentException>(() => tuner.Fit(train, options)).Message;

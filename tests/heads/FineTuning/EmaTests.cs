@@ -24,7 +24,7 @@ public sealed class EmaTests : IDisposable
     public void TheAverageFollowsTheWeightsWithAWarmedUpDecay()
     {
         Seeding.SeedEverything(0);
-        using var task = new FineTuneTask(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
+        using var task = new FineTuneModule(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
         task.Prepare(ScalarType.Float32, CPU);
         var (name, weight) = task.Module.named_parameters().First(p => p.name.StartsWith("model.", StringComparison.Ordinal));
         using var start = weight.detach().clone();
@@ -38,26 +38,26 @@ public sealed class EmaTests : IDisposable
         task.AfterStep(100, 200);  // decay 0.5 from here on
         double second = 0.5 * first + 0.5 * 2;
 
-        var state = task.ExtraState()[FineTuneTask.EmaFile];
+        var state = task.ExtraState()[FineTuneModule.EmaFile];
         Assert.True(state[name].allclose(start + second, rtol: 0, atol: 1e-5));
         Assert.Equal(task.Module.parameters().Count(p => p.requires_grad), state.Count);
         Seeding.SeedEverything(1);
-        using var resumed = new FineTuneTask(new MedformerModel(Config), new ClassificationHead(Config, 3),
+        using var resumed = new FineTuneModule(new MedformerModel(Config), new ClassificationHead(Config, 3),
             Strategy.Full, () => new JsonObject()) { Ema = 0.5 };
         resumed.Prepare(ScalarType.Float32, CPU);
-        resumed.LoadExtraState(FineTuneTask.EmaFile, state, "ema.safetensors");
+        resumed.LoadExtraState(FineTuneModule.EmaFile, state, "ema.safetensors");
         resumed.CopyAverages();
         var other = resumed.Module.named_parameters().Single(p => p.name == name).parameter;
         Assert.True(other.allclose(start + second, rtol: 0, atol: 1e-5), "a checkpoint's averages load into another run");
         Assert.Contains("no averaged weight", Assert.Throws<InvalidDataException>(() =>
-            resumed.LoadExtraState(FineTuneTask.EmaFile, new Dictionary<string, Tensor>(), "ema.safetensors")).Message);
+            resumed.LoadExtraState(FineTuneModule.EmaFile, new Dictionary<string, Tensor>(), "ema.safetensors")).Message);
     }
 
     [Fact]
     public void TheFineTunedModelIsTheAverageAndValidationScoresIt()
     {
-        using var train = ClassificationHeadTests.Squares(48, 1, TaskType.MultiClass);
-        using var validation = ClassificationHeadTests.Squares(30, 2, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(48, 1, LabelKind.MultiClass);
+        using var validation = ClassificationHeadTests.Squares(30, 2, LabelKind.MultiClass);
         var options = new FineTuneOptions { MaxSteps = 20, BatchSize = 8, LearningRate = 2e-3, WarmupSteps = 5, Precision = Precision.Fp32,
             EvaluateEvery = 10 };
         FineTuner Tune(double ema, string? output)

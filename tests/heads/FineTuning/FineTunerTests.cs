@@ -52,7 +52,7 @@ public sealed class FineTunerTests : IDisposable
 
     static MedformerConfig Config => ClassificationHeadTests.Config with { Depth = 2 };
 
-    static TensorCorpus Squares(int count, long seed) => ClassificationHeadTests.Squares(count, seed, TaskType.MultiClass);
+    static TensorCorpus Squares(int count, long seed) => ClassificationHeadTests.Squares(count, seed, LabelKind.MultiClass);
 
     static bool Same(Tensor a, Tensor b) => a.eq(b).all().item<bool>();
 
@@ -87,9 +87,9 @@ public sealed class FineTunerTests : IDisposable
         string three = Path.Combine(root, "three"), four = Path.Combine(root, "four");
         using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, pooling: Pooling.Mean))) tuner.Save(three);
         using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 4, pooling: Pooling.Mean))) tuner.Save(four);
-        File.Copy(Path.Combine(four, FineTuneTask.HeadFile), Path.Combine(three, FineTuneTask.HeadFile), overwrite: true);
+        File.Copy(Path.Combine(four, FineTuneModule.HeadFile), Path.Combine(three, FineTuneModule.HeadFile), overwrite: true);
         var e = Assert.Throws<InvalidDataException>(() => FineTuner.Load(three));
-        Assert.StartsWith(Path.Combine(three, FineTuneTask.HeadWeightsFile) +
+        Assert.StartsWith(Path.Combine(three, FineTuneModule.HeadWeightsFile) +
             ": cannot load into this ClassificationHead: size mismatch for 'fc.weight': [3, 32] in the checkpoint but [4, 32] in this " +
                 "ClassificationHead; size mismatch for 'fc.bias'",
             e.Message);
@@ -165,7 +165,7 @@ public sealed class FineTunerTests : IDisposable
         using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3)))
             Assert.Contains("label 5 is outside the head's 3 classes", Assert.Throws<ArgumentException>(() => tuner.Fit(corpus, Quick(2))).Message);
         using (var corpus = new TensorCorpus("one-label", randn(8, 1, 16, 16), tensor(new long[] { 0, 1, 1, 0, 0, 1, 1, 0 })))
-        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 6, TaskType.MultiLabel)))
+        using (var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 6, LabelKind.MultiLabel)))
             Assert.Contains("the multi-label head has 6 labels, the sample 1", Assert.Throws<ArgumentException>(() => tuner.Fit(corpus, Quick(2))).Message);
 
         // A checkpoint of another model; a missing folder; a folder that is no fine-tuned model.
@@ -201,7 +201,7 @@ public sealed class FineTunerTests : IDisposable
     {
         using var corpus = Squares(8, 3);
         using var batch = new DataLoader([new LoaderSource(new Relabelled(corpus, l => l))], new LoaderOptions(8, Workers: 1)).Batches().First();
-        foreach (var (type, classes) in new[] { (TaskType.MultiClass, 3), (TaskType.Binary, 2), (TaskType.Ordinal, 3) })
+        foreach (var (type, classes) in new[] { (LabelKind.MultiClass, 3), (LabelKind.Binary, 2), (LabelKind.Ordinal, 3) })
         {
             Seeding.SeedEverything(0);
             using var head = new ClassificationHead(Config, classes, type);

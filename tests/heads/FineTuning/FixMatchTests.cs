@@ -32,7 +32,7 @@ public sealed class FixMatchTests
     {
         Seeding.SeedEverything(3);
         var head = new ClassificationHead(Config, 3, pooling: Pooling.Flatten);
-        using var task = new FineTuneTask(new MedformerModel(Config), head, Strategy.Full, () => new JsonObject());
+        using var task = new FineTuneModule(new MedformerModel(Config), head, Strategy.Full, () => new JsonObject());
         task.Module.train();
         // The output layer starts at zero (uniform predictions); give it weights so confidences differ.
         using (no_grad())
@@ -89,7 +89,7 @@ public sealed class FixMatchTests
     {
         // FixMatch's objective, measured: how often the class of a strongly augmented unlabelled image is the class of
         // the image itself. The same start and steps with and without the unlabelled term; FixMatch agrees more.
-        using var squares = ClassificationHeadTests.Squares(150, 1, TaskType.MultiClass);
+        using var squares = ClassificationHeadTests.Squares(150, 1, LabelKind.MultiClass);
         var labelled = new SubsetCorpus(squares, [.. Enumerable.Range(0, 30).Select(i => (long)i)], "squares (30 labels)");
         var rest = new SubsetCorpus(squares, [.. Enumerable.Range(30, 120).Select(i => (long)i)], "squares (the rest)");
         // Noise and small holes keep a square's class; shifts and shears of a few pixels would not (its column is the class).
@@ -125,10 +125,10 @@ public sealed class FixMatchTests
     [Fact]
     public void WhatFixMatchCannotDoIsRefused()
     {
-        using var train = ClassificationHeadTests.Squares(12, 1, TaskType.MultiClass);
-        using var unlabelled = ClassificationHeadTests.Squares(12, 2, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(12, 1, LabelKind.MultiClass);
+        using var unlabelled = ClassificationHeadTests.Squares(12, 2, LabelKind.MultiClass);
         Seeding.SeedEverything(0);
-        using (var multiLabel = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, TaskType.MultiLabel)))
+        using (var multiLabel = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, LabelKind.MultiLabel)))
             Assert.Contains("it needs a multi-class, binary or ordinal classification head, not classification (multi-label)",
                 Assert.Throws<ArgumentException>(() => multiLabel.FixMatch(train, unlabelled, options: Quick(2))).Message);
         using (var segmenter = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2)))

@@ -29,8 +29,8 @@ public sealed class MixupTests
     [Fact]
     public void AClassifierLearnsFromMixedBatchesReproducibly()
     {
-        using var train = ClassificationHeadTests.Squares(96, 1, TaskType.MultiClass);
-        using var test = ClassificationHeadTests.Squares(48, 2, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(96, 1, LabelKind.MultiClass);
+        using var test = ClassificationHeadTests.Squares(48, 2, LabelKind.MultiClass);
         var (mixed, result) = Tune(0.4, 120, train, test);
         using (mixed)
         {
@@ -54,7 +54,7 @@ public sealed class MixupTests
     [Fact]
     public void BadValuesAreRefused()
     {
-        using var train = ClassificationHeadTests.Squares(16, 1, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(16, 1, LabelKind.MultiClass);
         Seeding.SeedEverything(0);
         using var tuner = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3));
         Assert.Contains("mixup α -1 must be 0 (off) or positive", Assert.Throws<ArgumentException>(() => tuner.Fit(train, Quick(2, -1))).Message);
@@ -70,7 +70,7 @@ public sealed class MixupTests
     public void LambdaFollowsBetaAlphaAlpha(double alpha)
     {
         using var generator = new torch.Generator(7);
-        var draws = Enumerable.Range(0, 4000).Select(_ => FineTuneTask.SampleBeta(alpha, generator)).ToArray();
+        var draws = Enumerable.Range(0, 4000).Select(_ => FineTuneModule.SampleBeta(alpha, generator)).ToArray();
         double mean = draws.Average(), variance = draws.Select(d => (d - mean) * (d - mean)).Average();
         double expected = 1 / (4 * (2 * alpha + 1));   // Beta(α, α): mean 1/2, variance 1/(4(2α+1))
         Assert.All(draws, d => Assert.InRange(d, 0, 1));

@@ -27,7 +27,7 @@ public sealed class SelfTrainingTests : IDisposable
     /// <summary>Squares without their labels: the images pseudo-labelling reads.</summary>
     static TensorCorpus Unlabelled(int count, long seed)
     {
-        using var labelled = ClassificationHeadTests.Squares(count, seed, TaskType.MultiClass);
+        using var labelled = ClassificationHeadTests.Squares(count, seed, LabelKind.MultiClass);
         var images = stack(Enumerable.Range(0, count).Select(i => labelled.Get(i).Image));
         using (images)
             return new TensorCorpus("squares/unlabelled", images);
@@ -44,7 +44,7 @@ public sealed class SelfTrainingTests : IDisposable
     [Fact]
     public void PseudoLabelsAreTheConfidentPredictions()
     {
-        using var train = ClassificationHeadTests.Squares(24, 1, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(24, 1, LabelKind.MultiClass);
         using var unlabelled = Unlabelled(40, 3);
         using var tuner = Teacher(train, 10);
         using var images = stack(Enumerable.Range(0, 40).Select(i => unlabelled.Get(i).Image));
@@ -77,10 +77,10 @@ public sealed class SelfTrainingTests : IDisposable
     public void TheStudentLearnsWhatTheTeacherLabelled()
     {
         // Three labelled squares (one a class) teach a teacher a little; 300 images without labels then carry its labels.
-        using var squares = ClassificationHeadTests.Squares(30, 1, TaskType.MultiClass);
+        using var squares = ClassificationHeadTests.Squares(30, 1, LabelKind.MultiClass);
         var few = new SubsetCorpus(squares, [0, 1, 2], "squares (3 labels)");
         using var unlabelled = Unlabelled(300, 3);
-        using var test = ClassificationHeadTests.Squares(90, 2, TaskType.MultiClass);
+        using var test = ClassificationHeadTests.Squares(90, 2, LabelKind.MultiClass);
         using var tuner = Teacher(few, 30);
         double teacher = tuner.Evaluate(test)["accuracy"];
         var pseudo = tuner.PseudoLabel(unlabelled)!;
@@ -103,9 +103,9 @@ public sealed class SelfTrainingTests : IDisposable
     [Fact]
     public void AFreshStudentLearnsFromTheTeachersLabelsAndLeavesTheTeacherAlone()
     {
-        using var train = ClassificationHeadTests.Squares(30, 1, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(30, 1, LabelKind.MultiClass);
         using var unlabelled = Unlabelled(200, 3);
-        using var test = ClassificationHeadTests.Squares(90, 2, TaskType.MultiClass);
+        using var test = ClassificationHeadTests.Squares(90, 2, LabelKind.MultiClass);
         using var teacher = Teacher(train, 60);
         using var images = stack(Enumerable.Range(0, 20).Select(i => unlabelled.Get(i).Image));
         using var before = teacher.Predict(images);
@@ -128,12 +128,12 @@ public sealed class SelfTrainingTests : IDisposable
     [Fact]
     public void WhatCannotBeSelfTrainedIsRefused()
     {
-        using var train = ClassificationHeadTests.Squares(24, 1, TaskType.MultiClass);
+        using var train = ClassificationHeadTests.Squares(24, 1, LabelKind.MultiClass);
         using var unlabelled = Unlabelled(8, 3);
         Seeding.SeedEverything(0);
         using (var fresh = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3)))
             Assert.Contains("starts from a fine-tuned model", Assert.Throws<InvalidOperationException>(() => fresh.SelfTrain(train, unlabelled)).Message);
-        using (var multiLabel = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, TaskType.MultiLabel)))
+        using (var multiLabel = new FineTuner(new MedformerModel(Config), new ClassificationHead(Config, 3, LabelKind.MultiLabel)))
             Assert.Contains("ordinal classification head, not classification (multi-label)", Assert.Throws<ArgumentException>(() => multiLabel.SelfTrain(train,
                 unlabelled)).Message);
         using var tuner = Teacher(train, 2);
@@ -154,12 +154,12 @@ public sealed class SelfTrainingTests : IDisposable
     [Fact]
     public void TheImagesWithoutLabelsAreTheRestOfTheDraw()
     {
-        using var corpus = ClassificationHeadTests.Squares(60, 1, TaskType.MultiClass);
+        using var corpus = ClassificationHeadTests.Squares(60, 1, LabelKind.MultiClass);
         var drawn = (SubsetCorpus)LabelFraction.Draw(corpus, 0.1, seed: 4);
         var rest = (SubsetCorpus)LabelFraction.Rest(corpus, drawn)!;
         Assert.Equal(Enumerable.Range(0, 60).Select(i => (long)i), drawn.Indices.Concat(rest.Indices).Order());
         Assert.Null(LabelFraction.Rest(corpus, LabelFraction.Draw(corpus, 1, seed: 4)));
-        using (var other = ClassificationHeadTests.Squares(6, 2, TaskType.MultiClass))
+        using (var other = ClassificationHeadTests.Squares(6, 2, LabelKind.MultiClass))
             Assert.Contains("is not a draw of", Assert.Throws<ArgumentException>(() => LabelFraction.Rest(corpus, other)).Message);
 
         var relabelled = new RelabelledCorpus(corpus, [5, 7], [[2], [0]], "pseudo");

@@ -5,12 +5,12 @@ using static TorchSharp.torch;
 namespace Medformer.Pretrain.Objectives;
 
 /// <summary>A learned query reads the latents (Perceiver IO's classification read-out) and LayerNorm settles it: [B,N,d] → [B,d].</summary>
-public sealed class Pooler : nn.Module<MedformerModel, Tensor, Tensor>, Runtime.INoWeightDecay
+public sealed class AttentionPool : nn.Module<MedformerModel, Tensor, Tensor>, Runtime.INoWeightDecay
 {
     private readonly Parameter query;
     private readonly LayerNorm norm;
 
-    public Pooler(int dim) : base(nameof(Pooler))
+    public AttentionPool(int dim) : base(nameof(AttentionPool))
     {
         query = Objective.Query(1, dim);
         norm = nn.LayerNorm(dim);

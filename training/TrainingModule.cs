@@ -9,7 +9,7 @@ namespace Medformer.Training;
 /// checkpoint can store it apart as model.safetensors), a loss per batch, and any state besides the weights and the
 /// optimizer that a checkpoint must carry (momentum targets). Pretraining and fine-tuning each implement one.
 /// </summary>
-public abstract class TrainingTask : IDisposable
+public abstract class TrainingModule : IDisposable
 {
     /// <summary>The trainable module; its submodule "model" is the Medformer.</summary>
     public abstract nn.Module Module { get; }

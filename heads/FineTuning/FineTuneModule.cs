@@ -10,12 +10,12 @@ using static TorchSharp.torch;
 namespace Medformer.Heads.FineTuning;
 
 /// <summary>
-/// A Medformer and a head as one <see cref="TrainingTask"/> for the shared <see cref="Trainer"/>: samples select the
+/// A Medformer and a head as one <see cref="TrainingModule"/> for the shared <see cref="Trainer"/>: samples select the
 /// head's task bank, the head reads the latents, its per-sample losses make the loss (so DBA/EDBA apply), the
 /// strategy freezes and scales the model's parameters, and the final model folder carries the head
 /// (head.safetensors + head.json) beside the model.
 /// </summary>
-internal sealed class FineTuneTask : TrainingTask
+internal sealed class FineTuneModule : TrainingModule
 {
     public const string HeadWeightsFile = "head.safetensors";
     public const string HeadFile = "head.json";
@@ -24,7 +24,7 @@ internal sealed class FineTuneTask : TrainingTask
     private readonly Strategy strategy;
     private readonly Func<JsonObject> describe;
 
-    public FineTuneTask(MedformerModel model, Head head, Strategy strategy, Func<JsonObject> describe)
+    public FineTuneModule(MedformerModel model, Head head, Strategy strategy, Func<JsonObject> describe)
     {
         strategy.Validate(model.Config);
         if (!model.Config.Tasks.Contains(head.Task))

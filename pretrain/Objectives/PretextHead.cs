@@ -4,15 +4,15 @@ using static TorchSharp.torch;
 
 namespace Medformer.Pretrain.Objectives;
 
-/// <summary>A <see cref="Pooler"/> and a linear layer: latents [B,N,d] → logits [B,classes].</summary>
-public sealed class ClassifierHead : nn.Module<MedformerModel, Tensor, Tensor>
+/// <summary>A <see cref="AttentionPool"/> and a linear layer: latents [B,N,d] → logits [B,classes].</summary>
+public sealed class PretextHead : nn.Module<MedformerModel, Tensor, Tensor>
 {
-    private readonly Pooler pool;
+    private readonly AttentionPool pool;
     private readonly Linear fc;
 
-    public ClassifierHead(int dim, int classes) : base(nameof(ClassifierHead))
+    public PretextHead(int dim, int classes) : base(nameof(PretextHead))
     {
-        pool = new Pooler(dim);
+        pool = new AttentionPool(dim);
         fc = nn.Linear(dim, classes);
         RegisterComponents();
     }
