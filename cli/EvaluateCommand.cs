@@ -39,9 +39,10 @@ static class EvaluateCommand
         var roi = new Option<string?>("--roi") { Description = "Dense heads: the training crop and sliding window, e.g. 32,32,32 (default: whole images, which must then share one shape)." };
         var fractions = new Option<string?>("--fractions") { Description = "Fractions of the training labels, comma-separated (default: the protocol's)." };
         var seeds = new Option<int?>("--seeds") { Description = "Runs per cell (default: the protocol's)." };
-        var maxSteps = new Option<long>("--max-steps") { Description = "Fine-tuning steps per run.", DefaultValueFactory = _ => 300 };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => 1e-3 };
-        var batch = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => 32 };
+        var recipe = FineTuneSettings.Recipe;  // the defaults live there, once
+        var maxSteps = new Option<long>("--max-steps") { Description = "Fine-tuning steps per run.", DefaultValueFactory = _ => recipe.MaxSteps };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => recipe.LearningRate };
+        var batch = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => recipe.BatchSize };
         var pooling = new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.", DefaultValueFactory = _ => "flatten" };
         var select = new Option<string?>("--select") { Description =
             "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or ssim (image-to-image, default mse)." };

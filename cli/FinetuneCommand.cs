@@ -21,9 +21,10 @@ static class FinetuneCommand
         var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).", DefaultValueFactory = _ => "full" };
         var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 };
-        var maxSteps = new Option<long>("--max-steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => 1000 };
-        var batchSize = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => 64 };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => 1e-3 };
+        var defaults = new FineTuneOptions();  // the defaults live there, once
+        var maxSteps = new Option<long>("--max-steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => defaults.MaxSteps };
+        var batchSize = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => defaults.BatchSize };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => defaults.LearningRate };
         var size = new Option<int?>("--size") { Description = "MedMNIST image size (28, 64, 128, 224)." };
         var mixup = new Option<double>("--mixup") { Description = "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.",
             DefaultValueFactory = _ => 0 };
