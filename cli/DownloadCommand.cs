@@ -17,15 +17,20 @@ public static class DownloadCommand
 {
     public static Command Create()
     {
-        var name = new Argument<string?>("name") { Description = "A checkpoint of the hub manifest (--list shows them), or an http(s) URL of one.", Arity = ArgumentArity.ZeroOrOne };
-        var manifest = new Option<string?>("--manifest") { Description = $"The hub manifest: a JSON file or URL (default ${HubManifest.Variable}, else the built-in one)." };
+        var name = new Argument<string?>("name") { Description = "A checkpoint of the hub manifest (--list shows them), or an http(s) URL of one.",
+            Arity = ArgumentArity.ZeroOrOne };
+        var manifest = new Option<string?>("--manifest") { Description =
+            $"The hub manifest: a JSON file or URL (default ${HubManifest.Variable}, else the built-in one)." };
         var manifestSha256 = new Option<string?>("--manifest-sha256") { Description =
             $"The manifest's own SHA-256, pinning it (default ${HubManifest.PinVariable}); required for a manifest over plain http." };
-        var sha256 = new Option<string?>("--sha256") { Description = "For a URL the manifest does not list: the SHA-256 to verify it against (required for plain http)." };
-        var verify = new Option<bool>("--verify") { Description = "Hash the cached model folder's files against the digests recorded when it was verified; fetch it again if they differ." };
+        var sha256 = new Option<string?>("--sha256") { Description =
+            "For a URL the manifest does not list: the SHA-256 to verify it against (required for plain http)." };
+        var verify = new Option<bool>("--verify") { Description =
+            "Hash the cached model folder's files against the digests recorded when it was verified; fetch it again if they differ." };
         var (timeout, retries) = NetworkOptions();
         var list = new Option<bool>("--list") { Description = "List the manifest's checkpoints and exit." };
-        var command = new Command("download", "Fetch a checkpoint from the hub, or a dataset (medmnist, phantom), into $MEDFORMER_HOME (default ~/.cache/medformer).");
+        var command = new Command("download",
+            "Fetch a checkpoint from the hub, or a dataset (medmnist, phantom), into $MEDFORMER_HOME (default ~/.cache/medformer).");
         command.Arguments.Add(name);
         foreach (var option in new Option[] { manifest, manifestSha256, sha256, verify, timeout, retries, list }) command.Options.Add(option);
         command.Subcommands.Add(MedMnist());
@@ -34,7 +39,8 @@ public static class DownloadCommand
         {
             var options = Options(parse, timeout, retries);
             // The manifest named (or pinned) is an argument: one that is missing, malformed or not trusted is a bad argument.
-            var hub = await ExitCodes.NamedByArgument(() => HubManifest.LoadAsync(parse.GetValue(manifest), parse.GetValue(manifestSha256), options, cancellation));
+            var hub = await ExitCodes.NamedByArgument(() => HubManifest.LoadAsync(parse.GetValue(manifest), parse.GetValue(manifestSha256), options,
+                cancellation));
             string? wanted = parse.GetValue(name);
             if (parse.GetValue(list))
             {
@@ -44,7 +50,8 @@ public static class DownloadCommand
                 return ExitCodes.Done;
             }
             if (string.IsNullOrEmpty(wanted))
-                throw new ArgumentException($"name a checkpoint ({(hub.Checkpoints.Count == 0 ? hub.Source + " lists none" : string.Join(", ", hub.Checkpoints.Select(e => e.Name)))}), give a URL, " +
+                throw new ArgumentException($"name a checkpoint " +
+                    $"({(hub.Checkpoints.Count == 0 ? hub.Source + " lists none" : string.Join(", ", hub.Checkpoints.Select(e => e.Name)))}), give a URL, " +
                     "or name a dataset: medmnist, phantom");
             var chosen = Uri.TryCreate(wanted, UriKind.Absolute, out var url) && url.Scheme is "http" or "https"
                 ? hub.ForUrl(url) ?? Direct(url, parse.GetValue(sha256))
@@ -60,7 +67,8 @@ public static class DownloadCommand
             var config = Checkpoint.ReadConfig(fetched.ModelFolder);
             Console.WriteLine(fetched.Outcome == DownloadOutcome.AlreadyPresent
                 ? $"{chosen.Name}: already in the cache{(check ? ", every file verified" : "")}, nothing to do"
-                : $"{chosen.Name}: done, {Megabytes(fetched.Download!.Bytes)} MB, SHA-256 {fetched.Sha256}{(chosen.Sha256 == null ? " (not verified: no checksum given)" : " verified")}");
+                : $"{chosen.Name}: done, {Megabytes(fetched.Download!.Bytes)} MB, SHA-256 " +
+                    $"{fetched.Sha256}{(chosen.Sha256 == null ? " (not verified: no checksum given)" : " verified")}");
             Console.WriteLine($"{chosen.Name}: model folder {fetched.ModelFolder} (d={config.Dim}, depth {config.Depth})");
             return ExitCodes.Done;
         });
@@ -95,7 +103,8 @@ public static class DownloadCommand
     static string ConfigJson(System.Text.Json.JsonElement config) =>
         (config.ValueKind != System.Text.Json.JsonValueKind.String ? MedformerConfig.FromJson(config.GetRawText(), "the manifest's config")
          : config.GetString() is "tiny" or "small" or "base" or "large" ? MedformerConfig.Resolve(config.GetString()!)
-         : throw new InvalidDataException($"the manifest's config '{config.GetString()}' is not a preset (tiny, small, base, large) or a config object")).ToJson();
+         : throw new InvalidDataException($"the manifest's config '{config.GetString()}' is not a preset (tiny, small, " +
+             "base, large) or a config object")).ToJson();
 
     static (Option<double> Timeout, Option<int> Retries) NetworkOptions() =>
         (new Option<double>("--timeout") { Description = "Seconds to wait for a response or for more data before retrying.", DefaultValueFactory = _ => 30 },
@@ -111,11 +120,13 @@ public static class DownloadCommand
 
     static Command MedMnist()
     {
-        var name = new Argument<string?>("name") { Description = "The subset, e.g. pathmnist or organmnist3d (--list shows them).", Arity = ArgumentArity.ZeroOrOne };
+        var name = new Argument<string?>("name") { Description = "The subset, e.g. pathmnist or organmnist3d (--list shows them).",
+            Arity = ArgumentArity.ZeroOrOne };
         var size = new Option<int>("--size") { Description = "Image size: 28, 64, 128 or 224 for 2D; 28 or 64 for 3D.", DefaultValueFactory = _ => 28 };
         var output = new Option<string?>("--out") { Description = "Folder to put NAME[_SIZE].npz in (default $MEDFORMER_HOME/medmnist). " + OutputOption.Rule };
         var force = OutputOption.Force();
-        var mirror = new Option<string?>("--mirror") { Description = $"Fetch from URL/NAME[_SIZE].npz instead of the published URL (or set {MedMnistRegistry.MirrorVariable})." };
+        var mirror = new Option<string?>("--mirror") { Description =
+            $"Fetch from URL/NAME[_SIZE].npz instead of the published URL (or set {MedMnistRegistry.MirrorVariable})." };
         var (timeout, retries) = NetworkOptions();
         var list = new Option<bool>("--list") { Description = "List the subsets, their sizes and tasks, and exit." };
         var command = new Command("medmnist", "A MedMNIST v2/v3 subset (.npz), verified against its published MD5.");
@@ -129,7 +140,8 @@ public static class DownloadCommand
             if (parse.GetValue(list))
             {
                 foreach (var subset in registry.Subsets)
-                    Console.WriteLine($"{subset.Name,-16} {subset.Dimensionality}  {subset.Organ + "/" + subset.Modality,-20} {subset.Task,-19} sizes {string.Join(",", subset.Sizes)}");
+                    Console.WriteLine($"{subset.Name,-16} {subset.Dimensionality}  {subset.Organ + "/" + subset.Modality,-20} {subset.Task,-19} " +
+                        $"sizes {string.Join(",", subset.Sizes)}");
                 return ExitCodes.Done;
             }
             string? subsetName = parse.GetValue(name);
@@ -153,10 +165,12 @@ public static class DownloadCommand
             {
                 var result = Console.IsOutputRedirected
                     ? await Download.FetchAsync(url, destination, file.Checksum, file.Bytes, WithPlainProgress(options, fileName), cancellation)
-                    : await WithProgressBar(fileName, options, o => Download.FetchAsync(url, destination, file.Checksum, file.Bytes, o, cancellation), r => r.Bytes);
+                    : await WithProgressBar(fileName, options, o => Download.FetchAsync(url, destination, file.Checksum, file.Bytes, o, cancellation),
+                        r => r.Bytes);
                 Console.WriteLine(result.Outcome == DownloadOutcome.AlreadyPresent
                     ? $"{fileName}: already present and verified (MD5 {file.Md5}); nothing to do"
-                    : $"{fileName}: done, {Megabytes(result.Bytes)} MB, MD5 verified{(result.ResumedFrom > 0 ? $", resumed from byte {result.ResumedFrom}" : "")}");
+                    : $"{fileName}: done, {Megabytes(result.Bytes)} MB, MD5 " +
+                        $"verified{(result.ResumedFrom > 0 ? $", resumed from byte {result.ResumedFrom}" : "")}");
                 return ExitCodes.Done;
             }
             catch (Exception e) when (e is IOException and not DownloadException or UnauthorizedAccessException)
@@ -216,7 +230,8 @@ public static class DownloadCommand
     {
         return await AnsiConsole.Progress()
             .AutoClear(false)
-            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(), new RemainingTimeColumn())
+            .Columns(new TaskDescriptionColumn(), new ProgressBarColumn(), new PercentageColumn(), new DownloadedColumn(), new TransferSpeedColumn(),
+                new RemainingTimeColumn())
             .StartAsync(async context =>
             {
                 var task = context.AddTask(Markup.Escape(fileName), autoStart: true, maxValue: 1);

@@ -21,41 +21,51 @@ static class EvaluateCommand
     public static Command Create()
     {
         var protocol = new Option<string>("--protocol") { Description =
-            "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training split, choose on the other half, 6 seeds).",
+            "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training " +
+                "split, choose on the other half, 6 seeds).",
                 DefaultValueFactory = _ => "fractions" };
         var task = new Option<string[]>("--task")
         {
-            Description = "The labelled data, as finetune's --task and a run config's data: phantom:2d|3d (embedded), medmnist:NAME[,size=64] (from $MEDFORMER_HOME/medmnist), "
+            Description =
+                "The labelled data, as finetune's --task and a run config's data: phantom:2d|3d (embedded), " +
+                    "medmnist:NAME[,size=64] (from $MEDFORMER_HOME/medmnist), "
                 + "npz:FILE[,subset=NAME] (MedMNIST layout), mnist:FOLDER, msd:FOLDER (a Decathlon task) or petct:FOLDER[,in=60,out=90] (PET studies); "
                 + "msd and petct cases are split 70/10/20% into training, validation and test. (The older two words, phantom 2d, still read.)",
             // Two words is the older spelling (phantom 2d), read with a deprecation line.
             Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["phantom:2d"],
         };
         var init = new Option<string[]>("--init") { Description =
-            "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).", DefaultValueFactory = _ => ["random"] };
+            "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).",
+                DefaultValueFactory = _ => ["random"] };
         var head = new Option<string>("--head") { Description =
             "The head: classification, segmentation[:…], restoration[:…], super-resolution[:scale=2|4] or translation[:…] (settings as finetune's --head).",
                 DefaultValueFactory = _ => "classification" };
-        var roi = new Option<string?>("--roi") { Description = "Dense heads: the training crop and sliding window, e.g. 32,32,32 (default: whole images, which must then share one shape)." };
+        var roi = new Option<string?>("--roi") { Description =
+            "Dense heads: the training crop and sliding window, e.g. 32,32,32 (default: whole images, which must then share one shape)." };
         var fractions = new Option<string?>("--fractions") { Description = "Fractions of the training labels, comma-separated (default: the protocol's)." };
         var seeds = new Option<int?>("--seeds") { Description = "Runs per cell (default: the protocol's)." };
         var recipe = FineTuneSettings.Recipe;  // the defaults live there, once
         var maxSteps = new Option<long>("--max-steps") { Description = "Fine-tuning steps per run.", DefaultValueFactory = _ => recipe.MaxSteps };
         var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => recipe.LearningRate };
         var batch = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => recipe.BatchSize };
-        var pooling = new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.", DefaultValueFactory = _ => "flatten" };
+        var pooling = new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.",
+            DefaultValueFactory = _ => "flatten" };
         var select = new Option<string?>("--select") { Description =
-            "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or ssim (image-to-image, default mse)." };
-        var config = new Option<string?>("--config") { Description = "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." };
+            "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or " +
+                "ssim (image-to-image, default mse)." };
+        var config = new Option<string?>("--config") { Description =
+            "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
-        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs",
+        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule,
+            DefaultValueFactory = _ => Path.Combine("runs",
             "evaluate") };
         var force = OutputOption.Force();
         var json = new Option<bool>("--json") { Description = "Print one JSON object (the report's tables and files); progress goes to stderr." };
         var (trackingUri, experiment, runName) = Tracked.Options("evaluate");
         var command = new Command("evaluate", "Fine-tune each initialisation on fractions of the labels over several seeds and report mean ± std per cell.");
-        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device, precision, output, force, json, trackingUri,
+        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device,
+            precision, output, force, json, trackingUri,
             experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
@@ -117,7 +127,8 @@ static class EvaluateCommand
     /// spaces (<c>acc.random_init.f0.1</c>; the report's tables keep the row names, "random init").
     /// </summary>
     static string MetricKey(string metric, string init, double fraction) =>
-        $"{metric}.{new string([.. init.Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_')])}.f{fraction.ToString("R", CultureInfo.InvariantCulture)}";
+        $"{metric}.{new string([.. init.Select(c => char.IsAsciiLetterOrDigit(c) || c is '_' or '-' ? c : '_')])}" +
+            $".f{fraction.ToString("R", CultureInfo.InvariantCulture)}";
 
     static void LogCell(MlflowRun? tracked, CellResult cell)
     {
@@ -169,8 +180,10 @@ static class EvaluateCommand
             else
             {
                 Console.WriteLine();
-                Console.Write(string.Join("\n", File.ReadAllLines(outcome.Report.Markdown).TakeWhile(l => !l.StartsWith("Each run", StringComparison.Ordinal))));
-                Console.WriteLine($"\nreport: {Path.GetFullPath(outcome.Report.Markdown)} ({outcome.Trained} runs trained, {outcome.Results.Count - outcome.Trained} kept from earlier)");
+                Console.Write(string.Join("\n", File.ReadAllLines(outcome.Report.Markdown).TakeWhile(l => !l.StartsWith("Each run",
+                    StringComparison.Ordinal))));
+                Console.WriteLine($"\nreport: {Path.GetFullPath(outcome.Report.Markdown)} ({outcome.Trained} runs trained, " +
+                    $"{outcome.Results.Count - outcome.Trained} kept from earlier)");
                 Tracked.End(tracked, RunStatus.Finished, "evaluate", Console.Out);
             }
             return 0;
@@ -206,7 +219,8 @@ static class EvaluateCommand
             ? part.Trim().EndsWith('%') ? value / 100 : value
             : throw new ArgumentException($"--fractions '{text}': expected numbers such as 0.01,0.1,1 (or 1%,10%,100%)"))];
 
-    static long[]? ParseRoi(string? text) => text?.Split(',').Select(p => long.TryParse(p.Trim(), NumberStyles.None, CultureInfo.InvariantCulture, out long n) && n > 0 ? n
+    static long[]? ParseRoi(string? text) => text?.Split(',').Select(p => long.TryParse(p.Trim(), NumberStyles.None, CultureInfo.InvariantCulture,
+        out long n) && n > 0 ? n
         : throw new ArgumentException($"--roi '{text}': expected positive sizes, one per spatial axis, such as 32,32,32")).ToArray();
 
     static Pooling ParsePooling(string text) => text switch

@@ -14,14 +14,17 @@ namespace Medformer.Cli;
 /// <c>medformer export CHECKPOINT --out DIR</c>: a model folder or training checkpoint (or a run folder: its latest
 /// checkpoint) as a folder PyTorch users load: config.json, model.safetensors (float32, contiguous), medformer.py,
 /// safetensors_load.py and a README; a fine-tuned model's head (head.json, head.safetensors); with <c>--format pt</c>
-/// also model.pt, as torch.save writes a state_dict. --out is checked first (<see cref="OutputFolder"/>). Exit status 0 done, 1 a bad checkpoint, 2 bad arguments.
+/// also model.pt, as torch.save writes a state_dict. --out is checked first (<see cref="OutputFolder"/>). Exit status 0 done, 1 a bad checkpoint, 2 bad
+/// arguments.
 /// </summary>
 static class ExportCommand
 {
     public static Command Create()
     {
-        var source = new Argument<string>("CHECKPOINT") { Description = "A model folder or training checkpoint (config.json + model.safetensors), or a run folder." };
-        var output = new Option<string>("--out") { Description = "The folder to write; an earlier export there is replaced whole. " + OutputOption.Rule, Required = true };
+        var source = new Argument<string>("CHECKPOINT") { Description =
+            "A model folder or training checkpoint (config.json + model.safetensors), or a run folder." };
+        var output = new Option<string>("--out") { Description = "The folder to write; an earlier export there is replaced whole. " + OutputOption.Rule,
+            Required = true };
         var force = OutputOption.Force();
         var format = new Option<string>("--format")
         {
@@ -29,7 +32,8 @@ static class ExportCommand
             DefaultValueFactory = _ => "safetensors",
         };
         format.AcceptOnlyFromAmong("safetensors", "pt");
-        var command = new Command("export", "Write a checkpoint as a folder PyTorch loads: config.json, model.safetensors (fp32), medformer.py, README.md (and model.pt with --format pt).");
+        var command = new Command("export",
+            "Write a checkpoint as a folder PyTorch loads: config.json, model.safetensors (fp32), medformer.py, README.md (and model.pt with --format pt).");
         command.Arguments.Add(source);
         command.Options.Add(output);
         command.Options.Add(force);
@@ -50,13 +54,16 @@ static class ExportCommand
             using var scope = NewDisposeScope();
             var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach().to(ScalarType.Float32).contiguous());
             var head = Head(folder);
-            claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["exported_from"] = Path.GetFullPath(folder) },
+            claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string,
+                string> { ["exported_from"] = Path.GetFullPath(folder) },
                 PyTorchExport.Extras(Path.GetFullPath(folder), model.ParameterCount(), weights, head, torchSave)));
             Console.WriteLine($"{target}: {weights.Count} tensors, {model.ParameterCount():N0} parameters, float32"
                               + (head is null ? "" : $", with its {head.Kind} head ({head.Weights.Count} tensors)")
                               + (torchSave ? $"; {PyTorchExport.TorchFile} for torch.load" : "") + "; load with medformer.py (see its README.md)");
             if (head is { HasTwin: false })
-                Console.WriteLine($"note: medformer.py has no class for the {head.Kind} head (it has {string.Join(", ", PyTorchExport.TwinnedHeads.Order())}); its weights and head.json are exported for your own code, and FineTuned refuses it");
+                Console.WriteLine($"note: medformer.py has no class for the {head.Kind} head (it has " +
+                    $"{string.Join(", ", PyTorchExport.TwinnedHeads.Order())}); its weights and head.json are exported for " +
+                        "your own code, and FineTuned refuses it");
             return ExitCodes.Done;
         });
         return command;

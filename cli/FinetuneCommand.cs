@@ -14,39 +14,65 @@ static class FinetuneCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.", Required = true };
-        var task = new Option<string>("--task") { Description = "The labelled corpus, as evaluate's --task and a run config's data: phantom:2d|3d (embedded), medmnist:NAME[,size=64] (a downloaded subset), npz:FILE[,subset=NAME] (MedMNIST layout; subset= names its labels where the file name does not), mnist:FOLDER, msd:FOLDER (a Decathlon task: 70/10/20% of its labelled cases for training, validation, test) or petct:FOLDER[,in=60,out=90] (PET studies, exposures in s to out s; split likewise). Shorthands: phantom, a subset name, an .npz path.", DefaultValueFactory = _ => "phantom:2d" };
-        var head = new Option<string?>("--head") { Description = "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." };
-        var roiOption = new Option<string?>("--roi") { Description = "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of it (default 32³ for msd and petct)." };
-        var strategy = new Option<string>("--strategy") { Description = "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).", DefaultValueFactory = _ => "full" };
-        var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].", DefaultValueFactory = _ => 1.0 };
+        var checkpoint = new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.",
+            Required = true };
+        var task = new Option<string>("--task") { Description =
+            "The labelled corpus, as evaluate's --task and a run config's data: phantom:2d|3d (embedded), medmnist:NAME[,size=64] (a downloaded subset), " +
+                "npz:FILE[,subset=NAME] (MedMNIST layout; subset= names its labels where the file name does not), mnist:FOLDER, msd:FOLDER (a Decathlon " +
+                    "task: 70/10/20% of its labelled cases for training, validation, test) or petct:FOLDER[,in=60,out=90] (PET studies, exposures in s to " +
+                        "out s; split likewise). Shorthands: phantom, a subset name, an .npz path.", DefaultValueFactory = _ => "phantom:2d" };
+        var head = new Option<string?>("--head") { Description =
+            "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], " +
+                "segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, " +
+                    "ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." };
+        var roiOption = new Option<string?>("--roi") { Description =
+            "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of " +
+                "it (default 32³ for msd and petct)." };
+        var strategy = new Option<string>("--strategy") { Description =
+            "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).",
+                DefaultValueFactory = _ => "full" };
+        var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].",
+            DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 };
         var defaults = new FineTuneOptions();  // the defaults live there, once
         var maxSteps = new Option<long>("--max-steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => defaults.MaxSteps };
         var batchSize = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => defaults.BatchSize };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => defaults.LearningRate };
+        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).",
+            DefaultValueFactory = _ => defaults.LearningRate };
         var size = new Option<int?>("--size") { Description = "MedMNIST image size (28, 64, 128, 224)." };
-        var mixup = new Option<double>("--mixup") { Description = "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.",
+        var mixup = new Option<double>("--mixup") { Description =
+            "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.",
             DefaultValueFactory = _ => 0 };
         var ema = new Option<double>("--ema") { Description =
-            "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; 0 (default) is off.", DefaultValueFactory = _ => 0 };
-        var brainFuse = new Option<string?>("--brainfuse") { Description = "BrainFuse (off by default): a share of each batch replaced by mixes of K training subjects with combined targets (classification and segmentation heads), optionally with a consistency term: parts=K (2),alpha=A (Dirichlet concentration, 1),weights=dirichlet|smooth (one weight per part, or smooth spatial maps; smooth),share=S (0.5),consistency=λ (0: off),grid=G (control points per axis of the smooth maps, 4)." };
+            "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; 0 (default) is off.",
+                DefaultValueFactory = _ => 0 };
+        var brainFuse = new Option<string?>("--brainfuse") { Description =
+            "BrainFuse (off by default): a share of each batch replaced by mixes of K training subjects with combined targets (classification and " +
+                "segmentation heads), optionally with a consistency term: parts=K (2),alpha=A (Dirichlet concentration, 1),weights=dirichlet|smooth (one " +
+                    "weight per part, or smooth spatial maps; smooth),share=S (0.5),consistency=λ (0: off),grid=G (control " +
+                        "points per axis of the smooth maps, 4)." };
         var noAugment = new Option<bool>("--no-augment") { Description = "Train without crops and flips." };
-        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs",
+        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule,
+            DefaultValueFactory = _ => Path.Combine("runs",
             "finetune") };
         var force = OutputOption.Force();
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
         var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
-        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out (Ctrl-C writes one; see --checkpoint-every), with the same arguments: it ends as the uninterrupted run would." };
-        var checkpointEvery = new Option<long>("--checkpoint-every") { Description = "Steps between checkpoints in --out (0: only at the end and where interrupted).", DefaultValueFactory = _ => 0 };
+        var resume = new Option<bool>("--resume") { Description =
+            "Continue from the newest checkpoint in --out (Ctrl-C writes one; see --checkpoint-every), with the same arguments: it " +
+                "ends as the uninterrupted run would." };
+        var checkpointEvery = new Option<long>("--checkpoint-every") { Description =
+            "Steps between checkpoints in --out (0: only at the end and where interrupted).", DefaultValueFactory = _ => 0 };
         var dba = DbaOption.Create();
         var selfTrain = SelfTrainOption.Create();
         var fixMatch = FixMatchOption.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
-        var command = new Command("finetune", "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, brainFuse, noAugment, output, force, device, precision, threads, json, resume, checkpointEvery, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
+        var command = new Command("finetune",
+            "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
+        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, brainFuse,
+            noAugment, output, force, device, precision, threads, json, resume, checkpointEvery, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
             command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -75,7 +101,8 @@ static class FinetuneCommand
             // Everything that can be wrong with the arguments is found here, before the output folder or an MLflow run exists.
             var plan = FinetuneJob.Check(job);
             claimed.Mark();
-            using var tracked = Tracked.Start("finetune", job.FineTune.OutputDirectory!, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName),
+            using var tracked = Tracked.Start("finetune", job.FineTune.OutputDirectory!, parse.GetValue(trackingUri), parse.GetValue(experiment),
+                parse.GetValue(runName),
                 new Dictionary<string, string> { ["medformer.resume"] = job.FineTune.Resume ? "True" : "False" });
             var given = new Given(parse.GetValue(task)!, parse.GetValue(roiOption), parse.GetValue(device)!, selfTraining, fixMatching, parse.GetValue(json));
             tracked?.LogParams(Params(plan, given));
@@ -94,7 +121,8 @@ static class FinetuneCommand
         return new()
         {
             ["checkpoint"] = job.Checkpoint, ["task"] = given.Task, ["head"] = plan.Head, ["roi"] = given.Roi,
-            ["strategy"] = job.Strategy.ToString(), ["fraction"] = job.Fraction, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps, ["batch_size"] = options.BatchSize,
+            ["strategy"] = job.Strategy.ToString(), ["fraction"] = job.Fraction, ["seed"] = options.Seed, ["max_steps"] = options.MaxSteps,
+                ["batch_size"] = options.BatchSize,
             ["lr"] = options.LearningRate, ["precision"] = plan.Precision.Name(), ["precision_requested"] = options.Precision.Name(), ["device"] = given.Device,
             ["augment"] = job.Augment, ["mixup"] = options.Mixup, ["ema"] = options.Ema, ["brainfuse"] = options.BrainFuse?.ToString() ?? "none",
             ["dba"] = DbaOption.Describe(options.BatchAdaptation), ["self_train"] = SelfTrainOption.Describe(given.SelfTraining, options.MaxSteps),
@@ -177,7 +205,8 @@ static class FinetuneCommand
         Tracked.End(tracked, RunStatus.Finished, "finetune", given.Json ? Console.Error : Console.Out);
     }
 
-    /// <summary>The --json report: the run's arguments, steps, loss, validation and test scores, the model folder, and what self-training, FixMatch and DBA did.</summary>
+    /// <summary>The --json report: the run's arguments, steps, loss, validation and test scores, the model folder, and what self-training, FixMatch and DBA
+    /// did.</summary>
     static JsonObject Json(FinetunePlan plan, FinetuneJobResult result, Given given)
     {
         var (job, options, tuned, t) = (plan.Options, plan.Options.FineTune, result.FineTuning, result.FineTuning.Training);
@@ -197,22 +226,26 @@ static class FinetuneCommand
                 ["unlabelled"] = result.Unlabelled,
             };
         if (given.FixMatch is not null)
-            report["fixmatch"] = new JsonObject { ["settings"] = FixMatchOption.Describe(given.FixMatch, options.MaxSteps), ["unlabelled"] = result.Unlabelled };
+            report["fixmatch"] = new JsonObject { ["settings"] = FixMatchOption.Describe(given.FixMatch, options.MaxSteps),
+                ["unlabelled"] = result.Unlabelled };
         if (options.BrainFuse is { } fuse)
             report["brainfuse"] = new JsonObject
             {
                 ["settings"] = fuse.ToString(),
                 ["loss_brainfuse"] = t.History.LastOrDefault(l => l.Parts.ContainsKey("brainfuse")) is { } mixed ? Finite(mixed.Parts["brainfuse"]) : null,
-                ["loss_consistency"] = t.History.LastOrDefault(l => l.Parts.ContainsKey("consistency")) is { } consistent ? Finite(consistent.Parts["consistency"]) : null,
+                ["loss_consistency"] = t.History.LastOrDefault(l => l.Parts.ContainsKey("consistency")) is { } consistent
+                    ? Finite(consistent.Parts["consistency"]) : null,
             };
         if (options.BatchAdaptation is not null && t.History.LastOrDefault(l => l.BatchSize is not null) is { } adapted)
-            report["batch_adaptation"] = new JsonObject { ["settings"] = DbaOption.Describe(options.BatchAdaptation), ["batch_size"] = adapted.BatchSize, ["selected_size"] = adapted.SelectedSize };
+            report["batch_adaptation"] = new JsonObject { ["settings"] = DbaOption.Describe(options.BatchAdaptation), ["batch_size"] = adapted.BatchSize,
+                ["selected_size"] = adapted.SelectedSize };
         return report;
     }
 
     /// <summary>"fine-tuning CHECKPOINT on CORPUS: N samples, head KIND (SETTINGS), strategy S, STEPS steps of BATCH".</summary>
     static string Describe(string checkpoint, FinetuneStart start) =>
-        $"fine-tuning {checkpoint} on {start.TrainName}: {start.TrainSamples} samples, head {start.HeadKind} ({string.Join(", ", start.HeadSettings.Select(p => $"{p.Key}={p.Value}"))}), strategy " +
+        $"fine-tuning {checkpoint} on {start.TrainName}: {start.TrainSamples} samples, head {start.HeadKind} " +
+            $"({string.Join(", ", start.HeadSettings.Select(p => $"{p.Key}={p.Value}"))}), strategy " +
             $"{start.Strategy}, {start.MaxSteps} steps of {start.BatchSize}";
 
     /// <summary>--roi "32,32,32" (or one size for every axis, "32", expanded by the job to the corpus's dimensionality).</summary>
@@ -224,10 +257,12 @@ static class FinetuneCommand
         return sizes.Length is 1 or 2 or 3 ? sizes : throw new ArgumentException($"--roi '{text}': one size, or one per spatial axis (2 or 3)");
     }
 
-    static JsonObject Scores(IReadOnlyDictionary<string, double> scores) => new([.. scores.Select(p => KeyValuePair.Create(p.Key, (JsonNode?)Finite(p.Value)))]);
+    static JsonObject Scores(IReadOnlyDictionary<string, double> scores) => new([.. scores.Select(p =>
+        KeyValuePair.Create(p.Key, (JsonNode?)Finite(p.Value)))]);
 
     static JsonNode? Finite(double value) => double.IsFinite(value) ? JsonValue.Create(Math.Round(value, 6)) : null;
 
     static string Describe(IReadOnlyDictionary<string, double> scores) =>
-        string.Join(", ", scores.Select(p => $"{p.Key} {(p.Key == "samples" ? p.Value.ToString("F0", CultureInfo.InvariantCulture) : p.Value.ToString("F4", CultureInfo.InvariantCulture))}"));
+        string.Join(", ", scores.Select(p =>
+            $"{p.Key} {(p.Key == "samples" ? p.Value.ToString("F0", CultureInfo.InvariantCulture) : p.Value.ToString("F4", CultureInfo.InvariantCulture))}"));
 }

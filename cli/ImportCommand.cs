@@ -17,11 +17,14 @@ static class ImportCommand
     public static Command Create()
     {
         var file = new Argument<string>("FILE") { Description = "A state_dict saved by torch.save (.pt, .pth, .bin, .ckpt) or a .safetensors file." };
-        var config = new Option<string>("--config") { Description = "The model it holds: a preset (tiny, small, base, large) or a config.json.", Required = true };
-        var output = new Option<string>("--out") { Description = "The model folder to write; an earlier import there is replaced whole. " + OutputOption.Rule, Required = true };
+        var config = new Option<string>("--config") { Description = "The model it holds: a preset (tiny, small, base, large) or a config.json.",
+            Required = true };
+        var output = new Option<string>("--out") { Description = "The model folder to write; an earlier import there is replaced whole. " + OutputOption.Rule,
+            Required = true };
         var force = OutputOption.Force();
         var allowMissing = new Option<bool>("--allow-missing") { Description = "Keep the initialisation of weights the file lacks instead of failing." };
-        var strict = new Option<bool>("--strict") { Description = "Fail on tensors of the file that the model has no place for (default: skip and list them)." };
+        var strict = new Option<bool>("--strict") { Description =
+            "Fail on tensors of the file that the model has no place for (default: skip and list them)." };
         var command = new Command("import", "Turn a PyTorch state_dict (torch.save or safetensors) into a Medformer model folder.");
         command.Arguments.Add(file);
         foreach (var option in new Option[] { config, output, force, allowMissing, strict }) command.Options.Add(option);
@@ -40,11 +43,13 @@ static class ImportCommand
             foreach (var prefix in match.Renamed.Select(kv => kv.Key[..^kv.Value.Length]).Distinct())
                 Console.WriteLine($"stripped the prefix '{prefix}' ({match.Renamed.Count(kv => kv.Key.StartsWith(prefix, StringComparison.Ordinal))} names)");
             if (match.Unmatched.Count > 0)
-                Console.WriteLine($"{match.Unmatched.Count} tensor(s) of the file have no place in the model{(parse.GetValue(strict) ? "" : ", skipped")}: {List(match.Unmatched)}");
+                Console.WriteLine($"{match.Unmatched.Count} tensor(s) of the file have no place in the " +
+                    $"model{(parse.GetValue(strict) ? "" : ", skipped")}: {List(match.Unmatched)}");
             var problems = new List<string>();
             if (match.ShapeMismatches.Count > 0) problems.Add($"{match.ShapeMismatches.Count} shape(s) differ: {List(match.ShapeMismatches)}");
             if (match.Missing.Count > 0 && !parse.GetValue(allowMissing))
-                problems.Add($"the file lacks {match.Missing.Count} of the model's {own.Count} tensors (--allow-missing keeps their initialisation): {List(match.Missing)}");
+                problems.Add($"the file lacks {match.Missing.Count} of the model's {own.Count} tensors (--allow-missing keeps their " +
+                    $"initialisation): {List(match.Missing)}");
             if (match.Unmatched.Count > 0 && parse.GetValue(strict)) problems.Add("--strict: the file has tensors the model does not");
             if (problems.Count > 0) throw new InvalidDataException($"{path} does not fit the config: " + string.Join("; ", problems));
 
@@ -54,7 +59,8 @@ static class ImportCommand
             using (var scope = torch.NewDisposeScope())
             {
                 var weights = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.detach());
-                claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string, string> { ["imported_from"] = Path.GetFullPath(path) }));
+                claimed.Write(staging => Checkpoint.WriteFiles(model.Config, weights, staging, new Dictionary<string,
+                    string> { ["imported_from"] = Path.GetFullPath(path) }));
             }
             Console.WriteLine($"{target}: {match.Matched.Count} of {own.Count} tensors imported"
                               + (match.Missing.Count > 0 ? $", {match.Missing.Count} left at their initialisation" : ""));

@@ -15,9 +15,11 @@ static class InspectCommand
 {
     public static Command Create()
     {
-        var file = new Argument<string>("FILE") { Description = "A NIfTI (.nii, .nii.gz, .hdr), DICOM (.dcm or a series folder), .npy or .npz file (every array; MedMNIST's layout with its splits and classes)." };
+        var file = new Argument<string>("FILE") { Description =
+            "A NIfTI (.nii, .nii.gz, .hdr), DICOM (.dcm or a series folder), .npy or .npz file (every array; MedMNIST's layout with its splits and classes)." };
         var json = new Option<bool>("--json") { Description = "Print one JSON object." };
-        var subset = new Option<string?>("--subset") { Description = "An .npz in MedMNIST's layout: the subset it holds, where its file name does not say (as npz:FILE,subset=NAME in --task)." };
+        var subset = new Option<string?>("--subset") { Description =
+            "An .npz in MedMNIST's layout: the subset it holds, where its file name does not say (as npz:FILE,subset=NAME in --task)." };
         var command = new Command("inspect", "Show a medical file's header, shape, spacing, dtype and voxel statistics (an .npz: each array's).");
         command.Arguments.Add(file);
         command.Options.Add(json);
@@ -80,7 +82,8 @@ static class InspectCommand
                 : $"  MedMNIST layout, subset unknown (name it: --subset NAME, or npz:{path},subset=NAME in --task); {splits}");
         }
         string G(double v) => v.ToString("G6", inv);
-        var rows = arrays.Select(a => new[] { a.Name, $"[{string.Join(", ", a.Shape)}]", a.Dtype, G(a.Statistics.Min), G(a.Statistics.Max), G(a.Statistics.Mean), G(a.Statistics.Std) }).ToList();
+        var rows = arrays.Select(a => new[] { a.Name, $"[{string.Join(", ", a.Shape)}]", a.Dtype, G(a.Statistics.Min), G(a.Statistics.Max),
+            G(a.Statistics.Mean), G(a.Statistics.Std) }).ToList();
         string[] titles = ["array", "shape", "dtype", "min", "max", "mean", "std"];
         int[] widths = [.. titles.Select((t, i) => rows.Select(r => r[i].Length).Append(t.Length).Max())];
         foreach (var row in rows.Prepend(titles)) Console.WriteLine("  " + string.Join("  ", row.Select((c, i) => c.PadRight(widths[i]))).TrimEnd());
@@ -126,7 +129,8 @@ static class InspectCommand
         };
     }
 
-    /// <summary>The header as a JSON object in file order, as nib-ls shows it; a key met again (a DICOM sequence's items) holds an array of its values.</summary>
+    /// <summary>The header as a JSON object in file order, as nib-ls shows it; a key met again (a DICOM sequence's items) holds an array of its
+    /// values.</summary>
     static System.Text.Json.Nodes.JsonObject HeaderObject(IEnumerable<KeyValuePair<string, string>> header)
     {
         var json = new System.Text.Json.Nodes.JsonObject();
@@ -146,7 +150,8 @@ static class InspectCommand
         Console.WriteLine($"{volume.SourceFile}");
         Console.WriteLine($"  shape    [{string.Join(", ", volume.Voxels.shape)}]  ({volume.StoredType} → {report["tensor_dtype"]})");
         Console.WriteLine($"  spacing  {string.Join(" × ", volume.Spacing.Select(s => s.ToString("G6", inv)))} mm");
-        Console.WriteLine($"  values   min {stats["min"].ToString("G6", inv)}  max {stats["max"].ToString("G6", inv)}  mean {stats["mean"].ToString("G6", inv)}  std " +
+        Console.WriteLine($"  values   min {stats["min"].ToString("G6", inv)}  max {stats["max"].ToString("G6", inv)}  mean " +
+            $"{stats["mean"].ToString("G6", inv)}  std " +
             $"{stats["std"].ToString("G6", inv)}  nonzero {stats["nonzero"]}");
         Console.WriteLine($"  affine   ({volume.Frame})");
         for (int i = 0; i < 4; i++)

@@ -118,9 +118,11 @@ public static class MedformerCommand
     {
         if (value is not (long or int or double)) return Convert.ToString(value, System.Globalization.CultureInfo.InvariantCulture) ?? "";
         double n = Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
-        if (key.Contains("flops", StringComparison.Ordinal)) return n == 0 ? "0" : $"{(n / 1e9).ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} GFLOP";
+        if (key.Contains("flops", StringComparison.Ordinal)) return n == 0 ? "0" :
+            $"{(n / 1e9).ToString("0.###", System.Globalization.CultureInfo.InvariantCulture)} GFLOP";
         return n >= 1e6 ? $"{(n / 1e6).ToString("0.##", System.Globalization.CultureInfo.InvariantCulture)} M" : n >= 1e4
-            ? $"{(n / 1e3).ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)} k" : n.ToString(System.Globalization.CultureInfo.InvariantCulture);
+            ? $"{(n / 1e3).ToString("0.#", System.Globalization.CultureInfo.InvariantCulture)} k"
+                : n.ToString(System.Globalization.CultureInfo.InvariantCulture);
     }
 
     static Dictionary<string, object> RuntimeInfo() => new()

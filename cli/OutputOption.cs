@@ -11,7 +11,8 @@ static class OutputOption
 
     public static Option<bool> Force() => new("--force")
     {
-        Description = "Write into a non-empty --out this command did not create: its files are added (same-named ones overwritten) and nothing else there is removed. "
+        Description =
+            "Write into a non-empty --out this command did not create: its files are added (same-named ones overwritten) and nothing else there is removed. "
                       + "The working folder, its ancestors, the home folder and / are refused even so.",
     };
 

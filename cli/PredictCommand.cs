@@ -14,10 +14,13 @@ static class PredictCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "A fine-tuned model folder (as medformer finetune writes it: model/) or a hub name.", Required = true };
-        var inputs = new Argument<string[]>("INPUT") { Description = "Files to predict: .npz (MedMNIST layout or one array), NIfTI, DICOM (file or series folder), .npy.",
+        var checkpoint = new Option<string>("--checkpoint") { Description =
+            "A fine-tuned model folder (as medformer finetune writes it: model/) or a hub name.", Required = true };
+        var inputs = new Argument<string[]>("INPUT") { Description =
+            "Files to predict: .npz (MedMNIST layout or one array), NIfTI, DICOM (file or series folder), .npy.",
             Arity = ArgumentArity.OneOrMore };
-        var output = new Option<string>("--out") { Description = "Output folder. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs", "predict") };
+        var output = new Option<string>("--out") { Description = "Output folder. " + OutputOption.Rule, DefaultValueFactory = _ => Path.Combine("runs",
+            "predict") };
         var force = OutputOption.Force();
         var split = new Option<string>("--split") { Description = "The split of a MedMNIST-layout .npz (SPLIT_images).", DefaultValueFactory = _ => "test" };
         var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };

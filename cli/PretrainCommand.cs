@@ -15,10 +15,12 @@ static class PretrainCommand
 {
     public static Command Create()
     {
-        var config = new Option<string?>("--config") { Description = "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." };
+        var config = new Option<string?>("--config") { Description =
+            "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." };
         var device = new Option<string?>("--device") { Description = "cpu or cuda[:N] (default: the config's, else cpu)." };
         var precision = new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, bf16)." };
-        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule,
+        var output = new Option<string>("--out") { Description =
+            "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule,
             DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
         var force = OutputOption.Force();
         var seed = new Option<long?>("--seed") { Description = "Seed of every random draw (default: the config's, 0)." };
@@ -28,14 +30,19 @@ static class PretrainCommand
         var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
         var deterministic = new Option<bool>("--deterministic") { Description = "Bitwise-reproducible CPU run (fixes threads, deterministic kernels)." };
         var (trackingUri, experiment, runName) = Tracked.Options("pretrain");
-        var nproc = new Option<int?>("--nproc-per-node") { Description = "Data parallel: start this many processes here (torchrun's flag); each trains on its own batches of batch.size." };
+        var nproc = new Option<int?>("--nproc-per-node") { Description =
+            "Data parallel: start this many processes here (torchrun's flag); each trains on its own batches of batch.size." };
         var nnodes = new Option<int>("--nnodes") { Description = "Data parallel: machines in the job.", DefaultValueFactory = _ => 1 };
         var nodeRank = new Option<int>("--node-rank") { Description = "Data parallel: this machine's index, 0 to --nnodes - 1.", DefaultValueFactory = _ => 0 };
-        var masterAddr = new Option<string>("--master-addr") { Description = "Data parallel: the address of the machine of rank 0.", DefaultValueFactory = _ => "127.0.0.1" };
-        var masterPort = new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.", DefaultValueFactory = _ => DistributedEnvironment.DefaultPort };
+        var masterAddr = new Option<string>("--master-addr") { Description = "Data parallel: the address of the machine of rank 0.",
+            DefaultValueFactory = _ => "127.0.0.1" };
+        var masterPort = new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.",
+            DefaultValueFactory = _ => DistributedEnvironment.DefaultPort };
         Option[] launch = [nproc, nnodes, nodeRank, masterAddr, masterPort];
-        var command = new Command("pretrain", "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
-        foreach (var option in (Option[])[config, device, precision, output, force, seed, maxSteps, resume, strict, threads, deterministic, trackingUri, experiment,
+        var command = new Command("pretrain",
+            "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
+        foreach (var option in (Option[])[config, device, precision, output, force, seed, maxSteps, resume, strict, threads, deterministic, trackingUri,
+            experiment,
             runName, .. launch]) command.Options.Add(option);
         command.SetAction(parse =>
         {
@@ -45,7 +52,8 @@ static class PretrainCommand
             {
                 if (DistributedEnvironment.Detect() is not null)
                     throw new ArgumentException("--nproc-per-node starts the ranks itself; this process already is one (RANK and WORLD_SIZE are set)");
-                var options = new LaunchOptions(processes, parse.GetValue(nnodes), parse.GetValue(nodeRank), parse.GetValue(masterAddr)!, parse.GetValue(masterPort));
+                var options = new LaunchOptions(processes, parse.GetValue(nnodes), parse.GetValue(nodeRank), parse.GetValue(masterAddr)!,
+                    parse.GetValue(masterPort));
                 return LocalLauncher.Run(Environment.ProcessPath!, WithoutLaunchOptions(Environment.GetCommandLineArgs()[1..], launch), options,
                     message => Console.Error.WriteLine("medformer pretrain: " + message));
             }
@@ -56,7 +64,8 @@ static class PretrainCommand
                 : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }
                 : RunConfig.Load(name);
             if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
-            else if (job is { LocalWorldSize: > 1 } local) TorchRuntime.SetThreads(Math.Max(1, Environment.ProcessorCount / local.LocalWorldSize));  // share the cores
+            // share the cores
+            else if (job is { LocalWorldSize: > 1 } local) TorchRuntime.SetThreads(Math.Max(1, Environment.ProcessorCount / local.LocalWorldSize));
             if (parse.GetValue(deterministic)) Determinism.Enable(parse.GetValue(seed) ?? run.Seed, parse.GetValue(threads) ?? TorchRuntime.Threads);
             var overrides = new PretrainOverrides(parse.GetValue(device), parse.GetValue(precision), parse.GetValue(seed), parse.GetValue(maxSteps),
                 parse.GetValue(resume), parse.GetValue(strict) ? true : null);
@@ -188,7 +197,8 @@ static class PretrainCommand
     /// <summary>What rank 0 says of a finished job, and its MLflow run's tags, model and end.</summary>
     static void Report(PretrainResult result, ProcessGroup? group, MlflowRun? tracked)
     {
-        foreach (var (corpus, count) in result.Skipped) Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
+        foreach (var (corpus, count) in result.Skipped)
+            Console.WriteLine($"skipped {count} bad sample(s) of {corpus}; e.g. {result.SkipReasons.FirstOrDefault()}");
         var t = result.Training;
         string skipped = t.SkippedSteps > 0 ? $"; {t.SkippedSteps} non-finite step(s) skipped" : "";
         string processes = group is null ? "" : $" × {group.WorldSize} processes";
@@ -198,12 +208,14 @@ static class PretrainCommand
             Console.WriteLine("objectives (last tenth of the run; chance: a model that learned nothing): " + string.Join(", ",
                 result.Objectives.Select(o => $"{o.Name} {F4(o.FinalLoss)}{(o.ChanceLoss is { } c ? $" (chance {F4(c)})" : "")}")));
         foreach (var o in result.Objectives.Where(o => o.AtChance))
-            Console.WriteLine($"warning: {o.Name} ended at its chance loss ({F4(o.FinalLoss)} against {F4(o.ChanceLoss!.Value)}): it learned nothing from this data");
+            Console.WriteLine($"warning: {o.Name} ended at its chance loss ({F4(o.FinalLoss)} against " +
+                $"{F4(o.ChanceLoss!.Value)}): it learned nothing from this data");
         Console.WriteLine($"checkpoint: {Path.GetFullPath(t.LastCheckpoint)}");
         Console.WriteLine($"model: {Path.GetFullPath(t.ModelDirectory)}");
         if (tracked is not null)
         {
-            tracked.SetTags(new Dictionary<string, string> { ["medformer.checkpoint"] = Path.GetFullPath(t.LastCheckpoint), ["medformer.model"] = Path.GetFullPath(t.ModelDirectory) });
+            tracked.SetTags(new Dictionary<string, string> { ["medformer.checkpoint"] = Path.GetFullPath(t.LastCheckpoint),
+                ["medformer.model"] = Path.GetFullPath(t.ModelDirectory) });
             tracked.LogArtifacts(t.ModelDirectory, "model");
         }
         Tracked.End(tracked, RunStatus.Finished, "pretrain", Console.Out);

@@ -14,7 +14,8 @@ sealed class ProgressLine(bool plain, string command, TextWriter? output = null)
         var inv = CultureInfo.InvariantCulture;
         string parts = string.Join(" ", log.Parts.OrderBy(p => p.Key).Select(p => $"{p.Key} {p.Value.ToString("F4", inv)}"));
         string text =
-            $"step {log.Step}/{log.MaxSteps}  loss {log.Loss.ToString("F4", inv)}{(parts.Length > 0 ? $" ({parts})" : "")}  lr {log.LearningRate.ToString("0.00e0", inv)}  " +
+            $"step {log.Step}/{log.MaxSteps}  loss {log.Loss.ToString("F4", inv)}{(parts.Length > 0 ? $" ({parts})" : "")}  lr " +
+                $"{log.LearningRate.ToString("0.00e0", inv)}  " +
                 $"{log.SamplesPerSecond.ToString("F0", inv)} samples/s"
             + (log.BatchSize is { } batch ? $"  batch {batch.ToString("F1", inv)} selected {log.SelectedSize!.Value.ToString("F1", inv)}" : "");
         if (plain)

@@ -26,7 +26,8 @@ public static class RunsCommand
     public static Option<string?> TrackingUriOption(string logs) => new("--tracking-uri")
     {
         Description =
-            $"{logs}: sqlite:///FILE.db (MLflow's database), a folder or file:PATH (MLflow's file store), http(s)://HOST:PORT of an MLflow server, or none (default: " +
+            $"{logs}: sqlite:///FILE.db (MLflow's database), a folder or file:PATH (MLflow's file store), http(s)://HOST:PORT of " +
+                "an MLflow server, or none (default: " +
                 $"${TrackingUri.Variable}, else {TrackingUri.Default}).",
     };
 
@@ -68,7 +69,8 @@ public static class RunsCommand
     {
         var uri = TrackingUriOption("Where the runs are");
         var runs = new Argument<string[]>("RUN") { Description = "Two or more runs: ids, unique prefixes or names.", Arity = new ArgumentArity(2, 100) };
-        var metric = new Option<string[]>("--metric") { Description = "Metrics to compare and plot (default: those all the runs have).", AllowMultipleArgumentsPerToken = true };
+        var metric = new Option<string[]>("--metric") { Description = "Metrics to compare and plot (default: those all the runs have).",
+            AllowMultipleArgumentsPerToken = true };
         var plot = new Option<string[]>("--plot") { Description = "Write a plot of the metrics over steps to FILE.png or FILE.svg (may be given twice)." };
         var json = Json();
         var command = new Command("compare", "Runs side by side: params (the differing ones marked *), final and best metrics, and a plot.");
@@ -95,7 +97,8 @@ public static class RunsCommand
     {
         var spool = new Argument<string>("SPOOL") { Description = "A spool file (mlflow-spool-….jsonl) left by a run whose server was out of reach." };
         var uri = new Option<string?>("--tracking-uri") { Description =
-            "The server to send to (default: $MLFLOW_TRACKING_URI). Never the one the spool file names unless you name it: a spool file can come from anyone." };
+            "The server to send to (default: $MLFLOW_TRACKING_URI). Never the one the spool file names unless you name it: a spool file can come from anyone."
+                };
         var command = new Command("replay", "Send a run's entries that did not reach the tracking server; the file is removed once all are sent.");
         command.Arguments.Add(spool);
         command.Options.Add(uri);
@@ -105,7 +108,8 @@ public static class RunsCommand
             string? given = parse.GetValue(uri) is { Length: > 0 } option ? option
                 : Environment.GetEnvironmentVariable(TrackingUri.Variable) is { Length: > 0 } env ? env : null;
             if (given is null)
-                throw new ArgumentException($"no server given; pass --tracking-uri URL (or set {TrackingUri.Variable}). The spool file names {SpoolServer(file)}, but it is sent only where you say");
+                throw new ArgumentException($"no server given; pass --tracking-uri URL (or set {TrackingUri.Variable}). The spool file names " +
+                    $"{SpoolServer(file)}, but it is sent only where you say");
             // The spool file named is an argument: one that is not a spool file is a bad argument.
             var outcome = ExitCodes.NamedByArgument(() => Mlflow.Replay(file, TrackingUri.Parse(given)));
             if (outcome.Warning is { } warning)
@@ -122,8 +126,10 @@ public static class RunsCommand
     static Command Migrate()
     {
         var from = new Argument<string>("FROM") { Description = "The store to copy from: a folder or file:PATH (MLflow's file store), or sqlite:///FILE.db." };
-        var to = new Argument<string>("TO") { Description = "The store to copy into (made if missing), e.g. sqlite:///mlflow.db; runs it already holds are never overwritten." };
-        var command = new Command("migrate", "Copy every run (params, tags, all metric points, artifacts, status) from one local store to another, e.g. ./mlruns to sqlite:///mlflow.db.");
+        var to = new Argument<string>("TO") { Description =
+            "The store to copy into (made if missing), e.g. sqlite:///mlflow.db; runs it already holds are never overwritten." };
+        var command = new Command("migrate",
+            "Copy every run (params, tags, all metric points, artifacts, status) from one local store to another, e.g. ./mlruns to sqlite:///mlflow.db.");
         command.Arguments.Add(from);
         command.Arguments.Add(to);
         command.SetAction(parse =>
@@ -131,13 +137,15 @@ public static class RunsCommand
             var source = TrackingUri.Parse(parse.GetValue(from)!);
             var target = TrackingUri.Parse(parse.GetValue(to)!);
             if (source.Server is not null || target.Server is not null || source.IsNone || target.IsNone)
-                throw new ArgumentException("runs migrate: FROM and TO are local stores (a folder, file:PATH or sqlite:///FILE.db); a server's runs are read with `runs list --tracking-uri URL`");
+                throw new ArgumentException("runs migrate: FROM and TO are local stores (a folder, file:PATH or sqlite:///FILE.db); a server's runs are " +
+                    "read with `runs list --tracking-uri URL`");
             if (source.ToString() == target.ToString()) throw new ArgumentException($"runs migrate: FROM and TO are the same store ({source})");
             try
             {
                 var reader = (ITrackingStore)source.OpenReader();
                 var outcome = RunMigration.Copy(reader, target.OpenStore()!, line => Console.WriteLine("copied " + line));
-                Console.WriteLine($"{outcome.Runs} run(s) of {outcome.Experiments} experiment(s), {outcome.MetricPoints} metric point(s) and {outcome.ArtifactFiles} artifact " +
+                Console.WriteLine($"{outcome.Runs} run(s) of {outcome.Experiments} experiment(s), {outcome.MetricPoints} metric point(s) " +
+                    $"and {outcome.ArtifactFiles} artifact " +
                     $"file(s) copied from {source} to {target}");
                 return 0;
             }

@@ -70,5 +70,6 @@ static class SelfTrainOption
     /// <summary>Every setting, as --self-train spells it (the MLflow param and the JSON report); "none" when off.</summary>
     public static string Describe(Request? request, long maxSteps) => request is not { Options: var o } ? "none"
         : string.Create(CultureInfo.InvariantCulture,
-            $"threshold={o.Threshold},share={o.UnlabelledShare},rounds={o.Rounds},steps={o.Steps ?? maxSteps},student={(request.FreshStudent ? "pretrained" : "teacher")}");
+            $"threshold={o.Threshold},share={o.UnlabelledShare},rounds={o.Rounds},steps={o.Steps ?? maxSteps}," +
+                $"student={(request.FreshStudent ? "pretrained" : "teacher")}");
 }

@@ -39,7 +39,8 @@ static class Tracked
         }
         catch (Exception e) when (e is IOException or UnauthorizedAccessException or InvalidDataException)
         {
-            throw new ArgumentException($"--tracking-uri {TrackingUri.Resolve(trackingUri)}: cannot log there ({e.Message}); --tracking-uri none turns tracking off", e);
+            throw new ArgumentException($"--tracking-uri {TrackingUri.Resolve(trackingUri)}: cannot log there ({e.Message}); " +
+                "--tracking-uri none turns tracking off", e);
         }
     }
 

@@ -8,7 +8,8 @@ using Medformer.Runtime;
 namespace Medformer.Eval;
 
 /// <summary>What <c>medformer evaluate</c> runs: a protocol on a data set for a list of initialisations.</summary>
-/// <param name="Task">The labelled data in <see cref="DataSource"/>'s grammar: phantom:2d, medmnist:NAME, npz:FILE[,subset=NAME], mnist:FOLDER, msd:FOLDER or petct:FOLDER.</param>
+/// <param name="Task">The labelled data in <see cref="DataSource"/>'s grammar: phantom:2d, medmnist:NAME, npz:FILE[,subset=NAME], mnist:FOLDER, msd:FOLDER or
+/// petct:FOLDER.</param>
 /// <param name="Inits">"random", model folders, or NAME=FOLDER.</param>
 /// <param name="Config">The random initialisation's model: a preset or config.json (default: the first checkpoint's, else tiny).</param>
 /// <param name="Head">classification, or a dense head with its settings as --head takes them (segmentation, restoration, …).</param>

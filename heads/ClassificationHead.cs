@@ -200,7 +200,8 @@ public sealed class ClassificationHead : Head
             throw new ArgumentException($"soft targets [{string.Join(",", targets.shape)}] must be [{outputs.shape[0]},{Classes}]");
         var losses = Type switch
         {
-            LabelKind.MultiClass => -((labels && LabelSmoothing > 0 ? targets * (1 - LabelSmoothing) + LabelSmoothing / Classes : targets) * outputs.log_softmax(1)).sum([1]),
+            LabelKind.MultiClass => -((labels && LabelSmoothing > 0 ? targets * (1 - LabelSmoothing) + LabelSmoothing / Classes
+                : targets) * outputs.log_softmax(1)).sum([1]),
             LabelKind.MultiLabel => F.binary_cross_entropy_with_logits(outputs, targets, reduction: nn.Reduction.None).mean([1]),
             LabelKind.Binary => F.binary_cross_entropy_with_logits(outputs.squeeze(1), targets[.., 1], reduction: nn.Reduction.None),
             _ => -(targets * OrdinalProbabilities(outputs).clamp_min(1e-12).log()).sum([1]),

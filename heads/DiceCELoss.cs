@@ -50,7 +50,8 @@ public sealed record DiceCELoss(double LambdaDice = 1.0, double LambdaCe = 1.0, 
     {
         using var scope = NewDisposeScope();
         if (logits.dim() is not (4 or 5) || !targets.shape.SequenceEqual(logits.shape))
-            throw new ArgumentException($"soft segmentation targets [{string.Join(",", targets.shape)}] must match the logits [{string.Join(",", logits.shape)}]");
+            throw new ArgumentException($"soft segmentation targets [{string.Join(",", targets.shape)}] must match the " +
+                $"logits [{string.Join(",", logits.shape)}]");
         int classes = (int)logits.shape[1];
         var reduce = Enumerable.Range(2, (int)logits.dim() - 2).Select(a => (long)a).ToArray();
         var soft = targets.to(logits.dtype).to(logits.device);

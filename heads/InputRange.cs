@@ -44,7 +44,8 @@ public sealed record InputRange(double Min, double Max)
             : high > low && high - low < width / 100 ? "within a hundredth of"
             : "";
         return how.Length == 0 ? null
-            : $"{input}: intensities {Said(low, high)}, {how} the range the model was trained on ({Said(Min, Max)}); its predictions mean little until the input is scaled as its training images were";
+            : $"{input}: intensities {Said(low, high)}, {how} the range the model was trained on ({Said(Min, Max)}); its predictions mean little until the " +
+                "input is scaled as its training images were";
     }
 
     public JsonObject ToJson() => new() { ["min"] = Min, ["max"] = Max };

@@ -48,7 +48,8 @@ public sealed class BrainFuseSpec
         Require(Consistency >= 0 && double.IsFinite(Consistency), "consistency", $"{Consistency} must be 0 (off) or positive");
         var names = objectives.ToList();
         if (!names.Any(ObjectiveRegistry.MixesViews))
-            throw new ArgumentException($"{source}: brainfuse: mixes the views of instance objectives ({string.Join(", ", ObjectiveRegistry.Names.Where(ObjectiveRegistry.MixesViews))}), and objectives {string.Join(", ", names)} have none");
+            throw new ArgumentException($"{source}: brainfuse: mixes the views of instance objectives " +
+                $"({string.Join(", ", ObjectiveRegistry.Names.Where(ObjectiveRegistry.MixesViews))}), and objectives {string.Join(", ", names)} have none");
     }
 
     /// <summary>The mixing settings, validated.</summary>

@@ -19,10 +19,12 @@ public sealed class Pretraining : TrainingModule
     private readonly double momentum;
     private MomentumTarget? target;
 
-    public Pretraining(MedformerModel model, IReadOnlyList<(Objective Objective, double Weight)> objectives, double momentum = 0.99, BrainFuseViews? brainFuse = null)
+    public Pretraining(MedformerModel model, IReadOnlyList<(Objective Objective, double Weight)> objectives, double momentum = 0.99,
+        BrainFuseViews? brainFuse = null)
     {
         if (brainFuse is not null && !objectives.Any(o => o.Objective.MixesViews))
-            throw new ArgumentException($"brainfuse: mixes the views of instance objectives (barlow, simclr); objectives {string.Join(", ", objectives.Select(o => o.Objective.Task))} have none");
+            throw new ArgumentException($"brainfuse: mixes the views of instance objectives (barlow, simclr); objectives " +
+                $"{string.Join(", ", objectives.Select(o => o.Objective.Task))} have none");
         BrainFuse = brainFuse;
         if (objectives.Count == 0) throw new ArgumentException("pretraining needs at least one objective");
         foreach (var (objective, weight) in objectives)

@@ -104,7 +104,8 @@ public static class PretrainBenchmark
         {
             return PythonReference.Run("pretrain.py", "--threads", threads.ToString(), "--config", configFile,
                 "--batch", Batch.ToString(), "--size", Size.ToString(), "--warmup", Warmup.ToString(), "--steps", Timed.ToString(),
-                "--batches", Distinct.ToString(), "--mix", string.Join(",", new RunConfig().Objectives.Select(o => FormattableString.Invariant($"{o.Key}={o.Value.Weight}"))));
+                "--batches", Distinct.ToString(), "--mix", string.Join(",", new RunConfig().Objectives.Select(o =>
+                    FormattableString.Invariant($"{o.Key}={o.Value.Weight}"))));
         }
         finally
         {

@@ -28,17 +28,20 @@ namespace Medformer.Bench;
 /// </summary>
 public static class BrainFuseExperiment
 {
-    static readonly string[] Rows = ["normal", "+ Barlow Twins", "+ BrainFuse", "+ raw BrainFuse", "+ BrainFuse + consistency", "+ raw BrainFuse + consistency"];
+    static readonly string[] Rows = ["normal", "+ Barlow Twins", "+ BrainFuse", "+ raw BrainFuse", "+ BrainFuse + consistency",
+        "+ raw BrainFuse + consistency"];
 
     /// <summary>The reference table (top-1/3/5), as the issue quotes it.</summary>
-    static readonly double[][] Reference = [[32.1, 53.8, 64.2], [40.1, 62.8, 73.0], [50.1, 71.2, 82.9], [45.1, 67.5, 80.0], [51.4, 72.1, 83.8], [46.6, 68.8, 81.1]];
+    static readonly double[][] Reference = [[32.1, 53.8, 64.2], [40.1, 62.8, 73.0], [50.1, 71.2, 82.9], [45.1, 67.5, 80.0], [51.4, 72.1, 83.8], [46.6, 68.8,
+        81.1]];
 
     sealed record Cell(string Data, string Row, int Seed, double Top1, double Top3, double Top5, double CpuSeconds);
 
     sealed record Settings(long Steps, long FineTuneSteps, int Seeds, int Size, int Test, int Batch, int Parts, double Alpha, double Share, double Consistency,
         bool PretrainMixes, Precision Precision)
     {
-        public string Tag => string.Create(CultureInfo.InvariantCulture, $"{Steps}-{FineTuneSteps}-{Size}-{Batch}-{Parts}-{Alpha}-{Share}-{Consistency}{(PretrainMixes ? "-pm" : "")}");
+        public string Tag => string.Create(CultureInfo.InvariantCulture,
+            $"{Steps}-{FineTuneSteps}-{Size}-{Batch}-{Parts}-{Alpha}-{Share}-{Consistency}{(PretrainMixes ? "-pm" : "")}");
     }
 
     static string Env(string key, string fallback) => Environment.GetEnvironmentVariable($"MEDFORMER_BRAINFUSE_{key}") is { Length: > 0 } v ? v : fallback;
@@ -54,13 +57,15 @@ public static class BrainFuseExperiment
             double.Parse(Env("SHARE", "0.5"), CultureInfo.InvariantCulture), double.Parse(Env("CONSISTENCY", "1"), CultureInfo.InvariantCulture),
             Env("PRETRAIN", "0") == "1", PrecisionNames.Parse(Env("PRECISION", "bf16")));
         foreach (string d in data)
-            if (d is not ("phantom3d" or "fashion-mnist")) throw new ArgumentException($"MEDFORMER_BRAINFUSE_DATA: unknown data set '{d}' (phantom3d, fashion-mnist)");
+            if (d is not ("phantom3d" or "fashion-mnist"))
+                throw new ArgumentException($"MEDFORMER_BRAINFUSE_DATA: unknown data set '{d}' (phantom3d, fashion-mnist)");
         new BrainFuseOptions { Parts = settings.Parts, Alpha = settings.Alpha, Share = settings.Share, Consistency = settings.Consistency }.Validate();
         string root = Env("OUT", Path.Combine(Path.GetTempPath(), "medformer-brainfuse"));
         Directory.CreateDirectory(root);
         Console.WriteLine($"  results and models in {root}");
         string cellsFile = Path.Combine(root, $"cells-{settings.Tag}.jsonl");
-        var cells = File.Exists(cellsFile) ? File.ReadAllLines(cellsFile).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<Cell>(l)!).ToList() : [];
+        var cells = File.Exists(cellsFile) ? File.ReadAllLines(cellsFile).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<Cell>(l)!).ToList()
+            : [];
         var report = new BenchReport("brainfuse");
         var pretrainMinutes = new Dictionary<string, double>();
         foreach (string name in data)
@@ -76,7 +81,9 @@ public static class BrainFuseExperiment
         foreach (var (arm, minutes) in pretrainMinutes) report.Extra($"pretrain_cpu_minutes_{arm}", Math.Round(minutes, 1));
         report.Extra("settings", settings.Tag + (settings.PretrainMixes ? " (BrainFuse rows pretrain with mixes too)" : " (BrainFuse in fine-tuning)"));
         report.Extra("fine_tune_cpu_minutes", Math.Round(cells.Sum(c => c.CpuSeconds) / 60, 1));
-        report.Extra("reference_table", "normal 32.1/53.8/64.2; +BT 40.1/62.8/73.0; +BrainFuse 50.1/71.2/82.9; +raw 45.1/67.5/80.0; +BrainFuse+consistency 51.4/72.1/83.8; +raw+consistency 46.6/68.8/81.1");
+        report.Extra("reference_table",
+            "normal 32.1/53.8/64.2; +BT 40.1/62.8/73.0; +BrainFuse 50.1/71.2/82.9; +raw 45.1/67.5/80.0; +BrainFuse+consistency " +
+                "51.4/72.1/83.8; +raw+consistency 46.6/68.8/81.1");
         return report;
     }
 
@@ -114,7 +121,8 @@ public static class BrainFuseExperiment
                         Consistency = consistency ? s.Consistency : 0,
                     } : null;
                     var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
-                    var model = modelDir is null ? PaysExperiment.Encoder(MedformerConfig.Tiny, "", false, seed) : PaysExperiment.Encoder(MedformerConfig.Tiny, modelDir, true, seed);
+                    var model = modelDir is null ? PaysExperiment.Encoder(MedformerConfig.Tiny, "", false, seed) : PaysExperiment.Encoder(MedformerConfig.Tiny,
+                        modelDir, true, seed);
                     using var tuner = new FineTuner(model, new ClassificationHead(model.Config, 10, pooling: Pooling.Flatten));
                     tuner.Fit(subset, FineTune(s, volume, seed, fuse));
                     var (top1, top3, top5) = TopK(tuner, testImages, testLabels, testMetas);
@@ -158,7 +166,9 @@ public static class BrainFuseExperiment
         config.Validate("bench brainfuse");
         var cpuBefore = Process.GetCurrentProcess().TotalProcessorTime;
         var result = PretrainJob.Run(config, output,
-            log: entry => Console.WriteLine($"  {name} {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} ({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))})"));
+            log: entry =>
+                Console.WriteLine($"  {name} {arm} step {entry.Step}/{entry.MaxSteps} loss {entry.Loss:F4} " +
+                    $"({string.Join(", ", entry.Parts.Select(p => $"{p.Key} {p.Value:F3}"))})"));
         cpuMinutes[$"{name}_{arm}"] = (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalMinutes;
         return result.Training.ModelDirectory;
     }
@@ -177,7 +187,8 @@ public static class BrainFuseExperiment
     static void Table(string name, Settings s, List<Cell> cells, BenchReport report)
     {
         Console.WriteLine();
-        Console.WriteLine($"| {name}: tiny, {s.Steps} Barlow steps, {s.FineTuneSteps} fine-tuning steps | top-1 | top-3 | top-5 | reference top-1/3/5 | CPU-s per run |");
+        Console.WriteLine($"| {name}: tiny, {s.Steps} Barlow steps, {s.FineTuneSteps} fine-tuning steps | top-1 | top-3 | top-5 | " +
+            "reference top-1/3/5 | CPU-s per run |");
         Console.WriteLine("| --- | --- | --- | --- | --- | --- |");
         for (int r = 0; r < Rows.Length; r++)
         {
@@ -188,7 +199,8 @@ public static class BrainFuseExperiment
                 var values = mine.Select(pick).ToList();
                 return $"{values.Average() * 100:F1} ± {PaysExperiment.Std(values) * 100:F1}";
             }
-            Console.WriteLine($"| {Rows[r]} | {Cell(c => c.Top1)} | {Cell(c => c.Top3)} | {Cell(c => c.Top5)} | {string.Join("/", Reference[r].Select(v => v.ToString("F1", CultureInfo.InvariantCulture)))} | {mine.Average(c => c.CpuSeconds):F0} |");
+            Console.WriteLine($"| {Rows[r]} | {Cell(c => c.Top1)} | {Cell(c => c.Top3)} | {Cell(c => c.Top5)} | " +
+                $"{string.Join("/", Reference[r].Select(v => v.ToString("F1", CultureInfo.InvariantCulture)))} | {mine.Average(c => c.CpuSeconds):F0} |");
             var top1 = mine.Select(c => c.Top1).ToList();
             report.Add(new BenchRow($"{name} {Rows[r]} top-1", top1.Average() * 100, Reference[r][0],
                 $"% test top-1 accuracy, mean ± {PaysExperiment.Std(top1) * 100:F1} over {mine.Count} seeds (reference: the issue's table, another data set)"));

@@ -67,7 +67,8 @@ public sealed partial record DataSource(DataKind Kind, string Source, int? Size 
         {
             var (key, value) = (part[..part.IndexOf('=')], part[(part.IndexOf('=') + 1)..]);
             if (!allowed.Contains(key))
-                throw Bad(allowed.Length == 0 ? $"{kind} takes no settings (not '{key}')" : $"{kind} has no setting '{key}' (it has {string.Join(", ", allowed)})");
+                throw Bad(allowed.Length == 0 ? $"{kind} takes no settings (not '{key}')"
+                    : $"{kind} has no setting '{key}' (it has {string.Join(", ", allowed)})");
             if (!settings.TryAdd(key, value)) throw Bad($"'{key}' is given twice");
         }
         string source = string.Join(',', parts[..kept]);

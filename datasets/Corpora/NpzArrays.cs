@@ -28,7 +28,8 @@ public static class NpzArrays
         return arrays;
     }
 
-    /// <summary>The MedMNIST layout of <paramref name="arrays"/> (null without a SPLIT_images array); the subset <paramref name="subset"/> names, else the file name's.</summary>
+    /// <summary>The MedMNIST layout of <paramref name="arrays"/> (null without a SPLIT_images array); the subset <paramref name="subset"/> names, else the file
+    /// name's.</summary>
     public static NpzLayout? Layout(string path, IReadOnlyList<NpzArray> arrays, MedMnistSubset? subset = null)
     {
         var splits = MedMnistCorpus.SplitNames

@@ -36,7 +36,8 @@ public sealed class BrainFuseBatch : IDisposable
     /// mixes (at least one, at most B) of <paramref name="parts"/> distinct rows each. <paramref name="what"/> names the
     /// setting in errors (e.g. "--brainfuse").
     /// </summary>
-    public static BrainFuseBatch Draw(BrainFuse mixer, Tensor images, IReadOnlyList<SampleMeta> metas, int parts, double share, Generator generator, string what)
+    public static BrainFuseBatch Draw(BrainFuse mixer, Tensor images, IReadOnlyList<SampleMeta> metas, int parts, double share, Generator generator,
+        string what)
     {
         int b = metas.Count;
         if (images.shape[0] != b) throw new ArgumentException($"{what}: {metas.Count} metas for {images.shape[0]} images");

@@ -24,7 +24,8 @@ internal static class BrainFuseMixing
         if (batchSize < options.Parts)
             throw new ArgumentException($"{BrainFuseOptions.Flag}: parts={options.Parts} needs batches of at least {options.Parts} samples, not {batchSize}");
         if (adaptation is { Enabled: true } a && a.MinBatch < options.Parts)
-            throw new ArgumentException($"{BrainFuseOptions.Flag}: parts={options.Parts} needs batches of at least {options.Parts}; --dba min_batch={a.MinBatch} may go below");
+            throw new ArgumentException($"{BrainFuseOptions.Flag}: parts={options.Parts} needs batches of at least {options.Parts}; " +
+                $"--dba min_batch={a.MinBatch} may go below");
     }
 
     /// <summary>

@@ -95,7 +95,8 @@ public sealed record BrainFuseOptions
 
     /// <summary>The settings as the flag spells them (MLflow's param, the JSON report).</summary>
     public override string ToString() => string.Create(CultureInfo.InvariantCulture,
-        $"parts={Parts},alpha={Alpha},weights={(Weights == MixWeights.Dirichlet ? "dirichlet" : "smooth")},share={Share},consistency={Consistency},grid={Grid}");
+        $"parts={Parts},alpha={Alpha},weights={(Weights == MixWeights.Dirichlet ? "dirichlet" : "smooth")}," +
+        $"share={Share},consistency={Consistency},grid={Grid}");
 
     static ArgumentException Error(string message) => new($"{Flag}: {message}");
 

@@ -42,7 +42,8 @@ public sealed class FineTuner : IDisposable
     /// <summary>Names of the head's classes (saved in head.json; predict's CSV columns), when known.</summary>
     public IReadOnlyList<string>? ClassNames { get; set; }
 
-    /// <summary>The intensities of the training images (set by <see cref="Fit"/>, kept in head.json; predict warns on inputs far from it); null: unknown.</summary>
+    /// <summary>The intensities of the training images (set by <see cref="Fit"/>, kept in head.json; predict warns on inputs far from it); null:
+    /// unknown.</summary>
     public InputRange? InputRange { get; set; }
 
     /// <summary>A training sample's image shape [C,H,W] or [C,D,H,W] (set by <see cref="Fit"/>; predict resizes inputs to it).</summary>
@@ -65,7 +66,8 @@ public sealed class FineTuner : IDisposable
         Action<TrainerLog>? log, Action<string>? notice, CancellationToken cancel, int? loaderBatch = null)
     {
         options ??= new FineTuneOptions();
-        if (options.Resume && options.OutputDirectory is null) throw new ArgumentException("resume: continuing needs the OutputDirectory whose checkpoints it continues from");
+        if (options.Resume && options.OutputDirectory is null)
+            throw new ArgumentException("resume: continuing needs the OutputDirectory whose checkpoints it continues from");
         var loaderSources = sources(Prepare(train, options, validation));
         var device = options.Device ?? task.Device;
         string output = options.OutputDirectory ?? Directory.CreateTempSubdirectory("medformer-finetune-").FullName;

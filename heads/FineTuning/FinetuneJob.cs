@@ -50,7 +50,8 @@ public static class FinetuneJob
             if (options.FixMatch is not null) throw new ArgumentException($"{BrainFuseOptions.Flag} and --fixmatch do not combine: pick one");
             if (options.FineTune.Mixup > 0) throw new ArgumentException($"{BrainFuseOptions.Flag} and --mixup both mix the batch: pick one");
             if (options.FineTune.BatchSize < brainFuse.Parts)
-                throw new ArgumentException($"{BrainFuseOptions.Flag}: parts={brainFuse.Parts} needs batches of at least {brainFuse.Parts} samples, not --batch-size {options.FineTune.BatchSize}");
+                throw new ArgumentException($"{BrainFuseOptions.Flag}: parts={brainFuse.Parts} needs batches of at least {brainFuse.Parts} samples, not " +
+                    $"--batch-size {options.FineTune.BatchSize}");
         }
         if (options.FineTune.Resume)
         {

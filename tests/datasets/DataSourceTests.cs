@@ -71,7 +71,8 @@ public sealed class DataSourceTests
 
     [Fact]
     public void SizeFromTheFlagAndFromTheSpecMustAgree() =>
-        Assert.Contains("size=64 and --size 28 disagree", Assert.Throws<ArgumentException>(() => DataSource.Parse("medmnist:pathmnist,size=64", size: 28)).Message);
+        Assert.Contains("size=64 and --size 28 disagree", Assert.Throws<ArgumentException>(() => DataSource.Parse("medmnist:pathmnist,size=64",
+            size: 28)).Message);
 
     [Theory]
     [InlineData(new[] { "phantom", "3d" }, "phantom:3d")]
@@ -85,8 +86,10 @@ public sealed class DataSourceTests
     [Fact]
     public void AMissingFileOrFolderIsRefusedBeforeOpening()
     {
-        Assert.Contains("--task 'npz:/no/such.npz': /no/such.npz: no such file", Assert.Throws<ArgumentException>(() => DataSource.Parse("npz:/no/such.npz").Check()).Message);
-        Assert.Contains("corpora[0].data 'msd:/no/such': /no/such: no such folder", Assert.Throws<ArgumentException>(() => DataSource.Parse("msd:/no/such").Check("corpora[0].data")).Message);
+        Assert.Contains("--task 'npz:/no/such.npz': /no/such.npz: no such file", Assert.Throws<ArgumentException>(() =>
+            DataSource.Parse("npz:/no/such.npz").Check()).Message);
+        Assert.Contains("corpora[0].data 'msd:/no/such': /no/such: no such folder",
+            Assert.Throws<ArgumentException>(() => DataSource.Parse("msd:/no/such").Check("corpora[0].data")).Message);
     }
 
     [Fact]
@@ -117,7 +120,8 @@ public sealed class DataSourceTests
             string file = Path.Combine(root, "mine.npz");
             using (var images = randint(0, 255, [6, 28, 28, 3], dtype: ScalarType.Byte))
             using (var labels = tensor(new byte[] { 0, 1, 2, 3, 4, 8 }).reshape(6, 1))
-                Npz.Write(file, new Dictionary<string, Tensor> { ["train_images"] = images, ["train_labels"] = labels, ["val_images"] = images, ["val_labels"] = labels, ["test_images"] = images, ["test_labels"] = labels });
+                Npz.Write(file, new Dictionary<string, Tensor> { ["train_images"] = images, ["train_labels"] = labels, ["val_images"] = images,
+                    ["val_labels"] = labels, ["test_images"] = images, ["test_labels"] = labels });
             Assert.Contains("names no MedMNIST subset", Assert.ThrowsAny<Exception>(() => DataSource.Parse($"npz:{file}").Open()).Message);
             using var corpus = (MedMnistCorpus)DataSource.Parse($"npz:{file},subset=pathmnist").Open("val");
             Assert.Equal(("pathmnist", 9), (corpus.Subset.Name, corpus.Subset.Labels.Count));

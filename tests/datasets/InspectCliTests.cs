@@ -96,7 +96,8 @@ public sealed class InspectNpzCliTests : IDisposable
         var images = arrays["train_images"];
         Assert.Equal([2L, 4, 4], images.GetProperty("shape").EnumerateArray().Select(e => e.GetInt64()));
         Assert.Equal("uint8", images.GetProperty("dtype").GetString());
-        Assert.Equal((0.0, 5.0), (images.GetProperty("statistics").GetProperty("min").GetDouble(), images.GetProperty("statistics").GetProperty("max").GetDouble()));
+        Assert.Equal((0.0, 5.0), (images.GetProperty("statistics").GetProperty("min").GetDouble(),
+            images.GetProperty("statistics").GetProperty("max").GetDouble()));
         Assert.Equal(Enumerable.Range(0, 32).Sum(i => i % 6), images.GetProperty("statistics").GetProperty("sum").GetDouble());
         Assert.Equal("int64", arrays["train_labels"].GetProperty("dtype").GetString());
         Assert.Equal(("float32", "<f4"), (arrays["weights"].GetProperty("dtype").GetString(), arrays["weights"].GetProperty("descr").GetString()));

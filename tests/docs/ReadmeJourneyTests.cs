@@ -115,7 +115,8 @@ public sealed partial class ReadmeJourneyTests(ITestOutputHelper output) : IDisp
         string[] walk = ["pretrain", "finetune", "predict", "evaluate", "export", "runs compare", "pretrain --nproc-per-node"];
         int found = 0;
         foreach (var step in steps)
-            if (found < walk.Length && (step.Verb == walk[found] || (walk[found] == "pretrain --nproc-per-node" && step.Command.Contains("pretrain --nproc-per-node")))) found++;
+            if (found < walk.Length && (step.Verb == walk[found] || (walk[found] == "pretrain --nproc-per-node"
+                && step.Command.Contains("pretrain --nproc-per-node")))) found++;
         Assert.True(found == walk.Length, $"the journey must walk {string.Join(" → ", walk)}; README.md has {string.Join(" → ", steps.Select(s => s.Verb))}");
         Assert.All(steps, s => Assert.StartsWith("./medformer ", s.Command));
         Assert.All(steps.Where(s => Promised(s).Length > 0), s => Assert.True(s.Out is not null, $"'{s.Command}' names no --out for the files it promises"));

@@ -36,7 +36,8 @@ public sealed class MeanStdTests
             Assert.DoesNotContain("± 0.0", markdown);
             var summary = File.ReadAllLines(files.SummaryCsv);
             Assert.Contains("random init,0.1,acc,0.5,,1", summary);
-            Assert.Contains(summary, l => l.StartsWith("ours,0.1,acc,0.6", StringComparison.Ordinal) && l.EndsWith(",2", StringComparison.Ordinal) && !l.Contains(",,"));
+            Assert.Contains(summary, l => l.StartsWith("ours,0.1,acc,0.6", StringComparison.Ordinal) && l.EndsWith(",2",
+                StringComparison.Ordinal) && !l.Contains(",,"));
             using var json = JsonDocument.Parse(File.ReadAllText(files.Json));
             var rows = json.RootElement.GetProperty("tables")[0].GetProperty("rows");
             Assert.Equal(JsonValueKind.Null, rows[0].GetProperty("cells")[0].GetProperty("std").ValueKind);

@@ -104,7 +104,8 @@ public sealed class BrainFuseViewsTests
                 """, "run.yaml");
             var result = PretrainJob.Run(config, root);
             Assert.Equal(3, result.Training.Steps);
-            Assert.All(result.Training.History, h => Assert.True(h.Parts.ContainsKey("barlow_consistency") && h.Parts.ContainsKey("rotation") && double.IsFinite(h.Loss)));
+            Assert.All(result.Training.History, h => Assert.True(h.Parts.ContainsKey("barlow_consistency") && h.Parts.ContainsKey("rotation") &&
+                double.IsFinite(h.Loss)));
             Assert.DoesNotContain(result.Training.History[^1].Parts.Keys, k => k == "rotation_consistency");
         }
         finally
@@ -116,7 +117,8 @@ public sealed class BrainFuseViewsTests
     [Fact]
     public void ARunConfigReadsBrainFuseAndMistakesNameTheKey()
     {
-        var config = RunConfig.Parse("objectives:\n  barlow: {}\n  rotation: {}\nbrainfuse: { parts: 3, weights: dirichlet, share: 0.25, consistency: 0.1 }", "run.yaml");
+        var config = RunConfig.Parse("objectives:\n  barlow: {}\n  rotation: {}\nbrainfuse: { parts: 3, weights: dirichlet, share: 0.25, consistency: 0.1 }",
+            "run.yaml");
         Assert.Equal((3, "dirichlet", 0.25, 0.1), (config.Brainfuse!.Parts, config.Brainfuse.Weights, config.Brainfuse.Share, config.Brainfuse.Consistency));
         var views = config.Brainfuse.ToViews("run.yaml");
         Assert.Equal(MixWeights.Dirichlet, views.Mixer.Weights);
@@ -126,8 +128,10 @@ public sealed class BrainFuseViewsTests
             ("objectives:\n  barlow: {}\nbrainfuse: { weights: box }", "run.yaml: brainfuse.weights: 'box' must be dirichlet or smooth"),
             ("objectives:\n  barlow: {}\nbrainfuse: { share: 0 }", "run.yaml: brainfuse.share: 0 must be in (0, 1]"),
             ("objectives:\n  barlow: {}\nbrainfuse: { lambda: 1 }", "unknown key 'lambda' in brainfuse"),
-            ("objectives:\n  rotation: {}\nbrainfuse: {}", "run.yaml: brainfuse: mixes the views of instance objectives (simclr, barlow), and objectives rotation have none"),
-            ("objectives:\n  barlow: {}\nbatch: { size: 2 }\nbrainfuse: { parts: 3 }", "run.yaml: brainfuse.parts: 3 needs batches of at least 3 samples, batch.size is 2"),
+            ("objectives:\n  rotation: {}\nbrainfuse: {}",
+                "run.yaml: brainfuse: mixes the views of instance objectives (simclr, barlow), and objectives rotation have none"),
+            ("objectives:\n  barlow: {}\nbatch: { size: 2 }\nbrainfuse: { parts: 3 }",
+                "run.yaml: brainfuse.parts: 3 needs batches of at least 3 samples, batch.size is 2"),
         ];
         foreach (var (yaml, message) in cases)
         {
@@ -136,6 +140,7 @@ public sealed class BrainFuseViewsTests
             Assert.Single(error.Message.Split('\n'));
         }
         Assert.Contains("brainfuse: mixes the views of instance objectives",
-            Assert.Throws<ArgumentException>(() => new Pretraining(new MedformerModel(Config), [(new Rotation(Config.Dim), 1.0)], brainFuse: Views(0))).Message);
+            Assert.Throws<ArgumentException>(() => new Pretraining(new MedformerModel(Config), [(new Rotation(Config.Dim), 1.0)],
+                brainFuse: Views(0))).Message);
     }
 }

@@ -37,7 +37,8 @@ public sealed class InteropDenseHeadTests(ITestOutputHelper output) : IDisposabl
 
     Repo.Result Cli(params string[] args)
     {
-        var result = Repo.Run(Repo.Cli, args, folder, 300, new Dictionary<string, string> { ["MEDFORMER_HOME"] = Path.Combine(folder, "home"), ["MLFLOW_TRACKING_URI"] = "none" });
+        var result = Repo.Run(Repo.Cli, args, folder, 300, new Dictionary<string, string> { ["MEDFORMER_HOME"] = Path.Combine(folder, "home"),
+            ["MLFLOW_TRACKING_URI"] = "none" });
         output.WriteLine($"medformer {string.Join(' ', args)} -> {result.ExitCode}\n{result.Stdout}{result.Stderr}");
         return result;
     }
@@ -136,7 +137,8 @@ public sealed class InteropDenseHeadTests(ITestOutputHelper output) : IDisposabl
         using var test = Phantom.Open(spec, "test", PhantomFolder);
         Seeding.SeedEverything(11);
         using var tuner = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2));
-        tuner.Fit(train, new FineTuneOptions { MaxSteps = 6, BatchSize = 4, WarmupSteps = 1, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 3, Roi = [16, 16] });
+        tuner.Fit(train, new FineTuneOptions { MaxSteps = 6, BatchSize = 4, WarmupSteps = 1, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 3,
+            Roi = [16, 16] });
         Assert.Equal([1L, 16, 16], tuner.InputShape!);
         string exported = Export(tuner, "seg2d");
 
@@ -174,7 +176,8 @@ public sealed class InteropDenseHeadTests(ITestOutputHelper output) : IDisposabl
         using var test = Phantom.Open(spec, "test", PhantomFolder);
         Seeding.SeedEverything(12);
         using var tuner = new FineTuner(new MedformerModel(Config), new SegmentationHead(Config, classes: 2, dimensionality: Dimensionality.Volume));
-        tuner.Fit(train, new FineTuneOptions { MaxSteps = 4, BatchSize = 2, WarmupSteps = 1, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 2, Roi = [8, 8, 8] });
+        tuner.Fit(train, new FineTuneOptions { MaxSteps = 4, BatchSize = 2, WarmupSteps = 1, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 2,
+            Roi = [8, 8, 8] });
         string exported = Export(tuner, "seg3d", torchSave: true);
 
         using var scope = NewDisposeScope();
@@ -200,7 +203,8 @@ public sealed class InteropDenseHeadTests(ITestOutputHelper output) : IDisposabl
         Seeding.SeedEverything(13);
         using var tuner = new FineTuner(new MedformerModel(Config),
             new ImageToImageHead(Config, ImageToImageHead.Restoration, Dimensionality.Volume, loss: new ImageLoss(L1: 0, Mse: 1)));
-        tuner.Fit(corpus, new FineTuneOptions { MaxSteps = 4, BatchSize = 2, WarmupSteps = 1, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 2, Roi = [8, 8, 8] });
+        tuner.Fit(corpus, new FineTuneOptions { MaxSteps = 4, BatchSize = 2, WarmupSteps = 1, LearningRate = 3e-3, Precision = Precision.Fp32, LogEvery = 2,
+            Roi = [8, 8, 8] });
         string exported = Export(tuner, "pet", torchSave: true);
 
         using var scope = NewDisposeScope();
@@ -259,7 +263,8 @@ public sealed class InteropDenseHeadTests(ITestOutputHelper output) : IDisposabl
         // medformer.py's HEADS, PyTorchExport.TwinnedHeads and the built-in heads are one set (tests may register more kinds).
         string[] builtIn = [.. new[] { ClassificationHead.KindName, SegmentationHead.KindName, ImageToImageHead.Restoration, ImageToImageHead.SuperResolution,
             ImageToImageHead.Translation }.Order(StringComparer.Ordinal)];
-        var heads = Repo.Run("/usr/bin/python3", ["-c", "import json, sys; sys.path.insert(0, sys.argv[1]); import medformer; print(json.dumps(sorted(medformer.HEADS)))",
+        var heads = Repo.Run("/usr/bin/python3", ["-c",
+            "import json, sys; sys.path.insert(0, sys.argv[1]); import medformer; print(json.dumps(sorted(medformer.HEADS)))",
             Path.Combine(Repo.Root, "bench", "reference")]);
         Assert.True(heads.ExitCode == 0, heads.Stderr);
         Assert.Equal(builtIn, JsonSerializer.Deserialize<string[]>(heads.Stdout)!);
@@ -279,11 +284,13 @@ public sealed class InteropDenseHeadTests(ITestOutputHelper output) : IDisposabl
         var result = Cli("export", source, "--out", exported);
         Assert.Equal(0, result.ExitCode);
         var notes = result.Stdout.Split('\n').Where(l => l.StartsWith("note:", StringComparison.Ordinal)).ToList();
-        Assert.Equal(["note: medformer.py has no class for the mean head (it has classification, restoration, segmentation, super-resolution, translation); its weights and head.json are exported for your own code, and FineTuned refuses it"], notes);
+        Assert.Equal(["note: medformer.py has no class for the mean head (it has classification, restoration, segmentation, super-resolution, translation); " +
+            "its weights and head.json are exported for your own code, and FineTuned refuses it"], notes);
         Assert.True(File.Exists(Path.Combine(exported, "head.safetensors")));
         Assert.Contains("The mean head has no class in `medformer.py`", File.ReadAllText(Path.Combine(exported, "README.md")));
         var refused = Repo.Run("/usr/bin/python3", ["-c", "import medformer; medformer.FineTuned('config.json', 'head.json')"], exported);
         Assert.NotEqual(0, refused.ExitCode);
-        Assert.Contains("ValueError: a mean head: this medformer.py has twins of classification, segmentation, restoration, super-resolution, translation heads only", refused.Stderr);
+        Assert.Contains("ValueError: a mean head: this medformer.py has twins of classification, segmentation, restoration, super-resolution, " +
+            "translation heads only", refused.Stderr);
     }
 }

@@ -321,7 +321,8 @@ public sealed class PickleReader
     }
 
     long MemoIndex(string text) =>
-        text.Length <= 10 && long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture, out long index) ? index : throw Bad($"'{text}' is not a memo index");
+        text.Length <= 10 && long.TryParse(text, NumberStyles.None, CultureInfo.InvariantCulture,
+            out long index) ? index : throw Bad($"'{text}' is not a memo index");
 
     object? Memo(long index) => memo.TryGetValue(index, out var value) ? value : throw Bad($"memo {index} was never stored");
 

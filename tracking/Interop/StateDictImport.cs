@@ -43,7 +43,8 @@ public static class StateDictImport
         using var file = TorchFile.Open(path);
         if (file.Root is not PickleDict root)
             throw new InvalidDataException($"{path}: holds a {PickleReader.TypeName(file.Root)}, not a state_dict (a dict of names to tensors)");
-        string? wrapper = Wrappers.FirstOrDefault(key => root.TryGetValue(key, out var inner) && inner is PickleDict d && HasTensor(d, new(ReferenceEqualityComparer.Instance)));
+        string? wrapper = Wrappers.FirstOrDefault(key => root.TryGetValue(key, out var inner) && inner is PickleDict d && HasTensor(d,
+            new(ReferenceEqualityComparer.Instance)));
         var dict = wrapper != null ? (PickleDict)root[wrapper]! : root;
         var refs = new List<(string Name, TorchTensorRef Tensor)>();
         var skipped = new List<string>();
@@ -130,7 +131,8 @@ public static class StateDictImport
     static void Flatten(PickleDict dict, string prefix, List<(string, TorchTensorRef)> refs, List<string> skipped, HashSet<object> seen, string path)
     {
         if (prefix.Count(c => c == '.') > MaxDepth) throw new InvalidDataException($"{path}: dicts nested deeper than {MaxDepth}");
-        if (!seen.Add(dict)) throw new InvalidDataException($"{path}: the dict at '{prefix.TrimEnd('.')}' appears twice in the state_dict (a cycle or a shared dict)");
+        if (!seen.Add(dict))
+            throw new InvalidDataException($"{path}: the dict at '{prefix.TrimEnd('.')}' appears twice in the state_dict (a cycle or a shared dict)");
         foreach (var (key, value) in dict)
         {
             string name = prefix + (key is string s ? s : key.ToString());

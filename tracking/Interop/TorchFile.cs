@@ -61,7 +61,8 @@ public sealed class TorchFile : IDisposable
             dataPrefix = entry.FullName[..^"data.pkl".Length] + "data/";
             if (zip.GetEntry(entry.FullName[..^"data.pkl".Length] + "byteorder") is { } order && ReadText(order) != "little")
                 throw new InvalidDataException($"{path}: storages are big-endian; only little-endian files are read");
-            if (entry.Length > MaxPickleBytes) throw new InvalidDataException($"{path}: {entry.FullName} is {entry.Length} bytes, over the limit of {MaxPickleBytes}");
+            if (entry.Length > MaxPickleBytes)
+                throw new InvalidDataException($"{path}: {entry.FullName} is {entry.Length} bytes, over the limit of {MaxPickleBytes}");
             CheckInflation(entry);
             var pickle = new byte[entry.Length];
             using (var stream = entry.Open()) stream.ReadExactly(pickle);
@@ -104,7 +105,8 @@ public sealed class TorchFile : IDisposable
             }
             if (read >= 1 && magic[0] == 0x80)
             {
-                if (stream.Length > int.MaxValue) throw new InvalidDataException($"{path}: a legacy (non-zip) torch file over 2 GiB; save it again with a PyTorch of 1.6 or later");
+                if (stream.Length > int.MaxValue)
+                    throw new InvalidDataException($"{path}: a legacy (non-zip) torch file over 2 GiB; save it again with a PyTorch of 1.6 or later");
                 var bytes = new byte[stream.Length];
                 stream.ReadExactly(bytes);
                 stream.Dispose();
@@ -134,7 +136,8 @@ public sealed class TorchFile : IDisposable
     void CheckInflation(ZipArchiveEntry entry)
     {
         if (entry.Length != entry.CompressedLength && entry.Length > budget - materialised)
-            throw new InvalidDataException($"{Path}: {entry.FullName} is compressed ({entry.CompressedLength} bytes for {entry.Length}), over the limit of {budget} " +
+            throw new InvalidDataException($"{Path}: {entry.FullName} is compressed ({entry.CompressedLength} bytes for " +
+                $"{entry.Length}), over the limit of {budget} " +
                 "bytes for a file of its size; refused");
     }
 
@@ -142,7 +145,8 @@ public sealed class TorchFile : IDisposable
     void Spend(long bytes, string what)
     {
         if (bytes > budget - materialised)
-            throw new InvalidDataException($"{Path}: {what} would bring the tensors read to {materialised + bytes} bytes, over the limit of {budget} for a file of its size; refused");
+            throw new InvalidDataException($"{Path}: {what} would bring the tensors read to {materialised + bytes} bytes, over the limit of " +
+                $"{budget} for a file of its size; refused");
         materialised += bytes;
     }
 
@@ -180,7 +184,8 @@ public sealed class TorchFile : IDisposable
         var entry = zip!.GetEntry(dataPrefix + storage.Key)
             ?? throw new InvalidDataException($"{Path}: storage '{storage.Key}' has no entry {dataPrefix}{storage.Key}");
         if (entry.Length != storage.ByteLength)
-            throw new InvalidDataException($"{Path}: {entry.FullName} holds {entry.Length} bytes, but its storage is {storage.TypeName}[{storage.Numel}] ({storage.ByteLength} bytes)");
+            throw new InvalidDataException($"{Path}: {entry.FullName} holds {entry.Length} bytes, but its storage is " +
+                $"{storage.TypeName}[{storage.Numel}] ({storage.ByteLength} bytes)");
         CheckInflation(entry);
         return storage;
     }
@@ -256,7 +261,8 @@ public sealed class TorchFile : IDisposable
         if (numel > 16 * storage.Numel + 1024)
             throw new InvalidDataException($"{what}: size [{string.Join(", ", size)}] has {numel} elements, far more than its storage's {storage.Numel}");
         if (last >= storage.Numel)
-            throw new InvalidDataException($"{what}: size [{string.Join(", ", size)}], stride [{string.Join(", ", stride)}] and offset {offset} reach element {last} of a storage of {storage.Numel}");
+            throw new InvalidDataException($"{what}: size [{string.Join(", ", size)}], stride [{string.Join(", ", stride)}] and offset {offset} reach " +
+                $"element {last} of a storage of {storage.Numel}");
         Spend(numel * TorchStorage.ElementSize(storage.Dtype), $"the tensor {StateDictImport.ShapeText(size)} of storage '{storage.Key}'");
         var typed = Storage(storage);
         using var view = typed.as_strided(size, stride, offset);

@@ -86,7 +86,8 @@ public sealed class BrainFuseTests : IDisposable
         var oneHot = F.one_hot(masks, 3).movedim([-1L], [1L]).to(ScalarType.Float32);     // [3,3,6,6]
         var labels = F.one_hot(tensor(new long[] { 0, 1, 2 }), 3).to(ScalarType.Float32);
         using var generator = new Generator(1);
-        using var mixes = BrainFuseBatch.Draw(new BrainFuse(Alpha: 0.5, Weights: MixWeights.Spatial, ControlGrid: [3]), images, [Meta(0), Meta(1), Meta(2)], 2, 1.0, generator, "x");
+        using var mixes = BrainFuseBatch.Draw(new BrainFuse(Alpha: 0.5, Weights: MixWeights.Spatial, ControlGrid: [3]), images, [Meta(0), Meta(1), Meta(2)], 2,
+            1.0, generator, "x");
         Assert.Equal([3L, 2L, 6L, 6L], mixes.Weights.shape);
         Close(ones(3, 6, 6), mixes.Weights.sum([1]));
         var dense = mixes.Combine(oneHot);
@@ -196,7 +197,8 @@ public sealed class BrainFuseTests : IDisposable
 
     static FineTuneOptions Quick(long steps, BrainFuseOptions? brainFuse, string? output = null) => new()
     {
-        MaxSteps = steps, BatchSize = 16, LearningRate = 2e-3, WarmupSteps = 5, Precision = Precision.Fp32, LogEvery = 5, BrainFuse = brainFuse, OutputDirectory = output,
+        MaxSteps = steps, BatchSize = 16, LearningRate = 2e-3, WarmupSteps = 5, Precision = Precision.Fp32, LogEvery = 5, BrainFuse = brainFuse,
+            OutputDirectory = output,
     };
 
     static Tensor Weights(FineTuner tuner) => cat([.. tuner.Model.parameters().Select(p => p.detach().flatten())]);
@@ -260,7 +262,8 @@ public sealed class BrainFuseTests : IDisposable
         Assert.Equal(4, result.Steps);
         Assert.All(result.History, h => Assert.True(h.SelectedSize > 0 && h.Parts.ContainsKey("consistency")));
         Assert.Contains("parts=2 needs batches of at least 2; --dba min_batch=1 may go below",
-            Assert.Throws<ArgumentException>(() => tuner.Fit(train, Quick(2, new BrainFuseOptions()) with { BatchAdaptation = adaptation with { MinBatch = 1 } })).Message);
+            Assert.Throws<ArgumentException>(() => tuner.Fit(train, Quick(2, new BrainFuseOptions()) with { BatchAdaptation = adaptation with { MinBatch =
+                1 } })).Message);
     }
 
     [Fact]
@@ -271,10 +274,12 @@ public sealed class BrainFuseTests : IDisposable
         FineTuneModule Task(long seed)
         {
             Seeding.SeedEverything(seed);
-            return new FineTuneModule(new MedformerModel(Config), new ClassificationHead(Config, 3), Strategy.Full, () => new JsonObject()) { BrainFuse = fuse };
+            return new FineTuneModule(new MedformerModel(Config), new ClassificationHead(Config, 3),
+                Strategy.Full, () => new JsonObject()) { BrainFuse = fuse };
         }
         IEnumerable<Batch> Loader(long start) => new DataLoader([new LoaderSource(train)], new LoaderOptions(8, Seed: 4, Workers: 1)).Batches(start);
-        var options = new TrainerOptions { MaxSteps = 12, LearningRate = 3e-3, WarmupSteps = 2, LogEvery = 3, CheckpointEvery = 6, Seed = 7, Precision = Precision.Fp32 };
+        var options = new TrainerOptions { MaxSteps = 12, LearningRate = 3e-3, WarmupSteps = 2, LogEvery = 3, CheckpointEvery = 6, Seed = 7,
+            Precision = Precision.Fp32 };
         using (var task = Task(1))
             new Trainer(options, CPU).Fit(task, Loader, Path.Combine(root, "whole"));
         using (var task = Task(1))
@@ -308,10 +313,13 @@ public sealed class BrainFuseTests : IDisposable
 
         Assert.Equal(new BrainFuseOptions { Parts = 3, Alpha = 0.5, Weights = MixWeights.Dirichlet, Share = 0.25, Consistency = 1, Grid = 5 },
             BrainFuseOptions.Parse("parts=3,alpha=0.5,weights=dirichlet,share=0.25,consistency=1,grid=5"));
-        Assert.Equal("parts=3,alpha=0.5,weights=dirichlet,share=0.25,consistency=1,grid=5", BrainFuseOptions.Parse("parts=3,alpha=0.5,weights=raw,share=0.25,consistency=1,grid=5").ToString());
+        Assert.Equal("parts=3,alpha=0.5,weights=dirichlet,share=0.25,consistency=1,grid=5",
+            BrainFuseOptions.Parse("parts=3,alpha=0.5,weights=raw,share=0.25,consistency=1,grid=5").ToString());
         Assert.Equal(new BrainFuseOptions(), BrainFuseOptions.Parse(""));
-        Assert.Equal("--brainfuse 'parts=1': parts=1: a mix needs at least 2 parts", Assert.Throws<ArgumentException>(() => BrainFuseOptions.Parse("parts=1")).Message);
-        Assert.Equal("--brainfuse 'weights=mean': weights 'mean': expected dirichlet or smooth", Assert.Throws<ArgumentException>(() => BrainFuseOptions.Parse("weights=mean")).Message);
+        Assert.Equal("--brainfuse 'parts=1': parts=1: a mix needs at least 2 parts",
+            Assert.Throws<ArgumentException>(() => BrainFuseOptions.Parse("parts=1")).Message);
+        Assert.Equal("--brainfuse 'weights=mean': weights 'mean': expected dirichlet or smooth",
+            Assert.Throws<ArgumentException>(() => BrainFuseOptions.Parse("weights=mean")).Message);
         Assert.StartsWith("--brainfuse 'k=2': unknown key 'k'", Assert.Throws<ArgumentException>(() => BrainFuseOptions.Parse("k=2")).Message);
     }
 }

@@ -16,7 +16,8 @@ public sealed class FinetuneBrainFuseCliTests(ITestOutputHelper output) : IDispo
     [Fact]
     public void BrainFuseRunsAndIsReported()
     {
-        var result = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "3", "--batch-size", "4",
+        var result = Run("finetune", "--checkpoint", scratch.PretrainedFolder(), "--task", "phantom", "--fraction", "0.05", "--max-steps", "3", "--batch-size",
+            "4",
             "--precision", "fp32", "--brainfuse", "parts=3,weights=smooth,share=0.5,consistency=0.5", "--out", Path.Combine(scratch.Root, "fused"), "--json");
         Assert.True(result.ExitCode == 0, result.Stderr);
         var report = JsonNode.Parse(result.Stdout.Trim().Split('\n')[^1])!.AsObject();

@@ -24,7 +24,8 @@ public sealed class FinetuneResumeTests(ITestOutputHelper output) : IDisposable
         Task = DataSource.Parse("npz:" + Phantom.Ensure(new PhantomSpec(Dimensionality.Image, 16, 40, 16, 16), Path.Combine(scratch.Root, "data"))),
         Fraction = 0.5,
         // Mixup and an EMA: their draws and averages must go on as they were, too.
-        FineTune = new FineTuneOptions { MaxSteps = 6, BatchSize = 8, Precision = Precision.Fp32, OutputDirectory = outDir, LogEvery = 1, Seed = 3, Mixup = 0.4, Ema = 0.8 },
+        FineTune = new FineTuneOptions { MaxSteps = 6, BatchSize = 8, Precision = Precision.Fp32, OutputDirectory = outDir, LogEvery = 1, Seed = 3, Mixup = 0.4,
+            Ema = 0.8 },
     };
 
     [Fact]
@@ -36,7 +37,8 @@ public sealed class FinetuneResumeTests(ITestOutputHelper output) : IDisposable
 
         using var stop = new CancellationTokenSource();
         var progress = new FinetuneProgress { Log = log => { if (log.Step == 3) stop.Cancel(); } };
-        var interrupted = Assert.ThrowsAny<TrainingInterruptedException>(() => FinetuneJob.Run(FinetuneJob.Check(Options(pretrained, cut)), progress, stop.Token));
+        var interrupted = Assert.ThrowsAny<TrainingInterruptedException>(() => FinetuneJob.Run(FinetuneJob.Check(Options(pretrained, cut)), progress,
+            stop.Token));
         Assert.Equal(3, interrupted.Step);
         Assert.False(Directory.Exists(Path.Combine(cut, "model")));
 
@@ -71,7 +73,8 @@ public sealed class FinetuneResumeTests(ITestOutputHelper output) : IDisposable
         string pretrained = scratch.PretrainedFolder(), outDir = Path.Combine(scratch.Root, "nothing");
         var options = Options(pretrained, outDir) with { FineTune = Options(pretrained, outDir).FineTune with { Resume = true } };
         Assert.Contains($"--resume: no checkpoint in {outDir}", Assert.Throws<ArgumentException>(() => FinetuneJob.Check(options)).Message);
-        Assert.Contains("--resume continues the fine-tuning itself", Assert.Throws<ArgumentException>(() => FinetuneJob.Check(options with { SelfTraining = new SelfTrainingOptions() })).Message);
+        Assert.Contains("--resume continues the fine-tuning itself", Assert.Throws<ArgumentException>(() => FinetuneJob.Check(options with { SelfTraining =
+            new SelfTrainingOptions() })).Message);
         Assert.False(Directory.Exists(outDir));
 
         var cli = scratch.Run("finetune", "--checkpoint", pretrained, "--task", "phantom:2d", "--resume", "--out", outDir);
@@ -85,7 +88,8 @@ public sealed class FinetuneResumeTests(ITestOutputHelper output) : IDisposable
     public void TheCommandContinuesFromTheNewestCheckpoint()
     {
         string pretrained = scratch.PretrainedFolder(), outDir = Path.Combine(scratch.Root, "tuned");
-        string[] args = ["finetune", "--checkpoint", pretrained, "--task", "phantom:2d,size=16", "--fraction", "0.05", "--batch-size", "4", "--precision", "fp32",
+        string[] args = ["finetune", "--checkpoint", pretrained, "--task", "phantom:2d,size=16", "--fraction", "0.05", "--batch-size", "4", "--precision",
+            "fp32",
             "--checkpoint-every", "1", "--out", outDir, "--tracking-uri", "none"];
         var first = scratch.Run([.. args, "--max-steps", "2"]);
         Assert.True(first.ExitCode == 0, first.Stderr);
