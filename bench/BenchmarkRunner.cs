@@ -14,7 +14,7 @@ public static class BenchmarkRunner
         ["model"] = ("Medformer small: training-step throughput (fp32, bf16), model-FLOP utilisation, memory", ModelBenchmark.Run),
         ["pretrain"] = ("the pretraining job's default mix (inpainting, SimCLR) on Medformer small: trainer throughput (bf16, fp32), MFU, memory", PretrainBenchmark.Run),
         ["dba"] = ("Dynamic Batch Adaptation on 1% of Fashion-MNIST vs plain training on 1% and 100% (test accuracy; an experiment, no PyTorch reference)", DbaExperiment.Run),
-        ["pays"] = ("does pretraining pay? Fashion-MNIST, 1% of the labels: linear model on pixels, random vs pretrained Medformer (probe, fine-tuned); an experiment", PaysExperiment.Run),
+        ["pays"] = ("does pretraining pay? any data (MEDFORMER_PAYS_DATA; Fashion-MNIST), 1% and 10% of the labels: linear model on pixels, a small CNN, Medformer from scratch and pretrained (probe, fine-tuned, ± FixMatch); a Markdown table; an experiment", PaysExperiment.Run),
         ["objectives"] = ("issue 13's table on the phantom: linear probe and fine-tuning at 1% and 10% of the labels after each objective and the mix vs random init; an experiment", ObjectivesExperiment.Run),
         ["distributed"] = ("data parallel: Gloo all-reduce bandwidth between 2 processes vs torch.distributed's gloo; small's pretraining on 2 processes vs 1; communication's share of a step", DistributedBenchmark.Run),
         ["heads"] = ("sliding-window segmentation of a 128^3 volume (Medformer tiny, 32^3 windows) vs a PyTorch twin of MONAI's sliding_window_inference; full fine-tuning of a classification head (28x28) and a 3D segmentation head (32^3 crops) vs PyTorch twins", HeadsBenchmark.Run),
