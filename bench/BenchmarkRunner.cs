@@ -16,8 +16,8 @@ public static class BenchmarkRunner
             PretrainBenchmark.Run),
         ["dba"] = ("Dynamic Batch Adaptation on 1% of Fashion-MNIST vs plain training on 1% and 100% (test accuracy; an experiment, no PyTorch reference)",
             DbaExperiment.Run),
-        ["pays"] = ("does pretraining pay? Fashion-MNIST, 1% of the labels: linear model on pixels, random vs pretrained Medformer (probe, " +
-            "fine-tuned); an experiment", PaysExperiment.Run),
+        ["pays"] = ("does pretraining pay? any data (MEDFORMER_PAYS_DATA; Fashion-MNIST), 1% and 10% of the labels: linear model on pixels, a small CNN, " +
+            "Medformer from scratch and pretrained (probe, fine-tuned, ± FixMatch); a Markdown table; an experiment", PaysExperiment.Run),
         ["objectives"]
             = ("issue 13's table on the phantom: linear probe and fine-tuning at 1% and 10% of the labels after each objective and the mix vs random init; " +
                 "an experiment", ObjectivesExperiment.Run),

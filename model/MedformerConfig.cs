@@ -17,6 +17,15 @@ public sealed record MedformerConfig
     public int GeneralLatents { get; init; } = 16;
     public int PatchSize2d { get; init; } = 4;
     public int PatchSize3d { get; init; } = 4;
+    /// <summary>
+    /// How the tokenizer reads pixels: "patch" (one strided convolution, a linear patch embedding; the default) or
+    /// "conv" (two 3×3 convolutions with ReLU at full resolution, then the strided patch convolution: a small
+    /// convolutional stem, as Perceiver IO offers besides patches). Both give the same token grid. A config.json
+    /// without the key is "patch".
+    /// </summary>
+    public string Stem { get; init; } = "patch";
+    /// <summary>Channels of the conv stem's 3×3 convolutions (only with <see cref="Stem"/> "conv").</summary>
+    public int StemChannels { get; init; } = 32;
     /// <summary>Input channels the patch embedding takes; a 1-channel image is replicated to fill them.</summary>
     public int InChannels { get; init; } = 3;
     /// <summary>Fourier frequency bands per spatial axis (Perceiver's num_bands), up to the grid's Nyquist frequency.</summary>
@@ -124,6 +133,8 @@ public sealed record MedformerConfig
         Require(Dim % DecoderHeads == 0, $"dim {Dim} is not divisible by decoder_heads {DecoderHeads}");
         Require(LatentsPerBank > 0 && GeneralLatents >= 0, "latents_per_bank must be positive and general_latents not negative");
         Require(PatchSize2d > 0 && PatchSize3d > 0, "patch sizes must be positive");
+        Require(Stem is "patch" or "conv", $"stem must be \"patch\" or \"conv\", not \"{Stem}\"");
+        Require(StemChannels is >= 1 and <= 1024, $"stem_channels must be 1 to 1024, not {StemChannels}");
         Require(InChannels is >= 1 and <= 16, $"in_channels must be 1 to 16, not {InChannels}");
         Require(FourierBands > 0, "fourier_bands must be positive");
         Require(Depth > 0 && Repeats > 0 && Widening > 0, "depth, repeats and widening must be positive");

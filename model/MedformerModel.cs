@@ -142,10 +142,15 @@ public sealed class MedformerModel : nn.Module<Tensor, IReadOnlyList<LatentKey>,
     private void InitWeights() => Init.TruncatedNormalLinears(this);
 }
 
-/// <summary>Patch embedding plus a projection of the patch centres' Fourier features: [B,C,…] → [B,T,d].</summary>
+/// <summary>
+/// Patch embedding (or, with <see cref="MedformerConfig.Stem"/> "conv", a convolutional stem ending in the same
+/// strided patch convolution) plus a projection of the patch centres' Fourier features: [B,C,…] → [B,T,d].
+/// </summary>
 internal sealed class PatchTokenizer : nn.Module<Tensor, Tensor>
 {
-    private readonly nn.Module<Tensor, Tensor> proj;
+    // "patch": proj (Conv k=p, s=p). "conv": stem.0 Conv 3×3 (C→h), ReLU, stem.2 Conv 3×3 (h→h), ReLU, stem.4 Conv k=p, s=p (h→d).
+    private readonly nn.Module<Tensor, Tensor>? proj;
+    private readonly Sequential? stem;
     private readonly Linear pos_proj;
     private readonly int patch, axes, channels, bands;
 
@@ -155,9 +160,16 @@ internal sealed class PatchTokenizer : nn.Module<Tensor, Tensor>
         patch = spatialAxes == 2 ? config.PatchSize2d : config.PatchSize3d;
         channels = config.InChannels;
         bands = config.FourierBands;
-        proj = spatialAxes == 2
-            ? nn.Conv2d(channels, config.Dim, kernel_size: patch, stride: patch)
-            : nn.Conv3d(channels, config.Dim, kernel_size: patch, stride: patch);
+        nn.Module<Tensor, Tensor> Conv(long input, long output, long kernel, long stride, long padding) => spatialAxes == 2
+            ? nn.Conv2d(input, output, kernel_size: kernel, stride: stride, padding: padding)
+            : nn.Conv3d(input, output, kernel_size: kernel, stride: stride, padding: padding);
+        if (config.Stem == "conv")
+        {
+            int h = config.StemChannels;
+            stem = nn.Sequential(Conv(channels, h, 3, 1, 1), nn.ReLU(), Conv(h, h, 3, 1, 1), nn.ReLU(), Conv(h, config.Dim, patch, patch, 0));
+        }
+        else
+            proj = Conv(channels, config.Dim, patch, patch, 0);
         pos_proj = nn.Linear(Fourier.Width(spatialAxes, bands), config.Dim);
         RegisterComponents();
     }
@@ -183,7 +195,7 @@ internal sealed class PatchTokenizer : nn.Module<Tensor, Tensor>
             if (c != 1) throw new ArgumentException($"input has {c} channels; the model takes 1 or {channels}");
             x = x.expand([x.shape[0], channels, .. x.shape[2..]]);
         }
-        var tokens = proj.call(x).flatten(2).transpose(1, 2);                 // [B,T,d]
+        var tokens = (stem ?? proj!).call(x).flatten(2).transpose(1, 2);      // [B,T,d]
         var positions = Fourier.GridFeatures(grid, bands, x.device).to(tokens.dtype); // [T,F]
         return scope.MoveToOuter(tokens + pos_proj.call(positions));          // [B,T,d] + [T,d]
     }

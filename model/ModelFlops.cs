@@ -23,7 +23,11 @@ public sealed record ModelFlops(long Tokens, long Latents, long Queries, double 
         long t = spatial.Aggregate(1L, (a, n) => a * (n / patch));
         long n = config.LatentCount;
         double patchVolume = Math.Pow(patch, spatial.Length);
-        double tokenizer = 2 * t * (config.InChannels * patchVolume * d + Fourier.Width(spatial.Length, config.FourierBands) * d);
+        double tokenizer = config.Stem == "conv"
+            // Two 3×3(×3) convolutions at every pixel (C→h, h→h), then the patch convolution h→d at every token.
+            ? 2.0 * spatial.Aggregate(1L, (a, s) => a * s) * Math.Pow(3, spatial.Length) * (config.InChannels + config.StemChannels) * config.StemChannels
+              + 2 * t * (config.StemChannels * patchVolume * d + Fourier.Width(spatial.Length, config.FourierBands) * d)
+            : 2 * t * (config.InChannels * patchVolume * d + Fourier.Width(spatial.Length, config.FourierBands) * d);
         double cross = CrossBlock(n, t, d, w);
         double block = 2 * n * d * 3 * d + 4.0 * n * n * d + 2 * n * d * d + 4 * n * d * w;
         double selfAttention = block * config.Depth * config.Repeats;

@@ -69,14 +69,25 @@ class PatchTokenizer(nn.Module):
         self.channels = c["in_channels"]
         self.bands = c["fourier_bands"]
         conv = nn.Conv2d if axes == 2 else nn.Conv3d
-        self.proj = conv(self.channels, c["dim"], kernel_size=self.patch, stride=self.patch)
+        stem = c.get("stem", "patch")       # a config.json without the key is a patch tokenizer
+        if stem == "conv":
+            # model/MedformerModel.cs's conv stem: two 3x3 convolutions with ReLU, then the strided patch convolution.
+            h = c.get("stem_channels", 32)
+            self.stem = nn.Sequential(
+                conv(self.channels, h, kernel_size=3, padding=1), nn.ReLU(),
+                conv(h, h, kernel_size=3, padding=1), nn.ReLU(),
+                conv(h, c["dim"], kernel_size=self.patch, stride=self.patch))
+        elif stem == "patch":
+            self.proj = conv(self.channels, c["dim"], kernel_size=self.patch, stride=self.patch)
+        else:
+            raise ValueError(f"config: stem must be \"patch\" or \"conv\", not {stem!r}")
         self.pos_proj = nn.Linear(fourier_width(axes, self.bands), c["dim"])
 
     def forward(self, x):
         grid = [n // self.patch for n in x.shape[2:]]
         if x.shape[1] != self.channels:
             x = x.expand(x.shape[0], self.channels, *x.shape[2:])
-        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        tokens = (self.stem if hasattr(self, "stem") else self.proj)(x).flatten(2).transpose(1, 2)
         positions = fourier_grid_features(grid, self.bands, x.device).to(tokens.dtype)
         return tokens + self.pos_proj(positions)
 

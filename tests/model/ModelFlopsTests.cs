@@ -11,9 +11,11 @@ public sealed class ModelFlopsTests
     [InlineData(new long[] { 28, 28 }, 0L)]
     [InlineData(new long[] { 16, 32 }, 100L)]
     [InlineData(new long[] { 8, 12, 16 }, 0L)]
-    public void AnalyticCountMatchesTheLayersThatRan(long[] size, long queries)
+    [InlineData(new long[] { 28, 28 }, 0L, "conv")]
+    [InlineData(new long[] { 8, 12, 16 }, 50L, "conv")]
+    public void AnalyticCountMatchesTheLayersThatRan(long[] size, long queries, string stem = "patch")
     {
-        var config = MedformerConfig.Tiny with { Repeats = 2 };
+        var config = MedformerConfig.Tiny with { Repeats = 2, Stem = stem, StemChannels = 8 };
         using var model = new MedformerModel(config);
         double measured = 0;
         // Every Linear and convolution that runs, counted from its real input; attention products from the real shapes.
