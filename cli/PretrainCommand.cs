@@ -18,7 +18,7 @@ static class PretrainCommand
         var config = new Option<string?>("--config") { Description =
             "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." };
         var device = new Option<string?>("--device") { Description = "cpu or cuda[:N] (default: the config's, else cpu)." };
-        var precision = new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, bf16)." };
+        var precision = new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, fp32)." };
         var output = new Option<string>("--out") { Description =
             "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule,
             DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
