@@ -178,17 +178,7 @@ public sealed class FileStore : ITrackingStore
     /// </summary>
     public void LogBatch(string runId, IReadOnlyList<Metric> metrics, IReadOnlyDictionary<string, string> parameters, IReadOnlyDictionary<string, string> tags)
     {
-        foreach (var m in metrics) TrackingKeys.Validate(m.Key, "metric");
-        foreach (var (key, value) in parameters)
-        {
-            TrackingKeys.Validate(key, "param");
-            TrackingKeys.ValidateValue(key, value, "param");
-        }
-        foreach (var (key, value) in tags)
-        {
-            TrackingKeys.Validate(key, "tag");
-            TrackingKeys.ValidateValue(key, value, "tag");
-        }
+        TrackingKeys.ValidateBatch(metrics, parameters, tags);
         string runDir = RunDir(runId);
         foreach (var (key, value) in parameters)
         {

@@ -197,17 +197,7 @@ public sealed class SqliteStore : ITrackingStore
     /// </summary>
     public void LogBatch(string runId, IReadOnlyList<Metric> metrics, IReadOnlyDictionary<string, string> parameters, IReadOnlyDictionary<string, string> tags)
     {
-        foreach (var m in metrics) TrackingKeys.Validate(m.Key, "metric");
-        foreach (var (key, value) in parameters)
-        {
-            TrackingKeys.Validate(key, "param");
-            TrackingKeys.ValidateValue(key, value, "param");
-        }
-        foreach (var (key, value) in tags)
-        {
-            TrackingKeys.Validate(key, "tag");
-            TrackingKeys.ValidateValue(key, value, "tag");
-        }
+        TrackingKeys.ValidateBatch(metrics, parameters, tags);
         Guard(() =>
         {
             using var connection = Open();

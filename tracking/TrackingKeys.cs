@@ -37,6 +37,23 @@ public static partial class TrackingKeys
         if (value.Length > max) throw new ArgumentException($"{kind} '{key}': its value has {value.Length} characters; MLflow allows {max}");
     }
 
+    /// <summary>Every key and value of a log_batch, checked before a store writes any of it (MLflow's own order).</summary>
+    public static void ValidateBatch(IReadOnlyList<Metric> metrics, IReadOnlyDictionary<string, string> parameters,
+        IReadOnlyDictionary<string, string> tags)
+    {
+        foreach (var m in metrics) Validate(m.Key, "metric");
+        foreach (var (key, value) in parameters)
+        {
+            Validate(key, "param");
+            ValidateValue(key, value, "param");
+        }
+        foreach (var (key, value) in tags)
+        {
+            Validate(key, "tag");
+            ValidateValue(key, value, "tag");
+        }
+    }
+
     /// <summary>Python's posixpath.normpath, for the keys the regex lets through.</summary>
     static string NormalizePath(string path)
     {
