@@ -101,14 +101,26 @@ static class FinetuneCommand
             // Everything that can be wrong with the arguments is found here, before the output folder or an MLflow run exists.
             var plan = FinetuneJob.Check(job);
             claimed.Mark();
-            using var tracked = Tracked.Start("finetune", job.FineTune.OutputDirectory!, parse.GetValue(trackingUri), parse.GetValue(experiment),
-                parse.GetValue(runName),
-                new Dictionary<string, string> { ["medformer.resume"] = job.FineTune.Resume ? "True" : "False" });
             var given = new Given(parse.GetValue(task)!, parse.GetValue(roiOption), parse.GetValue(device)!, selfTraining, fixMatching, parse.GetValue(json));
-            tracked?.LogParams(Params(plan, given));
+            using var tracked = StartTracking(plan, given, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
+            // The run id goes into the checkpoints' trainer.json, so that a --resume continues this run.
+            if (tracked?.RunId is { } runId) plan = plan with { Options = plan.Options with { FineTune = plan.Options.FineTune with { RunId = runId } } };
             return Execute(plan, given, tracked);
         });
         return command;
+    }
+
+    /// <summary>
+    /// The MLflow run of this job (null with --tracking-uri none). A resumed job continues the run its checkpoint
+    /// names: its params are logged already (MLflow keeps them immutable), and a tag says where it went on from.
+    /// </summary>
+    static MlflowRun? StartTracking(FinetunePlan plan, Given given, string? trackingUri, string? experiment, string? runName)
+    {
+        var tracked = Tracked.Start("finetune", plan.Options.FineTune.OutputDirectory!, trackingUri, experiment, runName,
+            new Dictionary<string, string> { ["medformer.resume"] = plan.Options.FineTune.Resume ? "True" : "False" }, plan.ResumeRunId);
+        if (tracked is { Resumed: true }) tracked.SetTag("medformer.resumed_from", Path.GetFullPath(plan.ResumeFrom!));
+        else tracked?.LogParams(Params(plan, given));
+        return tracked;
     }
 
     /// <summary>What the command line said, as the MLflow params and the report spell it.</summary>

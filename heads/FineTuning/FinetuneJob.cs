@@ -53,12 +53,13 @@ public static class FinetuneJob
                 throw new ArgumentException($"{BrainFuseOptions.Flag}: parts={brainFuse.Parts} needs batches of at least {brainFuse.Parts} samples, not " +
                     $"--batch-size {options.FineTune.BatchSize}");
         }
+        string? resumeFrom = null;
         if (options.FineTune.Resume)
         {
             if (options.SelfTraining is not null || options.FixMatch is not null)
                 throw new ArgumentException("--resume continues the fine-tuning itself; with --self-train or --fixmatch run again without --resume");
-            if (TrainingCheckpoint.Latest(options.FineTune.OutputDirectory) is null)
-                throw new ArgumentException($"--resume: no checkpoint in {options.FineTune.OutputDirectory} to resume from " +
+            resumeFrom = TrainingCheckpoint.Latest(options.FineTune.OutputDirectory)
+                ?? throw new ArgumentException($"--resume: no checkpoint in {options.FineTune.OutputDirectory} to resume from " +
                     "(a run interrupted before its first checkpoint has none: start it again without --resume)");
         }
         // A missing model or data fails before anything is read or logged.
@@ -66,7 +67,8 @@ public static class FinetuneJob
         string folder = Pretrained.Resolve(options.Checkpoint);
         // The precision on record is the one that will run here (bf16 falls back to fp32 on a CPU without fast bf16).
         var (precision, _) = MixedPrecision.Resolve(options.FineTune.Precision, options.FineTune.Device ?? DeviceSpec.Resolve(null));
-        return new FinetunePlan(options, folder, options.Head ?? DefaultHead(options.Task), precision);
+        return new FinetunePlan(options, folder, options.Head ?? DefaultHead(options.Task), precision, resumeFrom,
+            resumeFrom is null ? null : TrainingCheckpoint.RunIdOf(resumeFrom));
     }
 
     /// <summary>Checks <paramref name="options"/> and runs them.</summary>

@@ -1,6 +1,9 @@
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Medformer.Datasets.Corpora;
 using Medformer.Heads.FineTuning;
 using Medformer.Runtime;
+using Medformer.Tests.Tracking;
 using Medformer.Training;
 using Xunit;
 using Xunit.Abstractions;
@@ -87,16 +90,30 @@ public sealed class FinetuneResumeTests(ITestOutputHelper output) : IDisposable
     [Fact]
     public void TheCommandContinuesFromTheNewestCheckpoint()
     {
-        string pretrained = scratch.PretrainedFolder(), outDir = Path.Combine(scratch.Root, "tuned");
+        string pretrained = scratch.PretrainedFolder(), outDir = Path.Combine(scratch.Root, "tuned"), mlruns = Path.Combine(scratch.Root, "mlruns");
         string[] args = ["finetune", "--checkpoint", pretrained, "--task", "phantom:2d,size=16", "--fraction", "0.05", "--batch-size", "4", "--precision",
             "fp32",
-            "--checkpoint-every", "1", "--out", outDir, "--tracking-uri", "none"];
+            "--checkpoint-every", "1", "--out", outDir, "--tracking-uri", mlruns];
         var first = scratch.Run([.. args, "--max-steps", "2"]);
         Assert.True(first.ExitCode == 0, first.Stderr);
+        string runId = RunOf(first.Stdout);
         var more = scratch.Run([.. args, "--max-steps", "4", "--resume"]);
         Assert.True(more.ExitCode == 0, more.Stderr);
         Assert.Contains($"resuming from {Path.Combine(outDir, "checkpoint-000002")} at step 2", more.Stdout + more.Stderr);
         Assert.Contains("fine-tuned 4 steps", more.Stdout);
         Assert.True(File.Exists(Path.Combine(outDir, "model", "head.json")));
+
+        // The resumed job goes on in the same MLflow run: one run, its loss at steps 2 and 4 (once each), the params of the first.
+        Assert.Equal(runId, RunOf(more.Stdout));
+        var run = (JsonObject)Assert.Single(MlflowReference.ReadClean(mlruns)["experiments"]!.AsArray().SelectMany(e => e!["runs"]!.AsArray()))!;
+        Assert.Equal(runId, (string)run["run_id"]!);
+        Assert.Equal(3, (int)run["status"]!);  // FINISHED
+        var steps = run["metrics"]!["loss"]!.AsArray().Select(p => (long)p![2]!).Order().ToList();  // [timestamp, value, step]
+        Assert.True(steps.SequenceEqual(steps.Distinct()) && steps.Contains(2) && steps.Contains(4), string.Join(",", steps));
+        Assert.Equal("2", (string)run["params"]!["max_steps"]!);
+        Assert.Equal(Path.Combine(outDir, "checkpoint-000002"), (string)run["tags"]!["medformer.resumed_from"]!);
     }
+
+    static string RunOf(string stdout) => Regex.Match(stdout, "mlflow: run ([0-9a-f]{32})").Groups[1].Value is { Length: 32 } id ? id
+        : throw new Xunit.Sdk.XunitException($"no MLflow run in:\n{stdout}");
 }
