@@ -137,21 +137,9 @@ public static class DownloadCommand
             var claimed = ClaimOut(parse, output, force);
             // A registry file set by the environment: a setting, like an argument.
             var registry = ExitCodes.NamedByArgument(() => MedMnistRegistry.Default);
-            if (parse.GetValue(list))
-            {
-                foreach (var subset in registry.Subsets)
-                    Console.WriteLine($"{subset.Name,-16} {subset.Dimensionality}  {subset.Organ + "/" + subset.Modality,-20} {subset.Task,-19} " +
-                        $"sizes {string.Join(",", subset.Sizes)}");
-                return ExitCodes.Done;
-            }
-            string? subsetName = parse.GetValue(name);
-            if (string.IsNullOrEmpty(subsetName))
-                throw new ArgumentException($"name a subset: {string.Join(", ", registry.Names)}");
-            if (!registry.TryGet(subsetName, out var chosen))
-                throw new ArgumentException($"no MedMNIST subset '{subsetName}': the subsets are {string.Join(", ", registry.Names)}");
+            if (parse.GetValue(list)) return ListSubsets(registry);
             int imageSize = parse.GetValue(size);
-            if (!chosen.Files.TryGetValue(imageSize, out var file))
-                throw new ArgumentException($"{chosen.Name} has no size {imageSize}: its sizes are {string.Join(", ", chosen.Sizes)}");
+            var (chosen, file) = ChooseSubset(registry, parse.GetValue(name), imageSize);
             var options = Options(parse, timeout, retries);
 
             string fileName = chosen.FileName(imageSize);
@@ -160,26 +148,51 @@ public static class DownloadCommand
             string folder = parse.GetValue(output) ?? Path.Combine(MedformerHome.Path, "medmnist");
             string destination = Path.Combine(folder, fileName);
             Console.WriteLine($"{fileName}: {url} -> {destination}");
-
-            try
-            {
-                var result = Console.IsOutputRedirected
-                    ? await Download.FetchAsync(url, destination, file.Checksum, file.Bytes, WithPlainProgress(options, fileName), cancellation)
-                    : await WithProgressBar(fileName, options, o => Download.FetchAsync(url, destination, file.Checksum, file.Bytes, o, cancellation),
-                        r => r.Bytes);
-                Console.WriteLine(result.Outcome == DownloadOutcome.AlreadyPresent
-                    ? $"{fileName}: already present and verified (MD5 {file.Md5}); nothing to do"
-                    : $"{fileName}: done, {Megabytes(result.Bytes)} MB, MD5 " +
-                        $"verified{(result.ResumedFrom > 0 ? $", resumed from byte {result.ResumedFrom}" : "")}");
-                return ExitCodes.Done;
-            }
-            catch (Exception e) when (e is IOException and not DownloadException or UnauthorizedAccessException)
-            {
-                // A failed write names the file; a failed download says what failed itself.
-                throw new IOException($"{destination}: {e.Message}", e);
-            }
+            return await FetchSubsetAsync(url, destination, file, fileName, options, cancellation);
         });
         return command;
+    }
+
+    static int ListSubsets(MedMnistRegistry registry)
+    {
+        foreach (var subset in registry.Subsets)
+            Console.WriteLine($"{subset.Name,-16} {subset.Dimensionality}  {subset.Organ + "/" + subset.Modality,-20} {subset.Task,-19} " +
+                $"sizes {string.Join(",", subset.Sizes)}");
+        return ExitCodes.Done;
+    }
+
+    /// <summary>The subset named and its file of the size asked for; a bad argument when there is none.</summary>
+    static (MedMnistSubset Subset, MedMnistFile File) ChooseSubset(MedMnistRegistry registry, string? subsetName, int imageSize)
+    {
+        if (string.IsNullOrEmpty(subsetName))
+            throw new ArgumentException($"name a subset: {string.Join(", ", registry.Names)}");
+        if (!registry.TryGet(subsetName, out var chosen))
+            throw new ArgumentException($"no MedMNIST subset '{subsetName}': the subsets are {string.Join(", ", registry.Names)}");
+        if (!chosen.Files.TryGetValue(imageSize, out var file))
+            throw new ArgumentException($"{chosen.Name} has no size {imageSize}: its sizes are {string.Join(", ", chosen.Sizes)}");
+        return (chosen, file);
+    }
+
+    static async Task<int> FetchSubsetAsync(Uri url, string destination, MedMnistFile file, string fileName, DownloadOptions options,
+        CancellationToken cancellation)
+    {
+        try
+        {
+            var result = Console.IsOutputRedirected
+                ? await Download.FetchAsync(url, destination, file.Checksum, file.Bytes, WithPlainProgress(options, fileName), cancellation)
+                : await WithProgressBar(fileName, options, o => Download.FetchAsync(url, destination, file.Checksum, file.Bytes, o, cancellation),
+                    r => r.Bytes);
+            Console.WriteLine(result.Outcome == DownloadOutcome.AlreadyPresent
+                ? $"{fileName}: already present and verified (MD5 {file.Md5}); nothing to do"
+                : $"{fileName}: done, {Megabytes(result.Bytes)} MB, MD5 " +
+                    $"verified{(result.ResumedFrom > 0 ? $", resumed from byte {result.ResumedFrom}" : "")}");
+            return ExitCodes.Done;
+        }
+        catch (Exception e) when (e is IOException and not DownloadException or UnauthorizedAccessException)
+        {
+            // A failed write names the file; a failed download says what failed itself.
+            throw new IOException($"{destination}: {e.Message}", e);
+        }
     }
 
     static Command PhantomCorpus()

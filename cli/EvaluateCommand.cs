@@ -20,80 +20,111 @@ static class EvaluateCommand
 {
     public static Command Create()
     {
-        var protocol = new Option<string>("--protocol") { Description =
-            "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training " +
-                "split, choose on the other half, 6 seeds).",
-                DefaultValueFactory = _ => "fractions" };
-        var task = new Option<string[]>("--task")
-        {
-            Description =
-                "The labelled data, as finetune's --task and a run config's data: phantom:2d|3d (embedded), " +
-                    "medmnist:NAME[,size=64] (from $MEDFORMER_HOME/medmnist), "
-                + "npz:FILE[,subset=NAME] (MedMNIST layout), mnist:FOLDER, msd:FOLDER (a Decathlon task) or petct:FOLDER[,in=60,out=90] (PET studies); "
-                + "msd and petct cases are split 70/10/20% into training, validation and test. (The older two words, phantom 2d, still read.)",
-            // Two words is the older spelling (phantom 2d), read with a deprecation line.
-            Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["phantom:2d"],
-        };
-        var init = new Option<string[]>("--init") { Description =
-            "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).",
-                DefaultValueFactory = _ => ["random"] };
-        var head = new Option<string>("--head") { Description =
-            "The head: classification, segmentation[:…], restoration[:…], super-resolution[:scale=2|4] or translation[:…] (settings as finetune's --head).",
-                DefaultValueFactory = _ => "classification" };
-        var roi = new Option<string?>("--roi") { Description =
-            "Dense heads: the training crop and sliding window, e.g. 32,32,32 (default: whole images, which must then share one shape)." };
-        var fractions = new Option<string?>("--fractions") { Description = "Fractions of the training labels, comma-separated (default: the protocol's)." };
-        var seeds = new Option<int?>("--seeds") { Description = "Runs per cell (default: the protocol's)." };
-        var recipe = FineTuneSettings.Recipe;  // the defaults live there, once
-        var maxSteps = new Option<long>("--max-steps") { Description = "Fine-tuning steps per run.", DefaultValueFactory = _ => recipe.MaxSteps };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => recipe.LearningRate };
-        var batch = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => recipe.BatchSize };
-        var pooling = new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.",
-            DefaultValueFactory = _ => "flatten" };
-        var select = new Option<string?>("--select") { Description =
-            "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or " +
-                "ssim (image-to-image, default mse)." };
-        var config = new Option<string?>("--config") { Description =
-            "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." };
-        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
-        var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
-        var output = new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule,
-            DefaultValueFactory = _ => Path.Combine("runs",
-            "evaluate") };
-        var force = OutputOption.Force();
-        var json = new Option<bool>("--json") { Description = "Print one JSON object (the report's tables and files); progress goes to stderr." };
+        var protocol = ProtocolOptions.Create();
+        var fineTuning = FineTuningOptions.Create();
+        var output = OutputOptions.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("evaluate");
         var command = new Command("evaluate", "Fine-tune each initialisation on fractions of the labels over several seeds and report mean ± std per cell.");
-        foreach (var option in new Option[] { protocol, task, head, init, roi, fractions, seeds, maxSteps, lr, batch, pooling, select, config, device,
-            precision, output, force, json, trackingUri,
-            experiment, runName })
+        foreach (var option in (Option[])[.. protocol.All, .. fineTuning.All, .. output.All, trackingUri, experiment, runName])
             command.Options.Add(option);
         command.SetAction(parse =>
         {
-            var claimed = OutputOption.Claim(parse, output, force, "evaluate");
+            var claimed = OutputOption.Claim(parse, output.Out, output.Force, "evaluate");
             TorchRuntime.EnsureLoaded();
-            var spec = ProtocolSpec.Parse(parse.GetValue(protocol)!);
-            if (parse.GetValue(fractions) is { } list) spec = spec with { Fractions = ParseFractions(list) };
-            if (parse.GetValue(seeds) is { } n) spec = spec with { Seeds = n };
+            var spec = ProtocolSpec.Parse(parse.GetValue(protocol.Protocol)!);
+            if (parse.GetValue(protocol.Fractions) is { } list) spec = spec with { Fractions = ParseFractions(list) };
+            if (parse.GetValue(protocol.Seeds) is { } n) spec = spec with { Seeds = n };
             spec.Validate();
             var fineTune = new FineTuneSettings
             {
                 FineTune = FineTuneSettings.Recipe with
                 {
-                    MaxSteps = parse.GetValue(maxSteps), LearningRate = parse.GetValue(lr), BatchSize = parse.GetValue(batch),
-                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Roi = ParseRoi(parse.GetValue(roi)),
+                    MaxSteps = parse.GetValue(fineTuning.MaxSteps), LearningRate = parse.GetValue(fineTuning.Lr), BatchSize = parse.GetValue(fineTuning.Batch),
+                    Precision = PrecisionNames.Parse(parse.GetValue(output.Precision)!), Roi = ParseRoi(parse.GetValue(protocol.Roi)),
                 },
-                Pooling = ParsePooling(parse.GetValue(pooling)!), Selection = parse.GetValue(select),
+                Pooling = ParsePooling(parse.GetValue(fineTuning.Pooling)!), Selection = parse.GetValue(fineTuning.Select),
             };
             fineTune.Validate();
-            var options = new EvaluationOptions(spec, TaskSpec(parse.GetValue(task)!), parse.GetValue(init)!, parse.GetValue(output)!, fineTune,
-                parse.GetValue(config), parse.GetValue(device)!, parse.GetValue(head)!);
+            var options = new EvaluationOptions(spec, TaskSpec(parse.GetValue(protocol.Task)!), parse.GetValue(protocol.Init)!, parse.GetValue(output.Out)!,
+                fineTune, parse.GetValue(fineTuning.Config), parse.GetValue(output.Device)!, parse.GetValue(protocol.Head)!);
             EvaluationJob.Validate(options);
             claimed.Mark();
             using var tracked = StartTracking(options, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
-            return Execute(options, parse.GetValue(json), tracked);
+            return Execute(options, parse.GetValue(output.Json), tracked);
         });
         return command;
+    }
+
+    /// <summary>What is compared on what: the protocol and its cells, the labelled data, the head, the initialisations.</summary>
+    sealed record ProtocolOptions(Option<string> Protocol, Option<string[]> Task, Option<string> Head, Option<string[]> Init, Option<string?> Roi,
+        Option<string?> Fractions, Option<int?> Seeds)
+    {
+        public Option[] All => [Protocol, Task, Head, Init, Roi, Fractions, Seeds];
+
+        public static ProtocolOptions Create() => new(
+            new Option<string>("--protocol") { Description =
+                "fractions (MedMNIST: 1%, 10%, 100%, 3 seeds) or halves (the seed talk's: train on 20/50/100% of half the training " +
+                    "split, choose on the other half, 6 seeds).",
+                    DefaultValueFactory = _ => "fractions" },
+            new Option<string[]>("--task")
+            {
+                Description =
+                    "The labelled data, as finetune's --task and a run config's data: phantom:2d|3d (embedded), " +
+                        "medmnist:NAME[,size=64] (from $MEDFORMER_HOME/medmnist), "
+                    + "npz:FILE[,subset=NAME] (MedMNIST layout), mnist:FOLDER, msd:FOLDER (a Decathlon task) or petct:FOLDER[,in=60,out=90] "
+                    + "(PET studies); msd and petct cases are split 70/10/20% into training, validation and test. (The older two words, "
+                    + "phantom 2d, still read.)",
+                // Two words is the older spelling (phantom 2d), read with a deprecation line.
+                Arity = new ArgumentArity(1, 2), AllowMultipleArgumentsPerToken = true, DefaultValueFactory = _ => ["phantom:2d"],
+            },
+            new Option<string>("--head") { Description =
+                "The head: classification, segmentation[:…], restoration[:…], super-resolution[:scale=2|4] or translation[:…] (settings as finetune's --head).",
+                    DefaultValueFactory = _ => "classification" },
+            new Option<string[]>("--init") { Description =
+                "An initialisation to compare, repeatable: random, gaussian (the restoration baseline), a model folder, or NAME=FOLDER (default: random).",
+                    DefaultValueFactory = _ => ["random"] },
+            new Option<string?>("--roi") { Description =
+                "Dense heads: the training crop and sliding window, e.g. 32,32,32 (default: whole images, which must then share one shape)." },
+            new Option<string?>("--fractions") { Description = "Fractions of the training labels, comma-separated (default: the protocol's)." },
+            new Option<int?>("--seeds") { Description = "Runs per cell (default: the protocol's)." });
+    }
+
+    /// <summary>How each run fine-tunes: steps, learning rate, batch, pooling, the metric that picks its step, the random initialisation's model.</summary>
+    sealed record FineTuningOptions(Option<long> MaxSteps, Option<double> Lr, Option<int> Batch, Option<string> Pooling, Option<string?> Select,
+        Option<string?> Config)
+    {
+        public Option[] All => [MaxSteps, Lr, Batch, Pooling, Select, Config];
+
+        public static FineTuningOptions Create()
+        {
+            var recipe = FineTuneSettings.Recipe;  // the defaults live there, once
+            return new(
+                new Option<long>("--max-steps") { Description = "Fine-tuning steps per run.", DefaultValueFactory = _ => recipe.MaxSteps },
+                new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).", DefaultValueFactory = _ => recipe.LearningRate },
+                new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => recipe.BatchSize },
+                new Option<string>("--pooling") { Description = "How the head pools the latents: flatten, mean or query.",
+                    DefaultValueFactory = _ => "flatten" },
+                new Option<string?>("--select") { Description =
+                    "The validation metric that picks each run's step: auc or acc (classification, default auc), dice (segmentation), mse, l1 or " +
+                        "ssim (image-to-image, default mse)." },
+                new Option<string?>("--config") { Description =
+                    "The random initialisation's model: a preset or config.json (default: the first checkpoint's config, else tiny)." });
+        }
+    }
+
+    /// <summary>Where it runs and writes: the device and precision, the output folder, the report's form.</summary>
+    sealed record OutputOptions(Option<string> Device, Option<string> Precision, Option<string> Out, Option<bool> Force, Option<bool> Json)
+    {
+        public Option[] All => [Device, Precision, Out, Force, Json];
+
+        public static OutputOptions Create() => new(
+            new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec },
+            new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" },
+            new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule,
+                DefaultValueFactory = _ => Path.Combine("runs",
+                "evaluate") },
+            OutputOption.Force(),
+            new Option<bool>("--json") { Description = "Print one JSON object (the report's tables and files); progress goes to stderr." });
     }
 
     /// <summary>The MLflow run of this invocation (null with --tracking-uri none): the protocol and its options as params.</summary>

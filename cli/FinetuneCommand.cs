@@ -14,94 +14,28 @@ static class FinetuneCommand
 {
     public static Command Create()
     {
-        var checkpoint = new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.",
-            Required = true };
-        var task = new Option<string>("--task") { Description =
-            "The labelled corpus, as evaluate's --task and a run config's data: phantom:2d|3d (embedded), medmnist:NAME[,size=64] (a downloaded subset), " +
-                "npz:FILE[,subset=NAME] (MedMNIST layout; subset= names its labels where the file name does not), mnist:FOLDER, msd:FOLDER (a Decathlon " +
-                    "task: 70/10/20% of its labelled cases for training, validation, test) or petct:FOLDER[,in=60,out=90] (PET studies, exposures in s to " +
-                        "out s; split likewise). Shorthands: phantom, a subset name, an .npz path.", DefaultValueFactory = _ => "phantom:2d" };
-        var head = new Option<string?>("--head") { Description =
-            "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], " +
-                "segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] (each with l1=, mse=, " +
-                    "ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." };
-        var roiOption = new Option<string?>("--roi") { Description =
-            "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of " +
-                "it (default 32³ for msd and petct)." };
-        var strategy = new Option<string>("--strategy") { Description =
-            "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).",
-                DefaultValueFactory = _ => "full" };
-        var fraction = new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].",
-            DefaultValueFactory = _ => 1.0 };
-        var seed = new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 };
-        var defaults = new FineTuneOptions();  // the defaults live there, once
-        var maxSteps = new Option<long>("--max-steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => defaults.MaxSteps };
-        var batchSize = new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => defaults.BatchSize };
-        var lr = new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).",
-            DefaultValueFactory = _ => defaults.LearningRate };
-        var size = new Option<int?>("--size") { Description = "MedMNIST image size (28, 64, 128, 224)." };
-        var mixup = new Option<double>("--mixup") { Description =
-            "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.",
-            DefaultValueFactory = _ => 0 };
-        var ema = new Option<double>("--ema") { Description =
-            "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; 0 (default) is off.",
-                DefaultValueFactory = _ => 0 };
-        var brainFuse = new Option<string?>("--brainfuse") { Description =
-            "BrainFuse (off by default): a share of each batch replaced by mixes of K training subjects with combined targets (classification and " +
-                "segmentation heads), optionally with a consistency term: parts=K (2),alpha=A (Dirichlet concentration, 1),weights=dirichlet|smooth (one " +
-                    "weight per part, or smooth spatial maps; smooth),share=S (0.5),consistency=λ (0: off),grid=G (control " +
-                        "points per axis of the smooth maps, 4)." };
-        var noAugment = new Option<bool>("--no-augment") { Description = "Train without crops and flips." };
-        var output = new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule,
-            DefaultValueFactory = _ => Path.Combine("runs",
-            "finetune") };
-        var force = OutputOption.Force();
-        var device = new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec };
-        var precision = new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" };
-        var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
-        var json = new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." };
-        var resume = new Option<bool>("--resume") { Description =
-            "Continue from the newest checkpoint in --out (Ctrl-C writes one; see --checkpoint-every), with the same arguments: it " +
-                "ends as the uninterrupted run would." };
-        var checkpointEvery = new Option<long>("--checkpoint-every") { Description =
-            "Steps between checkpoints in --out (0: only at the end and where interrupted).", DefaultValueFactory = _ => 0 };
-        var dba = DbaOption.Create();
-        var selfTrain = SelfTrainOption.Create();
-        var fixMatch = FixMatchOption.Create();
+        var data = DataOptions.Create();
+        var training = TrainingOptions.Create();
+        var output = OutputOptions.Create();
+        var methods = MethodOptions.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("finetune");
         var command = new Command("finetune",
             "Fine-tune a pretrained model with a task head on a labelled corpus; prints validation and test metrics and writes the model folder.");
-        foreach (var option in new Option[] { checkpoint, task, head, roiOption, strategy, fraction, seed, maxSteps, batchSize, lr, size, mixup, ema, brainFuse,
-            noAugment, output, force, device, precision, threads, json, resume, checkpointEvery, dba, selfTrain, fixMatch, trackingUri, experiment, runName })
+        foreach (var option in (Option[])[.. data.All, .. training.All, .. output.All, .. methods.All, trackingUri, experiment, runName])
             command.Options.Add(option);
         command.SetAction(parse =>
         {
-            var claimed = OutputOption.Claim(parse, output, force, "finetune");
+            var claimed = OutputOption.Claim(parse, output.Out, output.Force, "finetune");
             TorchRuntime.EnsureLoaded();
-            if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
-            var selfTraining = SelfTrainOption.Parse(parse, selfTrain);
-            var fixMatching = FixMatchOption.Parse(parse, fixMatch);
-            var job = new FinetuneJobOptions
-            {
-                Checkpoint = parse.GetValue(checkpoint)!, Task = DataSource.Parse(parse.GetValue(task)!, parse.GetValue(size)), Head = parse.GetValue(head),
-                Roi = ParseRoi(parse.GetValue(roiOption)), Strategy = Strategy.Parse(parse.GetValue(strategy)!), Fraction = parse.GetValue(fraction),
-                Augment = !parse.GetValue(noAugment), SelfTraining = selfTraining?.Options, FreshStudent = selfTraining?.FreshStudent ?? false,
-                FixMatch = fixMatching?.Options, FixMatchSteps = fixMatching?.Steps,
-                FineTune = new FineTuneOptions
-                {
-                    MaxSteps = parse.GetValue(maxSteps), BatchSize = parse.GetValue(batchSize), LearningRate = parse.GetValue(lr), Seed = parse.GetValue(seed),
-                    Precision = PrecisionNames.Parse(parse.GetValue(precision)!), Device = DeviceSpec.Resolve(parse.GetValue(device)),
-                    OutputDirectory = parse.GetValue(output)!, Workers = 2, Mixup = parse.GetValue(mixup), Ema = parse.GetValue(ema),
-                    BatchAdaptation = DbaOption.Parse(parse.GetValue(dba), parse.GetValue(batchSize)),
-                    BrainFuse = parse.GetValue(brainFuse) is { } fuse ? BrainFuseOptions.Parse(fuse) : null,
-                    Resume = parse.GetValue(resume), CheckpointEvery = parse.GetValue(checkpointEvery) is >= 0 and var every ? every
-                        : throw new ArgumentException($"--checkpoint-every {parse.GetValue(checkpointEvery)}: must not be negative"),
-                },
-            };
+            if (parse.GetValue(output.Threads) is { } n) TorchRuntime.SetThreads(n);
+            var selfTraining = SelfTrainOption.Parse(parse, methods.SelfTrain);
+            var fixMatching = FixMatchOption.Parse(parse, methods.FixMatch);
+            var job = JobOptions(parse, data, training, output, methods, selfTraining, fixMatching);
             // Everything that can be wrong with the arguments is found here, before the output folder or an MLflow run exists.
             var plan = FinetuneJob.Check(job);
             claimed.Mark();
-            var given = new Given(parse.GetValue(task)!, parse.GetValue(roiOption), parse.GetValue(device)!, selfTraining, fixMatching, parse.GetValue(json));
+            var given = new Given(parse.GetValue(data.Task)!, parse.GetValue(data.Roi), parse.GetValue(output.Device)!, selfTraining, fixMatching,
+                parse.GetValue(output.Json));
             using var tracked = StartTracking(plan, given, parse.GetValue(trackingUri), parse.GetValue(experiment), parse.GetValue(runName));
             // The run id goes into the checkpoints' trainer.json, so that a --resume continues this run.
             if (tracked?.RunId is { } runId) plan = plan with { Options = plan.Options with { FineTune = plan.Options.FineTune with { RunId = runId } } };
@@ -122,6 +56,116 @@ static class FinetuneCommand
         else tracked?.LogParams(Params(plan, given));
         return tracked;
     }
+
+    /// <summary>What is fine-tuned on what: the pretrained model, the labelled corpus, the head and its crops.</summary>
+    sealed record DataOptions(Option<string> Checkpoint, Option<string> Task, Option<string?> Head, Option<string?> Roi)
+    {
+        public Option[] All => [Checkpoint, Task, Head, Roi];
+
+        public static DataOptions Create() => new(
+            new Option<string>("--checkpoint") { Description = "The pretrained model: a folder (config.json + model.safetensors) or a hub name.",
+                Required = true },
+            new Option<string>("--task") { Description =
+                "The labelled corpus, as evaluate's --task and a run config's data: phantom:2d|3d (embedded), " +
+                    "medmnist:NAME[,size=64] (a downloaded subset), npz:FILE[,subset=NAME] (MedMNIST layout; subset= names its labels where " +
+                    "the file name does not), mnist:FOLDER, msd:FOLDER (a Decathlon task: 70/10/20% of its labelled cases for training, " +
+                    "validation, test) or petct:FOLDER[,in=60,out=90] (PET studies, exposures in s to out s; split likewise). Shorthands: " +
+                    "phantom, a subset name, an .npz path.", DefaultValueFactory = _ => "phantom:2d" },
+            new Option<string?>("--head") { Description =
+                "The head and its settings: classification[:pooling=flatten|mean|query|class_queries,label_smoothing=0.1,task=BANK], " +
+                    "segmentation[:classes=K,pixel_context=3], restoration, super-resolution[:scale=2|4] or translation[:out_channels=C] " +
+                    "(each with l1=, mse=, ssim=, data_range=). Default: segmentation for msd, restoration for petct, else classification." },
+            new Option<string?>("--roi") { Description =
+                "Dense heads: train on random crops of this size (e.g. 32,32,32 or 64) and score larger images by sliding windows of " +
+                    "it (default 32³ for msd and petct)." });
+    }
+
+    /// <summary>How it trains: what trains, on how many labels, for how long, how fast, at what image size, with which regularisers.</summary>
+    sealed record TrainingOptions(Option<string> Strategy, Option<double> Fraction, Option<long> Seed, Option<long> MaxSteps, Option<int> BatchSize,
+        Option<double> Lr, Option<int?> Size, Option<double> Mixup, Option<double> Ema, Option<string?> BrainFuse, Option<bool> NoAugment)
+    {
+        public Option[] All => [Strategy, Fraction, Seed, MaxSteps, BatchSize, Lr, Size, Mixup, Ema, BrainFuse, NoAugment];
+
+        public static TrainingOptions Create()
+        {
+            var defaults = new FineTuneOptions();  // the defaults live there, once
+            return new(
+                new Option<string>("--strategy") { Description =
+                    "What trains: full, linear (the head only), last:K (the last K blocks), llrd:D (layer-wise learning-rate decay D).",
+                        DefaultValueFactory = _ => "full" },
+                new Option<double>("--fraction") { Description = "The fraction of the training labels to use, stratified by class, in (0, 1].",
+                    DefaultValueFactory = _ => 1.0 },
+                new Option<long>("--seed") { Description = "Seed of the label draw and of every random draw of the run.", DefaultValueFactory = _ => 0 },
+                new Option<long>("--max-steps") { Description = "Optimizer steps.", DefaultValueFactory = _ => defaults.MaxSteps },
+                new Option<int>("--batch-size") { Description = "Samples per step.", DefaultValueFactory = _ => defaults.BatchSize },
+                new Option<double>("--lr") { Description = "Peak learning rate (AdamW, warmup then cosine).",
+                    DefaultValueFactory = _ => defaults.LearningRate },
+                new Option<int?>("--size") { Description = "MedMNIST image size (28, 64, 128, 224)." },
+                new Option<double>("--mixup") { Description =
+                    "Mixup's α (classification): batches mixed with a permutation of themselves by λ ~ Beta(α, α), labels alike; 0 (default) is off.",
+                    DefaultValueFactory = _ => 0 },
+                new Option<double>("--ema") { Description =
+                    "Decay of an exponential moving average of the weights (e.g. 0.999) that validation scores and the model folder keeps; " +
+                        "0 (default) is off.", DefaultValueFactory = _ => 0 },
+                new Option<string?>("--brainfuse") { Description =
+                    "BrainFuse (off by default): a share of each batch replaced by mixes of K training subjects with combined targets " +
+                        "(classification and segmentation heads), optionally with a consistency term: parts=K (2),alpha=A (Dirichlet " +
+                        "concentration, 1),weights=dirichlet|smooth (one weight per part, or smooth spatial maps; smooth),share=S (0.5)," +
+                        "consistency=λ (0: off),grid=G (control points per axis of the smooth maps, 4)." },
+                new Option<bool>("--no-augment") { Description = "Train without crops and flips." });
+        }
+    }
+
+    /// <summary>Where it writes and runs: the output folder, checkpoints and resuming, the device, precision and threads, the report's form.</summary>
+    sealed record OutputOptions(Option<string> Out, Option<bool> Force, Option<string> Device, Option<string> Precision, Option<int?> Threads,
+        Option<bool> Json, Option<bool> Resume, Option<long> CheckpointEvery)
+    {
+        public Option[] All => [Out, Force, Device, Precision, Threads, Json, Resume, CheckpointEvery];
+
+        public static OutputOptions Create() => new(
+            new Option<string>("--out") { Description = "Output folder: checkpoints and the fine-tuned model (model/). " + OutputOption.Rule,
+                DefaultValueFactory = _ => Path.Combine("runs",
+                "finetune") },
+            OutputOption.Force(),
+            new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec },
+            new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" },
+            new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." },
+            new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." },
+            new Option<bool>("--resume") { Description =
+                "Continue from the newest checkpoint in --out (Ctrl-C writes one; see --checkpoint-every), with the same arguments: it " +
+                    "ends as the uninterrupted run would." },
+            new Option<long>("--checkpoint-every") { Description =
+                "Steps between checkpoints in --out (0: only at the end and where interrupted).", DefaultValueFactory = _ => 0 });
+    }
+
+    /// <summary>The methods beyond plain fine-tuning: batch adaptation, self-training and FixMatch.</summary>
+    sealed record MethodOptions(Option<string?> Dba, Option<string?> SelfTrain, Option<string?> FixMatch)
+    {
+        public Option[] All => [Dba, SelfTrain, FixMatch];
+
+        public static MethodOptions Create() => new(DbaOption.Create(), SelfTrainOption.Create(), FixMatchOption.Create());
+    }
+
+    /// <summary>The job the command line describes, its settings parsed (a bad one is an <see cref="ArgumentException"/>).</summary>
+    static FinetuneJobOptions JobOptions(ParseResult parse, DataOptions data, TrainingOptions training, OutputOptions output, MethodOptions methods,
+        SelfTrainOption.Request? selfTraining, FixMatchOption.Request? fixMatching) => new()
+    {
+        Checkpoint = parse.GetValue(data.Checkpoint)!, Task = DataSource.Parse(parse.GetValue(data.Task)!, parse.GetValue(training.Size)),
+        Head = parse.GetValue(data.Head), Roi = ParseRoi(parse.GetValue(data.Roi)), Strategy = Strategy.Parse(parse.GetValue(training.Strategy)!),
+        Fraction = parse.GetValue(training.Fraction), Augment = !parse.GetValue(training.NoAugment), SelfTraining = selfTraining?.Options,
+        FreshStudent = selfTraining?.FreshStudent ?? false, FixMatch = fixMatching?.Options, FixMatchSteps = fixMatching?.Steps,
+        FineTune = new FineTuneOptions
+        {
+            MaxSteps = parse.GetValue(training.MaxSteps), BatchSize = parse.GetValue(training.BatchSize), LearningRate = parse.GetValue(training.Lr),
+            Seed = parse.GetValue(training.Seed), Precision = PrecisionNames.Parse(parse.GetValue(output.Precision)!),
+            Device = DeviceSpec.Resolve(parse.GetValue(output.Device)), OutputDirectory = parse.GetValue(output.Out)!, Workers = 2,
+            Mixup = parse.GetValue(training.Mixup), Ema = parse.GetValue(training.Ema),
+            BatchAdaptation = DbaOption.Parse(parse.GetValue(methods.Dba), parse.GetValue(training.BatchSize)),
+            BrainFuse = parse.GetValue(training.BrainFuse) is { } fuse ? BrainFuseOptions.Parse(fuse) : null,
+            Resume = parse.GetValue(output.Resume), CheckpointEvery = parse.GetValue(output.CheckpointEvery) is >= 0 and var every ? every
+                : throw new ArgumentException($"--checkpoint-every {parse.GetValue(output.CheckpointEvery)}: must not be negative"),
+        },
+    };
 
     /// <summary>What the command line said, as the MLflow params and the report spell it.</summary>
     sealed record Given(string Task, string? Roi, string Device, SelfTrainOption.Request? SelfTraining, FixMatchOption.Request? FixMatch, bool Json);

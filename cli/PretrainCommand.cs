@@ -15,62 +15,32 @@ static class PretrainCommand
 {
     public static Command Create()
     {
-        var config = new Option<string?>("--config") { Description =
-            "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." };
-        var device = new Option<string?>("--device") { Description = "cpu or cuda[:N] (default: the config's, else cpu)." };
-        var precision = new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, fp32)." };
-        var output = new Option<string>("--out") { Description =
-            "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule,
-            DefaultValueFactory = _ => Path.Combine("runs", "pretrain") };
-        var force = OutputOption.Force();
-        var seed = new Option<long?>("--seed") { Description = "Seed of every random draw (default: the config's, 0)." };
-        var maxSteps = new Option<long?>("--max-steps") { Description = "Optimizer steps (default: the config's)." };
-        var resume = new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out." };
-        var strict = new Option<bool>("--strict") { Description = "Stop at the first bad sample instead of skipping it." };
-        var threads = new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." };
-        var deterministic = new Option<bool>("--deterministic") { Description = "Bitwise-reproducible CPU run (fixes threads, deterministic kernels)." };
+        var training = TrainingOptions.Create();
         var (trackingUri, experiment, runName) = Tracked.Options("pretrain");
-        var nproc = new Option<int?>("--nproc-per-node") { Description =
-            "Data parallel: start this many processes here (torchrun's flag); each trains on its own batches of batch.size." };
-        var nnodes = new Option<int>("--nnodes") { Description = "Data parallel: machines in the job.", DefaultValueFactory = _ => 1 };
-        var nodeRank = new Option<int>("--node-rank") { Description = "Data parallel: this machine's index, 0 to --nnodes - 1.", DefaultValueFactory = _ => 0 };
-        var masterAddr = new Option<string>("--master-addr") { Description = "Data parallel: the address of the machine of rank 0.",
-            DefaultValueFactory = _ => "127.0.0.1" };
-        var masterPort = new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.",
-            DefaultValueFactory = _ => DistributedEnvironment.DefaultPort };
-        Option[] launch = [nproc, nnodes, nodeRank, masterAddr, masterPort];
+        var launcher = LauncherOptions.Create();
         var command = new Command("pretrain",
             "Self-supervised pretraining (the main job); with no arguments, the tiny model on the embedded phantom corpus, a few minutes on a CPU.");
-        foreach (var option in (Option[])[config, device, precision, output, force, seed, maxSteps, resume, strict, threads, deterministic, trackingUri,
-            experiment,
-            runName, .. launch]) command.Options.Add(option);
+        foreach (var option in (Option[])[.. training.All, trackingUri, experiment, runName, .. launcher.All]) command.Options.Add(option);
         command.SetAction(parse =>
         {
             // Before anything starts, the launcher's ranks included: a refused --out is one line, written nowhere.
-            var claimed = OutputOption.Claim(parse, output, force, "pretrain");
-            if (parse.GetValue(nproc) is { } processes)
-            {
-                if (DistributedEnvironment.Detect() is not null)
-                    throw new ArgumentException("--nproc-per-node starts the ranks itself; this process already is one (RANK and WORLD_SIZE are set)");
-                var options = new LaunchOptions(processes, parse.GetValue(nnodes), parse.GetValue(nodeRank), parse.GetValue(masterAddr)!,
-                    parse.GetValue(masterPort));
-                return LocalLauncher.Run(Environment.ProcessPath!, WithoutLaunchOptions(Environment.GetCommandLineArgs()[1..], launch), options,
-                    message => Console.Error.WriteLine("medformer pretrain: " + message));
-            }
+            var claimed = OutputOption.Claim(parse, training.Out, training.Force, "pretrain");
+            if (parse.GetValue(launcher.ProcessesPerNode) is { } processes) return Launch(parse, launcher, processes);
             TorchRuntime.EnsureLoaded();
             var job = Rank();
-            string? name = parse.GetValue(config);
+            string? name = parse.GetValue(training.Config);
             var run = name is null ? new RunConfig()
                 : name is "tiny" or "small" or "base" or "large" ? new RunConfig { Model = name }
                 : RunConfig.Load(name);
-            if (parse.GetValue(threads) is { } n) TorchRuntime.SetThreads(n);
+            if (parse.GetValue(training.Threads) is { } n) TorchRuntime.SetThreads(n);
             // share the cores
             else if (job is { LocalWorldSize: > 1 } local) TorchRuntime.SetThreads(Math.Max(1, Environment.ProcessorCount / local.LocalWorldSize));
-            if (parse.GetValue(deterministic)) Determinism.Enable(parse.GetValue(seed) ?? run.Seed, parse.GetValue(threads) ?? TorchRuntime.Threads);
-            var overrides = new PretrainOverrides(parse.GetValue(device), parse.GetValue(precision), parse.GetValue(seed), parse.GetValue(maxSteps),
-                parse.GetValue(resume), parse.GetValue(strict) ? true : null);
-            string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(output)}{(name is null ? "" : $" --config {name}")}";
-            string outDir = parse.GetValue(output)!;
+            if (parse.GetValue(training.Deterministic))
+                Determinism.Enable(parse.GetValue(training.Seed) ?? run.Seed, parse.GetValue(training.Threads) ?? TorchRuntime.Threads);
+            var overrides = new PretrainOverrides(parse.GetValue(training.Device), parse.GetValue(training.Precision), parse.GetValue(training.Seed),
+                parse.GetValue(training.MaxSteps), parse.GetValue(training.Resume), parse.GetValue(training.Strict) ? true : null);
+            string resumeHint = $"medformer pretrain --resume --out {parse.GetValue(training.Out)}{(name is null ? "" : $" --config {name}")}";
+            string outDir = parse.GetValue(training.Out)!;
             // Everything that can be wrong with the arguments is found here, before an output folder or an MLflow run exists.
             var plan = PretrainJob.Check(run, outDir, overrides, job?.LocalRank);
             // Rank 0 speaks for a data-parallel job, in MLflow as on the terminal, and marks the folder.
@@ -81,6 +51,57 @@ static class PretrainCommand
             return Execute(plan, outDir, overrides, resumeHint, job, tracked);
         });
         return command;
+    }
+
+    /// <summary>The run: its config, where it runs and writes, how long, and how faithfully it repeats.</summary>
+    sealed record TrainingOptions(Option<string?> Config, Option<string?> Device, Option<string?> Precision, Option<string> Out, Option<bool> Force,
+        Option<long?> Seed, Option<long?> MaxSteps, Option<bool> Resume, Option<bool> Strict, Option<int?> Threads, Option<bool> Deterministic)
+    {
+        public Option[] All => [Config, Device, Precision, Out, Force, Seed, MaxSteps, Resume, Strict, Threads, Deterministic];
+
+        public static TrainingOptions Create() => new(
+            new Option<string?>("--config") { Description =
+                "A run config (YAML or JSON), or a model preset (tiny, small, base, large) for the default run with that model." },
+            new Option<string?>("--device") { Description = "cpu or cuda[:N] (default: the config's, else cpu)." },
+            new Option<string?>("--precision") { Description = "fp32, bf16 or fp16 (default: the config's, fp32)." },
+            new Option<string>("--out") { Description =
+                "Output folder: checkpoints and the final model (model/); rerun or --resume with the same one. " + OutputOption.Rule,
+                DefaultValueFactory = _ => Path.Combine("runs", "pretrain") },
+            OutputOption.Force(),
+            new Option<long?>("--seed") { Description = "Seed of every random draw (default: the config's, 0)." },
+            new Option<long?>("--max-steps") { Description = "Optimizer steps (default: the config's)." },
+            new Option<bool>("--resume") { Description = "Continue from the newest checkpoint in --out." },
+            new Option<bool>("--strict") { Description = "Stop at the first bad sample instead of skipping it." },
+            new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." },
+            new Option<bool>("--deterministic") { Description = "Bitwise-reproducible CPU run (fixes threads, deterministic kernels)." });
+    }
+
+    /// <summary>Data parallel, torchrun's flags: the processes this command starts here, and where the job's machines meet.</summary>
+    sealed record LauncherOptions(Option<int?> ProcessesPerNode, Option<int> Nodes, Option<int> NodeRank, Option<string> MasterAddress,
+        Option<int> MasterPort)
+    {
+        public Option[] All => [ProcessesPerNode, Nodes, NodeRank, MasterAddress, MasterPort];
+
+        public static LauncherOptions Create() => new(
+            new Option<int?>("--nproc-per-node") { Description =
+                "Data parallel: start this many processes here (torchrun's flag); each trains on its own batches of batch.size." },
+            new Option<int>("--nnodes") { Description = "Data parallel: machines in the job.", DefaultValueFactory = _ => 1 },
+            new Option<int>("--node-rank") { Description = "Data parallel: this machine's index, 0 to --nnodes - 1.", DefaultValueFactory = _ => 0 },
+            new Option<string>("--master-addr") { Description = "Data parallel: the address of the machine of rank 0.",
+                DefaultValueFactory = _ => "127.0.0.1" },
+            new Option<int>("--master-port") { Description = "Data parallel: a free TCP port on the machine of rank 0.",
+                DefaultValueFactory = _ => DistributedEnvironment.DefaultPort });
+    }
+
+    /// <summary>--nproc-per-node: starts the ranks, each this command without the launcher's options, and waits for them.</summary>
+    static int Launch(ParseResult parse, LauncherOptions launcher, int processes)
+    {
+        if (DistributedEnvironment.Detect() is not null)
+            throw new ArgumentException("--nproc-per-node starts the ranks itself; this process already is one (RANK and WORLD_SIZE are set)");
+        var options = new LaunchOptions(processes, parse.GetValue(launcher.Nodes), parse.GetValue(launcher.NodeRank), parse.GetValue(launcher.MasterAddress)!,
+            parse.GetValue(launcher.MasterPort));
+        return LocalLauncher.Run(Environment.ProcessPath!, WithoutLaunchOptions(Environment.GetCommandLineArgs()[1..], launcher.All), options,
+            message => Console.Error.WriteLine("medformer pretrain: " + message));
     }
 
     /// <summary>

@@ -50,12 +50,7 @@ public static class SlidingWindow
     {
         options ??= new SlidingWindowOptions();
         options.Validate();
-        int axes = (int)inputs.dim() - 2;
-        if (axes is not (2 or 3))
-            throw new ArgumentException($"sliding window: inputs must be [B,C,H,W] or [B,C,D,H,W], not [{string.Join(",", inputs.shape)}]");
-        if (roiSize.Length != axes)
-            throw new ArgumentException($"sliding window: roi [{string.Join(",", roiSize)}] must have {axes} extents for " +
-                $"inputs [{string.Join(",", inputs.shape)}]");
+        int axes = CheckShapes(inputs, roiSize);
         var original = inputs.shape[2..];
         var roi = roiSize.Select((r, a) => r > 0 ? r : original[a]).ToArray();
 
@@ -70,44 +65,84 @@ public static class SlidingWindow
         using var importance = ImportanceMap(roi, options.Mode, options.SigmaScale, inputs.device);
 
         long batch = inputs.shape[0], total = batch * origins.Count;
-        Tensor? output = null, weights = null, map = null;
-        double[] zoom = [];
+        var blend = new Blend(importance, image, roi, origins, batch, inputs.device);
         for (long first = 0; first < total; first += options.BatchSize)
         {
             using var step = NewDisposeScope();
             long count = Math.Min(options.BatchSize, total - first);
             var samples = new long[count];
-            var windows = new Tensor[count];
-            for (long i = 0; i < count; i++)
-            {
-                samples[i] = (first + i) / origins.Count;
-                windows[i] = Window(inputs.narrow(0, samples[i], 1), origins[(int)((first + i) % origins.Count)], roi);
-            }
-            var predicted = predictor(cat(windows, dim: 0), samples);
+            var predicted = predictor(Windows(inputs, origins, roi, first, samples), samples);
             if (predicted.dim() != axes + 2 || predicted.shape[0] != count)
                 throw new InvalidOperationException($"sliding window: the predictor returned [{string.Join(",", predicted.shape)}] for {count} windows " +
                     $"[{string.Join(",", roi)}]; expected [{count},K,…] with {axes} spatial axes");
-            if (output is null)
-            {
-                zoom = predicted.shape[2..].Select((n, a) => (double)n / roi[a]).ToArray();
-                var outputShape = image.Select((n, a) => (long)(n * zoom[a])).ToArray();
-                output = step.MoveToOuter(zeros([batch, predicted.shape[1], .. outputShape], dtype: ScalarType.Float32, device: inputs.device));
-                map = step.MoveToOuter(zoom.All(z => z == 1) ? importance.alias()
-                    : F.interpolate(importance.unsqueeze(0).unsqueeze(0), predicted.shape[2..], mode: InterpolationMode.Nearest).squeeze(0).squeeze(0));
-                weights = step.MoveToOuter(zeros(outputShape, dtype: ScalarType.Float32, device: inputs.device));
-                foreach (var origin in origins) Region(weights, Scale(origin, zoom), map.shape).add_(map);
-            }
+            blend.Add(predicted, samples, first, step);
+        }
+        return scope.MoveToOuter(Unpad(blend.Result(), padding, original, blend.Zoom).contiguous());
+    }
+
+    /// <summary>The number of spatial axes of <paramref name="inputs"/> (2 or 3), which the roi must match.</summary>
+    static int CheckShapes(Tensor inputs, long[] roiSize)
+    {
+        int axes = (int)inputs.dim() - 2;
+        if (axes is not (2 or 3))
+            throw new ArgumentException($"sliding window: inputs must be [B,C,H,W] or [B,C,D,H,W], not [{string.Join(",", inputs.shape)}]");
+        if (roiSize.Length != axes)
+            throw new ArgumentException($"sliding window: roi [{string.Join(",", roiSize)}] must have {axes} extents for " +
+                $"inputs [{string.Join(",", inputs.shape)}]");
+        return axes;
+    }
+
+    /// <summary>Windows first … first + samples.Length − 1 of the batch (each sample's windows in turn) as one [n,C,…roi];
+    /// fills <paramref name="samples"/> with the sample each comes from.</summary>
+    static Tensor Windows(Tensor inputs, IReadOnlyList<long[]> origins, long[] roi, long first, long[] samples)
+    {
+        var windows = new Tensor[samples.Length];
+        for (long i = 0; i < samples.Length; i++)
+        {
+            samples[i] = (first + i) / origins.Count;
+            windows[i] = Window(inputs.narrow(0, samples[i], 1), origins[(int)((first + i) % origins.Count)], roi);
+        }
+        return cat(windows, dim: 0);
+    }
+
+    /// <summary>
+    /// The running sums of one inference on the output's grid: the predictions weighted by the importance map, and
+    /// the weights. The grid is set by the first prediction (its ratio to the window is the zoom); later ones must agree.
+    /// </summary>
+    sealed class Blend(Tensor importance, long[] image, long[] roi, IReadOnlyList<long[]> origins, long batch, Device device)
+    {
+        Tensor? output, weights, map;
+
+        public double[] Zoom { get; private set; } = [];
+
+        public void Add(Tensor predicted, long[] samples, long first, DisposeScope step)
+        {
+            if (output is null) Allocate(predicted, step);
             else if (!predicted.shape[2..].SequenceEqual(map!.shape) || predicted.shape[1] != output.shape[1])
                 throw new InvalidOperationException($"sliding window: the predictor returned [{string.Join(",", predicted.shape)}] where earlier windows " +
                     $"gave [{output.shape[1]},{string.Join(",", map!.shape)}]");
-            var weighted = predicted.to(ScalarType.Float32) * map;
-            for (long i = 0; i < count; i++)
+            var weighted = predicted.to(ScalarType.Float32) * map!;
+            for (long i = 0; i < samples.Length; i++)
             {
-                var origin = Scale(origins[(int)((first + i) % origins.Count)], zoom);
-                Region(output[samples[i]], origin, map.shape, leading: 1).add_(weighted[i]);
+                var origin = Scale(origins[(int)((first + i) % origins.Count)], Zoom);
+                Region(output![samples[i]], origin, map!.shape, leading: 1).add_(weighted[i]);
             }
         }
-        return scope.MoveToOuter(Unpad(output!.div_(weights!), padding, original, zoom).contiguous());
+
+        /// <summary>The output and weight sums, and the importance map resized to the predictions, kept past the step's scope.</summary>
+        void Allocate(Tensor predicted, DisposeScope step)
+        {
+            Zoom = predicted.shape[2..].Select((n, a) => (double)n / roi[a]).ToArray();
+            var outputShape = image.Select((n, a) => (long)(n * Zoom[a])).ToArray();
+            output = step.MoveToOuter(zeros([batch, predicted.shape[1], .. outputShape], dtype: ScalarType.Float32, device: device));
+            map = step.MoveToOuter(Zoom.All(z => z == 1) ? importance.alias()
+                : F.interpolate(importance.unsqueeze(0).unsqueeze(0), predicted.shape[2..], mode: InterpolationMode.Nearest).squeeze(0).squeeze(0));
+            weights = step.MoveToOuter(zeros(outputShape, dtype: ScalarType.Float32, device: device));
+            foreach (var origin in origins) Region(weights, Scale(origin, Zoom), map.shape).add_(map);
+        }
+
+        /// <summary>The weighted sum divided by the weights, in place.</summary>
+        public Tensor Result() => output!.div_(weights!);
     }
 
     /// <summary>The blended output [B,K,…] without the padding, scaled to the output's grid.</summary>

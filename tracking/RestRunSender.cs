@@ -106,67 +106,93 @@ sealed class RestRunSender : IRunSink
     {
         var wait = rest.Options.FirstBackoff;
         var sinceSend = Stopwatch.StartNew();
-        while (true)
+        while (NextBatch(sinceSend) is { } batch)
         {
-            List<SpoolEntry> batch;
-            lock (gate)
-            {
-                while (true)
-                {
-                    if (queue.Count == 0 && ending || createRefused || ending && DateTime.UtcNow >= deadline) return;
-                    if (queue.Count > 0 && (ending || queue.Count >= EagerBatch || !queue[0].IsData || sinceSend.Elapsed >= rest.Options.SendInterval)) break;
-                    var timeout = queue.Count > 0 ? rest.Options.SendInterval - sinceSend.Elapsed : rest.Options.SendInterval;
-                    Monitor.Wait(gate, timeout > TimeSpan.Zero ? timeout : TimeSpan.FromMilliseconds(1));
-                }
-                batch = TakeBatch();
-            }
             try
             {
                 if (RunId is null) CreateRun();
                 Send(batch);
-                lock (gate)
-                {
-                    queue.RemoveRange(0, batch.Count);
-                    Journal("write the spool file " + spool.Path, () => spool.Done(batch[^1].Seq));
-                }
+                MarkSent(batch);
                 wait = rest.Options.FirstBackoff;
                 sinceSend.Restart();
             }
             catch (MlflowRestException e) when (e.Retryable)
             {
-                lock (gate)
-                {
-                    lastFailure = e.Message;
-                    // New entries do not cut the back-off short; the run's end does, for one more try at once.
-                    bool wasEnding = ending;
-                    var until = DateTime.UtcNow + wait;
-                    while (true)
-                    {
-                        if (ending && deadline < until) until = deadline;
-                        var left = until - DateTime.UtcNow;
-                        if (left <= TimeSpan.Zero || ending && !wasEnding) break;
-                        Monitor.Wait(gate, left);
-                    }
-                }
+                BackOff(e.Message, wait);
                 wait = rest.Options.NextBackoff(wait);
             }
             catch (Exception e) when (e is not OutOfMemoryException)
             {
                 // The server's refusal (4xx), or a local fault (an artifact that cannot be read): retrying will not
                 // help, and an exception on this thread would end the training process.
-                lock (gate)
-                {
-                    errors.Add(e.Message);
-                    if (RunId is null)
-                    {
-                        createRefused = true;  // no run to log to: everything stays in the spool file
-                        return;
-                    }
-                    queue.RemoveRange(0, batch.Count);
-                    rejected += batch.Count;
-                    Journal("write the spool file " + spool.Path, () => spool.Rejected(batch[0].Seq, batch[^1].Seq, e.Message));
-                }
+                if (!SetAside(batch, e.Message)) return;
             }
+        }
+    }
+
+    /// <summary>
+    /// Waits until a batch is due (enough entries, an artifact or the end, the send interval passed, or the run
+    /// ending) and takes it from the head of the queue; null when the sender is done.
+    /// </summary>
+    List<SpoolEntry>? NextBatch(Stopwatch sinceSend)
+    {
+        lock (gate)
+        {
+            while (true)
+            {
+                if (queue.Count == 0 && ending || createRefused || ending && DateTime.UtcNow >= deadline) return null;
+                if (queue.Count > 0 && (ending || queue.Count >= EagerBatch || !queue[0].IsData || sinceSend.Elapsed >= rest.Options.SendInterval)) break;
+                var timeout = queue.Count > 0 ? rest.Options.SendInterval - sinceSend.Elapsed : rest.Options.SendInterval;
+                Monitor.Wait(gate, timeout > TimeSpan.Zero ? timeout : TimeSpan.FromMilliseconds(1));
+            }
+            return TakeBatch();
+        }
+    }
+
+    /// <summary>Drops a sent batch from the queue and records in the spool file that it went.</summary>
+    void MarkSent(List<SpoolEntry> batch)
+    {
+        lock (gate)
+        {
+            queue.RemoveRange(0, batch.Count);
+            Journal("write the spool file " + spool.Path, () => spool.Done(batch[^1].Seq));
+        }
+    }
+
+    /// <summary>Waits <paramref name="wait"/> before the next try, or less when the run ends meanwhile.</summary>
+    void BackOff(string failure, TimeSpan wait)
+    {
+        lock (gate)
+        {
+            lastFailure = failure;
+            // New entries do not cut the back-off short; the run's end does, for one more try at once.
+            bool wasEnding = ending;
+            var until = DateTime.UtcNow + wait;
+            while (true)
+            {
+                if (ending && deadline < until) until = deadline;
+                var left = until - DateTime.UtcNow;
+                if (left <= TimeSpan.Zero || ending && !wasEnding) break;
+                Monitor.Wait(gate, left);
+            }
+        }
+    }
+
+    /// <summary>Puts aside a batch that cannot be sent as rejected; false when there is no run to log to, which stops the sender.</summary>
+    bool SetAside(List<SpoolEntry> batch, string error)
+    {
+        lock (gate)
+        {
+            errors.Add(error);
+            if (RunId is null)
+            {
+                createRefused = true;  // no run to log to: everything stays in the spool file
+                return false;
+            }
+            queue.RemoveRange(0, batch.Count);
+            rejected += batch.Count;
+            Journal("write the spool file " + spool.Path, () => spool.Rejected(batch[0].Seq, batch[^1].Seq, error));
+            return true;
         }
     }
 

@@ -44,20 +44,62 @@ public sealed partial record DataSource(DataKind Kind, string Source, int? Size 
     /// </summary>
     public static DataSource Parse(string text, int? size = null, string argument = "--task")
     {
-        ArgumentException Bad(string what) => new($"{argument} '{text}': {what}; expected {Grammar}");
-        if (string.IsNullOrWhiteSpace(text)) throw Bad("empty");
-        // Shorthands: a bare subset name or .npz path, and the phantom alone.
-        if (!text.Contains(':'))
-        {
-            if (text == "phantom") return new(DataKind.Phantom, "2d", size);
-            if (MedMnistRegistry.Default.TryGet(text, out _)) return new(DataKind.MedMnist, text, size);
-            if (text.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) && !text.Contains(',')) return new(DataKind.MedMnist, text, size);
-            if (Kinds.Contains(text)) throw Bad($"{text} needs its argument ({text}:…)");
-            throw Bad($"'{text}' is no kind of data nor a MedMNIST subset (the kinds are {string.Join(", ", Kinds)})");
-        }
+        var errors = new ParseErrors(text, argument);
+        if (string.IsNullOrWhiteSpace(text)) throw errors.Bad("empty");
+        if (!text.Contains(':')) return ParseShorthand(text, size, errors);
         int colon = text.IndexOf(':');
         string kind = text[..colon], rest = text[(colon + 1)..];
-        if (!SettingsOf.TryGetValue(kind, out var allowed)) throw Bad($"unknown kind '{kind}' (the kinds are {string.Join(", ", Kinds)})");
+        if (!SettingsOf.TryGetValue(kind, out var allowed)) throw errors.Bad($"unknown kind '{kind}' (the kinds are {string.Join(", ", Kinds)})");
+        var (source, settings) = SplitSettings(rest, kind, allowed, errors);
+        if (source.Length == 0) throw errors.Bad($"{kind} needs its argument");
+        int? given = settings.ContainsKey("size") ? errors.Whole(settings, "size", "the image size is a positive whole number") : null;
+        if (given is { } g && size is { } s && g != s) throw errors.Bad($"size={g} and --size {s} disagree");
+        size = given ?? size;
+        string? subset = settings.GetValueOrDefault("subset");
+        if (subset is not null && !MedMnistRegistry.Default.TryGet(subset, out _))
+            throw errors.Bad($"subset={subset} is not a MedMNIST subset ({string.Join(", ", MedMnistRegistry.Default.Names)})");
+        switch (kind)
+        {
+            case "phantom":
+                return source is "2d" or "3d" ? new(DataKind.Phantom, source, size) : throw errors.Bad("the phantom is phantom:2d or phantom:3d");
+            case "medmnist" or "npz":
+                if (kind == "npz" && !source.EndsWith(".npz", StringComparison.OrdinalIgnoreCase)) throw errors.Bad($"npz takes a .npz file, not '{source}'");
+                return new(DataKind.MedMnist, source, size, Subset: subset);
+            case "mnist":
+                return new(DataKind.Mnist, source);
+            case "msd":
+                return new(DataKind.Msd, source);
+            default:
+                return ParsePetCt(source, settings, errors);
+        }
+    }
+
+    /// <summary>Names the text and the argument it came from, and lists the grammar, in every error of <see cref="Parse"/>.</summary>
+    sealed record ParseErrors(string Text, string Argument)
+    {
+        public ArgumentException Bad(string what) => new($"{Argument} '{Text}': {what}; expected {Grammar}");
+
+        /// <summary>The setting <paramref name="key"/> as a positive whole number.</summary>
+        public int Whole(Dictionary<string, string> settings, string key, string what)
+        {
+            string value = settings[key];
+            return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : throw Bad($"{key}={value}: {what}");
+        }
+    }
+
+    // Shorthands: a bare subset name or .npz path, and the phantom alone.
+    static DataSource ParseShorthand(string text, int? size, ParseErrors errors)
+    {
+        if (text == "phantom") return new(DataKind.Phantom, "2d", size);
+        if (MedMnistRegistry.Default.TryGet(text, out _)) return new(DataKind.MedMnist, text, size);
+        if (text.EndsWith(".npz", StringComparison.OrdinalIgnoreCase) && !text.Contains(',')) return new(DataKind.MedMnist, text, size);
+        if (Kinds.Contains(text)) throw errors.Bad($"{text} needs its argument ({text}:…)");
+        throw errors.Bad($"'{text}' is no kind of data nor a MedMNIST subset (the kinds are {string.Join(", ", Kinds)})");
+    }
+
+    /// <summary>The argument and the settings of what follows KIND:, each setting one the kind takes, and given once.</summary>
+    static (string Source, Dictionary<string, string> Settings) SplitSettings(string rest, string kind, string[] allowed, ParseErrors errors)
+    {
         // Settings are the trailing ",key=value" parts; a comma elsewhere stays in the path.
         var settings = new Dictionary<string, string>(StringComparer.Ordinal);
         var parts = rest.Split(',');
@@ -67,48 +109,29 @@ public sealed partial record DataSource(DataKind Kind, string Source, int? Size 
         {
             var (key, value) = (part[..part.IndexOf('=')], part[(part.IndexOf('=') + 1)..]);
             if (!allowed.Contains(key))
-                throw Bad(allowed.Length == 0 ? $"{kind} takes no settings (not '{key}')"
+                throw errors.Bad(allowed.Length == 0 ? $"{kind} takes no settings (not '{key}')"
                     : $"{kind} has no setting '{key}' (it has {string.Join(", ", allowed)})");
-            if (!settings.TryAdd(key, value)) throw Bad($"'{key}' is given twice");
+            if (!settings.TryAdd(key, value)) throw errors.Bad($"'{key}' is given twice");
         }
-        string source = string.Join(',', parts[..kept]);
-        if (source.Length == 0) throw Bad($"{kind} needs its argument");
-        int Whole(string key, string what)
+        return (string.Join(',', parts[..kept]), settings);
+    }
+
+    static DataSource ParsePetCt(string source, Dictionary<string, string> settings, ParseErrors errors)
+    {
+        // petct:FOLDER:IN:OUT, the older spelling of the exposures, still reads.
+        var old = source.Split(':');
+        if (old.Length == 3 && settings.Count == 0)
         {
-            string value = settings[key];
-            return int.TryParse(value, NumberStyles.None, CultureInfo.InvariantCulture, out int n) && n > 0 ? n : throw Bad($"{key}={value}: {what}");
+            settings["in"] = old[1];
+            settings["out"] = old[2];
+            source = old[0];
         }
-        int? given = settings.ContainsKey("size") ? Whole("size", "the image size is a positive whole number") : null;
-        if (given is { } g && size is { } s && g != s) throw Bad($"size={g} and --size {s} disagree");
-        size = given ?? size;
-        string? subset = settings.GetValueOrDefault("subset");
-        if (subset is not null && !MedMnistRegistry.Default.TryGet(subset, out _))
-            throw Bad($"subset={subset} is not a MedMNIST subset ({string.Join(", ", MedMnistRegistry.Default.Names)})");
-        switch (kind)
-        {
-            case "phantom":
-                return source is "2d" or "3d" ? new(DataKind.Phantom, source, size) : throw Bad("the phantom is phantom:2d or phantom:3d");
-            case "medmnist" or "npz":
-                if (kind == "npz" && !source.EndsWith(".npz", StringComparison.OrdinalIgnoreCase)) throw Bad($"npz takes a .npz file, not '{source}'");
-                return new(DataKind.MedMnist, source, size, Subset: subset);
-            case "mnist":
-                return new(DataKind.Mnist, source);
-            case "msd":
-                return new(DataKind.Msd, source);
-            default:
-                // petct:FOLDER:IN:OUT, the older spelling of the exposures, still reads.
-                var old = source.Split(':');
-                if (old.Length == 3 && settings.Count == 0)
-                {
-                    settings["in"] = old[1];
-                    settings["out"] = old[2];
-                    source = old[0];
-                }
-                else if (old.Length != 1) throw Bad("petct takes a folder and in=SECONDS,out=SECONDS");
-                int inSeconds = settings.TryGetValue("in", out string? exposure) ? Whole("in", $"'{exposure}' is not an exposure in whole seconds") : 60;
-                int outSeconds = settings.TryGetValue("out", out exposure) ? Whole("out", $"'{exposure}' is not an exposure in whole seconds") : 90;
-                return new(DataKind.PetCt, source, null, inSeconds, outSeconds);
-        }
+        else if (old.Length != 1) throw errors.Bad("petct takes a folder and in=SECONDS,out=SECONDS");
+        int inSeconds = settings.TryGetValue("in", out string? exposure)
+            ? errors.Whole(settings, "in", $"'{exposure}' is not an exposure in whole seconds") : 60;
+        int outSeconds = settings.TryGetValue("out", out exposure)
+            ? errors.Whole(settings, "out", $"'{exposure}' is not an exposure in whole seconds") : 90;
+        return new(DataKind.PetCt, source, null, inSeconds, outSeconds);
     }
 
     [GeneratedRegex("^[a-z_]+=[^=,]*$")]

@@ -161,72 +161,84 @@ static class PhantomGenerator
         var x = unit.select(1, axes - 1).unsqueeze(0);
         var y = unit.select(1, axes - 2).unsqueeze(0);
         var z = axes == 3 ? unit.select(1, 0).unsqueeze(0) : null;
-        switch (style)
+        return style switch
         {
-            case Style.Ct:
-            {
-                // Axial slice (or a stack of them): air, soft tissue, a bright vertebra; Gaussian noise.
-                var inside = Inside(Sq(x / (0.9 * body)) + Sq(y / (0.72 * body)));
-                var spine = Inside(Sq(x / 0.13) + Sq((y - 0.5 * body) / 0.13)) * inside;
-                var tissue = 0.03 + 0.39 * inside;
-                tissue = tissue + (0.95 - tissue) * spine;
-                return tissue + lesion + 0.025 * noise1;
-            }
-            case Style.Mri:
-            {
-                // Head: brain and a bright scalp; a smooth multiplicative bias field; Rician noise (magnitude of complex Gaussian).
-                var q = Sq(x / (0.78 * body)) + Sq(y / (0.9 * body));
-                if (z is not null) q = q + Sq(z / (0.85 * body));
-                var head = 0.5 * Inside(q / 0.8) + 0.78 * Inside(q) * (1 - Inside(q / 0.8));
-                var field = 1 + (unit.unsqueeze(0) * bias.unsqueeze(1)).sum(-1);
-                var signal = (head + lesion) * field;
-                const double sigma = 0.04;
-                return (Sq(signal + sigma * noise1) + Sq(sigma * noise2)).sqrt();
-            }
-            case Style.Xray:
-            {
-                // Projection: bright mediastinum and soft tissue, two dark lung fields crossed by ribs, air at the sides;
-                // noise grows with the signal (quantum noise).
-                var lungs = Inside(Sq((x - 0.42) / (0.3 * body)) + Sq((y + 0.05) / (0.62 * body)))
-                    + Inside(Sq((x + 0.42) / (0.3 * body)) + Sq((y + 0.05) / (0.62 * body)));
-                var torso = (x.abs() <= 0.92 * body).to(ScalarType.Float32);
-                var ribs = 0.06 * (y * (2 * Math.PI / 0.4)).cos();
-                var signal = 0.1 + torso * (0.65 + lungs * (-0.47 + ribs)) + lesion;
-                return signal + (0.02 + 0.03 * signal.clamp_min(0).sqrt()) * noise1;
-            }
-            case Style.Pathology:
-            {
-                // Stained tissue: dark nuclei from thresholded smoothed noise on a pale background.
-                long n = noise3.shape[0];
-                var field = noise3.reshape(n, 1, size, size);
-                for (int i = 0; i < 2; i++) field = nn.functional.avg_pool2d(field, [3, 3], [1, 1], [1, 1], count_include_pad: false);
-                field = field.reshape(n, -1);
-                field = (field - field.mean([1L], keepdim: true)) / (field.std([1L], keepdim: true) + 1e-6);
-                var nuclei = (field > 0.7).to(ScalarType.Float32);
-                return 0.82 - 0.47 * nuclei + lesion + 0.03 * noise1;
-            }
-            case Style.Ultrasound:
-            {
-                // A sector from the probe at the top, echoes fading with depth, multiplicative speckle (Rayleigh).
-                var depth = y + 1.15;
-                var radius = (Sq(x) + Sq(depth)).sqrt();
-                var sector = (radius <= 2.05).logical_and(atan2(x, depth).abs() <= 0.62).to(ScalarType.Float32);
-                var signal = sector * (0.5 - 0.12 * (radius - 0.15)) + lesion;
-                var rayleigh = (Sq(noise1) + Sq(noise2)).sqrt();
-                return signal * (1 + 0.35 * (rayleigh - 1.2533) / 0.6551);
-            }
-            default:
-            {
-                // PET: low uptake in the body, a hot heart, blurred by the scanner's resolution; Poisson-like noise.
-                var inside = Inside(Sq(x / (0.85 * body)) + Sq(y / (0.7 * body)));
-                var heart = Inside(Sq((x - 0.2) / 0.28) + Sq((y + 0.1) / 0.25) + Sq((z! - 0.15) / 0.3)) * inside;
-                long n = inside.shape[0];
-                var uptake = (0.02 + 0.16 * inside + 0.47 * heart).reshape(n, 1, size, size, size);
-                uptake = nn.functional.avg_pool3d(uptake, [3, 3, 3], [1, 1, 1], [1, 1, 1], count_include_pad: false).reshape(n, -1);
-                var signal = uptake + lesion;
-                return signal + 0.05 * (signal.clamp_min(0) + 0.02).sqrt() * noise1;
-            }
-        }
+            Style.Ct => Ct(x, y, body, lesion, noise1),
+            Style.Mri => Mri(unit, x, y, z, body, bias, lesion, noise1, noise2),
+            Style.Xray => Xray(x, y, body, lesion, noise1),
+            Style.Pathology => Pathology(size, lesion, noise1, noise3),
+            Style.Ultrasound => Ultrasound(x, y, lesion, noise1, noise2),
+            _ => Pet(x, y, z!, size, body, lesion, noise1),
+        };
+    }
+
+    // Axial slice (or a stack of them): air, soft tissue, a bright vertebra; Gaussian noise.
+    static Tensor Ct(Tensor x, Tensor y, Tensor body, Tensor lesion, Tensor noise1)
+    {
+        var inside = Inside(Sq(x / (0.9 * body)) + Sq(y / (0.72 * body)));
+        var spine = Inside(Sq(x / 0.13) + Sq((y - 0.5 * body) / 0.13)) * inside;
+        var tissue = 0.03 + 0.39 * inside;
+        tissue = tissue + (0.95 - tissue) * spine;
+        return tissue + lesion + 0.025 * noise1;
+    }
+
+    // Head: brain and a bright scalp; a smooth multiplicative bias field; Rician noise (magnitude of complex Gaussian).
+    static Tensor Mri(Tensor unit, Tensor x, Tensor y, Tensor? z, Tensor body, Tensor bias, Tensor lesion, Tensor noise1, Tensor noise2)
+    {
+        var q = Sq(x / (0.78 * body)) + Sq(y / (0.9 * body));
+        if (z is not null) q = q + Sq(z / (0.85 * body));
+        var head = 0.5 * Inside(q / 0.8) + 0.78 * Inside(q) * (1 - Inside(q / 0.8));
+        var field = 1 + (unit.unsqueeze(0) * bias.unsqueeze(1)).sum(-1);
+        var signal = (head + lesion) * field;
+        const double sigma = 0.04;
+        return (Sq(signal + sigma * noise1) + Sq(sigma * noise2)).sqrt();
+    }
+
+    // Projection: bright mediastinum and soft tissue, two dark lung fields crossed by ribs, air at the sides;
+    // noise grows with the signal (quantum noise).
+    static Tensor Xray(Tensor x, Tensor y, Tensor body, Tensor lesion, Tensor noise1)
+    {
+        var lungs = Inside(Sq((x - 0.42) / (0.3 * body)) + Sq((y + 0.05) / (0.62 * body)))
+            + Inside(Sq((x + 0.42) / (0.3 * body)) + Sq((y + 0.05) / (0.62 * body)));
+        var torso = (x.abs() <= 0.92 * body).to(ScalarType.Float32);
+        var ribs = 0.06 * (y * (2 * Math.PI / 0.4)).cos();
+        var signal = 0.1 + torso * (0.65 + lungs * (-0.47 + ribs)) + lesion;
+        return signal + (0.02 + 0.03 * signal.clamp_min(0).sqrt()) * noise1;
+    }
+
+    // Stained tissue: dark nuclei from thresholded smoothed noise on a pale background.
+    static Tensor Pathology(int size, Tensor lesion, Tensor noise1, Tensor noise3)
+    {
+        long n = noise3.shape[0];
+        var field = noise3.reshape(n, 1, size, size);
+        for (int i = 0; i < 2; i++) field = nn.functional.avg_pool2d(field, [3, 3], [1, 1], [1, 1], count_include_pad: false);
+        field = field.reshape(n, -1);
+        field = (field - field.mean([1L], keepdim: true)) / (field.std([1L], keepdim: true) + 1e-6);
+        var nuclei = (field > 0.7).to(ScalarType.Float32);
+        return 0.82 - 0.47 * nuclei + lesion + 0.03 * noise1;
+    }
+
+    // A sector from the probe at the top, echoes fading with depth, multiplicative speckle (Rayleigh).
+    static Tensor Ultrasound(Tensor x, Tensor y, Tensor lesion, Tensor noise1, Tensor noise2)
+    {
+        var depth = y + 1.15;
+        var radius = (Sq(x) + Sq(depth)).sqrt();
+        var sector = (radius <= 2.05).logical_and(atan2(x, depth).abs() <= 0.62).to(ScalarType.Float32);
+        var signal = sector * (0.5 - 0.12 * (radius - 0.15)) + lesion;
+        var rayleigh = (Sq(noise1) + Sq(noise2)).sqrt();
+        return signal * (1 + 0.35 * (rayleigh - 1.2533) / 0.6551);
+    }
+
+    // PET: low uptake in the body, a hot heart, blurred by the scanner's resolution; Poisson-like noise.
+    static Tensor Pet(Tensor x, Tensor y, Tensor z, int size, Tensor body, Tensor lesion, Tensor noise1)
+    {
+        var inside = Inside(Sq(x / (0.85 * body)) + Sq(y / (0.7 * body)));
+        var heart = Inside(Sq((x - 0.2) / 0.28) + Sq((y + 0.1) / 0.25) + Sq((z - 0.15) / 0.3)) * inside;
+        long n = inside.shape[0];
+        var uptake = (0.02 + 0.16 * inside + 0.47 * heart).reshape(n, 1, size, size, size);
+        uptake = nn.functional.avg_pool3d(uptake, [3, 3, 3], [1, 1, 1], [1, 1, 1], count_include_pad: false).reshape(n, -1);
+        var signal = uptake + lesion;
+        return signal + 0.05 * (signal.clamp_min(0) + 0.02).sqrt() * noise1;
     }
 
     /// <summary>The shape masks [n, P], from the coordinates in each shape's own frame scaled by its half sizes (so

@@ -274,15 +274,69 @@ public sealed class DataLoader
                 if (Build(plan) is { } batch) yield return batch;
             yield break;
         }
+        using var pipeline = new Pipeline(this, plans);
+        pipeline.Start();
+        try
+        {
+            for (long next = 0; ; next++)
+            {
+                if (!pipeline.TryTake(next, out var result)) yield break;
+                if (result.Error is not null) ExceptionDispatchInfo.Throw(result.Error);
+                if (result.Batch is not null) yield return result.Batch;
+            }
+        }
+        finally
+        {
+            pipeline.Stop();
+        }
+    }
 
-        using var cancel = new CancellationTokenSource();
-        using var slots = new SemaphoreSlim(options.Workers + options.Prefetch);
-        var queue = new BlockingCollection<Plan>(boundedCapacity: options.Workers + options.Prefetch);
-        var results = new Dictionary<long, (Batch? Batch, Exception? Error)>();
-        long planned = long.MaxValue;
-        var gate = new object();
+    /// <summary>
+    /// One run of plans on worker threads: a thread feeds the plans to a bounded queue, the workers build them, and
+    /// the consumer takes the batches in plan order. A slot is taken for each plan queued and given back as its
+    /// batch is taken, so at most Workers + Prefetch batches are planned ahead of the consumer.
+    /// </summary>
+    sealed class Pipeline : IDisposable
+    {
+        readonly DataLoader loader;
+        readonly IEnumerable<Plan> plans;
+        readonly CancellationTokenSource cancel = new();
+        readonly SemaphoreSlim slots;
+        readonly BlockingCollection<Plan> queue;
+        readonly Dictionary<long, (Batch? Batch, Exception? Error)> results = [];
+        readonly object gate = new();
+        long planned = long.MaxValue;  // plans queued, once the producer has finished
+        Thread? producer;
+        Thread[] workers = [];
 
-        var producer = new Thread(() =>
+        public Pipeline(DataLoader loader, IEnumerable<Plan> plans)
+        {
+            (this.loader, this.plans) = (loader, plans);
+            slots = new SemaphoreSlim(loader.options.Workers + loader.options.Prefetch);
+            queue = new BlockingCollection<Plan>(boundedCapacity: loader.options.Workers + loader.options.Prefetch);
+        }
+
+        public void Start()
+        {
+            producer = new Thread(Produce) { IsBackground = true, Name = "loader-plan" };
+            workers = [.. Enumerable.Range(0, loader.options.Workers).Select(w => new Thread(Work) { IsBackground = true, Name = $"loader-{w}" })];
+            producer.Start();
+            foreach (var worker in workers) worker.Start();
+        }
+
+        /// <summary>Waits for the batch of plan <paramref name="sequence"/>; false when there is none (the plans ran out).</summary>
+        public bool TryTake(long sequence, out (Batch? Batch, Exception? Error) result)
+        {
+            lock (gate)
+            {
+                while (!results.ContainsKey(sequence) && sequence < planned) Monitor.Wait(gate);
+                if (!results.Remove(sequence, out result)) return false;
+            }
+            slots.Release();
+            return true;
+        }
+
+        void Produce()
         {
             long count = 0;
             try
@@ -299,6 +353,7 @@ public sealed class DataLoader
             }
             catch (Exception e)
             {
+                // The consumer rethrows it in its place in the sequence.
                 lock (gate) results[count] = (null, e);
                 count++;
             }
@@ -311,9 +366,9 @@ public sealed class DataLoader
                     Monitor.PulseAll(gate);
                 }
             }
-        }) { IsBackground = true, Name = "loader-plan" };
+        }
 
-        var workers = Enumerable.Range(0, options.Workers).Select(w => new Thread(() =>
+        void Work()
         {
             try
             {
@@ -322,7 +377,7 @@ public sealed class DataLoader
                     (Batch?, Exception?) result;
                     try
                     {
-                        result = (Build(plan), null);
+                        result = (loader.Build(plan), null);
                     }
                     catch (Exception e)
                     {
@@ -338,33 +393,23 @@ public sealed class DataLoader
             catch (OperationCanceledException)
             {
             }
-        }) { IsBackground = true, Name = $"loader-{w}" }).ToArray();
-
-        producer.Start();
-        foreach (var worker in workers) worker.Start();
-        try
-        {
-            for (long next = 0; ; next++)
-            {
-                (Batch? Batch, Exception? Error) result;
-                lock (gate)
-                {
-                    while (!results.ContainsKey(next) && next < planned) Monitor.Wait(gate);
-                    if (!results.Remove(next, out result)) yield break;
-                }
-                slots.Release();
-                if (result.Error is not null) ExceptionDispatchInfo.Throw(result.Error);
-                if (result.Batch is not null) yield return result.Batch;
-            }
         }
-        finally
+
+        /// <summary>Stops the threads and frees the batches built but not taken (the consumer broke off early).</summary>
+        public void Stop()
         {
             cancel.Cancel();
-            producer.Join();
+            producer!.Join();
             foreach (var worker in workers) worker.Join();
             lock (gate)
                 foreach (var (_, (batch, _)) in results) batch?.Dispose();
             queue.Dispose();
+        }
+
+        public void Dispose()
+        {
+            slots.Dispose();
+            cancel.Dispose();
         }
     }
 }

@@ -141,60 +141,17 @@ sealed class StoreServer : IDisposable
                 switch (op)
                 {
                     case Op.Set:
-                    {
-                        string key = ReadKey(reader);
-                        byte[] value = ReadValue(reader);
-                        bool stored;
-                        lock (gate)
-                        {
-                            // Write-once: a rendezvous key names one rank's addresses, which nobody may replace.
-                            stored = values.Count < MaxKeys && storedBytes + value.Length <= MaxStoredBytes && values.TryAdd(key, value);
-                            if (stored)
-                            {
-                                storedBytes += value.Length;
-                                Monitor.PulseAll(gate);
-                            }
-                        }
-                        writer.Write(stored ? Ok : Refused);
+                        OnSet(reader, writer);
                         break;
-                    }
                     case Op.Get:
-                    {
-                        string key = ReadKey(reader);
-                        var deadline = DateTime.UtcNow + ReadWait(reader);
-                        byte[]? value;
-                        lock (gate)
-                            while (!values.TryGetValue(key, out value) && !closed && Wait(deadline)) { }
-                        writer.Write(value is null ? Missing : Ok);
-                        writer.Write(value?.Length ?? 0);
-                        if (value is not null) writer.Write(value);
+                        OnGet(reader, writer);
                         break;
-                    }
                     case Op.Hello:
-                    {
-                        int claimed = reader.ReadInt32();
-                        bool accepted;
-                        lock (gate)
-                            // One live connection per rank: a second RANK=r is a misconfigured job, and must not mark r dead on leaving.
-                            accepted = rank is null && claimed >= 0 && claimed < worldSize && present.Add(claimed);
-                        if (accepted) rank = claimed;
-                        writer.Write(accepted ? Ok : Refused);
+                        OnHello(reader, writer, ref rank);
                         break;
-                    }
                     case Op.Dead:
-                    {
-                        var deadline = DateTime.UtcNow + ReadWait(reader);
-                        int[] ranks;
-                        lock (gate)
-                        {
-                            while (dead.Count == 0 && !closed && Wait(deadline)) { }
-                            ranks = [.. dead];
-                        }
-                        writer.Write(Ok);
-                        writer.Write(ranks.Length);
-                        foreach (int r in ranks) writer.Write(r);
+                        OnDead(reader, writer);
                         break;
-                    }
                     case Op.Bye:
                         goodbye = true;
                         writer.Write(Ok);
@@ -212,19 +169,81 @@ sealed class StoreServer : IDisposable
         }
         finally
         {
-            lock (gate)
+            Leave(rank, goodbye);
+            Forget(client);
+        }
+    }
+
+    void OnSet(BinaryReader reader, BinaryWriter writer)
+    {
+        string key = ReadKey(reader);
+        byte[] value = ReadValue(reader);
+        bool stored;
+        lock (gate)
+        {
+            // Write-once: a rendezvous key names one rank's addresses, which nobody may replace.
+            stored = values.Count < MaxKeys && storedBytes + value.Length <= MaxStoredBytes && values.TryAdd(key, value);
+            if (stored)
             {
-                if (rank is { } r)
+                storedBytes += value.Length;
+                Monitor.PulseAll(gate);
+            }
+        }
+        writer.Write(stored ? Ok : Refused);
+    }
+
+    void OnGet(BinaryReader reader, BinaryWriter writer)
+    {
+        string key = ReadKey(reader);
+        var deadline = DateTime.UtcNow + ReadWait(reader);
+        byte[]? value;
+        lock (gate)
+            while (!values.TryGetValue(key, out value) && !closed && Wait(deadline)) { }
+        writer.Write(value is null ? Missing : Ok);
+        writer.Write(value?.Length ?? 0);
+        if (value is not null) writer.Write(value);
+    }
+
+    // The rank is the connection's as soon as it is accepted, before the answer is written: a peer gone by then is marked dead.
+    void OnHello(BinaryReader reader, BinaryWriter writer, ref int? rank)
+    {
+        int claimed = reader.ReadInt32();
+        bool accepted;
+        lock (gate)
+            // One live connection per rank: a second RANK=r is a misconfigured job, and must not mark r dead on leaving.
+            accepted = rank is null && claimed >= 0 && claimed < worldSize && present.Add(claimed);
+        if (accepted) rank = claimed;
+        writer.Write(accepted ? Ok : Refused);
+    }
+
+    void OnDead(BinaryReader reader, BinaryWriter writer)
+    {
+        var deadline = DateTime.UtcNow + ReadWait(reader);
+        int[] ranks;
+        lock (gate)
+        {
+            while (dead.Count == 0 && !closed && Wait(deadline)) { }
+            ranks = [.. dead];
+        }
+        writer.Write(Ok);
+        writer.Write(ranks.Length);
+        foreach (int r in ranks) writer.Write(r);
+    }
+
+    /// <summary>A connection's end: its rank is free again, and dead unless it said goodbye (or the store is closing).</summary>
+    void Leave(int? rank, bool goodbye)
+    {
+        lock (gate)
+        {
+            if (rank is { } r)
+            {
+                present.Remove(r);
+                if (!goodbye && !closed)
                 {
-                    present.Remove(r);
-                    if (!goodbye && !closed)
-                    {
-                        dead.Add(r);
-                        Monitor.PulseAll(gate);
-                    }
+                    dead.Add(r);
+                    Monitor.PulseAll(gate);
                 }
             }
-            Forget(client);
         }
     }
 

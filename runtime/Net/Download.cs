@@ -73,79 +73,17 @@ public static class Download
         destination = Path.GetFullPath(destination);
         Directory.CreateDirectory(Path.GetDirectoryName(destination)!);
         var algorithm = checksum?.Algorithm ?? HashAlgorithmName.SHA256;
-
-        if (checksum != null && File.Exists(destination))
-        {
-            var (length, actual) = await Checksum.HashFileAsync(destination, algorithm, cancellation);
-            if (actual == checksum.Hex && (bytes == null || length == bytes))
-            {
-                options.Log?.Invoke($"{destination}: already present, {checksum} verified");
-                return new DownloadResult(destination, DownloadOutcome.AlreadyPresent, length, 0, 0, actual);
-            }
-            options.Log?.Invoke($"{destination}: present but its {checksum.Name()} is {actual}, not {checksum.Hex}: downloading it again");
-        }
+        if (checksum != null && await AlreadyPresentAsync(destination, checksum, bytes, options, cancellation) is { } present) return present;
 
         string part = destination + ".part";
-        FileStream file;
-        try
-        {
-            // No sharing: a second download of the same file fails here instead of interleaving its bytes.
-            file = new FileStream(part, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1 << 16, useAsync: true);
-        }
-        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
-        {
-            throw new DownloadException($"{part}: cannot open it ({e.Message}); is another download of it running?", e);
-        }
-        using var transfer = new Transfer(file, algorithm);
+        using var transfer = new Transfer(OpenPart(part), algorithm);
+        var file = transfer.File;
         bool verified = false;
         try
         {
-            if (file.Length > 0)
-            {
-                if (bytes is { } expected && file.Length > expected)
-                {
-                    options.Log?.Invoke($"{part}: longer than the file ({file.Length} > {expected} bytes): starting over");
-                    transfer.Restart();
-                }
-                else
-                {
-                    await HashPrefixAsync(transfer, cancellation);
-                    transfer.ResumedFrom = file.Length;
-                }
-            }
-            int attempts = 0, failures = 0;
-            while (true)
-            {
-                attempts++;
-                long before = file.Length;
-                TransientException failure;
-                try
-                {
-                    if (await AttemptAsync(url, transfer, bytes, options, cancellation)) break;
-                    failure = new TransientException("the server answered with another range than asked for");
-                }
-                catch (TransientException e)
-                {
-                    failure = e;
-                }
-                if (file.Length - before >= ProgressResetBytes) failures = 0;
-                failures++;
-                if (failures > options.Retries)
-                    throw new DownloadException($"{url}: {failure.Message}; gave up after {attempts} attempt(s)"
-                        + (file.Length > 0 ? $" ({file.Length} bytes kept in {part} for a later resume)" : ""), failure.InnerException);
-                var wait = TimeSpan.FromTicks(Math.Min(MaxBackoff.Ticks, options.Backoff.Ticks * (1L << Math.Min(failures - 1, 20))));
-                options.Log?.Invoke($"{url}: {failure.Message}; retry {failures} of {options.Retries} in {wait.TotalSeconds:0.##} s, from byte {file.Length}");
-                await Task.Delay(wait, cancellation);
-            }
-
-            await file.FlushAsync(cancellation);
-            file.Flush(flushToDisk: true);
-            long received = file.Length;
-            string actual = Convert.ToHexStringLower(transfer.Hash.GetHashAndReset());
-            if (bytes is { } size && received != size)
-                throw Mismatch($"{url}: the download is {received} bytes, but the file has {size}");
-            if (checksum != null && actual != checksum.Hex)
-                throw Mismatch($"{url}: {checksum.Name()} mismatch: expected {checksum.Hex}, got {actual} ({received} bytes)");
+            await PrepareResumeAsync(transfer, part, bytes, options, cancellation);
+            int attempts = await TransferWithRetriesAsync(url, transfer, part, bytes, options, cancellation);
+            var (received, actual) = await VerifyAsync(url, transfer, part, checksum, bytes, cancellation);
             verified = true;
             file.Dispose();
             File.Move(part, destination, overwrite: true);
@@ -159,14 +97,114 @@ public static class Download
             file.Dispose();
             if (!verified && File.Exists(part) && new FileInfo(part).Length == 0) File.Delete(part);
         }
+    }
 
-        DownloadException Mismatch(string message)
+    /// <summary>The result for a destination that already holds the expected file; null (and a log line) when it does not.</summary>
+    static async Task<DownloadResult?> AlreadyPresentAsync(string destination, Checksum checksum, long? bytes, DownloadOptions options,
+        CancellationToken cancellation)
+    {
+        if (!File.Exists(destination)) return null;
+        var (length, actual) = await Checksum.HashFileAsync(destination, checksum.Algorithm, cancellation);
+        if (actual == checksum.Hex && (bytes == null || length == bytes))
         {
-            file.Dispose();
-            File.Delete(part);
-            return new DownloadException(message + $"; deleted {part}");
+            options.Log?.Invoke($"{destination}: already present, {checksum} verified");
+            return new DownloadResult(destination, DownloadOutcome.AlreadyPresent, length, 0, 0, actual);
+        }
+        options.Log?.Invoke($"{destination}: present but its {checksum.Name()} is {actual}, not {checksum.Hex}: downloading it again");
+        return null;
+    }
+
+    static FileStream OpenPart(string part)
+    {
+        try
+        {
+            // No sharing: a second download of the same file fails here instead of interleaving its bytes.
+            return new FileStream(part, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None, 1 << 16, useAsync: true);
+        }
+        catch (IOException e) when (e is not FileNotFoundException and not DirectoryNotFoundException)
+        {
+            throw new DownloadException($"{part}: cannot open it ({e.Message}); is another download of it running?", e);
         }
     }
+
+    /// <summary>Hashes what an earlier attempt left in the .part file, to resume after it; one longer than the file is emptied.</summary>
+    static async Task PrepareResumeAsync(Transfer transfer, string part, long? bytes, DownloadOptions options, CancellationToken cancellation)
+    {
+        var file = transfer.File;
+        if (file.Length == 0) return;
+        if (bytes is { } expected && file.Length > expected)
+        {
+            options.Log?.Invoke($"{part}: longer than the file ({file.Length} > {expected} bytes): starting over");
+            transfer.Restart();
+            return;
+        }
+        await HashPrefixAsync(transfer, cancellation);
+        transfer.ResumedFrom = file.Length;
+    }
+
+    /// <summary>Attempts until the body is complete, backing off between failures; returns the number of attempts.</summary>
+    static async Task<int> TransferWithRetriesAsync(Uri url, Transfer transfer, string part, long? bytes, DownloadOptions options,
+        CancellationToken cancellation)
+    {
+        var file = transfer.File;
+        int attempts = 0, failures = 0;
+        while (true)
+        {
+            attempts++;
+            long before = file.Length;
+            var failure = await FailureOfAttemptAsync(url, transfer, bytes, options, cancellation);
+            if (failure == null) return attempts;
+            if (file.Length - before >= ProgressResetBytes) failures = 0;
+            failures++;
+            if (failures > options.Retries)
+                throw new DownloadException($"{url}: {failure.Message}; gave up after {attempts} attempt(s)"
+                    + (file.Length > 0 ? $" ({file.Length} bytes kept in {part} for a later resume)" : ""), failure.InnerException);
+            var wait = TimeSpan.FromTicks(Math.Min(MaxBackoff.Ticks, options.Backoff.Ticks * (1L << Math.Min(failures - 1, 20))));
+            options.Log?.Invoke($"{url}: {failure.Message}; retry {failures} of {options.Retries} in {wait.TotalSeconds:0.##} s, from byte {file.Length}");
+            await Task.Delay(wait, cancellation);
+        }
+    }
+
+    /// <summary>One attempt; null when the body is complete, else why it is to be tried again.</summary>
+    static async Task<TransientException?> FailureOfAttemptAsync(Uri url, Transfer transfer, long? bytes, DownloadOptions options,
+        CancellationToken cancellation)
+    {
+        try
+        {
+            if (await AttemptAsync(url, transfer, bytes, options, cancellation)) return null;
+            return new TransientException("the server answered with another range than asked for");
+        }
+        catch (TransientException e)
+        {
+            return e;
+        }
+    }
+
+    /// <summary>Flushes the .part file to disk and checks its length and checksum; a file that fails is deleted.</summary>
+    static async Task<(long Received, string Digest)> VerifyAsync(Uri url, Transfer transfer, string part, Checksum? checksum, long? bytes,
+        CancellationToken cancellation)
+    {
+        var file = transfer.File;
+        await file.FlushAsync(cancellation);
+        file.Flush(flushToDisk: true);
+        long received = file.Length;
+        string actual = Convert.ToHexStringLower(transfer.Hash.GetHashAndReset());
+        if (bytes is { } size && received != size)
+            throw Mismatch(transfer, part, $"{url}: the download is {received} bytes, but the file has {size}");
+        if (checksum != null && actual != checksum.Hex)
+            throw Mismatch(transfer, part, $"{url}: {checksum.Name()} mismatch: expected {checksum.Hex}, got {actual} ({received} bytes)");
+        return (received, actual);
+    }
+
+    static DownloadException Mismatch(Transfer transfer, string part, string message)
+    {
+        transfer.File.Dispose();
+        File.Delete(part);
+        return new DownloadException(message + $"; deleted {part}");
+    }
+
+    /// <summary>What a response's status says to do next.</summary>
+    enum Next { ReadBody, StartOver, Verify }
 
     /// <summary>One request; true when the body is complete, false to go again at once (after a restart). Throws
     /// <see cref="TransientException"/> for a failure worth a retry, <see cref="DownloadException"/> for one that is not.</summary>
@@ -178,10 +216,31 @@ public static class Download
         if (have > 0) request.Headers.Range = new RangeHeaderValue(have, null);
         using var deadline = CancellationTokenSource.CreateLinkedTokenSource(cancellation);
         deadline.CancelAfter(options.Timeout);
-        HttpResponseMessage response;
+        using var response = await SendAsync(request, options, deadline.Token, cancellation);
+        switch (Interpret(response, url, transfer, have, options, out long? total))
+        {
+            case Next.StartOver:
+                return false;
+            case Next.Verify:
+                return true;
+        }
+        if (bytes is { } expected && total is { } claimed && claimed != expected)
+            throw new DownloadException($"{url}: the server offers {claimed} bytes, but the file has {expected}");
+        total ??= bytes;
+        file.Position = file.Length;
+        await CopyBodyAsync(response, transfer, total, options, deadline, cancellation);
+        if (total is { } length && file.Length < length)
+            throw new TransientException($"the connection closed at byte {file.Length} of {length}");
+        return true;
+    }
+
+    /// <summary>Sends the request and waits for the response headers; no response, or a network error, is worth a retry.</summary>
+    static async Task<HttpResponseMessage> SendAsync(HttpRequestMessage request, DownloadOptions options, CancellationToken deadline,
+        CancellationToken cancellation)
+    {
         try
         {
-            response = await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, deadline.Token);
+            return await client.SendAsync(request, HttpCompletionOption.ResponseHeadersRead, deadline);
         }
         catch (OperationCanceledException) when (!cancellation.IsCancellationRequested)
         {
@@ -191,46 +250,43 @@ public static class Download
         {
             throw new TransientException(e.Message, e);
         }
-        using (response)
+    }
+
+    /// <summary>
+    /// What the response's status means for the transfer: a body to read (with the file's length, when the response
+    /// says it), a restart (a range other than asked for), or nothing more to fetch; throws for a failed status.
+    /// </summary>
+    static Next Interpret(HttpResponseMessage response, Uri url, Transfer transfer, long have, DownloadOptions options, out long? total)
+    {
+        total = null;
+        switch (response.StatusCode)
         {
-            long? total;
-            switch (response.StatusCode)
-            {
-                case HttpStatusCode.PartialContent when have > 0:
-                    var range = response.Content.Headers.ContentRange;
-                    if (range?.From != have)
-                    {
-                        options.Log?.Invoke($"{url}: asked for bytes from {have}, got a range from {range?.From?.ToString() ?? "?"}: starting over");
-                        transfer.Restart();
-                        return false;
-                    }
-                    total = range.Length;
-                    options.Log?.Invoke($"{url}: resuming at byte {have}");
-                    break;
-                case HttpStatusCode.OK:
-                    if (have > 0)
-                    {
-                        options.Log?.Invoke($"{url}: the server ignored the range request and sends the whole file: starting over");
-                        transfer.Restart();
-                    }
-                    total = response.Content.Headers.ContentLength;
-                    break;
-                case HttpStatusCode.RequestedRangeNotSatisfiable when have > 0:
-                    // The .part may already be whole (a crash between its last byte and the rename): verification decides.
-                    return true;
-                case HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests or >= HttpStatusCode.InternalServerError:
-                    throw new TransientException($"HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
-                default:
-                    throw new DownloadException($"{url}: HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
-            }
-            if (bytes is { } expected && total is { } claimed && claimed != expected)
-                throw new DownloadException($"{url}: the server offers {claimed} bytes, but the file has {expected}");
-            total ??= bytes;
-            file.Position = file.Length;
-            await CopyBodyAsync(response, transfer, total, options, deadline, cancellation);
-            if (total is { } length && file.Length < length)
-                throw new TransientException($"the connection closed at byte {file.Length} of {length}");
-            return true;
+            case HttpStatusCode.PartialContent when have > 0:
+                var range = response.Content.Headers.ContentRange;
+                if (range?.From != have)
+                {
+                    options.Log?.Invoke($"{url}: asked for bytes from {have}, got a range from {range?.From?.ToString() ?? "?"}: starting over");
+                    transfer.Restart();
+                    return Next.StartOver;
+                }
+                total = range.Length;
+                options.Log?.Invoke($"{url}: resuming at byte {have}");
+                return Next.ReadBody;
+            case HttpStatusCode.OK:
+                if (have > 0)
+                {
+                    options.Log?.Invoke($"{url}: the server ignored the range request and sends the whole file: starting over");
+                    transfer.Restart();
+                }
+                total = response.Content.Headers.ContentLength;
+                return Next.ReadBody;
+            case HttpStatusCode.RequestedRangeNotSatisfiable when have > 0:
+                // The .part may already be whole (a crash between its last byte and the rename): verification decides.
+                return Next.Verify;
+            case HttpStatusCode.RequestTimeout or HttpStatusCode.TooManyRequests or >= HttpStatusCode.InternalServerError:
+                throw new TransientException($"HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
+            default:
+                throw new DownloadException($"{url}: HTTP {(int)response.StatusCode} {response.ReasonPhrase}");
         }
     }
 

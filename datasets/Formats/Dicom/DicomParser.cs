@@ -46,18 +46,7 @@ sealed class DicomParser(DicomSource source, string path, bool inflated = false)
     {
         while (true)
         {
-            if (pos == end)
-            {
-                if (until == Until.ItemDelimiter) throw Bad($"an item of {Describe(parent)} has undefined length but no item delimiter before byte {end}");
-                return pos;
-            }
-            if (until == Until.GroupChange)
-            {
-                // The file meta ends where group 0002 does; what follows may be a deflate stream of a few bytes.
-                if (end - pos < 2) return pos;
-                source.Read(pos, header.AsSpan(0, 2));
-                if (BinaryPrimitives.ReadUInt16LittleEndian(header) != 0x0002) return pos;
-            }
+            if (EndsAt(pos, end, parent, until)) return pos;
             if (end - pos < 8) throw Bad($"truncated element at byte {pos}: {end - pos} bytes left {Where(end)}, an element header needs 8");
             source.Read(pos, header.AsSpan(0, 8));
             var tag = ReadTag(header, syntax.BigEndian);
@@ -66,43 +55,11 @@ sealed class DicomParser(DicomSource source, string path, bool inflated = false)
                 if (tag == DicomTag.ItemDelimitation && until == Until.ItemDelimiter) return pos + 8;
                 throw Bad($"{Structure(tag)} {tag} at byte {pos} outside the place it belongs{(depth > 0 ? $" (inside {Describe(parent)})" : "")}");
             }
-            string vr;
-            uint length;
-            long valueStart;
-            if (syntax.ExplicitVR)
-            {
-                vr = ReadVR(header.AsSpan(4, 2), tag, pos);
-                if (HasLongLength(vr))
-                {
-                    if (end - pos < 12) throw Bad($"truncated element {tag} {vr} at byte {pos}: its header needs 12 bytes, {end - pos} are left {Where(end)}");
-                    source.Read(pos + 8, header.AsSpan(8, 4));
-                    length = ReadUInt32(header.AsSpan(8), syntax.BigEndian);
-                    valueStart = pos + 12;
-                }
-                else
-                {
-                    length = syntax.BigEndian ? BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(6))
-                        : BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(6));
-                    valueStart = pos + 8;
-                }
-            }
-            else
-            {
-                vr = DicomDictionary.Find(tag)?.VR ?? "UN";
-                length = ReadUInt32(header.AsSpan(4), syntax.BigEndian);
-                valueStart = pos + 8;
-            }
-
+            var (vr, length, valueStart) = ReadVRAndLength(pos, end, tag, syntax);
             if (length == Undefined)
             {
-                int index = Add(new DicomElement(tag, vr, -1, valueStart, depth, parent, item, ReadOnlyMemory<byte>.Empty, syntax.BigEndian));
-                if (tag == DicomTag.PixelData && depth == 0)
-                    pos = ParseFragments(valueStart, end, syntax, index);
-                else if (vr is "SQ" or "UN")
-                    // An undefined-length UN is a sequence whose VR the writer did not know: its items are implicit VR little endian (PS3.5 §6.2.2).
-                    pos = ParseSequence(valueStart, end, vr == "UN" ? Syntax.ImplicitLittle : syntax, depth + 1, index, undefinedLength: true);
-                else
-                    throw Bad($"element {tag} {vr} at byte {pos} has undefined length, which only sequences and encapsulated pixel data may have");
+                var open = new DicomElement(tag, vr, -1, valueStart, depth, parent, item, ReadOnlyMemory<byte>.Empty, syntax.BigEndian);
+                pos = ParseUndefinedLength(open, pos, end, syntax);
                 continue;
             }
             if (length > end - valueStart)
@@ -120,6 +77,49 @@ sealed class DicomParser(DicomSource source, string path, bool inflated = false)
             }
             pos = valueStart + length;
         }
+    }
+
+    /// <summary>Whether the dataset ends at <paramref name="pos"/>: at its container's end, or (the file meta) where group 0002 does.</summary>
+    bool EndsAt(long pos, long end, int parent, Until until)
+    {
+        if (pos == end)
+        {
+            if (until == Until.ItemDelimiter) throw Bad($"an item of {Describe(parent)} has undefined length but no item delimiter before byte {end}");
+            return true;
+        }
+        if (until != Until.GroupChange) return false;
+        // The file meta ends where group 0002 does; what follows may be a deflate stream of a few bytes.
+        if (end - pos < 2) return true;
+        source.Read(pos, header.AsSpan(0, 2));
+        return BinaryPrimitives.ReadUInt16LittleEndian(header) != 0x0002;
+    }
+
+    /// <summary>The rest of the element header whose first 8 bytes are in the header buffer: its VR, value length and where the value starts.</summary>
+    (string VR, uint Length, long ValueStart) ReadVRAndLength(long pos, long end, DicomTag tag, Syntax syntax)
+    {
+        if (!syntax.ExplicitVR) return (DicomDictionary.Find(tag)?.VR ?? "UN", ReadUInt32(header.AsSpan(4), syntax.BigEndian), pos + 8);
+        string vr = ReadVR(header.AsSpan(4, 2), tag, pos);
+        if (!HasLongLength(vr))
+        {
+            uint length = syntax.BigEndian ? BinaryPrimitives.ReadUInt16BigEndian(header.AsSpan(6)) : BinaryPrimitives.ReadUInt16LittleEndian(header.AsSpan(6));
+            return (vr, length, pos + 8);
+        }
+        if (end - pos < 12) throw Bad($"truncated element {tag} {vr} at byte {pos}: its header needs 12 bytes, {end - pos} are left {Where(end)}");
+        source.Read(pos + 8, header.AsSpan(8, 4));
+        return (vr, ReadUInt32(header.AsSpan(8), syntax.BigEndian), pos + 12);
+    }
+
+    /// <summary>An element of undefined length at <paramref name="pos"/>: encapsulated pixel data or a sequence, read up to its
+    /// delimiter; returns where it ends.</summary>
+    long ParseUndefinedLength(DicomElement element, long pos, long end, Syntax syntax)
+    {
+        int index = Add(element);
+        if (element.Tag == DicomTag.PixelData && element.Depth == 0)
+            return ParseFragments(element.Offset, end, syntax, index);
+        if (element.VR is "SQ" or "UN")
+            // An undefined-length UN is a sequence whose VR the writer did not know: its items are implicit VR little endian (PS3.5 §6.2.2).
+            return ParseSequence(element.Offset, end, element.VR == "UN" ? Syntax.ImplicitLittle : syntax, element.Depth + 1, index, undefinedLength: true);
+        throw Bad($"element {element.Tag} {element.VR} at byte {pos} has undefined length, which only sequences and encapsulated pixel data may have");
     }
 
     long ParseSequence(long pos, long end, Syntax syntax, int depth, int sequence, bool undefinedLength)
