@@ -119,7 +119,8 @@ static class EvaluateCommand
 
         public static OutputOptions Create() => new(
             new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec },
-            new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" },
+            new Option<string>("--precision") { Description = "fp32, bf16 or fp16 (bf16 pays from small up on a CPU with AVX512-BF16).",
+                DefaultValueFactory = _ => new TrainerOptions().Precision.Name() },
             new Option<string>("--out") { Description = "Folder for the results (cells.jsonl, resumable) and the report. " + OutputOption.Rule,
                 DefaultValueFactory = _ => Path.Combine("runs",
                 "evaluate") },

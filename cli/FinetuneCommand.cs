@@ -128,7 +128,8 @@ static class FinetuneCommand
                 "finetune") },
             OutputOption.Force(),
             new Option<string>("--device") { Description = "cpu or cuda[:N].", DefaultValueFactory = _ => DeviceSpec.DefaultSpec },
-            new Option<string>("--precision") { Description = "fp32, bf16 or fp16.", DefaultValueFactory = _ => "bf16" },
+            new Option<string>("--precision") { Description = "fp32, bf16 or fp16 (bf16 pays from small up on a CPU with AVX512-BF16).",
+                DefaultValueFactory = _ => new TrainerOptions().Precision.Name() },
             new Option<int?>("--threads") { Description = "CPU threads for libtorch (default: all cores)." },
             new Option<bool>("--json") { Description = "Print one JSON object (progress goes to stderr)." },
             new Option<bool>("--resume") { Description =

@@ -1,6 +1,7 @@
 using Medformer.Pretrain.Objectives;
 using Medformer.Datasets.Corpora;
 using Medformer.Runtime;
+using Medformer.Training;
 using YamlDotNet.Core;
 using YamlDotNet.Serialization;
 using YamlDotNet.Serialization.NamingConventions;
@@ -47,9 +48,8 @@ public sealed record RunConfig
     public BatchAdaptationSpec? BatchAdaptation { get; init; }
     /// <summary>BrainFuse mixes as the views of the instance objectives (<see cref="BrainFuseSpec"/>); off by default.</summary>
     public BrainFuseSpec? Brainfuse { get; init; }
-    // fp32 by default, as PyTorch and Lightning ("32-true"): the default job's tiny model ran 600 steps in 44 s in fp32
-    // and 62 s in bf16 even on an AVX512-BF16 CPU (d=64 leaves too little matmul work to repay the policy's casts).
-    public string Precision { get; init; } = "fp32";
+    /// <summary>The requested precision, by default the trainer's (<see cref="TrainerOptions.Precision"/>: fp32).</summary>
+    public string Precision { get; init; } = new TrainerOptions().Precision.Name();
     public long Seed { get; init; }
     public double Momentum { get; init; } = 0.99;
     public int LogEvery { get; init; } = 10;
