@@ -28,31 +28,50 @@ public static class HeadsBenchmark
     const int ImageSize = 28, ImageBatch = 64, ImageClasses = 10, CropBatch = 4, Distinct = 4;
     const int ImageWarmup = 3, ImageSteps = 30, CropWarmup = 2, CropSteps = 10;
 
+    /// <summary>The PyTorch twins' results: the sliding window, and fine-tuning on images and on crops.</summary>
+    sealed record Twins(JsonElement SlidingWindow, JsonElement Images, JsonElement Crops);
+
+    /// <summary>Our sliding window: its timing, the mask's shape, the peak resident memory after it, the windows per volume.</summary>
+    sealed record SlidingRun(Timing Timing, long[] MaskShape, double PeakMiB, int Windows);
+
+    /// <summary>Our fine-tuning step times; the bf16 ones only where <see cref="Bf16.Timed"/>.</summary>
+    sealed record FineTuneRuns(StepTimes? ImageBf16, StepTimes ImageFp32, StepTimes? CropBf16, StepTimes CropFp32);
+
     public static BenchReport Run(BenchOptions options)
     {
         var config = MedformerConfig.Tiny;
-        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
-        File.WriteAllText(configFile, config.ToJson());
-        JsonElement reference, twinImages, twinCrops;
-        try
-        {
-            string threads = options.Threads.ToString();
-            reference = PythonReference.Run("sliding_window.py", "--threads", threads, "--config", configFile,
-                "--size", Size.ToString(), "--roi", Roi.ToString(), "--batch", WindowBatch.ToString(), "--classes", Classes.ToString(), "--repeats",
-                    Repeats.ToString());
-            twinImages = PythonReference.Run("finetune.py", "--threads", threads, "--config", configFile, "--head", "classification",
-                "--batch", ImageBatch.ToString(), "--size", ImageSize.ToString(), ImageSize.ToString(), "--classes", ImageClasses.ToString(),
-                "--warmup", ImageWarmup.ToString(), "--steps", ImageSteps.ToString(), "--batches", Distinct.ToString());
-            twinCrops = PythonReference.Run("finetune.py", "--threads", threads, "--config", configFile, "--head", "segmentation",
-                "--batch", CropBatch.ToString(), "--size", Roi.ToString(), Roi.ToString(), Roi.ToString(), "--classes", Classes.ToString(),
-                "--warmup", CropWarmup.ToString(), "--steps", CropSteps.ToString(), "--batches", Distinct.ToString());
-        }
-        finally
-        {
-            File.Delete(configFile);
-        }
-
+        var twins = RunTwins(config, options.Threads);
         // Sliding windows first, so their peak resident memory is not the fine-tuning's.
+        var sliding = TimeSlidingWindow(config);
+        var tuning = new FineTuneRuns(Bf16.Timed ? FineTune(config, Precision.Bf16, crops: false) : null, FineTune(config, Precision.Fp32, crops: false),
+            Bf16.Timed ? FineTune(config, Precision.Bf16, crops: true) : null, FineTune(config, Precision.Fp32, crops: true));
+
+        var report = new BenchReport("heads");
+        AddRows(report, twins, sliding, tuning);
+        report.Extra("windows", sliding.Windows);
+        report.Extra("twin_windows", twins.SlidingWindow.GetProperty("windows").GetInt32());
+        report.Extra("mask_shape", string.Join("x", sliding.MaskShape));
+        report.Extra("peak_rss_mib", Math.Round(sliding.PeakMiB));
+        report.Extra("twin_peak_rss_mib", Math.Round(twins.SlidingWindow.GetProperty("peak_rss_mib").GetDouble()));
+        AddFineTuneExtras(report, twins, tuning);
+        return report;
+    }
+
+    /// <summary>The twins, on the same threads and the same config: the sliding window and the two fine-tuning runs.</summary>
+    static Twins RunTwins(MedformerConfig config, int threads) => PythonReference.WithConfig(config, configFile => new Twins(
+        PythonReference.Run("sliding_window.py", "--threads", threads.ToString(), "--config", configFile,
+            "--size", Size.ToString(), "--roi", Roi.ToString(), "--batch", WindowBatch.ToString(), "--classes", Classes.ToString(), "--repeats",
+                Repeats.ToString()),
+        PythonReference.Run("finetune.py", "--threads", threads.ToString(), "--config", configFile, "--head", "classification",
+            "--batch", ImageBatch.ToString(), "--size", ImageSize.ToString(), ImageSize.ToString(), "--classes", ImageClasses.ToString(),
+            "--warmup", ImageWarmup.ToString(), "--steps", ImageSteps.ToString(), "--batches", Distinct.ToString()),
+        PythonReference.Run("finetune.py", "--threads", threads.ToString(), "--config", configFile, "--head", "segmentation",
+            "--batch", CropBatch.ToString(), "--size", Roi.ToString(), Roi.ToString(), Roi.ToString(), "--classes", Classes.ToString(),
+            "--warmup", CropWarmup.ToString(), "--steps", CropSteps.ToString(), "--batches", Distinct.ToString())));
+
+    /// <summary>Segments a random 128³ volume by sliding windows: one warm-up call, then <see cref="Repeats"/> timed ones.</summary>
+    static SlidingRun TimeSlidingWindow(MedformerConfig config)
+    {
         Seeding.SeedEverything(0);
         var window = new SlidingWindowOptions(BatchSize: WindowBatch);
         long[] shape = [];
@@ -67,19 +86,17 @@ public static class HeadsBenchmark
                 shape = mask.shape;
             }, warmup: 1, repeats: Repeats);
         }
-        double slidingPeak = Resident.PeakMiB;
-        double theirs = reference.GetProperty("seconds").GetDouble();
-        int windows = SlidingWindow.Origins([Size, Size, Size], [Roi, Roi, Roi], window.Overlap).Count;
+        return new SlidingRun(timing, shape, Resident.PeakMiB, SlidingWindow.Origins([Size, Size, Size], [Roi, Roi, Roi], window.Overlap).Count);
+    }
 
-        var imageBf16 = Bf16.Timed ? FineTune(config, Precision.Bf16, crops: false) : null;
-        var imageFp32 = FineTune(config, Precision.Fp32, crops: false);
-        var cropBf16 = Bf16.Timed ? FineTune(config, Precision.Bf16, crops: true) : null;
-        var cropFp32 = FineTune(config, Precision.Fp32, crops: true);
-        double twinImageStep = twinImages.GetProperty("step_s").GetDouble(), twinCropStep = twinCrops.GetProperty("step_s").GetDouble();
-
-        var report = new BenchReport("heads");
-        var headline = report.Add(new BenchRow("sliding window 128^3 (tiny, fp32)", timing.Median, theirs, "s", HigherIsBetter: false));
-        report.Add(new BenchRow("voxels per second", Math.Pow(Size, 3) / timing.Median, Math.Pow(Size, 3) / theirs, "voxels/s"));
+    /// <summary>The table: the sliding window's seconds (the headline) and voxel rate, and each fine-tuning run's samples per second.</summary>
+    static void AddRows(BenchReport report, Twins twins, SlidingRun sliding, FineTuneRuns tuning)
+    {
+        double theirs = twins.SlidingWindow.GetProperty("seconds").GetDouble(), timed = sliding.Timing.Median;
+        double twinImageStep = twins.Images.GetProperty("step_s").GetDouble(), twinCropStep = twins.Crops.GetProperty("step_s").GetDouble();
+        var (imageBf16, imageFp32, cropBf16, cropFp32) = tuning;
+        var headline = report.Add(new BenchRow("sliding window 128^3 (tiny, fp32)", timed, theirs, "s", HigherIsBetter: false));
+        report.Add(new BenchRow("voxels per second", Math.Pow(Size, 3) / timed, Math.Pow(Size, 3) / theirs, "voxels/s"));
         if (imageBf16 is not null) report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, bf16", ImageBatch / imageBf16.Median,
             ImageBatch / twinImageStep, "samples/s"));
         report.Add(new BenchRow($"fine-tune classification {ImageSize}^2, batch {ImageBatch}, fp32", ImageBatch / imageFp32.Median, ImageBatch / twinImageStep,
@@ -89,11 +106,12 @@ public static class HeadsBenchmark
         report.Add(new BenchRow($"fine-tune segmentation {Roi}^3, batch {CropBatch}, fp32", CropBatch / cropFp32.Median, CropBatch / twinCropStep,
             "samples/s"));
         report.Headline(headline);
-        report.Extra("windows", windows);
-        report.Extra("twin_windows", reference.GetProperty("windows").GetInt32());
-        report.Extra("mask_shape", string.Join("x", shape));
-        report.Extra("peak_rss_mib", Math.Round(slidingPeak));
-        report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
+    }
+
+    static void AddFineTuneExtras(BenchReport report, Twins twins, FineTuneRuns tuning)
+    {
+        var (twinImages, twinCrops) = (twins.Images, twins.Crops);
+        var (imageBf16, imageFp32, cropBf16, cropFp32) = tuning;
         report.Extra("finetune_twin_precision",
             "fp32 (PyTorch 1.13's CPU autocast to bf16 fails on this model); the pytorch column of the bf16 rows is that fp32 twin");
         report.Extra("finetune_timing",
@@ -116,7 +134,6 @@ public static class HeadsBenchmark
         report.Extra("twin_finetune_peak_rss_mib",
             $"classification {Math.Round(twinImages.GetProperty("peak_rss_mib").GetDouble())}, segmentation " +
                 $"{Math.Round(twinCrops.GetProperty("peak_rss_mib").GetDouble())}");
-        return report;
     }
 
     sealed record StepTimes(double Median, double Mean, long Parameters, IReadOnlyList<string> Notices);

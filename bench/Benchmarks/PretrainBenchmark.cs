@@ -27,7 +27,25 @@ public static class PretrainBenchmark
 {
     const int Batch = 64, Size = 28, Warmup = 2, Timed = 8, Distinct = 4, MemorySteps = 1000, MemoryFirst = 100, MemoryBatch = 16;
 
+    /// <summary>
+    /// What the report is made of: the twins' steps (small on the benchmark's threads, tiny on one), the memory run,
+    /// the fp32 GEMM rate, our step times (small, and tiny on one thread; bf16 only where <see cref="Bf16.Timed"/>) and
+    /// small's FLOPs per step.
+    /// </summary>
+    sealed record Measurements(JsonElement Twin, JsonElement TinyTwin, MemoryProfile Memory, double Fp32Gemm, StepTimes Fp32, StepTimes? Bf16,
+        StepTimes TinyFp32, StepTimes? TinyBf16, StepFlops Flops);
+
     public static BenchReport Run(BenchOptions options)
+    {
+        var measured = Measure(options);
+        var report = new BenchReport("pretrain");
+        AddRows(report, measured);
+        AddFlops(report, measured);
+        AddTimingAndMemory(report, measured);
+        return report;
+    }
+
+    static Measurements Measure(BenchOptions options)
     {
         var config = MedformerConfig.Small;
         var reference = Twin(config, options.Threads);
@@ -44,19 +62,31 @@ public static class PretrainBenchmark
         var tinyBf16 = Bf16.Timed ? Throughput(MedformerConfig.Tiny, Precision.Bf16) : null;
         TorchRuntime.SetThreads(options.Threads);
         var flops = StepFlops.Of(config, fp32.MaskRatio, new RunConfig().Objectives.Keys);
-        double twinStep = reference.GetProperty("step_s").GetDouble();
+        return new Measurements(reference, tinyReference, memory, fp32Gemm, fp32, bf16, tinyFp32, tinyBf16, flops);
+    }
 
-        var report = new BenchReport("pretrain");
-        var fp32Row = report.Add(new BenchRow("small pretrain step fp32", Batch / fp32.MedianStep, Batch / twinStep, "samples/s"));
+    /// <summary>Samples per second of small (the headlines) and of tiny on one thread, against the twin's; the memory run's growth.</summary>
+    static void AddRows(BenchReport report, Measurements m)
+    {
+        double twinStep = m.Twin.GetProperty("step_s").GetDouble();
+        var fp32Row = report.Add(new BenchRow("small pretrain step fp32", Batch / m.Fp32.MedianStep, Batch / twinStep, "samples/s"));
         report.Headline(fp32Row);
-        if (bf16 is not null) report.Headline(report.Add(new BenchRow("small pretrain step bf16", Batch / bf16.MedianStep, Batch / twinStep, "samples/s")));
-        double tinyTwinStep = tinyReference.GetProperty("step_s").GetDouble();
-        report.Add(new BenchRow("tiny pretrain step fp32, 1 thread", Batch / tinyFp32.MedianStep, Batch / tinyTwinStep, "samples/s"));
-        if (tinyBf16 is not null) report.Add(new BenchRow("tiny pretrain step bf16, 1 thread", Batch / tinyBf16.MedianStep, Batch / tinyTwinStep, "samples/s"));
-        report.Add(new BenchRow($"tiny RSS growth, step {MemoryFirst}->{MemorySteps}", memory.Growth, null, "MiB", HigherIsBetter: false));
+        if (m.Bf16 is { } bf16) report.Headline(report.Add(new BenchRow("small pretrain step bf16", Batch / bf16.MedianStep, Batch / twinStep, "samples/s")));
+        double tinyTwinStep = m.TinyTwin.GetProperty("step_s").GetDouble();
+        report.Add(new BenchRow("tiny pretrain step fp32, 1 thread", Batch / m.TinyFp32.MedianStep, Batch / tinyTwinStep, "samples/s"));
+        if (m.TinyBf16 is { } tinyBf16)
+            report.Add(new BenchRow("tiny pretrain step bf16, 1 thread", Batch / tinyBf16.MedianStep, Batch / tinyTwinStep, "samples/s"));
+        report.Add(new BenchRow($"tiny RSS growth, step {MemoryFirst}->{MemorySteps}", m.Memory.Growth, null, "MiB", HigherIsBetter: false));
+    }
+
+    /// <summary>The mix and model, the FLOPs counted, and model-FLOP utilisation against the GEMM rates (bf16's measured here, where timed).</summary>
+    static void AddFlops(BenchReport report, Measurements m)
+    {
+        var (fp32, flops, fp32Gemm) = (m.Fp32, m.Flops, m.Fp32Gemm);
+        double twinStep = m.Twin.GetProperty("step_s").GetDouble();
         report.Extra("mix", string.Join(", ", fp32.Mix));
         report.Extra("parameters", fp32.Parameters);
-        report.Extra("twin_parameters", reference.GetProperty("parameters").GetInt64());
+        report.Extra("twin_parameters", m.Twin.GetProperty("parameters").GetInt64());
         report.Extra("forward_gflop_per_sample", string.Join(", ", flops.PerObjective.Select(o => $"{o.Key} {o.Value / 1e9:F3}"))
             + $" (inpainting's encoder reads {flops.Visible} of {flops.Tokens} tokens, its decoder {flops.Hidden} queries; simclr: 2 views)");
         report.Extra("step_gflop", Math.Round(flops.Step(Batch) / 1e9, 1));
@@ -66,17 +96,23 @@ public static class PretrainBenchmark
         report.Extra("fp32_gemm_gflops", Math.Round(fp32Gemm));
         report.Extra("mfu_fp32_of_fp32_gemm", Math.Round(flops.Step(Batch) / fp32.MedianStep / 1e9 / fp32Gemm, 3));
         report.Extra("twin_mfu_fp32_of_our_fp32_gemm", Math.Round(flops.Step(Batch) / twinStep / 1e9 / fp32Gemm, 3));
-        if (bf16 is not null)
+        if (m.Bf16 is { } bf16)
         {
             double bf16Gemm = RuntimeBenchmark.GemmRate(ScalarType.BFloat16);
             report.Extra("bf16_gemm_gflops", Math.Round(bf16Gemm));
             report.Extra("mfu_bf16_of_bf16_gemm", Math.Round(flops.Step(Batch) / bf16.MedianStep / 1e9 / bf16Gemm, 3));
             report.Extra("bf16_over_our_fp32", Math.Round(fp32.MedianStep / bf16.MedianStep, 2));
         }
+    }
+
+    /// <summary>Mean rates, how the steps were timed, the memory run's series, the trainer's notices and the peak resident memory (read now).</summary>
+    static void AddTimingAndMemory(BenchReport report, Measurements m)
+    {
+        var (fp32, bf16, memory) = (m.Fp32, m.Bf16, m.Memory);
         Bf16.Note(report);
         report.Extra("mean_samples_per_s",
             $"{(bf16 is null ? "" : $"bf16 {Batch / bf16.MeanStep:F1}, ")}fp32 {Batch / fp32.MeanStep:F1}, twin " +
-                $"{Batch / reference.GetProperty("mean_step_s").GetDouble():F1}");
+                $"{Batch / m.Twin.GetProperty("mean_step_s").GetDouble():F1}");
         report.Extra("timing",
             $"median of {Timed} trainer steps after {Warmup} warm-up, between the trainer's per-step log callbacks (the end-of-run checkpoint is written " +
                 $"after the last one); {Distinct} two-view batches made before timing by the DataLoader with the job's augmentation, a copy per step; the " +
@@ -91,27 +127,15 @@ public static class PretrainBenchmark
         var notices = fp32.Notices.Concat(bf16?.Notices ?? []).Distinct().ToList();
         if (notices.Count > 0) report.Extra("trainer_notices", string.Join(" | ", notices));
         report.Extra("peak_rss_mib", Math.Round(Resident.PeakMiB));
-        report.Extra("twin_peak_rss_mib", Math.Round(reference.GetProperty("peak_rss_mib").GetDouble()));
-        return report;
+        report.Extra("twin_peak_rss_mib", Math.Round(m.Twin.GetProperty("peak_rss_mib").GetDouble()));
     }
 
     /// <summary>The PyTorch twin's steps of the default mix (reference/pretrain.py) in fp32 on <paramref name="threads"/> threads.</summary>
-    static JsonElement Twin(MedformerConfig config, int threads)
-    {
-        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
-        File.WriteAllText(configFile, config.ToJson());
-        try
-        {
-            return PythonReference.Run("pretrain.py", "--threads", threads.ToString(), "--config", configFile,
-                "--batch", Batch.ToString(), "--size", Size.ToString(), "--warmup", Warmup.ToString(), "--steps", Timed.ToString(),
-                "--batches", Distinct.ToString(), "--mix", string.Join(",", new RunConfig().Objectives.Select(o =>
-                    FormattableString.Invariant($"{o.Key}={o.Value.Weight}"))));
-        }
-        finally
-        {
-            File.Delete(configFile);
-        }
-    }
+    static JsonElement Twin(MedformerConfig config, int threads) => PythonReference.WithConfig(config, configFile =>
+        PythonReference.Run("pretrain.py", "--threads", threads.ToString(), "--config", configFile,
+            "--batch", Batch.ToString(), "--size", Size.ToString(), "--warmup", Warmup.ToString(), "--steps", Timed.ToString(),
+            "--batches", Distinct.ToString(), "--mix", string.Join(",", new RunConfig().Objectives.Select(o =>
+                FormattableString.Invariant($"{o.Key}={o.Value.Weight}")))));
 
     sealed record StepTimes(double MedianStep, double MeanStep, long Parameters, double MaskRatio, IReadOnlyList<string> Mix, IReadOnlyList<string> Notices);
 

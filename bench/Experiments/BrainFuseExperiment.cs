@@ -1,6 +1,5 @@
 using System.Diagnostics;
 using System.Globalization;
-using System.Text.Json;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Datasets.Transforms;
@@ -64,8 +63,7 @@ public static class BrainFuseExperiment
         Directory.CreateDirectory(root);
         Console.WriteLine($"  results and models in {root}");
         string cellsFile = Path.Combine(root, $"cells-{settings.Tag}.jsonl");
-        var cells = File.Exists(cellsFile) ? File.ReadAllLines(cellsFile).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<Cell>(l)!).ToList()
-            : [];
+        var cells = JsonLines.Read<Cell>(cellsFile);
         var report = new BenchReport("brainfuse");
         var pretrainMinutes = new Dictionary<string, double>();
         foreach (string name in data)
@@ -128,7 +126,7 @@ public static class BrainFuseExperiment
                     var (top1, top3, top5) = TopK(tuner, testImages, testLabels, testMetas);
                     var cell = new Cell(name, row, seed, top1, top3, top5, (Process.GetCurrentProcess().TotalProcessorTime - cpuBefore).TotalSeconds);
                     cells.Add(cell);
-                    File.AppendAllText(cellsFile, JsonSerializer.Serialize(cell) + "\n");
+                    JsonLines.Append(cellsFile, cell);
                     Console.WriteLine($"  {name}, seed {seed}, {row}: top-1 {top1:P1}, top-3 {top3:P1}, top-5 {top5:P1} ({cell.CpuSeconds:F0} CPU-s)");
                 }
         }

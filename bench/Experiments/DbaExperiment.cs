@@ -35,20 +35,49 @@ public static class DbaExperiment
 
     sealed record Outcome(double Accuracy, double? BestAccuracy, double? LastBatch, double? MeanSelected, double? TrainLoss = null, double? DeadHidden = null);
 
+    /// <summary>The steps, width and seeds of every arm (MEDFORMER_DBA_*).</summary>
+    sealed record Settings(long Steps, long MlpSteps, int Hidden, int Seeds)
+    {
+        public long StepsOf(Arm arm) => arm.Model == Network.Mlp ? MlpSteps : Steps;
+    }
+
     public static BenchReport Run(BenchOptions options)
     {
         string folder = MnistCorpus.FashionMnistFolder;
         if (!File.Exists(Path.Combine(folder, "train-images-idx3-ubyte.gz")) && !File.Exists(Path.Combine(folder, "train-images-idx3-ubyte")))
             throw new FileNotFoundException($"{folder}: Fashion-MNIST is missing; apt-get install dataset-fashion-mnist");
-        long steps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_STEPS") ?? "300");
-        long mlpSteps = long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_MLP_STEPS") ?? "5000");
-        int hidden = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_HIDDEN") ?? "256");
-        int seeds = int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_SEEDS") ?? "2");
+        var settings = new Settings(long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_STEPS") ?? "300"),
+            long.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_MLP_STEPS") ?? "5000"),
+            int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_HIDDEN") ?? "256"),
+            int.Parse(Environment.GetEnvironmentVariable("MEDFORMER_DBA_SEEDS") ?? "2"));
+        var arms = ChosenArms();
+        var (trainImages, trainLabels) = Load(folder, "train");
+        var (testImages, testLabels) = Load(folder, "test");
+        var report = new BenchReport("dba");
+        var means = new Dictionary<string, double>();
+        foreach (var arm in arms)
+        {
+            var (outcomes, seconds) = RunSeeds(arm, settings, trainImages, trainLabels, testImages, testLabels);
+            means[arm.Name] = AddArm(report, arm, settings, outcomes, seconds);
+        }
+        trainImages.Dispose();
+        testImages.Dispose();
+        AddHeadline(report, means);
+        report.Extra("steps", settings.Steps);
+        report.Extra("mlp_steps", settings.MlpSteps);
+        report.Extra("mlp_hidden", settings.Hidden);
+        report.Extra("seeds", settings.Seeds);
+        return report;
+    }
+
+    /// <summary>The arms, in their order (their numbers are MEDFORMER_DBA_ARMS's): the Medformer's first, then the paper's MLP.</summary>
+    static Arm[] Arms()
+    {
         var dba = new BatchAdaptationOptions { Strategy = AdaptationStrategy.GradientNorm, Scope = AdaptationScope.Full, MinBatch = 8, MaxBatch = 64,
             InitialBatch = 32, Delta = 8 };
         var variance = dba with { Strategy = AdaptationStrategy.VarianceNorm };
         const DbaMlp.OptimizerKind Adam = DbaMlp.OptimizerKind.Adam;
-        Arm[] arms =
+        return
         [
             new("1% baseline (batch 64)", 0.01, null),
             new("1% DBA gradient_norm greedy", 0.01, dba),
@@ -84,50 +113,70 @@ public static class DbaExperiment
             new("MLP 10/class DBA variance_norm SGD lr 0.01", 0, variance, Model: Network.Mlp, LearningRate: 0.01, PerClass: 10),
             new("MLP 10/class DBA gradient_norm Adam", 0, dba, Model: Network.Mlp, Optimizer: Adam, PerClass: 10),
         ];
+    }
+
+    /// <summary>The arms MEDFORMER_DBA_ARMS names by number (comma-separated), else all.</summary>
+    static Arm[] ChosenArms()
+    {
+        var arms = Arms();
         if (Environment.GetEnvironmentVariable("MEDFORMER_DBA_ARMS") is { Length: > 0 } pick)
         {
             var chosen = pick.Split(',').Select(int.Parse).ToHashSet();
             arms = [.. arms.Where((_, i) => chosen.Contains(i))];
         }
+        return arms;
+    }
 
-        var (trainImages, trainLabels) = Load(folder, "train");
-        var (testImages, testLabels) = Load(folder, "test");
-        var report = new BenchReport("dba");
-        var means = new Dictionary<string, double>();
-        foreach (var arm in arms)
+    /// <summary>Trains and scores the arm once per seed; each seed's outcome and wall seconds.</summary>
+    static (List<Outcome> Outcomes, List<double> Seconds) RunSeeds(Arm arm, Settings settings, Tensor trainImages, long[] trainLabels, Tensor testImages,
+        long[] testLabels)
+    {
+        var outcomes = new List<Outcome>();
+        var seconds = new List<double>();
+        long armSteps = settings.StepsOf(arm);
+        for (int seed = 0; seed < settings.Seeds; seed++)
         {
-            var outcomes = new List<Outcome>();
-            var seconds = new List<double>();
-            long armSteps = arm.Model == Network.Mlp ? mlpSteps : steps;
-            for (int seed = 0; seed < seeds; seed++)
-            {
-                var clock = Stopwatch.StartNew();
-                var outcome = arm.Model == Network.Mlp
-                    ? TrainMlp(arm, seed, armSteps, hidden, trainImages, trainLabels, testImages, testLabels)
-                    : Train(arm, seed, armSteps, trainImages, trainLabels, testImages, testLabels);
-                clock.Stop();
-                outcomes.Add(outcome);
-                seconds.Add(clock.Elapsed.TotalSeconds);
-                Console.WriteLine($"  {arm.Name}, seed {seed}: test accuracy {outcome.Accuracy:P2}" +
-                    (outcome.BestAccuracy is { } b ? $" (best check {b:P2})" : "") + $", {armSteps} steps, {clock.Elapsed.TotalSeconds:F1} s" +
-                    (outcome.LastBatch is { } s ? $", last batch size {s:F0}" : "") + (outcome.MeanSelected is { } m ? $", mean selected (last 10%) {m:F1}"
-                        : "") +
-                    (outcome.TrainLoss is { } l ? $", train loss (last 10%) {l:G3}" : "") + (outcome.DeadHidden is { } d ? $", dead hidden units {d:P0}" : ""));
-            }
-            var accuracies = outcomes.Select(o => o.Accuracy).ToArray();
-            means[arm.Name] = accuracies.Average();
-            report.Add(new BenchRow($"{arm.Name}: accuracy", accuracies.Average() * 100, null,
-                $"% test after {armSteps} steps (mean of {seeds} seeds: {string.Join(", ", accuracies.Select(a => (a * 100).ToString("F2")))})"));
-            if (outcomes.All(o => o.BestAccuracy is not null))
-                report.Add(new BenchRow($"{arm.Name}: best check", outcomes.Average(o => o.BestAccuracy!.Value) * 100, null,
-                    "% test, best of 10 checks (picked on the test set: optimistic)"));
-            report.Add(new BenchRow($"{arm.Name}: wall time", seconds.Average(), null, "s per run", HigherIsBetter: false));
-            if (outcomes.All(o => o.LastBatch is not null)) report.Add(new BenchRow($"{arm.Name}: last batch size", outcomes.Average(o => o.LastBatch!.Value),
-                null, "samples"));
+            var clock = Stopwatch.StartNew();
+            var outcome = arm.Model == Network.Mlp
+                ? TrainMlp(arm, seed, armSteps, settings.Hidden, trainImages, trainLabels, testImages, testLabels)
+                : Train(arm, seed, armSteps, trainImages, trainLabels, testImages, testLabels);
+            clock.Stop();
+            outcomes.Add(outcome);
+            seconds.Add(clock.Elapsed.TotalSeconds);
+            Console.WriteLine($"  {arm.Name}, seed {seed}: test accuracy {outcome.Accuracy:P2}" +
+                (outcome.BestAccuracy is { } b ? $" (best check {b:P2})" : "") + $", {armSteps} steps, {clock.Elapsed.TotalSeconds:F1} s" +
+                (outcome.LastBatch is { } s ? $", last batch size {s:F0}" : "") + (outcome.MeanSelected is { } m ? $", mean selected (last 10%) {m:F1}"
+                    : "") +
+                (outcome.TrainLoss is { } l ? $", train loss (last 10%) {l:G3}" : "") + (outcome.DeadHidden is { } d ? $", dead hidden units {d:P0}" : ""));
         }
-        trainImages.Dispose();
-        testImages.Dispose();
-        // Headline: the paper's setting if it ran (its best DBA arm against the better of plain SGD and Adam), else the Medformer's.
+        return (outcomes, seconds);
+    }
+
+    /// <summary>
+    /// Adds the arm's rows: mean accuracy over the seeds, the best check and last batch size where it has them, wall
+    /// time; returns the mean accuracy, which the headline compares.
+    /// </summary>
+    static double AddArm(BenchReport report, Arm arm, Settings settings, List<Outcome> outcomes, List<double> seconds)
+    {
+        var accuracies = outcomes.Select(o => o.Accuracy).ToArray();
+        string each = string.Join(", ", accuracies.Select(a => (a * 100).ToString("F2")));
+        report.Add(new BenchRow($"{arm.Name}: accuracy", accuracies.Average() * 100, null,
+            $"% test after {settings.StepsOf(arm)} steps (mean of {settings.Seeds} seeds: {each})"));
+        if (outcomes.All(o => o.BestAccuracy is not null))
+            report.Add(new BenchRow($"{arm.Name}: best check", outcomes.Average(o => o.BestAccuracy!.Value) * 100, null,
+                "% test, best of 10 checks (picked on the test set: optimistic)"));
+        report.Add(new BenchRow($"{arm.Name}: wall time", seconds.Average(), null, "s per run", HigherIsBetter: false));
+        if (outcomes.All(o => o.LastBatch is not null)) report.Add(new BenchRow($"{arm.Name}: last batch size", outcomes.Average(o => o.LastBatch!.Value),
+            null, "samples"));
+        return accuracies.Average();
+    }
+
+    /// <summary>
+    /// The headline: the paper's setting if it ran (its best DBA arm against the better of plain SGD and Adam), else the
+    /// Medformer's (its best adaptive arm against the 1% baseline); none when neither pair ran.
+    /// </summary>
+    static void AddHeadline(BenchReport report, Dictionary<string, double> means)
+    {
         var plainMlp = means.Where(m => m.Key.StartsWith("MLP 1% S", StringComparison.Ordinal) || m.Key.StartsWith("MLP 1% Adam",
             StringComparison.Ordinal)).OrderByDescending(m => m.Value).FirstOrDefault();
         var dbaMlp = means.Where(m => m.Key.StartsWith("MLP 1% DBA", StringComparison.Ordinal)).OrderByDescending(m => m.Value).FirstOrDefault();
@@ -139,11 +188,6 @@ public static class DbaExperiment
         else if (adaptive.Key is not null && means.TryGetValue("1% baseline (batch 64)", out double baseline))
             report.Headline(report.Add(new BenchRow($"best 1% adaptive vs 1% baseline ({adaptive.Key})", adaptive.Value * 100, baseline * 100,
                 "% test accuracy")));
-        report.Extra("steps", steps);
-        report.Extra("mlp_steps", mlpSteps);
-        report.Extra("mlp_hidden", hidden);
-        report.Extra("seeds", seeds);
-        return report;
     }
 
     /// <summary>

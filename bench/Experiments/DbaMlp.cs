@@ -58,9 +58,7 @@ internal sealed class DbaMlp : IDisposable
             : torch.optim.Adam(parameters, learningRate);
         var adaptation = adaptationOptions is { Enabled: true } o ? new BatchAdaptation(o) : null;
         using var random = new Generator((ulong)(1000 + seed));
-        long n = images.shape[0];
-        long[] order = [];
-        long cursor = n;
+        var batches = new EpochSampler(images.shape[0], random);
         double best = 0, accuracy = 0;
         long evaluateEvery = Math.Max(1, steps / Math.Max(1, evaluations));
         var selectedTail = new List<int>();
@@ -69,14 +67,7 @@ internal sealed class DbaMlp : IDisposable
         for (long step = 0; step < steps; step++)
         {
             using var scope = NewDisposeScope();
-            int size = (int)Math.Min(n, adaptation?.CurrentBatch ?? batch);
-            if (cursor + size > n)
-            {
-                order = randperm(n, generator: random).data<long>().ToArray();
-                cursor = 0;
-            }
-            var index = tensor(order[(int)cursor..(int)(cursor + size)]);
-            cursor += size;
+            var index = batches.Next((int)Math.Min(images.shape[0], adaptation?.CurrentBatch ?? batch));
             var x = images.index_select(0, index);
             var y = labels.index_select(0, index);
             var preActivation = network.hiddenLayer.call(x);
@@ -108,6 +99,30 @@ internal sealed class DbaMlp : IDisposable
         }
         return new Result(accuracy, best, adaptation?.CurrentBatch, selectedTail.Count > 0 ? selectedTail.Average() : null, lossTail.Average(),
             network.DeadHidden(testImages));
+    }
+
+    /// <summary>
+    /// Sample indices drawn without replacement, epoch by epoch: a new permutation when what is left of the current one
+    /// is shorter than the batch (the rest is skipped).
+    /// </summary>
+    sealed class EpochSampler(long count, Generator random)
+    {
+        readonly long count = count;
+        long[] order = [];
+        long cursor = count;
+
+        /// <summary>The next <paramref name="size"/> indices (≤ the count), as an int64 tensor.</summary>
+        public Tensor Next(int size)
+        {
+            if (cursor + size > count)
+            {
+                order = randperm(count, generator: random).data<long>().ToArray();
+                cursor = 0;
+            }
+            var index = tensor(order[(int)cursor..(int)(cursor + size)]);
+            cursor += size;
+            return index;
+        }
     }
 
     /// <summary>Selects the layer's subset and leaves that subset's mean gradient in its weight and bias; returns the subset's size.</summary>

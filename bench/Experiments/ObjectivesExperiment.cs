@@ -1,5 +1,4 @@
 using System.Diagnostics;
-using System.Text.Json;
 using Medformer.Datasets;
 using Medformer.Datasets.Corpora;
 using Medformer.Pretrain;
@@ -24,7 +23,57 @@ public static class ObjectivesExperiment
 
     sealed record Cell(string Arm, double Fraction, int Seed, string Kind, double Accuracy);
 
+    /// <summary>The protocol, from MEDFORMER_OBJECTIVES_*; <see cref="Root"/> holds the models and the finished cells.</summary>
+    sealed record Settings(string[] Arms, long Steps, long FineTuneSteps, int Seeds, double[] Fractions, string Root);
+
+    /// <summary>The stacked test split every cell is scored on.</summary>
+    sealed record TestSplit(Tensor Images, Tensor Labels, IReadOnlyList<SampleMeta> Metas);
+
+    /// <summary>
+    /// The finished cells, kept in <paramref name="file"/> as each finishes: an interrupted run picks up where it
+    /// stopped.
+    /// </summary>
+    sealed class CellLog(string file)
+    {
+        public List<Cell> Cells { get; } = JsonLines.Read<Cell>(file);
+
+        public void Record(Cell cell)
+        {
+            Cells.Add(cell);
+            JsonLines.Append(file, cell);
+            Console.WriteLine($"  {cell.Arm}, {cell.Fraction:P0}, seed {cell.Seed}: {cell.Kind} {cell.Accuracy:P1}");
+        }
+
+        public bool Done(string arm, double fraction, int seed, string kind) =>
+            Cells.Any(c => c.Arm == arm && c.Fraction == fraction && c.Seed == seed && c.Kind == kind);
+    }
+
     public static BenchReport Run(BenchOptions options)
+    {
+        var settings = ReadSettings();
+        Directory.CreateDirectory(settings.Root);
+        Console.WriteLine($"  results and models in {settings.Root}");
+        var cells = new CellLog(Path.Combine(settings.Root, $"cells-{settings.Steps}-{settings.FineTuneSteps}.jsonl"));
+
+        using var train = Phantom.Open(PhantomSpec.Default2d, "train");
+        using var test = Phantom.Open(PhantomSpec.Default2d, "test");
+        var (testImages, testLabels, testMetas) = PaysExperiment.Stack(test, [.. Enumerable.Range(0, (int)test.Count)]);
+        using var _ = testImages;
+        using var __ = testLabels;
+        var trainLabels = Enumerable.Range(0, (int)train.Count).Select(i => PaysExperiment.Label(train, i)).ToArray();
+        var pretrainMinutes = new Dictionary<string, double>();
+        foreach (string arm in settings.Arms)
+            RunArm(arm, settings, cells, train, trainLabels, new TestSplit(testImages, testLabels, testMetas), pretrainMinutes);
+
+        var report = new BenchReport("objectives");
+        Table(report, settings, cells.Cells);
+        foreach (var (arm, minutes) in pretrainMinutes) report.Extra($"pretrain_cpu_minutes_{arm}", Math.Round(minutes, 1));
+        report.Extra("pretrain_steps", settings.Steps);
+        report.Extra("fine_tune_steps", settings.FineTuneSteps);
+        return report;
+    }
+
+    static Settings ReadSettings()
     {
         string[] arms = (Environment.GetEnvironmentVariable("MEDFORMER_OBJECTIVES_ARMS") ?? $"{Scratch},{string.Join(',', RunConfig.ObjectiveNames)},{Mix}")
             .Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
@@ -37,65 +86,47 @@ public static class ObjectivesExperiment
             if (arm != Scratch && arm != Mix && !arm.Split('+').All(RunConfig.ObjectiveNames.Contains))
                 throw new ArgumentException($"MEDFORMER_OBJECTIVES_ARMS: unknown arm '{arm}' (known: {Scratch}, " +
                     $"{string.Join(", ", RunConfig.ObjectiveNames)}, {Mix}, or objectives joined by '+')");
-        Directory.CreateDirectory(root);
-        Console.WriteLine($"  results and models in {root}");
+        return new Settings(arms, steps, fineTuneSteps, seeds, fractions, root);
+    }
 
-        // Finished cells, one JSON line each: an interrupted run picks up where it stopped.
-        string cellsFile = Path.Combine(root, $"cells-{steps}-{fineTuneSteps}.jsonl");
-        var cells = File.Exists(cellsFile)
-            ? File.ReadAllLines(cellsFile).Where(l => l.Length > 0).Select(l => JsonSerializer.Deserialize<Cell>(l)!).ToList()
-            : [];
-        void Record(Cell cell)
-        {
-            cells.Add(cell);
-            File.AppendAllText(cellsFile, JsonSerializer.Serialize(cell) + "\n");
-            Console.WriteLine($"  {cell.Arm}, {cell.Fraction:P0}, seed {cell.Seed}: {cell.Kind} {cell.Accuracy:P1}");
-        }
-        bool Done(string arm, double fraction, int seed, string kind) =>
-            cells.Any(c => c.Arm == arm && c.Fraction == fraction && c.Seed == seed && c.Kind == kind);
-
-        using var train = Phantom.Open(PhantomSpec.Default2d, "train");
-        using var test = Phantom.Open(PhantomSpec.Default2d, "test");
-        var (testImages, testLabels, testMetas) = PaysExperiment.Stack(test, [.. Enumerable.Range(0, (int)test.Count)]);
-        using var _ = testImages;
-        using var __ = testLabels;
-        var trainLabels = Enumerable.Range(0, (int)train.Count).Select(i => PaysExperiment.Label(train, i)).ToArray();
-        var pretrainMinutes = new Dictionary<string, double>();
-
-        foreach (string arm in arms)
-        {
-            string modelDir = arm == Scratch ? "" : Pretrain(arm, steps, Path.Combine(root, $"{arm}-{steps}"), pretrainMinutes);
-            var config = arm == Scratch ? MedformerConfig.Tiny : Checkpoint.ReadConfig(modelDir);
-            foreach (double fraction in fractions)
-                for (int seed = 0; seed < seeds; seed++)
+    /// <summary>Pretrains the arm (or reuses its model), then probes and fine-tunes each fraction and seed not yet done.</summary>
+    static void RunArm(string arm, Settings settings, CellLog cells, ICorpus train, long[] trainLabels, TestSplit test,
+        Dictionary<string, double> pretrainMinutes)
+    {
+        string modelDir = arm == Scratch ? "" : Pretrain(arm, settings.Steps, Path.Combine(settings.Root, $"{arm}-{settings.Steps}"), pretrainMinutes);
+        var config = arm == Scratch ? MedformerConfig.Tiny : Checkpoint.ReadConfig(modelDir);
+        foreach (double fraction in settings.Fractions)
+            for (int seed = 0; seed < settings.Seeds; seed++)
+            {
+                if (cells.Done(arm, fraction, seed, "probe") && cells.Done(arm, fraction, seed, "fine-tuned")) continue;
+                var (images, labels, _) = PaysExperiment.Stack(train, FewLabels.Fraction(trainLabels, fraction, seed));
+                using (images)
+                using (labels)
+                using (var subset = new TensorCorpus("phantom/labelled", images, labels))
                 {
-                    if (Done(arm, fraction, seed, "probe") && Done(arm, fraction, seed, "fine-tuned")) continue;
-                    var (images, labels, _) = PaysExperiment.Stack(train, FewLabels.Fraction(trainLabels, fraction, seed));
-                    using (images)
-                    using (labels)
-                    using (var subset = new TensorCorpus("phantom/labelled", images, labels))
-                    {
-                        bool pretrained = arm != Scratch;
-                        if (!Done(arm, fraction, seed, "probe"))
-                            Record(new Cell(arm, fraction, seed, "probe",
-                                PaysExperiment.Probe(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas)));
-                        if (!Done(arm, fraction, seed, "fine-tuned"))
-                            Record(new Cell(arm, fraction, seed, "fine-tuned",
-                                FineTunedAccuracy(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, testImages, testLabels, testMetas,
-                                    fineTuneSteps, seed)));
-                    }
+                    bool pretrained = arm != Scratch;
+                    if (!cells.Done(arm, fraction, seed, "probe"))
+                        cells.Record(new Cell(arm, fraction, seed, "probe",
+                            PaysExperiment.Probe(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, test.Images, test.Labels, test.Metas)));
+                    if (!cells.Done(arm, fraction, seed, "fine-tuned"))
+                        cells.Record(new Cell(arm, fraction, seed, "fine-tuned",
+                            FineTunedAccuracy(PaysExperiment.Encoder(config, modelDir, pretrained, seed), subset, test.Images, test.Labels, test.Metas,
+                                settings.FineTuneSteps, seed)));
                 }
-        }
+            }
+    }
 
-        var report = new BenchReport("objectives");
+    /// <summary>Prints the Markdown table (mean ± std over the seeds) and adds a row for each of its cells that has results.</summary>
+    static void Table(BenchReport report, Settings settings, List<Cell> cells)
+    {
         Console.WriteLine();
-        Console.WriteLine($"| tiny, {steps} pretraining steps | " + string.Join(" | ", fractions.SelectMany(f => new[] { $"probe {f:P0}",
+        Console.WriteLine($"| tiny, {settings.Steps} pretraining steps | " + string.Join(" | ", settings.Fractions.SelectMany(f => new[] { $"probe {f:P0}",
             $"fine-tuned {f:P0}" })) + " |");
-        Console.WriteLine("| --- |" + string.Concat(Enumerable.Repeat(" --- |", 2 * fractions.Length)));
-        foreach (string arm in arms)
+        Console.WriteLine("| --- |" + string.Concat(Enumerable.Repeat(" --- |", 2 * settings.Fractions.Length)));
+        foreach (string arm in settings.Arms)
         {
             var line = new List<string>();
-            foreach (double fraction in fractions)
+            foreach (double fraction in settings.Fractions)
                 foreach (string kind in new[] { "probe", "fine-tuned" })
                 {
                     var values = cells.Where(c => c.Arm == arm && c.Fraction == fraction && c.Kind == kind).Select(c => c.Accuracy).ToList();
@@ -111,10 +142,6 @@ public static class ObjectivesExperiment
             Console.WriteLine($"| {arm} | {string.Join(" | ", line)} |");
         }
         Console.WriteLine();
-        foreach (var (arm, minutes) in pretrainMinutes) report.Extra($"pretrain_cpu_minutes_{arm}", Math.Round(minutes, 1));
-        report.Extra("pretrain_steps", steps);
-        report.Extra("fine_tune_steps", fineTuneSteps);
-        return report;
     }
 
     /// <summary>Pretrains <c>tiny</c> on the phantom with one objective (or the default mix); reuses a finished model.</summary>

@@ -26,6 +26,24 @@ public static class PythonReference
         string last = stdout.Split('\n', StringSplitOptions.RemoveEmptyEntries)[^1];
         return JsonDocument.Parse(last).RootElement.Clone();
     }
+
+    /// <summary>
+    /// Runs <paramref name="run"/> with the path of a temporary file holding <paramref name="config"/> as JSON (what the
+    /// scripts' --config reads), and deletes the file after it, whether or not it throws.
+    /// </summary>
+    public static T WithConfig<T>(MedformerConfig config, Func<string, T> run)
+    {
+        string configFile = Path.Combine(Path.GetTempPath(), $"medformer-bench-{Guid.NewGuid():N}.json");
+        File.WriteAllText(configFile, config.ToJson());
+        try
+        {
+            return run(configFile);
+        }
+        finally
+        {
+            File.Delete(configFile);
+        }
+    }
 }
 
 static class BenchPaths
