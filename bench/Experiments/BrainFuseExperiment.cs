@@ -23,7 +23,8 @@ namespace Medformer.Bench;
 /// it stopped. Settings: MEDFORMER_BRAINFUSE_DATA (phantom3d,fashion-mnist), _STEPS (pretraining, 600), _FT_STEPS
 /// (fine-tuning, 300), _SEEDS (3), _FRACTION (of the training labels, 0.05 on the phantom's 1,000 volumes, 0.01 on
 /// Fashion-MNIST: 60 per class), _SIZE (the phantom's volume side, 28), _TEST (test samples scored, all), _BATCH
-/// (32), _PARTS (2), _ALPHA (1), _SHARE (0.5), _CONSISTENCY (λ, 1), _PRECISION (bf16). An experiment: no PyTorch reference.
+/// (32), _PARTS (2), _ALPHA (1), _SHARE (0.5), _CONSISTENCY (λ, 1), _PRECISION (the trainer's default, fp32: <c>tiny</c> trains
+/// faster in it). An experiment: no PyTorch reference.
 /// </summary>
 public static class BrainFuseExperiment
 {
@@ -54,7 +55,7 @@ public static class BrainFuseExperiment
             int.Parse(Env("TEST", "0"), CultureInfo.InvariantCulture), int.Parse(Env("BATCH", "32"), CultureInfo.InvariantCulture),
             int.Parse(Env("PARTS", "2"), CultureInfo.InvariantCulture), double.Parse(Env("ALPHA", "1"), CultureInfo.InvariantCulture),
             double.Parse(Env("SHARE", "0.5"), CultureInfo.InvariantCulture), double.Parse(Env("CONSISTENCY", "1"), CultureInfo.InvariantCulture),
-            Env("PRETRAIN", "0") == "1", PrecisionNames.Parse(Env("PRECISION", "bf16")));
+            Env("PRETRAIN", "0") == "1", PrecisionNames.Parse(Env("PRECISION", new FineTuneOptions().Precision.Name())));
         foreach (string d in data)
             if (d is not ("phantom3d" or "fashion-mnist"))
                 throw new ArgumentException($"MEDFORMER_BRAINFUSE_DATA: unknown data set '{d}' (phantom3d, fashion-mnist)");
