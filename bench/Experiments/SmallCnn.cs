@@ -14,9 +14,11 @@ namespace Medformer.Bench;
 
 /// <summary>
 /// The small CNN that <c>bench/run pays</c> trains from scratch beside Medformer (issue 32's baseline): three 3×3
-/// convolutions (32, 64, 128 channels) with ReLU, a 2× max-pool after the first two, a global average, and a linear
-/// classifier. 2D for [B,C,H,W], 3D for [B,C,D,H,W]. Its PyTorch twin is bench/reference/cnn.py (same state_dict
-/// keys: features.0/3/6, classifier).
+/// convolutions (32, 64, 128 channels), each with batch norm and ReLU, a 2× max-pool after the first two, a global
+/// average, and a linear classifier. 2D for [B,C,H,W], 3D for [B,C,D,H,W]. Its PyTorch twin is bench/reference/cnn.py
+/// (same state_dict keys: features.0/4/8 the convolutions, features.1/5/9 the norms, classifier). Batch norm because
+/// without it the net under-fitted: 1,000 steps on 143 digits ended at a training loss of 0.61 and 80% on the test
+/// split, 10 points under a linear model on the same pixels.
 /// </summary>
 public sealed class SmallCnn : nn.Module<Tensor, Tensor>
 {
@@ -27,10 +29,12 @@ public sealed class SmallCnn : nn.Module<Tensor, Tensor>
     {
         if (spatialAxes is not (2 or 3)) throw new ArgumentException($"SmallCnn: spatial axes must be 2 or 3, not {spatialAxes}");
         nn.Module<Tensor, Tensor> Conv(long input, long output) => spatialAxes == 2
-            ? nn.Conv2d(input, output, kernel_size: 3, padding: 1)
-            : nn.Conv3d(input, output, kernel_size: 3, padding: 1);
+            ? nn.Conv2d(input, output, kernel_size: 3, padding: 1, bias: false)   // the norm's shift is the bias
+            : nn.Conv3d(input, output, kernel_size: 3, padding: 1, bias: false);
+        nn.Module<Tensor, Tensor> Norm(long channels) => spatialAxes == 2 ? nn.BatchNorm2d(channels) : nn.BatchNorm3d(channels);
         nn.Module<Tensor, Tensor> Pool() => spatialAxes == 2 ? nn.MaxPool2d(kernel_size: 2) : nn.MaxPool3d(kernel_size: 2);
-        features = nn.Sequential(Conv(inChannels, 32), nn.ReLU(), Pool(), Conv(32, 64), nn.ReLU(), Pool(), Conv(64, 128), nn.ReLU());
+        features = nn.Sequential(Conv(inChannels, 32), Norm(32), nn.ReLU(), Pool(), Conv(32, 64), Norm(64), nn.ReLU(), Pool(), Conv(64, 128), Norm(128),
+            nn.ReLU());
         classifier = nn.Linear(128, classes);
         RegisterComponents();
     }
