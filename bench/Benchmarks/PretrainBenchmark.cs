@@ -154,8 +154,8 @@ public static class PretrainBenchmark
         public double Growth => AtLast - AtFirst;
     }
 
-    /// <summary>The memory run's precision: bf16 where the CPU has it (the job's default), else fp32.</summary>
-    static Precision MemoryPrecision => Bf16.Timed ? Precision.Bf16 : Precision.Fp32;
+    /// <summary>The memory run's precision: the job's default (fp32).</summary>
+    static Precision MemoryPrecision => new RunConfig().ParsePrecision("run config");
 
     /// <summary>Resident memory after step <see cref="MemoryFirst"/> and after step <see cref="MemorySteps"/> of a run in
     /// <see cref="MemoryPrecision"/>.</summary>
@@ -179,6 +179,7 @@ public static class PretrainBenchmark
         string output = Directory.CreateTempSubdirectory("medformer-bench-pretrain-").FullName;
         try
         {
+            // As PretrainJob builds the objectives of its default mix; one the twin lacks is an error, not a silent mismatch.
             var unknown = job.Objectives.Keys.FirstOrDefault(k => k is not ("inpainting" or "rotation" or "simclr"));
             if (unknown is not null)
                 throw new InvalidOperationException($"the pretraining job's default mix has '{unknown}', which bench/reference/pretrain.py has no twin of");
@@ -204,7 +205,6 @@ public static class PretrainBenchmark
         }
     }
 
-    /// <summary>As PretrainJob builds the objectives of its default mix; one the twin lacks is an error, not a silent mismatch.</summary>
     /// <summary><see cref="Distinct"/> batches of two views, augmented as the job does, from random images in memory.</summary>
     internal static List<Batch> MakeBatches(MedformerConfig config, RunConfig job, int batchSize)
     {
