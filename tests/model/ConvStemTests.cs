@@ -101,46 +101,14 @@ public sealed class ConvStemTests(ITestOutputHelper output) : IDisposable
     public void OutputsAndGradientsMatchThePyTorchTwin()
     {
         Seeding.SeedEverything(12);
-        using var model = new MedformerModel(Conv with { Repeats = 2, CrossAttentionHeads = 2 });
         string dir = Path.Combine(folder, "parity");
-        using var scope = NewDisposeScope();
-        LatentKey[] keys2 = [new("chest", "xray", "rotation"), new("brain", "mri", "rotation"), new("unknown", "ct", "simclr")];
-        LatentKey[] keys3 = [new("lung", "ct", "inpainting"), new("kidney", "mri", "inpainting")];
-        long[] querySize = [6, 10];
-        var x2 = randn(3, 1, 16, 20);
-        var x3 = randn([2, 3, 8, 8, 12]);
-        var z2 = model.forward(x2, keys2);
-        var z3 = model.forward(x3, keys3);
-        var decoded = model.Decode(z2, model.PositionQueries(querySize));
-        var (w2, w3, w4) = (randn_like(z2), randn_like(z3), randn_like(decoded));
-        ((z2 * w2).sum() + (z3 * w3).sum() + (decoded * w4).sum()).backward();
-
-        Checkpoint.Save(model, dir);
-        var io = new Dictionary<string, Tensor>
-        {
-            ["x2"] = x2, ["x3"] = x3, ["w2"] = w2, ["w3"] = w3, ["w4"] = w4,
-            ["z2"] = z2.detach(), ["z3"] = z3.detach(), ["out"] = decoded.detach(),
-        };
-        foreach (var (name, parameter) in model.named_parameters())
-            if (parameter.grad is { } grad) io["grad." + name] = grad;
-        var meta = new Dictionary<string, string>
-        {
-            ["keys2"] = JsonSerializer.Serialize(keys2.Select(k => new[] { k.Organ, k.Modality, k.Task })),
-            ["keys3"] = JsonSerializer.Serialize(keys3.Select(k => new[] { k.Organ, k.Modality, k.Task })),
-            ["query_size"] = JsonSerializer.Serialize(querySize),
-        };
-        Safetensors.Save(io, Path.Combine(dir, "io.safetensors"), meta);
-
-        var result = Repo.Run("/usr/bin/python3", [Path.Combine(Repo.Root, "tests", "reference", "medformer_parity.py"), dir]);
-        output.WriteLine(result.Stdout + result.Stderr);
-        Assert.Equal(0, result.ExitCode);
-        using var report = JsonDocument.Parse(result.Stdout);
+        using var report = ParityTests.RunTwin(Conv with { Repeats = 2, CrossAttentionHeads = 2 }, dir, output, out string stdout);
         var root = report.RootElement;
         Assert.Empty(root.GetProperty("missing_in_ours").EnumerateArray());
         Assert.Empty(root.GetProperty("extra_in_ours").EnumerateArray());
         Assert.True(root.GetProperty("grads_compared").GetInt32() > 40);
-        Assert.True(root.GetProperty("max_output_error").GetDouble() < 1e-5, "outputs differ: " + result.Stdout);
-        Assert.True(root.GetProperty("max_grad_error").GetDouble() < 1e-4, "gradients differ: " + result.Stdout);
+        Assert.True(root.GetProperty("max_output_error").GetDouble() < 1e-5, "outputs differ: " + stdout);
+        Assert.True(root.GetProperty("max_grad_error").GetDouble() < 1e-4, "gradients differ: " + stdout);
     }
 
     [Fact]
